@@ -1,0 +1,24 @@
+//! The codext protocol, shared by `codext-helper` (the server) and `codext`
+//! (the agent): keys, one-time tokens, the v1 puzzle and its answer, the
+//! SSH host-key fingerprints a puzzle binds, and the channels puzzles and
+//! answers travel through.
+//!
+//! `docs/PROTOCOL.md` is the written specification; the test vectors in
+//! `docs/test-vectors/` are checked against this code by the tests.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod answer;
+pub mod encoding;
+pub mod error;
+pub mod hostkeys;
+pub mod keys;
+pub mod puzzle;
+pub mod time;
+pub mod token;
+
+pub use answer::Answer;
+pub use error::{Error, Result};
+pub use keys::{Fingerprint, PrivateKey, PublicKey};
+pub use puzzle::{OpenedPuzzle, Puzzle, PuzzleContent};
+pub use token::Token;
