@@ -14,6 +14,7 @@ pub mod error;
 pub mod hostkeys;
 pub mod keys;
 pub mod puzzle;
+pub mod random;
 pub mod time;
 pub mod token;
 

@@ -8,9 +8,8 @@
 //! token. Comparisons are constant-time (`subtle`).
 
 use crate::encoding::{b32_decode, b32_encode};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use codext_wire::UserName;
-use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -37,9 +36,10 @@ impl fmt::Debug for Token {
 impl Token {
     /// 32 bytes from the OS random generator.
     pub fn generate() -> Result<Token> {
-        let mut t = Zeroizing::new([0u8; TOKEN_LEN]);
-        OsRng.try_fill_bytes(t.as_mut()).map_err(|e| Error::Random(e.to_string()))?;
-        Ok(Token(t))
+        // Filled in place, so no copy of the token is left on the stack.
+        let mut t = Token(Zeroizing::new([0u8; TOKEN_LEN]));
+        crate::random::fill(t.0.as_mut())?;
+        Ok(t)
     }
 
     /// Wraps raw token bytes.

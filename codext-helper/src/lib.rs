@@ -1,1 +1,19 @@
-//! placeholder
+//! `codext-helper`: the root side of codext.
+//!
+//! It holds the server key, issues puzzles, keeps the pending state (token
+//! hashes only), arms users by announcing them to NSS, answers the PAM
+//! module's questions over a root-only socket, creates accounts just in
+//! time with `useradd` and removes them — processes, home, record — when
+//! their last session closes.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod accounts;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod ops;
+pub mod store;
+pub mod sys;
+pub mod userdb;

@@ -1,0 +1,193 @@
+//! The command line: `init`, `issue`, `answer`, `status`, `revoke`,
+//! `serve` and `audit verify`. Each failure prints one line on stderr and
+//! exits non-zero (2: bad input or configuration, 3: refused, 1: other).
+
+use crate::config::{Config, DEFAULT_PATH};
+use crate::error::{HelperError, Result};
+use crate::ops::Helper;
+use clap::{Parser, Subcommand};
+use codext_core::keys::PublicKey;
+use codext_core::time::rfc3339;
+use codext_wire::UserName;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "codext-helper", version, about = "Root side of codext: puzzles, pending users, just-in-time accounts")]
+struct Cli {
+    /// Configuration file (a missing file means the defaults).
+    #[arg(long, global = true, default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the server key (if missing), the codext group and the state folder.
+    Init {
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a puzzle for an agent key (manual channel): prints the puzzle.
+    Issue {
+        /// The agent's OpenSSH ssh-rsa public key file.
+        #[arg(long)]
+        client_key: PathBuf,
+        /// How long the puzzle may stay unanswered (e.g. 10m).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept an agent's answer (manual channel): arms the user.
+    Answer {
+        /// The answer line, user-<hex>-<proof>.
+        text: String,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show pending, armed and logged-in users.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a user: forget its puzzle, or end its sessions and remove its account.
+    Revoke {
+        /// The user name.
+        user: String,
+    },
+    /// Run the daemon (foreground).
+    Serve,
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain of the audit trail.
+    Verify,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 90s or 10m: {e}"))?;
+    if d.as_secs() == 0 || d.as_secs() > 7 * 24 * 3600 {
+        return Err(format!("{s:?} must be between 1s and 7 days"));
+    }
+    Ok(d)
+}
+
+/// Runs the CLI; returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("codext-helper: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = Config::load(&cli.config)?;
+    if let Command::Serve = cli.command {
+        return crate::daemon::serve(cfg);
+    }
+    if let Command::Audit { command: AuditCommand::Verify } = cli.command {
+        let n = crate::audit::verify(&cfg.audit_log, &cfg.state_dir)
+            .map_err(|e| HelperError::Refused(format!("audit trail {}: {e}", cfg.audit_log.display())))?;
+        println!("audit trail intact: {n} entries");
+        return Ok(());
+    }
+    let helper = Helper::new(cfg)?;
+    match cli.command {
+        Command::Init { json } => {
+            let r = helper.init()?;
+            if json {
+                print_json(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                println!("server public key: {}", r.server_public_key);
+                println!("fingerprint:       {}", r.fingerprint);
+                println!("group:             {} (gid {})", r.group, r.gid);
+                println!("Give the public key file to the agent; it pins it with `codext solve --server-key`.");
+            }
+        }
+        Command::Issue { client_key, ttl, json } => {
+            let key = PublicKey::load(&client_key)?;
+            let issued = helper.issue(&key, ttl, "manual")?;
+            if json {
+                print_json(&serde_json::json!({
+                    "user": issued.user,
+                    "uid": issued.uid,
+                    "puzzle": issued.puzzle,
+                    "puzzle_id": issued.puzzle_id,
+                    "expires_at": rfc3339(issued.expires_at),
+                    "expires_at_unix": issued.expires_at,
+                }));
+            } else {
+                eprintln!("puzzle for {} (uid {}), answer by {}:", issued.user, issued.uid, rfc3339(issued.expires_at));
+                println!("{}", issued.puzzle);
+            }
+        }
+        Command::Answer { text, json } => {
+            let e = helper.answer(&text, "cli")?;
+            let login_by = e.login_by.map(rfc3339).unwrap_or_default();
+            if json {
+                print_json(&serde_json::json!({"user": e.user, "uid": e.uid, "armed": true, "login_by": login_by}));
+            } else {
+                println!("{} is armed (uid {}); it may log in until {login_by}", e.user, e.uid);
+            }
+        }
+        Command::Status { json } => {
+            let entries = helper.status()?;
+            if json {
+                let list: Vec<_> = entries
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "user": e.user, "uid": e.uid, "phase": e.phase, "channel": e.channel,
+                            "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
+                            "sessions": e.sessions.len(), "answer_by": rfc3339(e.answer_by),
+                            "login_by": e.login_by.map(rfc3339), "grant_until": e.grant_until.map(rfc3339),
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::Value::Array(list));
+            } else if entries.is_empty() {
+                println!("no codext users");
+            } else {
+                println!("{:<18} {:>6} {:<9} {:>8} {:<20}", "USER", "UID", "PHASE", "SESSIONS", "DEADLINE");
+                for e in entries {
+                    let deadline = e.grant_until.or(e.login_by).unwrap_or(e.answer_by);
+                    let phase = format!("{:?}", e.phase).to_lowercase();
+                    println!("{:<18} {:>6} {:<9} {:>8} {:<20}", e.user, e.uid, phase, e.sessions.len(), rfc3339(deadline));
+                }
+            }
+        }
+        Command::Revoke { user } => {
+            let user = UserName::parse(&user).map_err(|e| HelperError::Input(format!("{user:?}: {e}")))?;
+            helper.revoke(&user, "operator")?;
+            println!("{user} revoked");
+        }
+        Command::Serve | Command::Audit { .. } => {}
+    }
+    Ok(())
+}

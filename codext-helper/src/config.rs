@@ -1,0 +1,287 @@
+//! `helper.toml`: versioned, unknown keys rejected, a missing file means
+//! the safe defaults below. Every path is absolute; durations are written
+//! like `"10m"` or `"8h"`.
+
+use crate::error::{HelperError, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default location of the configuration file.
+pub const DEFAULT_PATH: &str = "/etc/codext/helper.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// The server's private key (PKCS#8 PEM, 0600); its public half is
+    /// `<server_key>.pub`.
+    pub server_key: PathBuf,
+    /// Pending state, the uid cursor and the audit chain head (0700).
+    pub state_dir: PathBuf,
+    /// The daemon's socket (its folder is created 0700).
+    pub socket: PathBuf,
+    /// Where user records are announced to nss-systemd.
+    pub userdb_dir: PathBuf,
+    /// The append-only audit trail.
+    pub audit_log: PathBuf,
+    /// This server's identity in puzzles; empty means the host name.
+    pub server_id: String,
+    /// Folder searched for `ssh_host_*_key.pub` when `host_keys` is empty.
+    pub host_key_dir: PathBuf,
+    /// Explicit host public key files to bind into puzzles.
+    pub host_keys: Vec<PathBuf>,
+    /// PAM services allowed to use the daemon (checked by the daemon too).
+    pub pam_services: Vec<String>,
+    /// Temporary accounts.
+    pub accounts: Accounts,
+    /// Attempt and rate limits.
+    pub limits: Limits,
+    /// Time limits.
+    pub ttl: Ttl,
+}
+
+/// How temporary accounts look.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Accounts {
+    /// Lowest uid handed out.
+    pub uid_min: u32,
+    /// Highest uid handed out.
+    pub uid_max: u32,
+    /// The one group all temporary users share (created by `init`).
+    pub group: String,
+    /// Parent of the home folders.
+    pub home_base: PathBuf,
+    /// Login shell.
+    pub shell: PathBuf,
+}
+
+/// Attempt limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wrong passwords (or wrong answers) before a puzzle is revoked.
+    pub max_attempts: u32,
+    /// Failed verifications allowed per source address per minute.
+    pub failures_per_source_per_minute: u32,
+}
+
+/// Time limits, as humantime strings in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ttl {
+    /// How long a puzzle may stay unanswered.
+    #[serde(with = "humantime_serde_compat")]
+    pub puzzle: Duration,
+    /// How long an armed user may take to log in.
+    #[serde(with = "humantime_serde_compat")]
+    pub armed: Duration,
+    /// How long the whole grant lasts after login.
+    #[serde(with = "humantime_serde_compat")]
+    pub grant: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            version: 1,
+            server_key: PathBuf::from("/etc/codext/server_key"),
+            state_dir: PathBuf::from("/var/lib/codext"),
+            socket: PathBuf::from("/run/codext/helper.sock"),
+            userdb_dir: PathBuf::from("/run/userdb"),
+            audit_log: PathBuf::from("/var/log/codext/audit.jsonl"),
+            server_id: String::new(),
+            host_key_dir: PathBuf::from("/etc/ssh"),
+            host_keys: Vec::new(),
+            pam_services: vec!["sshd".into()],
+            accounts: Accounts::default(),
+            limits: Limits::default(),
+            ttl: Ttl::default(),
+        }
+    }
+}
+
+impl Default for Accounts {
+    fn default() -> Accounts {
+        Accounts {
+            uid_min: 59000,
+            uid_max: 59999,
+            group: "codext".into(),
+            home_base: PathBuf::from("/home"),
+            shell: PathBuf::from("/bin/bash"),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_attempts: 3, failures_per_source_per_minute: 20 }
+    }
+}
+
+impl Default for Ttl {
+    fn default() -> Ttl {
+        Ttl {
+            puzzle: Duration::from_secs(600),
+            armed: Duration::from_secs(300),
+            grant: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+/// Serde glue: durations as humantime text (`"90s"`, `"10m"`).
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file gives the defaults. Any other problem
+    /// (unreadable, bad TOML, unknown key, bad value) is an error.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Config::default().validated(path),
+            Err(e) => return Err(HelperError::Config(format!("cannot read {}: {e}", path.display()))),
+        };
+        let cfg: Config = toml::from_str(&text).map_err(|e| {
+            HelperError::Config(format!("{}: {}", path.display(), e.message().trim()))
+        })?;
+        cfg.validated(path)
+    }
+
+    fn validated(self, path: &Path) -> Result<Config> {
+        let bad = |m: String| Err(HelperError::Config(format!("{}: {m}", path.display())));
+        if self.version != 1 {
+            return bad(format!("version {} is not supported (this codext-helper reads version 1)", self.version));
+        }
+        for (name, p) in [
+            ("server_key", &self.server_key),
+            ("state_dir", &self.state_dir),
+            ("socket", &self.socket),
+            ("userdb_dir", &self.userdb_dir),
+            ("audit_log", &self.audit_log),
+            ("host_key_dir", &self.host_key_dir),
+            ("accounts.home_base", &self.accounts.home_base),
+            ("accounts.shell", &self.accounts.shell),
+        ] {
+            if !p.is_absolute() {
+                return bad(format!("{name} must be an absolute path, not {}", p.display()));
+            }
+        }
+        let a = &self.accounts;
+        // Debian's UID_MIN..UID_MAX, and below systemd's reserved ranges
+        // (60001+ homed, 61184-65519 dynamic users).
+        if a.uid_min < 1000 || a.uid_max > 60000 || a.uid_min > a.uid_max {
+            return bad(format!(
+                "accounts.uid_min..uid_max must lie within 1000..=60000 (got {}..={})",
+                a.uid_min, a.uid_max
+            ));
+        }
+        if a.group.is_empty()
+            || a.group.len() > 32
+            || !a.group.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return bad(format!("accounts.group {:?} is not a valid group name", a.group));
+        }
+        if self.limits.max_attempts == 0 {
+            return bad("limits.max_attempts must be at least 1".into());
+        }
+        for (name, d) in [("ttl.puzzle", self.ttl.puzzle), ("ttl.armed", self.ttl.armed), ("ttl.grant", self.ttl.grant)] {
+            if d.as_secs() < 1 || d.as_secs() > 7 * 24 * 3600 {
+                return bad(format!("{name} must be between 1s and 7 days"));
+            }
+        }
+        if !self.server_id.is_empty()
+            && (self.server_id.len() > 64
+                || !self.server_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)))
+        {
+            return bad("server_id must be 1 to 64 characters of [A-Za-z0-9._:-]".into());
+        }
+        if self.pam_services.is_empty() {
+            return bad("pam_services must name at least one service".into());
+        }
+        Ok(self)
+    }
+
+    /// The server's public key file.
+    pub fn server_public_key(&self) -> PathBuf {
+        let mut p = self.server_key.clone().into_os_string();
+        p.push(".pub");
+        PathBuf::from(p)
+    }
+
+    /// The server identity put into puzzles.
+    pub fn server_identity(&self) -> String {
+        if !self.server_id.is_empty() {
+            return self.server_id.clone();
+        }
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let host: String = host
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-._:".contains(*c))
+            .take(64)
+            .collect();
+        if host.is_empty() {
+            "codext-server".into()
+        } else {
+            host
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| HelperError::Config(e.message().to_owned()))?;
+        cfg.validated(Path::new("t.toml"))
+    }
+
+    #[test]
+    fn given_missing_file_then_defaults() {
+        let cfg = Config::load(Path::new("/nonexistent/codext/helper.toml")).unwrap();
+        assert_eq!(cfg.accounts.uid_min, 59000);
+        assert_eq!(cfg.socket, PathBuf::from("/run/codext/helper.sock"));
+        assert_eq!(cfg.limits.max_attempts, 3);
+    }
+
+    #[test]
+    fn given_partial_file_then_rest_defaults() {
+        let cfg = parse("version = 1\n[ttl]\npuzzle = \"2m\"\n").unwrap();
+        assert_eq!(cfg.ttl.puzzle, Duration::from_secs(120));
+        assert_eq!(cfg.ttl.armed, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn given_bad_configs_then_each_refused_with_reason() {
+        for (text, what) in [
+            ("version = 2", "version 2"),
+            ("bogus = 1", "unknown field"),
+            ("[accounts]\nuid_min = 100", "1000..=60000"),
+            ("[accounts]\nuid_max = 65000", "1000..=60000"),
+            ("[accounts]\ngroup = \"Bad Group\"", "not a valid group"),
+            ("state_dir = \"relative\"", "absolute"),
+            ("[ttl]\npuzzle = \"soon\"", "soon"),
+            ("[ttl]\npuzzle = \"0s\"", "between"),
+            ("[limits]\nmax_attempts = 0", "at least 1"),
+            ("server_id = \"a b\"", "server_id"),
+            ("version = ", "invalid"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains(&what.to_lowercase()), "{text:?} gave {err}");
+        }
+    }
+}

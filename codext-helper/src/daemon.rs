@@ -1,0 +1,292 @@
+//! `codext-helper serve`: the root daemon the PAM module talks to.
+//!
+//! * A Unix socket, mode 0600 in a root folder; on every connection the
+//!   peer's credentials (`SO_PEERCRED`) are checked and only uid 0 is
+//!   served — file modes are not trusted alone.
+//! * One request and one reply per connection, framed and size-capped
+//!   ([`codext_wire`]), with short read and write timeouts and a cap on
+//!   connections in flight, so idle or slow peers cannot pile up.
+//! * One account worker thread: every account creation and removal goes
+//!   through it, in order (and under the account lock shared with the CLI).
+//! * A reaper thread expires puzzles, armed users and grants and notices
+//!   sessions whose sshd process died.
+//! * Failed verifications are rate-limited per source address, never
+//!   globally: strangers cannot lock every agent out.
+
+use crate::config::Config;
+use crate::error::{HelperError, Result};
+use crate::ops::{Helper, Removal, Verdict};
+use crate::store::Entry;
+use codext_wire::{read_frame, write_frame, Reply, ReplyStatus, Request};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Read and write timeout on a connection.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections served at once; more are closed immediately.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Reaper period (well inside the 60 s the time limits promise).
+pub const REAP_EVERY: Duration = Duration::from_secs(5);
+
+enum Job {
+    Create(Box<Entry>, Sender<Result<Verdict>>),
+    Remove(String),
+}
+
+struct Daemon {
+    helper: Helper,
+    jobs: Mutex<Sender<Job>>,
+    in_flight: AtomicUsize,
+    served: AtomicUsize,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// Runs the daemon until killed.
+pub fn serve(cfg: Config) -> Result<()> {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let helper = Helper::new(cfg)?;
+    let listener = bind(&helper.cfg.socket)?;
+    let (tx, rx) = mpsc::channel();
+    let daemon = Arc::new(Daemon {
+        helper,
+        jobs: Mutex::new(tx),
+        in_flight: AtomicUsize::new(0),
+        served: AtomicUsize::new(0),
+        failures: Mutex::new(HashMap::new()),
+    });
+    spawn_worker(daemon.helper.clone(), rx);
+    spawn_reaper(Arc::clone(&daemon));
+    eprintln!("codext-helper: listening on {}", daemon.helper.cfg.socket.display());
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("codext-helper: accept failed: {e}");
+                continue;
+            }
+        };
+        let d = Arc::clone(&daemon);
+        if d.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            d.in_flight.fetch_sub(1, Ordering::SeqCst);
+            eprintln!("codext-helper: too many connections in flight; closing one");
+            continue;
+        }
+        let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
+            d.handle(stream);
+            d.in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            daemon.in_flight.fetch_sub(1, Ordering::SeqCst);
+            eprintln!("codext-helper: cannot start a connection thread: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn bind(path: &std::path::Path) -> Result<UnixListener> {
+    let sys = |m: String| HelperError::System(m);
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(|e| sys(format!("cannot remove stale {}: {e}", path.display())))?
+        }
+        Ok(_) => return Err(sys(format!("{} exists and is not a socket; not touching it", path.display()))),
+        Err(_) => {}
+    }
+    // No window where the socket exists with looser permissions.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = listener.map_err(|e| sys(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| sys(format!("cannot chmod {}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+fn spawn_worker(helper: Helper, rx: Receiver<Job>) {
+    let _ = std::thread::Builder::new().name("accounts".into()).spawn(move || {
+        for job in rx {
+            match job {
+                Job::Create(entry, reply) => {
+                    let _ = reply.send(helper.finish_login(&entry));
+                }
+                Job::Remove(user) => {
+                    if let Err(e) = helper.remove_account(&user) {
+                        eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn spawn_reaper(d: Arc<Daemon>) {
+    let _ = std::thread::Builder::new().name("reaper".into()).spawn(move || loop {
+        std::thread::sleep(REAP_EVERY);
+        match d.helper.reap(codext_core::time::now()) {
+            Ok(removals) => {
+                for r in removals {
+                    d.schedule(r);
+                }
+            }
+            Err(e) => eprintln!("codext-helper: reaper: {e}"),
+        }
+    });
+}
+
+impl Daemon {
+    fn schedule(&self, r: Removal) {
+        let Removal::Remove(user) = r;
+        if let Ok(tx) = self.jobs.lock() {
+            let _ = tx.send(Job::Remove(user));
+        }
+    }
+
+    fn handle(&self, mut stream: UnixStream) {
+        let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
+        let cred = match getsockopt(&stream, PeerCredentials) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("codext-helper: connection {n}: no peer credentials ({e}); closed");
+                return;
+            }
+        };
+        if cred.uid() != 0 {
+            eprintln!(
+                "codext-helper: connection {n}: refused peer pid {} uid {} (only root may use this socket)",
+                cred.pid(),
+                cred.uid()
+            );
+            return;
+        }
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+        let frame = match read_frame(&mut stream) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("codext-helper: connection {n} (pid {}): {e}", cred.pid());
+                return;
+            }
+        };
+        let reply = match Request::decode(&frame) {
+            Ok(req) => {
+                eprintln!("codext-helper: connection {n} (pid {}): {}", cred.pid(), req.kind_name());
+                self.dispatch(req)
+            }
+            Err(e) => {
+                eprintln!("codext-helper: connection {n} (pid {}): bad request: {e}", cred.pid());
+                Reply::new(ReplyStatus::BadRequest, e.to_string())
+            }
+        };
+        drop(frame);
+        if let Err(e) = write_frame(&mut stream, &reply.encode()) {
+            eprintln!("codext-helper: connection {n}: cannot reply: {e}");
+        }
+    }
+
+    fn dispatch(&self, req: Request) -> Reply {
+        match self.decide(&req) {
+            Ok(Verdict::Ok(why)) => Reply::new(ReplyStatus::Ok, why),
+            Ok(Verdict::Denied(why)) => Reply::new(ReplyStatus::Denied, why),
+            Ok(Verdict::CreateAccount(_)) => Reply::new(ReplyStatus::Unavailable, "internal error"),
+            Err(e) => {
+                eprintln!("codext-helper: {} failed: {e}", req.kind_name());
+                Reply::new(ReplyStatus::Unavailable, "helper error")
+            }
+        }
+    }
+
+    fn service_allowed(&self, req: &Request, service: &str, user: &str) -> bool {
+        let ok = self.helper.cfg.pam_services.iter().any(|s| s == service);
+        if !ok {
+            self.helper.log_refusal(req.kind_name(), user, &format!("service {service:?} not allowed"), "");
+        }
+        ok
+    }
+
+    fn decide(&self, req: &Request) -> Result<Verdict> {
+        match req {
+            Request::Ping => Ok(Verdict::Ok("pong")),
+            Request::Authenticate { service, user, rhost, password } => {
+                if !self.service_allowed(req, service, user.as_str()) {
+                    return Ok(Verdict::Denied("service not allowed"));
+                }
+                if self.too_many_failures(rhost) {
+                    self.helper.log_refusal(req.kind_name(), user.as_str(), "too many failures from this source", rhost);
+                    return Ok(Verdict::Denied("too many failures from this source"));
+                }
+                match self.helper.authenticate(user, password, rhost)? {
+                    Verdict::CreateAccount(entry) => self.create(entry),
+                    Verdict::Denied(why) => {
+                        self.note_failure(rhost);
+                        Ok(Verdict::Denied(why))
+                    }
+                    ok => Ok(ok),
+                }
+            }
+            Request::Account { service, user, .. } => {
+                if !self.service_allowed(req, service, user.as_str()) {
+                    return Ok(Verdict::Denied("service not allowed"));
+                }
+                self.helper.account(user)
+            }
+            Request::OpenSession { service, user, rhost, pid } => {
+                if !self.service_allowed(req, service, user.as_str()) {
+                    return Ok(Verdict::Denied("service not allowed"));
+                }
+                self.helper.open_session(user, *pid, rhost)
+            }
+            Request::CloseSession { user, pid, .. } => {
+                // Closing is always honoured: it can only lead to removal.
+                if let Some(r) = self.helper.close_session(user, *pid)? {
+                    self.schedule(r);
+                }
+                Ok(Verdict::Ok("session closed"))
+            }
+        }
+    }
+
+    fn create(&self, entry: Box<Entry>) -> Result<Verdict> {
+        let (tx, rx) = mpsc::channel();
+        self.jobs
+            .lock()
+            .map_err(|_| HelperError::System("account worker lock poisoned".into()))?
+            .send(Job::Create(entry, tx))
+            .map_err(|_| HelperError::System("account worker is gone".into()))?;
+        rx.recv().map_err(|_| HelperError::System("account worker did not answer".into()))?
+    }
+
+    fn too_many_failures(&self, rhost: &str) -> bool {
+        let limit = self.helper.cfg.limits.failures_per_source_per_minute as usize;
+        let Ok(mut map) = self.failures.lock() else { return true };
+        let q = map.entry(rhost.to_owned()).or_default();
+        let cutoff = Instant::now().checked_sub(Duration::from_secs(60));
+        while q.front().is_some_and(|t| cutoff.is_some_and(|c| *t < c)) {
+            q.pop_front();
+        }
+        q.len() >= limit
+    }
+
+    fn note_failure(&self, rhost: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.entry(rhost.to_owned()).or_default().push_back(Instant::now());
+            // Bound the table: forget sources idle for a minute.
+            if map.len() > 4096 {
+                let cutoff = Instant::now().checked_sub(Duration::from_secs(60));
+                map.retain(|_, q| q.back().is_some_and(|t| cutoff.is_none_or(|c| *t >= c)));
+            }
+        }
+    }
+}

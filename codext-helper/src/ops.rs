@@ -1,0 +1,561 @@
+//! What the helper does, shared by the CLI verbs and the daemon: issue a
+//! puzzle, accept an answer (arm), verify a password (and create the
+//! account), track sessions, revoke, expire, and remove accounts.
+//!
+//! Every state change happens under the state lock ([`crate::store`]);
+//! account creation and removal happen under the account lock, which is
+//! never taken while the state lock is held (lock order: accounts, then
+//! state), so the daemon and the verbs cannot deadlock or race.
+
+use crate::accounts;
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::error::{HelperError, Result};
+use crate::store::{Entry, Locked, Phase, Session, Store};
+use crate::userdb;
+use codext_core::encoding::{hex, hex_decode};
+use codext_core::keys::{PrivateKey, PublicKey, MIN_AGENT_BITS, SERVER_BITS};
+use codext_core::{hostkeys, time, Answer, Puzzle, PuzzleContent, Token};
+use codext_wire::{Secret, UserName};
+use serde_json::json;
+use std::os::unix::fs::DirBuilderExt;
+use std::time::Duration;
+
+/// How long an account may exist with no session before it is removed
+/// (sshd opens the session right after authentication; a client that
+/// vanished in between leaves an account nobody will close).
+pub const LOGIN_GRACE_SECS: u64 = 60;
+
+/// The helper: configuration, state and audit trail.
+#[derive(Debug, Clone)]
+pub struct Helper {
+    /// The configuration in force.
+    pub cfg: Config,
+    /// The shared state.
+    pub store: Store,
+    /// The audit trail.
+    pub audit: Audit,
+}
+
+/// What `init` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct InitReport {
+    /// Path of the public key the agent pins.
+    pub server_public_key: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// True when this run created the key.
+    pub created: bool,
+    /// The temporary users' group.
+    pub group: String,
+    /// Its gid.
+    pub gid: u32,
+}
+
+/// What `issue` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Issued {
+    /// The user the puzzle is for.
+    pub user: String,
+    /// Its uid.
+    pub uid: u32,
+    /// The puzzle's text form.
+    pub puzzle: String,
+    /// Puzzle id, hex.
+    pub puzzle_id: String,
+    /// Answer deadline (seconds since the epoch).
+    pub expires_at: u64,
+}
+
+/// The helper's verdict on a PAM request.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Granted.
+    Ok(&'static str),
+    /// Refused.
+    Denied(&'static str),
+    /// The password was right and the token is consumed: the account must
+    /// now be created ([`Helper::finish_login`]) by the account worker.
+    CreateAccount(Box<Entry>),
+}
+
+/// Work for the account worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Remove this user's account (it is in [`Phase::Removing`]).
+    Remove(String),
+}
+
+impl Helper {
+    /// Opens the state folder named by `cfg`.
+    pub fn new(cfg: Config) -> Result<Helper> {
+        let store = Store::open(&cfg.state_dir)?;
+        let audit = Audit::new(&cfg.audit_log, &cfg.state_dir);
+        Ok(Helper { cfg, store, audit })
+    }
+
+    fn log(&self, event: &str, fields: serde_json::Value) {
+        if let Err(e) = self.audit.record(event, fields) {
+            eprintln!("codext-helper: {e}");
+        }
+    }
+
+    /// Creates the server key (if missing), the group and the state folder.
+    pub fn init(&self) -> Result<InitReport> {
+        let key_path = &self.cfg.server_key;
+        let pub_path = self.cfg.server_public_key();
+        let mut created = false;
+        if let Some(dir) = key_path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| HelperError::System(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let public = if key_path.exists() {
+            let key = PrivateKey::load(key_path)?;
+            let public = key.public(&format!("codext-server@{}", self.cfg.server_identity()))?;
+            public.require_bits(SERVER_BITS, "server")?;
+            if !pub_path.exists() {
+                codext_core::keys::write_new_file(&pub_path, format!("{}\n", public.to_openssh()?).as_bytes(), 0o644)?;
+            }
+            public
+        } else {
+            let key = PrivateKey::generate(SERVER_BITS)?;
+            key.save(key_path)?;
+            let public = key.public(&format!("codext-server@{}", self.cfg.server_identity()))?;
+            let _ = std::fs::remove_file(&pub_path);
+            codext_core::keys::write_new_file(&pub_path, format!("{}\n", public.to_openssh()?).as_bytes(), 0o644)?;
+            created = true;
+            public
+        };
+        let gid = accounts::ensure_group(&self.cfg.accounts.group)?;
+        self.log("init", json!({"fingerprint": public.fingerprint().to_string(), "created": created, "gid": gid}));
+        Ok(InitReport {
+            server_public_key: pub_path.display().to_string(),
+            fingerprint: public.fingerprint().to_string(),
+            created,
+            group: self.cfg.accounts.group.clone(),
+            gid,
+        })
+    }
+
+    /// Issues a puzzle for `client` and records the pending user.
+    pub fn issue(&self, client: &PublicKey, ttl: Option<Duration>, channel: &str) -> Result<Issued> {
+        client.require_bits(MIN_AGENT_BITS, "agent")?;
+        let server = PrivateKey::load(&self.cfg.server_key).map_err(|e| {
+            HelperError::Config(format!("{e} (run `codext-helper init` first)"))
+        })?;
+        let gid = accounts::lookup_group(&self.cfg.accounts.group)?.ok_or_else(|| {
+            HelperError::Config(format!("group {} does not exist: run `codext-helper init` first", self.cfg.accounts.group))
+        })?;
+        let host_keys = hostkeys::fingerprints(&self.cfg.host_key_dir, &self.cfg.host_keys)?;
+        let ttl = ttl.unwrap_or(self.cfg.ttl.puzzle);
+        let now = time::now();
+        let expires_at = now + ttl.as_secs().max(1);
+        let puzzle_id = codext_core::random::bytes::<16>()?;
+        let token = Token::generate()?;
+
+        let mut locked = self.store.lock()?;
+        let user = self.fresh_name(&locked)?;
+        let uid = self.allocate_uid(&mut locked)?;
+        let content = PuzzleContent {
+            puzzle_id,
+            issued_at: now,
+            expires_at,
+            user: user.clone(),
+            server_id: self.cfg.server_identity(),
+            host_keys,
+            token,
+        };
+        let puzzle = Puzzle::seal(&content, client, &server)?;
+        let entry = Entry {
+            user: user.to_string(),
+            uid,
+            gid,
+            home: self.cfg.accounts.home_base.join(user.as_str()),
+            shell: self.cfg.accounts.shell.clone(),
+            phase: Phase::Pending,
+            puzzle_id: hex(&puzzle_id),
+            login_hash: hex(&content.token.login_hash(&user)),
+            proof: hex(&content.token.proof(&puzzle_id, &user)),
+            client_fingerprint: client.fingerprint().to_string(),
+            channel: channel.to_owned(),
+            issued_at: now,
+            answer_by: expires_at,
+            login_by: None,
+            created_at: None,
+            grant_until: None,
+            attempts: 0,
+            sessions: Vec::new(),
+            account_created: false,
+        };
+        locked.state.users.insert(entry.user.clone(), entry);
+        locked.save()?;
+        drop(locked);
+        self.log(
+            "issue",
+            json!({"user": user.as_str(), "uid": uid, "puzzle_id": hex(&puzzle_id),
+                   "client_fingerprint": client.fingerprint().to_string(), "channel": channel,
+                   "expires_at": expires_at}),
+        );
+        Ok(Issued { user: user.to_string(), uid, puzzle: puzzle.to_text(), puzzle_id: hex(&puzzle_id), expires_at })
+    }
+
+    fn fresh_name(&self, locked: &Locked) -> Result<UserName> {
+        for _ in 0..32 {
+            let name = UserName::from_random(codext_core::random::bytes::<6>()?);
+            if !locked.state.users.contains_key(name.as_str()) && !accounts::name_taken(name.as_str()) {
+                return Ok(name);
+            }
+        }
+        Err(HelperError::System("could not find a free user name".into()))
+    }
+
+    /// Next free uid after the cursor: not in the state, unknown to NSS
+    /// and to `/etc/passwd`. The cursor only moves forward (wrapping), so a
+    /// uid is handed out again only after the whole range has been used.
+    fn allocate_uid(&self, locked: &mut Locked) -> Result<u32> {
+        let (min, max) = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
+        let span = max - min + 1;
+        let start = locked.state.next_uid.filter(|u| (min..=max).contains(u)).unwrap_or(min);
+        for i in 0..span {
+            let uid = min + (start - min + i) % span;
+            let in_state = locked.state.users.values().any(|e| e.uid == uid);
+            if !in_state && !accounts::uid_taken(uid) {
+                locked.state.next_uid = Some(if uid == max { min } else { uid + 1 });
+                return Ok(uid);
+            }
+        }
+        Err(HelperError::NoUid)
+    }
+
+    /// Checks an answer and arms its user: the userdb record appears.
+    pub fn answer(&self, text: &str, source: &str) -> Result<Entry> {
+        let answer = Answer::parse(text)?;
+        let mut locked = self.store.lock()?;
+        let now = time::now();
+        let user = answer.user.to_string();
+        let Some(entry) = locked.state.users.get_mut(&user) else {
+            drop(locked);
+            self.log("answer", json!({"user": user, "result": "unknown user", "source": source}));
+            return Err(HelperError::UnknownUser(user));
+        };
+        if entry.phase != Phase::Pending {
+            let phase = entry.phase;
+            drop(locked);
+            self.log("answer", json!({"user": user, "result": "not pending", "source": source}));
+            return Err(HelperError::Refused(format!("{user} is {phase:?}, not waiting for an answer").to_lowercase()));
+        }
+        if now > entry.answer_by {
+            locked.state.users.remove(&user);
+            locked.save()?;
+            drop(locked);
+            self.log("expire", json!({"user": user, "phase": "pending"}));
+            return Err(HelperError::Refused(format!("the puzzle for {user} expired")));
+        }
+        let expected: Option<[u8; 16]> = hex_decode(&entry.proof).and_then(|b| b.try_into().ok());
+        let ok = expected.map(|e| codext_core::token::proof_matches(&e, &answer.proof)).unwrap_or(false);
+        if !ok {
+            entry.attempts += 1;
+            let attempts = entry.attempts;
+            let revoked = attempts >= self.cfg.limits.max_attempts;
+            if revoked {
+                locked.state.users.remove(&user);
+            }
+            locked.save()?;
+            drop(locked);
+            self.log("answer", json!({"user": user, "result": "wrong proof", "attempts": attempts, "source": source}));
+            if revoked {
+                self.log("revoke", json!({"user": user, "reason": "too many wrong answers"}));
+                return Err(HelperError::Refused(format!("wrong proof for {user}; the puzzle is now revoked")));
+            }
+            return Err(HelperError::Refused(format!("wrong proof for {user}")));
+        }
+        entry.phase = Phase::Armed;
+        entry.login_by = Some(now + self.cfg.ttl.armed.as_secs());
+        let armed = entry.clone();
+        userdb::announce(&self.cfg.userdb_dir, &armed)?;
+        locked.save()?;
+        drop(locked);
+        self.log("answer", json!({"user": user, "result": "armed", "uid": armed.uid, "source": source}));
+        Ok(armed)
+    }
+
+    /// A snapshot of every entry.
+    pub fn status(&self) -> Result<Vec<Entry>> {
+        Ok(self.store.lock()?.state.users.values().cloned().collect())
+    }
+
+    /// Revokes `user`: a pending or armed user is forgotten (its record
+    /// withdrawn); a logged-in user's sessions are ended and its account
+    /// removed.
+    pub fn revoke(&self, user: &UserName, reason: &str) -> Result<()> {
+        let mut locked = self.store.lock()?;
+        let Some(entry) = locked.state.users.get_mut(user.as_str()) else {
+            return Err(HelperError::UnknownUser(user.to_string()));
+        };
+        match entry.phase {
+            Phase::Pending | Phase::Armed => {
+                let (name, uid) = (entry.user.clone(), entry.uid);
+                userdb::withdraw(&self.cfg.userdb_dir, &name, uid)?;
+                locked.state.users.remove(&name);
+                locked.save()?;
+                drop(locked);
+                self.log("revoke", json!({"user": name, "reason": reason}));
+                Ok(())
+            }
+            Phase::Active | Phase::Removing => {
+                entry.phase = Phase::Removing;
+                locked.save()?;
+                drop(locked);
+                self.log("revoke", json!({"user": user.as_str(), "reason": reason}));
+                self.remove_account(user.as_str())
+            }
+        }
+    }
+
+    /// PAM authentication: check the password; on success withdraw the
+    /// record and consume the token, and ask for the account to be created.
+    pub fn authenticate(&self, user: &UserName, password: &Secret, source: &str) -> Result<Verdict> {
+        let now = time::now();
+        let mut locked = self.store.lock()?;
+        let name = user.to_string();
+        let Some(entry) = locked.state.users.get_mut(&name) else {
+            drop(locked);
+            self.log("verify", json!({"user": name, "result": "unknown user", "source": source}));
+            return Ok(Verdict::Denied("unknown user"));
+        };
+        if entry.phase != Phase::Armed {
+            let reason = if entry.phase == Phase::Pending { "not armed" } else { "token already used" };
+            drop(locked);
+            self.log("verify", json!({"user": name, "result": reason, "source": source}));
+            return Ok(Verdict::Denied(reason));
+        }
+        if entry.login_by.is_some_and(|t| now > t) {
+            let uid = entry.uid;
+            userdb::withdraw(&self.cfg.userdb_dir, &name, uid)?;
+            locked.state.users.remove(&name);
+            locked.save()?;
+            drop(locked);
+            self.log("expire", json!({"user": name, "phase": "armed"}));
+            return Ok(Verdict::Denied("expired"));
+        }
+        let expected: Option<[u8; 32]> = hex_decode(&entry.login_hash).and_then(|b| b.try_into().ok());
+        let ok = expected.is_some_and(|e| codext_core::token::password_matches(&e, user, password.expose()));
+        if !ok {
+            entry.attempts += 1;
+            let attempts = entry.attempts;
+            let uid = entry.uid;
+            let revoked = attempts >= self.cfg.limits.max_attempts;
+            if revoked {
+                userdb::withdraw(&self.cfg.userdb_dir, &name, uid)?;
+                locked.state.users.remove(&name);
+            }
+            locked.save()?;
+            drop(locked);
+            self.log("verify", json!({"user": name, "result": "wrong password", "attempts": attempts, "source": source}));
+            if revoked {
+                self.log("revoke", json!({"user": name, "reason": "too many wrong passwords"}));
+            }
+            return Ok(Verdict::Denied("wrong password"));
+        }
+        // Consume the token before anything else: a second use fails even
+        // if account creation is slow or fails.
+        userdb::withdraw(&self.cfg.userdb_dir, &name, entry.uid)?;
+        entry.login_hash.clear();
+        entry.phase = Phase::Active;
+        entry.created_at = Some(now);
+        entry.grant_until = Some(now + self.cfg.ttl.grant.as_secs());
+        let snapshot = entry.clone();
+        locked.save()?;
+        drop(locked);
+        self.log("verify", json!({"user": name, "result": "ok", "source": source}));
+        Ok(Verdict::CreateAccount(Box::new(snapshot)))
+    }
+
+    /// Second half of a successful login: creates the account announced by
+    /// `entry` (the token is already consumed). On failure the user is
+    /// forgotten and the login denied.
+    pub fn finish_login(&self, entry: &Entry) -> Result<Verdict> {
+        match self.create_account(entry) {
+            Ok(()) => Ok(Verdict::Ok("account created")),
+            Err(e) => {
+                eprintln!("codext-helper: {e}");
+                self.log("create", json!({"user": entry.user, "result": "failed", "error": e.to_string()}));
+                let mut locked = self.store.lock()?;
+                locked.state.users.remove(&entry.user);
+                locked.save()?;
+                Err(e)
+            }
+        }
+    }
+
+    fn create_account(&self, entry: &Entry) -> Result<()> {
+        let _accounts = self.store.lock_accounts()?;
+        accounts::create(entry)?;
+        let mut locked = self.store.lock()?;
+        if let Some(e) = locked.state.users.get_mut(&entry.user) {
+            e.account_created = true;
+        }
+        locked.save()?;
+        drop(locked);
+        self.log("create", json!({"user": entry.user, "uid": entry.uid, "gid": entry.gid, "home": entry.home}));
+        Ok(())
+    }
+
+    /// PAM account management: only an account codext created and whose
+    /// grant runs is valid.
+    pub fn account(&self, user: &UserName) -> Result<Verdict> {
+        let locked = self.store.lock()?;
+        Ok(match locked.state.users.get(user.as_str()) {
+            Some(e) if e.phase == Phase::Active && e.account_created => {
+                if e.grant_until.is_some_and(|t| time::now() > t) {
+                    Verdict::Denied("grant expired")
+                } else {
+                    Verdict::Ok("account valid")
+                }
+            }
+            _ => Verdict::Denied("not a live codext account"),
+        })
+    }
+
+    /// A session opens in sshd process `pid`.
+    pub fn open_session(&self, user: &UserName, pid: u32, source: &str) -> Result<Verdict> {
+        let mut locked = self.store.lock()?;
+        let Some(entry) = locked.state.users.get_mut(user.as_str()) else {
+            return Ok(Verdict::Denied("not a live codext account"));
+        };
+        if entry.phase != Phase::Active || !entry.account_created {
+            return Ok(Verdict::Denied("not a live codext account"));
+        }
+        let start_time = process_start_time(pid).unwrap_or(0);
+        entry.sessions.retain(|s| s.pid != pid);
+        entry.sessions.push(Session { pid, start_time, opened_at: time::now() });
+        let count = entry.sessions.len();
+        locked.save()?;
+        drop(locked);
+        self.log("session_open", json!({"user": user.as_str(), "pid": pid, "sessions": count, "source": source}));
+        Ok(Verdict::Ok("session opened"))
+    }
+
+    /// The session of `pid` closes. Returns the removal to schedule when it
+    /// was the last one.
+    pub fn close_session(&self, user: &UserName, pid: u32) -> Result<Option<Removal>> {
+        let mut locked = self.store.lock()?;
+        let Some(entry) = locked.state.users.get_mut(user.as_str()) else { return Ok(None) };
+        let before = entry.sessions.len();
+        entry.sessions.retain(|s| s.pid != pid);
+        if entry.sessions.len() == before {
+            return Ok(None);
+        }
+        let left = entry.sessions.len();
+        let removal = if left == 0 && entry.phase == Phase::Active {
+            entry.phase = Phase::Removing;
+            Some(Removal::Remove(entry.user.clone()))
+        } else {
+            None
+        };
+        locked.save()?;
+        drop(locked);
+        self.log("session_close", json!({"user": user.as_str(), "pid": pid, "sessions": left}));
+        Ok(removal)
+    }
+
+    /// Removes the account of a user in [`Phase::Removing`] and forgets it.
+    /// Idempotent: a user already gone is fine.
+    pub fn remove_account(&self, user: &str) -> Result<()> {
+        let _accounts = self.store.lock_accounts()?;
+        let entry = {
+            let locked = self.store.lock()?;
+            match locked.state.users.get(user) {
+                Some(e) if e.phase == Phase::Removing => e.clone(),
+                _ => return Ok(()),
+            }
+        };
+        if entry.account_created {
+            let range = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
+            if let Err(e) = accounts::remove(&entry, range) {
+                self.log("remove", json!({"user": user, "result": "failed", "error": e.to_string()}));
+                return Err(e);
+            }
+        }
+        userdb::withdraw(&self.cfg.userdb_dir, &entry.user, entry.uid)?;
+        let mut locked = self.store.lock()?;
+        locked.state.users.remove(user);
+        locked.save()?;
+        drop(locked);
+        self.log("remove", json!({"user": user, "uid": entry.uid, "result": "ok"}));
+        Ok(())
+    }
+
+    /// One pass of the reaper at time `now`: expires puzzles, armed users
+    /// and grants, drops sessions whose sshd process is gone, and returns
+    /// the removals to run.
+    pub fn reap(&self, now: u64) -> Result<Vec<Removal>> {
+        let mut locked = self.store.lock()?;
+        let mut events = Vec::new();
+        let mut removals = Vec::new();
+        let mut forget = Vec::new();
+        for entry in locked.state.users.values_mut() {
+            match entry.phase {
+                Phase::Pending if now > entry.answer_by => {
+                    forget.push((entry.user.clone(), entry.uid));
+                    events.push(("expire", json!({"user": entry.user, "phase": "pending"})));
+                }
+                Phase::Armed if entry.login_by.is_some_and(|t| now > t) => {
+                    forget.push((entry.user.clone(), entry.uid));
+                    events.push(("expire", json!({"user": entry.user, "phase": "armed"})));
+                }
+                Phase::Active if entry.account_created => {
+                    let before = entry.sessions.len();
+                    entry.sessions.retain(|s| session_alive(s));
+                    let dropped = before - entry.sessions.len();
+                    if dropped > 0 {
+                        events.push(("session_lost", json!({"user": entry.user, "sessions": entry.sessions.len(), "dropped": dropped})));
+                    }
+                    let idle = entry.sessions.is_empty()
+                        && (dropped > 0 || entry.created_at.is_some_and(|t| now > t + LOGIN_GRACE_SECS));
+                    let expired = entry.grant_until.is_some_and(|t| now > t);
+                    if idle || expired {
+                        entry.phase = Phase::Removing;
+                        removals.push(Removal::Remove(entry.user.clone()));
+                        if expired {
+                            events.push(("expire", json!({"user": entry.user, "phase": "active"})));
+                        }
+                    }
+                }
+                Phase::Removing => removals.push(Removal::Remove(entry.user.clone())),
+                _ => {}
+            }
+        }
+        for (user, uid) in &forget {
+            userdb::withdraw(&self.cfg.userdb_dir, user, *uid)?;
+            locked.state.users.remove(user);
+        }
+        locked.save()?;
+        drop(locked);
+        for (event, fields) in events {
+            self.log(event, fields);
+        }
+        Ok(removals)
+    }
+
+    /// Records a PAM request that was refused before reaching the state
+    /// (wrong service, rate limit).
+    pub fn log_refusal(&self, kind: &str, user: &str, reason: &str, source: &str) {
+        self.log("refuse", json!({"request": kind, "user": user, "reason": reason, "source": source}));
+    }
+}
+
+/// Field 22 (starttime) of `/proc/<pid>/stat`.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn session_alive(s: &Session) -> bool {
+    process_start_time(s.pid).is_some_and(|t| s.start_time == 0 || t == s.start_time)
+}

@@ -1,0 +1,76 @@
+//! Announcing an armed user to NSS through a systemd *userdb* drop-in
+//! record, read by the stock `nss-systemd` module (`passwd: files systemd`).
+//!
+//! sshd looks a name up once, at the first userauth request, and hides the
+//! real password from PAM when the name does not resolve; so between a
+//! proven answer and the login, `user-<hex>` must resolve with exactly the
+//! uid, gid, home and shell the account will later be created with. The
+//! record is withdrawn before `useradd` runs (which refuses a name NSS
+//! already reports) and whenever the user is revoked or expires.
+//!
+//! Both files appear atomically: `<user>.user` through a rename, and the
+//! `<uid>.user` symlink (for lookups by uid) through a rename of a symlink.
+
+use crate::error::{HelperError, Result};
+use crate::store::Entry;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+/// The JSON user record for `entry`.
+pub fn record(entry: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "userName": entry.user,
+        "uid": entry.uid,
+        "gid": entry.gid,
+        "realName": "codext temporary user",
+        "homeDirectory": entry.home,
+        "shell": entry.shell,
+        "disposition": "regular",
+    })
+}
+
+fn ensure_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| HelperError::System(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Writes the record and its uid link.
+pub fn announce(dir: &Path, entry: &Entry) -> Result<()> {
+    ensure_dir(dir)?;
+    let name = format!("{}.user", entry.user);
+    let bytes = serde_json::to_vec(&record(entry))
+        .map_err(|e| HelperError::System(format!("cannot encode user record: {e}")))?;
+    crate::store::write_atomic(dir, &name, &bytes, 0o644)?;
+    let link = dir.join(format!("{}.user", entry.uid));
+    let tmp = dir.join(format!(".{}.user.tmp", entry.uid));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&name, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, &link))
+        .map_err(|e| HelperError::System(format!("cannot link {}: {e}", link.display())))
+}
+
+/// Removes the record and its uid link (absent ones are fine).
+pub fn withdraw(dir: &Path, user: &str, uid: u32) -> Result<()> {
+    for path in [dir.join(format!("{user}.user")), dir.join(format!("{uid}.user"))] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(HelperError::System(format!("cannot remove {}: {e}", path.display()))),
+        }
+    }
+    Ok(())
+}
+
+/// Names of the codext records present (`user-….user` files).
+pub fn listed(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".user").map(str::to_owned))
+        .filter(|n| codext_wire::UserName::parse(n).is_ok())
+        .collect()
+}

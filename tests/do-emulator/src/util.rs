@@ -1,0 +1,148 @@
+//! Small helpers: RFC 3339 time stamps, a seeded pseudo-random generator, request ids and
+//! the MD5 fingerprint DigitalOcean shows for SSH keys.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use md5::{Digest, Md5};
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
+pub fn rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// xorshift64* generator: deterministic for a seed, good enough for shuffling and ids.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (0 is replaced by a constant).
+    pub fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// A seed from the clock.
+    pub fn clock_seed() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ u64::from(std::process::id()) << 32
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+
+    /// A random version-4 UUID string, as DigitalOcean uses for request ids.
+    pub fn uuid(&mut self) -> String {
+        let a = self.next_u64();
+        let b = self.next_u64();
+        let hex = format!("{a:016x}{b:016x}");
+        format!(
+            "{}-{}-4{}-{}{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[13..16],
+            ["8", "9", "a", "b"][(b >> 62) as usize],
+            &hex[17..20],
+            &hex[20..32]
+        )
+    }
+}
+
+/// The MD5 fingerprint of an OpenSSH public key line (`type base64 [comment]`), colon-separated
+/// lower-case hex, as DigitalOcean reports it. `None` if the line is not a public key.
+pub fn ssh_md5_fingerprint(public_key: &str) -> Option<String> {
+    let mut parts = public_key.split_whitespace();
+    let kind = parts.next()?;
+    let blob = parts.next()?;
+    let bytes = data_encoding::BASE64.decode(blob.as_bytes()).ok()?;
+    // The blob starts with the key type as an SSH string.
+    if bytes.len() < 4 {
+        return None;
+    }
+    let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    if bytes.len() < 4 + len || &bytes[4..4 + len] != kind.as_bytes() {
+        return None;
+    }
+    let digest = Md5::digest(&bytes);
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_known_unix_times_then_rfc3339_is_correct() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_595_356_664), "2020-07-21T18:37:44Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn given_ssh_key_then_md5_fingerprint_matches_ssh_keygen() {
+        // `ssh-keygen -l -E md5` prints MD5:80:6c:0a:86:e2:84:77:f7:ff:fb:5a:1e:4c:d4:0a:12
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlp/71cd1AH2BQ7xZqaxlPCKYIP719oeFO4zLn5OMmd test";
+        assert_eq!(
+            ssh_md5_fingerprint(key).as_deref(),
+            Some("80:6c:0a:86:e2:84:77:f7:ff:fb:5a:1e:4c:d4:0a:12")
+        );
+        assert!(ssh_md5_fingerprint("ssh-rsa notbase64!").is_none());
+        assert!(ssh_md5_fingerprint(
+            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIPlp/71cd1AH2BQ7xZqaxlPCKYIP719oeFO4zLn5OMmd"
+        )
+        .is_none());
+    }
+}
