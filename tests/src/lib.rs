@@ -1,1 +1,80 @@
-//! placeholder
+//! Test support for codext's end-to-end tests: each test body runs as root
+//! inside `codext-sandbox` (private mount, PID and network namespaces over
+//! a copy of `/etc` and scratch `/home`, `/run`, `/var/lib`, …), with the
+//! real sshd, PAM, `useradd`/`userdel`, NSS and ssh client.
+//!
+//! [`sandbox_test!`] declares a test whose body runs there: the outer test
+//! process re-runs its own binary, filtered to that one test, under
+//! `codext-sandbox`, and fails unless exactly that test ran and passed.
+//! [`World`] sets up the server inside: the shipped PAM files and sshd
+//! drop-in, `codext-helper init`, the daemon, sshd on port 22, and an
+//! unprivileged local `agent` user with a codext key.
+
+pub mod world;
+
+pub use world::World;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Environment variable naming the test the inner run executes.
+pub const INNER: &str = "CODEXT_SANDBOX_TEST";
+
+/// The folder holding the workspace's built binaries (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test>-<hash>
+    exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf()
+}
+
+/// Path of a built workspace binary, which must exist (`cargo build` first).
+pub fn bin(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace` before the tests", p.display());
+    p
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// Runs `body` inside the sandbox (see the crate docs).
+pub fn run_in_sandbox(name: &str, body: impl FnOnce()) {
+    if std::env::var(INNER).as_deref() == Ok(name) {
+        assert_eq!(std::env::var("CODEXT_SANDBOX").as_deref(), Ok("1"), "inner run outside the sandbox");
+        body();
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "end-to-end tests need root (namespaces, mounts, useradd); run them as root, as CI does"
+    );
+    let exe = std::env::current_exe().expect("test executable path");
+    let out = Command::new(bin("codext-sandbox"))
+        .arg("--")
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(INNER, name)
+        .output()
+        .expect("run codext-sandbox");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ok = out.status.success() && stdout.contains("test result: ok. 1 passed");
+    if !ok || std::env::var_os("CODEXT_TEST_VERBOSE").is_some() {
+        println!("--- sandbox stdout ---\n{stdout}\n--- sandbox stderr ---\n{stderr}");
+    }
+    assert!(ok, "sandboxed test {name} failed ({})", out.status);
+}
+
+/// Declares a test whose body runs inside the sandbox.
+#[macro_export]
+macro_rules! sandbox_test {
+    ($(#[$meta:meta])* fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            $crate::run_in_sandbox(stringify!($name), || $body)
+        }
+    };
+}

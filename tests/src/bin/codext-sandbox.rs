@@ -1,0 +1,131 @@
+//! `codext-sandbox -- COMMAND…`: runs COMMAND as root inside a throw-away
+//! copy of the machine, so tests and the demo can create users, edit `/etc`
+//! and start sshd without changing anything real.
+//!
+//! * new mount, PID and network namespaces (`unshare(2)`); all mounts made
+//!   private first, so nothing propagates back to the host;
+//! * `/run` is a fresh tmpfs (with `/run/sshd`, `/run/userdb`); `/etc` is a
+//!   bind mount of a copy of the real `/etc` kept in that tmpfs;
+//! * fresh tmpfs over `/home`, `/var/log`, `/var/mail`, `/var/lib`, `/tmp`,
+//!   `/var/tmp`, `/dev/shm`; a fresh `/proc` for the new PID namespace;
+//! * the network namespace has only `lo`, brought up;
+//! * this process becomes PID 1 of the namespace: it reaps every orphan
+//!   (as init must, or `userdel` would see zombies) and, when COMMAND ends,
+//!   exits with its status — the kernel then kills whatever is left.
+//!
+//! Everything disappears with the namespaces: the host's `/etc`, `/home`,
+//! `/run`, users and network are untouched.
+#![allow(unsafe_code)]
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::process::{exit, Command};
+
+const SCRATCH: [(&str, &str); 7] = [
+    ("/home", "0755"),
+    ("/var/log", "0755"),
+    ("/var/mail", "2775"),
+    ("/var/lib", "0755"),
+    ("/tmp", "1777"),
+    ("/var/tmp", "1777"),
+    ("/dev/shm", "1777"),
+];
+
+fn die(msg: &str) -> ! {
+    eprintln!("codext-sandbox: {msg}");
+    exit(125)
+}
+
+fn tmpfs(target: &str, mode: &str) {
+    let data = format!("mode={mode}");
+    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
+        .unwrap_or_else(|e| die(&format!("tmpfs on {target}: {e}")));
+}
+
+fn setup() {
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .unwrap_or_else(|e| die(&format!("making / private: {e}")));
+    mount(Some("proc"), "/proc", Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+        .unwrap_or_else(|e| die(&format!("mounting /proc: {e}")));
+    tmpfs("/run", "0755");
+    for (dir, mode) in [("/run/sshd", 0o755), ("/run/userdb", 0o755), ("/run/sandbox", 0o700), ("/run/lock", 0o1777)] {
+        std::fs::create_dir(dir).unwrap_or_else(|e| die(&format!("mkdir {dir}: {e}")));
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap_or_else(|e| die(&format!("chmod {dir}: {e}")));
+    }
+    let copied = Command::new("/bin/cp").args(["-a", "/etc", "/run/sandbox/etc"]).status();
+    if !copied.map(|s| s.success()).unwrap_or(false) {
+        die("copying /etc failed");
+    }
+    mount(Some("/run/sandbox/etc"), "/etc", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .unwrap_or_else(|e| die(&format!("bind-mounting the /etc copy: {e}")));
+    for (dir, mode) in SCRATCH {
+        tmpfs(dir, mode);
+    }
+    let lo = Command::new("/usr/sbin/ip").args(["link", "set", "lo", "up"]).status();
+    if !lo.map(|s| s.success()).unwrap_or(false) {
+        die("bringing up lo failed (is iproute2 installed?)");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => &args[..],
+    };
+    if cmd.is_empty() {
+        die("usage: codext-sandbox -- COMMAND [ARGS…]");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        die("must run as root (it creates namespaces and mounts)");
+    }
+    if let Ok(exe) = std::fs::canonicalize(&cmd[0]) {
+        for (dir, _) in SCRATCH.iter().chain([("/run", "")].iter()) {
+            if exe.starts_with(dir) {
+                die(&format!("{} lies under {dir}, which the sandbox hides; build elsewhere", exe.display()));
+            }
+        }
+    }
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET)
+        .unwrap_or_else(|e| die(&format!("unshare: {e}")));
+    // SAFETY: this process is single-threaded here (nothing has spawned a
+    // thread), so the child may do anything after fork.
+    match unsafe { fork() } {
+        Err(e) => die(&format!("fork: {e}")),
+        Ok(ForkResult::Parent { child }) => exit(wait_for(child)),
+        Ok(ForkResult::Child) => {}
+    }
+    // PID 1 of the new namespace.
+    setup();
+    let child = match Command::new(&cmd[0]).args(&cmd[1..]).env("CODEXT_SANDBOX", "1").spawn() {
+        Ok(c) => c,
+        Err(e) => die(&format!("cannot run {}: {e}", cmd[0])),
+    };
+    let main = Pid::from_raw(child.id() as i32);
+    // Reap everything; return the command's status once it ends.
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == main => exit(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == main => exit(128 + sig as i32),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => die(&format!("waitpid: {e}")),
+        }
+    }
+}
+
+fn wait_for(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => die(&format!("waitpid: {e}")),
+        }
+    }
+}
+

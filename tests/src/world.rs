@@ -1,0 +1,412 @@
+//! [`World`]: a codext server inside the sandbox — the shipped PAM files
+//! and sshd drop-in installed into the sandbox's `/etc`, the helper
+//! initialised and serving, the real sshd on port 22 of the sandbox's own
+//! loopback, and an unprivileged `agent` user holding a codext key.
+
+use crate::{bin, repo};
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the sandbox keeps logs and copies of the binaries.
+pub const WORK: &str = "/run/codext-test";
+/// Helper daemon stderr.
+pub const HELPER_LOG: &str = "/run/codext-test/helper.log";
+/// sshd stderr.
+pub const SSHD_LOG: &str = "/run/codext-test/sshd.log";
+
+/// A user armed by the manual flow.
+#[derive(Debug, Clone)]
+pub struct Armed {
+    /// The user name.
+    pub user: String,
+    /// The announced uid.
+    pub uid: u32,
+    /// The puzzle text.
+    pub puzzle: String,
+    /// The password (test harness only).
+    pub password: String,
+}
+
+/// The server and the agent, inside the sandbox.
+#[derive(Debug)]
+pub struct World {
+    helper: Option<Child>,
+    sshd: Option<Child>,
+    /// The agent's uid and gid.
+    pub agent: (u32, u32),
+    /// The agent's private key.
+    pub agent_key: PathBuf,
+    /// The pinned server public key (a copy the agent can read).
+    pub server_pub: PathBuf,
+}
+
+/// Runs `cmd`, returning its output; panics only if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a shell snippet as root and returns stdout; panics on failure.
+pub fn sh(script: &str) -> String {
+    let out = run(Command::new("/bin/sh").arg("-c").arg(script));
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Does NSS resolve `name`?
+pub fn resolves(name: &str) -> bool {
+    run(Command::new("getent").args(["passwd", name])).status.success()
+}
+
+/// Is `name` in `/etc/passwd`?
+pub fn in_passwd(name: &str) -> bool {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(':').next() == Some(name))
+}
+
+/// pids of processes of `uid` (any of real, effective, saved, fs uid).
+pub fn processes_of(uid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/status"))
+                        .ok()
+                        .and_then(|s| {
+                            s.lines()
+                                .find_map(|l| l.strip_prefix("Uid:"))
+                                .map(|ids| ids.split_whitespace().any(|i| i.parse() == Ok(uid)))
+                        })
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Files anywhere under `dir` owned by `uid`.
+pub fn files_of(dir: &Path, uid: u32) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else { continue };
+            if m.uid() == uid {
+                found.push(e.path());
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+fn install_file(from: &Path, to: &Path, mode: u32) {
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+impl World {
+    /// Sets everything up with the default helper configuration.
+    pub fn new() -> World {
+        World::with_config("")
+    }
+
+    /// Sets everything up with `helper_toml` as `/etc/codext/helper.toml`
+    /// (empty: no file, the defaults).
+    pub fn with_config(helper_toml: &str) -> World {
+        std::fs::create_dir_all(WORK).expect("work dir");
+        std::fs::create_dir_all(format!("{WORK}/bin")).expect("bin dir");
+        std::fs::set_permissions(WORK, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // Copies of the binaries every user may run (the checkout itself
+        // may sit in a folder only root can enter).
+        for name in ["codext", "codext-helper", "socket-probe"] {
+            install_file(&bin(name), &Path::new(WORK).join("bin").join(name), 0o755);
+        }
+        if !helper_toml.is_empty() {
+            std::fs::create_dir_all("/etc/codext").expect("mkdir /etc/codext");
+            std::fs::write("/etc/codext/helper.toml", helper_toml).expect("write helper.toml");
+        }
+        install_pam(&module_path());
+        install_file(&repo().join("pam.d/sshd_config.d/codext.conf"), Path::new("/etc/ssh/sshd_config.d/codext.conf"), 0o644);
+        let init = World::helper_cli(&["init", "--json"]);
+        assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+        // The agent: an unprivileged local user with a codext key.
+        sh("useradd --create-home --shell /bin/bash agent");
+        let (uid, gid) = ids("agent");
+        let agent_key = PathBuf::from("/home/agent/agent.key");
+        install_file(&repo().join("docs/test-vectors/v1/agent.key"), &agent_key, 0o600);
+        install_file(&repo().join("docs/test-vectors/v1/agent.pub"), Path::new("/home/agent/agent.key.pub"), 0o644);
+        let server_pub = PathBuf::from("/home/agent/server.pub");
+        install_file(Path::new("/etc/codext/server_key.pub"), &server_pub, 0o644);
+        sh("chown -R agent: /home/agent");
+        let mut w = World { helper: None, sshd: None, agent: (uid, gid), agent_key, server_pub };
+        w.start_helper();
+        w.start_sshd();
+        w
+    }
+
+    /// Runs `codext-helper ARGS` as root.
+    pub fn helper_cli(args: &[&str]) -> Output {
+        run(Command::new(bin("codext-helper")).args(args))
+    }
+
+    /// Starts `codext-helper serve`, stderr appended to [`HELPER_LOG`], and
+    /// waits until its socket answers.
+    pub fn start_helper(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(HELPER_LOG).expect("helper log");
+        let child = Command::new(bin("codext-helper"))
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start helper");
+        self.helper = Some(child);
+        wait_until(Duration::from_secs(10), "the helper socket", || {
+            std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
+        });
+    }
+
+    /// Kills the helper daemon (SIGKILL) and waits for it.
+    pub fn kill_helper(&mut self) {
+        if let Some(mut c) = self.helper.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// pid of the helper daemon.
+    pub fn helper_pid(&self) -> u32 {
+        self.helper.as_ref().map(Child::id).expect("helper running")
+    }
+
+    /// Starts sshd on port 22, stderr to [`SSHD_LOG`], and waits until it
+    /// accepts connections.
+    pub fn start_sshd(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(SSHD_LOG).expect("sshd log");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-o", "LogLevel=VERBOSE"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        self.sshd = Some(child);
+        wait_until(Duration::from_secs(10), "sshd on port 22", || TcpStream::connect("127.0.0.1:22").is_ok());
+    }
+
+    /// Stops sshd and starts it again (to pick up configuration changes).
+    pub fn restart_sshd(&mut self) {
+        if let Some(mut c) = self.sshd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_until(Duration::from_secs(10), "port 22 to close", || TcpStream::connect("127.0.0.1:22").is_err());
+        self.start_sshd();
+    }
+
+    /// Runs `codext ARGS` as the agent.
+    pub fn agent_cli(&self, args: &[&str]) -> Output {
+        run(self.as_agent(Command::new(format!("{WORK}/bin/codext")).args(args)))
+    }
+
+    /// Makes `cmd` run as the agent, in its home.
+    pub fn as_agent<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.uid(self.agent.0)
+            .gid(self.agent.1)
+            .current_dir("/home/agent")
+            .env_clear()
+            .env("HOME", "/home/agent")
+            .env("USER", "agent")
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    }
+
+    /// Issues a puzzle to the agent's key: (user, puzzle).
+    pub fn issue(&self) -> (String, String) {
+        let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--json"]);
+        assert!(out.status.success(), "issue: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("issue json");
+        (v["user"].as_str().expect("user").to_owned(), v["puzzle"].as_str().expect("puzzle").to_owned())
+    }
+
+    /// The agent solves `puzzle`: the JSON `codext solve --json --password` prints.
+    pub fn solve(&self, puzzle: &str) -> serde_json::Value {
+        let key = self.agent_key.to_string_lossy().into_owned();
+        let server = self.server_pub.to_string_lossy().into_owned();
+        let out = self.agent_cli(&["solve", "--key", &key, "--server-key", &server, "--json", "--password", puzzle]);
+        assert!(out.status.success(), "solve: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("solve json")
+    }
+
+    /// Issue, solve and answer: a user ready to log in.
+    pub fn arm(&self) -> Armed {
+        let (user, puzzle) = self.issue();
+        let solved = self.solve(&puzzle);
+        let out = World::helper_cli(&["answer", solved["answer"].as_str().expect("answer"), "--json"]);
+        assert!(out.status.success(), "answer: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("answer json");
+        Armed {
+            user,
+            uid: v["uid"].as_u64().expect("uid") as u32,
+            puzzle,
+            password: solved["password"].as_str().expect("password").to_owned(),
+        }
+    }
+
+    /// The agent logs in with `codext ssh` (token from memory, host checked
+    /// against the signed fingerprints) and runs `command`.
+    pub fn login(&self, puzzle: &str, command: &[&str]) -> Output {
+        let key = self.agent_key.to_string_lossy().into_owned();
+        let server = self.server_pub.to_string_lossy().into_owned();
+        let mut args = vec!["ssh", "--key", &key, "--server-key", &server, "--host", "127.0.0.1", puzzle, "--"];
+        args.extend_from_slice(command);
+        self.agent_cli(&args)
+    }
+
+    /// `ssh user@127.0.0.1 command` with `password` through sshpass (test
+    /// harness only; codext itself never puts a password in the environment).
+    pub fn ssh_password(&self, user: &str, password: &str, command: &str) -> Output {
+        let mut cmd = Command::new("sshpass");
+        cmd.arg("-e").args(ssh_args(&["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]));
+        cmd.arg(format!("{user}@127.0.0.1")).arg(command).env("SSHPASS", password);
+        run(self.as_agent(&mut cmd).env("SSHPASS", password))
+    }
+
+    /// `ssh -i key user@127.0.0.1 command` (public key only).
+    pub fn ssh_key(&self, user: &str, key: &Path, command: &str) -> Output {
+        let mut cmd = Command::new("ssh");
+        cmd.args(ssh_args(&["-o", "PreferredAuthentications=publickey", "-o", "IdentitiesOnly=yes", "-i"]));
+        cmd.arg(key).arg(format!("{user}@127.0.0.1")).arg(command);
+        run(cmd.stdin(Stdio::null()))
+    }
+
+    /// Number of connections the helper daemon has accepted so far.
+    pub fn helper_connections(&self) -> usize {
+        std::fs::read_to_string(HELPER_LOG).unwrap_or_default().lines().filter(|l| l.contains(": connection ")).count()
+    }
+
+    /// Waits until `user` (uid `uid`) is gone: not in NSS, no home, no
+    /// process, no file in the shared temporary folders.
+    pub fn wait_removed(&self, user: &str, uid: u32) {
+        wait_until(Duration::from_secs(30), &format!("{user} to be removed"), || {
+            !resolves(user) && !in_passwd(user) && !Path::new(&format!("/home/{user}")).exists() && processes_of(uid).is_empty()
+        });
+        for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
+            assert!(files_of(Path::new(dir), uid).is_empty(), "files of uid {uid} left in {dir}");
+        }
+        assert!(!Path::new(&format!("/run/userdb/{user}.user")).exists());
+    }
+
+    /// Appends to the helper log and sshd log dumps on failure.
+    pub fn dump_logs(&self) {
+        for f in [HELPER_LOG, SSHD_LOG] {
+            eprintln!("--- {f} ---\n{}", std::fs::read_to_string(f).unwrap_or_default());
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for c in [self.helper.take(), self.sshd.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Common ssh client options for the harness's own ssh calls.
+pub fn ssh_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "ssh",
+        "-F",
+        "none",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "BatchMode=no",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// uid and gid of a local user.
+pub fn ids(user: &str) -> (u32, u32) {
+    let out = sh(&format!("id -u {user}; id -g {user}"));
+    let mut it = out.lines().map(|l| l.trim().parse::<u32>().expect("id"));
+    (it.next().expect("uid"), it.next().expect("gid"))
+}
+
+/// The built PAM module.
+pub fn module_path() -> PathBuf {
+    bin("libpam_codext.so")
+}
+
+/// Installs the shipped `pam.d/codext` and `pam.d/codext-session` into
+/// `/etc/pam.d` (module path rewritten to `module`) and includes them from
+/// `/etc/pam.d/sshd` as the installation notes say.
+pub fn install_pam(module: &Path) {
+    for name in ["codext", "codext-session"] {
+        let text = std::fs::read_to_string(repo().join("pam.d").join(name)).expect("read pam file");
+        let text = text.replace(" pam_codext.so", &format!(" {}", module.display()));
+        std::fs::write(Path::new("/etc/pam.d").join(name), text).expect("write pam file");
+    }
+    let sshd = std::fs::read_to_string("/etc/pam.d/sshd").expect("read /etc/pam.d/sshd");
+    if sshd.contains("@include codext") {
+        return;
+    }
+    let mut out = String::from("@include codext\n");
+    let mut placed = false;
+    for line in sshd.lines() {
+        if line.contains("pam_selinux.so open") && !placed {
+            out.push_str("@include codext-session\n");
+            placed = true;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(placed, "no pam_selinux open line in /etc/pam.d/sshd");
+    std::fs::write("/etc/pam.d/sshd", out).expect("write /etc/pam.d/sshd");
+}
+
+/// Removes codext from `/etc/pam.d/sshd` (the stock stack).
+pub fn uninstall_pam() {
+    let sshd = std::fs::read_to_string("/etc/pam.d/sshd").expect("read");
+    let out: String = sshd.lines().filter(|l| !l.starts_with("@include codext")).map(|l| format!("{l}\n")).collect();
+    std::fs::write("/etc/pam.d/sshd", out).expect("write");
+}
+
+/// Writes `text` to `path` with `mode`.
+pub fn write_file(path: &str, text: &str, mode: u32) {
+    let mut f = std::fs::File::create(path).expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
