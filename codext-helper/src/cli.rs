@@ -37,6 +37,9 @@ enum Command {
         /// How long the puzzle may stay unanswered (e.g. 10m).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<std::time::Duration>,
+        /// Issue a further token for this logged-in user (another connection).
+        #[arg(long)]
+        user: Option<String>,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -130,9 +133,12 @@ fn run(cli: Cli) -> Result<()> {
                 println!("Give the public key file to the agent; it pins it with `codext solve --server-key`.");
             }
         }
-        Command::Issue { client_key, ttl, json } => {
+        Command::Issue { client_key, ttl, user, json } => {
+            let renew = user
+                .map(|u| UserName::parse(&u).map_err(|e| HelperError::Input(format!("{u:?}: {e}"))))
+                .transpose()?;
             let key = PublicKey::load(&client_key)?;
-            let issued = helper.issue(&key, ttl, "manual")?;
+            let issued = helper.issue(&key, ttl, "manual", renew.as_ref())?;
             if json {
                 print_json(&serde_json::json!({
                     "user": issued.user,

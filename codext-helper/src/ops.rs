@@ -11,7 +11,7 @@ use crate::accounts;
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{HelperError, Result};
-use crate::store::{Entry, Locked, Phase, Session, Store};
+use crate::store::{Entry, Locked, Phase, Renewal, Session, Store};
 use crate::userdb;
 use codext_core::encoding::{hex, hex_decode};
 use codext_core::keys::{PrivateKey, PublicKey, MIN_AGENT_BITS, SERVER_BITS};
@@ -140,8 +140,10 @@ impl Helper {
         })
     }
 
-    /// Issues a puzzle for `client` and records the pending user.
-    pub fn issue(&self, client: &PublicKey, ttl: Option<Duration>, channel: &str) -> Result<Issued> {
+    /// Issues a puzzle for `client` and records the pending user; with
+    /// `renew`, a further token for that live user (same account, same
+    /// agent key) so the agent can open another connection.
+    pub fn issue(&self, client: &PublicKey, ttl: Option<Duration>, channel: &str, renew: Option<&UserName>) -> Result<Issued> {
         client.require_bits(MIN_AGENT_BITS, "agent")?;
         let server = PrivateKey::load(&self.cfg.server_key).map_err(|e| {
             HelperError::Config(format!("{e} (run `codext-helper init` first)"))
@@ -157,6 +159,40 @@ impl Helper {
         let token = Token::generate()?;
 
         let mut locked = self.store.lock()?;
+        if let Some(user) = renew {
+            let entry = locked
+                .state
+                .users
+                .get_mut(user.as_str())
+                .filter(|e| e.phase == Phase::Active && e.account_created)
+                .ok_or_else(|| HelperError::Refused(format!("{user} is not logged in: nothing to renew")))?;
+            if entry.client_fingerprint != client.fingerprint().to_string() {
+                return Err(HelperError::Refused(format!("{user} belongs to another agent key")));
+            }
+            let content = PuzzleContent {
+                puzzle_id,
+                issued_at: now,
+                expires_at,
+                user: user.clone(),
+                server_id: self.cfg.server_identity(),
+                host_keys,
+                token,
+            };
+            let puzzle = Puzzle::seal(&content, client, &server)?;
+            entry.renewal = Some(Renewal {
+                puzzle_id: hex(&puzzle_id),
+                login_hash: hex(&content.token.login_hash(user)),
+                proof: hex(&content.token.proof(&puzzle_id, user)),
+                answer_by: expires_at,
+                login_by: None,
+            });
+            let uid = entry.uid;
+            locked.save()?;
+            drop(locked);
+            self.log("issue", json!({"user": user.as_str(), "uid": uid, "puzzle_id": hex(&puzzle_id), "renewal": true,
+                                      "client_fingerprint": client.fingerprint().to_string(), "channel": channel, "expires_at": expires_at}));
+            return Ok(Issued { user: user.to_string(), uid, puzzle: puzzle.to_text(), puzzle_id: hex(&puzzle_id), expires_at });
+        }
         let user = self.fresh_name(&locked)?;
         let uid = self.allocate_uid(&mut locked)?;
         let content = PuzzleContent {
@@ -189,6 +225,7 @@ impl Helper {
             attempts: 0,
             sessions: Vec::new(),
             account_created: false,
+            renewal: None,
         };
         locked.state.users.insert(entry.user.clone(), entry);
         locked.save()?;
@@ -241,6 +278,9 @@ impl Helper {
             self.log("answer", json!({"user": user, "result": "unknown user", "source": source}));
             return Err(HelperError::UnknownUser(user));
         };
+        if entry.phase == Phase::Active && entry.renewal.is_some() {
+            return self.answer_renewal(locked, answer, source, now);
+        }
         if entry.phase != Phase::Pending {
             let phase = entry.phase;
             drop(locked);
@@ -280,6 +320,40 @@ impl Helper {
         drop(locked);
         self.log("answer", json!({"user": user, "result": "armed", "uid": armed.uid, "source": source}));
         Ok(armed)
+    }
+
+    fn answer_renewal(&self, mut locked: Locked, answer: Answer, source: &str, now: u64) -> Result<Entry> {
+        let user = answer.user.to_string();
+        let max = self.cfg.limits.max_attempts;
+        let armed_for = self.cfg.ttl.armed.as_secs();
+        let Some(entry) = locked.state.users.get_mut(&user) else { return Err(HelperError::UnknownUser(user)) };
+        let Some(renewal) = entry.renewal.as_mut() else { return Err(HelperError::UnknownUser(user)) };
+        if renewal.login_by.is_some() {
+            return Err(HelperError::Refused(format!("the renewal for {user} is already armed")));
+        }
+        if now > renewal.answer_by {
+            entry.renewal = None;
+            locked.save()?;
+            return Err(HelperError::Refused(format!("the renewal puzzle for {user} expired")));
+        }
+        let expected: Option<[u8; 16]> = hex_decode(&renewal.proof).and_then(|b| b.try_into().ok());
+        if !expected.is_some_and(|e| codext_core::token::proof_matches(&e, &answer.proof)) {
+            entry.attempts += 1;
+            let attempts = entry.attempts;
+            if attempts >= max {
+                entry.renewal = None;
+            }
+            locked.save()?;
+            drop(locked);
+            self.log("answer", json!({"user": user, "result": "wrong proof", "renewal": true, "attempts": attempts, "source": source}));
+            return Err(HelperError::Refused(format!("wrong proof for {user}")));
+        }
+        renewal.login_by = Some(now + armed_for);
+        let snapshot = entry.clone();
+        locked.save()?;
+        drop(locked);
+        self.log("answer", json!({"user": user, "result": "armed", "renewal": true, "source": source}));
+        Ok(snapshot)
     }
 
     /// A snapshot of every entry.
@@ -326,6 +400,9 @@ impl Helper {
             self.log("verify", json!({"user": name, "result": "unknown user", "source": source}));
             return Ok(Verdict::Denied("unknown user"));
         };
+        if entry.phase == Phase::Active && entry.renewal.as_ref().is_some_and(|r| r.login_by.is_some()) {
+            return self.authenticate_renewal(locked, user, password, source, now);
+        }
         if entry.phase != Phase::Armed {
             let reason = if entry.phase == Phase::Pending { "not armed" } else { "token already used" };
             drop(locked);
@@ -372,6 +449,37 @@ impl Helper {
         drop(locked);
         self.log("verify", json!({"user": name, "result": "ok", "source": source}));
         Ok(Verdict::CreateAccount(Box::new(snapshot)))
+    }
+
+    fn authenticate_renewal(&self, mut locked: Locked, user: &UserName, password: &Secret, source: &str, now: u64) -> Result<Verdict> {
+        let name = user.to_string();
+        let max = self.cfg.limits.max_attempts;
+        let Some(entry) = locked.state.users.get_mut(&name) else { return Ok(Verdict::Denied("unknown user")) };
+        let Some(renewal) = entry.renewal.as_ref() else { return Ok(Verdict::Denied("token already used")) };
+        if renewal.login_by.is_some_and(|t| now > t) {
+            entry.renewal = None;
+            locked.save()?;
+            drop(locked);
+            self.log("expire", json!({"user": name, "phase": "renewal"}));
+            return Ok(Verdict::Denied("expired"));
+        }
+        let expected: Option<[u8; 32]> = hex_decode(&renewal.login_hash).and_then(|b| b.try_into().ok());
+        if !expected.is_some_and(|e| codext_core::token::password_matches(&e, user, password.expose())) {
+            entry.attempts += 1;
+            let attempts = entry.attempts;
+            if attempts >= max {
+                entry.renewal = None;
+            }
+            locked.save()?;
+            drop(locked);
+            self.log("verify", json!({"user": name, "result": "wrong password", "renewal": true, "attempts": attempts, "source": source}));
+            return Ok(Verdict::Denied("wrong password"));
+        }
+        entry.renewal = None;
+        locked.save()?;
+        drop(locked);
+        self.log("verify", json!({"user": name, "result": "ok", "renewal": true, "source": source}));
+        Ok(Verdict::Ok("further session allowed"))
     }
 
     /// Second half of a successful login: creates the account announced by
@@ -508,6 +616,10 @@ impl Helper {
                     events.push(("expire", json!({"user": entry.user, "phase": "armed"})));
                 }
                 Phase::Active if entry.account_created => {
+                    if entry.renewal.as_ref().is_some_and(|r| now > r.login_by.unwrap_or(r.answer_by)) {
+                        entry.renewal = None;
+                        events.push(("expire", json!({"user": entry.user, "phase": "renewal"})));
+                    }
                     let before = entry.sessions.len();
                     entry.sessions.retain(|s| session_alive(s));
                     let dropped = before - entry.sessions.len();

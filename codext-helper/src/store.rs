@@ -90,6 +90,27 @@ pub struct Entry {
     /// True once `useradd` created the account: only then may the helper
     /// ever remove an account of this name.
     pub account_created: bool,
+    /// A further token for a live account (a second connection).
+    #[serde(default)]
+    pub renewal: Option<Renewal>,
+}
+
+/// A further one-time token for a user that is already logged in, so the
+/// agent can open another connection: same account, new puzzle, same
+/// rules (proof to arm, single use, attempt limit, time limits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Renewal {
+    /// Puzzle id, hex.
+    pub puzzle_id: String,
+    /// Login hash of the new token, hex.
+    pub login_hash: String,
+    /// Expected proof, hex.
+    pub proof: String,
+    /// Deadline for the answer.
+    pub answer_by: u64,
+    /// Deadline for the login, once armed.
+    pub login_by: Option<u64>,
 }
 
 /// The whole state file.

@@ -286,7 +286,7 @@ impl World {
     /// harness only; codext itself never puts a password in the environment).
     pub fn ssh_password(&self, user: &str, password: &str, command: &str) -> Output {
         let mut cmd = Command::new("sshpass");
-        cmd.arg("-e").args(ssh_args(&["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]));
+        cmd.arg("-e").arg("ssh").args(ssh_args(&["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]));
         cmd.arg(format!("{user}@127.0.0.1")).arg(command).env("SSHPASS", password);
         run(self.as_agent(&mut cmd).env("SSHPASS", password))
     }
@@ -296,7 +296,8 @@ impl World {
         let mut cmd = Command::new("ssh");
         cmd.args(ssh_args(&["-o", "PreferredAuthentications=publickey", "-o", "IdentitiesOnly=yes", "-i"]));
         cmd.arg(key).arg(format!("{user}@127.0.0.1")).arg(command);
-        run(cmd.stdin(Stdio::null()))
+        // HOME in scratch space: ssh must not touch the real /root.
+        run(cmd.stdin(Stdio::null()).env("HOME", WORK))
     }
 
     /// Number of connections the helper daemon has accepted so far.
@@ -337,10 +338,10 @@ impl Drop for World {
     }
 }
 
-/// Common ssh client options for the harness's own ssh calls.
+/// Common ssh client options for the harness's own ssh calls (after the
+/// program name).
 pub fn ssh_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
-        "ssh",
         "-F",
         "none",
         "-o",

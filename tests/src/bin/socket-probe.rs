@@ -42,6 +42,7 @@ fn main() {
             Err(e) => println!("error decode: {e}"),
         },
         Err(codext_wire::FrameError::Truncated) => println!("closed"),
+        Err(codext_wire::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => println!("closed"),
         Err(e) => println!("error {e}"),
     }
 }
