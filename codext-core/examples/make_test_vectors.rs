@@ -6,13 +6,15 @@
 
 use codext_core::encoding::hex;
 use codext_core::hostkeys;
-use codext_core::{Puzzle, PuzzleContent, PrivateKey, PublicKey, Token};
+use codext_core::{PrivateKey, PublicKey, Puzzle, PuzzleContent, Token};
 use codext_wire::UserName;
 use std::path::Path;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/test-vectors/v1");
-    let server = PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("server.key")).unwrap()).unwrap();
+    let server =
+        PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("server.key")).unwrap())
+            .unwrap();
     let agent = PublicKey::load(&dir.join("agent.pub")).unwrap();
     let host_keys = hostkeys::fingerprints(&dir.join("hostkeys"), &[]).unwrap();
     let token_bytes: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(7).wrapping_add(3));
@@ -47,6 +49,10 @@ fn main() {
         "signature_hex": hex(&puzzle.signature),
         "signed_message_hex": hex(&puzzle.signed_message()),
     });
-    std::fs::write(dir.join("puzzle-1.json"), serde_json::to_string_pretty(&expected).unwrap() + "\n").unwrap();
+    std::fs::write(
+        dir.join("puzzle-1.json"),
+        serde_json::to_string_pretty(&expected).unwrap() + "\n",
+    )
+    .unwrap();
     println!("wrote {}", dir.join("puzzle-1.txt").display());
 }

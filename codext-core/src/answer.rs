@@ -45,11 +45,12 @@ impl Answer {
         let split = USER_PREFIX.len() + USER_HEX_LEN;
         let (user, rest) = text.split_at(split);
         let user = UserName::parse(user).map_err(|e| Error::AnswerFormat(e.to_string()))?;
-        let proof_hex = rest
-            .strip_prefix('-')
-            .ok_or_else(|| Error::AnswerFormat("a '-' must separate the user name and the proof".into()))?;
-        let bytes = hex_decode(proof_hex)
-            .ok_or_else(|| Error::AnswerFormat("the proof is not 32 lowercase hex digits".into()))?;
+        let proof_hex = rest.strip_prefix('-').ok_or_else(|| {
+            Error::AnswerFormat("a '-' must separate the user name and the proof".into())
+        })?;
+        let bytes = hex_decode(proof_hex).ok_or_else(|| {
+            Error::AnswerFormat("the proof is not 32 lowercase hex digits".into())
+        })?;
         let proof: [u8; PROOF_LEN] = bytes
             .try_into()
             .map_err(|_| Error::AnswerFormat("the proof is not 32 lowercase hex digits".into()))?;

@@ -17,7 +17,8 @@ fn base32_lower() -> &'static Encoding {
         spec.check_trailing_bits = true;
         // The specification is a constant known to be valid; a failure here
         // would be a programming error caught by every test.
-        spec.encoding().unwrap_or_else(|_| data_encoding::BASE32_NOPAD.clone())
+        spec.encoding()
+            .unwrap_or_else(|_| data_encoding::BASE32_NOPAD.clone())
     })
 }
 

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 /// The host public key files in `dir` named `ssh_host_*_key.pub` (sshd's
 /// default names), sorted by name.
 pub fn host_key_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("cannot list host keys in {}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("cannot list host keys in {}", dir.display()), e))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("cannot list host keys in {}", dir.display()), e))?;
+        let entry = entry
+            .map_err(|e| Error::io(format!("cannot list host keys in {}", dir.display()), e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("ssh_host_") && name.ends_with("_key.pub") {
@@ -43,7 +44,11 @@ pub fn fingerprint_line(line: &str) -> Result<Fingerprint> {
 /// `dir` when `files` is empty. No key at all is an error: a puzzle without
 /// host keys would let the agent log in to anyone.
 pub fn fingerprints(dir: &Path, files: &[PathBuf]) -> Result<Vec<Fingerprint>> {
-    let files = if files.is_empty() { host_key_files(dir)? } else { files.to_vec() };
+    let files = if files.is_empty() {
+        host_key_files(dir)?
+    } else {
+        files.to_vec()
+    };
     if files.is_empty() {
         return Err(Error::KeyFormat(format!(
             "no SSH host keys (ssh_host_*_key.pub) in {}: sshd has none to prove itself with",

@@ -71,30 +71,47 @@ pub struct PublicKey {
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey(rsa {} bits, {})", self.bits(), self.fingerprint)
+        write!(
+            f,
+            "PublicKey(rsa {} bits, {})",
+            self.bits(),
+            self.fingerprint
+        )
     }
 }
 
 impl PublicKey {
     fn from_rsa(rsa: RsaPublicKey, comment: &str) -> Result<PublicKey> {
-        let data = ssh_key::public::RsaPublicKey::try_from(&rsa)
-            .map_err(|e| Error::KeyFormat(format!("cannot express the key in OpenSSH form: {e}")))?;
+        let data = ssh_key::public::RsaPublicKey::try_from(&rsa).map_err(|e| {
+            Error::KeyFormat(format!("cannot express the key in OpenSSH form: {e}"))
+        })?;
         let ssh = ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(data), comment);
         let fingerprint = Fingerprint::of(&ssh);
-        Ok(PublicKey { rsa, ssh, fingerprint })
+        Ok(PublicKey {
+            rsa,
+            ssh,
+            fingerprint,
+        })
     }
 
     /// Parses one OpenSSH public key line (`ssh-rsa AAAA… [comment]`).
     pub fn from_openssh(text: &str) -> Result<PublicKey> {
         let ssh = ssh_key::PublicKey::from_openssh(text.trim())
             .map_err(|e| Error::KeyFormat(format!("not an OpenSSH public key line ({e})")))?;
-        let data = ssh
-            .key_data()
-            .rsa()
-            .ok_or_else(|| Error::KeyPolicy(format!("an RSA key is required, this is {}", ssh.algorithm())))?;
-        let rsa = RsaPublicKey::try_from(data).map_err(|e| Error::KeyFormat(format!("bad RSA public key: {e}")))?;
+        let data = ssh.key_data().rsa().ok_or_else(|| {
+            Error::KeyPolicy(format!(
+                "an RSA key is required, this is {}",
+                ssh.algorithm()
+            ))
+        })?;
+        let rsa = RsaPublicKey::try_from(data)
+            .map_err(|e| Error::KeyFormat(format!("bad RSA public key: {e}")))?;
         let fingerprint = Fingerprint::of(&ssh);
-        Ok(PublicKey { rsa, ssh, fingerprint })
+        Ok(PublicKey {
+            rsa,
+            ssh,
+            fingerprint,
+        })
     }
 
     /// Reads an OpenSSH public key file.
@@ -107,7 +124,9 @@ impl PublicKey {
 
     /// The key as one OpenSSH line (with its comment, if any).
     pub fn to_openssh(&self) -> Result<String> {
-        self.ssh.to_openssh().map_err(|e| Error::KeyFormat(format!("cannot encode key: {e}")))
+        self.ssh
+            .to_openssh()
+            .map_err(|e| Error::KeyFormat(format!("cannot encode key: {e}")))
     }
 
     /// SHA-256 fingerprint of the key blob.
@@ -155,7 +174,8 @@ impl fmt::Debug for PrivateKey {
 impl PrivateKey {
     /// Generates a new key of `bits` bits from the OS random generator.
     pub fn generate(bits: usize) -> Result<PrivateKey> {
-        let rsa = RsaPrivateKey::new(&mut OsRng, bits).map_err(|e| Error::Crypto(format!("key generation: {e}")))?;
+        let rsa = RsaPrivateKey::new(&mut OsRng, bits)
+            .map_err(|e| Error::Crypto(format!("key generation: {e}")))?;
         Ok(PrivateKey { rsa })
     }
 
@@ -168,7 +188,9 @@ impl PrivateKey {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| Error::io(format!("cannot open private key {}", path.display()), e))?;
-        let meta = file.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
         if meta.mode() & 0o077 != 0 {
             return Err(Error::KeyPolicy(format!(
                 "{} is readable by others (mode {:o}): chmod 600 it",
@@ -179,7 +201,8 @@ impl PrivateKey {
         let mut text = zeroize::Zeroizing::new(String::new());
         std::io::Read::read_to_string(&mut &file, &mut text)
             .map_err(|e| Error::io(format!("cannot read private key {}", path.display()), e))?;
-        PrivateKey::from_pkcs8_pem(&text).map_err(|e| Error::KeyFormat(format!("{}: {e}", path.display())))
+        PrivateKey::from_pkcs8_pem(&text)
+            .map_err(|e| Error::KeyFormat(format!("{}: {e}", path.display())))
     }
 
     /// Parses a PKCS#8 PEM private key held in memory.
@@ -219,13 +242,21 @@ pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .open(path)
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::io(format!("{} already exists; codext never overwrites a key file", path.display()), e)
+                Error::io(
+                    format!(
+                        "{} already exists; codext never overwrites a key file",
+                        path.display()
+                    ),
+                    e,
+                )
             } else {
                 Error::io(format!("cannot create {}", path.display()), e)
             }
         })?;
-    f.write_all(bytes).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-    f.sync_all().map_err(|e| Error::io(format!("cannot sync {}", path.display()), e))
+    f.write_all(bytes)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    f.sync_all()
+        .map_err(|e| Error::io(format!("cannot sync {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -247,13 +278,23 @@ mod tests {
 
     #[test]
     fn given_non_rsa_key_then_refused_by_policy() {
-        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDXmPKc3U8NGQdtDWkZXBGCHQDdHtCjUpwe5ex4S6Wrb x";
-        assert!(matches!(PublicKey::from_openssh(ed), Err(Error::KeyPolicy(_))));
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDXmPKc3U8NGQdtDWkZXBGCHQDdHtCjUpwe5ex4S6Wrb x";
+        assert!(matches!(
+            PublicKey::from_openssh(ed),
+            Err(Error::KeyPolicy(_))
+        ));
     }
 
     #[test]
     fn given_garbage_then_key_format_error() {
-        assert!(matches!(PublicKey::from_openssh("ssh-rsa !!!"), Err(Error::KeyFormat(_))));
-        assert!(matches!(PublicKey::from_openssh(""), Err(Error::KeyFormat(_))));
+        assert!(matches!(
+            PublicKey::from_openssh("ssh-rsa !!!"),
+            Err(Error::KeyFormat(_))
+        ));
+        assert!(matches!(
+            PublicKey::from_openssh(""),
+            Err(Error::KeyFormat(_))
+        ));
     }
 }

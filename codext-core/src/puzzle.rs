@@ -121,32 +121,51 @@ impl PuzzleContent {
         let puzzle_id = r.array::<16>().ok_or_else(|| bad("short plaintext"))?;
         let issued_at = r.u64().ok_or_else(|| bad("short plaintext"))?;
         let expires_at = r.u64().ok_or_else(|| bad("short plaintext"))?;
-        let token = Token::from_bytes(r.array::<TOKEN_LEN>().ok_or_else(|| bad("short plaintext"))?);
+        let token = Token::from_bytes(
+            r.array::<TOKEN_LEN>()
+                .ok_or_else(|| bad("short plaintext"))?,
+        );
         let user = r.short().ok_or_else(|| bad("short plaintext"))?;
         let user = std::str::from_utf8(user).map_err(|_| bad("user is not UTF-8"))?;
         let user = UserName::parse(user).map_err(|e| Error::PuzzleContent(e.to_string()))?;
         let sid = r.short().ok_or_else(|| bad("short plaintext"))?;
-        let server_id = std::str::from_utf8(sid).map_err(|_| bad("server id is not UTF-8"))?.to_owned();
+        let server_id = std::str::from_utf8(sid)
+            .map_err(|_| bad("server id is not UTF-8"))?
+            .to_owned();
         check_server_id(&server_id)?;
         let n = r.u8().ok_or_else(|| bad("short plaintext"))?;
         let mut host_keys = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            host_keys.push(Fingerprint(r.array::<32>().ok_or_else(|| bad("short plaintext"))?));
+            host_keys.push(Fingerprint(
+                r.array::<32>().ok_or_else(|| bad("short plaintext"))?,
+            ));
         }
         if !r.0.is_empty() {
             return Err(bad("bytes after the end of the plaintext"));
         }
         if host_keys.is_empty() {
-            return Err(bad("no host key fingerprints: the server could not be checked"));
+            return Err(bad(
+                "no host key fingerprints: the server could not be checked",
+            ));
         }
-        Ok(PuzzleContent { puzzle_id, issued_at, expires_at, user, server_id, host_keys, token })
+        Ok(PuzzleContent {
+            puzzle_id,
+            issued_at,
+            expires_at,
+            user,
+            server_id,
+            host_keys,
+            token,
+        })
     }
 }
 
 fn check_server_id(sid: &str) -> Result<()> {
     let ok = !sid.is_empty()
         && sid.len() <= MAX_SERVER_ID
-        && sid.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -198,7 +217,11 @@ impl<'a> Cursor<'a> {
 
 impl Puzzle {
     /// Encrypts `content` to `recipient` and signs it with `server`.
-    pub fn seal(content: &PuzzleContent, recipient: &PublicKey, server: &PrivateKey) -> Result<Puzzle> {
+    pub fn seal(
+        content: &PuzzleContent,
+        recipient: &PublicKey,
+        server: &PrivateKey,
+    ) -> Result<Puzzle> {
         let plaintext = content.encode()?;
         let room = recipient.size().saturating_sub(OAEP_OVERHEAD);
         if plaintext.len() > room {
@@ -276,7 +299,11 @@ impl Puzzle {
         }
         match r.u8() {
             Some(VERSION) => {}
-            Some(v) => return Err(Error::PuzzleFormat(format!("version {v} is not supported (this codext reads 1)"))),
+            Some(v) => {
+                return Err(Error::PuzzleFormat(format!(
+                    "version {v} is not supported (this codext reads 1)"
+                )))
+            }
             None => return Err(bad("truncated")),
         }
         let puzzle_id = r.array::<16>().ok_or_else(|| bad("truncated"))?;
@@ -294,7 +321,15 @@ impl Puzzle {
         if ciphertext.is_empty() || signature.is_empty() {
             return Err(bad("empty ciphertext or signature"));
         }
-        Ok(Puzzle { puzzle_id, expires_at, recipient, signer, user, ciphertext, signature })
+        Ok(Puzzle {
+            puzzle_id,
+            expires_at,
+            recipient,
+            signer,
+            user,
+            ciphertext,
+            signature,
+        })
     }
 
     /// Parses the text form; surrounding whitespace is ignored.
@@ -307,7 +342,9 @@ impl Puzzle {
             return Err(Error::PuzzleFormat("too long".into()));
         }
         let bytes = b32_decode(body).ok_or_else(|| {
-            Error::PuzzleFormat("not lowercase base32 (garbled, truncated, or changed in transit)".into())
+            Error::PuzzleFormat(
+                "not lowercase base32 (garbled, truncated, or changed in transit)".into(),
+            )
         })?;
         Puzzle::from_bytes(&bytes)
     }
@@ -316,9 +353,13 @@ impl Puzzle {
     /// puzzle is for `agent`, decrypts, and checks content and time.
     pub fn open(&self, agent: &PrivateKey, server: &PublicKey, now: u64) -> Result<OpenedPuzzle> {
         if self.signer != server.fingerprint() {
-            return Err(Error::WrongSigner { signer: self.signer, pinned: server.fingerprint() });
+            return Err(Error::WrongSigner {
+                signer: self.signer,
+                pinned: server.fingerprint(),
+            });
         }
-        let sig = pss::Signature::try_from(self.signature.as_slice()).map_err(|_| Error::BadSignature)?;
+        let sig =
+            pss::Signature::try_from(self.signature.as_slice()).map_err(|_| Error::BadSignature)?;
         pss::VerifyingKey::<Sha256>::new(server.rsa().clone())
             .verify(&self.signed_message(), &sig)
             .map_err(|_| Error::BadSignature)?;
@@ -327,19 +368,33 @@ impl Puzzle {
             return Err(Error::WrongRecipient);
         }
         let plaintext = Zeroizing::new(
-            agent.rsa().decrypt(Oaep::new::<Sha256>(), &self.ciphertext).map_err(|_| Error::Decrypt)?,
+            agent
+                .rsa()
+                .decrypt(Oaep::new::<Sha256>(), &self.ciphertext)
+                .map_err(|_| Error::Decrypt)?,
         );
         let content = PuzzleContent::decode(&plaintext)?;
-        if content.puzzle_id != self.puzzle_id || content.user != self.user || content.expires_at != self.expires_at {
-            return Err(Error::PuzzleContent("the encrypted content does not match the signed header".into()));
+        if content.puzzle_id != self.puzzle_id
+            || content.user != self.user
+            || content.expires_at != self.expires_at
+        {
+            return Err(Error::PuzzleContent(
+                "the encrypted content does not match the signed header".into(),
+            ));
         }
         if content.issued_at > content.expires_at {
             return Err(Error::PuzzleContent("issued after it expires".into()));
         }
         if now > content.expires_at || content.issued_at > now.saturating_add(CLOCK_SKEW) {
-            return Err(Error::Expired { expires_at: content.expires_at, now });
+            return Err(Error::Expired {
+                expires_at: content.expires_at,
+                now,
+            });
         }
-        let answer = Answer { user: content.user.clone(), proof: content.token.proof(&content.puzzle_id, &content.user) };
+        let answer = Answer {
+            user: content.user.clone(),
+            proof: content.token.proof(&content.puzzle_id, &content.user),
+        };
         Ok(OpenedPuzzle { content, answer })
     }
 }

@@ -13,5 +13,7 @@ pub fn bytes<const N: usize>() -> Result<[u8; N]> {
 
 /// Fills `buf` from the OS random generator.
 pub fn fill(buf: &mut [u8]) -> Result<()> {
-    OsRng.try_fill_bytes(buf).map_err(|e| Error::Random(e.to_string()))
+    OsRng
+        .try_fill_bytes(buf)
+        .map_err(|e| Error::Random(e.to_string()))
 }

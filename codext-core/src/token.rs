@@ -124,7 +124,11 @@ mod tests {
         let t = Token::generate().unwrap();
         let pw = t.password();
         assert_eq!(pw.len(), 52);
-        assert!(password_matches(&t.login_hash(&user()), &user(), pw.as_bytes()));
+        assert!(password_matches(
+            &t.login_hash(&user()),
+            &user(),
+            pw.as_bytes()
+        ));
     }
 
     #[test]
@@ -134,7 +138,11 @@ mod tests {
         let hash = t.login_hash(&user());
         assert!(!password_matches(&hash, &other, t.password().as_bytes()));
         assert!(!password_matches(&hash, &user(), b"not a token"));
-        assert!(!password_matches(&hash, &user(), t.password().to_uppercase().as_bytes()));
+        assert!(!password_matches(
+            &hash,
+            &user(),
+            t.password().to_uppercase().as_bytes()
+        ));
         assert!(!password_matches(&hash, &user(), b""));
     }
 

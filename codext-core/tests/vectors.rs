@@ -4,7 +4,9 @@
 //! puzzle can be bad.
 
 use codext_core::encoding::{b32_decode, b32_encode, hex, hex_decode};
-use codext_core::{hostkeys, Answer, Error, Fingerprint, PrivateKey, PublicKey, Puzzle, PuzzleContent, Token};
+use codext_core::{
+    hostkeys, Answer, Error, Fingerprint, PrivateKey, PublicKey, Puzzle, PuzzleContent, Token,
+};
 use codext_wire::UserName;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -60,11 +62,20 @@ fn given_vector_then_opens_to_the_expected_content() {
 fn given_vector_host_keys_then_they_are_what_ssh_keygen_prints() {
     let fps = hostkeys::fingerprints(&dir().join("hostkeys"), &[]).unwrap();
     let mut ours: Vec<String> = fps.iter().map(|f| f.to_string()).collect();
-    let mut theirs: Vec<String> = read("hostkeys/fingerprints.txt").lines().map(str::to_owned).collect();
+    let mut theirs: Vec<String> = read("hostkeys/fingerprints.txt")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     ours.sort();
     theirs.sort();
     assert_eq!(ours, theirs);
-    assert_eq!(PublicKey::from_openssh(&read("server.pub")).unwrap().fingerprint().to_string(), read("server.pub.fingerprint").trim());
+    assert_eq!(
+        PublicKey::from_openssh(&read("server.pub"))
+            .unwrap()
+            .fingerprint()
+            .to_string(),
+        read("server.pub.fingerprint").trim()
+    );
 }
 
 #[test]
@@ -75,42 +86,95 @@ fn given_vector_then_openssl_independently_verifies_and_decrypts() {
     // The vector's fields are what the envelope says.
     assert_eq!(hex(&p.ciphertext), e["ciphertext_hex"]);
     assert_eq!(hex(&p.signed_message()), e["signed_message_hex"]);
-    std::fs::write(tmp.join("msg"), hex_decode(e["signed_message_hex"].as_str().unwrap()).unwrap()).unwrap();
-    std::fs::write(tmp.join("sig"), hex_decode(e["signature_hex"].as_str().unwrap()).unwrap()).unwrap();
-    std::fs::write(tmp.join("ct"), hex_decode(e["ciphertext_hex"].as_str().unwrap()).unwrap()).unwrap();
+    std::fs::write(
+        tmp.join("msg"),
+        hex_decode(e["signed_message_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.join("sig"),
+        hex_decode(e["signature_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.join("ct"),
+        hex_decode(e["ciphertext_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
     let verify = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32", "-verify"])
+        .args([
+            "dgst",
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+            "-verify",
+        ])
         .arg(dir().join("server.pub.pem"))
         .arg("-signature")
         .arg(tmp.join("sig"))
         .arg(tmp.join("msg"))
         .output()
         .unwrap();
-    assert!(verify.status.success(), "openssl verify: {}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "openssl verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     let decrypt = Command::new("openssl")
         .args(["pkeyutl", "-decrypt", "-inkey"])
         .arg(dir().join("agent.key"))
-        .args(["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256", "-in"])
+        .args([
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+            "-in",
+        ])
         .arg(tmp.join("ct"))
         .output()
         .unwrap();
-    assert!(decrypt.status.success(), "openssl decrypt: {}", String::from_utf8_lossy(&decrypt.stderr));
+    assert!(
+        decrypt.status.success(),
+        "openssl decrypt: {}",
+        String::from_utf8_lossy(&decrypt.stderr)
+    );
     let pt = decrypt.stdout;
     // Plaintext layout (docs/PROTOCOL.md): version, id, issued, expires, token, ...
     assert_eq!(pt[0], 1);
     assert_eq!(hex(&pt[1..17]), e["puzzle_id"]);
-    assert_eq!(u64::from_be_bytes(pt[17..25].try_into().unwrap()), e["issued_at"]);
-    assert_eq!(u64::from_be_bytes(pt[25..33].try_into().unwrap()), e["expires_at"]);
+    assert_eq!(
+        u64::from_be_bytes(pt[17..25].try_into().unwrap()),
+        e["issued_at"]
+    );
+    assert_eq!(
+        u64::from_be_bytes(pt[25..33].try_into().unwrap()),
+        e["expires_at"]
+    );
     assert_eq!(hex(&pt[33..65]), e["token_hex"]);
     let user_len = usize::from(pt[65]);
-    assert_eq!(std::str::from_utf8(&pt[66..66 + user_len]).unwrap(), e["user"]);
+    assert_eq!(
+        std::str::from_utf8(&pt[66..66 + user_len]).unwrap(),
+        e["user"]
+    );
     // And a tampered message fails openssl's verification too.
     let mut msg = std::fs::read(tmp.join("msg")).unwrap();
     let last = msg.len() - 1;
     msg[last] ^= 1;
     std::fs::write(tmp.join("msg"), msg).unwrap();
     let verify = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32", "-verify"])
+        .args([
+            "dgst",
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+            "-verify",
+        ])
         .arg(dir().join("server.pub.pem"))
         .arg("-signature")
         .arg(tmp.join("sig"))
@@ -125,7 +189,10 @@ fn given_vector_answer_then_parses_and_matches_the_proof() {
     let e = expected();
     let a = Answer::parse(e["answer"].as_str().unwrap()).unwrap();
     let token = Token::from_password(e["password"].as_str().unwrap().as_bytes()).unwrap();
-    let id: [u8; 16] = hex_decode(e["puzzle_id"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let id: [u8; 16] = hex_decode(e["puzzle_id"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
     assert_eq!(a.proof, token.proof(&id, &a.user));
     // The token appears in the answer in no encoding.
     let ans = e["answer"].as_str().unwrap();
@@ -137,7 +204,10 @@ fn given_vector_answer_then_parses_and_matches_the_proof() {
 fn given_any_flipped_byte_then_the_puzzle_is_refused() {
     let bytes = puzzle().to_bytes();
     // Every byte of the header, and a sample of the ciphertext and signature.
-    let positions: Vec<usize> = (0..120).chain((120..bytes.len()).step_by(37)).chain([bytes.len() - 1]).collect();
+    let positions: Vec<usize> = (0..120)
+        .chain((120..bytes.len()).step_by(37))
+        .chain([bytes.len() - 1])
+        .collect();
     for i in positions {
         let mut b = bytes.clone();
         b[i] ^= 0x40;
@@ -150,10 +220,16 @@ fn given_any_flipped_byte_then_the_puzzle_is_refused() {
 fn given_ciphertext_tampered_then_bad_signature() {
     let mut p = puzzle();
     p.ciphertext[10] ^= 1;
-    assert!(matches!(p.open(&agent(), &server_pub(), now()), Err(Error::BadSignature)));
+    assert!(matches!(
+        p.open(&agent(), &server_pub(), now()),
+        Err(Error::BadSignature)
+    ));
     let mut p = puzzle();
     p.recipient.0[0] ^= 1;
-    assert!(matches!(p.open(&agent(), &server_pub(), now()), Err(Error::BadSignature)));
+    assert!(matches!(
+        p.open(&agent(), &server_pub(), now()),
+        Err(Error::BadSignature)
+    ));
 }
 
 #[test]
@@ -166,7 +242,10 @@ fn given_every_truncation_then_format_error_without_panic() {
     }
     let bytes = puzzle().to_bytes();
     for n in 0..bytes.len() {
-        assert!(Puzzle::from_bytes(&bytes[..n]).is_err(), "cut at {n} parsed");
+        assert!(
+            Puzzle::from_bytes(&bytes[..n]).is_err(),
+            "cut at {n} parsed"
+        );
     }
 }
 
@@ -177,7 +256,10 @@ fn given_garbled_text_then_clear_format_errors() {
         ("", "starts with"),
         ("hello", "starts with"),
         (&text.trim().to_uppercase(), "starts with"),
-        (&format!("cdx1{}", text.trim()[4..].to_uppercase()), "base32"),
+        (
+            &format!("cdx1{}", text.trim()[4..].to_uppercase()),
+            "base32",
+        ),
         (&format!("{}!", text.trim()), "base32"),
         (&format!("cdx2{}", &text.trim()[4..]), "starts with"),
     ] {
@@ -195,14 +277,20 @@ fn given_garbled_text_then_clear_format_errors() {
     // Trailing bytes after the signature.
     let mut b = puzzle().to_bytes();
     b.push(0);
-    assert!(Puzzle::from_bytes(&b).unwrap_err().to_string().contains("after the signature"));
+    assert!(Puzzle::from_bytes(&b)
+        .unwrap_err()
+        .to_string()
+        .contains("after the signature"));
     assert!(b32_decode(text.trim().strip_prefix("cdx1").unwrap()).is_some());
 }
 
 #[test]
 fn given_wrong_agent_key_then_wrong_recipient() {
     let other = PrivateKey::from_pkcs8_pem(&read("other-agent.key")).unwrap();
-    assert!(matches!(puzzle().open(&other, &server_pub(), now()), Err(Error::WrongRecipient)));
+    assert!(matches!(
+        puzzle().open(&other, &server_pub(), now()),
+        Err(Error::WrongRecipient)
+    ));
 }
 
 #[test]
@@ -214,7 +302,10 @@ fn given_wrong_server_key_then_wrong_signer() {
     // another key fails the signature itself.
     let mut p = puzzle();
     p.signer = other.fingerprint();
-    assert!(matches!(p.open(&agent(), &other, now()), Err(Error::BadSignature)));
+    assert!(matches!(
+        p.open(&agent(), &other, now()),
+        Err(Error::BadSignature)
+    ));
 }
 
 #[test]
@@ -226,7 +317,9 @@ fn given_expired_or_future_puzzle_then_expired() {
     let err = puzzle().open(&agent(), &server_pub(), exp + 1).unwrap_err();
     assert!(matches!(err, Error::Expired { .. }));
     assert!(err.to_string().contains("expired 1 s ago"));
-    let err = puzzle().open(&agent(), &server_pub(), issued - 301).unwrap_err();
+    let err = puzzle()
+        .open(&agent(), &server_pub(), issued - 301)
+        .unwrap_err();
     assert!(err.to_string().contains("not valid yet"), "{err}");
 }
 
@@ -249,8 +342,13 @@ fn given_fresh_seal_then_round_trip_and_text_is_tag_safe() {
     let content = fresh_content(vec![Fingerprint([1; 32]), Fingerprint([2; 32])], "host-1");
     let p = Puzzle::seal(&content, &agent_pub, &server).unwrap();
     let text = p.to_text();
-    assert!(text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-    let opened = Puzzle::from_text(&text).unwrap().open(&agent(), &server_pub(), 1500).unwrap();
+    assert!(text
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    let opened = Puzzle::from_text(&text)
+        .unwrap()
+        .open(&agent(), &server_pub(), 1500)
+        .unwrap();
     assert_eq!(opened.content.token.expose(), content.token.expose());
     assert_eq!(opened.content.host_keys, content.host_keys);
 }

@@ -45,9 +45,13 @@ pub fn ensure_group(group: &str) -> Result<u32> {
     }
     let out = run(GROUPADD, &["--system", "--", group])?;
     if !out.status.success() {
-        return Err(HelperError::Account(format!("groupadd {group} failed: {}", describe(&out))));
+        return Err(HelperError::Account(format!(
+            "groupadd {group} failed: {}",
+            describe(&out)
+        )));
     }
-    lookup_group(group)?.ok_or_else(|| HelperError::Account(format!("group {group} still missing after groupadd")))
+    lookup_group(group)?
+        .ok_or_else(|| HelperError::Account(format!("group {group} still missing after groupadd")))
 }
 
 /// The gid of `group`, if it exists.
@@ -72,7 +76,9 @@ pub fn name_taken(name: &str) -> bool {
 
 /// `(name, uid)` of every line of `/etc/passwd`.
 pub fn passwd_file_entries() -> Vec<(String, u32)> {
-    let Ok(text) = std::fs::read_to_string("/etc/passwd") else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| {
             let mut f = l.split(':');
@@ -93,12 +99,30 @@ pub fn create(entry: &Entry) -> Result<()> {
     let out = run(
         USERADD,
         &[
-            "--uid", &uid, "--gid", &gid, "--no-user-group", "--home-dir", &home, "--create-home", "--shell", &shell,
-            "--comment", "codext temporary user", "--key", "HOME_MODE=0700", "--", &entry.user,
+            "--uid",
+            &uid,
+            "--gid",
+            &gid,
+            "--no-user-group",
+            "--home-dir",
+            &home,
+            "--create-home",
+            "--shell",
+            &shell,
+            "--comment",
+            "codext temporary user",
+            "--key",
+            "HOME_MODE=0700",
+            "--",
+            &entry.user,
         ],
     )?;
     if !out.status.success() {
-        return Err(HelperError::Account(format!("useradd {} failed: {}", entry.user, describe(&out))));
+        return Err(HelperError::Account(format!(
+            "useradd {} failed: {}",
+            entry.user,
+            describe(&out)
+        )));
     }
     verify_created(entry)
 }
@@ -107,8 +131,14 @@ pub fn create(entry: &Entry) -> Result<()> {
 fn verify_created(entry: &Entry) -> Result<()> {
     let user = User::from_name(&entry.user)
         .map_err(|e| HelperError::Account(format!("cannot look up {}: {e}", entry.user)))?
-        .ok_or_else(|| HelperError::Account(format!("{} does not resolve after useradd", entry.user)))?;
-    if user.uid.as_raw() != entry.uid || user.gid.as_raw() != entry.gid || user.dir != entry.home || user.shell != entry.shell {
+        .ok_or_else(|| {
+            HelperError::Account(format!("{} does not resolve after useradd", entry.user))
+        })?;
+    if user.uid.as_raw() != entry.uid
+        || user.gid.as_raw() != entry.gid
+        || user.dir != entry.home
+        || user.shell != entry.shell
+    {
         return Err(HelperError::Account(format!(
             "{} was created as uid {} gid {} home {} shell {}, not as announced",
             entry.user,
@@ -124,17 +154,23 @@ fn verify_created(entry: &Entry) -> Result<()> {
 /// True when `/etc/passwd` has `entry`'s name with `entry`'s uid: the
 /// account the helper created is still the one there.
 pub fn is_ours_on_disk(entry: &Entry) -> bool {
-    passwd_file_entries().iter().any(|(n, u)| n == &entry.user && *u == entry.uid)
+    passwd_file_entries()
+        .iter()
+        .any(|(n, u)| n == &entry.user && *u == entry.uid)
 }
 
 /// pids of every process whose real, effective, saved or filesystem uid is
 /// `uid` (zombies included: `userdel` counts them too).
 pub fn processes_of(uid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|pid| {
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
             status
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
@@ -151,8 +187,9 @@ pub fn kill_all(uid: u32, gid: u32) -> Result<()> {
         if processes_of(uid).is_empty() {
             return Ok(());
         }
-        crate::sys::kill_all_as(uid, gid)
-            .map_err(|e| HelperError::Account(format!("cannot kill the processes of uid {uid}: {e}")))?;
+        crate::sys::kill_all_as(uid, gid).map_err(|e| {
+            HelperError::Account(format!("cannot kill the processes of uid {uid}: {e}"))
+        })?;
         if processes_of(uid).is_empty() {
             return Ok(());
         }
@@ -178,7 +215,10 @@ pub fn remove(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
         || entry.uid < uid_range.0
         || entry.uid > uid_range.1
     {
-        return Err(HelperError::Account(format!("{} is not an account codext created; not touching it", entry.user)));
+        return Err(HelperError::Account(format!(
+            "{} is not an account codext created; not touching it",
+            entry.user
+        )));
     }
     kill_all(entry.uid, entry.gid)?;
     if is_ours_on_disk(entry) {
@@ -186,7 +226,11 @@ pub fn remove(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
         // 12: the home could not be removed (already gone is fine, it is
         // checked below); anything else is a failure.
         if !out.status.success() && out.status.code() != Some(12) {
-            return Err(HelperError::Account(format!("userdel {} failed: {}", entry.user, describe(&out))));
+            return Err(HelperError::Account(format!(
+                "userdel {} failed: {}",
+                entry.user,
+                describe(&out)
+            )));
         }
     } else if passwd_file_entries().iter().any(|(n, _)| n == &entry.user) {
         return Err(HelperError::Account(format!(
@@ -204,10 +248,18 @@ pub fn remove(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
 /// Removes `path` entirely if it is a folder owned by `uid` (a home
 /// `userdel` could not remove); never follows a symlink.
 fn remove_owned_tree(path: &Path, uid: u32) -> Result<()> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
-    let Ok(name) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name)) else { return Ok(()) };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let Ok(name) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name)) else {
+        return Ok(());
+    };
     let name = name.as_c_str();
-    let Ok(dir) = Dir::open(parent, OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) else {
+    let Ok(dir) = Dir::open(
+        parent,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
         return Ok(());
     };
     match fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -220,7 +272,11 @@ fn remove_owned_tree(path: &Path, uid: u32) -> Result<()> {
 /// directory handles with `O_NOFOLLOW` so a symlink swapped in by another
 /// user cannot redirect the deletion.
 pub fn remove_owned(root: &Path, uid: u32) -> Result<()> {
-    let Ok(mut dir) = Dir::open(root, OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) else {
+    let Ok(mut dir) = Dir::open(
+        root,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
         return Ok(());
     };
     sweep(&mut dir, uid, 0, false)
@@ -244,7 +300,11 @@ fn sweep(dir: &mut Dir, uid: u32, depth: usize, all: bool) -> Result<()> {
         .map(|e| (e.file_name().to_owned(), e.file_type()))
         .collect();
     for (name, _) in names {
-        let Ok(st) = fstatat(Some(dir.as_raw_fd()), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+        let Ok(st) = fstatat(
+            Some(dir.as_raw_fd()),
+            name.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) else {
             continue;
         };
         let owned = all || st.st_uid == uid;
@@ -264,12 +324,22 @@ fn sweep(dir: &mut Dir, uid: u32, depth: usize, all: bool) -> Result<()> {
     Ok(())
 }
 
-fn remove_entry(dir: &Dir, name: &std::ffi::CStr, mode: u32, uid: u32, depth: usize, all: bool) -> Result<()> {
+fn remove_entry(
+    dir: &Dir,
+    name: &std::ffi::CStr,
+    mode: u32,
+    uid: u32,
+    depth: usize,
+    all: bool,
+) -> Result<()> {
     let fd = Some(dir.as_raw_fd());
     if mode & libc::S_IFMT == libc::S_IFDIR {
-        if let Ok(mut sub) =
-            Dir::openat(fd, name, OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-        {
+        if let Ok(mut sub) = Dir::openat(
+            fd,
+            name,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             sweep(&mut sub, uid, depth + 1, all)?;
         }
         let _ = nix::unistd::unlinkat(fd, name, UnlinkatFlags::RemoveDir);

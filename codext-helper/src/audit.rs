@@ -47,17 +47,27 @@ fn read_head(state_dir: &Path) -> Option<(u64, String)> {
 impl Audit {
     /// The trail at `log`, its head in `state_dir`.
     pub fn new(log: &Path, state_dir: &Path) -> Audit {
-        Audit { log: log.to_path_buf(), state_dir: state_dir.to_path_buf() }
+        Audit {
+            log: log.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+        }
     }
 
     /// Appends one event. `fields` must be an object and must not hold a
     /// secret.
     pub fn record(&self, event: &str, fields: Value) -> Result<()> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
-            HelperError::System(format!("audit log {}: cannot {what}: {e}", self.log.display()))
+            HelperError::System(format!(
+                "audit log {}: cannot {what}: {e}",
+                self.log.display()
+            ))
         };
         if let Some(parent) = self.log.parent() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| fail("create folder", &e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| fail("create folder", &e))?;
         }
         let file = OpenOptions::new()
             .append(true)
@@ -66,8 +76,11 @@ impl Audit {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&self.log)
             .map_err(|e| fail("open", &e))?;
-        let mut file = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| fail("lock", &e))?;
-        let (seq, prev) = read_head(&self.state_dir).map(|(s, h)| (s + 1, h)).unwrap_or((1, GENESIS.to_owned()));
+        let mut file =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| fail("lock", &e))?;
+        let (seq, prev) = read_head(&self.state_dir)
+            .map(|(s, h)| (s + 1, h))
+            .unwrap_or((1, GENESIS.to_owned()));
         let mut body = match fields {
             Value::Object(m) => m,
             other => {
@@ -77,16 +90,25 @@ impl Audit {
             }
         };
         body.insert("seq".into(), seq.into());
-        body.insert("time".into(), codext_core::time::rfc3339(codext_core::time::now()).into());
+        body.insert(
+            "time".into(),
+            codext_core::time::rfc3339(codext_core::time::now()).into(),
+        );
         body.insert("event".into(), event.into());
         body.insert("prev".into(), prev.clone().into());
         let hash = line_hash(&prev, &body);
         body.insert("hash".into(), hash.clone().into());
         let mut line = Value::Object(body).to_string();
         line.push('\n');
-        file.write_all(line.as_bytes()).map_err(|e| fail("write", &e))?;
+        file.write_all(line.as_bytes())
+            .map_err(|e| fail("write", &e))?;
         file.sync_data().map_err(|e| fail("sync", &e))?;
-        crate::store::write_atomic(&self.state_dir, HEAD_FILE, format!("{seq} {hash}\n").as_bytes(), 0o600)
+        crate::store::write_atomic(
+            &self.state_dir,
+            HEAD_FILE,
+            format!("{seq} {hash}\n").as_bytes(),
+            0o600,
+        )
     }
 }
 
@@ -105,17 +127,28 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<u64, String> 
         for (i, line) in BufReader::new(file).lines().enumerate() {
             let n = i + 1;
             let line = line.map_err(|e| format!("line {n}: unreadable: {e}"))?;
-            let value: Value = serde_json::from_str(&line).map_err(|e| format!("line {n}: not JSON ({e})"))?;
-            let Value::Object(mut body) = value else { return Err(format!("line {n}: not an object")) };
-            let Some(Value::String(hash)) = body.remove("hash") else { return Err(format!("line {n}: no hash")) };
+            let value: Value =
+                serde_json::from_str(&line).map_err(|e| format!("line {n}: not JSON ({e})"))?;
+            let Value::Object(mut body) = value else {
+                return Err(format!("line {n}: not an object"));
+            };
+            let Some(Value::String(hash)) = body.remove("hash") else {
+                return Err(format!("line {n}: no hash"));
+            };
             if body.get("seq").and_then(Value::as_u64) != Some(count + 1) {
-                return Err(format!("line {n}: sequence number {:?}, expected {} (a line was removed or moved)", body.get("seq"), count + 1));
+                return Err(format!(
+                    "line {n}: sequence number {:?}, expected {} (a line was removed or moved)",
+                    body.get("seq"),
+                    count + 1
+                ));
             }
             if body.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
                 return Err(format!("line {n}: does not follow the previous line (a line was removed, inserted or moved)"));
             }
             if line_hash(&prev, &body) != hash {
-                return Err(format!("line {n}: content does not match its hash (the line was edited)"));
+                return Err(format!(
+                    "line {n}: content does not match its hash (the line was edited)"
+                ));
             }
             prev = hash;
             count += 1;
@@ -123,7 +156,9 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<u64, String> 
     }
     match head {
         None if count == 0 => Ok(0),
-        None => Err(format!("{count} entries but no head file: the head was deleted")),
+        None => Err(format!(
+            "{count} entries but no head file: the head was deleted"
+        )),
         Some((seq, hash)) => {
             if seq != count || hash != prev {
                 Err(format!(
@@ -146,17 +181,29 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let a = Audit::new(&dir.join("log/audit.jsonl"), &dir);
         for i in 0..5 {
-            a.record("issue", serde_json::json!({"user": format!("user-00000000000{i}")})).unwrap();
+            a.record(
+                "issue",
+                serde_json::json!({"user": format!("user-00000000000{i}")}),
+            )
+            .unwrap();
         }
         (dir, a)
     }
 
     fn lines(dir: &Path) -> Vec<String> {
-        std::fs::read_to_string(dir.join("log/audit.jsonl")).unwrap().lines().map(str::to_owned).collect()
+        std::fs::read_to_string(dir.join("log/audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     fn write(dir: &Path, lines: &[String]) {
-        std::fs::write(dir.join("log/audit.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        std::fs::write(
+            dir.join("log/audit.jsonl"),
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -191,7 +238,9 @@ mod tests {
         let mut l = lines(&dir);
         l.swap(1, 3);
         write(&dir, &l);
-        assert!(verify(&dir.join("log/audit.jsonl"), &dir).unwrap_err().contains("line 2"));
+        assert!(verify(&dir.join("log/audit.jsonl"), &dir)
+            .unwrap_err()
+            .contains("line 2"));
     }
 
     #[test]
@@ -208,6 +257,8 @@ mod tests {
     fn given_deleted_head_then_detected() {
         let (dir, _) = setup("nohead");
         std::fs::remove_file(dir.join(HEAD_FILE)).unwrap();
-        assert!(verify(&dir.join("log/audit.jsonl"), &dir).unwrap_err().contains("head"));
+        assert!(verify(&dir.join("log/audit.jsonl"), &dir)
+            .unwrap_err()
+            .contains("head"));
     }
 }

@@ -12,7 +12,11 @@ use codext_wire::UserName;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "codext-helper", version, about = "Root side of codext: puzzles, pending users, just-in-time accounts")]
+#[command(
+    name = "codext-helper",
+    version,
+    about = "Root side of codext: puzzles, pending users, just-in-time accounts"
+)]
 struct Cli {
     /// Configuration file (a missing file means the defaults).
     #[arg(long, global = true, default_value = DEFAULT_PATH)]
@@ -79,7 +83,8 @@ enum AuditCommand {
 }
 
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 90s or 10m: {e}"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 90s or 10m: {e}"))?;
     if d.as_secs() == 0 || d.as_secs() > 7 * 24 * 3600 {
         return Err(format!("{s:?} must be between 1s and 7 days"));
     }
@@ -90,10 +95,22 @@ fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // One line, like every other error (the first line of clap's
+            // message names the problem; `--help` has the rest).
+            let text = e.to_string();
+            eprintln!(
+                "codext-helper: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("bad arguments")
+                    .trim_start_matches("error: ")
+            );
+            return 2;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            return code;
+            return 0;
         }
     };
     match run(cli) {
@@ -114,9 +131,13 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::Serve = cli.command {
         return crate::daemon::serve(cfg);
     }
-    if let Command::Audit { command: AuditCommand::Verify } = cli.command {
-        let n = crate::audit::verify(&cfg.audit_log, &cfg.state_dir)
-            .map_err(|e| HelperError::Refused(format!("audit trail {}: {e}", cfg.audit_log.display())))?;
+    if let Command::Audit {
+        command: AuditCommand::Verify,
+    } = cli.command
+    {
+        let n = crate::audit::verify(&cfg.audit_log, &cfg.state_dir).map_err(|e| {
+            HelperError::Refused(format!("audit trail {}: {e}", cfg.audit_log.display()))
+        })?;
         println!("audit trail intact: {n} entries");
         return Ok(());
     }
@@ -133,7 +154,12 @@ fn run(cli: Cli) -> Result<()> {
                 println!("Give the public key file to the agent; it pins it with `codext solve --server-key`.");
             }
         }
-        Command::Issue { client_key, ttl, user, json } => {
+        Command::Issue {
+            client_key,
+            ttl,
+            user,
+            json,
+        } => {
             let renew = user
                 .map(|u| UserName::parse(&u).map_err(|e| HelperError::Input(format!("{u:?}: {e}"))))
                 .transpose()?;
@@ -149,7 +175,12 @@ fn run(cli: Cli) -> Result<()> {
                     "expires_at_unix": issued.expires_at,
                 }));
             } else {
-                eprintln!("puzzle for {} (uid {}), answer by {}:", issued.user, issued.uid, rfc3339(issued.expires_at));
+                eprintln!(
+                    "puzzle for {} (uid {}), answer by {}:",
+                    issued.user,
+                    issued.uid,
+                    rfc3339(issued.expires_at)
+                );
                 println!("{}", issued.puzzle);
             }
         }
@@ -157,9 +188,14 @@ fn run(cli: Cli) -> Result<()> {
             let e = helper.answer(&text, "cli")?;
             let login_by = e.login_by.map(rfc3339).unwrap_or_default();
             if json {
-                print_json(&serde_json::json!({"user": e.user, "uid": e.uid, "armed": true, "login_by": login_by}));
+                print_json(
+                    &serde_json::json!({"user": e.user, "uid": e.uid, "armed": true, "login_by": login_by}),
+                );
             } else {
-                println!("{} is armed (uid {}); it may log in until {login_by}", e.user, e.uid);
+                println!(
+                    "{} is armed (uid {}); it may log in until {login_by}",
+                    e.user, e.uid
+                );
             }
         }
         Command::Status { json } => {
@@ -180,16 +216,27 @@ fn run(cli: Cli) -> Result<()> {
             } else if entries.is_empty() {
                 println!("no codext users");
             } else {
-                println!("{:<18} {:>6} {:<9} {:>8} {:<20}", "USER", "UID", "PHASE", "SESSIONS", "DEADLINE");
+                println!(
+                    "{:<18} {:>6} {:<9} {:>8} {:<20}",
+                    "USER", "UID", "PHASE", "SESSIONS", "DEADLINE"
+                );
                 for e in entries {
                     let deadline = e.grant_until.or(e.login_by).unwrap_or(e.answer_by);
                     let phase = format!("{:?}", e.phase).to_lowercase();
-                    println!("{:<18} {:>6} {:<9} {:>8} {:<20}", e.user, e.uid, phase, e.sessions.len(), rfc3339(deadline));
+                    println!(
+                        "{:<18} {:>6} {:<9} {:>8} {:<20}",
+                        e.user,
+                        e.uid,
+                        phase,
+                        e.sessions.len(),
+                        rfc3339(deadline)
+                    );
                 }
             }
         }
         Command::Revoke { user } => {
-            let user = UserName::parse(&user).map_err(|e| HelperError::Input(format!("{user:?}: {e}")))?;
+            let user =
+                UserName::parse(&user).map_err(|e| HelperError::Input(format!("{user:?}: {e}")))?;
             helper.revoke(&user, "operator")?;
             println!("{user} revoked");
         }

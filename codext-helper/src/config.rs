@@ -118,7 +118,10 @@ impl Default for Accounts {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_attempts: 3, failures_per_source_per_minute: 20 }
+        Limits {
+            max_attempts: 3,
+            failures_per_source_per_minute: 20,
+        }
     }
 }
 
@@ -149,11 +152,22 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Config::default().validated(path),
-            Err(e) => return Err(HelperError::Config(format!("cannot read {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Config::default().validated(path)
+            }
+            Err(e) => {
+                return Err(HelperError::Config(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
         };
         let cfg: Config = toml::from_str(&text).map_err(|e| {
-            HelperError::Config(format!("{}: {}", path.display(), e.message().trim()))
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|n| format!(" line {n}:")).unwrap_or_default();
+            HelperError::Config(format!("{}:{at} {}", path.display(), e.message().trim()))
         })?;
         cfg.validated(path)
     }
@@ -161,7 +175,10 @@ impl Config {
     fn validated(self, path: &Path) -> Result<Config> {
         let bad = |m: String| Err(HelperError::Config(format!("{}: {m}", path.display())));
         if self.version != 1 {
-            return bad(format!("version {} is not supported (this codext-helper reads version 1)", self.version));
+            return bad(format!(
+                "version {} is not supported (this codext-helper reads version 1)",
+                self.version
+            ));
         }
         for (name, p) in [
             ("server_key", &self.server_key),
@@ -174,7 +191,10 @@ impl Config {
             ("accounts.shell", &self.accounts.shell),
         ] {
             if !p.is_absolute() {
-                return bad(format!("{name} must be an absolute path, not {}", p.display()));
+                return bad(format!(
+                    "{name} must be an absolute path, not {}",
+                    p.display()
+                ));
             }
         }
         let a = &self.accounts;
@@ -188,21 +208,34 @@ impl Config {
         }
         if a.group.is_empty()
             || a.group.len() > 32
-            || !a.group.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            || !a
+                .group
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
-            return bad(format!("accounts.group {:?} is not a valid group name", a.group));
+            return bad(format!(
+                "accounts.group {:?} is not a valid group name",
+                a.group
+            ));
         }
         if self.limits.max_attempts == 0 {
             return bad("limits.max_attempts must be at least 1".into());
         }
-        for (name, d) in [("ttl.puzzle", self.ttl.puzzle), ("ttl.armed", self.ttl.armed), ("ttl.grant", self.ttl.grant)] {
+        for (name, d) in [
+            ("ttl.puzzle", self.ttl.puzzle),
+            ("ttl.armed", self.ttl.armed),
+            ("ttl.grant", self.ttl.grant),
+        ] {
             if d.as_secs() < 1 || d.as_secs() > 7 * 24 * 3600 {
                 return bad(format!("{name} must be between 1s and 7 days"));
             }
         }
         if !self.server_id.is_empty()
             && (self.server_id.len() > 64
-                || !self.server_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)))
+                || !self
+                    .server_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)))
         {
             return bad("server_id must be 1 to 64 characters of [A-Za-z0-9._:-]".into());
         }
@@ -246,7 +279,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| HelperError::Config(e.message().to_owned()))?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| HelperError::Config(e.message().to_owned()))?;
         cfg.validated(Path::new("t.toml"))
     }
 
@@ -281,7 +315,10 @@ mod tests {
             ("version = ", "invalid"),
         ] {
             let err = parse(text).unwrap_err().to_string();
-            assert!(err.to_lowercase().contains(&what.to_lowercase()), "{text:?} gave {err}");
+            assert!(
+                err.to_lowercase().contains(&what.to_lowercase()),
+                "{text:?} gave {err}"
+            );
         }
     }
 }

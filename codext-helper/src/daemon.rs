@@ -62,7 +62,10 @@ pub fn serve(cfg: Config) -> Result<()> {
     });
     spawn_worker(daemon.helper.clone(), rx);
     spawn_reaper(Arc::clone(&daemon));
-    eprintln!("codext-helper: listening on {}", daemon.helper.cfg.socket.display());
+    eprintln!(
+        "codext-helper: listening on {}",
+        daemon.helper.cfg.socket.display()
+    );
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -77,10 +80,12 @@ pub fn serve(cfg: Config) -> Result<()> {
             eprintln!("codext-helper: too many connections in flight; closing one");
             continue;
         }
-        let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
-            d.handle(stream);
-            d.in_flight.fetch_sub(1, Ordering::SeqCst);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("conn".into())
+            .spawn(move || {
+                d.handle(stream);
+                d.in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
         if let Err(e) = spawned {
             daemon.in_flight.fetch_sub(1, Ordering::SeqCst);
             eprintln!("codext-helper: cannot start a connection thread: {e}");
@@ -99,51 +104,60 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
             .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
     }
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(|e| sys(format!("cannot remove stale {}: {e}", path.display())))?
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
+            .map_err(|e| sys(format!("cannot remove stale {}: {e}", path.display())))?,
+        Ok(_) => {
+            return Err(sys(format!(
+                "{} exists and is not a socket; not touching it",
+                path.display()
+            )))
         }
-        Ok(_) => return Err(sys(format!("{} exists and is not a socket; not touching it", path.display()))),
         Err(_) => {}
     }
     // No window where the socket exists with looser permissions.
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     nix::sys::stat::umask(old);
-    let listener = listener.map_err(|e| sys(format!("cannot listen on {}: {e}", path.display())))?;
+    let listener =
+        listener.map_err(|e| sys(format!("cannot listen on {}: {e}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| sys(format!("cannot chmod {}: {e}", path.display())))?;
     Ok(listener)
 }
 
 fn spawn_worker(helper: Helper, rx: Receiver<Job>) {
-    let _ = std::thread::Builder::new().name("accounts".into()).spawn(move || {
-        for job in rx {
-            match job {
-                Job::Create(entry, reply) => {
-                    let _ = reply.send(helper.finish_login(&entry));
-                }
-                Job::Remove(user) => {
-                    if let Err(e) = helper.remove_account(&user) {
-                        eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
+    let _ = std::thread::Builder::new()
+        .name("accounts".into())
+        .spawn(move || {
+            for job in rx {
+                match job {
+                    Job::Create(entry, reply) => {
+                        let _ = reply.send(helper.finish_login(&entry));
+                    }
+                    Job::Remove(user) => {
+                        if let Err(e) = helper.remove_account(&user) {
+                            eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 fn spawn_reaper(d: Arc<Daemon>) {
-    let _ = std::thread::Builder::new().name("reaper".into()).spawn(move || loop {
-        std::thread::sleep(REAP_EVERY);
-        match d.helper.reap(codext_core::time::now()) {
-            Ok(removals) => {
-                for r in removals {
-                    d.schedule(r);
+    let _ = std::thread::Builder::new()
+        .name("reaper".into())
+        .spawn(move || loop {
+            std::thread::sleep(REAP_EVERY);
+            match d.helper.reap(codext_core::time::now()) {
+                Ok(removals) => {
+                    for r in removals {
+                        d.schedule(r);
+                    }
                 }
+                Err(e) => eprintln!("codext-helper: reaper: {e}"),
             }
-            Err(e) => eprintln!("codext-helper: reaper: {e}"),
-        }
-    });
+        });
 }
 
 impl Daemon {
@@ -182,11 +196,18 @@ impl Daemon {
         };
         let reply = match Request::decode(&frame) {
             Ok(req) => {
-                eprintln!("codext-helper: connection {n} (pid {}): {}", cred.pid(), req.kind_name());
+                eprintln!(
+                    "codext-helper: connection {n} (pid {}): {}",
+                    cred.pid(),
+                    req.kind_name()
+                );
                 self.dispatch(req)
             }
             Err(e) => {
-                eprintln!("codext-helper: connection {n} (pid {}): bad request: {e}", cred.pid());
+                eprintln!(
+                    "codext-helper: connection {n} (pid {}): bad request: {e}",
+                    cred.pid()
+                );
                 Reply::new(ReplyStatus::BadRequest, e.to_string())
             }
         };
@@ -211,7 +232,12 @@ impl Daemon {
     fn service_allowed(&self, req: &Request, service: &str, user: &str) -> bool {
         let ok = self.helper.cfg.pam_services.iter().any(|s| s == service);
         if !ok {
-            self.helper.log_refusal(req.kind_name(), user, &format!("service {service:?} not allowed"), "");
+            self.helper.log_refusal(
+                req.kind_name(),
+                user,
+                &format!("service {service:?} not allowed"),
+                "",
+            );
         }
         ok
     }
@@ -219,12 +245,22 @@ impl Daemon {
     fn decide(&self, req: &Request) -> Result<Verdict> {
         match req {
             Request::Ping => Ok(Verdict::Ok("pong")),
-            Request::Authenticate { service, user, rhost, password } => {
+            Request::Authenticate {
+                service,
+                user,
+                rhost,
+                password,
+            } => {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
                 if self.too_many_failures(rhost) {
-                    self.helper.log_refusal(req.kind_name(), user.as_str(), "too many failures from this source", rhost);
+                    self.helper.log_refusal(
+                        req.kind_name(),
+                        user.as_str(),
+                        "too many failures from this source",
+                        rhost,
+                    );
                     return Ok(Verdict::Denied("too many failures from this source"));
                 }
                 match self.helper.authenticate(user, password, rhost)? {
@@ -242,7 +278,12 @@ impl Daemon {
                 }
                 self.helper.account(user)
             }
-            Request::OpenSession { service, user, rhost, pid } => {
+            Request::OpenSession {
+                service,
+                user,
+                rhost,
+                pid,
+            } => {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
@@ -265,12 +306,15 @@ impl Daemon {
             .map_err(|_| HelperError::System("account worker lock poisoned".into()))?
             .send(Job::Create(entry, tx))
             .map_err(|_| HelperError::System("account worker is gone".into()))?;
-        rx.recv().map_err(|_| HelperError::System("account worker did not answer".into()))?
+        rx.recv()
+            .map_err(|_| HelperError::System("account worker did not answer".into()))?
     }
 
     fn too_many_failures(&self, rhost: &str) -> bool {
         let limit = self.helper.cfg.limits.failures_per_source_per_minute as usize;
-        let Ok(mut map) = self.failures.lock() else { return true };
+        let Ok(mut map) = self.failures.lock() else {
+            return true;
+        };
         let q = map.entry(rhost.to_owned()).or_default();
         let cutoff = Instant::now().checked_sub(Duration::from_secs(60));
         while q.front().is_some_and(|t| cutoff.is_some_and(|c| *t < c)) {
@@ -281,7 +325,9 @@ impl Daemon {
 
     fn note_failure(&self, rhost: &str) {
         if let Ok(mut map) = self.failures.lock() {
-            map.entry(rhost.to_owned()).or_default().push_back(Instant::now());
+            map.entry(rhost.to_owned())
+                .or_default()
+                .push_back(Instant::now());
             // Bound the table: forget sources idle for a minute.
             if map.len() > 4096 {
                 let cutoff = Instant::now().checked_sub(Duration::from_secs(60));

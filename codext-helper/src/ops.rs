@@ -110,14 +110,20 @@ impl Helper {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| HelperError::System(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| {
+                    HelperError::System(format!("cannot create {}: {e}", dir.display()))
+                })?;
         }
         let public = if key_path.exists() {
             let key = PrivateKey::load(key_path)?;
             let public = key.public(&format!("codext-server@{}", self.cfg.server_identity()))?;
             public.require_bits(SERVER_BITS, "server")?;
             if !pub_path.exists() {
-                codext_core::keys::write_new_file(&pub_path, format!("{}\n", public.to_openssh()?).as_bytes(), 0o644)?;
+                codext_core::keys::write_new_file(
+                    &pub_path,
+                    format!("{}\n", public.to_openssh()?).as_bytes(),
+                    0o644,
+                )?;
             }
             public
         } else {
@@ -125,7 +131,11 @@ impl Helper {
             key.save(key_path)?;
             let public = key.public(&format!("codext-server@{}", self.cfg.server_identity()))?;
             let _ = std::fs::remove_file(&pub_path);
-            codext_core::keys::write_new_file(&pub_path, format!("{}\n", public.to_openssh()?).as_bytes(), 0o644)?;
+            codext_core::keys::write_new_file(
+                &pub_path,
+                format!("{}\n", public.to_openssh()?).as_bytes(),
+                0o644,
+            )?;
             created = true;
             public
         };
@@ -143,13 +153,21 @@ impl Helper {
     /// Issues a puzzle for `client` and records the pending user; with
     /// `renew`, a further token for that live user (same account, same
     /// agent key) so the agent can open another connection.
-    pub fn issue(&self, client: &PublicKey, ttl: Option<Duration>, channel: &str, renew: Option<&UserName>) -> Result<Issued> {
+    pub fn issue(
+        &self,
+        client: &PublicKey,
+        ttl: Option<Duration>,
+        channel: &str,
+        renew: Option<&UserName>,
+    ) -> Result<Issued> {
         client.require_bits(MIN_AGENT_BITS, "agent")?;
-        let server = PrivateKey::load(&self.cfg.server_key).map_err(|e| {
-            HelperError::Config(format!("{e} (run `codext-helper init` first)"))
-        })?;
+        let server = PrivateKey::load(&self.cfg.server_key)
+            .map_err(|e| HelperError::Config(format!("{e} (run `codext-helper init` first)")))?;
         let gid = accounts::lookup_group(&self.cfg.accounts.group)?.ok_or_else(|| {
-            HelperError::Config(format!("group {} does not exist: run `codext-helper init` first", self.cfg.accounts.group))
+            HelperError::Config(format!(
+                "group {} does not exist: run `codext-helper init` first",
+                self.cfg.accounts.group
+            ))
         })?;
         let host_keys = hostkeys::fingerprints(&self.cfg.host_key_dir, &self.cfg.host_keys)?;
         let ttl = ttl.unwrap_or(self.cfg.ttl.puzzle);
@@ -165,9 +183,13 @@ impl Helper {
                 .users
                 .get_mut(user.as_str())
                 .filter(|e| e.phase == Phase::Active && e.account_created)
-                .ok_or_else(|| HelperError::Refused(format!("{user} is not logged in: nothing to renew")))?;
+                .ok_or_else(|| {
+                    HelperError::Refused(format!("{user} is not logged in: nothing to renew"))
+                })?;
             if entry.client_fingerprint != client.fingerprint().to_string() {
-                return Err(HelperError::Refused(format!("{user} belongs to another agent key")));
+                return Err(HelperError::Refused(format!(
+                    "{user} belongs to another agent key"
+                )));
             }
             let content = PuzzleContent {
                 puzzle_id,
@@ -191,7 +213,13 @@ impl Helper {
             drop(locked);
             self.log("issue", json!({"user": user.as_str(), "uid": uid, "puzzle_id": hex(&puzzle_id), "renewal": true,
                                       "client_fingerprint": client.fingerprint().to_string(), "channel": channel, "expires_at": expires_at}));
-            return Ok(Issued { user: user.to_string(), uid, puzzle: puzzle.to_text(), puzzle_id: hex(&puzzle_id), expires_at });
+            return Ok(Issued {
+                user: user.to_string(),
+                uid,
+                puzzle: puzzle.to_text(),
+                puzzle_id: hex(&puzzle_id),
+                expires_at,
+            });
         }
         let user = self.fresh_name(&locked)?;
         let uid = self.allocate_uid(&mut locked)?;
@@ -236,17 +264,27 @@ impl Helper {
                    "client_fingerprint": client.fingerprint().to_string(), "channel": channel,
                    "expires_at": expires_at}),
         );
-        Ok(Issued { user: user.to_string(), uid, puzzle: puzzle.to_text(), puzzle_id: hex(&puzzle_id), expires_at })
+        Ok(Issued {
+            user: user.to_string(),
+            uid,
+            puzzle: puzzle.to_text(),
+            puzzle_id: hex(&puzzle_id),
+            expires_at,
+        })
     }
 
     fn fresh_name(&self, locked: &Locked) -> Result<UserName> {
         for _ in 0..32 {
             let name = UserName::from_random(codext_core::random::bytes::<6>()?);
-            if !locked.state.users.contains_key(name.as_str()) && !accounts::name_taken(name.as_str()) {
+            if !locked.state.users.contains_key(name.as_str())
+                && !accounts::name_taken(name.as_str())
+            {
                 return Ok(name);
             }
         }
-        Err(HelperError::System("could not find a free user name".into()))
+        Err(HelperError::System(
+            "could not find a free user name".into(),
+        ))
     }
 
     /// Next free uid after the cursor: not in the state, unknown to NSS
@@ -255,7 +293,11 @@ impl Helper {
     fn allocate_uid(&self, locked: &mut Locked) -> Result<u32> {
         let (min, max) = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
         let span = max - min + 1;
-        let start = locked.state.next_uid.filter(|u| (min..=max).contains(u)).unwrap_or(min);
+        let start = locked
+            .state
+            .next_uid
+            .filter(|u| (min..=max).contains(u))
+            .unwrap_or(min);
         for i in 0..span {
             let uid = min + (start - min + i) % span;
             let in_state = locked.state.users.values().any(|e| e.uid == uid);
@@ -275,7 +317,10 @@ impl Helper {
         let user = answer.user.to_string();
         let Some(entry) = locked.state.users.get_mut(&user) else {
             drop(locked);
-            self.log("answer", json!({"user": user, "result": "unknown user", "source": source}));
+            self.log(
+                "answer",
+                json!({"user": user, "result": "unknown user", "source": source}),
+            );
             return Err(HelperError::UnknownUser(user));
         };
         if entry.phase == Phase::Active && entry.renewal.is_some() {
@@ -284,32 +329,36 @@ impl Helper {
         if entry.phase != Phase::Pending {
             let phase = entry.phase;
             drop(locked);
-            self.log("answer", json!({"user": user, "result": "not pending", "source": source}));
-            return Err(HelperError::Refused(format!("{user} is {phase:?}, not waiting for an answer").to_lowercase()));
+            self.log(
+                "answer",
+                json!({"user": user, "result": "not pending", "source": source}),
+            );
+            return Err(HelperError::Refused(
+                format!("{user} is {phase:?}, not waiting for an answer").to_lowercase(),
+            ));
         }
         if now > entry.answer_by {
             locked.state.users.remove(&user);
             locked.save()?;
             drop(locked);
             self.log("expire", json!({"user": user, "phase": "pending"}));
-            return Err(HelperError::Refused(format!("the puzzle for {user} expired")));
+            return Err(HelperError::Refused(format!(
+                "the puzzle for {user} expired"
+            )));
         }
         let expected: Option<[u8; 16]> = hex_decode(&entry.proof).and_then(|b| b.try_into().ok());
-        let ok = expected.map(|e| codext_core::token::proof_matches(&e, &answer.proof)).unwrap_or(false);
+        let ok = expected
+            .map(|e| codext_core::token::proof_matches(&e, &answer.proof))
+            .unwrap_or(false);
         if !ok {
-            entry.attempts += 1;
-            let attempts = entry.attempts;
-            let revoked = attempts >= self.cfg.limits.max_attempts;
-            if revoked {
-                locked.state.users.remove(&user);
-            }
-            locked.save()?;
+            // A wrong proof changes nothing: the proof is 128 bits and
+            // cannot be guessed, and counting it would let anyone who can
+            // write to the channel burn other agents' puzzles.
             drop(locked);
-            self.log("answer", json!({"user": user, "result": "wrong proof", "attempts": attempts, "source": source}));
-            if revoked {
-                self.log("revoke", json!({"user": user, "reason": "too many wrong answers"}));
-                return Err(HelperError::Refused(format!("wrong proof for {user}; the puzzle is now revoked")));
-            }
+            self.log(
+                "answer",
+                json!({"user": user, "result": "wrong proof", "source": source}),
+            );
             return Err(HelperError::Refused(format!("wrong proof for {user}")));
         }
         entry.phase = Phase::Armed;
@@ -318,41 +367,57 @@ impl Helper {
         userdb::announce(&self.cfg.userdb_dir, &armed)?;
         locked.save()?;
         drop(locked);
-        self.log("answer", json!({"user": user, "result": "armed", "uid": armed.uid, "source": source}));
+        self.log(
+            "answer",
+            json!({"user": user, "result": "armed", "uid": armed.uid, "source": source}),
+        );
         Ok(armed)
     }
 
-    fn answer_renewal(&self, mut locked: Locked, answer: Answer, source: &str, now: u64) -> Result<Entry> {
+    fn answer_renewal(
+        &self,
+        mut locked: Locked,
+        answer: Answer,
+        source: &str,
+        now: u64,
+    ) -> Result<Entry> {
         let user = answer.user.to_string();
-        let max = self.cfg.limits.max_attempts;
         let armed_for = self.cfg.ttl.armed.as_secs();
-        let Some(entry) = locked.state.users.get_mut(&user) else { return Err(HelperError::UnknownUser(user)) };
-        let Some(renewal) = entry.renewal.as_mut() else { return Err(HelperError::UnknownUser(user)) };
+        let Some(entry) = locked.state.users.get_mut(&user) else {
+            return Err(HelperError::UnknownUser(user));
+        };
+        let Some(renewal) = entry.renewal.as_mut() else {
+            return Err(HelperError::UnknownUser(user));
+        };
         if renewal.login_by.is_some() {
-            return Err(HelperError::Refused(format!("the renewal for {user} is already armed")));
+            return Err(HelperError::Refused(format!(
+                "the renewal for {user} is already armed"
+            )));
         }
         if now > renewal.answer_by {
             entry.renewal = None;
             locked.save()?;
-            return Err(HelperError::Refused(format!("the renewal puzzle for {user} expired")));
+            return Err(HelperError::Refused(format!(
+                "the renewal puzzle for {user} expired"
+            )));
         }
         let expected: Option<[u8; 16]> = hex_decode(&renewal.proof).and_then(|b| b.try_into().ok());
         if !expected.is_some_and(|e| codext_core::token::proof_matches(&e, &answer.proof)) {
-            entry.attempts += 1;
-            let attempts = entry.attempts;
-            if attempts >= max {
-                entry.renewal = None;
-            }
-            locked.save()?;
             drop(locked);
-            self.log("answer", json!({"user": user, "result": "wrong proof", "renewal": true, "attempts": attempts, "source": source}));
+            self.log(
+                "answer",
+                json!({"user": user, "result": "wrong proof", "renewal": true, "source": source}),
+            );
             return Err(HelperError::Refused(format!("wrong proof for {user}")));
         }
         renewal.login_by = Some(now + armed_for);
         let snapshot = entry.clone();
         locked.save()?;
         drop(locked);
-        self.log("answer", json!({"user": user, "result": "armed", "renewal": true, "source": source}));
+        self.log(
+            "answer",
+            json!({"user": user, "result": "armed", "renewal": true, "source": source}),
+        );
         Ok(snapshot)
     }
 
@@ -391,22 +456,39 @@ impl Helper {
 
     /// PAM authentication: check the password; on success withdraw the
     /// record and consume the token, and ask for the account to be created.
-    pub fn authenticate(&self, user: &UserName, password: &Secret, source: &str) -> Result<Verdict> {
+    pub fn authenticate(
+        &self,
+        user: &UserName,
+        password: &Secret,
+        source: &str,
+    ) -> Result<Verdict> {
         let now = time::now();
         let mut locked = self.store.lock()?;
         let name = user.to_string();
         let Some(entry) = locked.state.users.get_mut(&name) else {
             drop(locked);
-            self.log("verify", json!({"user": name, "result": "unknown user", "source": source}));
+            self.log(
+                "verify",
+                json!({"user": name, "result": "unknown user", "source": source}),
+            );
             return Ok(Verdict::Denied("unknown user"));
         };
-        if entry.phase == Phase::Active && entry.renewal.as_ref().is_some_and(|r| r.login_by.is_some()) {
+        if entry.phase == Phase::Active
+            && entry.renewal.as_ref().is_some_and(|r| r.login_by.is_some())
+        {
             return self.authenticate_renewal(locked, user, password, source, now);
         }
         if entry.phase != Phase::Armed {
-            let reason = if entry.phase == Phase::Pending { "not armed" } else { "token already used" };
+            let reason = if entry.phase == Phase::Pending {
+                "not armed"
+            } else {
+                "token already used"
+            };
             drop(locked);
-            self.log("verify", json!({"user": name, "result": reason, "source": source}));
+            self.log(
+                "verify",
+                json!({"user": name, "result": reason, "source": source}),
+            );
             return Ok(Verdict::Denied(reason));
         }
         if entry.login_by.is_some_and(|t| now > t) {
@@ -418,8 +500,10 @@ impl Helper {
             self.log("expire", json!({"user": name, "phase": "armed"}));
             return Ok(Verdict::Denied("expired"));
         }
-        let expected: Option<[u8; 32]> = hex_decode(&entry.login_hash).and_then(|b| b.try_into().ok());
-        let ok = expected.is_some_and(|e| codext_core::token::password_matches(&e, user, password.expose()));
+        let expected: Option<[u8; 32]> =
+            hex_decode(&entry.login_hash).and_then(|b| b.try_into().ok());
+        let ok = expected
+            .is_some_and(|e| codext_core::token::password_matches(&e, user, password.expose()));
         if !ok {
             entry.attempts += 1;
             let attempts = entry.attempts;
@@ -433,7 +517,10 @@ impl Helper {
             drop(locked);
             self.log("verify", json!({"user": name, "result": "wrong password", "attempts": attempts, "source": source}));
             if revoked {
-                self.log("revoke", json!({"user": name, "reason": "too many wrong passwords"}));
+                self.log(
+                    "revoke",
+                    json!({"user": name, "reason": "too many wrong passwords"}),
+                );
             }
             return Ok(Verdict::Denied("wrong password"));
         }
@@ -447,15 +534,29 @@ impl Helper {
         let snapshot = entry.clone();
         locked.save()?;
         drop(locked);
-        self.log("verify", json!({"user": name, "result": "ok", "source": source}));
+        self.log(
+            "verify",
+            json!({"user": name, "result": "ok", "source": source}),
+        );
         Ok(Verdict::CreateAccount(Box::new(snapshot)))
     }
 
-    fn authenticate_renewal(&self, mut locked: Locked, user: &UserName, password: &Secret, source: &str, now: u64) -> Result<Verdict> {
+    fn authenticate_renewal(
+        &self,
+        mut locked: Locked,
+        user: &UserName,
+        password: &Secret,
+        source: &str,
+        now: u64,
+    ) -> Result<Verdict> {
         let name = user.to_string();
         let max = self.cfg.limits.max_attempts;
-        let Some(entry) = locked.state.users.get_mut(&name) else { return Ok(Verdict::Denied("unknown user")) };
-        let Some(renewal) = entry.renewal.as_ref() else { return Ok(Verdict::Denied("token already used")) };
+        let Some(entry) = locked.state.users.get_mut(&name) else {
+            return Ok(Verdict::Denied("unknown user"));
+        };
+        let Some(renewal) = entry.renewal.as_ref() else {
+            return Ok(Verdict::Denied("token already used"));
+        };
         if renewal.login_by.is_some_and(|t| now > t) {
             entry.renewal = None;
             locked.save()?;
@@ -463,8 +564,11 @@ impl Helper {
             self.log("expire", json!({"user": name, "phase": "renewal"}));
             return Ok(Verdict::Denied("expired"));
         }
-        let expected: Option<[u8; 32]> = hex_decode(&renewal.login_hash).and_then(|b| b.try_into().ok());
-        if !expected.is_some_and(|e| codext_core::token::password_matches(&e, user, password.expose())) {
+        let expected: Option<[u8; 32]> =
+            hex_decode(&renewal.login_hash).and_then(|b| b.try_into().ok());
+        if !expected
+            .is_some_and(|e| codext_core::token::password_matches(&e, user, password.expose()))
+        {
             entry.attempts += 1;
             let attempts = entry.attempts;
             if attempts >= max {
@@ -478,7 +582,10 @@ impl Helper {
         entry.renewal = None;
         locked.save()?;
         drop(locked);
-        self.log("verify", json!({"user": name, "result": "ok", "renewal": true, "source": source}));
+        self.log(
+            "verify",
+            json!({"user": name, "result": "ok", "renewal": true, "source": source}),
+        );
         Ok(Verdict::Ok("further session allowed"))
     }
 
@@ -490,7 +597,10 @@ impl Helper {
             Ok(()) => Ok(Verdict::Ok("account created")),
             Err(e) => {
                 eprintln!("codext-helper: {e}");
-                self.log("create", json!({"user": entry.user, "result": "failed", "error": e.to_string()}));
+                self.log(
+                    "create",
+                    json!({"user": entry.user, "result": "failed", "error": e.to_string()}),
+                );
                 let mut locked = self.store.lock()?;
                 locked.state.users.remove(&entry.user);
                 locked.save()?;
@@ -508,7 +618,10 @@ impl Helper {
         }
         locked.save()?;
         drop(locked);
-        self.log("create", json!({"user": entry.user, "uid": entry.uid, "gid": entry.gid, "home": entry.home}));
+        self.log(
+            "create",
+            json!({"user": entry.user, "uid": entry.uid, "gid": entry.gid, "home": entry.home}),
+        );
         Ok(())
     }
 
@@ -539,11 +652,18 @@ impl Helper {
         }
         let start_time = process_start_time(pid).unwrap_or(0);
         entry.sessions.retain(|s| s.pid != pid);
-        entry.sessions.push(Session { pid, start_time, opened_at: time::now() });
+        entry.sessions.push(Session {
+            pid,
+            start_time,
+            opened_at: time::now(),
+        });
         let count = entry.sessions.len();
         locked.save()?;
         drop(locked);
-        self.log("session_open", json!({"user": user.as_str(), "pid": pid, "sessions": count, "source": source}));
+        self.log(
+            "session_open",
+            json!({"user": user.as_str(), "pid": pid, "sessions": count, "source": source}),
+        );
         Ok(Verdict::Ok("session opened"))
     }
 
@@ -551,7 +671,9 @@ impl Helper {
     /// was the last one.
     pub fn close_session(&self, user: &UserName, pid: u32) -> Result<Option<Removal>> {
         let mut locked = self.store.lock()?;
-        let Some(entry) = locked.state.users.get_mut(user.as_str()) else { return Ok(None) };
+        let Some(entry) = locked.state.users.get_mut(user.as_str()) else {
+            return Ok(None);
+        };
         let before = entry.sessions.len();
         entry.sessions.retain(|s| s.pid != pid);
         if entry.sessions.len() == before {
@@ -566,7 +688,10 @@ impl Helper {
         };
         locked.save()?;
         drop(locked);
-        self.log("session_close", json!({"user": user.as_str(), "pid": pid, "sessions": left}));
+        self.log(
+            "session_close",
+            json!({"user": user.as_str(), "pid": pid, "sessions": left}),
+        );
         Ok(removal)
     }
 
@@ -584,7 +709,10 @@ impl Helper {
         if entry.account_created {
             let range = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
             if let Err(e) = accounts::remove(&entry, range) {
-                self.log("remove", json!({"user": user, "result": "failed", "error": e.to_string()}));
+                self.log(
+                    "remove",
+                    json!({"user": user, "result": "failed", "error": e.to_string()}),
+                );
                 return Err(e);
             }
         }
@@ -593,7 +721,10 @@ impl Helper {
         locked.state.users.remove(user);
         locked.save()?;
         drop(locked);
-        self.log("remove", json!({"user": user, "uid": entry.uid, "result": "ok"}));
+        self.log(
+            "remove",
+            json!({"user": user, "uid": entry.uid, "result": "ok"}),
+        );
         Ok(())
     }
 
@@ -616,18 +747,23 @@ impl Helper {
                     events.push(("expire", json!({"user": entry.user, "phase": "armed"})));
                 }
                 Phase::Active if entry.account_created => {
-                    if entry.renewal.as_ref().is_some_and(|r| now > r.login_by.unwrap_or(r.answer_by)) {
+                    if entry
+                        .renewal
+                        .as_ref()
+                        .is_some_and(|r| now > r.login_by.unwrap_or(r.answer_by))
+                    {
                         entry.renewal = None;
                         events.push(("expire", json!({"user": entry.user, "phase": "renewal"})));
                     }
                     let before = entry.sessions.len();
-                    entry.sessions.retain(|s| session_alive(s));
+                    entry.sessions.retain(session_alive);
                     let dropped = before - entry.sessions.len();
                     if dropped > 0 {
                         events.push(("session_lost", json!({"user": entry.user, "sessions": entry.sessions.len(), "dropped": dropped})));
                     }
                     let idle = entry.sessions.is_empty()
-                        && (dropped > 0 || entry.created_at.is_some_and(|t| now > t + LOGIN_GRACE_SECS));
+                        && (dropped > 0
+                            || entry.created_at.is_some_and(|t| now > t + LOGIN_GRACE_SECS));
                     let expired = entry.grant_until.is_some_and(|t| now > t);
                     if idle || expired {
                         entry.phase = Phase::Removing;
@@ -656,7 +792,10 @@ impl Helper {
     /// Records a PAM request that was refused before reaching the state
     /// (wrong service, rate limit).
     pub fn log_refusal(&self, kind: &str, user: &str, reason: &str, source: &str) {
-        self.log("refuse", json!({"request": kind, "user": user, "reason": reason, "source": source}));
+        self.log(
+            "refuse",
+            json!({"request": kind, "user": user, "reason": reason, "source": source}),
+        );
     }
 }
 

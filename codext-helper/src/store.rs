@@ -127,7 +127,11 @@ pub struct State {
 
 impl Default for State {
     fn default() -> State {
-        State { version: 1, next_uid: None, users: BTreeMap::new() }
+        State {
+            version: 1,
+            next_uid: None,
+            users: BTreeMap::new(),
+        }
     }
 }
 
@@ -176,12 +180,22 @@ impl Store {
                     .recursive(true)
                     .mode(0o700)
                     .create(dir)
-                    .map_err(|e| HelperError::State(format!("cannot create {}: {e}", dir.display())))?;
+                    .map_err(|e| {
+                        HelperError::State(format!("cannot create {}: {e}", dir.display()))
+                    })?;
             }
-            Err(e) => return Err(HelperError::State(format!("cannot stat {}: {e}", dir.display()))),
+            Err(e) => {
+                return Err(HelperError::State(format!(
+                    "cannot stat {}: {e}",
+                    dir.display()
+                )))
+            }
             Ok(m) => {
                 if !m.is_dir() {
-                    return Err(HelperError::State(format!("{} is not a folder", dir.display())));
+                    return Err(HelperError::State(format!(
+                        "{} is not a folder",
+                        dir.display()
+                    )));
                 }
                 if m.uid() != nix::unistd::geteuid().as_raw() || m.mode() & 0o022 != 0 {
                     return Err(HelperError::State(format!(
@@ -191,7 +205,9 @@ impl Store {
                 }
             }
         }
-        Ok(Store { dir: dir.to_path_buf() })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The folder.
@@ -205,17 +221,31 @@ impl Store {
         let path = self.dir.join(STATE_FILE);
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                HelperError::State(format!("{} is corrupt ({e}); move it away to start afresh", path.display()))
+                HelperError::State(format!(
+                    "{} is corrupt ({e}); move it away to start afresh",
+                    path.display()
+                ))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(HelperError::State(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(HelperError::State(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
         };
-        Ok(Locked { _lock: lock, dir: self.dir.clone(), state })
+        Ok(Locked {
+            _lock: lock,
+            dir: self.dir.clone(),
+            state,
+        })
     }
 
     /// Takes the account lock.
     pub fn lock_accounts(&self) -> Result<AccountsLock> {
-        Ok(AccountsLock { _lock: lock_file(&self.dir.join(ACCOUNTS_LOCK_FILE))? })
+        Ok(AccountsLock {
+            _lock: lock_file(&self.dir.join(ACCOUNTS_LOCK_FILE))?,
+        })
     }
 }
 
@@ -232,7 +262,9 @@ impl Locked {
 /// Replaces `dir/name` atomically with `bytes` (mode `mode`).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
-    let fail = |what: &str, e: std::io::Error| HelperError::State(format!("cannot {what} {}: {e}", tmp.display()));
+    let fail = |what: &str, e: std::io::Error| {
+        HelperError::State(format!("cannot {what} {}: {e}", tmp.display()))
+    };
     let _ = std::fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
         .write(true)
@@ -245,5 +277,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(
     f.sync_all().map_err(|e| fail("sync", e))?;
     drop(f);
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| fail("rename", e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("sync the folder of", e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail("sync the folder of", e))
 }

@@ -16,7 +16,10 @@ use std::io;
 /// sends `SIGKILL` to every process it can; waits for it.
 pub fn kill_all_as(uid: u32, gid: u32) -> io::Result<()> {
     if uid == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to kill as root"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to kill as root",
+        ));
     }
     // SAFETY: fork() in a multithreaded process is sound when the child
     // only calls async-signal-safe functions until it exits: the child
@@ -31,7 +34,8 @@ pub fn kill_all_as(uid: u32, gid: u32) -> io::Result<()> {
         // group list of length 0; `_exit` never returns. If dropping
         // privileges fails the child exits without killing anything.
         unsafe {
-            let ok = libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) == 0
+            let ok = libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
+                == 0
                 && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
                 && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0;
             if !ok {
@@ -56,6 +60,8 @@ pub fn kill_all_as(uid: u32, gid: u32) -> io::Result<()> {
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         Ok(())
     } else {
-        Err(io::Error::other(format!("the kill helper process failed (status {status})")))
+        Err(io::Error::other(format!(
+            "the kill helper process failed (status {status})"
+        )))
     }
 }

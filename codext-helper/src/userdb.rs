@@ -54,11 +54,19 @@ pub fn announce(dir: &Path, entry: &Entry) -> Result<()> {
 
 /// Removes the record and its uid link (absent ones are fine).
 pub fn withdraw(dir: &Path, user: &str, uid: u32) -> Result<()> {
-    for path in [dir.join(format!("{user}.user")), dir.join(format!("{uid}.user"))] {
+    for path in [
+        dir.join(format!("{user}.user")),
+        dir.join(format!("{uid}.user")),
+    ] {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(HelperError::System(format!("cannot remove {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(HelperError::System(format!(
+                    "cannot remove {}: {e}",
+                    path.display()
+                )))
+            }
         }
     }
     Ok(())
@@ -66,7 +74,9 @@ pub fn withdraw(dir: &Path, user: &str, uid: u32) -> Result<()> {
 
 /// Names of the codext records present (`user-….user` files).
 pub fn listed(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())

@@ -63,7 +63,9 @@ pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameError> {
 /// Writes one frame (length prefix and body in a single write).
 pub fn write_frame(w: &mut impl Write, body: &[u8]) -> Result<(), FrameError> {
     if body.is_empty() || body.len() > MAX_FRAME {
-        return Err(FrameError::BadLength(u32::try_from(body.len()).unwrap_or(u32::MAX)));
+        return Err(FrameError::BadLength(
+            u32::try_from(body.len()).unwrap_or(u32::MAX),
+        ));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(4 + body.len()));
     // Lossless: checked against MAX_FRAME above.
@@ -94,7 +96,10 @@ mod tests {
         let mut out = Vec::new();
         write_frame(&mut out, b"hello").unwrap();
         assert_eq!(out, b"\0\0\0\x05hello");
-        assert_eq!(read_frame(&mut out.as_slice()).unwrap().as_slice(), b"hello");
+        assert_eq!(
+            read_frame(&mut out.as_slice()).unwrap().as_slice(),
+            b"hello"
+        );
     }
 
     #[test]
@@ -108,21 +113,36 @@ mod tests {
     #[test]
     fn given_oversized_length_then_rejected_before_allocation() {
         let bytes = [0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut bytes.as_slice()), Err(FrameError::BadLength(u32::MAX))));
+        assert!(matches!(
+            read_frame(&mut bytes.as_slice()),
+            Err(FrameError::BadLength(u32::MAX))
+        ));
         let bytes = 4097u32.to_be_bytes();
-        assert!(matches!(read_frame(&mut bytes.as_slice()), Err(FrameError::BadLength(4097))));
+        assert!(matches!(
+            read_frame(&mut bytes.as_slice()),
+            Err(FrameError::BadLength(4097))
+        ));
     }
 
     #[test]
     fn given_zero_length_then_rejected() {
         let bytes = [0, 0, 0, 0];
-        assert!(matches!(read_frame(&mut bytes.as_slice()), Err(FrameError::BadLength(0))));
+        assert!(matches!(
+            read_frame(&mut bytes.as_slice()),
+            Err(FrameError::BadLength(0))
+        ));
     }
 
     #[test]
     fn given_truncated_header_or_body_then_truncated() {
-        assert!(matches!(read_frame(&mut [0u8, 0].as_slice()), Err(FrameError::Truncated)));
-        assert!(matches!(read_frame(&mut b"\0\0\0\x05hel".as_slice()), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut [0u8, 0].as_slice()),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut b"\0\0\0\x05hel".as_slice()),
+            Err(FrameError::Truncated)
+        ));
     }
 
     #[test]

@@ -122,7 +122,10 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WireError::Version(v) => write!(f, "protocol version {v} is not supported (want {PROTOCOL_VERSION})"),
+            WireError::Version(v) => write!(
+                f,
+                "protocol version {v} is not supported (want {PROTOCOL_VERSION})"
+            ),
             WireError::Kind(k) => write!(f, "unknown message kind {k}"),
             WireError::Short => write!(f, "message ends inside a field"),
             WireError::Trailing => write!(f, "bytes after the end of the message"),
@@ -187,7 +190,9 @@ impl<'a> Reader<'a> {
         if b.len() > MAX_TEXT {
             return Err(WireError::Text);
         }
-        std::str::from_utf8(b).map(str::to_owned).map_err(|_| WireError::Text)
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| WireError::Text)
     }
 
     fn user(&mut self) -> Result<UserName, WireError> {
@@ -221,7 +226,12 @@ impl Request {
     /// password longer than [`MAX_PASSWORD`] is refused.
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, WireError> {
         let w = match self {
-            Request::Authenticate { service, user, rhost, password } => {
+            Request::Authenticate {
+                service,
+                user,
+                rhost,
+                password,
+            } => {
                 if password.len() > MAX_PASSWORD {
                     return Err(WireError::Password);
                 }
@@ -232,14 +242,23 @@ impl Request {
                 w.bytes(password.expose());
                 w
             }
-            Request::Account { service, user, rhost } => {
+            Request::Account {
+                service,
+                user,
+                rhost,
+            } => {
                 let mut w = Writer::new(KIND_ACCOUNT);
                 w.bytes(clip(service).as_bytes());
                 w.bytes(user.as_str().as_bytes());
                 w.bytes(clip(rhost).as_bytes());
                 w
             }
-            Request::OpenSession { service, user, rhost, pid } => {
+            Request::OpenSession {
+                service,
+                user,
+                rhost,
+                pid,
+            } => {
                 let mut w = Writer::new(KIND_OPEN_SESSION);
                 w.bytes(clip(service).as_bytes());
                 w.bytes(user.as_str().as_bytes());
@@ -275,16 +294,29 @@ impl Request {
                 if pw.len() > MAX_PASSWORD {
                     return Err(WireError::Password);
                 }
-                Request::Authenticate { service, user, rhost, password: Secret::copy_from(pw) }
+                Request::Authenticate {
+                    service,
+                    user,
+                    rhost,
+                    password: Secret::copy_from(pw),
+                }
             }
-            KIND_ACCOUNT => Request::Account { service: r.text()?, user: r.user()?, rhost: r.text()? },
+            KIND_ACCOUNT => Request::Account {
+                service: r.text()?,
+                user: r.user()?,
+                rhost: r.text()?,
+            },
             KIND_OPEN_SESSION => Request::OpenSession {
                 service: r.text()?,
                 user: r.user()?,
                 rhost: r.text()?,
                 pid: r.u32()?,
             },
-            KIND_CLOSE_SESSION => Request::CloseSession { service: r.text()?, user: r.user()?, pid: r.u32()? },
+            KIND_CLOSE_SESSION => Request::CloseSession {
+                service: r.text()?,
+                user: r.user()?,
+                pid: r.u32()?,
+            },
             KIND_PING => Request::Ping,
             k => return Err(WireError::Kind(k)),
         };
@@ -307,7 +339,10 @@ impl Request {
 impl Reply {
     /// A reply with `status` and `reason`.
     pub fn new(status: ReplyStatus, reason: impl Into<String>) -> Reply {
-        Reply { status, reason: reason.into() }
+        Reply {
+            status,
+            reason: reason.into(),
+        }
     }
 
     /// Encodes the reply.
@@ -354,9 +389,22 @@ mod tests {
                 rhost: "127.0.0.1".into(),
                 password: Secret::copy_from(b"pw"),
             },
-            Request::Account { service: "sshd".into(), user: user(), rhost: String::new() },
-            Request::OpenSession { service: "sshd".into(), user: user(), rhost: "::1".into(), pid: 4242 },
-            Request::CloseSession { service: "sshd".into(), user: user(), pid: 7 },
+            Request::Account {
+                service: "sshd".into(),
+                user: user(),
+                rhost: String::new(),
+            },
+            Request::OpenSession {
+                service: "sshd".into(),
+                user: user(),
+                rhost: "::1".into(),
+                pid: 4242,
+            },
+            Request::CloseSession {
+                service: "sshd".into(),
+                user: user(),
+                pid: 7,
+            },
             Request::Ping,
         ];
         for req in reqs {
@@ -382,7 +430,10 @@ mod tests {
         assert_eq!(Request::decode(&[]).unwrap_err(), WireError::Short);
         assert_eq!(Request::decode(&[9, 5]).unwrap_err(), WireError::Version(9));
         assert_eq!(Request::decode(&[1, 99]).unwrap_err(), WireError::Kind(99));
-        assert_eq!(Request::decode(&[1, 5, 0]).unwrap_err(), WireError::Trailing);
+        assert_eq!(
+            Request::decode(&[1, 5, 0]).unwrap_err(),
+            WireError::Trailing
+        );
         // Account with a user field that is not a codext name.
         let mut b = vec![1, 2, 0, 4];
         b.extend_from_slice(b"sshd\0\x04root\0\0");
@@ -394,7 +445,12 @@ mod tests {
 
     #[test]
     fn given_every_truncation_then_short_and_no_panic() {
-        let req = Request::OpenSession { service: "sshd".into(), user: user(), rhost: "h".into(), pid: 1 };
+        let req = Request::OpenSession {
+            service: "sshd".into(),
+            user: user(),
+            rhost: "h".into(),
+            pid: 1,
+        };
         let bytes = req.encode().unwrap();
         for n in 0..bytes.len() {
             assert!(Request::decode(&bytes[..n]).is_err(), "prefix {n} decoded");
@@ -424,6 +480,9 @@ mod tests {
     fn given_reply_then_round_trip_and_bad_status_rejected() {
         let r = Reply::new(ReplyStatus::Denied, "wrong password");
         assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
-        assert_eq!(Reply::decode(&[1, 9, 0, 0]).unwrap_err(), WireError::Kind(9));
+        assert_eq!(
+            Reply::decode(&[1, 9, 0, 0]).unwrap_err(),
+            WireError::Kind(9)
+        );
     }
 }

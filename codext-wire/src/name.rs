@@ -54,7 +54,10 @@ impl UserName {
         if hex.len() != USER_HEX_LEN {
             return Err(NameError::Length(hex.len()));
         }
-        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(NameError::Character);
         }
         Ok(UserName(s.to_owned()))
@@ -113,7 +116,10 @@ mod tests {
 
     #[test]
     fn given_valid_name_then_parse_accepts() {
-        assert_eq!(UserName::parse("user-0123456789ab").map(|n| n.0), Ok("user-0123456789ab".into()));
+        assert_eq!(
+            UserName::parse("user-0123456789ab").map(|n| n.0),
+            Ok("user-0123456789ab".into())
+        );
     }
 
     #[test]
@@ -121,11 +127,26 @@ mod tests {
         assert_eq!(UserName::parse("root"), Err(NameError::Prefix));
         assert_eq!(UserName::parse("User-0123456789ab"), Err(NameError::Prefix));
         assert_eq!(UserName::parse("user-0123"), Err(NameError::Length(4)));
-        assert_eq!(UserName::parse("user-0123456789abc"), Err(NameError::Length(13)));
-        assert_eq!(UserName::parse("user-0123456789AB"), Err(NameError::Character));
-        assert_eq!(UserName::parse("user-0123456789g1"), Err(NameError::Character));
-        assert_eq!(UserName::parse("user-../../etc/pa"), Err(NameError::Character));
-        assert_eq!(UserName::parse("user-0123456789\u{e9}"), Err(NameError::Character));
+        assert_eq!(
+            UserName::parse("user-0123456789abc"),
+            Err(NameError::Length(13))
+        );
+        assert_eq!(
+            UserName::parse("user-0123456789AB"),
+            Err(NameError::Character)
+        );
+        assert_eq!(
+            UserName::parse("user-0123456789g1"),
+            Err(NameError::Character)
+        );
+        assert_eq!(
+            UserName::parse("user-../../etc/pa"),
+            Err(NameError::Character)
+        );
+        assert_eq!(
+            UserName::parse("user-0123456789\u{e9}"),
+            Err(NameError::Character)
+        );
         assert_eq!(UserName::parse(""), Err(NameError::Prefix));
     }
 

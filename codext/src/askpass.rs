@@ -46,7 +46,10 @@ impl Server {
             .name("askpass".into())
             .spawn(move || serve_once(listener, &sock, &password))
             .map_err(|e| ClientError::Other(format!("cannot start the askpass thread: {e}")))?;
-        Ok(Server { path, thread: Some(thread) })
+        Ok(Server {
+            path,
+            thread: Some(thread),
+        })
     }
 
     /// The socket path (the value of [`ENV`]).
@@ -56,7 +59,11 @@ impl Server {
 
     /// Waits for the listener to finish; true if the password was handed out.
     pub fn finish(mut self) -> bool {
-        let served = self.thread.take().and_then(|t| t.join().ok()).unwrap_or(false);
+        let served = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(false);
         let _ = std::fs::remove_file(&self.path);
         served
     }

@@ -13,7 +13,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "codext", version, about = "Agent side of codext: solve a server's puzzle and log in with plain ssh")]
+#[command(
+    name = "codext",
+    version,
+    about = "Agent side of codext: solve a server's puzzle and log in with plain ssh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,10 +83,22 @@ pub fn main() -> i32 {
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // One line, like every other error (the first line of clap's
+            // message names the problem; `--help` has the rest).
+            let text = e.to_string();
+            eprintln!(
+                "codext: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("bad arguments")
+                    .trim_start_matches("error: ")
+            );
+            return 2;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            return code;
+            return 0;
         }
     };
     match run(cli) {
@@ -120,24 +136,39 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Keygen { key, bits } => {
             if !(MIN_AGENT_BITS..=MAX_BITS).contains(&bits) {
-                return Err(ClientError::Input(format!("--bits must be between {MIN_AGENT_BITS} and {MAX_BITS}")));
+                return Err(ClientError::Input(format!(
+                    "--bits must be between {MIN_AGENT_BITS} and {MAX_BITS}"
+                )));
             }
             let mut pub_path = key.clone().into_os_string();
             pub_path.push(".pub");
             let pub_path = PathBuf::from(pub_path);
             if pub_path.exists() {
-                return Err(ClientError::Input(format!("{} already exists; not overwriting it", pub_path.display())));
+                return Err(ClientError::Input(format!(
+                    "{} already exists; not overwriting it",
+                    pub_path.display()
+                )));
             }
             let private = PrivateKey::generate(bits)?;
             private.save(&key)?;
             let public = private.public("codext-agent")?;
-            codext_core::keys::write_new_file(&pub_path, format!("{}\n", public.to_openssh()?).as_bytes(), 0o644)?;
+            codext_core::keys::write_new_file(
+                &pub_path,
+                format!("{}\n", public.to_openssh()?).as_bytes(),
+                0o644,
+            )?;
             println!("private key: {}", key.display());
             println!("public key:  {}", pub_path.display());
             println!("fingerprint: {}", public.fingerprint());
             Ok(0)
         }
-        Command::Solve { key, server_key, json, password, puzzle } => {
+        Command::Solve {
+            key,
+            server_key,
+            json,
+            password,
+            puzzle,
+        } => {
             let opened = open(&key, &server_key, &read_puzzle(&puzzle)?)?;
             let c = &opened.content;
             if json {
@@ -163,7 +194,14 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Ssh { key, server_key, host, port, puzzle, command } => {
+        Command::Ssh {
+            key,
+            server_key,
+            host,
+            port,
+            puzzle,
+            command,
+        } => {
             let opened = open(&key, &server_key, &read_puzzle(&puzzle)?)?;
             let login = ssh::Login {
                 host,

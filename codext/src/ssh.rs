@@ -41,9 +41,15 @@ struct PrivateDir(PathBuf);
 
 impl PrivateDir {
     fn new() -> Result<PrivateDir> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let rand = codext_core::random::bytes::<8>()?;
-        let dir = base.join(format!("codext-{}-{}", std::process::id(), codext_core::encoding::hex(&rand)));
+        let dir = base.join(format!(
+            "codext-{}-{}",
+            std::process::id(),
+            codext_core::encoding::hex(&rand)
+        ));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -60,7 +66,11 @@ impl Drop for PrivateDir {
 
 /// Keys the host offers (`ssh-keyscan`), kept only if their fingerprint
 /// was signed. Returns known-hosts lines and the key types kept.
-pub fn verified_host_keys(host: &str, port: u16, signed: &[Fingerprint]) -> Result<(Vec<String>, Vec<String>)> {
+pub fn verified_host_keys(
+    host: &str,
+    port: u16,
+    signed: &[Fingerprint],
+) -> Result<(Vec<String>, Vec<String>)> {
     let out = Command::new("ssh-keyscan")
         .args(["-T", "5", "-p", &port.to_string(), "--", host])
         .stdin(Stdio::null())
@@ -70,11 +80,18 @@ pub fn verified_host_keys(host: &str, port: u16, signed: &[Fingerprint]) -> Resu
     let mut lines = Vec::new();
     let mut types = Vec::new();
     let mut offered = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let mut parts = line.splitn(2, ' ');
-        let (Some(_), Some(key)) = (parts.next(), parts.next()) else { continue };
+        let (Some(_), Some(key)) = (parts.next(), parts.next()) else {
+            continue;
+        };
         offered += 1;
-        let Ok(fp) = codext_core::hostkeys::fingerprint_line(key) else { continue };
+        let Ok(fp) = codext_core::hostkeys::fingerprint_line(key) else {
+            continue;
+        };
         if signed.contains(&fp) {
             lines.push(line.to_owned());
             if let Some(t) = key.split(' ').next() {
@@ -83,7 +100,9 @@ pub fn verified_host_keys(host: &str, port: u16, signed: &[Fingerprint]) -> Resu
         }
     }
     if offered == 0 {
-        return Err(ClientError::Host(format!("{host} port {port} offered no SSH host key (is sshd reachable?)")));
+        return Err(ClientError::Host(format!(
+            "{host} port {port} offered no SSH host key (is sshd reachable?)"
+        )));
     }
     if lines.is_empty() {
         return Err(ClientError::Host(format!(
@@ -112,15 +131,26 @@ pub fn run(login: &Login) -> Result<ExitStatus> {
     std::fs::write(&known_hosts, known.join("\n") + "\n")
         .map_err(|e| ClientError::Other(format!("cannot write {}: {e}", known_hosts.display())))?;
     let server = askpass::Server::start(&dir.0, login.password.clone())?;
-    let status = ssh_command(login, &known_hosts, &host_key_algorithms(&types), server.path())?
-        .status()
-        .map_err(|e| ClientError::Other(format!("cannot run ssh: {e}")))?;
+    let status = ssh_command(
+        login,
+        &known_hosts,
+        &host_key_algorithms(&types),
+        server.path(),
+    )?
+    .status()
+    .map_err(|e| ClientError::Other(format!("cannot run ssh: {e}")))?;
     server.finish();
     Ok(status)
 }
 
-fn ssh_command(login: &Login, known_hosts: &Path, algorithms: &str, socket: &Path) -> Result<Command> {
-    let me = std::env::current_exe().map_err(|e| ClientError::Other(format!("cannot find my own path: {e}")))?;
+fn ssh_command(
+    login: &Login,
+    known_hosts: &Path,
+    algorithms: &str,
+    socket: &Path,
+) -> Result<Command> {
+    let me = std::env::current_exe()
+        .map_err(|e| ClientError::Other(format!("cannot find my own path: {e}")))?;
     let mut cmd = Command::new("ssh");
     cmd.arg("-F").arg("none");
     for opt in [
@@ -147,7 +177,12 @@ fn ssh_command(login: &Login, known_hosts: &Path, algorithms: &str, socket: &Pat
     ] {
         cmd.arg("-o").arg(opt);
     }
-    cmd.arg("-p").arg(login.port.to_string()).arg("-l").arg(&login.user).arg("--").arg(&login.host);
+    cmd.arg("-p")
+        .arg(login.port.to_string())
+        .arg("-l")
+        .arg(&login.user)
+        .arg("--")
+        .arg(&login.host);
     cmd.args(&login.command);
     cmd.env_remove("SSH_AUTH_SOCK")
         .env_remove("DISPLAY")

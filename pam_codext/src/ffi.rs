@@ -18,19 +18,37 @@ struct Handle<'a>(&'a Pam);
 impl PamContext for Handle<'_> {
     fn user(&self) -> Option<Vec<u8>> {
         // sshd always sets PAM_USER; reading the item never prompts.
-        self.0.get_cached_user().ok().flatten().map(|u| u.to_bytes().to_vec())
+        self.0
+            .get_cached_user()
+            .ok()
+            .flatten()
+            .map(|u| u.to_bytes().to_vec())
     }
 
     fn service(&self) -> Option<String> {
-        self.0.get_service().ok().flatten().and_then(|s| s.to_str().ok()).map(str::to_owned)
+        self.0
+            .get_service()
+            .ok()
+            .flatten()
+            .and_then(|s| s.to_str().ok())
+            .map(str::to_owned)
     }
 
     fn rhost(&self) -> Option<String> {
-        self.0.get_rhost().ok().flatten().and_then(|s| s.to_str().ok()).map(str::to_owned)
+        self.0
+            .get_rhost()
+            .ok()
+            .flatten()
+            .and_then(|s| s.to_str().ok())
+            .map(str::to_owned)
     }
 
     fn authtok(&self) -> Option<Secret> {
-        self.0.get_authtok(None).ok().flatten().map(|t| Secret::copy_from(t.to_bytes()))
+        self.0
+            .get_authtok(None)
+            .ok()
+            .flatten()
+            .map(|t| Secret::copy_from(t.to_bytes()))
     }
 
     fn pid(&self) -> u32 {
@@ -62,7 +80,10 @@ fn to_pam(code: Code) -> PamError {
 fn guarded(hook: Hook, pamh: &Pam, args: &[String]) -> PamError {
     let result = catch_unwind(AssertUnwindSafe(|| {
         let handle = Handle(pamh);
-        decide(hook, &handle, args, |o| SocketHelper { socket: o.socket.clone(), timeout: o.timeout })
+        decide(hook, &handle, args, |o| SocketHelper {
+            socket: o.socket.clone(),
+            timeout: o.timeout,
+        })
     }));
     to_pam(result.unwrap_or(Code::ServiceErr))
 }

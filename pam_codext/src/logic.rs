@@ -92,28 +92,44 @@ fn denial(hook: Hook) -> Code {
 
 /// Decides `hook` for the handle `ctx`, with module arguments `args`;
 /// `helper` is built from the parsed options only when needed.
-pub fn decide<C: PamContext, H: Helper>(hook: Hook, ctx: &C, args: &[String], helper: impl FnOnce(&Options) -> H) -> Code {
-    let Some(raw_user) = ctx.user() else { return Code::Ignore };
+pub fn decide<C: PamContext, H: Helper>(
+    hook: Hook,
+    ctx: &C,
+    args: &[String],
+    helper: impl FnOnce(&Options) -> H,
+) -> Code {
+    let Some(raw_user) = ctx.user() else {
+        return Code::Ignore;
+    };
     if !raw_user.starts_with(codext_wire::USER_PREFIX.as_bytes()) {
         return Code::Ignore;
     }
     let opts = match Options::parse(args) {
         Ok(o) => o,
         Err(e) => {
-            ctx.log(Level::Error, &format!("bad module arguments ({e}); denying codext users"));
+            ctx.log(
+                Level::Error,
+                &format!("bad module arguments ({e}); denying codext users"),
+            );
             return denial(hook);
         }
     };
     let service = ctx.service().unwrap_or_default();
     let shown = String::from_utf8_lossy(&raw_user).into_owned();
-    if !opts.services.iter().any(|s| *s == service) {
-        ctx.log(Level::Notice, &format!("{shown}: service {service:?} may not log codext users in"));
+    if !opts.services.contains(&service) {
+        ctx.log(
+            Level::Notice,
+            &format!("{shown}: service {service:?} may not log codext users in"),
+        );
         return denial(hook);
     }
     let user = match std::str::from_utf8(&raw_user).ok().map(UserName::parse) {
         Some(Ok(u)) => u,
         _ => {
-            ctx.log(Level::Notice, &format!("{shown:?} is not a valid codext user name; denied"));
+            ctx.log(
+                Level::Notice,
+                &format!("{shown:?} is not a valid codext user name; denied"),
+            );
             return denial(hook);
         }
     };
@@ -123,7 +139,10 @@ pub fn decide<C: PamContext, H: Helper>(hook: Hook, ctx: &C, args: &[String], he
         // or delete, and the password can never be changed.
         Hook::SetCred => return Code::Success,
         Hook::ChAuthTok => {
-            ctx.log(Level::Notice, &format!("{user}: codext passwords cannot be changed"));
+            ctx.log(
+                Level::Notice,
+                &format!("{user}: codext passwords cannot be changed"),
+            );
             return Code::PermDenied;
         }
         Hook::Authenticate => {
@@ -131,27 +150,60 @@ pub fn decide<C: PamContext, H: Helper>(hook: Hook, ctx: &C, args: &[String], he
                 ctx.log(Level::Notice, &format!("{user}: no password given"));
                 return Code::AuthErr;
             };
-            Request::Authenticate { service, user: user.clone(), rhost: rhost.clone(), password }
+            Request::Authenticate {
+                service,
+                user: user.clone(),
+                rhost: rhost.clone(),
+                password,
+            }
         }
-        Hook::AcctMgmt => Request::Account { service, user: user.clone(), rhost: rhost.clone() },
-        Hook::OpenSession => Request::OpenSession { service, user: user.clone(), rhost: rhost.clone(), pid: ctx.pid() },
-        Hook::CloseSession => Request::CloseSession { service, user: user.clone(), pid: ctx.pid() },
+        Hook::AcctMgmt => Request::Account {
+            service,
+            user: user.clone(),
+            rhost: rhost.clone(),
+        },
+        Hook::OpenSession => Request::OpenSession {
+            service,
+            user: user.clone(),
+            rhost: rhost.clone(),
+            pid: ctx.pid(),
+        },
+        Hook::CloseSession => Request::CloseSession {
+            service,
+            user: user.clone(),
+            pid: ctx.pid(),
+        },
     };
     let reply = helper(&opts).ask(&request);
     drop(request);
     match reply {
-        Ok(Reply { status: ReplyStatus::Ok, reason }) => {
+        Ok(Reply {
+            status: ReplyStatus::Ok,
+            reason,
+        }) => {
             if opts.debug {
-                ctx.log(Level::Debug, &format!("{user}: {hook:?} granted ({reason}) from {rhost:?}"));
+                ctx.log(
+                    Level::Debug,
+                    &format!("{user}: {hook:?} granted ({reason}) from {rhost:?}"),
+                );
             }
             Code::Success
         }
-        Ok(Reply { status: ReplyStatus::Denied, reason }) => {
-            ctx.log(Level::Notice, &format!("{user}: {hook:?} denied ({reason}) from {rhost:?}"));
+        Ok(Reply {
+            status: ReplyStatus::Denied,
+            reason,
+        }) => {
+            ctx.log(
+                Level::Notice,
+                &format!("{user}: {hook:?} denied ({reason}) from {rhost:?}"),
+            );
             denial(hook)
         }
         Ok(Reply { status, reason }) => {
-            ctx.log(Level::Error, &format!("{user}: {hook:?}: helper answered {status:?} ({reason})"));
+            ctx.log(
+                Level::Error,
+                &format!("{user}: {hook:?}: helper answered {status:?} ({reason})"),
+            );
             unavailable(hook)
         }
         Err(e) => {
@@ -211,7 +263,10 @@ mod tests {
 
     impl Script {
         fn new(reply: Result<Reply, String>) -> Script {
-            Script { reply, asked: RefCell::new(Vec::new()) }
+            Script {
+                reply,
+                asked: RefCell::new(Vec::new()),
+            }
         }
     }
 
@@ -227,11 +282,22 @@ mod tests {
     }
 
     fn ctx(user: &'static str) -> Ctx {
-        Ctx { user: Some(user), service: "sshd", password: Some("pw"), ..Ctx::default() }
+        Ctx {
+            user: Some(user),
+            service: "sshd",
+            password: Some("pw"),
+            ..Ctx::default()
+        }
     }
 
-    const ALL: [Hook; 6] =
-        [Hook::Authenticate, Hook::SetCred, Hook::AcctMgmt, Hook::OpenSession, Hook::CloseSession, Hook::ChAuthTok];
+    const ALL: [Hook; 6] = [
+        Hook::Authenticate,
+        Hook::SetCred,
+        Hook::AcctMgmt,
+        Hook::OpenSession,
+        Hook::CloseSession,
+        Hook::ChAuthTok,
+    ];
 
     #[test]
     fn given_other_user_then_every_hook_ignores_without_io() {
@@ -241,20 +307,34 @@ mod tests {
                 let c = ctx(name);
                 // Even broken arguments do not matter for other users.
                 assert_eq!(decide(hook, &c, &["bogus".into()], |_| &s), Code::Ignore);
-                assert!(s.asked.borrow().is_empty(), "{name} {hook:?} reached the helper");
+                assert!(
+                    s.asked.borrow().is_empty(),
+                    "{name} {hook:?} reached the helper"
+                );
                 assert!(c.logs.borrow().is_empty(), "{name} {hook:?} logged");
             }
         }
         let s = Script::new(ok());
-        let c = Ctx { user: None, ..Ctx::default() };
+        let c = Ctx {
+            user: None,
+            ..Ctx::default()
+        };
         assert_eq!(decide(Hook::Authenticate, &c, &[], |_| &s), Code::Ignore);
     }
 
     #[test]
     fn given_codext_user_and_helper_ok_then_success() {
-        for hook in [Hook::Authenticate, Hook::AcctMgmt, Hook::OpenSession, Hook::CloseSession] {
+        for hook in [
+            Hook::Authenticate,
+            Hook::AcctMgmt,
+            Hook::OpenSession,
+            Hook::CloseSession,
+        ] {
             let s = Script::new(ok());
-            assert_eq!(decide(hook, &ctx("user-0123456789ab"), &[], |_| &s), Code::Success);
+            assert_eq!(
+                decide(hook, &ctx("user-0123456789ab"), &[], |_| &s),
+                Code::Success
+            );
             assert_eq!(s.asked.borrow().len(), 1);
         }
     }
@@ -277,7 +357,10 @@ mod tests {
     fn given_helper_unreachable_then_authinfo_unavail_and_logged() {
         let s = Script::new(Err("connection refused".into()));
         let c = ctx("user-0123456789ab");
-        assert_eq!(decide(Hook::Authenticate, &c, &[], |_| &s), Code::AuthinfoUnavail);
+        assert_eq!(
+            decide(Hook::Authenticate, &c, &[], |_| &s),
+            Code::AuthinfoUnavail
+        );
         assert!(c.logs.borrow()[0].contains("connection refused"));
         let s = Script::new(Ok(Reply::new(ReplyStatus::Unavailable, "helper error")));
         assert_eq!(decide(Hook::AcctMgmt, &c, &[], |_| &s), Code::PermDenied);
@@ -287,20 +370,42 @@ mod tests {
     fn given_service_not_allowed_then_denied_without_asking() {
         for service in ["su", "login", "sudo", ""] {
             let s = Script::new(ok());
-            let c = Ctx { service, ..ctx("user-0123456789ab") };
+            let c = Ctx {
+                service,
+                ..ctx("user-0123456789ab")
+            };
             assert_eq!(decide(Hook::Authenticate, &c, &[], |_| &s), Code::AuthErr);
             assert!(s.asked.borrow().is_empty());
         }
         let s = Script::new(ok());
-        let c = Ctx { service: "login", ..ctx("user-0123456789ab") };
-        assert_eq!(decide(Hook::Authenticate, &c, &["services=sshd,login".into()], |_| &s), Code::Success);
+        let c = Ctx {
+            service: "login",
+            ..ctx("user-0123456789ab")
+        };
+        assert_eq!(
+            decide(
+                Hook::Authenticate,
+                &c,
+                &["services=sshd,login".into()],
+                |_| &s
+            ),
+            Code::Success
+        );
     }
 
     #[test]
     fn given_invalid_codext_name_then_denied_without_asking() {
-        for name in ["user-", "user-XYZ", "user-0123456789abcdef00", "user-../etc"] {
+        for name in [
+            "user-",
+            "user-XYZ",
+            "user-0123456789abcdef00",
+            "user-../etc",
+        ] {
             let s = Script::new(ok());
-            assert_eq!(decide(Hook::Authenticate, &ctx(name), &[], |_| &s), Code::AuthErr);
+            assert_eq!(
+                decide(Hook::Authenticate, &ctx(name), &[], |_| &s),
+                Code::AuthErr
+            );
             assert!(s.asked.borrow().is_empty());
         }
     }
@@ -309,7 +414,10 @@ mod tests {
     fn given_bad_arguments_then_codext_users_denied() {
         let s = Script::new(ok());
         let c = ctx("user-0123456789ab");
-        assert_eq!(decide(Hook::Authenticate, &c, &["timeout=99".into()], |_| &s), Code::AuthErr);
+        assert_eq!(
+            decide(Hook::Authenticate, &c, &["timeout=99".into()], |_| &s),
+            Code::AuthErr
+        );
         assert!(s.asked.borrow().is_empty());
         assert!(c.logs.borrow()[0].contains("timeout"));
     }
@@ -317,7 +425,10 @@ mod tests {
     #[test]
     fn given_no_password_then_auth_err() {
         let s = Script::new(ok());
-        let c = Ctx { password: None, ..ctx("user-0123456789ab") };
+        let c = Ctx {
+            password: None,
+            ..ctx("user-0123456789ab")
+        };
         assert_eq!(decide(Hook::Authenticate, &c, &[], |_| &s), Code::AuthErr);
         assert!(s.asked.borrow().is_empty());
     }
@@ -325,15 +436,24 @@ mod tests {
     #[test]
     fn given_setcred_and_chauthtok_then_answered_locally() {
         let s = Script::new(ok());
-        assert_eq!(decide(Hook::SetCred, &ctx("user-0123456789ab"), &[], |_| &s), Code::Success);
-        assert_eq!(decide(Hook::ChAuthTok, &ctx("user-0123456789ab"), &[], |_| &s), Code::PermDenied);
+        assert_eq!(
+            decide(Hook::SetCred, &ctx("user-0123456789ab"), &[], |_| &s),
+            Code::Success
+        );
+        assert_eq!(
+            decide(Hook::ChAuthTok, &ctx("user-0123456789ab"), &[], |_| &s),
+            Code::PermDenied
+        );
         assert!(s.asked.borrow().is_empty());
     }
 
     #[test]
     fn given_password_then_never_in_logs() {
         let s = Script::new(Ok(Reply::new(ReplyStatus::Denied, "wrong password")));
-        let c = Ctx { password: Some("s3cret-token"), ..ctx("user-0123456789ab") };
+        let c = Ctx {
+            password: Some("s3cret-token"),
+            ..ctx("user-0123456789ab")
+        };
         decide(Hook::Authenticate, &c, &["debug".into()], |_| &s);
         assert!(c.logs.borrow().iter().all(|l| !l.contains("s3cret")));
         assert!(s.asked.borrow().iter().all(|l| !l.contains("s3cret")));

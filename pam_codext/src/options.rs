@@ -54,7 +54,11 @@ impl Options {
                 }
                 o.socket = PathBuf::from(p);
             } else if let Some(s) = arg.strip_prefix("services=") {
-                let list: Vec<String> = s.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect();
+                let list: Vec<String> = s
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect();
                 if list.is_empty() {
                     return Err("services= needs at least one service".into());
                 }
@@ -87,7 +91,13 @@ mod tests {
 
     #[test]
     fn given_all_arguments_then_parsed() {
-        let o = Options::parse(&args(&["socket=/tmp/s", "services=sshd,login", "timeout=2", "debug"])).unwrap();
+        let o = Options::parse(&args(&[
+            "socket=/tmp/s",
+            "services=sshd,login",
+            "timeout=2",
+            "debug",
+        ]))
+        .unwrap();
         assert_eq!(o.socket, PathBuf::from("/tmp/s"));
         assert_eq!(o.services, vec!["sshd".to_string(), "login".to_string()]);
         assert_eq!(o.timeout, Duration::from_secs(2));

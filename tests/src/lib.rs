@@ -24,25 +24,39 @@ pub const INNER: &str = "CODEXT_SANDBOX_TEST";
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/<test>-<hash>
-    exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// Path of a built workspace binary, which must exist (`cargo build` first).
 pub fn bin(name: &str) -> PathBuf {
     let p = target_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace` before the tests", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        p.display()
+    );
     p
 }
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 /// Runs `body` inside the sandbox (see the crate docs).
 pub fn run_in_sandbox(name: &str, body: impl FnOnce()) {
     if std::env::var(INNER).as_deref() == Ok(name) {
-        assert_eq!(std::env::var("CODEXT_SANDBOX").as_deref(), Ok("1"), "inner run outside the sandbox");
+        assert_eq!(
+            std::env::var("CODEXT_SANDBOX").as_deref(),
+            Ok("1"),
+            "inner run outside the sandbox"
+        );
         body();
         return;
     }

@@ -47,13 +47,18 @@ pub struct World {
 
 /// Runs `cmd`, returning its output; panics only if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs a shell snippet as root and returns stdout; panics on failure.
 pub fn sh(script: &str) -> String {
     let out = run(Command::new("/bin/sh").arg("-c").arg(script));
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -61,14 +66,19 @@ pub fn sh(script: &str) -> String {
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// Does NSS resolve `name`?
 pub fn resolves(name: &str) -> bool {
-    run(Command::new("getent").args(["passwd", name])).status.success()
+    run(Command::new("getent").args(["passwd", name]))
+        .status
+        .success()
 }
 
 /// Is `name` in `/etc/passwd`?
@@ -105,9 +115,13 @@ pub fn files_of(dir: &Path, uid: u32) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else { continue };
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
             if m.uid() == uid {
                 found.push(e.path());
             }
@@ -120,12 +134,14 @@ pub fn files_of(dir: &Path, uid: u32) -> Vec<PathBuf> {
 }
 
 fn install_file(from: &Path, to: &Path, mode: u32) {
-    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 impl World {
     /// Sets everything up with the default helper configuration.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> World {
         World::with_config("")
     }
@@ -146,19 +162,41 @@ impl World {
             std::fs::write("/etc/codext/helper.toml", helper_toml).expect("write helper.toml");
         }
         install_pam(&module_path());
-        install_file(&repo().join("pam.d/sshd_config.d/codext.conf"), Path::new("/etc/ssh/sshd_config.d/codext.conf"), 0o644);
+        install_file(
+            &repo().join("pam.d/sshd_config.d/codext.conf"),
+            Path::new("/etc/ssh/sshd_config.d/codext.conf"),
+            0o644,
+        );
         let init = World::helper_cli(&["init", "--json"]);
-        assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+        assert!(
+            init.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         // The agent: an unprivileged local user with a codext key.
         sh("useradd --create-home --shell /bin/bash agent");
         let (uid, gid) = ids("agent");
         let agent_key = PathBuf::from("/home/agent/agent.key");
-        install_file(&repo().join("docs/test-vectors/v1/agent.key"), &agent_key, 0o600);
-        install_file(&repo().join("docs/test-vectors/v1/agent.pub"), Path::new("/home/agent/agent.key.pub"), 0o644);
+        install_file(
+            &repo().join("docs/test-vectors/v1/agent.key"),
+            &agent_key,
+            0o600,
+        );
+        install_file(
+            &repo().join("docs/test-vectors/v1/agent.pub"),
+            Path::new("/home/agent/agent.key.pub"),
+            0o644,
+        );
         let server_pub = PathBuf::from("/home/agent/server.pub");
         install_file(Path::new("/etc/codext/server_key.pub"), &server_pub, 0o644);
         sh("chown -R agent: /home/agent");
-        let mut w = World { helper: None, sshd: None, agent: (uid, gid), agent_key, server_pub };
+        let mut w = World {
+            helper: None,
+            sshd: None,
+            agent: (uid, gid),
+            agent_key,
+            server_pub,
+        };
         w.start_helper();
         w.start_sshd();
         w
@@ -172,7 +210,11 @@ impl World {
     /// Starts `codext-helper serve`, stderr appended to [`HELPER_LOG`], and
     /// waits until its socket answers.
     pub fn start_helper(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(HELPER_LOG).expect("helper log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(HELPER_LOG)
+            .expect("helper log");
         let child = Command::new(bin("codext-helper"))
             .arg("serve")
             .stdin(Stdio::null())
@@ -202,7 +244,11 @@ impl World {
     /// Starts sshd on port 22, stderr to [`SSHD_LOG`], and waits until it
     /// accepts connections.
     pub fn start_sshd(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(SSHD_LOG).expect("sshd log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(SSHD_LOG)
+            .expect("sshd log");
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-o", "LogLevel=VERBOSE"])
             .stdin(Stdio::null())
@@ -211,7 +257,9 @@ impl World {
             .spawn()
             .expect("start sshd");
         self.sshd = Some(child);
-        wait_until(Duration::from_secs(10), "sshd on port 22", || TcpStream::connect("127.0.0.1:22").is_ok());
+        wait_until(Duration::from_secs(10), "sshd on port 22", || {
+            TcpStream::connect("127.0.0.1:22").is_ok()
+        });
     }
 
     /// Stops sshd and starts it again (to pick up configuration changes).
@@ -220,7 +268,9 @@ impl World {
             let _ = c.kill();
             let _ = c.wait();
         }
-        wait_until(Duration::from_secs(10), "port 22 to close", || TcpStream::connect("127.0.0.1:22").is_err());
+        wait_until(Duration::from_secs(10), "port 22 to close", || {
+            TcpStream::connect("127.0.0.1:22").is_err()
+        });
         self.start_sshd();
     }
 
@@ -242,18 +292,43 @@ impl World {
 
     /// Issues a puzzle to the agent's key: (user, puzzle).
     pub fn issue(&self) -> (String, String) {
-        let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--json"]);
-        assert!(out.status.success(), "issue: {}", String::from_utf8_lossy(&out.stderr));
+        let out = World::helper_cli(&[
+            "issue",
+            "--client-key",
+            "/home/agent/agent.key.pub",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("issue json");
-        (v["user"].as_str().expect("user").to_owned(), v["puzzle"].as_str().expect("puzzle").to_owned())
+        (
+            v["user"].as_str().expect("user").to_owned(),
+            v["puzzle"].as_str().expect("puzzle").to_owned(),
+        )
     }
 
     /// The agent solves `puzzle`: the JSON `codext solve --json --password` prints.
     pub fn solve(&self, puzzle: &str) -> serde_json::Value {
         let key = self.agent_key.to_string_lossy().into_owned();
         let server = self.server_pub.to_string_lossy().into_owned();
-        let out = self.agent_cli(&["solve", "--key", &key, "--server-key", &server, "--json", "--password", puzzle]);
-        assert!(out.status.success(), "solve: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.agent_cli(&[
+            "solve",
+            "--key",
+            &key,
+            "--server-key",
+            &server,
+            "--json",
+            "--password",
+            puzzle,
+        ]);
+        assert!(
+            out.status.success(),
+            "solve: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("solve json")
     }
 
@@ -261,8 +336,16 @@ impl World {
     pub fn arm(&self) -> Armed {
         let (user, puzzle) = self.issue();
         let solved = self.solve(&puzzle);
-        let out = World::helper_cli(&["answer", solved["answer"].as_str().expect("answer"), "--json"]);
-        assert!(out.status.success(), "answer: {}", String::from_utf8_lossy(&out.stderr));
+        let out = World::helper_cli(&[
+            "answer",
+            solved["answer"].as_str().expect("answer"),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("answer json");
         Armed {
             user,
@@ -277,7 +360,17 @@ impl World {
     pub fn login(&self, puzzle: &str, command: &[&str]) -> Output {
         let key = self.agent_key.to_string_lossy().into_owned();
         let server = self.server_pub.to_string_lossy().into_owned();
-        let mut args = vec!["ssh", "--key", &key, "--server-key", &server, "--host", "127.0.0.1", puzzle, "--"];
+        let mut args = vec![
+            "ssh",
+            "--key",
+            &key,
+            "--server-key",
+            &server,
+            "--host",
+            "127.0.0.1",
+            puzzle,
+            "--",
+        ];
         args.extend_from_slice(command);
         self.agent_cli(&args)
     }
@@ -286,15 +379,28 @@ impl World {
     /// harness only; codext itself never puts a password in the environment).
     pub fn ssh_password(&self, user: &str, password: &str, command: &str) -> Output {
         let mut cmd = Command::new("sshpass");
-        cmd.arg("-e").arg("ssh").args(ssh_args(&["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]));
-        cmd.arg(format!("{user}@127.0.0.1")).arg(command).env("SSHPASS", password);
+        cmd.arg("-e").arg("ssh").args(ssh_args(&[
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ]));
+        cmd.arg(format!("{user}@127.0.0.1"))
+            .arg(command)
+            .env("SSHPASS", password);
         run(self.as_agent(&mut cmd).env("SSHPASS", password))
     }
 
     /// `ssh -i key user@127.0.0.1 command` (public key only).
     pub fn ssh_key(&self, user: &str, key: &Path, command: &str) -> Output {
         let mut cmd = Command::new("ssh");
-        cmd.args(ssh_args(&["-o", "PreferredAuthentications=publickey", "-o", "IdentitiesOnly=yes", "-i"]));
+        cmd.args(ssh_args(&[
+            "-o",
+            "PreferredAuthentications=publickey",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ]));
         cmd.arg(key).arg(format!("{user}@127.0.0.1")).arg(command);
         // HOME in scratch space: ssh must not touch the real /root.
         run(cmd.stdin(Stdio::null()).env("HOME", WORK))
@@ -302,17 +408,31 @@ impl World {
 
     /// Number of connections the helper daemon has accepted so far.
     pub fn helper_connections(&self) -> usize {
-        std::fs::read_to_string(HELPER_LOG).unwrap_or_default().lines().filter(|l| l.contains(": connection ")).count()
+        std::fs::read_to_string(HELPER_LOG)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(": connection "))
+            .count()
     }
 
     /// Waits until `user` (uid `uid`) is gone: not in NSS, no home, no
     /// process, no file in the shared temporary folders.
     pub fn wait_removed(&self, user: &str, uid: u32) {
-        wait_until(Duration::from_secs(30), &format!("{user} to be removed"), || {
-            !resolves(user) && !in_passwd(user) && !Path::new(&format!("/home/{user}")).exists() && processes_of(uid).is_empty()
-        });
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{user} to be removed"),
+            || {
+                !resolves(user)
+                    && !in_passwd(user)
+                    && !Path::new(&format!("/home/{user}")).exists()
+                    && processes_of(uid).is_empty()
+            },
+        );
         for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
-            assert!(files_of(Path::new(dir), uid).is_empty(), "files of uid {uid} left in {dir}");
+            assert!(
+                files_of(Path::new(dir), uid).is_empty(),
+                "files of uid {uid} left in {dir}"
+            );
         }
         assert!(!Path::new(&format!("/run/userdb/{user}.user")).exists());
     }
@@ -320,7 +440,10 @@ impl World {
     /// Appends to the helper log and sshd log dumps on failure.
     pub fn dump_logs(&self) {
         for f in [HELPER_LOG, SSHD_LOG] {
-            eprintln!("--- {f} ---\n{}", std::fs::read_to_string(f).unwrap_or_default());
+            eprintln!(
+                "--- {f} ---\n{}",
+                std::fs::read_to_string(f).unwrap_or_default()
+            );
         }
     }
 }
@@ -401,7 +524,11 @@ pub fn install_pam(module: &Path) {
 /// Removes codext from `/etc/pam.d/sshd` (the stock stack).
 pub fn uninstall_pam() {
     let sshd = std::fs::read_to_string("/etc/pam.d/sshd").expect("read");
-    let out: String = sshd.lines().filter(|l| !l.starts_with("@include codext")).map(|l| format!("{l}\n")).collect();
+    let out: String = sshd
+        .lines()
+        .filter(|l| !l.starts_with("@include codext"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write("/etc/pam.d/sshd", out).expect("write");
 }
 

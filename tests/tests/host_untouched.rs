@@ -14,12 +14,19 @@ mod snapshot {
             let path = std::path::Path::new(p);
             if path.is_dir() {
                 let mut names: Vec<String> = std::fs::read_dir(path)
-                    .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 names.sort();
                 out.push((format!("{p}/"), names.join("\n").into_bytes()));
             } else {
-                out.push((p.to_string(), std::fs::read(path).unwrap_or_else(|_| b"<absent>".to_vec())));
+                out.push((
+                    p.to_string(),
+                    std::fs::read(path).unwrap_or_else(|_| b"<absent>".to_vec()),
+                ));
             }
         }
         out
@@ -27,10 +34,27 @@ mod snapshot {
 }
 
 const WATCHED: &[&str] = &[
-    "/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid", "/etc/subgid",
-    "/etc/pam.d/sshd", "/etc/pam.d/codext", "/etc/pam.d/codext-session", "/etc/pam.d",
-    "/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d", "/etc/codext", "/etc",
-    "/home", "/root", "/run", "/run/userdb", "/run/codext", "/var/lib/codext", "/var/log/codext",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/subuid",
+    "/etc/subgid",
+    "/etc/pam.d/sshd",
+    "/etc/pam.d/codext",
+    "/etc/pam.d/codext-session",
+    "/etc/pam.d",
+    "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config.d",
+    "/etc/codext",
+    "/etc",
+    "/home",
+    "/root",
+    "/run",
+    "/run/userdb",
+    "/run/codext",
+    "/var/lib/codext",
+    "/var/log/codext",
 ];
 
 sandbox_test! {
@@ -46,18 +70,26 @@ sandbox_test! {
 #[test]
 fn given_full_flow_in_the_sandbox_then_the_host_is_unchanged() {
     let before = digest(WATCHED);
-    run_in_sandbox("full_flow_inside_the_sandbox", || unreachable!("runs in the sandbox"));
+    run_in_sandbox("full_flow_inside_the_sandbox", || {
+        unreachable!("runs in the sandbox")
+    });
     let after = digest(WATCHED);
     for ((name, a), (_, b)) in before.iter().zip(after.iter()) {
         assert!(a == b, "{name} changed on the host");
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    assert!(!passwd.lines().any(|l| l.starts_with("user-")), "a codext user leaked onto the host");
+    assert!(
+        !passwd.lines().any(|l| l.starts_with("user-")),
+        "a codext user leaked onto the host"
+    );
     // Shared temporary folders change with whatever else runs; what must
     // not be there is anything of a codext uid.
     for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
         for uid in 59000..=59999 {
-            assert!(codext_tests::world::files_of(std::path::Path::new(dir), uid).is_empty(), "files of uid {uid} in {dir}");
+            assert!(
+                codext_tests::world::files_of(std::path::Path::new(dir), uid).is_empty(),
+                "files of uid {uid} in {dir}"
+            );
         }
     }
 }

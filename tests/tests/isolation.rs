@@ -2,7 +2,9 @@
 //! when anything is wrong, and only ever be reachable by root.
 
 use codext_tests::sandbox_test;
-use codext_tests::world::{in_passwd, install_pam, run, sh, uninstall_pam, World, HELPER_LOG, WORK};
+use codext_tests::world::{
+    in_passwd, install_pam, run, sh, uninstall_pam, World, HELPER_LOG, WORK,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,11 +13,34 @@ use std::time::{Duration, Instant};
 /// PermitRootLogin prohibit-password): what each login attempt gives.
 fn local_logins(w: &World) -> Vec<(&'static str, bool)> {
     vec![
-        ("alice password", w.ssh_password("alice", "alice-pw-123", "true").status.success()),
-        ("alice wrong password", w.ssh_password("alice", "wrong", "true").status.success()),
-        ("alice key", w.ssh_key("alice", Path::new(&key("alice")), "true").status.success()),
-        ("root key", w.ssh_key("root", Path::new(&key("root")), "true").status.success()),
-        ("root password", w.ssh_password("root", "root-pw-123", "true").status.success()),
+        (
+            "alice password",
+            w.ssh_password("alice", "alice-pw-123", "true")
+                .status
+                .success(),
+        ),
+        (
+            "alice wrong password",
+            w.ssh_password("alice", "wrong", "true").status.success(),
+        ),
+        (
+            "alice key",
+            w.ssh_key("alice", Path::new(&key("alice")), "true")
+                .status
+                .success(),
+        ),
+        (
+            "root key",
+            w.ssh_key("root", Path::new(&key("root")), "true")
+                .status
+                .success(),
+        ),
+        (
+            "root password",
+            w.ssh_password("root", "root-pw-123", "true")
+                .status
+                .success(),
+        ),
     ]
 }
 
@@ -29,7 +54,9 @@ fn key(user: &str) -> String {
 /// look there too), never in the real `/root`.
 fn make_local_users(w: &mut World) {
     sh("useradd --create-home --shell /bin/bash alice && echo 'alice:alice-pw-123' | chpasswd && echo 'root:root-pw-123' | chpasswd");
-    sh(&format!("mkdir -p {WORK}/keys {WORK}/authorized_keys && chmod 755 {WORK}/authorized_keys"));
+    sh(&format!(
+        "mkdir -p {WORK}/keys {WORK}/authorized_keys && chmod 755 {WORK}/authorized_keys"
+    ));
     for user in ["alice", "root"] {
         let k = key(user);
         sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {k} && cp {k}.pub {WORK}/authorized_keys/{user} && chmod 644 {WORK}/authorized_keys/{user}"));
@@ -75,7 +102,12 @@ fn pamtester(w: &World, service: &str, user: &str, password: &str) -> bool {
         .spawn()
         .expect("pamtester");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap().status.success()
 }
 
@@ -112,7 +144,7 @@ sandbox_test! {
         let agent = run(w.as_agent(Command::new(&probe).args(["/run/codext/helper.sock", "ping"])));
         assert_eq!(String::from_utf8_lossy(&agent.stdout).trim(), "closed", "a non-root peer got an answer");
         let log = std::fs::read_to_string(HELPER_LOG).unwrap();
-        assert!(log.contains(&format!("refused peer pid")) && log.contains(&format!("uid {}", w.agent.0)), "{log}");
+        assert!(log.contains("refused peer pid") && log.contains(&format!("uid {}", w.agent.0)), "{log}");
     }
 }
 

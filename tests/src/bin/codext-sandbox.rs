@@ -40,31 +40,64 @@ fn die(msg: &str) -> ! {
 
 fn tmpfs(target: &str, mode: &str) {
     let data = format!("mode={mode}");
-    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
-        .unwrap_or_else(|e| die(&format!("tmpfs on {target}: {e}")));
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .unwrap_or_else(|e| die(&format!("tmpfs on {target}: {e}")));
 }
 
 fn setup() {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .unwrap_or_else(|e| die(&format!("making / private: {e}")));
-    mount(Some("proc"), "/proc", Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
-        .unwrap_or_else(|e| die(&format!("mounting /proc: {e}")));
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| die(&format!("making / private: {e}")));
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| die(&format!("mounting /proc: {e}")));
     tmpfs("/run", "0755");
-    for (dir, mode) in [("/run/sshd", 0o755), ("/run/userdb", 0o755), ("/run/sandbox", 0o700), ("/run/lock", 0o1777)] {
+    for (dir, mode) in [
+        ("/run/sshd", 0o755),
+        ("/run/userdb", 0o755),
+        ("/run/sandbox", 0o700),
+        ("/run/lock", 0o1777),
+    ] {
         std::fs::create_dir(dir).unwrap_or_else(|e| die(&format!("mkdir {dir}: {e}")));
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .unwrap_or_else(|e| die(&format!("chmod {dir}: {e}")));
     }
-    let copied = Command::new("/bin/cp").args(["-a", "/etc", "/run/sandbox/etc"]).status();
+    let copied = Command::new("/bin/cp")
+        .args(["-a", "/etc", "/run/sandbox/etc"])
+        .status();
     if !copied.map(|s| s.success()).unwrap_or(false) {
         die("copying /etc failed");
     }
-    mount(Some("/run/sandbox/etc"), "/etc", None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .unwrap_or_else(|e| die(&format!("bind-mounting the /etc copy: {e}")));
+    mount(
+        Some("/run/sandbox/etc"),
+        "/etc",
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| die(&format!("bind-mounting the /etc copy: {e}")));
     for (dir, mode) in SCRATCH {
         tmpfs(dir, mode);
     }
-    let lo = Command::new("/usr/sbin/ip").args(["link", "set", "lo", "up"]).status();
+    let lo = Command::new("/usr/sbin/ip")
+        .args(["link", "set", "lo", "up"])
+        .status();
     if !lo.map(|s| s.success()).unwrap_or(false) {
         die("bringing up lo failed (is iproute2 installed?)");
     }
@@ -85,7 +118,10 @@ fn main() {
     if let Ok(exe) = std::fs::canonicalize(&cmd[0]) {
         for (dir, _) in SCRATCH.iter().chain([("/run", "")].iter()) {
             if exe.starts_with(dir) {
-                die(&format!("{} lies under {dir}, which the sandbox hides; build elsewhere", exe.display()));
+                die(&format!(
+                    "{} lies under {dir}, which the sandbox hides; build elsewhere",
+                    exe.display()
+                ));
             }
         }
     }
@@ -100,7 +136,11 @@ fn main() {
     }
     // PID 1 of the new namespace.
     setup();
-    let child = match Command::new(&cmd[0]).args(&cmd[1..]).env("CODEXT_SANDBOX", "1").spawn() {
+    let child = match Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("CODEXT_SANDBOX", "1")
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => die(&format!("cannot run {}: {e}", cmd[0])),
     };
@@ -128,4 +168,3 @@ fn wait_for(child: Pid) -> i32 {
         }
     }
 }
-

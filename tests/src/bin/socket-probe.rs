@@ -10,7 +10,10 @@ use std::time::Duration;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).map(String::as_str).unwrap_or("/run/codext/helper.sock");
+    let path = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("/run/codext/helper.sock");
     let mode = args.get(2).map(String::as_str).unwrap_or("ping");
     let mut s = match UnixStream::connect(path) {
         Ok(s) => s,
@@ -22,7 +25,10 @@ fn main() {
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let bytes: Vec<u8> = match mode {
         "ping" => {
-            let body = Request::Ping.encode().map(|b| b.to_vec()).unwrap_or_default();
+            let body = Request::Ping
+                .encode()
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
             let mut v = (body.len() as u32).to_be_bytes().to_vec();
             v.extend_from_slice(&body);
             v
@@ -42,7 +48,9 @@ fn main() {
             Err(e) => println!("error decode: {e}"),
         },
         Err(codext_wire::FrameError::Truncated) => println!("closed"),
-        Err(codext_wire::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => println!("closed"),
+        Err(codext_wire::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            println!("closed")
+        }
         Err(e) => println!("error {e}"),
     }
 }
