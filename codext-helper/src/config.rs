@@ -162,14 +162,21 @@ impl Config {
                 )))
             }
         };
-        let cfg: Config = toml::from_str(&text).map_err(|e| {
+        Config::from_toml_str(&text, path)
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                .map(|s| text.get(..s.start).unwrap_or(text).lines().count().max(1));
             let at = line.map(|n| format!(" line {n}:")).unwrap_or_default();
-            HelperError::Config(format!("{}:{at} {}", path.display(), e.message().trim()))
+            let msg = e.message().trim();
+            let msg = if msg.is_empty() { "invalid TOML" } else { msg };
+            HelperError::Config(format!("{}:{at} {msg}", origin.display()))
         })?;
-        cfg.validated(path)
+        cfg.validated(origin)
     }
 
     fn validated(self, path: &Path) -> Result<Config> {
@@ -279,9 +286,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| HelperError::Config(e.message().to_owned()))?;
-        cfg.validated(Path::new("t.toml"))
+        Config::from_toml_str(text, Path::new("t.toml"))
     }
 
     #[test]
