@@ -10,6 +10,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod answer;
+pub mod digitalocean;
 pub mod encoding;
 pub mod error;
 pub mod hostkeys;

@@ -65,8 +65,11 @@ pub struct Accounts {
 pub struct Limits {
     /// Wrong passwords (or wrong answers) before a puzzle is revoked.
     pub max_attempts: u32,
-    /// Failed verifications allowed per source address per minute.
+        /// Failed verifications allowed per source address per minute.
     pub failures_per_source_per_minute: u32,
+    /// How often the reaper enforces the time limits (1s to 60s).
+    #[serde(with = "humantime_serde_compat")]
+    pub reaper_interval: Duration,
 }
 
 /// Time limits, as humantime strings in the file.
@@ -121,6 +124,7 @@ impl Default for Limits {
         Limits {
             max_attempts: 3,
             failures_per_source_per_minute: 20,
+            reaper_interval: Duration::from_secs(5),
         }
     }
 }
@@ -225,8 +229,11 @@ impl Config {
                 a.group
             ));
         }
-        if self.limits.max_attempts == 0 {
+                if self.limits.max_attempts == 0 {
             return bad("limits.max_attempts must be at least 1".into());
+        }
+        if !(1..=60).contains(&self.limits.reaper_interval.as_secs()) {
+            return bad("limits.reaper_interval must be between 1s and 60s".into());
         }
         for (name, d) in [
             ("ttl.puzzle", self.ttl.puzzle),

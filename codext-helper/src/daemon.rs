@@ -20,6 +20,8 @@ use crate::store::Entry;
 use codext_wire::{read_frame, write_frame, Reply, ReplyStatus, Request};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::collections::{HashMap, VecDeque};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,8 +33,6 @@ use std::time::{Duration, Instant};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections served at once; more are closed immediately.
 pub const MAX_CONNECTIONS: usize = 64;
-/// Reaper period (well inside the 60 s the time limits promise).
-pub const REAP_EVERY: Duration = Duration::from_secs(5);
 
 enum Job {
     Create(Box<Entry>, Sender<Result<Verdict>>),
@@ -49,7 +49,13 @@ struct Daemon {
 
 /// Runs the daemon until killed.
 pub fn serve(cfg: Config) -> Result<()> {
-    let _ = nix::sys::prctl::set_dumpable(false);
+    // Never dumped, never swapped: passwords pass through this process.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("codext-helper: cannot mark the process non-dumpable: {e}");
+    }
+    if let Err(e) = crate::sys::lock_memory() {
+        eprintln!("codext-helper: cannot lock memory ({e}); secrets could reach swap");
+    }
     let helper = Helper::new(cfg)?;
     let listener = bind(&helper.cfg.socket)?;
     let (tx, rx) = mpsc::channel();
@@ -61,7 +67,12 @@ pub fn serve(cfg: Config) -> Result<()> {
         failures: Mutex::new(HashMap::new()),
     });
     spawn_worker(daemon.helper.clone(), rx);
+    match daemon.helper.reconcile(codext_core::time::now()) {
+        Ok(removals) => removals.into_iter().for_each(|r| daemon.schedule(r)),
+        Err(e) => eprintln!("codext-helper: reconciling at start: {e}"),
+    }
     spawn_reaper(Arc::clone(&daemon));
+    spawn_watcher(Arc::clone(&daemon));
     eprintln!(
         "codext-helper: listening on {}",
         daemon.helper.cfg.socket.display()
@@ -74,18 +85,34 @@ pub fn serve(cfg: Config) -> Result<()> {
                 continue;
             }
         };
+                let n = daemon.served.fetch_add(1, Ordering::SeqCst) + 1;
+        // Peer credentials first, before the connection costs a thread or
+        // a slot: only root is served at all.
+        let pid = match getsockopt(&stream, PeerCredentials) {
+            Ok(c) if c.uid() == 0 => c.pid(),
+            Ok(c) => {
+                eprintln!(
+                    "codext-helper: connection {n}: refused peer pid {} uid {} (only root may use this socket)",
+                    c.pid(),
+                    c.uid()
+                );
+                continue;
+            }
+            Err(e) => {
+                eprintln!("codext-helper: connection {n}: no peer credentials ({e}); closed");
+                continue;
+            }
+        };
         let d = Arc::clone(&daemon);
         if d.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             d.in_flight.fetch_sub(1, Ordering::SeqCst);
-            eprintln!("codext-helper: too many connections in flight; closing one");
+            eprintln!("codext-helper: connection {n}: too many connections in flight; closed");
             continue;
         }
-        let spawned = std::thread::Builder::new()
-            .name("conn".into())
-            .spawn(move || {
-                d.handle(stream);
-                d.in_flight.fetch_sub(1, Ordering::SeqCst);
-            });
+        let spawned = thread("conn").spawn(move || {
+            d.handle(stream, n, pid);
+            d.in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
         if let Err(e) = spawned {
             daemon.in_flight.fetch_sub(1, Ordering::SeqCst);
             eprintln!("codext-helper: cannot start a connection thread: {e}");
@@ -126,8 +153,7 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
 }
 
 fn spawn_worker(helper: Helper, rx: Receiver<Job>) {
-    let _ = std::thread::Builder::new()
-        .name("accounts".into())
+    let _ = thread("accounts")
         .spawn(move || {
             for job in rx {
                 match job {
@@ -145,10 +171,9 @@ fn spawn_worker(helper: Helper, rx: Receiver<Job>) {
 }
 
 fn spawn_reaper(d: Arc<Daemon>) {
-    let _ = std::thread::Builder::new()
-        .name("reaper".into())
+    let _ = thread("reaper")
         .spawn(move || loop {
-            std::thread::sleep(REAP_EVERY);
+                        std::thread::sleep(d.helper.cfg.limits.reaper_interval);
             match d.helper.reap(codext_core::time::now()) {
                 Ok(removals) => {
                     for r in removals {
@@ -160,6 +185,60 @@ fn spawn_reaper(d: Arc<Daemon>) {
         });
 }
 
+/// Watches the sshd process behind every open session through a pidfd:
+/// when one dies without closing its session (SIGKILL), the session is
+/// dropped at once — and the account removed if it was the last.
+fn spawn_watcher(d: Arc<Daemon>) {
+    let _ = thread("watcher").spawn(move || {
+        let mut watched: HashMap<(String, u32), std::os::fd::OwnedFd> = HashMap::new();
+        loop {
+            let sessions = d.helper.sessions().unwrap_or_default();
+            let mut lost = Vec::new();
+            watched.retain(|k, _| sessions.iter().any(|(u, s)| u.as_str() == k.0 && s.pid == k.1));
+            for (user, s) in &sessions {
+                let key = (user.to_string(), s.pid);
+                if watched.contains_key(&key) {
+                    continue;
+                }
+                match crate::sys::pidfd_open(s.pid) {
+                    // Opened, and still the same process (not a reused pid).
+                    Ok(fd) if s.start_time == 0 || crate::ops::process_start_time(s.pid) == Some(s.start_time) => {
+                        watched.insert(key, fd);
+                    }
+                    _ => lost.push((user.clone(), s.pid)),
+                }
+            }
+            let keys: Vec<(String, u32)> = watched.keys().cloned().collect();
+            let mut fds: Vec<PollFd> =
+                keys.iter().filter_map(|k| watched.get(k)).map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+            // The timeout only bounds how soon a new session is watched.
+            if poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0) > 0 {
+                for (k, fd) in keys.iter().zip(fds.iter()) {
+                    if fd.revents().is_some_and(|r| !r.is_empty()) {
+                        if let Ok(u) = codext_wire::UserName::parse(&k.0) {
+                            lost.push((u, k.1));
+                        }
+                    }
+                }
+            }
+            for (user, pid) in lost {
+                watched.remove(&(user.to_string(), pid));
+                match d.helper.close_session(&user, pid, "session_lost") {
+                    Ok(Some(r)) => d.schedule(r),
+                    Ok(None) => {}
+                    Err(e) => eprintln!("codext-helper: watcher: {e}"),
+                }
+            }
+        }
+    });
+}
+
+/// A named thread with a small stack (memory is locked: stacks must stay
+/// small).
+fn thread(name: &str) -> std::thread::Builder {
+    std::thread::Builder::new().name(name.into()).stack_size(256 * 1024)
+}
+
 impl Daemon {
     fn schedule(&self, r: Removal) {
         let Removal::Remove(user) = r;
@@ -168,29 +247,13 @@ impl Daemon {
         }
     }
 
-    fn handle(&self, mut stream: UnixStream) {
-        let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
-        let cred = match getsockopt(&stream, PeerCredentials) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("codext-helper: connection {n}: no peer credentials ({e}); closed");
-                return;
-            }
-        };
-        if cred.uid() != 0 {
-            eprintln!(
-                "codext-helper: connection {n}: refused peer pid {} uid {} (only root may use this socket)",
-                cred.pid(),
-                cred.uid()
-            );
-            return;
-        }
+        fn handle(&self, mut stream: UnixStream, n: usize, pid: i32) {
         let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
         let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
         let frame = match read_frame(&mut stream) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("codext-helper: connection {n} (pid {}): {e}", cred.pid());
+                eprintln!("codext-helper: connection {n} (pid {}): {e}", pid);
                 return;
             }
         };
@@ -198,7 +261,7 @@ impl Daemon {
             Ok(req) => {
                 eprintln!(
                     "codext-helper: connection {n} (pid {}): {}",
-                    cred.pid(),
+                    pid,
                     req.kind_name()
                 );
                 self.dispatch(req)
@@ -206,7 +269,7 @@ impl Daemon {
             Err(e) => {
                 eprintln!(
                     "codext-helper: connection {n} (pid {}): bad request: {e}",
-                    cred.pid()
+                    pid
                 );
                 Reply::new(ReplyStatus::BadRequest, e.to_string())
             }
@@ -291,7 +354,7 @@ impl Daemon {
             }
             Request::CloseSession { user, pid, .. } => {
                 // Closing is always honoured: it can only lead to removal.
-                if let Some(r) = self.helper.close_session(user, *pid)? {
+                if let Some(r) = self.helper.close_session(user, *pid, "session_close")? {
                     self.schedule(r);
                 }
                 Ok(Verdict::Ok("session closed"))

@@ -667,9 +667,10 @@ impl Helper {
         Ok(Verdict::Ok("session opened"))
     }
 
-    /// The session of `pid` closes. Returns the removal to schedule when it
-    /// was the last one.
-    pub fn close_session(&self, user: &UserName, pid: u32) -> Result<Option<Removal>> {
+    /// The session of `pid` closes (`event` is `session_close`, or
+    /// `session_lost` when its sshd process died without closing it).
+    /// Returns the removal to schedule when it was the last one.
+    pub fn close_session(&self, user: &UserName, pid: u32, event: &str) -> Result<Option<Removal>> {
         let mut locked = self.store.lock()?;
         let Some(entry) = locked.state.users.get_mut(user.as_str()) else {
             return Ok(None);
@@ -688,10 +689,7 @@ impl Helper {
         };
         locked.save()?;
         drop(locked);
-        self.log(
-            "session_close",
-            json!({"user": user.as_str(), "pid": pid, "sessions": left}),
-        );
+                self.log(event, json!({"user": user.as_str(), "pid": pid, "sessions": left}));
         Ok(removal)
     }
 
@@ -780,6 +778,84 @@ impl Helper {
         for (user, uid) in &forget {
             userdb::withdraw(&self.cfg.userdb_dir, user, *uid)?;
             locked.state.users.remove(user);
+        }
+        locked.save()?;
+        drop(locked);
+        for (event, fields) in events {
+            self.log(event, fields);
+        }
+        Ok(removals)
+    }
+
+    /// Every open session: (user, pid, start time).
+    pub fn sessions(&self) -> Result<Vec<(UserName, Session)>> {
+        let locked = self.store.lock()?;
+        Ok(locked
+            .state
+            .users
+            .values()
+            .filter(|e| e.phase == Phase::Active)
+            .flat_map(|e| {
+                let user = UserName::parse(&e.user).ok();
+                e.sessions.iter().filter_map(move |s| user.clone().map(|u| (u, s.clone())))
+            })
+            .collect())
+    }
+
+    /// Brings state, accounts and userdb records back into agreement after a
+    /// crash or a reboot (run when the daemon starts):
+    /// * an account codext created with no live session is removed;
+    /// * an account whose creation was interrupted is adopted if
+    ///   `/etc/passwd` shows it exactly as announced, else forgotten;
+    /// * an armed user whose record vanished (empty `/run` after a reboot)
+    ///   is announced again;
+    /// * a codext userdb record no armed user stands behind is removed;
+    /// * removals that were under way are run again.
+    pub fn reconcile(&self, now: u64) -> Result<Vec<Removal>> {
+        let mut locked = self.store.lock()?;
+        let mut removals = Vec::new();
+        let mut events = Vec::new();
+        let mut forget = Vec::new();
+        for entry in locked.state.users.values_mut() {
+            match entry.phase {
+                Phase::Pending => {}
+                Phase::Armed => {
+                    let record = self.cfg.userdb_dir.join(format!("{}.user", entry.user));
+                    if !record.exists() && entry.login_by.is_some_and(|t| now <= t) {
+                        userdb::announce(&self.cfg.userdb_dir, entry)?;
+                        events.push(("repair", json!({"user": entry.user, "what": "userdb record announced again"})));
+                    }
+                }
+                Phase::Active => {
+                    if !entry.account_created {
+                        if accounts::is_ours_on_disk(entry) {
+                            entry.account_created = true;
+                            events.push(("repair", json!({"user": entry.user, "what": "adopted an interrupted creation"})));
+                        } else {
+                            forget.push(entry.user.clone());
+                            events.push(("repair", json!({"user": entry.user, "what": "creation never happened; forgotten"})));
+                            continue;
+                        }
+                    }
+                    let before = entry.sessions.len();
+                    entry.sessions.retain(session_alive);
+                    if entry.sessions.is_empty() {
+                        entry.phase = Phase::Removing;
+                        removals.push(Removal::Remove(entry.user.clone()));
+                        events.push(("orphan", json!({"user": entry.user, "uid": entry.uid, "sessions_lost": before})));
+                    }
+                }
+                Phase::Removing => removals.push(Removal::Remove(entry.user.clone())),
+            }
+        }
+        for user in forget {
+            locked.state.users.remove(&user);
+        }
+        let armed: Vec<String> =
+            locked.state.users.values().filter(|e| e.phase == Phase::Armed).map(|e| e.user.clone()).collect();
+        for (name, uid) in userdb::orphans(&self.cfg.userdb_dir, |n| armed.iter().any(|a| a == n)) {
+            userdb::withdraw(&self.cfg.userdb_dir, &name, uid)?;
+            events.push(("repair", json!({"user": name, "what": "stray userdb record removed"})));
         }
         locked.save()?;
         drop(locked);

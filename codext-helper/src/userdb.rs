@@ -72,15 +72,34 @@ pub fn withdraw(dir: &Path, user: &str, uid: u32) -> Result<()> {
     Ok(())
 }
 
-/// Names of the codext records present (`user-….user` files).
-pub fn listed(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".user").map(str::to_owned))
-        .filter(|n| codext_wire::UserName::parse(n).is_ok())
-        .collect()
+/// Codext records (`user-<hex>.user`, with the uid they announce, or
+/// `<uid>.user` links to such a name) that `keep` does not claim.
+pub fn orphans(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in entries.filter_map(|e| e.ok()) {
+        let Ok(file) = e.file_name().into_string() else { continue };
+        let Some(stem) = file.strip_suffix(".user") else { continue };
+        if codext_wire::UserName::parse(stem).is_ok() {
+            if keep(stem) {
+                continue;
+            }
+            let uid = std::fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["uid"].as_u64())
+                .and_then(|u| u32::try_from(u).ok())
+                .unwrap_or(0);
+            out.push((stem.to_owned(), uid));
+        } else if let (Ok(uid), Ok(target)) = (stem.parse::<u32>(), std::fs::read_link(e.path())) {
+            // A uid link to a codext record that is not kept.
+            let name = target.to_string_lossy().strip_suffix(".user").map(str::to_owned).unwrap_or_default();
+            if codext_wire::UserName::parse(&name).is_ok() && !keep(&name) {
+                out.push((name, uid));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }

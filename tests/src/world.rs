@@ -391,6 +391,15 @@ impl World {
         run(self.as_agent(&mut cmd).env("SSHPASS", password))
     }
 
+    /// Like [`World::ssh_password`], from source address `from` (another
+    /// loopback address).
+    pub fn ssh_password_from(&self, from: &str, user: &str, password: &str, command: &str) -> Output {
+        let mut cmd = Command::new("sshpass");
+        cmd.arg("-e").arg("ssh").args(ssh_args(&["-b", from, "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]));
+        cmd.arg(format!("{user}@127.0.0.1")).arg(command);
+        run(self.as_agent(&mut cmd).env("SSHPASS", password))
+    }
+
     /// `ssh -i key user@127.0.0.1 command` (public key only).
     pub fn ssh_key(&self, user: &str, key: &Path, command: &str) -> Output {
         let mut cmd = Command::new("ssh");
@@ -404,6 +413,35 @@ impl World {
         cmd.arg(key).arg(format!("{user}@127.0.0.1")).arg(command);
         // HOME in scratch space: ssh must not touch the real /root.
         run(cmd.stdin(Stdio::null()).env("HOME", WORK))
+    }
+
+    /// The helper's state file, parsed.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read("/var/lib/codext/state.json").unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// The audit trail's events, parsed.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string("/var/log/codext/audit.jsonl")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Starts `ssh user@127.0.0.1 sleep 120` with `password` in the
+    /// background and waits until the helper counts `sessions` sessions.
+    pub fn hold_session(&self, user: &str, password: &str, sessions: usize) -> Child {
+        let mut cmd = Command::new("sshpass");
+        cmd.arg("-e").arg("ssh").args(ssh_args(&[])).arg(format!("{user}@127.0.0.1")).arg("sleep 120");
+        let child = self.as_agent(&mut cmd).env("SSHPASS", password).stdin(Stdio::null()).spawn().expect("ssh");
+        wait_until(Duration::from_secs(20), "the session to open", || self.sessions_of(user) == sessions);
+        child
+    }
+
+    /// Open sessions the helper counts for `user`.
+    pub fn sessions_of(&self, user: &str) -> usize {
+        self.state()["users"][user]["sessions"].as_array().map(Vec::len).unwrap_or(0)
     }
 
     /// Number of connections the helper daemon has accepted so far.
@@ -422,10 +460,12 @@ impl World {
             Duration::from_secs(30),
             &format!("{user} to be removed"),
             || {
-                !resolves(user)
-                    && !in_passwd(user)
-                    && !Path::new(&format!("/home/{user}")).exists()
-                    && processes_of(uid).is_empty()
+                            // The state entry goes last, after the temporary folders are swept.
+            !resolves(user)
+                && !in_passwd(user)
+                && !Path::new(&format!("/home/{user}")).exists()
+                && processes_of(uid).is_empty()
+                && self.state()["users"].get(user).is_none()
             },
         );
         for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
