@@ -65,7 +65,7 @@ pub struct Accounts {
 pub struct Limits {
     /// Wrong passwords (or wrong answers) before a puzzle is revoked.
     pub max_attempts: u32,
-        /// Failed verifications allowed per source address per minute.
+    /// Failed verifications allowed per source address per minute.
     pub failures_per_source_per_minute: u32,
     /// How often the reaper enforces the time limits (1s to 60s).
     #[serde(with = "humantime_serde_compat")]
@@ -229,7 +229,7 @@ impl Config {
                 a.group
             ));
         }
-                if self.limits.max_attempts == 0 {
+        if self.limits.max_attempts == 0 {
             return bad("limits.max_attempts must be at least 1".into());
         }
         if !(1..=60).contains(&self.limits.reaper_interval.as_secs()) {

@@ -18,9 +18,9 @@ use crate::error::{HelperError, Result};
 use crate::ops::{Helper, Removal, Verdict};
 use crate::store::Entry;
 use codext_wire::{read_frame, write_frame, Reply, ReplyStatus, Request};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::collections::{HashMap, VecDeque};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -85,7 +85,7 @@ pub fn serve(cfg: Config) -> Result<()> {
                 continue;
             }
         };
-                let n = daemon.served.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = daemon.served.fetch_add(1, Ordering::SeqCst) + 1;
         // Peer credentials first, before the connection costs a thread or
         // a slot: only root is served at all.
         let pid = match getsockopt(&stream, PeerCredentials) {
@@ -153,36 +153,34 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
 }
 
 fn spawn_worker(helper: Helper, rx: Receiver<Job>) {
-    let _ = thread("accounts")
-        .spawn(move || {
-            for job in rx {
-                match job {
-                    Job::Create(entry, reply) => {
-                        let _ = reply.send(helper.finish_login(&entry));
-                    }
-                    Job::Remove(user) => {
-                        if let Err(e) = helper.remove_account(&user) {
-                            eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
-                        }
+    let _ = thread("accounts").spawn(move || {
+        for job in rx {
+            match job {
+                Job::Create(entry, reply) => {
+                    let _ = reply.send(helper.finish_login(&entry));
+                }
+                Job::Remove(user) => {
+                    if let Err(e) = helper.remove_account(&user) {
+                        eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 fn spawn_reaper(d: Arc<Daemon>) {
-    let _ = thread("reaper")
-        .spawn(move || loop {
-                        std::thread::sleep(d.helper.cfg.limits.reaper_interval);
-            match d.helper.reap(codext_core::time::now()) {
-                Ok(removals) => {
-                    for r in removals {
-                        d.schedule(r);
-                    }
+    let _ = thread("reaper").spawn(move || loop {
+        std::thread::sleep(d.helper.cfg.limits.reaper_interval);
+        match d.helper.reap(codext_core::time::now()) {
+            Ok(removals) => {
+                for r in removals {
+                    d.schedule(r);
                 }
-                Err(e) => eprintln!("codext-helper: reaper: {e}"),
             }
-        });
+            Err(e) => eprintln!("codext-helper: reaper: {e}"),
+        }
+    });
 }
 
 /// Watches the sshd process behind every open session through a pidfd:
@@ -194,7 +192,11 @@ fn spawn_watcher(d: Arc<Daemon>) {
         loop {
             let sessions = d.helper.sessions().unwrap_or_default();
             let mut lost = Vec::new();
-            watched.retain(|k, _| sessions.iter().any(|(u, s)| u.as_str() == k.0 && s.pid == k.1));
+            watched.retain(|k, _| {
+                sessions
+                    .iter()
+                    .any(|(u, s)| u.as_str() == k.0 && s.pid == k.1)
+            });
             for (user, s) in &sessions {
                 let key = (user.to_string(), s.pid);
                 if watched.contains_key(&key) {
@@ -202,15 +204,21 @@ fn spawn_watcher(d: Arc<Daemon>) {
                 }
                 match crate::sys::pidfd_open(s.pid) {
                     // Opened, and still the same process (not a reused pid).
-                    Ok(fd) if s.start_time == 0 || crate::ops::process_start_time(s.pid) == Some(s.start_time) => {
+                    Ok(fd)
+                        if s.start_time == 0
+                            || crate::ops::process_start_time(s.pid) == Some(s.start_time) =>
+                    {
                         watched.insert(key, fd);
                     }
                     _ => lost.push((user.clone(), s.pid)),
                 }
             }
             let keys: Vec<(String, u32)> = watched.keys().cloned().collect();
-            let mut fds: Vec<PollFd> =
-                keys.iter().filter_map(|k| watched.get(k)).map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+            let mut fds: Vec<PollFd> = keys
+                .iter()
+                .filter_map(|k| watched.get(k))
+                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                .collect();
             // The timeout only bounds how soon a new session is watched.
             if poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0) > 0 {
                 for (k, fd) in keys.iter().zip(fds.iter()) {
@@ -236,7 +244,9 @@ fn spawn_watcher(d: Arc<Daemon>) {
 /// A named thread with a small stack (memory is locked: stacks must stay
 /// small).
 fn thread(name: &str) -> std::thread::Builder {
-    std::thread::Builder::new().name(name.into()).stack_size(256 * 1024)
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(256 * 1024)
 }
 
 impl Daemon {
@@ -247,7 +257,7 @@ impl Daemon {
         }
     }
 
-        fn handle(&self, mut stream: UnixStream, n: usize, pid: i32) {
+    fn handle(&self, mut stream: UnixStream, n: usize, pid: i32) {
         let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
         let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
         let frame = match read_frame(&mut stream) {

@@ -689,7 +689,10 @@ impl Helper {
         };
         locked.save()?;
         drop(locked);
-                self.log(event, json!({"user": user.as_str(), "pid": pid, "sessions": left}));
+        self.log(
+            event,
+            json!({"user": user.as_str(), "pid": pid, "sessions": left}),
+        );
         Ok(removal)
     }
 
@@ -797,7 +800,9 @@ impl Helper {
             .filter(|e| e.phase == Phase::Active)
             .flat_map(|e| {
                 let user = UserName::parse(&e.user).ok();
-                e.sessions.iter().filter_map(move |s| user.clone().map(|u| (u, s.clone())))
+                e.sessions
+                    .iter()
+                    .filter_map(move |s| user.clone().map(|u| (u, s.clone())))
             })
             .collect())
     }
@@ -823,7 +828,10 @@ impl Helper {
                     let record = self.cfg.userdb_dir.join(format!("{}.user", entry.user));
                     if !record.exists() && entry.login_by.is_some_and(|t| now <= t) {
                         userdb::announce(&self.cfg.userdb_dir, entry)?;
-                        events.push(("repair", json!({"user": entry.user, "what": "userdb record announced again"})));
+                        events.push((
+                            "repair",
+                            json!({"user": entry.user, "what": "userdb record announced again"}),
+                        ));
                     }
                 }
                 Phase::Active => {
@@ -842,7 +850,10 @@ impl Helper {
                     if entry.sessions.is_empty() {
                         entry.phase = Phase::Removing;
                         removals.push(Removal::Remove(entry.user.clone()));
-                        events.push(("orphan", json!({"user": entry.user, "uid": entry.uid, "sessions_lost": before})));
+                        events.push((
+                            "orphan",
+                            json!({"user": entry.user, "uid": entry.uid, "sessions_lost": before}),
+                        ));
                     }
                 }
                 Phase::Removing => removals.push(Removal::Remove(entry.user.clone())),
@@ -851,11 +862,19 @@ impl Helper {
         for user in forget {
             locked.state.users.remove(&user);
         }
-        let armed: Vec<String> =
-            locked.state.users.values().filter(|e| e.phase == Phase::Armed).map(|e| e.user.clone()).collect();
+        let armed: Vec<String> = locked
+            .state
+            .users
+            .values()
+            .filter(|e| e.phase == Phase::Armed)
+            .map(|e| e.user.clone())
+            .collect();
         for (name, uid) in userdb::orphans(&self.cfg.userdb_dir, |n| armed.iter().any(|a| a == n)) {
             userdb::withdraw(&self.cfg.userdb_dir, &name, uid)?;
-            events.push(("repair", json!({"user": name, "what": "stray userdb record removed"})));
+            events.push((
+                "repair",
+                json!({"user": name, "what": "stray userdb record removed"}),
+            ));
         }
         locked.save()?;
         drop(locked);

@@ -71,7 +71,8 @@ pub fn kill_all_as(uid: u32, gid: u32) -> io::Result<()> {
 /// reaper pass. (Linux ≥ 5.3.)
 pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // or -1; no pointers are involved.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

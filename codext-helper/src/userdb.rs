@@ -75,11 +75,17 @@ pub fn withdraw(dir: &Path, user: &str, uid: u32) -> Result<()> {
 /// Codext records (`user-<hex>.user`, with the uid they announce, or
 /// `<uid>.user` links to such a name) that `keep` does not claim.
 pub fn orphans(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for e in entries.filter_map(|e| e.ok()) {
-        let Ok(file) = e.file_name().into_string() else { continue };
-        let Some(stem) = file.strip_suffix(".user") else { continue };
+        let Ok(file) = e.file_name().into_string() else {
+            continue;
+        };
+        let Some(stem) = file.strip_suffix(".user") else {
+            continue;
+        };
         if codext_wire::UserName::parse(stem).is_ok() {
             if keep(stem) {
                 continue;
@@ -93,7 +99,11 @@ pub fn orphans(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
             out.push((stem.to_owned(), uid));
         } else if let (Ok(uid), Ok(target)) = (stem.parse::<u32>(), std::fs::read_link(e.path())) {
             // A uid link to a codext record that is not kept.
-            let name = target.to_string_lossy().strip_suffix(".user").map(str::to_owned).unwrap_or_default();
+            let name = target
+                .to_string_lossy()
+                .strip_suffix(".user")
+                .map(str::to_owned)
+                .unwrap_or_default();
             if codext_wire::UserName::parse(&name).is_ok() && !keep(&name) {
                 out.push((name, uid));
             }

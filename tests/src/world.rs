@@ -393,9 +393,22 @@ impl World {
 
     /// Like [`World::ssh_password`], from source address `from` (another
     /// loopback address).
-    pub fn ssh_password_from(&self, from: &str, user: &str, password: &str, command: &str) -> Output {
+    pub fn ssh_password_from(
+        &self,
+        from: &str,
+        user: &str,
+        password: &str,
+        command: &str,
+    ) -> Output {
         let mut cmd = Command::new("sshpass");
-        cmd.arg("-e").arg("ssh").args(ssh_args(&["-b", from, "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]));
+        cmd.arg("-e").arg("ssh").args(ssh_args(&[
+            "-b",
+            from,
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ]));
         cmd.arg(format!("{user}@127.0.0.1")).arg(command);
         run(self.as_agent(&mut cmd).env("SSHPASS", password))
     }
@@ -417,7 +430,8 @@ impl World {
 
     /// The helper's state file, parsed.
     pub fn state(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read("/var/lib/codext/state.json").unwrap_or_default()).unwrap_or_default()
+        serde_json::from_slice(&std::fs::read("/var/lib/codext/state.json").unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// The audit trail's events, parsed.
@@ -433,15 +447,29 @@ impl World {
     /// background and waits until the helper counts `sessions` sessions.
     pub fn hold_session(&self, user: &str, password: &str, sessions: usize) -> Child {
         let mut cmd = Command::new("sshpass");
-        cmd.arg("-e").arg("ssh").args(ssh_args(&[])).arg(format!("{user}@127.0.0.1")).arg("sleep 120");
-        let child = self.as_agent(&mut cmd).env("SSHPASS", password).stdin(Stdio::null()).spawn().expect("ssh");
-        wait_until(Duration::from_secs(20), "the session to open", || self.sessions_of(user) == sessions);
+        cmd.arg("-e")
+            .arg("ssh")
+            .args(ssh_args(&[]))
+            .arg(format!("{user}@127.0.0.1"))
+            .arg("sleep 120");
+        let child = self
+            .as_agent(&mut cmd)
+            .env("SSHPASS", password)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("ssh");
+        wait_until(Duration::from_secs(20), "the session to open", || {
+            self.sessions_of(user) == sessions
+        });
         child
     }
 
     /// Open sessions the helper counts for `user`.
     pub fn sessions_of(&self, user: &str) -> usize {
-        self.state()["users"][user]["sessions"].as_array().map(Vec::len).unwrap_or(0)
+        self.state()["users"][user]["sessions"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0)
     }
 
     /// Number of connections the helper daemon has accepted so far.
@@ -460,12 +488,12 @@ impl World {
             Duration::from_secs(30),
             &format!("{user} to be removed"),
             || {
-                            // The state entry goes last, after the temporary folders are swept.
-            !resolves(user)
-                && !in_passwd(user)
-                && !Path::new(&format!("/home/{user}")).exists()
-                && processes_of(uid).is_empty()
-                && self.state()["users"].get(user).is_none()
+                // The state entry goes last, after the temporary folders are swept.
+                !resolves(user)
+                    && !in_passwd(user)
+                    && !Path::new(&format!("/home/{user}")).exists()
+                    && processes_of(uid).is_empty()
+                    && self.state()["users"].get(user).is_none()
             },
         );
         for dir in ["/tmp", "/var/tmp", "/dev/shm"] {

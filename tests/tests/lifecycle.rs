@@ -16,10 +16,22 @@ fn shadow_checks() -> BTreeSet<String> {
 /// No trace of any codext user: no account, no home, no record, no state.
 fn assert_zero_orphans(w: &World) {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    assert!(!passwd.lines().any(|l| l.starts_with("user-")), "accounts left:\n{passwd}");
-    let homes: Vec<String> = std::fs::read_dir("/home").unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(homes.iter().all(|h| !h.starts_with("user-")), "homes left: {homes:?}");
-    let records: Vec<String> = std::fs::read_dir("/run/userdb").unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(
+        !passwd.lines().any(|l| l.starts_with("user-")),
+        "accounts left:\n{passwd}"
+    );
+    let homes: Vec<String> = std::fs::read_dir("/home")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        homes.iter().all(|h| !h.starts_with("user-")),
+        "homes left: {homes:?}"
+    );
+    let records: Vec<String> = std::fs::read_dir("/run/userdb")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(records.is_empty(), "records left: {records:?}");
     assert_eq!(w.state()["users"], serde_json::json!({}), "state left");
     for uid in 59000..59100 {
@@ -28,11 +40,16 @@ fn assert_zero_orphans(w: &World) {
 }
 
 fn wait_state_empty(w: &World, limit: Duration) {
-    wait_until(limit, "the state to empty", || w.state()["users"] == serde_json::json!({}));
+    wait_until(limit, "the state to empty", || {
+        w.state()["users"] == serde_json::json!({})
+    });
 }
 
 fn events(w: &World, event: &str) -> Vec<serde_json::Value> {
-    w.audit().into_iter().filter(|e| e["event"] == event).collect()
+    w.audit()
+        .into_iter()
+        .filter(|e| e["event"] == event)
+        .collect()
 }
 
 sandbox_test! {

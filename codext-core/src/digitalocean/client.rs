@@ -310,7 +310,9 @@ impl Client {
     }
 
     /// `DELETE /v2/tags/{tag}`: deletes the tag, detaching it everywhere.
-    /// A tag that does not exist (404) counts as deleted.
+    /// A tag that does not exist (404) counts as deleted. Like the other tag
+    /// calls, it should be given the name the API reports (the description
+    /// asks for the canonical capitalization in paths).
     pub fn delete_tag(&self, tag: &str) -> Result<()> {
         check_tag(tag)?;
         let url = format!("{}/v2/tags/{tag}", self.api_url);

@@ -19,7 +19,12 @@ fn frame(body: &[u8]) -> Vec<u8> {
 }
 
 fn ping() -> Vec<u8> {
-    frame(&Request::Ping.encode().map(|b| b.to_vec()).unwrap_or_default())
+    frame(
+        &Request::Ping
+            .encode()
+            .map(|b| b.to_vec())
+            .unwrap_or_default(),
+    )
 }
 
 fn report(s: &mut UnixStream) {
@@ -29,19 +34,26 @@ fn report(s: &mut UnixStream) {
             Err(e) => println!("error decode: {e}"),
         },
         Err(codext_wire::FrameError::Truncated) => println!("closed"),
-        Err(codext_wire::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => println!("closed"),
+        Err(codext_wire::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            println!("closed")
+        }
         Err(e) => println!("error {e}"),
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).map(String::as_str).unwrap_or("/run/codext/helper.sock");
+    let path = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("/run/codext/helper.sock");
     let mode = args.get(2).map(String::as_str).unwrap_or("ping");
     if let Some(n) = mode.strip_prefix("idle:") {
         let n: usize = n.parse().unwrap_or(1);
         let start = Instant::now();
-        let mut conns: Vec<UnixStream> = (0..n).filter_map(|_| UnixStream::connect(path).ok()).collect();
+        let mut conns: Vec<UnixStream> = (0..n)
+            .filter_map(|_| UnixStream::connect(path).ok())
+            .collect();
         let opened = conns.len();
         // Wait until the helper has closed every one of them.
         let mut closed = 0;
@@ -52,7 +64,10 @@ fn main() {
                 closed += 1;
             }
         }
-        println!("idle opened {opened} closed {closed} in {:?}", start.elapsed());
+        println!(
+            "idle opened {opened} closed {closed} in {:?}",
+            start.elapsed()
+        );
         return;
     }
     let mut s = match UnixStream::connect(path) {

@@ -1,0 +1,242 @@
+//! Abuse and hygiene: failures rate-limited per source (never globally),
+//! hostile socket traffic, the audit trail, and no secret anywhere it
+//! should not be.
+
+use codext_tests::sandbox_test;
+use codext_tests::world::{run, wait_until, World, WORK};
+use std::process::Command;
+use std::time::Duration;
+
+fn probe(mode: &str) -> String {
+    let out =
+        run(Command::new(format!("{WORK}/bin/socket-probe"))
+            .args(["/run/codext/helper.sock", mode]));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+sandbox_test! {
+    fn given_failures_from_one_source_then_that_source_is_limited_and_others_are_not() {
+        let w = World::with_config("[limits]\nfailures_per_source_per_minute = 3\nmax_attempts = 10\n");
+        let a = w.arm();
+        let b = w.arm();
+        for _ in 0..3 {
+            assert!(!w.ssh_password(&a.user, "nottheright0token0nottheright0token0nottheright0tok", "true").status.success());
+        }
+        // 127.0.0.1 has used up its failures: even the right token is
+        // refused from there, without being checked or counted…
+        assert!(!w.ssh_password(&b.user, &b.password, "true").status.success());
+        let audit = w.audit();
+        assert!(audit.iter().any(|e| e["event"] == "refuse" && e["reason"] == "too many failures from this source" && e["source"] == "127.0.0.1"));
+        // …while another source is served, with B's token intact.
+        let out = w.ssh_password_from("127.0.0.2", &b.user, &b.password, "id -un");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), b.user);
+        w.wait_removed(&b.user, b.uid);
+    }
+}
+
+sandbox_test! {
+    fn given_hostile_frames_and_idle_connections_then_the_helper_answers_or_closes_and_leaks_nothing() {
+        let w = World::new();
+        let pid = w.helper_pid();
+        assert_eq!(probe("ping"), "reply Ok pong");
+        let threads = proc_status(pid, "Threads:");
+        let fds = open_fds(pid);
+        // Each bad input gets a refusal or a closed connection, never a crash.
+                assert_eq!(probe("garbage"), "reply BadRequest protocol version 104 is not supported (want 1)");
+        assert_eq!(probe("reply-as-request"), "reply BadRequest unknown message kind 0");
+        assert_eq!(probe("oversized"), "closed");
+        assert_eq!(probe("truncated"), "closed");
+        // One request per connection: the second is not read.
+        assert_eq!(probe("two"), "reply Ok pong\nclosed");
+        // 300 idle connections: the helper serves 64 at once, closes the
+        // rest at once and the idle ones after its read timeout.
+        let idle = probe("idle:300");
+        assert!(idle.starts_with("idle opened 300 closed 300"), "{idle}");
+        assert_eq!(probe("ping"), "reply Ok pong");
+        // Nothing leaked: threads and descriptors are back where they were.
+        wait_until(Duration::from_secs(10), "connection threads to end", || proc_status(pid, "Threads:") == threads);
+        assert_eq!(open_fds(pid), fds);
+        let log = std::fs::read_to_string(codext_tests::world::HELPER_LOG).unwrap();
+        assert!(log.contains("too many connections in flight"));
+        assert!(log.contains("frame length 2147483647 is outside"));
+        // And it still logs people in.
+        let a = w.arm();
+        let out = w.login(&a.puzzle, &["id -un"]);
+        assert!(out.status.success());
+        w.wait_removed(&a.user, a.uid);
+    }
+}
+
+sandbox_test! {
+    fn given_a_full_flow_then_the_audit_trail_records_every_step_verifies_and_detects_tampering() {
+        let w = World::new();
+        let a = w.arm();
+        assert!(!w.ssh_password(&a.user, "wrongwrongwrongwrongwrongwrongwrongwrongwrongwrongwr", "true").status.success());
+        let out = w.login(&a.puzzle, &["true"]);
+        assert!(out.status.success());
+        w.wait_removed(&a.user, a.uid);
+        let (revoked, _) = w.issue();
+        assert!(World::helper_cli(&["revoke", &revoked]).status.success());
+        let trail = w.audit();
+        let mine: Vec<String> = trail
+            .iter()
+            .filter(|e| e["user"] == a.user.as_str())
+            .map(|e| format!("{} {}", e["event"].as_str().unwrap(), e["result"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            mine,
+            vec!["issue ", "answer armed", "verify wrong password", "verify ok", "create ", "session_open ", "session_close ", "remove ok"],
+        );
+        assert!(trail.iter().any(|e| e["event"] == "revoke" && e["user"] == revoked.as_str()));
+        assert!(trail.iter().filter(|e| e["event"] == "verify").all(|e| e["source"] == "127.0.0.1"));
+        let ok = World::helper_cli(&["audit", "verify"]);
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        // Edit one line: detected, with a one-line message.
+        let log = std::fs::read_to_string("/var/log/codext/audit.jsonl").unwrap();
+        std::fs::write("/var/log/codext/audit.jsonl", log.replacen("wrong password", "ok", 1)).unwrap();
+        let bad = World::helper_cli(&["audit", "verify"]);
+        assert_eq!(bad.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("edited"));
+        // Cut the tail: detected through the head kept outside the log.
+        let lines: Vec<&str> = log.lines().collect();
+        std::fs::write("/var/log/codext/audit.jsonl", lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+        let bad = World::helper_cli(&["audit", "verify"]);
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("tail"), "{}", String::from_utf8_lossy(&bad.stderr));
+    }
+}
+
+/// Every text form the token could take.
+fn encodings(token: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use data_encoding::{
+        BASE32, BASE32_NOPAD, BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD, HEXLOWER, HEXUPPER,
+    };
+    let mut v = vec![("raw".to_string(), token.to_vec())];
+    for (name, enc) in [
+        ("hex", &HEXLOWER),
+        ("HEX", &HEXUPPER),
+        ("base64", &BASE64),
+        ("base64-nopad", &BASE64_NOPAD),
+        ("base64url", &BASE64URL),
+        ("base64url-nopad", &BASE64URL_NOPAD),
+        ("BASE32", &BASE32),
+        ("BASE32-nopad", &BASE32_NOPAD),
+    ] {
+        // A 20-character window is enough to find any copy and too long
+        // to occur by chance.
+        let text = enc.encode(token);
+        v.push((name.to_string(), text.as_bytes()[..20].to_vec()));
+    }
+    let lower = BASE32_NOPAD.encode(token).to_lowercase();
+    v.push((
+        "password (base32 lowercase)".into(),
+        lower.as_bytes()[..20].to_vec(),
+    ));
+    v
+}
+
+fn find_in_tree(root: &std::path::Path, needles: &[(String, Vec<u8>)], hits: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(m) = p.symlink_metadata() else {
+            continue;
+        };
+        if m.is_dir() {
+            find_in_tree(&p, needles, hits);
+        } else if m.is_file() && m.len() < 64 << 20 {
+            if let Ok(bytes) = std::fs::read(&p) {
+                for (name, n) in needles {
+                    if bytes.windows(n.len()).any(|w| w == n.as_slice()) {
+                        hits.push(format!("{} ({name})", p.display()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Looks through the argv and environment of every process; returns the
+/// command lines seen.
+fn scan_processes(needles: &[(String, Vec<u8>)], hits: &mut Vec<String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        seen.push(
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " "),
+        );
+        for what in ["cmdline", "environ"] {
+            let Ok(bytes) = std::fs::read(format!("/proc/{pid}/{what}")) else {
+                continue;
+            };
+            for (name, n) in needles {
+                if bytes.windows(n.len()).any(|w| w == n.as_slice()) {
+                    let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                        .unwrap_or_default()
+                        .replace('\0', " ");
+                    hits.push(format!("/proc/{pid}/{what} of {cmd:?} ({name})"));
+                }
+            }
+        }
+    }
+    seen
+}
+
+sandbox_test! {
+    fn given_a_full_flow_driven_by_codext_then_the_token_is_nowhere_it_should_not_be() {
+        let w = World::new();
+        let a = w.arm();
+        let token = data_encoding::BASE32_NOPAD.decode(a.password.to_uppercase().as_bytes()).unwrap();
+        assert_eq!(token.len(), 32);
+        let needles = encodings(&token);
+        let mut hits = Vec::new();
+        // Log in with codext itself; while the session runs, look at the
+        // argv and environment of every process on the machine.
+        let mut client = w
+            .as_agent(Command::new(format!("{WORK}/bin/codext")).args([
+                "ssh", "--key", "/home/agent/agent.key", "--server-key", "/home/agent/server.pub",
+                "--host", "127.0.0.1", &a.puzzle, "--", "sleep 3",
+            ]))
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(20), "the session", || w.sessions_of(&a.user) == 1);
+        let seen = scan_processes(&needles, &mut hits);
+        assert!(client.wait().unwrap().success());
+        w.wait_removed(&a.user, a.uid);
+        // Logs, audit trail, state folder, the agent's files, the server's
+        // configuration and every scratch folder.
+        for dir in ["/var/log", "/var/lib", "/home", "/run", "/tmp", "/var/tmp", "/dev/shm", "/etc/codext"] {
+            find_in_tree(std::path::Path::new(dir), &needles, &mut hits);
+        }
+                // The processes that handle the token were among those looked at.
+        for who in ["codext ssh", "ssh -F none", "sshd: user-", "codext-helper serve"] {
+            assert!(seen.iter().any(|c| c.contains(who)), "no {who:?} process among {seen:#?}");
+        }
+        assert!(hits.is_empty(), "the token was found in:\n{}", hits.join("\n"));
+        // The daemon cannot be dumped and has its memory locked.
+        let pid = w.helper_pid();
+        assert!(proc_status(pid, "VmLck:") > 0, "the helper's memory is not locked");
+    }
+}
