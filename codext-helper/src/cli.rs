@@ -44,6 +44,10 @@ enum Command {
         /// Issue a further token for this logged-in user (another connection).
         #[arg(long)]
         user: Option<String>,
+        /// Where the puzzle goes: printed (manual) or published in the
+        /// droplet's tags by the daemon (digitalocean).
+        #[arg(long, default_value = "manual", value_parser = ["manual", "digitalocean"])]
+        channel: String,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -158,13 +162,20 @@ fn run(cli: Cli) -> Result<()> {
             client_key,
             ttl,
             user,
+            channel,
             json,
         } => {
             let renew = user
                 .map(|u| UserName::parse(&u).map_err(|e| HelperError::Input(format!("{u:?}: {e}"))))
                 .transpose()?;
             let key = PublicKey::load(&client_key)?;
-            let issued = helper.issue(&key, ttl, "manual", renew.as_ref())?;
+            if channel == "digitalocean" && !helper.cfg.digitalocean.enabled {
+                return Err(HelperError::Config(
+                    "the digitalocean channel is not enabled ([digitalocean] enabled = true)"
+                        .into(),
+                ));
+            }
+            let issued = helper.issue(&key, ttl, &channel, renew.as_ref())?;
             if json {
                 print_json(&serde_json::json!({
                     "user": issued.user,

@@ -41,6 +41,53 @@ pub struct Config {
     pub limits: Limits,
     /// Time limits.
     pub ttl: Ttl,
+    /// The DigitalOcean channel (off unless enabled).
+    pub digitalocean: DigitalOcean,
+}
+
+/// The DigitalOcean channel: puzzles go into the droplet's tags, answers
+/// and puzzle requests come back as tags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigitalOcean {
+    /// Run the channel in `serve`.
+    pub enabled: bool,
+    /// API base URL.
+    pub api_url: String,
+    /// Metadata service base URL (gives the droplet id).
+    pub metadata_url: String,
+    /// Root-only file holding the API token (the `DIGITALOCEAN_TOKEN`
+    /// environment variable wins when set).
+    pub token_file: PathBuf,
+    /// This droplet's id; 0 asks the metadata service.
+    pub droplet_id: u64,
+    /// Poll period while a puzzle is out or a user is armed.
+    #[serde(with = "humantime_serde_compat")]
+    pub poll_busy: Duration,
+    /// Poll period otherwise (puzzle requests are noticed this fast).
+    #[serde(with = "humantime_serde_compat")]
+    pub poll_idle: Duration,
+    /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle.
+    pub allowed_keys: Vec<String>,
+    /// Also honour requests from any account key named `codext-…` (off by
+    /// default: an explicit opt-in).
+    pub issue_to_any_codext_key: bool,
+}
+
+impl Default for DigitalOcean {
+    fn default() -> DigitalOcean {
+        DigitalOcean {
+            enabled: false,
+            api_url: codext_core::digitalocean::DEFAULT_API_URL.into(),
+            metadata_url: codext_core::digitalocean::DEFAULT_METADATA_URL.into(),
+            token_file: PathBuf::from("/etc/codext/digitalocean.token"),
+            droplet_id: 0,
+            poll_busy: Duration::from_secs(2),
+            poll_idle: Duration::from_secs(15),
+            allowed_keys: Vec::new(),
+            issue_to_any_codext_key: false,
+        }
+    }
 }
 
 /// How temporary accounts look.
@@ -103,6 +150,7 @@ impl Default for Config {
             accounts: Accounts::default(),
             limits: Limits::default(),
             ttl: Ttl::default(),
+            digitalocean: DigitalOcean::default(),
         }
     }
 }
@@ -252,6 +300,25 @@ impl Config {
                     .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)))
         {
             return bad("server_id must be 1 to 64 characters of [A-Za-z0-9._:-]".into());
+        }
+        let d = &self.digitalocean;
+        if d.poll_busy < Duration::from_secs(1)
+            || d.poll_idle < d.poll_busy
+            || d.poll_idle > Duration::from_secs(300)
+        {
+            return bad(
+                "digitalocean.poll_busy must be at least 1s and poll_idle between it and 5m".into(),
+            );
+        }
+        for fp in &d.allowed_keys {
+            if codext_core::Fingerprint::parse(fp).is_none() {
+                return bad(format!(
+                    "digitalocean.allowed_keys: {fp:?} is not a SHA256:… fingerprint"
+                ));
+            }
+        }
+        if !d.token_file.is_absolute() {
+            return bad("digitalocean.token_file must be an absolute path".into());
         }
         if self.pam_services.is_empty() {
             return bad("pam_services must name at least one service".into());

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -254,6 +254,8 @@ impl Helper {
             sessions: Vec::new(),
             account_created: false,
             renewal: None,
+            puzzle: (channel != "manual").then(|| puzzle.to_text()),
+            published: false,
         };
         locked.state.users.insert(entry.user.clone(), entry);
         locked.save()?;
@@ -884,6 +886,12 @@ impl Helper {
         Ok(removals)
     }
 
+    /// Appends an event to the audit trail (failures are reported, not
+    /// fatal).
+    pub fn log_event(&self, event: &str, fields: serde_json::Value) {
+        self.log(event, fields);
+    }
+
     /// Records a PAM request that was refused before reaching the state
     /// (wrong service, rate limit).
     pub fn log_refusal(&self, kind: &str, user: &str, reason: &str, source: &str) {
@@ -904,4 +912,35 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 
 fn session_alive(s: &Session) -> bool {
     process_start_time(s.pid).is_some_and(|t| s.start_time == 0 || t == s.start_time)
+}
+
+impl Helper {
+    /// Puzzles a channel has yet to publish: (user, puzzle id, text).
+    pub fn unpublished(&self, channel: &str) -> Result<Vec<(String, [u8; 16], String)>> {
+        let locked = self.store.lock()?;
+        Ok(locked
+            .state
+            .users
+            .values()
+            .filter(|e| e.channel == channel && e.phase == Phase::Pending && !e.published)
+            .filter_map(|e| {
+                let id: [u8; 16] = hex_decode(&e.puzzle_id)?.try_into().ok()?;
+                Some((e.user.clone(), id, e.puzzle.clone()?))
+            })
+            .collect())
+    }
+
+    /// Marks `user`'s puzzle as published (its text is no longer kept).
+    pub fn mark_published(&self, user: &str) -> Result<()> {
+        let mut locked = self.store.lock()?;
+        if let Some(e) = locked.state.users.get_mut(user) {
+            e.published = true;
+            e.puzzle = None;
+            let fields = json!({"user": e.user, "channel": e.channel, "puzzle_id": e.puzzle_id});
+            locked.save()?;
+            drop(locked);
+            self.log("publish", fields);
+        }
+        Ok(())
+    }
 }

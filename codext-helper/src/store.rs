@@ -93,6 +93,13 @@ pub struct Entry {
     /// A further token for a live account (a second connection).
     #[serde(default)]
     pub renewal: Option<Renewal>,
+    /// The puzzle's text, kept (it is public) while a channel still has to
+    /// publish it.
+    #[serde(default)]
+    pub puzzle: Option<String>,
+    /// True once the channel published the puzzle.
+    #[serde(default)]
+    pub published: bool,
 }
 
 /// A further one-time token for a user that is already logged in, so the

@@ -4,7 +4,7 @@
 //! other).
 
 use crate::error::{ClientError, Result};
-use crate::{askpass, ssh};
+use crate::{askpass, digitalocean, ssh};
 use clap::{Parser, Subcommand};
 use codext_core::keys::{PrivateKey, PublicKey, MAX_BITS, MIN_AGENT_BITS, SERVER_BITS};
 use codext_core::time::{now, rfc3339};
@@ -51,6 +51,67 @@ enum Command {
         /// The puzzle text, or - to read it from stdin.
         puzzle: String,
     },
+    /// Publish the agent's public key in the DigitalOcean account (as codext-…).
+    PublishKey {
+        /// The agent's private key (its KEY.pub is published).
+        #[arg(long)]
+        key: PathBuf,
+        /// Key name in the account (prefixed with codext- if needed).
+        #[arg(long, default_value = "codext-agent")]
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Ask the server for a puzzle and wait for it on its droplet; prints the puzzle.
+    Poll {
+        /// The server's droplet id.
+        #[arg(long)]
+        droplet: u64,
+        /// The agent's private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The server's public key, pinned.
+        #[arg(long)]
+        server_key: PathBuf,
+        /// Only wait (the operator issued the puzzle; do not request one).
+        #[arg(long)]
+        no_request: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Post an answer on the droplet.
+    Answer {
+        /// The server's droplet id.
+        #[arg(long)]
+        droplet: u64,
+        /// The answer line printed by solve.
+        answer: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Everything in one: request, wait, solve, answer, wait until armed, ssh.
+    Connect {
+        /// The server's droplet id.
+        #[arg(long)]
+        droplet: u64,
+        /// The agent's private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The server's public key, pinned.
+        #[arg(long)]
+        server_key: PathBuf,
+        /// SSH port on the droplet.
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// Only wait (the operator issued the puzzle; do not request one).
+        #[arg(long)]
+        no_request: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Remote command (after --).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Solve a puzzle again and log in with ssh (after the server accepted the answer).
     Ssh {
         /// The agent's private key.
@@ -71,6 +132,44 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+/// How to reach the DigitalOcean API (the token itself comes from
+/// `DIGITALOCEAN_TOKEN` or `--token-file`, never from the command line).
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    /// API base URL.
+    #[arg(long, default_value = codext_core::digitalocean::DEFAULT_API_URL)]
+    api_url: String,
+    /// File holding the API token (mode 0600) instead of DIGITALOCEAN_TOKEN.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Poll period.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    interval: std::time::Duration,
+    /// Give up waiting after this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    timeout: std::time::Duration,
+}
+
+impl ApiArgs {
+    fn access(&self) -> digitalocean::Access {
+        digitalocean::Access {
+            api_url: self.api_url.clone(),
+            token_file: self.token_file.clone(),
+            interval: self.interval,
+            timeout: self.timeout,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 2s or 10m: {e}"))?;
+    if d.is_zero() || d.as_secs() > 24 * 3600 {
+        return Err(format!("{s:?} must be between 1s and 24h"));
+    }
+    Ok(d)
 }
 
 /// Runs the CLI; returns the exit status.
@@ -193,6 +292,90 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             }
             Ok(0)
+        }
+        Command::PublishKey { key, name, api } => {
+            let private = PrivateKey::load(&key)?;
+            let public = private.public("codext-agent")?;
+            let c = digitalocean::client(&api.access())?;
+            let (id, fp, existed) = digitalocean::publish_key(&c, &public, &name)?;
+            println!("id:          {id}");
+            println!("fingerprint: {fp}");
+            println!("sha256:      {}", public.fingerprint());
+            if existed {
+                println!("(the key was already in the account)");
+            }
+            Ok(0)
+        }
+        Command::Poll {
+            droplet,
+            key,
+            server_key,
+            no_request,
+            api,
+        } => {
+            let access = api.access();
+            let (agent, server) = digitalocean::keys(&key, &server_key)?;
+            let c = digitalocean::client(&access)?;
+            if !no_request {
+                digitalocean::request(&c, droplet, &agent.public("")?)?;
+            }
+            let (text, _) = digitalocean::wait_puzzle(&c, &access, droplet, &agent, &server)?;
+            println!("{text}");
+            Ok(0)
+        }
+        Command::Answer {
+            droplet,
+            answer,
+            api,
+        } => {
+            let answer = codext_core::Answer::parse(&answer)?;
+            let c = digitalocean::client(&api.access())?;
+            digitalocean::answer(&c, droplet, &answer)?;
+            println!("answer posted for {}", answer.user);
+            Ok(0)
+        }
+        Command::Connect {
+            droplet,
+            key,
+            server_key,
+            port,
+            no_request,
+            api,
+            command,
+        } => {
+            let access = api.access();
+            let (agent, server) = digitalocean::keys(&key, &server_key)?;
+            let c = digitalocean::client(&access)?;
+            if !no_request {
+                digitalocean::request(&c, droplet, &agent.public("")?)?;
+            }
+            let (_, opened) = digitalocean::wait_puzzle(&c, &access, droplet, &agent, &server)?;
+            drop(agent);
+            eprintln!(
+                "codext: puzzle for {} solved; answering",
+                opened.content.user
+            );
+            digitalocean::answer(&c, droplet, &opened.answer)?;
+            let d = digitalocean::wait_ready(&c, &access, droplet, &opened.content.user)?;
+            let host = d.public_ipv4.ok_or_else(|| {
+                ClientError::Host(format!("droplet {droplet} has no public IPv4 address"))
+            })?;
+            eprintln!(
+                "codext: {} is armed; ssh to {host} ({} API calls)",
+                opened.content.user,
+                c.calls()
+            );
+            let login = ssh::Login {
+                host,
+                port,
+                user: opened.content.user.to_string(),
+                password: opened.content.token.password(),
+                host_keys: opened.content.host_keys.clone(),
+                command,
+            };
+            drop(opened);
+            let status = ssh::run(&login)?;
+            Ok(status.code().unwrap_or(255))
         }
         Command::Ssh {
             key,

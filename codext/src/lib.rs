@@ -8,5 +8,6 @@
 
 pub mod askpass;
 pub mod cli;
+pub mod digitalocean;
 pub mod error;
 pub mod ssh;

@@ -1,0 +1,173 @@
+//! The agent's side of the DigitalOcean channel: publish its key, ask the
+//! server for a puzzle, wait for it, answer, wait until the server armed
+//! the user, and log in — all through the API, the only way out of the
+//! agent's sandbox besides SSH.
+//!
+//! The API token comes from `DIGITALOCEAN_TOKEN` or a file only the agent
+//! can read (`--token-file`); never from the command line, never logged.
+
+use crate::error::{ClientError, Result};
+use codext_core::digitalocean::{tags, ApiConfig, Client, Droplet};
+use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Where and how to reach the API.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// API base URL.
+    pub api_url: String,
+    /// Token file, if not from the environment.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Poll period.
+    pub interval: Duration,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// Reads the token: `DIGITALOCEAN_TOKEN`, else the token file (which must
+/// not be readable by others).
+pub fn token(access: &Access) -> Result<Zeroizing<String>> {
+    if let Some(path) = &access.token_file {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            ClientError::Input(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        if meta.mode() & 0o077 != 0 {
+            return Err(ClientError::Input(format!(
+                "{} is readable by others: chmod 600 it",
+                path.display()
+            )));
+        }
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?,
+        );
+        return Ok(Zeroizing::new(text.trim().to_owned()));
+    }
+    match std::env::var("DIGITALOCEAN_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(Zeroizing::new(t.trim().to_owned())),
+        _ => Err(ClientError::Input(
+            "no DigitalOcean API token: set DIGITALOCEAN_TOKEN or pass --token-file".into(),
+        )),
+    }
+}
+
+/// An API client for `access`.
+pub fn client(access: &Access) -> Result<Client> {
+    Ok(Client::new(ApiConfig::new(
+        access.api_url.clone(),
+        token(access)?.to_string(),
+    )))
+}
+
+/// Publishes the agent's public key in the account as `codext-…`;
+/// returns (id, DigitalOcean fingerprint, already there).
+pub fn publish_key(c: &Client, public: &PublicKey, name: &str) -> Result<(u64, String, bool)> {
+    let name = if name.starts_with("codext-") {
+        name.to_owned()
+    } else {
+        format!("codext-{name}")
+    };
+    let line = public.to_openssh()?;
+    let (key, existed) = c.create_key(&name, line.trim())?;
+    Ok((key.id, key.fingerprint, existed))
+}
+
+/// Asks the server for a puzzle for `public` (a request tag on the droplet).
+pub fn request(c: &Client, droplet: u64, public: &PublicKey) -> Result<()> {
+    Ok(c.attach_new_tag(&tags::request_tag(&public.fingerprint()), droplet)?)
+}
+
+fn progress(what: &str, droplet: u64, start: Instant) {
+    eprintln!(
+        "codext: waiting for {what} on droplet {droplet} ({} s)",
+        start.elapsed().as_secs()
+    );
+}
+
+/// Polls the droplet until a puzzle for `agent` appears that opens with the
+/// pinned `server` key; returns it with its text.
+pub fn wait_puzzle(
+    c: &Client,
+    access: &Access,
+    droplet: u64,
+    agent: &PrivateKey,
+    server: &PublicKey,
+) -> Result<(String, OpenedPuzzle)> {
+    let mine = agent.public("")?.fingerprint();
+    let start = Instant::now();
+    let mut refused = std::collections::HashSet::new();
+    loop {
+        let d = c.droplet(droplet)?;
+        for text in tags::collect_puzzles(&d.tags) {
+            let Ok(p) = Puzzle::from_text(&text) else {
+                continue;
+            };
+            if p.recipient != mine || refused.contains(&text) {
+                continue;
+            }
+            match p.open(agent, server, codext_core::time::now()) {
+                Ok(opened) => return Ok((text, opened)),
+                Err(e) => {
+                    // Anyone who can write tags could post a forgery: say
+                    // so, ignore it, keep waiting for the real one.
+                    eprintln!(
+                        "codext: ignoring a puzzle for this key that does not check out: {e}"
+                    );
+                    refused.insert(text);
+                }
+            }
+        }
+        if start.elapsed() > access.timeout {
+            return Err(ClientError::Other(format!(
+                "no puzzle for this key on droplet {droplet} after {} s (is the key on the server's allow-list?)",
+                access.timeout.as_secs()
+            )));
+        }
+        progress("a puzzle", droplet, start);
+        std::thread::sleep(access.interval);
+    }
+}
+
+/// Posts the answer.
+pub fn answer(c: &Client, droplet: u64, answer: &codext_core::Answer) -> Result<()> {
+    Ok(c.attach_new_tag(&tags::answer_tag(answer), droplet)?)
+}
+
+/// Polls until the server says the user is armed; returns the droplet as
+/// last seen (for its address).
+pub fn wait_ready(
+    c: &Client,
+    access: &Access,
+    droplet: u64,
+    user: &codext_wire::UserName,
+) -> Result<Droplet> {
+    let start = Instant::now();
+    loop {
+        let d = c.droplet(droplet)?;
+        if tags::is_ready(&d.tags, user) {
+            return Ok(d);
+        }
+        if start.elapsed() > access.timeout {
+            return Err(ClientError::Other(format!(
+                "the server did not accept the answer for {user} within {} s",
+                access.timeout.as_secs()
+            )));
+        }
+        progress("the server to arm the user", droplet, start);
+        std::thread::sleep(access.interval);
+    }
+}
+
+/// Reads the agent key and the pinned server key.
+pub fn keys(key: &Path, server_key: &Path) -> Result<(PrivateKey, PublicKey)> {
+    let agent = PrivateKey::load(key)?;
+    let server = PublicKey::load(server_key)?;
+    server.require_bits(codext_core::keys::SERVER_BITS, "server")?;
+    Ok((agent, server))
+}

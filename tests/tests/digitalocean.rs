@@ -1,0 +1,250 @@
+//! The DigitalOcean channel end to end, in the sandbox: the real sshd and
+//! helper, the agent's `codext` CLI, and the API emulator on loopback
+//! (which fails the test on any request or response the real API's OpenAPI
+//! description does not allow).
+
+use codext_do_emulator::{Emulator, EmulatorConfig, Fault};
+use codext_tests::sandbox_test;
+use codext_tests::world::{run, sh, wait_until, World, WORK};
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const SERVER_TOKEN: &str = "dop_v1_server0000000000000000000000000000000000000000000000000000";
+const AGENT_TOKEN: &str = "dop_v1_agent00000000000000000000000000000000000000000000000000000";
+
+struct Setup {
+    emu: Emulator,
+    droplet: u64,
+    w: World,
+}
+
+fn setup(extra: &str) -> Setup {
+    let emu = Emulator::start(EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN])).unwrap();
+    let droplet = emu.add_droplet("web-1", "127.0.0.1", &["prod", "Team:Web"]);
+    let agent_fp = std::fs::read_to_string(
+        codext_tests::repo().join("docs/test-vectors/v1/agent.pub.fingerprint"),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/etc/codext").unwrap();
+    codext_tests::world::write_file(
+        "/etc/codext/digitalocean.token",
+        &format!("{SERVER_TOKEN}\n"),
+        0o600,
+    );
+    let toml = format!(
+        "[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\nallowed_keys = [\"{}\"]\n{extra}",
+        emu.base_url(),
+        emu.metadata_url(),
+        agent_fp.trim()
+    );
+    let w = World::with_config(&toml);
+    // The agent keeps its token in a file only it can read.
+    codext_tests::world::write_file("/home/agent/do.token", AGENT_TOKEN, 0o600);
+    sh("chown agent: /home/agent/do.token");
+    Setup { emu, droplet, w }
+}
+
+impl Setup {
+    fn codext(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let at = all.iter().position(|a| a == "--").unwrap_or(all.len());
+        let api = [
+            "--api-url".to_string(),
+            self.emu.base_url(),
+            "--token-file".into(),
+            "/home/agent/do.token".into(),
+        ];
+        all.splice(at..at, api);
+        run(self
+            .w
+            .as_agent(Command::new(format!("{WORK}/bin/codext")).args(&all)))
+    }
+
+    fn connect(&self, key: &str, command: &str) -> Output {
+        let droplet = self.droplet.to_string();
+        self.codext(&[
+            "connect",
+            "--droplet",
+            &droplet,
+            "--key",
+            key,
+            "--server-key",
+            "/home/agent/server.pub",
+            "--timeout",
+            "90s",
+            "--",
+            command,
+        ])
+    }
+
+    /// The droplet's name and tags (as a set: the API lists them in no order).
+    fn look(&self) -> (String, BTreeSet<String>) {
+        let d = self.emu.droplet(self.droplet).unwrap();
+        let tags = d["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        (d["name"].as_str().unwrap().to_owned(), tags)
+    }
+
+    fn calls(&self, token: &str) -> Vec<String> {
+        self.emu
+            .calls()
+            .into_iter()
+            .filter(|c| c.token.as_deref() == Some(token))
+            .map(|c| format!("{} {} {}", c.method, c.path, c.status))
+            .collect()
+    }
+
+    fn wait_neutral(&self, before: &(String, BTreeSet<String>)) {
+        wait_until(
+            Duration::from_secs(60),
+            "the droplet's tags to be neutral again",
+            || self.look() == *before,
+        );
+    }
+}
+
+fn user_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+sandbox_test! {
+    fn given_published_key_then_connect_logs_in_and_everything_is_neutral_afterwards() {
+        let s = setup("");
+        let before = s.look();
+        let out = s.codext(&["publish-key", "--key", "/home/agent/agent.key"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("id:"));
+        // Publishing again is harmless.
+        let again = s.codext(&["publish-key", "--key", "/home/agent/agent.key"]);
+        assert!(String::from_utf8_lossy(&again.stdout).contains("already in the account"));
+        assert_eq!(s.emu.keys().len(), 1);
+        let start = Instant::now();
+        let out = s.connect("/home/agent/agent.key", "id -un");
+        assert!(out.status.success(), "connect: {}", String::from_utf8_lossy(&out.stderr));
+        let user = user_of(&out);
+        assert!(user.starts_with("user-"), "{user}");
+        let took = start.elapsed();
+        let uid = s.w.audit().iter().find(|e| e["event"] == "create" && e["user"] == user.as_str()).unwrap()["uid"].as_u64().unwrap() as u32;
+        s.w.wait_removed(&user, uid);
+        s.wait_neutral(&before);
+        s.emu.assert_no_violations();
+        let server = s.calls(SERVER_TOKEN);
+        let agent = s.calls(AGENT_TOKEN);
+        eprintln!("login in {took:?}: {} API calls by the server, {} by the agent", server.len(), agent.len());
+        eprintln!("server calls:\n  {}", server.join("\n  "));
+        eprintln!("agent calls:\n  {}", agent.join("\n  "));
+        // Well inside 250 a minute per token, and no 429 drawn.
+        assert!(server.len() < 120 && agent.len() < 120);
+        assert!(!server.iter().chain(agent.iter()).any(|c| c.ends_with(" 429")));
+        assert!(server.iter().filter(|c| c.starts_with("GET /v2/account/keys")).count() <= 2);
+        assert!(!s.emu.calls().iter().any(|c| c.method == "PUT" || c.method == "PATCH"));
+    }
+}
+
+sandbox_test! {
+    fn given_operator_issued_puzzle_then_agent_waits_for_it_without_requesting() {
+        let s = setup("");
+        let before = s.look();
+        let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--channel", "digitalocean", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let issued: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let droplet = s.droplet.to_string();
+        let out = s.codext(&["poll", "--droplet", &droplet, "--key", "/home/agent/agent.key", "--server-key", "/home/agent/server.pub", "--no-request"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), issued["puzzle"].as_str().unwrap());
+        assert!(String::from_utf8_lossy(&out.stderr).lines().all(|l| l.starts_with("codext: waiting for")));
+        let solved = s.w.solve(issued["puzzle"].as_str().unwrap());
+        let out = s.codext(&["answer", "--droplet", &droplet, solved["answer"].as_str().unwrap()]);
+        assert!(out.status.success());
+        let user = issued["user"].as_str().unwrap();
+        wait_until(Duration::from_secs(30), "the user to be armed", || codext_tests::world::resolves(user));
+        let out = s.w.login(issued["puzzle"].as_str().unwrap(), &["id -un"]);
+        assert_eq!(user_of(&out), user);
+        s.w.wait_removed(user, issued["uid"].as_u64().unwrap() as u32);
+        s.wait_neutral(&before);
+        s.emu.assert_no_violations();
+    }
+}
+
+sandbox_test! {
+    fn given_several_agents_answering_on_one_droplet_at_once_then_no_answer_is_lost() {
+        let s = setup("issue_to_any_codext_key = true\n");
+        let before = s.look();
+        sh("cp /home/agent/agent.key /home/agent/a1.key");
+        std::fs::copy(codext_tests::repo().join("docs/test-vectors/v1/other-agent.key"), "/home/agent/a2.key").unwrap();
+        sh("chown agent: /home/agent/a1.key /home/agent/a2.key && chmod 600 /home/agent/a2.key");
+        let out = s.w.agent_cli(&["keygen", "--key", "/home/agent/a3.key"]);
+        assert!(out.status.success());
+        for k in ["a1", "a2", "a3"] {
+            let out = s.codext(&["publish-key", "--key", &format!("/home/agent/{k}.key"), "--name", &format!("codext-{k}")]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+                let s = &s;
+        let users: Vec<String> = std::thread::scope(|scope| {
+            let hs: Vec<_> = ["a1", "a2", "a3"]
+                .iter()
+                .map(|k| scope.spawn(move || s.connect(&format!("/home/agent/{k}.key"), "id -un")))
+                .collect();
+            hs.into_iter().map(|h| {
+                let out = h.join().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                user_of(&out)
+            }).collect()
+        });
+        let distinct: BTreeSet<&String> = users.iter().collect();
+        assert_eq!(distinct.len(), 3, "{users:?}");
+        wait_until(Duration::from_secs(60), "all three removed", || users.iter().all(|u| !codext_tests::world::in_passwd(u)));
+        s.wait_neutral(&before);
+        s.emu.assert_no_violations();
+    }
+}
+
+sandbox_test! {
+    fn given_key_not_on_the_allow_list_then_no_puzzle_unless_the_operator_opted_in() {
+                let s = setup("poll_idle = \"2s\"\n");
+        std::fs::copy(codext_tests::repo().join("docs/test-vectors/v1/other-agent.key"), "/home/agent/other.key").unwrap();
+        sh("chown agent: /home/agent/other.key && chmod 600 /home/agent/other.key");
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/other.key"]).status.success());
+        let droplet = s.droplet.to_string();
+                let out = s.codext(&["poll", "--droplet", &droplet, "--key", "/home/agent/other.key", "--server-key", "/home/agent/server.pub", "--timeout", "8s"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no puzzle for this key"), "{err}");
+        wait_until(Duration::from_secs(20), "the refusal in the audit trail", || {
+            s.w.audit().iter().any(|e| e["event"] == "refuse" && e["reason"] == "key not on the allow-list")
+        });
+        assert!(s.w.state()["users"].as_object().unwrap().is_empty());
+        s.emu.assert_no_violations();
+    }
+}
+
+sandbox_test! {
+    fn given_api_faults_then_the_flow_completes_the_helper_survives_and_nothing_is_lost() {
+        let s = setup("");
+        let before = s.look();
+        let helper = s.w.helper_pid();
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        // Bursts of 429, server errors, slow and garbled answers, spread
+        // over both sides' requests.
+        s.emu.inject(Fault::too_many_requests(3, 2));
+        s.emu.inject(Fault::server_error(3, 503));
+        s.emu.inject(Fault::slow(2, Duration::from_secs(3)));
+        s.emu.inject(Fault::malformed_json(2));
+        s.emu.inject(Fault::server_error(2, 500).only("POST", "/v2/tags"));
+        let out = s.connect("/home/agent/agent.key", "id -un");
+        assert!(out.status.success(), "connect: {}", String::from_utf8_lossy(&out.stderr));
+        let user = user_of(&out);
+        wait_until(Duration::from_secs(60), "the removal", || !codext_tests::world::in_passwd(&user));
+        s.wait_neutral(&before);
+        assert_eq!(s.w.helper_pid(), helper);
+        assert!(std::path::Path::new(&format!("/proc/{helper}")).exists(), "the helper died");
+        let faulted = s.emu.calls().iter().filter(|c| c.fault.is_some()).count();
+        assert!(faulted >= 10, "only {faulted} faults were served");
+        s.emu.assert_no_violations();
+    }
+}
