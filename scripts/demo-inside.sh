@@ -30,6 +30,7 @@ say "2. codext-helper init: server key (RSA-4096), group, state"
 show "codext-helper init"
 "$B/codext-helper" init
 "$B/codext-helper" serve 2>"$D/helper.log" &
+HELPER_PID=$!
 /usr/sbin/sshd -D -e 2>"$D/sshd.log" &
 wait_for 10 "the helper" test -S /run/codext/helper.sock
 wait_for 10 "sshd" bash -c 'exec 3<>/dev/tcp/127.0.0.1/22'
@@ -78,5 +79,54 @@ show "codext-helper audit verify"
 "$B/codext-helper" audit verify
 show "cut -c1-110 /var/log/codext/audit.jsonl"
 cut -c1-110 /var/log/codext/audit.jsonl
+
+say "Part two: the same through the DigitalOcean API (a local emulator of it, no account needed)"
+SERVER_TOKEN=dop_v1_demo_server_token_0000000000000000000000000000000000000000
+AGENT_TOKEN=dop_v1_demo_agent_token_00000000000000000000000000000000000000000
+"$B/do-emulator" --listen 127.0.0.1:8080 --token "$SERVER_TOKEN" --token "$AGENT_TOKEN" \
+    --droplet web-1:127.0.0.1:prod > "$D/emulator.out" 2>"$D/emulator.log" &
+wait_for 10 "the emulator" grep -q listening "$D/emulator.out"
+DROPLET=$(sed -n 's/.*droplet=\([0-9]*\).*/\1/p' "$D/emulator.out")
+echo "emulated droplet $DROPLET (web-1, 127.0.0.1, tags: prod)"
+
+say "9. The operator enables the channel and allows the agent's key"
+AGENT_FP=$(as_agent "$D/bin/codext" keygen --key /home/agent/do.key | sed -n 's/^fingerprint: //p')
+umask 077
+printf '%s\n' "$SERVER_TOKEN" > /etc/codext/digitalocean.token
+cat > /etc/codext/helper.toml <<TOML
+version = 1
+[digitalocean]
+enabled = true
+api_url = "http://127.0.0.1:8080"
+metadata_url = "http://127.0.0.1:8080/metadata/v1"
+allowed_keys = ["$AGENT_FP"]
+TOML
+umask 022
+cat /etc/codext/helper.toml
+kill "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true
+"$B/codext-helper" serve 2>>"$D/helper.log" &
+wait_for 10 "the helper" test -S /run/codext/helper.sock
+
+say "10. The agent publishes its key, then connects: request, puzzle, answer, ssh"
+printf '%s' "$AGENT_TOKEN" > /home/agent/do.token && chown agent: /home/agent/do.token && chmod 600 /home/agent/do.token
+show "DIGITALOCEAN_TOKEN=… codext publish-key --key ~/do.key"
+as_agent DIGITALOCEAN_TOKEN="$AGENT_TOKEN" "$D/bin/codext" publish-key --key /home/agent/do.key --api-url http://127.0.0.1:8080
+show "codext connect --droplet $DROPLET --key ~/do.key --server-key ~/server.pub -- 'id -un; hostname'"
+as_agent DIGITALOCEAN_TOKEN="$AGENT_TOKEN" "$D/bin/codext" connect --droplet "$DROPLET" --key /home/agent/do.key \
+    --server-key /home/agent/server.pub --api-url http://127.0.0.1:8080 -- 'id -un; echo "logged in through the DigitalOcean channel"'
+
+say "11. Afterwards: the account is gone and the droplet's tags are what they were"
+droplet_tags() { as_agent DIGITALOCEAN_TOKEN="$AGENT_TOKEN" "$D/bin/codext" droplet --droplet "$DROPLET" --api-url http://127.0.0.1:8080; }
+tags_neutral() { droplet_tags | grep -qx 'tags: prod'; }
+wait_for 60 "the droplet's tags to be neutral" tags_neutral
+show "codext droplet --droplet $DROPLET"
+droplet_tags
+no_user_left() { ! grep -q '^user-' /etc/passwd; }
+wait_for 30 "the removal" no_user_left
+grep '^user-' /etc/passwd || echo "(no user-* account left)"
+show "API calls per token (emulator's record)"
+curl -s http://127.0.0.1:8080/_emulator/calls | grep -o '"token":"[^"]*"' | sort | uniq -c | sed "s/$SERVER_TOKEN/server/; s/$AGENT_TOKEN/agent/"
+show "curl -s http://127.0.0.1:8080/_emulator/violations"
+curl -s http://127.0.0.1:8080/_emulator/violations; echo
 
 say "Done. The sandbox now disappears with everything it changed."

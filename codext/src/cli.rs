@@ -79,6 +79,14 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show a droplet as the channel sees it: name, public IPv4, tags.
+    Droplet {
+        /// The droplet id.
+        #[arg(long)]
+        droplet: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Post an answer on the droplet.
     Answer {
         /// The server's droplet id.
@@ -321,6 +329,15 @@ fn run(cli: Cli) -> Result<i32> {
             }
             let (text, _) = digitalocean::wait_puzzle(&c, &access, droplet, &agent, &server)?;
             println!("{text}");
+            Ok(0)
+        }
+        Command::Droplet { droplet, api } => {
+            let d = digitalocean::client(&api.access())?.droplet(droplet)?;
+            let mut tags = d.tags.clone();
+            tags.sort();
+            println!("name: {}", d.name);
+            println!("ipv4: {}", d.public_ipv4.unwrap_or_default());
+            println!("tags: {}", tags.join(" "));
             Ok(0)
         }
         Command::Answer {
