@@ -23,6 +23,7 @@ sed "s# pam_codext.so# $B/libpam_codext.so#" "$REPO/pam.d/codext-session" > /etc
 sed -i '1i @include codext' /etc/pam.d/sshd
 sed -i '/pam_selinux.so open/i @include codext-session' /etc/pam.d/sshd
 cp "$REPO/pam.d/sshd_config.d/codext.conf" /etc/ssh/sshd_config.d/codext.conf
+cp "$REPO/pam.d/limits.d/codext.conf" /etc/security/limits.d/codext.conf
 show "grep -v '^#' /etc/pam.d/sshd | grep codext"
 grep -v '^#' /etc/pam.d/sshd | grep codext
 

@@ -154,3 +154,17 @@ sandbox_test! {
         assert!(processes_of(a.uid).is_empty());
     }
 }
+
+sandbox_test! {
+    fn given_codext_user_then_one_group_home_0700_and_the_shipped_limits() {
+        let w = World::new();
+        let a = w.arm();
+        let out = w.login(&a.puzzle, &["ulimit -Hu; ulimit -Hn; id -G; id -g -n; stat -c %a \"$HOME\""]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        let gid = codext_tests::world::sh("getent group codext | cut -d: -f3");
+        assert_eq!(lines, vec!["512", "4096", gid.trim(), "codext", "700"]);
+        w.wait_removed(&a.user, a.uid);
+    }
+}
