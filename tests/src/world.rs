@@ -162,8 +162,16 @@ impl World {
             std::fs::write("/etc/codext/helper.toml", helper_toml).expect("write helper.toml");
         }
         install_pam(&module_path());
-                install_file(&repo().join("pam.d/sshd_config.d/codext.conf"), Path::new("/etc/ssh/sshd_config.d/codext.conf"), 0o644);
-        install_file(&repo().join("pam.d/limits.d/codext.conf"), Path::new("/etc/security/limits.d/codext.conf"), 0o644);
+        install_file(
+            &repo().join("pam.d/sshd_config.d/codext.conf"),
+            Path::new("/etc/ssh/sshd_config.d/codext.conf"),
+            0o644,
+        );
+        install_file(
+            &repo().join("pam.d/limits.d/codext.conf"),
+            Path::new("/etc/security/limits.d/codext.conf"),
+            0o644,
+        );
         let init = World::helper_cli(&["init", "--json"]);
         assert!(
             init.status.success(),

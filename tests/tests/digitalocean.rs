@@ -248,3 +248,17 @@ sandbox_test! {
         s.emu.assert_no_violations();
     }
 }
+
+sandbox_test! {
+    fn given_published_puzzle_that_expires_then_its_tags_are_cleared() {
+        let s = setup("poll_busy = \"1s\"\npoll_idle = \"2s\"\n[limits]\nreaper_interval = \"1s\"\n");
+        let before = s.look();
+        let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--channel", "digitalocean", "--ttl", "4s"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with("codext:p:")));
+        wait_until(Duration::from_secs(30), "the expired puzzle's tags to go", || s.look() == before);
+        assert!(s.w.audit().iter().any(|e| e["event"] == "expire" && e["phase"] == "pending"));
+        assert!(s.w.state()["users"].as_object().unwrap().is_empty());
+        s.emu.assert_no_violations();
+    }
+}

@@ -168,3 +168,19 @@ sandbox_test! {
         w.wait_removed(&a.user, a.uid);
     }
 }
+
+sandbox_test! {
+    fn given_logged_in_user_when_revoked_then_its_sessions_end_and_the_account_goes() {
+        let w = World::new();
+        let a = w.arm();
+        let mut session = w.hold_session(&a.user, &a.password, 1);
+        let out = World::helper_cli(&["revoke", &a.user]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Revoke returns once the account is gone.
+        assert!(!in_passwd(&a.user));
+        assert!(processes_of(a.uid).is_empty());
+        assert!(!session.wait().unwrap().success(), "the session survived the revoke");
+        w.wait_removed(&a.user, a.uid);
+        assert!(w.audit().iter().any(|e| e["event"] == "revoke" && e["user"] == a.user.as_str()));
+    }
+}
