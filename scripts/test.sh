@@ -20,6 +20,8 @@ step "cargo test"
 cargo test --workspace --locked
 step "the PAM module exports only pam_sm_* symbols"
 scripts/check-pam-symbols.sh target/debug/libpam_codext.so
+step "fuzz smoke run (every parser of untrusted bytes, 15 s each)"
+scripts/fuzz-smoke.sh
 step "cargo audit (RUSTSEC-2023-0071 acknowledged in .cargo/audit.toml and docs/THREAT_MODEL.md)"
 db="${CODEXT_ADVISORY_DB:-../shared/advisory-db}"
 if [ -d "$db" ]; then

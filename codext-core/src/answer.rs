@@ -36,6 +36,14 @@ impl Answer {
     /// Parses `user-<hex>-<proof>`; surrounding whitespace is ignored.
     pub fn parse(text: &str) -> Result<Answer> {
         let text = text.trim();
+        // Byte positions below are character positions only for ASCII
+        // (a multi-byte character could straddle the split: found by
+        // fuzzing, see fuzz/seeds/answer/split-at-char-boundary).
+        if !text.is_ascii() {
+            return Err(Error::AnswerFormat(
+                "only ASCII letters, digits and '-' belong in an answer".into(),
+            ));
+        }
         if text.len() != ANSWER_LEN {
             return Err(Error::AnswerFormat(format!(
                 "expected {ANSWER_LEN} characters (user-<12 hex>-<32 hex>), got {}",
@@ -82,6 +90,7 @@ mod tests {
             &GOOD.to_uppercase(),
             &GOOD.replacen("-0011", "_0011", 1),
             &GOOD.replace("eeff", "eefg"),
+            "user-0123456789a\u{e9}00112233445566778899aabbccddeeff",
         ] {
             let err = Answer::parse(bad).unwrap_err();
             assert!(matches!(err, Error::AnswerFormat(_)), "{bad:?} gave {err}");

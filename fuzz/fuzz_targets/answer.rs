@@ -15,5 +15,9 @@ fuzz_target!(|data: &[u8]| {
     let printed = answer.to_string();
     let back = Answer::parse(&printed).expect("to_string() of a parsed answer must parse");
     assert_eq!(back, answer);
-    assert_eq!(printed, text.trim(), "to_string() differs from the parsed text");
+    assert_eq!(
+        printed,
+        text.trim(),
+        "to_string() differs from the parsed text"
+    );
 });

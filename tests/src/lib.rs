@@ -23,11 +23,13 @@ pub const INNER: &str = "CODEXT_SANDBOX_TEST";
 /// The folder holding the workspace's built binaries (`target/debug`).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/<test>-<hash>
-    exe.parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf()
+    // target/<profile>/deps/<test>-<hash>, or target/<profile>/<bin>
+    let dir = exe.parent().expect("executable folder");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a built workspace binary, which must exist (`cargo build` first).

@@ -187,7 +187,28 @@ fn key_blob(line: &str) -> Option<Vec<u8>> {
     data_encoding::BASE64.decode(parts.next()?.as_bytes()).ok()
 }
 
-fn parse_key(v: &Value) -> Option<SshKey> {
+/// One page of `GET /v2/account/keys`: the keys and the next page's URL.
+/// `None` when the body does not have that shape.
+pub fn parse_keys_page(v: &Value) -> Option<(Vec<SshKey>, Option<String>)> {
+    let page = v
+        .get("ssh_keys")?
+        .as_array()?
+        .iter()
+        .map(parse_key)
+        .collect::<Option<Vec<_>>>()?;
+    let next = match v
+        .get("links")
+        .and_then(|l| l.get("pages"))
+        .and_then(|p| p.get("next"))
+    {
+        None | Some(Value::Null) => None,
+        Some(n) => Some(n.as_str()?.to_owned()),
+    };
+    Some((page, next))
+}
+
+/// One SSH key object of the API.
+pub fn parse_key(v: &Value) -> Option<SshKey> {
     Some(SshKey {
         id: v.get("id")?.as_u64()?,
         name: v.get("name")?.as_str()?.to_owned(),
@@ -196,7 +217,9 @@ fn parse_key(v: &Value) -> Option<SshKey> {
     })
 }
 
-fn parse_droplet(v: &Value) -> Option<Droplet> {
+/// The body of `GET /v2/droplets/{id}`; `None` when it lacks a field
+/// codext needs.
+pub fn parse_droplet(v: &Value) -> Option<Droplet> {
     let d = v.get("droplet")?;
     let tags = d
         .get("tags")?
@@ -340,23 +363,7 @@ impl Client {
         let mut keys = Vec::new();
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
-            let (page, next) = self.call_json("GET", &url, None, true, |v| {
-                let page = v
-                    .get("ssh_keys")?
-                    .as_array()?
-                    .iter()
-                    .map(parse_key)
-                    .collect::<Option<Vec<_>>>()?;
-                let next = match v
-                    .get("links")
-                    .and_then(|l| l.get("pages"))
-                    .and_then(|p| p.get("next"))
-                {
-                    None | Some(Value::Null) => None,
-                    Some(n) => Some(n.as_str()?.to_owned()),
-                };
-                Some((page, next))
-            })?;
+            let (page, next) = self.call_json("GET", &url, None, true, parse_keys_page)?;
             keys.extend(page);
             let Some(next) = next else {
                 return Ok(keys);

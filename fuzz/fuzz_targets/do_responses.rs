@@ -1,0 +1,23 @@
+//! DigitalOcean API response bodies (untrusted: they come over the network)
+//! through the parsers the client uses: a droplet, a page of SSH keys, and
+//! the tags of a parsed droplet through the channel's tag decoders.
+#![no_main]
+
+use codext_core::digitalocean::client::{parse_droplet, parse_keys_page};
+use codext_core::digitalocean::tags;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    if let Some(d) = parse_droplet(&v) {
+        let _ = tags::collect_puzzles(&d.tags);
+        let _ = tags::answers(&d.tags);
+        let _ = tags::requests(&d.tags);
+    }
+    if let Some((keys, next)) = parse_keys_page(&v) {
+        for k in keys {
+            let _ = codext_core::PublicKey::from_openssh(&k.public_key);
+        }
+        let _ = next;
+    }
+});

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Benchmarks, with baselines measured in the same run:
+#  * the puzzle protocol against bare RSA operations (cargo bench);
+#  * a whole codext login against a plain ssh password login through the
+#    same sshd, in the sandbox (release build), and the helper's memory.
+# Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo bench --locked -p codext-core --bench puzzle
+cargo build --release --locked --workspace --quiet
+target/release/codext-sandbox -- target/release/codext-bench

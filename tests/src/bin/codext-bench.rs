@@ -1,0 +1,92 @@
+//! `codext-bench`: what a codext login costs, against a plain password
+//! login through the same sshd in the same run. Runs inside
+//! `codext-sandbox` (see `scripts/bench.sh`), prints figures and ratios.
+
+use codext_tests::world::{sh, World};
+use std::time::{Duration, Instant};
+
+const N: usize = 20;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn stats(name: &str, xs: &mut [Duration]) -> Duration {
+    xs.sort();
+    let mean = xs.iter().sum::<Duration>() / xs.len() as u32;
+    let median = xs[xs.len() / 2];
+    println!(
+        "  {name:<44} mean {mean:>9.1?}  median {median:>9.1?}  max {:>9.1?}",
+        xs[xs.len() - 1]
+    );
+    median
+}
+
+fn main() {
+    assert_eq!(
+        std::env::var("CODEXT_SANDBOX").as_deref(),
+        Ok("1"),
+        "run me inside codext-sandbox (scripts/bench.sh)"
+    );
+    let w = World::new();
+    sh("useradd --create-home --shell /bin/bash alice && echo 'alice:alice-pw-123' | chpasswd");
+    let helper = w.helper_pid();
+    let rss_start = rss_kib(helper);
+    let (mut issue, mut solve, mut answer, mut login, mut removal, mut whole, mut plain) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..N {
+        let t0 = Instant::now();
+        let (user, puzzle) = w.issue();
+        let t1 = Instant::now();
+        let solved = w.solve(&puzzle);
+        let t2 = Instant::now();
+        let out = World::helper_cli(&["answer", solved["answer"].as_str().unwrap()]);
+        assert!(out.status.success());
+        let t3 = Instant::now();
+        let out = w.login(&puzzle, &["true"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t4 = Instant::now();
+        let uid = w.state()["users"][user.as_str()]["uid"]
+            .as_u64()
+            .map(|u| u as u32);
+        w.wait_removed(&user, uid.unwrap_or(0));
+        let t5 = Instant::now();
+        issue.push(t1 - t0);
+        solve.push(t2 - t1);
+        answer.push(t3 - t2);
+        login.push(t4 - t3);
+        removal.push(t5 - t4);
+        whole.push(t5 - t0);
+        let p = Instant::now();
+        assert!(w
+            .ssh_password("alice", "alice-pw-123", "true")
+            .status
+            .success());
+        plain.push(p.elapsed());
+    }
+    let rss_end = rss_kib(helper);
+    println!("codext login cost, {N} logins (release build, inside the sandbox)");
+    stats("issue (codext-helper issue: RSA-4096 sign)", &mut issue);
+    stats("solve (codext solve: verify + decrypt)", &mut solve);
+    stats("answer (codext-helper answer: arm)", &mut answer);
+    let ours = stats("login (codext ssh: keyscan + ssh + useradd)", &mut login);
+    stats("removal after logout (kill, userdel, sweep)", &mut removal);
+    stats("whole flow", &mut whole);
+    let base = stats("baseline: plain ssh password login (sshpass)", &mut plain);
+    println!(
+        "  ratio codext login / plain login: {:.2}",
+        ours.as_secs_f64() / base.as_secs_f64()
+    );
+    println!("  helper RSS: {rss_start} KiB at start, {rss_end} KiB after {N} logins");
+}
