@@ -170,59 +170,30 @@ impl Helper {
             ))
         })?;
         let host_keys = hostkeys::fingerprints(&self.cfg.host_key_dir, &self.cfg.host_keys)?;
-        let ttl = ttl.unwrap_or(self.cfg.ttl.puzzle);
         let now = time::now();
-        let expires_at = now + ttl.as_secs().max(1);
+        let expires_at = now + ttl.unwrap_or(self.cfg.ttl.puzzle).as_secs().max(1);
         let puzzle_id = codext_core::random::bytes::<16>()?;
-        let token = Token::generate()?;
 
         let mut locked = self.store.lock()?;
-        if let Some(user) = renew {
-            let entry = locked
-                .state
-                .users
-                .get_mut(user.as_str())
-                .filter(|e| e.phase == Phase::Active && e.account_created)
-                .ok_or_else(|| {
-                    HelperError::Refused(format!("{user} is not logged in: nothing to renew"))
-                })?;
-            if entry.client_fingerprint != client.fingerprint().to_string() {
-                return Err(HelperError::Refused(format!(
-                    "{user} belongs to another agent key"
-                )));
+        let (user, uid) = match renew {
+            Some(user) => {
+                let entry = locked
+                    .state
+                    .users
+                    .get(user.as_str())
+                    .filter(|e| e.phase == Phase::Active && e.account_created)
+                    .ok_or_else(|| {
+                        HelperError::Refused(format!("{user} is not logged in: nothing to renew"))
+                    })?;
+                if entry.client_fingerprint != client.fingerprint().to_string() {
+                    return Err(HelperError::Refused(format!(
+                        "{user} belongs to another agent key"
+                    )));
+                }
+                (user.clone(), entry.uid)
             }
-            let content = PuzzleContent {
-                puzzle_id,
-                issued_at: now,
-                expires_at,
-                user: user.clone(),
-                server_id: self.cfg.server_identity(),
-                host_keys,
-                token,
-            };
-            let puzzle = Puzzle::seal(&content, client, &server)?;
-            entry.renewal = Some(Renewal {
-                puzzle_id: hex(&puzzle_id),
-                login_hash: hex(&content.token.login_hash(user)),
-                proof: hex(&content.token.proof(&puzzle_id, user)),
-                answer_by: expires_at,
-                login_by: None,
-            });
-            let uid = entry.uid;
-            locked.save()?;
-            drop(locked);
-            self.log("issue", json!({"user": user.as_str(), "uid": uid, "puzzle_id": hex(&puzzle_id), "renewal": true,
-                                      "client_fingerprint": client.fingerprint().to_string(), "channel": channel, "expires_at": expires_at}));
-            return Ok(Issued {
-                user: user.to_string(),
-                uid,
-                puzzle: puzzle.to_text(),
-                puzzle_id: hex(&puzzle_id),
-                expires_at,
-            });
-        }
-        let user = self.fresh_name(&locked)?;
-        let uid = self.allocate_uid(&mut locked)?;
+            None => (self.fresh_name(&locked)?, self.allocate_uid(&mut locked)?),
+        };
         let content = PuzzleContent {
             puzzle_id,
             issued_at: now,
@@ -230,39 +201,60 @@ impl Helper {
             user: user.clone(),
             server_id: self.cfg.server_identity(),
             host_keys,
-            token,
+            token: Token::generate()?,
         };
         let puzzle = Puzzle::seal(&content, client, &server)?;
-        let entry = Entry {
-            user: user.to_string(),
-            uid,
-            gid,
-            home: self.cfg.accounts.home_base.join(user.as_str()),
-            shell: self.cfg.accounts.shell.clone(),
-            phase: Phase::Pending,
-            puzzle_id: hex(&puzzle_id),
-            login_hash: hex(&content.token.login_hash(&user)),
-            proof: hex(&content.token.proof(&puzzle_id, &user)),
-            client_fingerprint: client.fingerprint().to_string(),
-            channel: channel.to_owned(),
-            issued_at: now,
-            answer_by: expires_at,
-            login_by: None,
-            created_at: None,
-            grant_until: None,
-            attempts: 0,
-            sessions: Vec::new(),
-            account_created: false,
-            renewal: None,
-            puzzle: (channel != "manual").then(|| puzzle.to_text()),
-            published: false,
-        };
-        locked.state.users.insert(entry.user.clone(), entry);
+        let login_hash = hex(&content.token.login_hash(&user));
+        let proof = hex(&content.token.proof(&puzzle_id, &user));
+        drop(content);
+        match locked
+            .state
+            .users
+            .get_mut(user.as_str())
+            .filter(|_| renew.is_some())
+        {
+            Some(entry) => {
+                entry.renewal = Some(Renewal {
+                    puzzle_id: hex(&puzzle_id),
+                    login_hash,
+                    proof,
+                    answer_by: expires_at,
+                    login_by: None,
+                });
+            }
+            None => {
+                let entry = Entry {
+                    user: user.to_string(),
+                    uid,
+                    gid,
+                    home: self.cfg.accounts.home_base.join(user.as_str()),
+                    shell: self.cfg.accounts.shell.clone(),
+                    phase: Phase::Pending,
+                    puzzle_id: hex(&puzzle_id),
+                    login_hash,
+                    proof,
+                    client_fingerprint: client.fingerprint().to_string(),
+                    channel: channel.to_owned(),
+                    issued_at: now,
+                    answer_by: expires_at,
+                    login_by: None,
+                    created_at: None,
+                    grant_until: None,
+                    attempts: 0,
+                    sessions: Vec::new(),
+                    account_created: false,
+                    renewal: None,
+                    puzzle: (channel != "manual").then(|| puzzle.to_text()),
+                    published: false,
+                };
+                locked.state.users.insert(entry.user.clone(), entry);
+            }
+        }
         locked.save()?;
         drop(locked);
         self.log(
             "issue",
-            json!({"user": user.as_str(), "uid": uid, "puzzle_id": hex(&puzzle_id),
+            json!({"user": user.as_str(), "uid": uid, "puzzle_id": hex(&puzzle_id), "renewal": renew.is_some(),
                    "client_fingerprint": client.fingerprint().to_string(), "channel": channel,
                    "expires_at": expires_at}),
         );

@@ -322,12 +322,9 @@ fn run(cli: Cli) -> Result<i32> {
             api,
         } => {
             let access = api.access();
-            let (agent, server) = digitalocean::keys(&key, &server_key)?;
             let c = digitalocean::client(&access)?;
-            if !no_request {
-                digitalocean::request(&c, droplet, &agent.public("")?)?;
-            }
-            let (text, _) = digitalocean::wait_puzzle(&c, &access, droplet, &agent, &server)?;
+            let (text, _) =
+                digitalocean::fetch_puzzle(&c, &access, droplet, &key, &server_key, !no_request)?;
             println!("{text}");
             Ok(0)
         }
@@ -361,13 +358,9 @@ fn run(cli: Cli) -> Result<i32> {
             command,
         } => {
             let access = api.access();
-            let (agent, server) = digitalocean::keys(&key, &server_key)?;
             let c = digitalocean::client(&access)?;
-            if !no_request {
-                digitalocean::request(&c, droplet, &agent.public("")?)?;
-            }
-            let (_, opened) = digitalocean::wait_puzzle(&c, &access, droplet, &agent, &server)?;
-            drop(agent);
+            let (_, opened) =
+                digitalocean::fetch_puzzle(&c, &access, droplet, &key, &server_key, !no_request)?;
             eprintln!(
                 "codext: puzzle for {} solved; answering",
                 opened.content.user

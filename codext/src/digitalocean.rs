@@ -164,10 +164,22 @@ pub fn wait_ready(
     }
 }
 
-/// Reads the agent key and the pinned server key.
-pub fn keys(key: &Path, server_key: &Path) -> Result<(PrivateKey, PublicKey)> {
+/// Reads the agent key (`key`) and the pinned server key (`server_key`),
+/// asks for a puzzle unless `ask` is false (the operator issued one), and
+/// waits for it.
+pub fn fetch_puzzle(
+    c: &Client,
+    access: &Access,
+    droplet: u64,
+    key: &Path,
+    server_key: &Path,
+    ask: bool,
+) -> Result<(String, OpenedPuzzle)> {
     let agent = PrivateKey::load(key)?;
     let server = PublicKey::load(server_key)?;
     server.require_bits(codext_core::keys::SERVER_BITS, "server")?;
-    Ok((agent, server))
+    if ask {
+        request(c, droplet, &agent.public("")?)?;
+    }
+    wait_puzzle(c, access, droplet, &agent, &server)
 }
