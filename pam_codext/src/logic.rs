@@ -150,6 +150,15 @@ pub fn decide<C: PamContext, H: Helper>(
                 ctx.log(Level::Notice, &format!("{user}: no password given"));
                 return Code::AuthErr;
             };
+            // Far longer than a token's text form: wrong, not worth a
+            // round trip (and the protocol would refuse to carry it).
+            if password.len() > codext_wire::message::MAX_PASSWORD {
+                ctx.log(
+                    Level::Notice,
+                    &format!("{user}: password too long to be a codext token"),
+                );
+                return Code::AuthErr;
+            }
             Request::Authenticate {
                 service,
                 user: user.clone(),
@@ -427,6 +436,18 @@ mod tests {
         let s = Script::new(ok());
         let c = Ctx {
             password: None,
+            ..ctx("user-0123456789ab")
+        };
+        assert_eq!(decide(Hook::Authenticate, &c, &[], |_| &s), Code::AuthErr);
+        assert!(s.asked.borrow().is_empty());
+    }
+
+    #[test]
+    fn given_overlong_password_then_auth_err_without_asking() {
+        let s = Script::new(ok());
+        let long: &'static str = Box::leak("x".repeat(600).into_boxed_str());
+        let c = Ctx {
+            password: Some(long),
             ..ctx("user-0123456789ab")
         };
         assert_eq!(decide(Hook::Authenticate, &c, &[], |_| &s), Code::AuthErr);
