@@ -7,7 +7,7 @@ set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (it installs packages)" >&2; exit 2; }
 
 packages=(openssh-server openssh-client pamtester libpam0g-dev sshpass iproute2 openssl
-          gcc libc6-dev pkg-config curl ca-certificates procps passwd)
+          gcc libc6-dev pkg-config curl ca-certificates procps passwd systemd binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
