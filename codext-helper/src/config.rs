@@ -364,6 +364,19 @@ mod tests {
     }
 
     #[test]
+    fn given_the_documented_example_then_it_parses_to_exactly_the_defaults() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/helper.toml"))
+                .unwrap();
+        let documented = parse(&text).unwrap();
+        // Compare through Debug: every field, every value.
+        assert_eq!(
+            format!("{documented:?}"),
+            format!("{:?}", parse("").unwrap())
+        );
+    }
+
+    #[test]
     fn given_missing_file_then_defaults() {
         let cfg = Config::load(Path::new("/nonexistent/codext/helper.toml")).unwrap();
         assert_eq!(cfg.accounts.uid_min, 59000);

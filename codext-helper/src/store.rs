@@ -280,10 +280,11 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(|e| fail("create", e))?;
-        f.write_all(bytes).map_err(|e| fail("write", e))?;
+    f.write_all(bytes).map_err(|e| fail("write", e))?;
     // The mode asked for, whatever the umask (a userdb record must be
     // world-readable for NSS to serve it to everyone).
-    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| fail("chmod", e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail("chmod", e))?;
     f.sync_all().map_err(|e| fail("sync", e))?;
     drop(f);
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| fail("rename", e))?;
