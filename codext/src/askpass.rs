@@ -15,6 +15,8 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -28,6 +30,7 @@ const WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Server {
     path: PathBuf,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<bool>>,
 }
 
@@ -42,12 +45,15 @@ impl Server {
             .set_nonblocking(true)
             .map_err(|e| ClientError::Other(format!("cannot set up {}: {e}", path.display())))?;
         let sock = path.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("askpass".into())
-            .spawn(move || serve_once(listener, &sock, &password))
+            .spawn(move || serve_once(listener, &sock, &password, &stopped))
             .map_err(|e| ClientError::Other(format!("cannot start the askpass thread: {e}")))?;
         Ok(Server {
             path,
+            stop,
             thread: Some(thread),
         })
     }
@@ -57,8 +63,10 @@ impl Server {
         &self.path
     }
 
-    /// Waits for the listener to finish; true if the password was handed out.
+    /// Stops listening (ssh has exited); true if the password was handed
+    /// out.
     pub fn finish(mut self) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
         let served = self
             .thread
             .take()
@@ -75,10 +83,15 @@ impl Drop for Server {
     }
 }
 
-fn serve_once(listener: UnixListener, path: &Path, password: &Zeroizing<String>) -> bool {
+fn serve_once(
+    listener: UnixListener,
+    path: &Path,
+    password: &Zeroizing<String>,
+    stop: &AtomicBool,
+) -> bool {
     let deadline = std::time::Instant::now() + WAIT;
     let me = nix::unistd::getuid().as_raw();
-    while std::time::Instant::now() < deadline {
+    while std::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((mut stream, _)) => {
                 let peer = getsockopt(&stream, PeerCredentials).map(|c| c.uid()).ok();
@@ -93,8 +106,8 @@ fn serve_once(listener: UnixListener, path: &Path, password: &Zeroizing<String>)
                 return ok;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // The poll interval only bounds how fast an abandoned
-                // listener notices its deadline.
+                // The poll interval only bounds how fast the listener
+                // notices that ssh is gone or its deadline passed.
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(_) => return false,

@@ -120,6 +120,19 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// (Run by ssh as its KnownHostsCommand) vouch for a host key if it
+    /// was signed into the puzzle.
+    #[command(hide = true)]
+    KnownHosts {
+        /// The known-hosts name ssh looks up (%H).
+        host: String,
+        /// The offered key's type (%t), empty before any key is offered.
+        key_type: String,
+        /// The offered key, base64 (%K).
+        key: String,
+        /// The signed SHA-256 fingerprints.
+        fingerprints: Vec<String>,
+    },
     /// Solve a puzzle again and log in with ssh (after the server accepted the answer).
     Ssh {
         /// The agent's private key.
@@ -184,7 +197,11 @@ fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
 pub fn main() -> i32 {
     // ssh runs us as SSH_ASKPASS with the prompt as the only argument.
     if let Some(socket) = std::env::var_os(askpass::ENV) {
-        if std::env::args_os().len() <= 2 {
+        if std::env::args_os().len() <= 2
+            && std::env::args_os()
+                .nth(1)
+                .is_none_or(|a| a != "known-hosts")
+        {
             return askpass::client(&socket.to_string_lossy());
         }
     }
@@ -386,6 +403,20 @@ fn run(cli: Cli) -> Result<i32> {
             drop(opened);
             let status = ssh::run(&login)?;
             Ok(status.code().unwrap_or(255))
+        }
+        Command::KnownHosts {
+            host,
+            key_type,
+            key,
+            fingerprints,
+        } => {
+            match ssh::known_hosts_line(&host, &key_type, &key, &fingerprints) {
+                Ok(Some(line)) => println!("{line}"),
+                Ok(None) => {}
+                // Say nothing to ssh: with StrictHostKeyChecking it refuses.
+                Err(why) => eprintln!("codext: {why}"),
+            }
+            Ok(0)
         }
         Command::Ssh {
             key,

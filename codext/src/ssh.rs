@@ -1,12 +1,14 @@
 //! Logging in with the stock `ssh` client.
 //!
 //! * The host is checked *strictly* against the host-key fingerprints the
-//!   server signed into the puzzle: `ssh-keyscan` fetches the keys the host
-//!   offers, only those whose fingerprint was signed are written to a
-//!   known-hosts file of codext's own, and ssh runs with
-//!   `StrictHostKeyChecking=yes` against that file alone. A man in the
-//!   middle has no signed key, so ssh refuses it before any password is
-//!   sent. No trust on first use.
+//!   server signed into the puzzle, inside ssh's own handshake: ssh asks
+//!   `codext known-hosts` (its `KnownHostsCommand`) about the key the
+//!   server offers, and codext vouches for it — prints it as a known-hosts
+//!   line — only if its SHA-256 fingerprint was signed. No other known-hosts
+//!   file is consulted and `StrictHostKeyChecking=yes` refuses anything
+//!   else, so a man in the middle, who has no signed key, is refused before
+//!   the password is sent. No trust on first use, and no separate
+//!   `ssh-keyscan` connection.
 //! * The password comes from memory through [`crate::askpass`].
 //! * Only password authentication is attempted: no public keys, no agent,
 //!   no keyboard-interactive, one prompt; no forwarding of any kind.
@@ -16,7 +18,7 @@ use crate::error::{ClientError, Result};
 use codext_core::keys::Fingerprint;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use zeroize::Zeroizing;
 
 /// One login to do.
@@ -64,101 +66,69 @@ impl Drop for PrivateDir {
     }
 }
 
-/// Keys the host offers (`ssh-keyscan`), kept only if their fingerprint
-/// was signed. Returns known-hosts lines and the key types kept.
-pub fn verified_host_keys(
+/// What `codext known-hosts HOST TYPE KEY FINGERPRINT…` prints: the
+/// known-hosts line for the offered key if its fingerprint is among the
+/// signed ones, else nothing (ssh then refuses the host). An empty TYPE
+/// or KEY is ssh asking for its algorithm preferences before any key was
+/// offered: nothing to vouch for yet.
+pub fn known_hosts_line(
     host: &str,
-    port: u16,
-    signed: &[Fingerprint],
-) -> Result<(Vec<String>, Vec<String>)> {
-    let out = Command::new("ssh-keyscan")
-        .args(["-T", "5", "-p", &port.to_string(), "--", host])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| ClientError::Other(format!("cannot run ssh-keyscan: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = Vec::new();
-    let mut types = Vec::new();
-    let mut offered = 0;
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let mut parts = line.splitn(2, ' ');
-        let (Some(_), Some(key)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        offered += 1;
-        let Ok(fp) = codext_core::hostkeys::fingerprint_line(key) else {
-            continue;
-        };
-        if signed.contains(&fp) {
-            lines.push(line.to_owned());
-            if let Some(t) = key.split(' ').next() {
-                types.push(t.to_owned());
-            }
-        }
+    key_type: &str,
+    key: &str,
+    signed: &[String],
+) -> std::result::Result<Option<String>, String> {
+    if key_type.is_empty() || key.is_empty() {
+        return Ok(None);
     }
-    if offered == 0 {
-        return Err(ClientError::Host(format!(
-            "{host} port {port} offered no SSH host key (is sshd reachable?)"
-        )));
+    let fp = codext_core::hostkeys::fingerprint_line(&format!("{key_type} {key}"))
+        .map_err(|e| format!("the host key ssh passed is unreadable: {e}"))?;
+    if signed.iter().any(|s| Fingerprint::parse(s) == Some(fp)) {
+        Ok(Some(format!("{host} {key_type} {key}")))
+    } else {
+        Err(format!(
+            "{host} offered host key {fp} ({key_type}), which the server did not sign into the puzzle: not the server that issued it (man in the middle?); refusing it"
+        ))
     }
-    if lines.is_empty() {
-        return Err(ClientError::Host(format!(
-            "none of the {offered} host keys {host} offers was signed into the puzzle: not the server that issued it (man in the middle?); refusing to send the password"
-        )));
-    }
-    Ok((lines, types))
-}
-
-fn host_key_algorithms(types: &[String]) -> String {
-    let mut algs: Vec<&str> = Vec::new();
-    for t in types {
-        match t.as_str() {
-            "ssh-rsa" => algs.extend(["rsa-sha2-512", "rsa-sha2-256"]),
-            other => algs.push(other),
-        }
-    }
-    algs.join(",")
 }
 
 /// Runs ssh for `login`; returns ssh's exit status.
 pub fn run(login: &Login) -> Result<ExitStatus> {
-    let (known, types) = verified_host_keys(&login.host, login.port, &login.host_keys)?;
     let dir = PrivateDir::new()?;
-    let known_hosts = dir.0.join("known_hosts");
-    std::fs::write(&known_hosts, known.join("\n") + "\n")
-        .map_err(|e| ClientError::Other(format!("cannot write {}: {e}", known_hosts.display())))?;
     let server = askpass::Server::start(&dir.0, login.password.clone())?;
-    let status = ssh_command(
-        login,
-        &known_hosts,
-        &host_key_algorithms(&types),
-        server.path(),
-    )?
-    .status()
-    .map_err(|e| ClientError::Other(format!("cannot run ssh: {e}")))?;
+    let status = ssh_command(login, server.path())?
+        .status()
+        .map_err(|e| ClientError::Other(format!("cannot run ssh: {e}")))?;
     server.finish();
     Ok(status)
 }
 
-fn ssh_command(
-    login: &Login,
-    known_hosts: &Path,
-    algorithms: &str,
-    socket: &Path,
-) -> Result<Command> {
+fn ssh_command(login: &Login, socket: &Path) -> Result<Command> {
     let me = std::env::current_exe()
         .map_err(|e| ClientError::Other(format!("cannot find my own path: {e}")))?;
+    let me_text = me
+        .to_str()
+        .filter(|s| !s.contains(['"', '\'', '\\', ' ', '%']))
+        .ok_or_else(|| {
+            ClientError::Other(format!(
+                "{} cannot be named in an ssh option; install codext elsewhere",
+                me.display()
+            ))
+        })?;
+    let fingerprints: Vec<String> = login.host_keys.iter().map(|f| f.to_string()).collect();
     let mut cmd = Command::new("ssh");
     cmd.arg("-F").arg("none");
     for opt in [
-        format!("UserKnownHostsFile={}", known_hosts.display()),
-        "GlobalKnownHostsFile=/dev/null".into(),
+        // Host keys: only what codext vouches for, strictly.
+        "UserKnownHostsFile=none".to_owned(),
+        "GlobalKnownHostsFile=none".into(),
+        format!(
+            "KnownHostsCommand={me_text} known-hosts %H '%t' '%K' {}",
+            fingerprints.join(" ")
+        ),
         "StrictHostKeyChecking=yes".into(),
+        "CheckHostIP=no".into(),
         "UpdateHostKeys=no".into(),
-        format!("HostKeyAlgorithms={algorithms}"),
+        // Authentication: the password, once, and nothing else.
         "PreferredAuthentications=password".into(),
         "PubkeyAuthentication=no".into(),
         "KbdInteractiveAuthentication=no".into(),
@@ -167,6 +137,7 @@ fn ssh_command(
         "IdentitiesOnly=yes".into(),
         "IdentityAgent=none".into(),
         "NumberOfPasswordPrompts=1".into(),
+        // No sharing, no forwarding.
         "ControlMaster=no".into(),
         "ControlPath=none".into(),
         "ForwardAgent=no".into(),
@@ -186,8 +157,45 @@ fn ssh_command(
     cmd.args(&login.command);
     cmd.env_remove("SSH_AUTH_SOCK")
         .env_remove("DISPLAY")
-        .env("SSH_ASKPASS", me)
+        .env("SSH_ASKPASS", &me)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env(askpass::ENV, socket);
     Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIDXmPKc3U8NGQdtDWkZXBGCHQDdHtCjUpwe5ex4S6Wrb";
+
+    fn fp() -> String {
+        codext_core::hostkeys::fingerprint_line(&format!("ssh-ed25519 {ED}"))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn given_signed_key_then_vouched_for() {
+        let line = known_hosts_line("[127.0.0.1]:2222", "ssh-ed25519", ED, &[fp()]).unwrap();
+        assert_eq!(line, Some(format!("[127.0.0.1]:2222 ssh-ed25519 {ED}")));
+    }
+
+    #[test]
+    fn given_unsigned_key_then_refused_with_reason() {
+        let other = "SHA256:u3lWes8tk4O8Vgke5IuqnFGxXMAdSf1KcWYArcD13dE".to_owned();
+        let err = known_hosts_line("h", "ssh-ed25519", ED, &[other]).unwrap_err();
+        assert!(err.contains("man in the middle"), "{err}");
+        assert!(known_hosts_line("h", "ssh-ed25519", ED, &[]).is_err());
+    }
+
+    #[test]
+    fn given_no_key_yet_then_nothing_to_say() {
+        assert_eq!(known_hosts_line("h", "", "", &[fp()]).unwrap(), None);
+    }
+
+    #[test]
+    fn given_garbage_key_then_error() {
+        assert!(known_hosts_line("h", "ssh-ed25519", "!!!", &[fp()]).is_err());
+    }
 }

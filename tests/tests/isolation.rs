@@ -191,3 +191,24 @@ sandbox_test! {
         assert!(!in_passwd(&a.user));
     }
 }
+
+sandbox_test! {
+    fn given_a_host_whose_key_was_not_signed_into_the_puzzle_then_codext_refuses_it_before_sending_the_token() {
+        // The puzzle binds a key this sshd does not have: to the agent, the
+        // sshd it reaches is a man in the middle.
+        let w = World::with_config(&format!("host_keys = [\"{WORK}/elsewhere_key.pub\"]\n"));
+        sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {WORK}/elsewhere_key"));
+        let a = w.arm();
+        let before = w.helper_connections();
+        let out = w.login(&a.puzzle, &["id -un"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not sign") && err.contains("man in the middle"), "{err}");
+        assert!(err.contains("Host key verification failed"), "{err}");
+        // No password was sent: the helper was never asked, nothing was
+        // created, no attempt counted.
+        assert_eq!(w.helper_connections(), before);
+        assert!(!in_passwd(&a.user));
+        assert_eq!(w.state()["users"][a.user.as_str()]["attempts"], 0);
+    }
+}

@@ -200,8 +200,14 @@ sandbox_test! {
             std::thread::scope(|s| {
                 let handles: Vec<_> = users.iter().map(|a| s.spawn(|| w.login(&a.puzzle, &["id -u"]))).collect();
                 for (a, h) in users.iter().zip(handles) {
-                    let out = h.join().unwrap();
-                    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), a.uid.to_string());
+                                        let out = h.join().unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&out.stdout).trim(),
+                        a.uid.to_string(),
+                        "{}: {}",
+                        a.user,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
             });
             done += 4;
