@@ -3,7 +3,7 @@
 //! * `socket=PATH` — the helper's socket (default `/run/codext/helper.sock`);
 //! * `services=a,b` — PAM services allowed to log a codext user in
 //!   (default `sshd`); any other service is refused for `user-…` names;
-//! * `timeout=SECONDS` — per-request limit, 1 to 30 (default 5);
+//! * `timeout=SECONDS` — per-request limit, 1 to 30 (default 3);
 //! * `debug` — log every decision, not only refusals and errors.
 //!
 //! An unknown or malformed argument is a configuration error: the module
@@ -15,7 +15,7 @@ use std::time::Duration;
 /// Default helper socket.
 pub const DEFAULT_SOCKET: &str = "/run/codext/helper.sock";
 /// Default per-request timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Parsed module arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
