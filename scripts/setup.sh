@@ -7,7 +7,8 @@ set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (it installs packages)" >&2; exit 2; }
 
 packages=(openssh-server openssh-client pamtester libpam0g-dev sshpass iproute2 openssl
-          gcc libc6-dev pkg-config curl ca-certificates procps passwd systemd binutils)
+          gcc libc6-dev pkg-config curl ca-certificates procps passwd systemd libnss-systemd binutils
+          util-linux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,4 +43,12 @@ fi
 if [ "${CODEXT_SKIP_AUDIT_INSTALL:-}" != 1 ] && ! cargo audit --version >/dev/null 2>&1; then
     echo "setup.sh: installing cargo-audit"
     cargo install --quiet --locked cargo-audit
+fi
+
+# Armed users are announced through nss-systemd (a /run/userdb record):
+# the passwd and group databases must consult it (Debian 12's default, set
+# by libnss-systemd's installation).
+if ! grep -Eq '^passwd:.*\bsystemd\b' /etc/nsswitch.conf; then
+    echo "setup.sh: /etc/nsswitch.conf does not consult systemd for passwd; codext needs 'passwd: files systemd'" >&2
+    exit 1
 fi
