@@ -80,7 +80,7 @@ fn main() {
     stats("issue (codext-helper issue: RSA-4096 sign)", &mut issue);
     stats("solve (codext solve: verify + decrypt)", &mut solve);
     stats("answer (codext-helper answer: arm)", &mut answer);
-    let ours = stats("login (codext ssh: keyscan + ssh + useradd)", &mut login);
+    let ours = stats("login (codext ssh: ssh + PAM + useradd)", &mut login);
     stats("removal after logout (kill, userdel, sweep)", &mut removal);
     stats("whole flow", &mut whole);
     let base = stats("baseline: plain ssh password login (sshpass)", &mut plain);
