@@ -392,14 +392,7 @@ fn run(cli: Cli) -> Result<i32> {
                 opened.content.user,
                 c.calls()
             );
-            let login = ssh::Login {
-                host,
-                port,
-                user: opened.content.user.to_string(),
-                password: opened.content.token.password(),
-                host_keys: opened.content.host_keys.clone(),
-                command,
-            };
+            let login = ssh::Login::from_puzzle(&opened, host, port, command);
             drop(opened);
             let status = ssh::run(&login)?;
             Ok(status.code().unwrap_or(255))
@@ -427,14 +420,7 @@ fn run(cli: Cli) -> Result<i32> {
             command,
         } => {
             let opened = open(&key, &server_key, &read_puzzle(&puzzle)?)?;
-            let login = ssh::Login {
-                host,
-                port,
-                user: opened.content.user.to_string(),
-                password: opened.content.token.password(),
-                host_keys: opened.content.host_keys.clone(),
-                command,
-            };
+            let login = ssh::Login::from_puzzle(&opened, host, port, command);
             drop(opened);
             let status = ssh::run(&login)?;
             Ok(status.code().unwrap_or(255))

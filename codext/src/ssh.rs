@@ -38,6 +38,25 @@ pub struct Login {
     pub command: Vec<String>,
 }
 
+impl Login {
+    /// The login a solved puzzle allows, to `host:port`.
+    pub fn from_puzzle(
+        opened: &codext_core::OpenedPuzzle,
+        host: String,
+        port: u16,
+        command: Vec<String>,
+    ) -> Login {
+        Login {
+            host,
+            port,
+            user: opened.content.user.to_string(),
+            password: opened.content.token.password(),
+            host_keys: opened.content.host_keys.clone(),
+            command,
+        }
+    }
+}
+
 /// A private folder removed on drop.
 struct PrivateDir(PathBuf);
 

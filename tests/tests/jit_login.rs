@@ -3,17 +3,7 @@
 
 use codext_tests::sandbox_test;
 use codext_tests::world::{in_passwd, processes_of, resolves, wait_until, World};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn status_sessions(user: &str) -> u64 {
-    let out = World::helper_cli(&["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
-    v.as_array()
-        .and_then(|a| a.iter().find(|e| e["user"] == user))
-        .and_then(|e| e["sessions"].as_u64())
-        .unwrap_or(0)
-}
 
 sandbox_test! {
     fn given_armed_user_when_ssh_with_token_then_logged_in_with_announced_uid_and_removed_after_logout() {
@@ -53,18 +43,10 @@ sandbox_test! {
     fn given_used_token_then_a_second_login_with_it_fails_even_while_the_first_session_runs() {
         let w = World::new();
         let a = w.arm();
-        let mut first = w
-            .as_agent(Command::new("sshpass").args(["-e", "ssh"]).args(codext_tests::world::ssh_args(&[])))
-            .arg(format!("{}@127.0.0.1", a.user))
-            .arg("sleep 60")
-            .env("SSHPASS", &a.password)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("first ssh");
-        wait_until(Duration::from_secs(20), "the first session to open", || status_sessions(&a.user) == 1);
+        let mut first = w.hold_session(&a.user, &a.password, 1);
         let second = w.ssh_password(&a.user, &a.password, "true");
         assert!(!second.status.success(), "a used token logged in again");
-        assert_eq!(status_sessions(&a.user), 1);
+        assert_eq!(w.sessions_of(&a.user) as u64, 1);
         let _ = first.kill();
         let _ = first.wait();
         w.wait_removed(&a.user, a.uid);
@@ -90,15 +72,7 @@ sandbox_test! {
     fn given_two_sessions_of_one_user_then_account_survives_the_first_logout_and_goes_after_the_second() {
         let w = World::new();
         let a = w.arm();
-        let mut first = w
-            .as_agent(Command::new("sshpass").args(["-e", "ssh"]).args(codext_tests::world::ssh_args(&[])))
-            .arg(format!("{}@127.0.0.1", a.user))
-            .arg("sleep 60")
-            .env("SSHPASS", &a.password)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("first ssh");
-        wait_until(Duration::from_secs(20), "the first session to open", || status_sessions(&a.user) == 1);
+        let mut first = w.hold_session(&a.user, &a.password, 1);
         // A second connection needs a second token: a renewal puzzle for
         // the live user, to the same agent key.
         let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--user", &a.user, "--json"]);
@@ -109,18 +83,10 @@ sandbox_test! {
         let solved = w.solve(&puzzle);
         let ans = World::helper_cli(&["answer", solved["answer"].as_str().unwrap()]);
         assert!(ans.status.success(), "{}", String::from_utf8_lossy(&ans.stderr));
-        let mut second = w
-            .as_agent(Command::new("sshpass").args(["-e", "ssh"]).args(codext_tests::world::ssh_args(&[])))
-            .arg(format!("{}@127.0.0.1", a.user))
-            .arg("sleep 60")
-            .env("SSHPASS", solved["password"].as_str().unwrap())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("second ssh");
-        wait_until(Duration::from_secs(20), "the second session to open", || status_sessions(&a.user) == 2);
+        let mut second = w.hold_session(&a.user, solved["password"].as_str().unwrap(), 2);
         let _ = first.kill();
         let _ = first.wait();
-        wait_until(Duration::from_secs(20), "the first session to close", || status_sessions(&a.user) == 1);
+        wait_until(Duration::from_secs(20), "the first session to close", || w.sessions_of(&a.user) as u64 == 1);
         assert!(in_passwd(&a.user), "the account went with the first of two sessions");
         assert!(!processes_of(a.uid).is_empty(), "the second session's processes were killed");
         let _ = second.kill();
