@@ -596,7 +596,18 @@ impl Helper {
                     json!({"user": entry.user, "result": "failed", "error": e.to_string()}),
                 );
                 let mut locked = self.store.lock()?;
-                locked.state.users.remove(&entry.user);
+                // If useradd did create it (and something after failed),
+                // it is ours to remove: the reaper's next pass does that.
+                // Otherwise there is nothing to clean up.
+                match locked.state.users.get_mut(&entry.user) {
+                    Some(e) if accounts::is_ours_on_disk(entry) => {
+                        e.account_created = true;
+                        e.phase = Phase::Removing;
+                    }
+                    _ => {
+                        locked.state.users.remove(&entry.user);
+                    }
+                }
                 locked.save()?;
                 Err(e)
             }

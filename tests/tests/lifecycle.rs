@@ -267,3 +267,20 @@ sandbox_test! {
         assert!(!uids[1..].contains(&first.uid));
     }
 }
+
+sandbox_test! {
+    fn given_account_creation_failing_halfway_then_login_denied_and_the_half_made_account_removed() {
+        // useradd adds the user but cannot make a home inside a file
+        // (exit 12): a half-made account codext must not leave behind.
+        let w = World::with_config("[accounts]\nhome_base = \"/etc/hostname\"\n[limits]\nreaper_interval = \"1s\"\n");
+        let baseline = shadow_checks();
+        let a = w.arm();
+        let out = w.login(&a.puzzle, &["true"]);
+        assert!(!out.status.success(), "logged in without a home");
+        assert!(events(&w, "create").iter().any(|e| e["user"] == a.user.as_str() && e["result"] == "failed"));
+        wait_state_empty(&w, Duration::from_secs(20));
+        assert!(!in_passwd(&a.user), "the half-made account was left behind");
+        assert_zero_orphans(&w);
+        assert_eq!(shadow_checks(), baseline);
+    }
+}
