@@ -262,6 +262,19 @@ fn spawn_digitalocean(helper: Helper) {
     });
 }
 
+/// True when the peer has closed its end of `stream` (checked without
+/// waiting).
+fn peer_gone(stream: &UnixStream) -> bool {
+    // Only POLLRDHUP is asked for (nix has no name for it; Linux sets it on
+    // a Unix socket whose peer shut down or closed), and POLLHUP/POLLERR
+    // are always reported: any readiness at all means the peer is gone.
+    let mut fds = [PollFd::new(
+        stream.as_fd(),
+        PollFlags::from_bits_retain(libc::POLLRDHUP),
+    )];
+    poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0
+}
+
 /// A named thread with a small stack (memory is locked: stacks must stay
 /// small).
 fn thread(name: &str) -> std::thread::Builder {
@@ -288,26 +301,53 @@ impl Daemon {
                 return;
             }
         };
-        let reply = match Request::decode(&frame) {
-            Ok(req) => {
-                eprintln!(
-                    "codext-helper: connection {n} (pid {}): {}",
-                    pid,
-                    req.kind_name()
-                );
-                self.dispatch(req)
-            }
+        let req = match Request::decode(&frame) {
+            Ok(req) => req,
             Err(e) => {
-                eprintln!(
-                    "codext-helper: connection {n} (pid {}): bad request: {e}",
-                    pid
+                eprintln!("codext-helper: connection {n} (pid {pid}): bad request: {e}");
+                let _ = write_frame(
+                    &mut stream,
+                    &Reply::new(ReplyStatus::BadRequest, e.to_string()).encode(),
                 );
-                Reply::new(ReplyStatus::BadRequest, e.to_string())
+                return;
             }
         };
         drop(frame);
+        eprintln!(
+            "codext-helper: connection {n} (pid {pid}): {}",
+            req.kind_name()
+        );
+        let login = match &req {
+            Request::Authenticate { user, rhost, .. } => Some((user.clone(), rhost.clone())),
+            _ => None,
+        };
+        // A PAM module that gave up waiting (the helper was stopped or
+        // slow) has closed its end: its login already failed, so the token
+        // must not be consumed nor an account made for it now.
+        if let Some((user, rhost)) = &login {
+            if peer_gone(&stream) {
+                self.helper.log_refusal(
+                    req.kind_name(),
+                    user.as_str(),
+                    "the PAM module stopped waiting",
+                    rhost,
+                );
+                return;
+            }
+        }
+        let reply = self.dispatch(req);
         if let Err(e) = write_frame(&mut stream, &reply.encode()) {
             eprintln!("codext-helper: connection {n}: cannot reply: {e}");
+            // The module never heard that the login succeeded: sshd denied
+            // it, so the account just made must not stay.
+            if let (Some((user, _)), ReplyStatus::Ok) = (&login, reply.status) {
+                if let Err(e) = self
+                    .helper
+                    .revoke(user, "the PAM module did not get the answer")
+                {
+                    eprintln!("codext-helper: revoking {user}: {e}");
+                }
+            }
         }
     }
 

@@ -161,7 +161,14 @@ sandbox_test! {
         assert!(hung < Duration::from_secs(15), "denial took {hung:?}");
         assert!(w.ssh_password("alice", "alice-pw-123", "true").status.success());
         assert!(w.ssh_key("root", Path::new(&key("root")), "true").status.success());
+                // Resumed, the helper finds the request the module gave up on: it
+        // must neither consume the token nor make an account for it.
         sh(&format!("kill -CONT {}", w.helper_pid()));
+        codext_tests::world::wait_until(Duration::from_secs(10), "the stale request to be refused", || {
+            w.audit().iter().any(|e| e["event"] == "refuse" && e["reason"] == "the PAM module stopped waiting")
+        });
+        assert!(!in_passwd(&a.user), "an account was made for a login sshd had already denied");
+        assert_eq!(w.state()["users"][a.user.as_str()]["phase"], "armed");
         // Down: killed, nobody listening.
         w.kill_helper();
         let t = Instant::now();
