@@ -5,7 +5,7 @@
 
 use crate::error::{HelperError, Result};
 use crate::store::Entry;
-use nix::dir::{Dir, Type};
+use nix::dir::Dir;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
 use nix::unistd::{Group, Uid, UnlinkatFlags, User};
@@ -61,17 +61,32 @@ pub fn lookup_group(group: &str) -> Result<Option<u32>> {
         .map_err(|e| HelperError::System(format!("cannot look up group {group}: {e}")))
 }
 
-/// True when NSS or `/etc/passwd` knows `uid` (useradd itself only checks
-/// the files, so both are checked here).
-pub fn uid_taken(uid: u32) -> bool {
-    let nss = !matches!(User::from_uid(Uid::from_raw(uid)), Ok(None));
-    nss || passwd_file_entries().iter().any(|(_, u)| *u == uid)
+/// The accounts NSS and `/etc/passwd` know, for picking a free name and
+/// uid (`useradd` itself only checks the files, so both are asked; the
+/// file is read once per snapshot).
+#[derive(Debug)]
+pub struct Known {
+    passwd: Vec<(String, u32)>,
 }
 
-/// True when NSS or `/etc/passwd` knows `name`.
-pub fn name_taken(name: &str) -> bool {
-    let nss = !matches!(User::from_name(name), Ok(None));
-    nss || passwd_file_entries().iter().any(|(n, _)| n == name)
+impl Known {
+    /// Reads `/etc/passwd` now.
+    pub fn snapshot() -> Known {
+        Known {
+            passwd: passwd_file_entries(),
+        }
+    }
+
+    /// True when NSS or `/etc/passwd` knows `uid`.
+    pub fn uid_taken(&self, uid: u32) -> bool {
+        !matches!(User::from_uid(Uid::from_raw(uid)), Ok(None))
+            || self.passwd.iter().any(|(_, u)| *u == uid)
+    }
+
+    /// True when NSS or `/etc/passwd` knows `name`.
+    pub fn name_taken(&self, name: &str) -> bool {
+        !matches!(User::from_name(name), Ok(None)) || self.passwd.iter().any(|(n, _)| n == name)
+    }
 }
 
 /// `(name, uid)` of every line of `/etc/passwd`.
@@ -238,68 +253,64 @@ pub fn remove(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
             entry.user, entry.uid
         )));
     }
-    remove_owned_tree(&entry.home, entry.uid)?;
+    remove_owned_tree(&entry.home, entry.uid);
     for dir in SHARED_TMP {
-        remove_owned(Path::new(dir), entry.uid)?;
+        remove_owned(Path::new(dir), entry.uid);
     }
     Ok(())
 }
 
-/// Removes `path` entirely if it is a folder owned by `uid` (a home
-/// `userdel` could not remove); never follows a symlink.
-fn remove_owned_tree(path: &Path, uid: u32) -> Result<()> {
+/// Removes `path` entirely if it is owned by `uid` (a home `userdel`
+/// could not remove); never follows a symlink. Best effort.
+fn remove_owned_tree(path: &Path, uid: u32) {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Ok(());
+        return;
     };
     let Ok(name) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name)) else {
-        return Ok(());
+        return;
     };
-    let name = name.as_c_str();
-    let Ok(dir) = Dir::open(
-        parent,
-        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return Ok(());
+    let Ok(dir) = Dir::open(parent, DIR_FLAGS, Mode::empty()) else {
+        return;
     };
-    match fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) if st.st_uid == uid => remove_entry(&dir, name, st.st_mode, uid, 0, true),
-        _ => Ok(()),
+    if let Ok(st) = fstatat(
+        Some(dir.as_raw_fd()),
+        name.as_c_str(),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        if st.st_uid == uid {
+            remove_tree(&dir, &name, st.st_mode, uid, 0);
+        }
     }
 }
 
-/// Deletes, below `root`, every entry owned by `uid`, working through
-/// directory handles with `O_NOFOLLOW` so a symlink swapped in by another
-/// user cannot redirect the deletion.
-pub fn remove_owned(root: &Path, uid: u32) -> Result<()> {
-    let Ok(mut dir) = Dir::open(
-        root,
-        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return Ok(());
-    };
-    sweep(&mut dir, uid, 0, false)
+/// Deletes, below `root`, every entry owned by `uid` (with everything
+/// inside a folder of the uid), working through directory handles with
+/// `O_NOFOLLOW` so a symlink swapped in by another user cannot redirect
+/// the deletion. Best effort: what cannot be removed stays.
+pub fn remove_owned(root: &Path, uid: u32) {
+    if let Ok(mut dir) = Dir::open(root, DIR_FLAGS, Mode::empty()) {
+        sweep(&mut dir, uid, 0, false);
+    }
 }
 
 const MAX_DEPTH: usize = 64;
+const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
 
-/// Walks `dir`: removes entries owned by `uid` (whole subtrees when
-/// `all`, i.e. inside a folder of the uid), descends into other folders.
-fn sweep(dir: &mut Dir, uid: u32, depth: usize, all: bool) -> Result<()> {
+/// Walks `dir`: removes the entries owned by `uid` (every entry when
+/// `all`, i.e. inside a folder of the uid) and descends into the others.
+fn sweep(dir: &mut Dir, uid: u32, depth: usize, all: bool) {
     if depth > MAX_DEPTH {
-        return Ok(());
+        return;
     }
-    let names: Vec<(std::ffi::CString, Option<Type>)> = dir
+    let names: Vec<std::ffi::CString> = dir
         .iter()
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_bytes();
-            n != b"." && n != b".."
-        })
-        .map(|e| (e.file_name().to_owned(), e.file_type()))
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
         .collect();
-    for (name, _) in names {
+    for name in names {
         let Ok(st) = fstatat(
             Some(dir.as_raw_fd()),
             name.as_c_str(),
@@ -307,44 +318,30 @@ fn sweep(dir: &mut Dir, uid: u32, depth: usize, all: bool) -> Result<()> {
         ) else {
             continue;
         };
-        let owned = all || st.st_uid == uid;
-        if owned {
-            remove_entry(dir, name.as_c_str(), st.st_mode, uid, depth, true)?;
+        if all || st.st_uid == uid {
+            remove_tree(dir, &name, st.st_mode, uid, depth);
         } else if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             if let Ok(mut sub) = Dir::openat(
                 Some(dir.as_raw_fd()),
                 name.as_c_str(),
-                OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                DIR_FLAGS,
                 Mode::empty(),
             ) {
-                sweep(&mut sub, uid, depth + 1, false)?;
+                sweep(&mut sub, uid, depth + 1, false);
             }
         }
     }
-    Ok(())
 }
 
-fn remove_entry(
-    dir: &Dir,
-    name: &std::ffi::CStr,
-    mode: u32,
-    uid: u32,
-    depth: usize,
-    all: bool,
-) -> Result<()> {
+/// Removes the entry `name` of `dir`, emptying it first if a folder.
+fn remove_tree(dir: &Dir, name: &std::ffi::CStr, mode: u32, uid: u32, depth: usize) {
     let fd = Some(dir.as_raw_fd());
     if mode & libc::S_IFMT == libc::S_IFDIR {
-        if let Ok(mut sub) = Dir::openat(
-            fd,
-            name,
-            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            sweep(&mut sub, uid, depth + 1, all)?;
+        if let Ok(mut sub) = Dir::openat(fd, name, DIR_FLAGS, Mode::empty()) {
+            sweep(&mut sub, uid, depth + 1, true);
         }
         let _ = nix::unistd::unlinkat(fd, name, UnlinkatFlags::RemoveDir);
     } else {
         let _ = nix::unistd::unlinkat(fd, name, UnlinkatFlags::NoRemoveDir);
     }
-    Ok(())
 }

@@ -24,7 +24,7 @@
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::ops::Helper;
-use crate::store::Phase;
+use crate::store::{Entry, Phase};
 use codext_core::digitalocean::{metadata_droplet_id, tags, ApiConfig, Client, SshKey};
 use codext_core::PublicKey;
 use serde_json::json;
@@ -146,10 +146,9 @@ impl DoChannel {
         }
         // Publish what the requests just issued, then tidy up.
         self.publish()?;
-        self.tidy(&droplet.tags, &handled)?;
-        let busy = self
-            .helper
-            .status()?
+        let entries = self.helper.status()?;
+        self.tidy(&droplet.tags, &handled, &entries)?;
+        let busy = entries
             .iter()
             .any(|e| e.channel == CHANNEL && matches!(e.phase, Phase::Pending | Phase::Armed));
         Ok(busy)
@@ -224,7 +223,7 @@ impl DoChannel {
         }
         let request = codext_core::encoding::hex(prefix);
         let Some(key) = self.find_key(prefix)? else {
-            self.helper.log_event(
+            self.helper.log(
                 "refuse",
                 json!({"request": "puzzle", "key": request, "channel": CHANNEL,
                 "reason": "no codext- key with that fingerprint in the account"}),
@@ -234,7 +233,7 @@ impl DoChannel {
         let fp = key.fingerprint().to_string();
         let d = &self.helper.cfg.digitalocean;
         if !(d.allowed_keys.contains(&fp) || d.issue_to_any_codext_key) {
-            self.helper.log_event(
+            self.helper.log(
                 "refuse",
                 json!({"request": "puzzle", "key": fp, "channel": CHANNEL,
                 "reason": "key not on the allow-list"}),
@@ -251,8 +250,7 @@ impl DoChannel {
     }
 
     /// Deletes codext tags that nothing live stands behind.
-    fn tidy(&self, seen: &[String], handled: &[String]) -> Result<()> {
-        let entries = self.helper.status()?;
+    fn tidy(&self, seen: &[String], handled: &[String], entries: &[Entry]) -> Result<()> {
         for raw in seen {
             if handled.contains(raw) || !tags::is_codext_tag(raw) {
                 continue;

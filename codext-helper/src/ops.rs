@@ -94,7 +94,9 @@ impl Helper {
         Ok(Helper { cfg, store, audit })
     }
 
-    fn log(&self, event: &str, fields: serde_json::Value) {
+    /// Appends an event to the audit trail (a failure is reported, not
+    /// fatal: the action it records has happened).
+    pub(crate) fn log(&self, event: &str, fields: serde_json::Value) {
         if let Err(e) = self.audit.record(event, fields) {
             eprintln!("codext-helper: {e}");
         }
@@ -192,7 +194,13 @@ impl Helper {
                 }
                 (user.clone(), entry.uid)
             }
-            None => (self.fresh_name(&locked)?, self.allocate_uid(&mut locked)?),
+            None => {
+                let known = accounts::Known::snapshot();
+                (
+                    self.fresh_name(&locked, &known)?,
+                    self.allocate_uid(&mut locked, &known)?,
+                )
+            }
         };
         let content = PuzzleContent {
             puzzle_id,
@@ -267,12 +275,10 @@ impl Helper {
         })
     }
 
-    fn fresh_name(&self, locked: &Locked) -> Result<UserName> {
+    fn fresh_name(&self, locked: &Locked, known: &accounts::Known) -> Result<UserName> {
         for _ in 0..32 {
             let name = UserName::from_random(codext_core::random::bytes::<6>()?);
-            if !locked.state.users.contains_key(name.as_str())
-                && !accounts::name_taken(name.as_str())
-            {
+            if !locked.state.users.contains_key(name.as_str()) && !known.name_taken(name.as_str()) {
                 return Ok(name);
             }
         }
@@ -284,7 +290,7 @@ impl Helper {
     /// Next free uid after the cursor: not in the state, unknown to NSS
     /// and to `/etc/passwd`. The cursor only moves forward (wrapping), so a
     /// uid is handed out again only after the whole range has been used.
-    fn allocate_uid(&self, locked: &mut Locked) -> Result<u32> {
+    fn allocate_uid(&self, locked: &mut Locked, known: &accounts::Known) -> Result<u32> {
         let (min, max) = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
         let span = max - min + 1;
         let start = locked
@@ -295,7 +301,7 @@ impl Helper {
         for i in 0..span {
             let uid = min + (start - min + i) % span;
             let in_state = locked.state.users.values().any(|e| e.uid == uid);
-            if !in_state && !accounts::uid_taken(uid) {
+            if !in_state && !known.uid_taken(uid) {
                 locked.state.next_uid = Some(if uid == max { min } else { uid + 1 });
                 return Ok(uid);
             }
@@ -887,12 +893,6 @@ impl Helper {
             self.log(event, fields);
         }
         Ok(removals)
-    }
-
-    /// Appends an event to the audit trail (failures are reported, not
-    /// fatal).
-    pub fn log_event(&self, event: &str, fields: serde_json::Value) {
-        self.log(event, fields);
     }
 
     /// Records a PAM request that was refused before reaching the state

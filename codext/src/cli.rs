@@ -10,7 +10,7 @@ use codext_core::keys::{PrivateKey, PublicKey, MAX_BITS, MIN_AGENT_BITS, SERVER_
 use codext_core::time::{now, rfc3339};
 use codext_core::{OpenedPuzzle, Puzzle};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,12 +36,8 @@ enum Command {
     },
     /// Verify and decrypt a puzzle; print the answer to publish.
     Solve {
-        /// The agent's private key.
-        #[arg(long)]
-        key: PathBuf,
-        /// The server's public key, pinned (OpenSSH format).
-        #[arg(long)]
-        server_key: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -67,12 +63,8 @@ enum Command {
         /// The server's droplet id.
         #[arg(long)]
         droplet: u64,
-        /// The agent's private key.
-        #[arg(long)]
-        key: PathBuf,
-        /// The server's public key, pinned.
-        #[arg(long)]
-        server_key: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Only wait (the operator issued the puzzle; do not request one).
         #[arg(long)]
         no_request: bool,
@@ -102,12 +94,8 @@ enum Command {
         /// The server's droplet id.
         #[arg(long)]
         droplet: u64,
-        /// The agent's private key.
-        #[arg(long)]
-        key: PathBuf,
-        /// The server's public key, pinned.
-        #[arg(long)]
-        server_key: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// SSH port on the droplet.
         #[arg(long, default_value_t = 22)]
         port: u16,
@@ -135,12 +123,8 @@ enum Command {
     },
     /// Solve a puzzle again and log in with ssh (after the server accepted the answer).
     Ssh {
-        /// The agent's private key.
-        #[arg(long)]
-        key: PathBuf,
-        /// The server's public key, pinned (OpenSSH format).
-        #[arg(long)]
-        server_key: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Host to connect to.
         #[arg(long)]
         host: String,
@@ -248,12 +232,31 @@ fn read_puzzle(arg: &str) -> Result<Puzzle> {
     Ok(Puzzle::from_text(&text)?)
 }
 
-/// Loads the agent key and the pinned server key, and opens the puzzle.
-pub fn open(key: &Path, server_key: &Path, puzzle: &Puzzle) -> Result<OpenedPuzzle> {
-    let agent = PrivateKey::load(key)?;
-    let server = PublicKey::load(server_key)?;
-    server.require_bits(SERVER_BITS, "server")?;
-    Ok(puzzle.open(&agent, &server, now())?)
+/// The agent's key and the server key it pinned.
+#[derive(clap::Args, Debug)]
+struct KeyArgs {
+    /// The agent's private key.
+    #[arg(long)]
+    key: PathBuf,
+    /// The server's public key, pinned (OpenSSH format).
+    #[arg(long)]
+    server_key: PathBuf,
+}
+
+impl KeyArgs {
+    /// The agent key and the pinned server key (which must be RSA-4096+).
+    fn load(&self) -> Result<(PrivateKey, PublicKey)> {
+        let agent = PrivateKey::load(&self.key)?;
+        let server = PublicKey::load(&self.server_key)?;
+        server.require_bits(SERVER_BITS, "server")?;
+        Ok((agent, server))
+    }
+
+    /// Loads both keys and opens `puzzle`.
+    fn open(&self, puzzle: &Puzzle) -> Result<OpenedPuzzle> {
+        let (agent, server) = self.load()?;
+        Ok(puzzle.open(&agent, &server, now())?)
+    }
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -287,13 +290,12 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Solve {
-            key,
-            server_key,
+            keys,
             json,
             password,
             puzzle,
         } => {
-            let opened = open(&key, &server_key, &read_puzzle(&puzzle)?)?;
+            let opened = keys.open(&read_puzzle(&puzzle)?)?;
             let c = &opened.content;
             if json {
                 let mut v = serde_json::json!({
@@ -333,15 +335,16 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Poll {
             droplet,
-            key,
-            server_key,
+            keys,
             no_request,
             api,
         } => {
             let access = api.access();
             let c = digitalocean::client(&access)?;
-            let (text, _) =
-                digitalocean::fetch_puzzle(&c, &access, droplet, &key, &server_key, !no_request)?;
+            let (text, _) = {
+                let (agent, server) = keys.load()?;
+                digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
+            };
             println!("{text}");
             Ok(0)
         }
@@ -367,8 +370,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Connect {
             droplet,
-            key,
-            server_key,
+            keys,
             port,
             no_request,
             api,
@@ -376,8 +378,10 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let access = api.access();
             let c = digitalocean::client(&access)?;
-            let (_, opened) =
-                digitalocean::fetch_puzzle(&c, &access, droplet, &key, &server_key, !no_request)?;
+            let (_, opened) = {
+                let (agent, server) = keys.load()?;
+                digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
+            };
             eprintln!(
                 "codext: puzzle for {} solved; answering",
                 opened.content.user
@@ -412,14 +416,13 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Ssh {
-            key,
-            server_key,
+            keys,
             host,
             port,
             puzzle,
             command,
         } => {
-            let opened = open(&key, &server_key, &read_puzzle(&puzzle)?)?;
+            let opened = keys.open(&read_puzzle(&puzzle)?)?;
             let login = ssh::Login::from_puzzle(&opened, host, port, command);
             drop(opened);
             let status = ssh::run(&login)?;

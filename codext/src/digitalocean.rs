@@ -10,7 +10,6 @@ use crate::error::{ClientError, Result};
 use codext_core::digitalocean::{tags, ApiConfig, Client, Droplet};
 use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -164,22 +163,18 @@ pub fn wait_ready(
     }
 }
 
-/// Reads the agent key (`key`) and the pinned server key (`server_key`),
-/// asks for a puzzle unless `ask` is false (the operator issued one), and
-/// waits for it.
+/// Asks for a puzzle for `agent` unless `ask` is false (the operator
+/// issued one), and waits for one that opens with the pinned `server` key.
 pub fn fetch_puzzle(
     c: &Client,
     access: &Access,
     droplet: u64,
-    key: &Path,
-    server_key: &Path,
+    agent: &PrivateKey,
+    server: &PublicKey,
     ask: bool,
 ) -> Result<(String, OpenedPuzzle)> {
-    let agent = PrivateKey::load(key)?;
-    let server = PublicKey::load(server_key)?;
-    server.require_bits(codext_core::keys::SERVER_BITS, "server")?;
     if ask {
         request(c, droplet, &agent.public("")?)?;
     }
-    wait_puzzle(c, access, droplet, &agent, &server)
+    wait_puzzle(c, access, droplet, agent, server)
 }
