@@ -155,6 +155,10 @@ fn run(cli: Cli) -> Result<()> {
                 println!("server public key: {}", r.server_public_key);
                 println!("fingerprint:       {}", r.fingerprint);
                 println!("group:             {} (gid {})", r.group, r.gid);
+                println!(
+                    "killer account:    {} (uid {})",
+                    r.killer_user, r.killer_uid
+                );
                 println!("Give the public key file to the agent; it pins it with `codext solve --server-key`.");
             }
         }
@@ -220,6 +224,10 @@ fn run(cli: Cli) -> Result<()> {
                             "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
                             "sessions": e.sessions.len(), "answer_by": rfc3339(e.answer_by),
                             "login_by": e.login_by.map(rfc3339), "grant_until": e.grant_until.map(rfc3339),
+                            "removal": e.removal.as_ref().map(|r| serde_json::json!({
+                                "started_at": rfc3339(r.started_at), "attempts": r.attempts,
+                                "last_error": r.last_error,
+                            })),
                         })
                     })
                     .collect();
@@ -242,6 +250,17 @@ fn run(cli: Cli) -> Result<()> {
                         e.sessions.len(),
                         rfc3339(deadline)
                     );
+                    if let Some(r) = &e.removal {
+                        println!(
+                            "    removal since {}, {} attempt(s){}",
+                            rfc3339(r.started_at),
+                            r.attempts,
+                            r.last_error
+                                .as_ref()
+                                .map(|m| format!(", last failure: {m}"))
+                                .unwrap_or_default()
+                        );
+                    }
                 }
             }
         }

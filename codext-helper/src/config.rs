@@ -104,6 +104,9 @@ pub struct Accounts {
     pub home_base: PathBuf,
     /// Login shell.
     pub shell: PathBuf,
+    /// The locked system account the killer runs as (created by `init`;
+    /// never used for anything else).
+    pub killer_user: String,
 }
 
 /// Attempt limits.
@@ -117,6 +120,10 @@ pub struct Limits {
     /// How often the reaper enforces the time limits (1s to 60s).
     #[serde(with = "humantime_serde_compat")]
     pub reaper_interval: Duration,
+    /// Longest wait for `useradd`, `userdel` or the killer (1s to 60s);
+    /// past it the tool is killed and the step retried.
+    #[serde(with = "humantime_serde_compat")]
+    pub tool_timeout: Duration,
 }
 
 /// Time limits, as humantime strings in the file.
@@ -163,6 +170,7 @@ impl Default for Accounts {
             group: "codext".into(),
             home_base: PathBuf::from("/home"),
             shell: PathBuf::from("/bin/bash"),
+            killer_user: "codext-killer".into(),
         }
     }
 }
@@ -173,6 +181,7 @@ impl Default for Limits {
             max_attempts: 3,
             failures_per_source_per_minute: 20,
             reaper_interval: Duration::from_secs(5),
+            tool_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -275,6 +284,23 @@ impl Config {
             return bad(format!(
                 "accounts.group {:?} is not a valid group name",
                 a.group
+            ));
+        }
+        if !(1..=60).contains(&self.limits.tool_timeout.as_secs()) {
+            return bad("limits.tool_timeout must be between 1s and 60s".into());
+        }
+        if a.killer_user.is_empty()
+            || a.killer_user.len() > 32
+            || a.killer_user == a.group
+            || a.killer_user.starts_with("user-")
+            || !a
+                .killer_user
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return bad(format!(
+                "accounts.killer_user {:?} is not a valid, distinct system user name",
+                a.killer_user
             ));
         }
         if self.limits.max_attempts == 0 {

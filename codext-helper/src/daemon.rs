@@ -6,8 +6,13 @@
 //! * One request and one reply per connection, framed and size-capped
 //!   ([`codext_wire`]), with short read and write timeouts and a cap on
 //!   connections in flight, so idle or slow peers cannot pile up.
-//! * One account worker thread: every account creation and removal goes
-//!   through it, in order (and under the account lock shared with the CLI).
+//! * Two lanes for account changes, so a login never waits behind a
+//!   removal: a creation runs on its connection's thread (only `useradd`
+//!   itself is serialised, by the account lock shared with the CLI); every
+//!   removal goes through one removal worker (killing and sweeping take
+//!   seconds, and hold only the removal lock).
+//! * Connections beyond the cap wait briefly for a slot (the kernel's
+//!   listen backlog holds the rest) instead of being dropped.
 //! * A reaper thread expires puzzles, armed users and grants and notices
 //!   sessions whose sshd process died.
 //! * Failed verifications are rate-limited per source address, never
@@ -26,23 +31,23 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Condvar;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Read and write timeout on a connection.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
-/// Connections served at once; more are closed immediately.
+/// Connections served at once; more wait up to [`SLOT_WAIT`] for a slot.
 pub const MAX_CONNECTIONS: usize = 64;
-
-enum Job {
-    Create(Box<Entry>, Sender<Result<Verdict>>),
-    Remove(String),
-}
+/// How long a connection beyond the cap waits for a slot before it is
+/// closed (well inside the PAM module's timeout).
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
 
 struct Daemon {
     helper: Helper,
-    jobs: Mutex<Sender<Job>>,
+    removals: Mutex<Sender<String>>,
     in_flight: AtomicUsize,
+    slots: (Mutex<()>, Condvar),
     served: AtomicUsize,
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
@@ -56,13 +61,18 @@ pub fn serve(cfg: Config) -> Result<()> {
     if let Err(e) = crate::sys::lock_memory() {
         eprintln!("codext-helper: cannot lock memory ({e}); secrets could reach swap");
     }
+    // Removal judges "nothing left" from /proc: it must show everything.
+    crate::procfs::check_visibility()
+        .map_err(|why| HelperError::Config(format!("refusing to serve: {why}")))?;
+    crate::accounts::killer_ids(&cfg.accounts.killer_user)?;
     let helper = Helper::new(cfg)?;
     let listener = bind(&helper.cfg.socket)?;
     let (tx, rx) = mpsc::channel();
     let daemon = Arc::new(Daemon {
         helper,
-        jobs: Mutex::new(tx),
+        removals: Mutex::new(tx),
         in_flight: AtomicUsize::new(0),
+        slots: (Mutex::new(()), Condvar::new()),
         served: AtomicUsize::new(0),
         failures: Mutex::new(HashMap::new()),
     });
@@ -107,17 +117,16 @@ pub fn serve(cfg: Config) -> Result<()> {
             }
         };
         let d = Arc::clone(&daemon);
-        if d.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            d.in_flight.fetch_sub(1, Ordering::SeqCst);
-            eprintln!("codext-helper: connection {n}: too many connections in flight; closed");
+        if !d.take_slot() {
+            eprintln!("codext-helper: connection {n}: no free slot within {SLOT_WAIT:?}; closed");
             continue;
         }
         let spawned = thread("conn").spawn(move || {
             d.handle(stream, n, pid);
-            d.in_flight.fetch_sub(1, Ordering::SeqCst);
+            d.release_slot();
         });
         if let Err(e) = spawned {
-            daemon.in_flight.fetch_sub(1, Ordering::SeqCst);
+            daemon.release_slot();
             eprintln!("codext-helper: cannot start a connection thread: {e}");
         }
     }
@@ -155,18 +164,12 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-fn spawn_worker(helper: Helper, rx: Receiver<Job>) {
-    let _ = thread("accounts").spawn(move || {
-        for job in rx {
-            match job {
-                Job::Create(entry, reply) => {
-                    let _ = reply.send(helper.finish_login(&entry));
-                }
-                Job::Remove(user) => {
-                    if let Err(e) = helper.remove_account(&user) {
-                        eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
-                    }
-                }
+/// The removal lane: one removal at a time, in order.
+fn spawn_worker(helper: Helper, rx: Receiver<String>) {
+    let _ = thread("removals").spawn(move || {
+        for user in rx {
+            if let Err(e) = helper.remove_account(&user) {
+                eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
             }
         }
     });
@@ -286,9 +289,39 @@ fn thread(name: &str) -> std::thread::Builder {
 impl Daemon {
     fn schedule(&self, r: Removal) {
         let Removal::Remove(user) = r;
-        if let Ok(tx) = self.jobs.lock() {
-            let _ = tx.send(Job::Remove(user));
+        if let Ok(tx) = self.removals.lock() {
+            let _ = tx.send(user);
         }
+    }
+
+    /// Takes a connection slot, waiting up to [`SLOT_WAIT`] for one.
+    fn take_slot(&self) -> bool {
+        let (lock, freed) = &self.slots;
+        let Ok(mut guard) = lock.lock() else {
+            return false;
+        };
+        let end = Instant::now() + SLOT_WAIT;
+        loop {
+            if self.in_flight.load(Ordering::SeqCst) < MAX_CONNECTIONS {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = match freed.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(_) => return false,
+            };
+        }
+    }
+
+    fn release_slot(&self) {
+        let (lock, freed) = &self.slots;
+        let _guard = lock.lock();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        freed.notify_one();
     }
 
     fn handle(&self, mut stream: UnixStream, n: usize, pid: i32) {
@@ -433,15 +466,10 @@ impl Daemon {
         }
     }
 
+    /// The creation lane: on this connection's thread, never behind a
+    /// removal.
     fn create(&self, entry: Box<Entry>) -> Result<Verdict> {
-        let (tx, rx) = mpsc::channel();
-        self.jobs
-            .lock()
-            .map_err(|_| HelperError::System("account worker lock poisoned".into()))?
-            .send(Job::Create(entry, tx))
-            .map_err(|_| HelperError::System("account worker is gone".into()))?;
-        rx.recv()
-            .map_err(|_| HelperError::System("account worker did not answer".into()))?
+        self.helper.finish_login(&entry)
     }
 
     fn too_many_failures(&self, rhost: &str) -> bool {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod ops;
+pub mod procfs;
 pub mod store;
 pub mod sys;
 pub mod userdb;

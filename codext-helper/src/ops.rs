@@ -11,7 +11,7 @@ use crate::accounts;
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{HelperError, Result};
-use crate::store::{Entry, Locked, Phase, Renewal, Session, Store};
+use crate::store::{Entry, Locked, Phase, RemovalProgress, Renewal, Session, Store};
 use crate::userdb;
 use codext_core::encoding::{hex, hex_decode};
 use codext_core::keys::{PrivateKey, PublicKey, MIN_AGENT_BITS, SERVER_BITS};
@@ -50,6 +50,10 @@ pub struct InitReport {
     pub group: String,
     /// Its gid.
     pub gid: u32,
+    /// The killer's system account.
+    pub killer_user: String,
+    /// Its uid.
+    pub killer_uid: u32,
 }
 
 /// What `issue` reports.
@@ -142,13 +146,17 @@ impl Helper {
             public
         };
         let gid = accounts::ensure_group(&self.cfg.accounts.group)?;
-        self.log("init", json!({"fingerprint": public.fingerprint().to_string(), "created": created, "gid": gid}));
+        let a = &self.cfg.accounts;
+        let (killer_uid, _) = accounts::ensure_killer(&a.killer_user, (a.uid_min, a.uid_max))?;
+        self.log("init", json!({"fingerprint": public.fingerprint().to_string(), "created": created, "gid": gid, "killer_uid": killer_uid}));
         Ok(InitReport {
             server_public_key: pub_path.display().to_string(),
             fingerprint: public.fingerprint().to_string(),
             created,
             group: self.cfg.accounts.group.clone(),
             gid,
+            killer_user: self.cfg.accounts.killer_user.clone(),
+            killer_uid,
         })
     }
 
@@ -252,6 +260,7 @@ impl Helper {
                     sessions: Vec::new(),
                     account_created: false,
                     renewal: None,
+                    removal: None,
                     puzzle: (channel != "manual").then(|| puzzle.to_text()),
                     published: false,
                 };
@@ -444,7 +453,7 @@ impl Helper {
                 self.log("revoke", json!({"user": name, "reason": reason}));
                 Ok(())
             }
-            Phase::Active | Phase::Removing => {
+            Phase::Creating | Phase::Active | Phase::Removing => {
                 entry.phase = Phase::Removing;
                 locked.save()?;
                 drop(locked);
@@ -528,7 +537,7 @@ impl Helper {
         // if account creation is slow or fails.
         userdb::withdraw(&self.cfg.userdb_dir, &name, entry.uid)?;
         entry.login_hash.clear();
-        entry.phase = Phase::Active;
+        entry.phase = Phase::Creating;
         entry.created_at = Some(now);
         entry.grant_until = Some(now + self.cfg.ttl.grant.as_secs());
         let snapshot = entry.clone();
@@ -604,12 +613,14 @@ impl Helper {
                 let mut locked = self.store.lock()?;
                 // If useradd did create it (and something after failed),
                 // it is ours to remove: the reaper's next pass does that.
-                // Otherwise there is nothing to clean up.
+                // A revoke that came first already handed it to the
+                // remover. Otherwise there is nothing to clean up.
                 match locked.state.users.get_mut(&entry.user) {
                     Some(e) if accounts::is_ours_on_disk(entry) => {
                         e.account_created = true;
                         e.phase = Phase::Removing;
                     }
+                    Some(e) if e.phase == Phase::Removing => {}
                     _ => {
                         locked.state.users.remove(&entry.user);
                     }
@@ -622,10 +633,30 @@ impl Helper {
 
     fn create_account(&self, entry: &Entry) -> Result<()> {
         let _accounts = self.store.lock_accounts()?;
-        accounts::create(entry)?;
+        // Re-checked under the account lock: a revoke that came first
+        // moved the user on, and no account may be made for it now.
+        let phase = self
+            .store
+            .lock()?
+            .state
+            .users
+            .get(&entry.user)
+            .map(|e| e.phase);
+        if phase != Some(Phase::Creating) {
+            return Err(HelperError::Refused(format!(
+                "{} was revoked before its account was made",
+                entry.user
+            )));
+        }
+        accounts::create(entry, self.cfg.limits.tool_timeout)?;
+        // Recorded before the account lock is released: a remover waiting
+        // for it then sees the account.
         let mut locked = self.store.lock()?;
         if let Some(e) = locked.state.users.get_mut(&entry.user) {
             e.account_created = true;
+            if e.phase == Phase::Creating {
+                e.phase = Phase::Active;
+            }
         }
         locked.save()?;
         drop(locked);
@@ -708,25 +739,61 @@ impl Helper {
     }
 
     /// Removes the account of a user in [`Phase::Removing`] and forgets it.
-    /// Idempotent: a user already gone is fine.
+    /// Idempotent: a user already gone is fine. An attempt that does not
+    /// finish is recorded in the entry (`status` shows it) and retried by
+    /// the reaper.
     pub fn remove_account(&self, user: &str) -> Result<()> {
-        let _accounts = self.store.lock_accounts()?;
+        let _removals = self.store.lock_removals()?;
         let entry = {
-            let locked = self.store.lock()?;
-            match locked.state.users.get(user) {
-                Some(e) if e.phase == Phase::Removing => e.clone(),
-                _ => return Ok(()),
+            // Taking the account lock waits out a `useradd` in flight, so
+            // the entry says for certain whether an account exists.
+            let _accounts = self.store.lock_accounts()?;
+            let mut locked = self.store.lock()?;
+            let Some(e) = locked.state.users.get_mut(user) else {
+                return Ok(());
+            };
+            if e.phase != Phase::Removing {
+                return Ok(());
             }
+            if !e.account_created && accounts::is_ours_on_disk(e) {
+                e.account_created = true;
+            }
+            let progress = e.removal.get_or_insert_with(|| RemovalProgress {
+                started_at: time::now(),
+                ..RemovalProgress::default()
+            });
+            progress.attempts += 1;
+            let snapshot = e.clone();
+            locked.save()?;
+            snapshot
         };
-        if entry.account_created {
-            let range = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
-            if let Err(e) = accounts::remove(&entry, range) {
+        let repaired = match entry.account_created {
+            true => self.remove_created(&entry),
+            false => Ok(None),
+        };
+        let repaired = match repaired {
+            Ok(r) => r,
+            Err(e) => {
+                let mut locked = self.store.lock()?;
+                if let Some(p) = locked
+                    .state
+                    .users
+                    .get_mut(user)
+                    .and_then(|x| x.removal.as_mut())
+                {
+                    p.last_error = Some(e.to_string());
+                }
+                locked.save()?;
+                drop(locked);
                 self.log(
                     "remove",
                     json!({"user": user, "result": "failed", "error": e.to_string()}),
                 );
                 return Err(e);
             }
+        };
+        if let Some(what) = repaired {
+            self.log("repair", json!({"user": user, "what": what}));
         }
         userdb::withdraw(&self.cfg.userdb_dir, &entry.user, entry.uid)?;
         let mut locked = self.store.lock()?;
@@ -738,6 +805,23 @@ impl Helper {
             json!({"user": user, "uid": entry.uid, "result": "ok"}),
         );
         Ok(())
+    }
+
+    /// Kills, deletes the record, sweeps (see [`accounts`]); only the
+    /// `userdel` step holds the account lock, so logins are never queued
+    /// behind a slow kill or sweep.
+    fn remove_created(&self, entry: &Entry) -> Result<Option<String>> {
+        let a = &self.cfg.accounts;
+        let timeout = self.cfg.limits.tool_timeout;
+        accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
+        let killer = accounts::killer_ids(&a.killer_user)?;
+        accounts::kill(entry, killer, timeout)?;
+        let repaired = {
+            let _accounts = self.store.lock_accounts()?;
+            accounts::delete_record(entry, timeout)?
+        };
+        accounts::sweep_leftovers(entry);
+        Ok(repaired)
     }
 
     /// One pass of the reaper at time `now`: expires puzzles, armed users
@@ -866,6 +950,17 @@ impl Helper {
                             json!({"user": entry.user, "uid": entry.uid, "sessions_lost": before}),
                         ));
                     }
+                }
+                Phase::Creating => {
+                    // The helper stopped while `useradd` ran (or was about
+                    // to): whatever exists now is removed.
+                    entry.account_created = accounts::is_ours_on_disk(entry);
+                    entry.phase = Phase::Removing;
+                    removals.push(Removal::Remove(entry.user.clone()));
+                    events.push((
+                        "repair",
+                        json!({"user": entry.user, "what": "creation interrupted; removing", "account_created": entry.account_created}),
+                    ));
                 }
                 Phase::Removing => removals.push(Removal::Remove(entry.user.clone())),
             }

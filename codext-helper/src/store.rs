@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "state.lock";
 const ACCOUNTS_LOCK_FILE: &str = "accounts.lock";
+const REMOVALS_LOCK_FILE: &str = "removals.lock";
 
 /// Where a temporary user is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,11 @@ pub enum Phase {
     Pending,
     /// Valid answer received: the userdb record announces the name.
     Armed,
+    /// Password accepted (token consumed); `useradd` is about to run or
+    /// running. Recorded (and fsynced) before `useradd` starts, so a crash
+    /// or a revoke at any point leaves a state that says an account may
+    /// exist.
+    Creating,
     /// Password accepted, account created, sessions may be open.
     Active,
     /// Being removed (processes killed, `userdel`); only the removal
@@ -93,6 +99,9 @@ pub struct Entry {
     /// A further token for a live account (a second connection).
     #[serde(default)]
     pub renewal: Option<Renewal>,
+    /// How the removal is going, once one was attempted.
+    #[serde(default)]
+    pub removal: Option<RemovalProgress>,
     /// The puzzle's text, kept (it is public) while a channel still has to
     /// publish it.
     #[serde(default)]
@@ -100,6 +109,18 @@ pub struct Entry {
     /// True once the channel published the puzzle.
     #[serde(default)]
     pub published: bool,
+}
+
+/// A removal that has been tried and has not finished: shown by `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovalProgress {
+    /// When the first attempt started.
+    pub started_at: u64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt did not finish.
+    pub last_error: Option<String>,
 }
 
 /// A further one-time token for a user that is already logged in, so the
@@ -157,8 +178,10 @@ pub struct Locked {
     pub state: State,
 }
 
-/// The account lock: held while an account is created or removed, so the
-/// daemon's worker and a CLI verb never change accounts at the same time.
+/// The account lock: held while `useradd` or `userdel` runs (they refuse
+/// to run while another holds the password files), so no two account
+/// tools of the daemon or a CLI verb ever overlap. It is held for
+/// milliseconds, never across killing or sweeping.
 #[derive(Debug)]
 pub struct AccountsLock {
     _lock: Flock<File>,
@@ -252,6 +275,15 @@ impl Store {
     pub fn lock_accounts(&self) -> Result<AccountsLock> {
         Ok(AccountsLock {
             _lock: lock_file(&self.dir.join(ACCOUNTS_LOCK_FILE))?,
+        })
+    }
+
+    /// Takes the removal lock: one removal at a time across the daemon and
+    /// the CLI (killers share one uid and would kill each other). Lock
+    /// order: removals, then accounts, then state.
+    pub fn lock_removals(&self) -> Result<AccountsLock> {
+        Ok(AccountsLock {
+            _lock: lock_file(&self.dir.join(REMOVALS_LOCK_FILE))?,
         })
     }
 }

@@ -1,53 +1,188 @@
-//! The helper's only `unsafe` code: killing every process of a uid *as that
-//! uid*.
+//! The helper's only `unsafe` code: the killer child, bounded waits on
+//! children, pidfds and memory locking.
 //!
-//! `kill(-1, SIGKILL)` sent by a process whose real and effective uid are
-//! the target's reaches, in one pass of the kernel over the task list, every
-//! process that uid may signal — all of its own, however they forked,
-//! double-forked or called `setsid` — and nothing of anyone else's (see
-//! kill(2): "sig is sent to every process for which the calling process has
-//! permission to send signals, except for process 1"). A fork bomb may slip
-//! a child in between passes, so the caller repeats until `/proc` shows no
-//! process of the uid.
+//! # The killer
+//!
+//! `kill(-1, SIGKILL)` reaches, in one pass of the kernel over the task
+//! list, every process the caller may signal (kill(2): "sig is sent to every
+//! process for which the calling process has permission to send signals,
+//! except for process 1" — and the caller itself). The permission rule
+//! (`kill_ok_by_cred` in the kernel) lets a sender through when its real
+//! *or effective* uid equals the target's real *or saved* uid. So the
+//! killer child takes
+//!
+//! * real uid = saved uid = **X**, a locked system account that only killers
+//!   ever use (created by `init`), and
+//! * effective uid = **U**, the temporary user.
+//!
+//! Its effective uid U reaches every process whose real or saved uid is U,
+//! however they forked, double-forked, called `setsid` or entered a user
+//! namespace (the kernel compares kernel uids). U's processes, whose uids
+//! are all U, can *not* signal it back: the killer's real and saved uid is
+//! X, and since every uid of the killer is non-zero it holds no capability
+//! (capabilities(7): the permitted and effective sets are cleared when all
+//! uids become non-zero). The same rule would let one killer kill another
+//! (both have real uid X): [`kill_all_as`] holds a process-wide lock, and
+//! the removal lock ([`crate::store::Store::lock_removals`]) keeps killers
+//! of different processes apart. U cannot `ptrace` the killer either: a
+//! ptracer's uid must match all of the target's uids, and a process that
+//! changed its credentials is not dumpable.
+//!
+//! The child then removes U's System V IPC objects (listed by the parent):
+//! `IPC_RMID` is allowed to the owner or creator (euid U) and would need
+//! `CAP_SYS_ADMIN` as root.
+//!
+//! # Bounded waits
+//!
+//! Every child the helper waits for — the killer, `useradd`, `userdel` — is
+//! watched through a pidfd with a deadline; past it the child is killed by
+//! root (which nothing can prevent) and the caller is told.
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// Forks a child that drops to `uid`/`gid` (no supplementary groups) and
-/// sends `SIGKILL` to every process it can; waits for it.
-pub fn kill_all_as(uid: u32, gid: u32) -> io::Result<()> {
-    if uid == 0 {
+/// Killers share the uid X and must never run at the same time.
+static KILLER: Mutex<()> = Mutex::new(());
+
+/// System V IPC objects of a uid, by kind (ids from `/proc/sysvipc`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IpcIds {
+    /// Shared memory segments.
+    pub shm: Vec<i32>,
+    /// Semaphore sets.
+    pub sem: Vec<i32>,
+    /// Message queues.
+    pub msg: Vec<i32>,
+}
+
+impl IpcIds {
+    /// True when there is nothing to remove.
+    pub fn is_empty(&self) -> bool {
+        self.shm.is_empty() && self.sem.is_empty() && self.msg.is_empty()
+    }
+}
+
+/// The identity the killer runs as: the temporary user `target` as its
+/// effective uid, the killer account as its real and saved uid and gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillerIds {
+    /// The temporary user's uid (U).
+    pub target: u32,
+    /// The killer account's uid (X).
+    pub killer_uid: u32,
+    /// The killer account's gid.
+    pub killer_gid: u32,
+}
+
+/// Forks a killer (see the module docs) that sends `SIGKILL` to every
+/// process of `ids.target` and removes `ipc`; waits for it at most
+/// `deadline`. Returns an error if it could not drop privileges, failed, or
+/// had to be killed at the deadline.
+pub fn kill_all_as(ids: KillerIds, ipc: &IpcIds, deadline: Duration) -> io::Result<()> {
+    let KillerIds {
+        target,
+        killer_uid,
+        killer_gid,
+    } = ids;
+    if target == 0 || killer_uid == 0 || killer_gid == 0 || target == killer_uid {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "refusing to kill as root",
+            "refusing to run a killer with root or identical uids",
         ));
     }
+    let _one = KILLER
+        .lock()
+        .map_err(|_| io::Error::other("killer lock poisoned"))?;
     // SAFETY: fork() in a multithreaded process is sound when the child
     // only calls async-signal-safe functions until it exits: the child
-    // below makes raw system calls (setgroups, setresgid, setresuid, kill)
-    // and `_exit`, allocates nothing and touches no lock.
+    // below makes raw system calls on memory allocated before the fork
+    // (`ipc`'s vectors are only read) and `_exit`s; it allocates nothing
+    // and takes no lock.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        // SAFETY: raw system calls with plain integer arguments and a null
-        // group list of length 0; `_exit` never returns. If dropping
-        // privileges fails the child exits without killing anything.
+        // SAFETY: raw system calls with integer arguments, a null group
+        // list of length 0 and null buffers for IPC_RMID (which reads
+        // none); `_exit` never returns. If dropping privileges fails the
+        // child exits without killing anything.
         unsafe {
             let ok = libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
                 == 0
-                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
-                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0;
+                && libc::syscall(libc::SYS_setresgid, killer_gid, killer_gid, killer_gid) == 0
+                && libc::syscall(libc::SYS_setresuid, killer_uid, target, killer_uid) == 0
+                && libc::geteuid() == target
+                && libc::getuid() == killer_uid;
             if !ok {
                 libc::_exit(2);
             }
             libc::kill(-1, libc::SIGKILL);
+            for id in &ipc.shm {
+                libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
+            }
+            for id in &ipc.sem {
+                libc::semctl(*id, 0, libc::IPC_RMID);
+            }
+            for id in &ipc.msg {
+                libc::msgctl(*id, libc::IPC_RMID, std::ptr::null_mut());
+            }
             libc::_exit(0);
+        }
+    }
+    match wait_pid(pid, deadline)? {
+        Waited::Exited(0) => Ok(()),
+        Waited::Exited(code) => Err(io::Error::other(format!(
+            "the killer process exited with status {code}"
+        ))),
+        Waited::Signaled(sig) => Err(io::Error::other(format!(
+            "the killer process died of signal {sig}"
+        ))),
+        Waited::KilledAtDeadline => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the killer process did not finish within {}s and was killed",
+                deadline.as_secs_f32()
+            ),
+        )),
+    }
+}
+
+/// How a waited-for child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal ended it.
+    Signaled(i32),
+    /// It was still running at the deadline and root killed it.
+    KilledAtDeadline,
+}
+
+/// Waits for our child `pid` until `deadline` has passed; then `SIGKILL`s
+/// it (as root: nothing can block that) and reaps it.
+pub fn wait_pid(pid: libc::pid_t, deadline: Duration) -> io::Result<Waited> {
+    let pidfd = pidfd_open(u32::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?)?;
+    let killed = !wait_readable(&pidfd, deadline)?;
+    if killed {
+        // SAFETY: `pid` is our own unreaped child (the pidfd above pins
+        // it), so the number cannot name anyone else.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // A SIGKILLed child dies at once unless it sleeps uninterruptibly
+        // in the kernel; do not wait for ever even then.
+        if !wait_readable(&pidfd, Duration::from_secs(5))? {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("child {pid} survives SIGKILL"),
+            ));
         }
     }
     let mut status = 0;
     loop {
-        // SAFETY: waiting for our own child; `status` is a valid out-pointer.
+        // SAFETY: reaping our own child, which has exited (the pidfd is
+        // readable); `status` is a valid out-pointer.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         if r == pid {
             break;
@@ -57,20 +192,36 @@ pub fn kill_all_as(uid: u32, gid: u32) -> io::Result<()> {
             return Err(err);
         }
     }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
+    Ok(if killed {
+        Waited::KilledAtDeadline
+    } else if libc::WIFEXITED(status) {
+        Waited::Exited(libc::WEXITSTATUS(status))
     } else {
-        Err(io::Error::other(format!(
-            "the kill helper process failed (status {status})"
-        )))
+        Waited::Signaled(libc::WTERMSIG(status))
+    })
+}
+
+/// Polls `fd` for readability until `limit`; true when readable.
+pub fn wait_readable(fd: &impl AsFd, limit: Duration) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return Ok(true),
+            Ok(_) if left.is_zero() => return Ok(false),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
 /// `pidfd_open(2)`: a descriptor that becomes readable when `pid` exits,
-/// so the helper notices a dead sshd monitor at once instead of at the next
-/// reaper pass. (Linux ≥ 5.3.)
-pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
+/// so the helper notices a dead sshd monitor at once and waits for its
+/// children with a deadline. (Linux ≥ 5.3.)
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     let pid =
         libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
@@ -82,7 +233,18 @@ pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
     let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     // SAFETY: the kernel just returned this descriptor and nothing else
     // owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?;
+    fcntl(
+        fd.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+    )?;
+    Ok(())
 }
 
 /// Locks the daemon's memory (present and future pages, as they are first

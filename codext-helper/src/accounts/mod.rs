@@ -1,0 +1,339 @@
+//! Creating and removing temporary accounts with the stock tools
+//! (`useradd`, `userdel`, `groupadd`), run by absolute path with a clean
+//! environment, and the checks that keep the helper's hands off every
+//! account it did not create.
+
+use crate::error::{HelperError, Result};
+use crate::store::Entry;
+use crate::sys::KillerIds;
+use nix::unistd::{Group, Uid, User};
+use std::path::Path;
+use std::time::Duration;
+
+pub mod kill;
+pub mod shadow;
+pub mod sweep;
+pub mod tools;
+
+use tools::{GROUPADD, USERADD, USERDEL};
+
+/// Folders where a user may leave files outside its home.
+pub const SHARED_TMP: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/// The gid of `group`, creating it as a system group if it does not exist.
+pub fn ensure_group(group: &str) -> Result<u32> {
+    if let Some(g) = lookup_group(group)? {
+        return Ok(g);
+    }
+    let out = tools::run(
+        GROUPADD,
+        &["--system", "--", group],
+        Duration::from_secs(30),
+    )?;
+    if !out.success() {
+        return Err(HelperError::Account(format!(
+            "groupadd {group} failed: {}",
+            out.describe()
+        )));
+    }
+    lookup_group(group)?
+        .ok_or_else(|| HelperError::Account(format!("group {group} still missing after groupadd")))
+}
+
+/// The gid of `group`, if it exists.
+pub fn lookup_group(group: &str) -> Result<Option<u32>> {
+    Group::from_name(group)
+        .map(|g| g.map(|g| g.gid.as_raw()))
+        .map_err(|e| HelperError::System(format!("cannot look up group {group}: {e}")))
+}
+
+/// The accounts NSS and `/etc/passwd` know, for picking a free name and
+/// uid (`useradd` itself only checks the files, so both are asked; the
+/// file is read once per snapshot).
+#[derive(Debug)]
+pub struct Known {
+    passwd: Vec<(String, u32)>,
+}
+
+impl Known {
+    /// Reads `/etc/passwd` now.
+    pub fn snapshot() -> Known {
+        Known {
+            passwd: passwd_file_entries(),
+        }
+    }
+
+    /// True when NSS or `/etc/passwd` knows `uid`.
+    pub fn uid_taken(&self, uid: u32) -> bool {
+        !matches!(User::from_uid(Uid::from_raw(uid)), Ok(None))
+            || self.passwd.iter().any(|(_, u)| *u == uid)
+    }
+
+    /// True when NSS or `/etc/passwd` knows `name`.
+    pub fn name_taken(&self, name: &str) -> bool {
+        !matches!(User::from_name(name), Ok(None)) || self.passwd.iter().any(|(n, _)| n == name)
+    }
+}
+
+/// `(name, uid)` of every line of `/etc/passwd`.
+pub fn passwd_file_entries() -> Vec<(String, u32)> {
+    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((name.to_owned(), uid))
+        })
+        .collect()
+}
+
+/// Creates the account exactly as announced. The userdb record must be
+/// withdrawn first: `useradd` refuses a name NSS already reports.
+pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
+    let uid = entry.uid.to_string();
+    let gid = entry.gid.to_string();
+    let home = entry.home.to_string_lossy();
+    let shell = entry.shell.to_string_lossy();
+    let out = tools::run(
+        USERADD,
+        &[
+            "--uid",
+            &uid,
+            "--gid",
+            &gid,
+            "--no-user-group",
+            "--home-dir",
+            &home,
+            "--create-home",
+            "--shell",
+            &shell,
+            "--comment",
+            "codext temporary user",
+            "--key",
+            "HOME_MODE=0700",
+            // No subordinate uid/gid range (useradd hands one out whenever
+            // uidmap is installed): processes under sub-uids would be out of
+            // the killer's reach and outlive the account.
+            "--key",
+            "SUB_UID_COUNT=0",
+            "--key",
+            "SUB_GID_COUNT=0",
+            "--",
+            &entry.user,
+        ],
+        deadline,
+    )?;
+    if !out.success() {
+        return Err(HelperError::Account(format!(
+            "useradd {} failed: {}",
+            entry.user,
+            out.describe()
+        )));
+    }
+    verify_created(entry)
+}
+
+/// Checks that the account NSS now reports is the announced one.
+fn verify_created(entry: &Entry) -> Result<()> {
+    let user = User::from_name(&entry.user)
+        .map_err(|e| HelperError::Account(format!("cannot look up {}: {e}", entry.user)))?
+        .ok_or_else(|| {
+            HelperError::Account(format!("{} does not resolve after useradd", entry.user))
+        })?;
+    if user.uid.as_raw() != entry.uid
+        || user.gid.as_raw() != entry.gid
+        || user.dir != entry.home
+        || user.shell != entry.shell
+    {
+        return Err(HelperError::Account(format!(
+            "{} was created as uid {} gid {} home {} shell {}, not as announced",
+            entry.user,
+            user.uid,
+            user.gid,
+            user.dir.display(),
+            user.shell.display()
+        )));
+    }
+    Ok(())
+}
+
+/// True when `/etc/passwd` has `entry`'s name with `entry`'s uid: the
+/// account the helper created is still the one there.
+pub fn is_ours_on_disk(entry: &Entry) -> bool {
+    passwd_file_entries()
+        .iter()
+        .any(|(n, u)| n == &entry.user && *u == entry.uid)
+}
+
+/// The killer's uid and gid: a locked system account in `/etc/passwd`,
+/// created by `init` (see [`crate::sys`] for why it must exist and be used
+/// by nothing else).
+pub fn killer_ids(name: &str) -> Result<(u32, u32)> {
+    let line = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.split(':').next() == Some(name))
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            HelperError::Config(format!(
+                "the killer account {name} is not in /etc/passwd: run `codext-helper init`"
+            ))
+        })?;
+    let mut f = line.split(':').skip(2);
+    let (Some(Ok(uid)), Some(Ok(gid))) = (f.next().map(str::parse), f.next().map(str::parse))
+    else {
+        return Err(HelperError::Config(format!(
+            "/etc/passwd line of {name} is malformed"
+        )));
+    };
+    if uid == 0 || gid == 0 {
+        return Err(HelperError::Config(format!(
+            "the killer account {name} must not have uid or gid 0"
+        )));
+    }
+    Ok((uid, gid))
+}
+
+/// Creates the killer account if it is missing: a system user with its own
+/// group, no home, no shell, a locked password, no sub-ids.
+pub fn ensure_killer(name: &str, range: (u32, u32)) -> Result<(u32, u32)> {
+    if killer_ids(name).is_err() {
+        let out = tools::run(
+            USERADD,
+            &[
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "codext killer (never logs in)",
+                "--key",
+                "SUB_UID_COUNT=0",
+                "--key",
+                "SUB_GID_COUNT=0",
+                "--",
+                name,
+            ],
+            Duration::from_secs(30),
+        )?;
+        if !out.success() {
+            return Err(HelperError::Account(format!(
+                "useradd {name} failed: {}",
+                out.describe()
+            )));
+        }
+    }
+    let (uid, gid) = killer_ids(name)?;
+    if (range.0..=range.1).contains(&uid) {
+        return Err(HelperError::Config(format!(
+            "the killer account {name} has uid {uid}, inside the temporary users' range"
+        )));
+    }
+    if !password_locked(name) {
+        return Err(HelperError::Config(format!(
+            "the killer account {name} has a usable password: lock it (`usermod --lock {name}`)"
+        )));
+    }
+    Ok((uid, gid))
+}
+
+/// True when `/etc/shadow` shows `name`'s password as locked or unset
+/// (`!…` or `*`).
+pub fn password_locked(name: &str) -> bool {
+    std::fs::read_to_string("/etc/shadow")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.split(':').next() == Some(name))
+                .and_then(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .map(|p| p.starts_with('!') || p.starts_with('*'))
+                })
+        })
+        .unwrap_or(false)
+}
+
+/// Refuses anything that is not demonstrably an account codext created.
+pub fn check_ours(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
+    if codext_wire::UserName::parse(&entry.user).is_err()
+        || entry.uid < uid_range.0
+        || entry.uid > uid_range.1
+    {
+        return Err(HelperError::Account(format!(
+            "{} is not an account codext created; not touching it",
+            entry.user
+        )));
+    }
+    Ok(())
+}
+
+/// Step one of a removal: every process and IPC object of the uid ends.
+pub fn kill(entry: &Entry, killer: (u32, u32), deadline: Duration) -> Result<()> {
+    kill::kill_everything(
+        KillerIds {
+            target: entry.uid,
+            killer_uid: killer.0,
+            killer_gid: killer.1,
+        },
+        deadline,
+    )
+}
+
+/// Step two: the account record goes (`userdel -r`, run under the account
+/// lock by the caller). Success is judged from the files, never from the
+/// exit status alone: a `userdel` killed at its deadline may have updated
+/// `/etc/passwd` and not `/etc/shadow`, which is repaired here. Returns a
+/// description of any repair made.
+pub fn delete_record(entry: &Entry, deadline: Duration) -> Result<Option<String>> {
+    let mut tool = None;
+    if is_ours_on_disk(entry) {
+        tool = Some(tools::run(
+            USERDEL,
+            &["--remove", "--", &entry.user],
+            deadline,
+        )?);
+    } else if passwd_file_entries().iter().any(|(n, _)| n == &entry.user) {
+        return Err(HelperError::Account(format!(
+            "{} in /etc/passwd no longer has uid {}: someone else's account now; not touching it",
+            entry.user, entry.uid
+        )));
+    }
+    if passwd_file_entries().iter().any(|(n, _)| n == &entry.user) {
+        let how = tool.map(|t| t.describe()).unwrap_or_default();
+        return Err(HelperError::Account(format!(
+            "userdel {} left it in /etc/passwd: {how}",
+            entry.user
+        )));
+    }
+    let shadow = Path::new("/etc/shadow");
+    if shadow::has_line(shadow, &entry.user) && shadow::remove_line(shadow, &entry.user, deadline)?
+    {
+        let how = tool
+            .map(|t| t.describe())
+            .unwrap_or_else(|| "no userdel run".into());
+        return Ok(Some(format!(
+            "removed the /etc/shadow line {} left behind ({how})",
+            entry.user
+        )));
+    }
+    Ok(None)
+}
+
+/// Step three: what the uid left outside the account record — its home if
+/// `userdel` could not remove it, and its files in the shared temporary
+/// folders.
+pub fn sweep_leftovers(entry: &Entry) {
+    sweep::remove_owned_tree(&entry.home, entry.uid);
+    for dir in SHARED_TMP {
+        sweep::remove_owned(Path::new(dir), entry.uid);
+    }
+}

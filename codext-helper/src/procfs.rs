@@ -1,0 +1,287 @@
+//! What `/proc` tells the helper about a uid — its processes and its System
+//! V IPC objects — and whether `/proc` can be trusted to tell all of it.
+//!
+//! A `/proc` mounted with `hidepid=` (1/`noaccess`, 2/`invisible`,
+//! 4/`ptraceable`) hides other users' processes from a root process that
+//! lacks `CAP_SYS_PTRACE` and is not in the mount's `gid=` group (proc(5)) —
+//! exactly the shipped unit's capability set. `subset=pid` hides
+//! `/proc/sysvipc`. In either case "`/proc` shows nothing" would not mean
+//! "nothing is left", so the helper refuses to serve
+//! ([`visibility_problem`]) instead of removing accounts whose processes
+//! keep running.
+
+use crate::sys::IpcIds;
+
+/// The options of the `/proc` mount that matter here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcMount {
+    /// `hidepid=` as a number (0 when absent or `off`).
+    pub hidepid: u32,
+    /// `gid=`: the group exempt from `hidepid`.
+    pub gid: Option<u32>,
+    /// `subset=pid`: only process folders are shown.
+    pub subset_pid: bool,
+}
+
+/// Parses the `/proc` line of `/proc/self/mountinfo` (the last mount on
+/// `/proc` wins, as the kernel stacks them). `None` when there is none.
+pub fn parse_proc_mount(mountinfo: &str) -> Option<ProcMount> {
+    let mut found = None;
+    for line in mountinfo.lines() {
+        // <id> <parent> <maj:min> <root> <mount point> <opts> [tags…] - <fs> <source> <super opts>
+        let mut halves = line.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            continue;
+        };
+        if left.split(' ').nth(4) != Some("/proc") {
+            continue;
+        }
+        let mut r = right.split(' ');
+        if r.next() != Some("proc") {
+            continue;
+        }
+        let opts = r.nth(1).unwrap_or("");
+        let mut m = ProcMount::default();
+        for opt in opts.split(',') {
+            match opt.split_once('=') {
+                Some(("hidepid", v)) => {
+                    m.hidepid = match v {
+                        "off" | "0" => 0,
+                        "noaccess" | "1" => 1,
+                        "invisible" | "2" => 2,
+                        "ptraceable" | "4" => 4,
+                        // Unknown: assume the worst.
+                        _ => 2,
+                    }
+                }
+                Some(("gid", v)) => m.gid = v.parse().ok(),
+                Some(("subset", v)) => m.subset_pid = v == "pid",
+                _ => {}
+            }
+        }
+        found = Some(m);
+    }
+    found
+}
+
+/// What the helper process may see through `/proc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Viewer {
+    /// `CAP_SYS_PTRACE` is in its effective set.
+    pub sys_ptrace: bool,
+    /// Its effective and supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Viewer {
+    /// The calling process.
+    pub fn current() -> Viewer {
+        const CAP_SYS_PTRACE: u32 = 19;
+        let cap_eff = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(0);
+        let mut groups: Vec<u32> = nix::unistd::getgroups()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.as_raw())
+            .collect();
+        groups.push(nix::unistd::getegid().as_raw());
+        Viewer {
+            sys_ptrace: cap_eff & (1 << CAP_SYS_PTRACE) != 0,
+            groups,
+        }
+    }
+}
+
+/// Why `/proc` may hide processes or IPC objects of other users from
+/// `viewer`, with what to do about it; `None` when it shows everything.
+pub fn visibility_problem(mount: &ProcMount, viewer: &Viewer) -> Option<String> {
+    if mount.subset_pid {
+        return Some(
+            "/proc is mounted with subset=pid, which hides /proc/sysvipc: codext could not \
+             find the IPC objects a temporary user leaves; mount /proc without subset=pid"
+                .into(),
+        );
+    }
+    if mount.hidepid == 0 || viewer.sys_ptrace {
+        return None;
+    }
+    if mount.gid.is_some_and(|g| viewer.groups.contains(&g)) {
+        return None;
+    }
+    Some(match mount.gid {
+        Some(g) => format!(
+            "/proc is mounted hidepid={} and this process is neither in its exempt group {g} nor \
+             holds CAP_SYS_PTRACE: processes of temporary users would be invisible and survive \
+             their removal; run the helper in group {g} (systemd: SupplementaryGroups={g}) or \
+             mount /proc without hidepid",
+            mount.hidepid
+        ),
+        None => format!(
+            "/proc is mounted hidepid={} with no gid= exemption and this process lacks \
+             CAP_SYS_PTRACE: processes of temporary users would be invisible and survive their \
+             removal; add gid=<group> to the /proc mount options and run the helper in that \
+             group (systemd: SupplementaryGroups=), or mount /proc without hidepid",
+            mount.hidepid
+        ),
+    })
+}
+
+/// [`visibility_problem`] for this process and the live `/proc`.
+pub fn check_visibility() -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    let mount =
+        parse_proc_mount(&info).ok_or_else(|| "no proc file system on /proc".to_string())?;
+    match visibility_problem(&mount, &Viewer::current()) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// pids of every process whose real, effective, saved or filesystem uid is
+/// `uid` (zombies included: `userdel` counts them too).
+pub fn processes_of(uid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|ids| ids.split_whitespace().any(|id| id.parse() == Ok(uid)))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The System V IPC objects whose owner or creator is `uid`.
+pub fn ipc_of(uid: u32) -> IpcIds {
+    let read = |kind: &str| {
+        std::fs::read_to_string(format!("/proc/sysvipc/{kind}"))
+            .map(|t| ipc_ids_in(&t, uid))
+            .unwrap_or_default()
+    };
+    IpcIds {
+        shm: read("shm"),
+        sem: read("sem"),
+        msg: read("msg"),
+    }
+}
+
+/// Ids in one `/proc/sysvipc/*` table whose `uid` or `cuid` column is
+/// `uid` (columns are found by name from the header line).
+pub fn ipc_ids_in(table: &str, uid: u32) -> Vec<i32> {
+    let mut lines = table.lines();
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let cols: Vec<&str> = header.split_whitespace().collect();
+    let at = |name: &str| cols.iter().position(|c| *c == name);
+    let (Some(id), Some(u), Some(cu)) = (
+        at("shmid").or(at("semid")).or(at("msqid")),
+        at("uid"),
+        at("cuid"),
+    ) else {
+        return Vec::new();
+    };
+    lines
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let owned = [u, cu]
+                .iter()
+                .any(|&c| f.get(c).and_then(|v| v.parse::<u32>().ok()) == Some(uid));
+            owned.then(|| f.get(id)?.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STOCK: &str =
+        "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n";
+    const HIDDEN: &str = "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw,hidepid=invisible,gid=4\n";
+
+    #[test]
+    fn given_stock_proc_then_nothing_hidden() {
+        let m = parse_proc_mount(STOCK).unwrap();
+        assert_eq!(m, ProcMount::default());
+        assert_eq!(visibility_problem(&m, &Viewer::default()), None);
+    }
+
+    #[test]
+    fn given_hidepid_then_only_ptrace_or_the_exempt_group_sees_everything() {
+        let m = parse_proc_mount(HIDDEN).unwrap();
+        assert_eq!((m.hidepid, m.gid), (2, Some(4)));
+        let bare = Viewer {
+            sys_ptrace: false,
+            groups: vec![0],
+        };
+        let why = visibility_problem(&m, &bare).unwrap();
+        assert!(why.contains("SupplementaryGroups=4"), "{why}");
+        let in_group = Viewer {
+            sys_ptrace: false,
+            groups: vec![0, 4],
+        };
+        assert_eq!(visibility_problem(&m, &in_group), None);
+        let ptrace = Viewer {
+            sys_ptrace: true,
+            groups: vec![0],
+        };
+        assert_eq!(visibility_problem(&m, &ptrace), None);
+    }
+
+    #[test]
+    fn given_numeric_or_unknown_hidepid_or_subset_then_each_flagged() {
+        for (opts, hidden) in [
+            ("rw,hidepid=1", true),
+            ("rw,hidepid=2", true),
+            ("rw,hidepid=ptraceable", true),
+            ("rw,hidepid=somethingnew", true),
+            ("rw,hidepid=0", false),
+            ("rw,hidepid=off", false),
+            ("rw,subset=pid", true),
+        ] {
+            let line = format!("1 0 0:1 / /proc rw - proc proc {opts}\n");
+            let m = parse_proc_mount(&line).unwrap();
+            assert_eq!(
+                visibility_problem(&m, &Viewer::default()).is_some(),
+                hidden,
+                "{opts}"
+            );
+        }
+    }
+
+    #[test]
+    fn given_stacked_proc_mounts_then_the_last_one_counts() {
+        let text = format!("{STOCK}{HIDDEN}");
+        assert_eq!(parse_proc_mount(&text).unwrap().hidepid, 2);
+        assert_eq!(parse_proc_mount("garbage\n\n - \n"), None);
+    }
+
+    #[test]
+    fn given_sysvipc_tables_then_ids_of_the_owner_or_creator() {
+        let shm = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n\
+                   0x00000000      32769   600                 1024  100   0     0 59001 59000 59001 59000 0 0 0 4096 0\n\
+                   0x00000001      32770   600                 1024  100   0     0 1000 1000 59001 59000 0 0 0 4096 0\n\
+                   0x00000002      32771   600                 1024  100   0     0 1000 1000 1000 1000 0 0 0 4096 0\n";
+        assert_eq!(ipc_ids_in(shm, 59001), vec![32769, 32770]);
+        let msg = "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime\n\
+                   0x1   5   644  0 0 0 0 59002 59000 59002 59000 0 0 0\n";
+        assert_eq!(ipc_ids_in(msg, 59002), vec![5]);
+        assert!(ipc_ids_in("", 1).is_empty());
+        assert!(ipc_ids_in("no columns here\n1 2 3\n", 1).is_empty());
+    }
+}
