@@ -154,7 +154,7 @@ impl World {
         std::fs::set_permissions(WORK, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         // Copies of the binaries every user may run (the checkout itself
         // may sit in a folder only root can enter).
-        for name in ["codext", "codext-helper", "socket-probe"] {
+        for name in ["codext", "codext-helper", "socket-probe", "hostile"] {
             install_file(&bin(name), &Path::new(WORK).join("bin").join(name), 0o755);
         }
         if !helper_toml.is_empty() {
@@ -212,25 +212,49 @@ impl World {
         run(Command::new(bin("codext-helper")).args(args))
     }
 
-    /// Starts `codext-helper serve`, stderr appended to [`HELPER_LOG`], and
+    /// Starts `codext-helper serve` as the shipped unit would run it
+    /// ([`helper_serve_command`]), stderr appended to [`HELPER_LOG`], and
     /// waits until its socket answers.
     pub fn start_helper(&mut self) {
+        if let Err(e) = self.try_start_helper(&[]) {
+            panic!("the helper did not start: {e}");
+        }
+    }
+
+    /// Like [`World::start_helper`], with `groups` as supplementary
+    /// groups; the helper's stderr if it exits before its socket answers.
+    pub fn try_start_helper(&mut self, groups: &[u32]) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(HELPER_LOG)
             .expect("helper log");
-        let child = Command::new(bin("codext-helper"))
-            .arg("serve")
+        let before = std::fs::read_to_string(HELPER_LOG)
+            .unwrap_or_default()
+            .len();
+        let mut child = helper_serve_command(groups)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start helper");
-        self.helper = Some(child);
+        let mut exited = None;
         wait_until(Duration::from_secs(10), "the helper socket", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
             std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
         });
+        if let Some(status) = exited {
+            let log = std::fs::read_to_string(HELPER_LOG).unwrap_or_default();
+            return Err(format!(
+                "{status}: {}",
+                log.get(before..).unwrap_or("").trim()
+            ));
+        }
+        self.helper = Some(child);
+        Ok(())
     }
 
     /// Kills the helper daemon (SIGKILL) and waits for it.
@@ -532,6 +556,44 @@ impl Drop for World {
             let _ = c.wait();
         }
     }
+}
+
+/// The capabilities of `CapabilityBoundingSet=` in the shipped unit, in
+/// setpriv(1)'s spelling (`chown,dac_override,…`).
+pub fn unit_capabilities() -> String {
+    let unit = std::fs::read_to_string(repo().join("systemd/codext-helper.service"))
+        .expect("read the shipped unit");
+    let line = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit sets CapabilityBoundingSet=");
+    line.split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `codext-helper serve` with exactly the shipped unit's capability
+/// bounding set, no inheritable capabilities and `NoNewPrivileges`
+/// (through setpriv(1)), plus `groups` as supplementary groups (the unit's
+/// `SupplementaryGroups=`; none by default).
+pub fn helper_serve_command(groups: &[u32]) -> Command {
+    let caps: String = unit_capabilities()
+        .split(',')
+        .map(|c| format!(",+{c}"))
+        .collect();
+    let mut cmd = Command::new("/usr/bin/setpriv");
+    cmd.arg(format!("--bounding-set=-all{caps}"))
+        .arg("--inh-caps=-all")
+        .arg("--no-new-privs");
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", list.join(",")));
+    }
+    cmd.arg("--").arg(bin("codext-helper")).arg("serve");
+    cmd
 }
 
 /// Common ssh client options for the harness's own ssh calls (after the
