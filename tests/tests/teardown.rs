@@ -170,7 +170,7 @@ sandbox_test! {
         let mut held = w.hold_session(&a.user, &a.password, 1);
         // Jam the password files the way a stuck tool would: hold
         // lckpwdf(3)'s lock, which userdel waits for (up to 15 s).
-        let lock = std::fs::OpenOptions::new().write(true).create(true).open("/etc/.pwd.lock").unwrap();
+        let lock = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open("/etc/.pwd.lock").unwrap();
         let whole = libc::flock { l_type: libc::F_WRLCK as i16, l_whence: libc::SEEK_SET as i16, l_start: 0, l_len: 0, l_pid: 0 };
         nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&lock), nix::fcntl::FcntlArg::F_SETLK(&whole)).unwrap();
         let _ = held.kill();
