@@ -2,7 +2,9 @@
 # Benchmarks, with baselines measured in the same run:
 #  * the puzzle protocol against bare RSA operations (cargo bench);
 #  * a whole codext login against a plain ssh password login through the
-#    same sshd, in the sandbox (release build), and the helper's memory.
+#    same sshd, in the sandbox (release build), and the helper's memory;
+#  * 100 concurrent JIT logins against 100 concurrent plain logins, and how
+#    soon after the last logout every account is gone.
 # Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,3 +13,4 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo bench --locked -p codext-core --bench puzzle
 cargo build --release --locked --workspace --quiet
 target/release/codext-sandbox -- target/release/codext-bench
+target/release/codext-sandbox -- target/release/codext-bench burst "${CODEXT_BURST:-100}"

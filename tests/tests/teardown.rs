@@ -225,11 +225,18 @@ sandbox_test! {
             let a = w.arm();
             std::thread::scope(|s| {
                 let login = s.spawn(|| w.ssh_password(&a.user, &a.password, "id -u"));
+                // Revoke the moment the token is consumed: while the
+                // account is being created, or just after.
                 while !login.is_finished() {
-                    let phase = w.state()["users"][&a.user]["phase"].as_str().unwrap_or("gone").to_owned();
-                    if World::helper_cli(&["revoke", &a.user]).status.success() {
-                        *outcomes.entry(phase).or_insert(0) += 1;
-                        break;
+                    let state = w.state();
+                    let e = &state["users"][&a.user];
+                    let phase = e["phase"].as_str().unwrap_or("").to_owned();
+                    if phase == "creating" || phase == "active" {
+                        let when = format!("{phase}, account_created={}", e["account_created"]);
+                        if World::helper_cli(&["revoke", &a.user]).status.success() {
+                            *outcomes.entry(when).or_insert(0) += 1;
+                            break;
+                        }
                     }
                 }
                 let _ = login.join();

@@ -1,6 +1,11 @@
 //! `codext-bench`: what a codext login costs, against a plain password
 //! login through the same sshd in the same run. Runs inside
 //! `codext-sandbox` (see `scripts/bench.sh`), prints figures and ratios.
+//!
+//! `codext-bench burst [N]` (default 100): N armed users log in through
+//! the real sshd all at once, against N concurrent password logins of one
+//! local user as the baseline; prints how many succeeded, the latencies,
+//! and how long after the last logout every account was gone.
 
 use codext_tests::world::{sh, World};
 use std::time::{Duration, Instant};
@@ -29,12 +34,81 @@ fn stats(name: &str, xs: &mut [Duration]) -> Duration {
     median
 }
 
+fn percentile(xs: &mut [Duration], p: usize) -> Duration {
+    xs.sort();
+    xs[(xs.len() * p / 100).min(xs.len() - 1)]
+}
+
+/// N concurrent logins; returns (successes, latencies).
+fn concurrently(n: usize, login: impl Fn(usize) -> bool + Sync) -> (usize, Vec<Duration>) {
+    let results: Vec<(bool, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let login = &login;
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let ok = login(i);
+                    (ok, t.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = results.iter().filter(|r| r.0).count();
+    (ok, results.into_iter().map(|r| r.1).collect())
+}
+
+fn burst(n: usize) {
+    let mut w = World::new();
+    // sshd's default MaxStartups (10:30:100) drops unauthenticated
+    // connections beyond 10 at random: raised for this benchmark only.
+    sh("printf 'MaxStartups 400\\n' > /etc/ssh/sshd_config.d/00-bench.conf");
+    w.restart_sshd();
+    sh("useradd --create-home --shell /bin/bash alice && echo 'alice:alice-pw-123' | chpasswd");
+    let helper = w.helper_pid();
+    let rss_start = rss_kib(helper);
+    let users: Vec<_> = (0..n).map(|_| w.arm()).collect();
+    println!("{n} concurrent JIT logins through the real sshd (MaxStartups raised to 400 for this benchmark)");
+    let start = Instant::now();
+    let (ok, mut lat) = concurrently(n, |i| {
+        let a = &users[i];
+        let out = w.ssh_password(&a.user, &a.password, "id -u");
+        String::from_utf8_lossy(&out.stdout).trim() == a.uid.to_string()
+    });
+    let last_logout = Instant::now();
+    let burst_time = last_logout - start;
+    let mut removed_after = Duration::ZERO;
+    for a in &users {
+        if ok == n {
+            w.wait_removed(&a.user, a.uid);
+        }
+        removed_after = last_logout.elapsed();
+    }
+    let (base_ok, mut base_lat) = concurrently(n, |_| {
+        w.ssh_password("alice", "alice-pw-123", "true").status.success()
+    });
+    println!("  codext: {ok}/{n} succeeded in {burst_time:.2?}; latency median {:.2?}, p90 {:.2?}, max {:.2?}",
+        percentile(&mut lat, 50), percentile(&mut lat, 90), percentile(&mut lat, 100));
+    println!("  every account removed {removed_after:.2?} after the last logout");
+    println!("  baseline, {n} concurrent password logins of one local user: {base_ok}/{n} succeeded; latency median {:.2?}, p90 {:.2?}, max {:.2?}",
+        percentile(&mut base_lat, 50), percentile(&mut base_lat, 90), percentile(&mut base_lat, 100));
+    println!("  ratio of medians codext / baseline: {:.2}",
+        percentile(&mut lat, 50).as_secs_f64() / percentile(&mut base_lat, 50).as_secs_f64());
+    println!("  helper RSS: {rss_start} KiB before, {} KiB after", rss_kib(helper));
+    assert_eq!(ok, n, "not every login succeeded");
+}
+
 fn main() {
     assert_eq!(
         std::env::var("CODEXT_SANDBOX").as_deref(),
         Ok("1"),
         "run me inside codext-sandbox (scripts/bench.sh)"
     );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("burst") {
+        burst(args.get(1).and_then(|v| v.parse().ok()).unwrap_or(100));
+        return;
+    }
     let w = World::new();
     sh("useradd --create-home --shell /bin/bash alice && echo 'alice:alice-pw-123' | chpasswd");
     let helper = w.helper_pid();
