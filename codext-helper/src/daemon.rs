@@ -43,8 +43,12 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// closed (well inside the PAM module's timeout).
 pub const SLOT_WAIT: Duration = Duration::from_secs(2);
 
+/// A login waiting for its account, and where to send `useradd`'s result.
+type Creation = (Entry, Sender<Result<()>>);
+
 struct Daemon {
     helper: Helper,
+    creations: Mutex<Sender<Creation>>,
     removals: Mutex<Sender<String>>,
     in_flight: AtomicUsize,
     slots: (Mutex<()>, Condvar),
@@ -68,8 +72,10 @@ pub fn serve(cfg: Config) -> Result<()> {
     let helper = Helper::new(cfg)?;
     let listener = bind(&helper.cfg.socket)?;
     let (tx, rx) = mpsc::channel();
+    let (ctx, crx) = mpsc::channel();
     let daemon = Arc::new(Daemon {
         helper,
+        creations: Mutex::new(ctx),
         removals: Mutex::new(tx),
         in_flight: AtomicUsize::new(0),
         slots: (Mutex::new(()), Condvar::new()),
@@ -77,6 +83,7 @@ pub fn serve(cfg: Config) -> Result<()> {
         failures: Mutex::new(HashMap::new()),
     });
     spawn_worker(daemon.helper.clone(), rx);
+    spawn_creator(daemon.helper.clone(), crx);
     match daemon.helper.reconcile(codext_core::time::now()) {
         Ok(removals) => removals.into_iter().for_each(|r| daemon.schedule(r)),
         Err(e) => eprintln!("codext-helper: reconciling at start: {e}"),
@@ -162,6 +169,21 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| sys(format!("cannot chmod {}: {e}", path.display())))?;
     Ok(listener)
+}
+
+/// The creation lane: takes every login waiting and creates their
+/// accounts as one batch.
+fn spawn_creator(helper: Helper, rx: Receiver<Creation>) {
+    let _ = thread("creations").spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter().take(255));
+            let entries: Vec<Entry> = batch.iter().map(|(e, _)| e.clone()).collect();
+            for ((_, reply), made) in batch.into_iter().zip(helper.create_accounts(&entries)) {
+                let _ = reply.send(made);
+            }
+        }
+    });
 }
 
 /// The removal lane: one removal at a time, in order.
@@ -466,10 +488,20 @@ impl Daemon {
         }
     }
 
-    /// The creation lane: on this connection's thread, never behind a
-    /// removal.
+    /// The creation lane, never behind a removal: the creation worker runs
+    /// `useradd` for every login waiting (one batch per hold of the
+    /// account lock); the rest of the login finishes on this thread.
     fn create(&self, entry: Box<Entry>) -> Result<Verdict> {
-        self.helper.finish_login(&entry)
+        let (tx, rx) = mpsc::channel();
+        self.creations
+            .lock()
+            .map_err(|_| HelperError::System("creation lane lock poisoned".into()))?
+            .send((entry.as_ref().clone(), tx))
+            .map_err(|_| HelperError::System("the creation worker is gone".into()))?;
+        let made = rx
+            .recv()
+            .map_err(|_| HelperError::System("the creation worker did not answer".into()))?;
+        self.helper.finish_creation(&entry, made)
     }
 
     fn too_many_failures(&self, rhost: &str) -> bool {

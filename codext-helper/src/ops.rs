@@ -602,7 +602,26 @@ impl Helper {
     /// `entry` (the token is already consumed). On failure the user is
     /// forgotten and the login denied.
     pub fn finish_login(&self, entry: &Entry) -> Result<Verdict> {
-        match self.create_account(entry) {
+        let made = self.create_accounts(std::slice::from_ref(entry)).pop();
+        self.finish_creation(
+            entry,
+            made.unwrap_or_else(|| Err(HelperError::System("no result".into()))),
+        )
+    }
+
+    /// What follows `useradd` for one login (its result in `made`): the
+    /// check that the account is the announced one and the audit line; on
+    /// failure the user is forgotten, or its half-made account handed to
+    /// the reaper.
+    pub fn finish_creation(&self, entry: &Entry, made: Result<()>) -> Result<Verdict> {
+        match made
+            .and_then(|()| accounts::verify_created(entry))
+            .map(|()| {
+                self.log(
+                "create",
+                json!({"user": entry.user, "uid": entry.uid, "gid": entry.gid, "home": entry.home}),
+            );
+            }) {
             Ok(()) => Ok(Verdict::Ok("account created")),
             Err(e) => {
                 eprintln!("codext-helper: {e}");
@@ -631,40 +650,58 @@ impl Helper {
         }
     }
 
-    fn create_account(&self, entry: &Entry) -> Result<()> {
-        let _accounts = self.store.lock_accounts()?;
-        // Re-checked under the account lock: a revoke that came first
-        // moved the user on, and no account may be made for it now.
-        let phase = self
-            .store
-            .lock()?
-            .state
-            .users
-            .get(&entry.user)
-            .map(|e| e.phase);
-        if phase != Some(Phase::Creating) {
-            return Err(HelperError::Refused(format!(
-                "{} was revoked before its account was made",
-                entry.user
-            )));
-        }
-        accounts::create(entry, self.cfg.limits.tool_timeout)?;
-        // Recorded before the account lock is released: a remover waiting
-        // for it then sees the account.
-        let mut locked = self.store.lock()?;
-        if let Some(e) = locked.state.users.get_mut(&entry.user) {
-            e.account_created = true;
-            if e.phase == Phase::Creating {
-                e.phase = Phase::Active;
+    /// Runs `useradd` for each of `entries` (logins whose token was just
+    /// consumed), under one hold of the account lock and two of the state
+    /// lock for the whole batch: a burst of logins costs one `useradd`
+    /// each and little else. Only what must be exclusive happens here —
+    /// the phase re-check (a revoke that came first moved the user on, and
+    /// no account may be made for it now), `useradd`, and the record of its
+    /// success (a remover waiting for the lock then sees the account).
+    pub fn create_accounts(&self, entries: &[Entry]) -> Vec<Result<()>> {
+        let fail = |e: &HelperError| HelperError::System(e.to_string());
+        let _accounts = match self.store.lock_accounts() {
+            Ok(l) => l,
+            Err(e) => return entries.iter().map(|_| Err(fail(&e))).collect(),
+        };
+        let phases: Vec<Option<Phase>> = match self.store.lock() {
+            Ok(locked) => entries
+                .iter()
+                .map(|e| locked.state.users.get(&e.user).map(|x| x.phase))
+                .collect(),
+            Err(e) => return entries.iter().map(|_| Err(fail(&e))).collect(),
+        };
+        let mut results: Vec<Result<()>> = entries
+            .iter()
+            .zip(phases)
+            .map(|(entry, phase)| {
+                if phase != Some(Phase::Creating) {
+                    return Err(HelperError::Refused(format!(
+                        "{} was revoked before its account was made",
+                        entry.user
+                    )));
+                }
+                accounts::create(entry, self.cfg.limits.tool_timeout)
+            })
+            .collect();
+        let saved = self.store.lock().and_then(|mut locked| {
+            for (entry, _) in entries.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
+                if let Some(e) = locked.state.users.get_mut(&entry.user) {
+                    e.account_created = true;
+                    if e.phase == Phase::Creating {
+                        e.phase = Phase::Active;
+                    }
+                }
+            }
+            locked.save()
+        });
+        if let Err(e) = saved {
+            // The accounts exist but the state does not say so: reported
+            // as failures, whose handling marks them for removal.
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(fail(&e));
             }
         }
-        locked.save()?;
-        drop(locked);
-        self.log(
-            "create",
-            json!({"user": entry.user, "uid": entry.uid, "gid": entry.gid, "home": entry.home}),
-        );
-        Ok(())
+        results
     }
 
     /// PAM account management: only an account codext created and whose

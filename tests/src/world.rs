@@ -573,8 +573,8 @@ pub fn unit_capabilities() -> String {
         .join(",")
 }
 
-/// `codext-helper serve` with exactly the shipped unit's capability
-/// bounding set, no inheritable capabilities and `NoNewPrivileges`
+/// `codext-helper serve` with exactly the shipped unit's `Nice=`,
+/// capability bounding set, no inheritable capabilities and `NoNewPrivileges`
 /// (through setpriv(1)), plus `groups` as supplementary groups (the unit's
 /// `SupplementaryGroups=`; none by default).
 pub fn helper_serve_command(groups: &[u32]) -> Command {
@@ -582,7 +582,15 @@ pub fn helper_serve_command(groups: &[u32]) -> Command {
         .split(',')
         .map(|c| format!(",+{c}"))
         .collect();
-    let mut cmd = Command::new("/usr/bin/setpriv");
+    let unit = std::fs::read_to_string(repo().join("systemd/codext-helper.service"))
+        .expect("read the shipped unit");
+    let nice = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Nice="))
+        .unwrap_or("0")
+        .to_owned();
+    let mut cmd = Command::new("/usr/bin/nice");
+    cmd.arg("-n").arg(nice).arg("/usr/bin/setpriv");
     cmd.arg(format!("--bounding-set=-all{caps}"))
         .arg("--inh-caps=-all")
         .arg("--no-new-privs");

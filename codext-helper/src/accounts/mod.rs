@@ -90,8 +90,9 @@ pub fn passwd_file_entries() -> Vec<(String, u32)> {
         .collect()
 }
 
-/// Creates the account exactly as announced. The userdb record must be
-/// withdrawn first: `useradd` refuses a name NSS already reports.
+/// Creates the account exactly as announced ([`verify_created`] checks
+/// it). The userdb record must be withdrawn first: `useradd` refuses a
+/// name NSS already reports.
 pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
     let uid = entry.uid.to_string();
     let gid = entry.gid.to_string();
@@ -133,11 +134,11 @@ pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
             out.describe()
         )));
     }
-    verify_created(entry)
+    Ok(())
 }
 
 /// Checks that the account NSS now reports is the announced one.
-fn verify_created(entry: &Entry) -> Result<()> {
+pub fn verify_created(entry: &Entry) -> Result<()> {
     let user = User::from_name(&entry.user)
         .map_err(|e| HelperError::Account(format!("cannot look up {}: {e}", entry.user)))?
         .ok_or_else(|| {

@@ -65,10 +65,18 @@ fn burst(n: usize) {
     sh("printf 'MaxStartups 400\\n' > /etc/ssh/sshd_config.d/00-bench.conf");
     w.restart_sshd();
     sh("useradd --create-home --shell /bin/bash alice && echo 'alice:alice-pw-123' | chpasswd");
+    burst_round(&w, n, "the module's default timeout (3 s)");
+    // The same with pam_codext's timeout= raised: on a small machine
+    // swamped by key exchanges, a busy helper is not a hung one.
+    sh("sed -i '/^[a-z]/ s/pam_codext.so\\(.*\\)$/pam_codext.so\\1 timeout=15/' /etc/pam.d/codext /etc/pam.d/codext-session");
+    burst_round(&w, n, "timeout=15 on the pam_codext lines");
+}
+
+fn burst_round(w: &World, n: usize, what: &str) {
     let helper = w.helper_pid();
     let rss_start = rss_kib(helper);
     let users: Vec<_> = (0..n).map(|_| w.arm()).collect();
-    println!("{n} concurrent JIT logins through the real sshd (MaxStartups raised to 400 for this benchmark)");
+    println!("{n} concurrent JIT logins through the real sshd (MaxStartups raised to 400 for this benchmark), {what}");
     let start = Instant::now();
     let (ok, mut lat) = concurrently(n, |i| {
         let a = &users[i];
@@ -85,17 +93,27 @@ fn burst(n: usize) {
         removed_after = last_logout.elapsed();
     }
     let (base_ok, mut base_lat) = concurrently(n, |_| {
-        w.ssh_password("alice", "alice-pw-123", "true").status.success()
+        w.ssh_password("alice", "alice-pw-123", "true")
+            .status
+            .success()
     });
     println!("  codext: {ok}/{n} succeeded in {burst_time:.2?}; latency median {:.2?}, p90 {:.2?}, max {:.2?}",
         percentile(&mut lat, 50), percentile(&mut lat, 90), percentile(&mut lat, 100));
-    println!("  every account removed {removed_after:.2?} after the last logout");
+    if ok == n {
+        println!("  every account removed {removed_after:.2?} after the last logout");
+    } else {
+        println!("  removal time not measured: not every login succeeded");
+    }
     println!("  baseline, {n} concurrent password logins of one local user: {base_ok}/{n} succeeded; latency median {:.2?}, p90 {:.2?}, max {:.2?}",
         percentile(&mut base_lat, 50), percentile(&mut base_lat, 90), percentile(&mut base_lat, 100));
-    println!("  ratio of medians codext / baseline: {:.2}",
-        percentile(&mut lat, 50).as_secs_f64() / percentile(&mut base_lat, 50).as_secs_f64());
-    println!("  helper RSS: {rss_start} KiB before, {} KiB after", rss_kib(helper));
-    assert_eq!(ok, n, "not every login succeeded");
+    println!(
+        "  ratio of medians codext / baseline: {:.2}",
+        percentile(&mut lat, 50).as_secs_f64() / percentile(&mut base_lat, 50).as_secs_f64()
+    );
+    println!(
+        "  helper RSS: {rss_start} KiB before, {} KiB after",
+        rss_kib(helper)
+    );
 }
 
 fn main() {
