@@ -228,8 +228,7 @@ fn pam_checks(r: &mut Report, group: &str) {
 }
 
 /// Asks libpam itself: account management for the probe user through the
-/// sshd stack. pam_codext answers "permission denied" for it (no such
-/// live account); "user not known" means libpam skipped pam_codext.
+/// sshd stack, which only pam_codext answers with "permission denied".
 fn libpam_check(r: &mut Report) {
     let out = Command::new("pamtester")
         .args(["sshd", PROBE_USER, "acct_mgmt"])
@@ -251,7 +250,16 @@ fn libpam_check(r: &mut Report) {
                 String::from_utf8_lossy(&o.stderr)
             );
             let text = text.trim().to_owned();
-            if text.contains("User not known") {
+            // pam_codext's own answers for the probe user: "permission
+            // denied" (no such live account) or "cannot retrieve
+            // authentication info" (helper down). Without it the stack ends
+            // in another code (pam_unix's, or libpam's for a module it
+            // could not load).
+            let ours = [
+                "Permission denied",
+                "Authentication service cannot retrieve authentication info",
+            ];
+            if !ours.iter().any(|m| text.contains(m)) {
                 r.fail(
                     "pam.libpam",
                     format!("libpam did not run pam_codext for {PROBE_USER} ({text}): the module is missing, not loadable or not in the stack"),

@@ -78,7 +78,7 @@ sandbox_test! {
         let with_codext = local_logins(&w);
         assert_eq!(w.helper_connections(), before, "the helper was asked about a non-codext user");
         uninstall_pam();
-        std::fs::remove_file("/etc/ssh/sshd_config.d/codext.conf").unwrap();
+        std::fs::remove_file("/etc/ssh/sshd_config.d/00-codext.conf").unwrap();
         w.restart_sshd();
         let without = local_logins(&w);
         assert_eq!(with_codext, without);
