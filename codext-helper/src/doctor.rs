@@ -534,10 +534,15 @@ fn proc_check(r: &mut Report, daemon: Option<i32>) {
 
 fn uid_check(r: &mut Report, cfg: &Config) {
     let (min, max) = (cfg.accounts.uid_min, cfg.accounts.uid_max);
-    let ours: Vec<String> = crate::ops::Helper::new(cfg.clone())
-        .and_then(|h| h.status())
-        .map(|v| v.into_iter().map(|e| e.user).collect())
-        .unwrap_or_default();
+    // Only read the state when it exists: opening it would create the folder.
+    let ours: Vec<String> = if cfg.state_dir.is_dir() {
+        crate::ops::Helper::new(cfg.clone())
+            .and_then(|h| h.status())
+            .map(|v| v.into_iter().map(|e| e.user).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let foreign: Vec<String> = crate::accounts::passwd_file_entries()
         .into_iter()
         .filter(|(name, uid)| (min..=max).contains(uid) && !ours.contains(name))

@@ -1260,6 +1260,32 @@ mod tests {
     }
 
     #[test]
+    fn given_paths_then_only_those_nobody_but_root_can_change_pass() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (root-owned scratch files), as the rest of the suite does"
+        );
+        let dir = std::env::temp_dir().join(format!("codext-rootonly-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pam_codext.so");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // The sticky /tmp above is fine.
+        assert_eq!(root_only_path(&file), Ok(()));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(root_only_path(&file)
+            .unwrap_err()
+            .contains("not root's alone"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(root_only_path(&file)
+            .unwrap_err()
+            .contains(&dir.display().to_string()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn given_an_edited_file_then_only_our_lines_go() {
         let text = "a\n@include codext\nb\nmine\n";
         assert_eq!(
