@@ -421,3 +421,65 @@ sandbox_test! {
         assert_eq!(m.mode() & 0o777, 0o700);
     }
 }
+
+/// The unit's `ReadWritePaths=`, without the `-` of optional ones.
+fn unit_read_write_paths() -> Vec<String> {
+    let unit = std::fs::read_to_string(repo().join("systemd/codext-helper.service")).unwrap();
+    unit.lines()
+        .filter_map(|l| l.strip_prefix("ReadWritePaths="))
+        .flat_map(|v| {
+            v.split_whitespace()
+                .map(|p| p.trim_start_matches('-').to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+sandbox_test! {
+    fn given_the_helper_confined_like_the_unit_then_a_login_and_its_teardown_work() {
+        // What systemd would do with the shipped unit, by hand: a private
+        // mount namespace where every mount is read-only (ProtectSystem=
+        // strict; /dev, /proc and /sys stay as they are) except the unit's
+        // ReadWritePaths=, then the unit's capability bounding set and
+        // NoNewPrivileges. If the one list of account paths missed a place
+        // useradd, userdel or teardown writes to, this login or its removal
+        // would fail.
+        let mut w = World::new();
+        w.kill_helper();
+        let rw: Vec<String> = unit_read_write_paths();
+        let script = format!(
+            r#"set -e
+awk '{{print $5}}' /proc/self/mountinfo | sort -u | while read -r m; do
+  case "$m" in /dev|/dev/*|/proc|/proc/*|/sys|/sys/*) continue;; esac
+  mount -o remount,bind,ro "$m"
+done
+for p in {rw}; do
+  if [ -e "$p" ]; then mount --bind "$p" "$p" && mount -o remount,bind,rw "$p"; fi
+done
+touch /usr/.codext-probe 2>/dev/null && {{ echo "/usr is writable: not confined" >&2; exit 1; }}
+exec setpriv --bounding-set={caps} --inh-caps=-all --no-new-privs {helper} serve"#,
+            rw = rw.join(" "),
+            caps = unit_capabilities(),
+            helper = bin("codext-helper").display(),
+        );
+        let log = std::fs::File::create(format!("{WORK}/confined.log")).unwrap();
+        let mut confined = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "/bin/sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(10), "the confined helper's socket", || {
+            std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
+        });
+        let a = w.arm();
+        let out = w.login(&a.puzzle, &["id -un; touch /tmp/left-behind; nohup sleep 300 >/dev/null 2>&1 </dev/null & echo started"]);
+        let log = || std::fs::read_to_string(format!("{WORK}/confined.log")).unwrap_or_default();
+        assert!(out.status.success(), "{}\n{}", text(&out), log());
+        w.wait_removed(&a.user, a.uid);
+        confined.kill().unwrap();
+        confined.wait().unwrap();
+        assert!(!log().contains("Read-only file system"), "{}", log());
+    }
+}
