@@ -543,9 +543,21 @@ fn uid_check(r: &mut Report, cfg: &Config) {
     } else {
         Vec::new()
     };
-    let foreign: Vec<String> = crate::accounts::passwd_file_entries()
+    // /etc/passwd, and every NSS source (LDAP, sssd, userdb…) by uid.
+    let mut held: Vec<(String, u32)> = crate::accounts::passwd_file_entries()
         .into_iter()
-        .filter(|(name, uid)| (min..=max).contains(uid) && !ours.contains(name))
+        .filter(|(_, uid)| (min..=max).contains(uid))
+        .collect();
+    for uid in min..=max {
+        if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            if !held.iter().any(|(n, _)| *n == u.name) {
+                held.push((u.name, uid));
+            }
+        }
+    }
+    let foreign: Vec<String> = held
+        .into_iter()
+        .filter(|(name, _)| !ours.contains(name))
         .map(|(name, uid)| format!("{name} ({uid})"))
         .collect();
     let systemd_overlap = [(60001u32, 60513u32), (61184, 65519)]
