@@ -81,8 +81,12 @@ enum Command {
         data_dir: PathBuf,
         /// The PAM module to name by absolute path (default: pam_codext.so
         /// in the PAM module folder).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "install_module")]
         module: Option<PathBuf>,
+        /// Install this built module as pam_codext.so in the PAM module
+        /// folder (unsetup removes it).
+        #[arg(long)]
+        install_module: Option<PathBuf>,
         /// Print the diff and change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -175,11 +179,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Setup {
             data_dir,
             module,
+            install_module,
             dry_run,
         } => {
             let opts = crate::setup::SetupOptions {
                 data_dir: data_dir.clone(),
                 module: module.clone(),
+                install_module: install_module.clone(),
                 dry_run: *dry_run,
             };
             return crate::setup::setup(&cfg, &opts);

@@ -59,6 +59,9 @@ pub struct SetupOptions {
     /// The PAM module to reference by absolute path; `None`: `pam_codext.so`
     /// in the PAM module folder.
     pub module: Option<PathBuf>,
+    /// A built module to install as `pam_codext.so` in the PAM module
+    /// folder (then named by that name).
+    pub install_module: Option<PathBuf>,
     /// Print the diff, change nothing.
     pub dry_run: bool,
 }
@@ -93,6 +96,25 @@ pub struct Manifest {
     pub created_files: Vec<PathBuf>,
     /// Folders `init` created.
     pub created_dirs: Vec<PathBuf>,
+    /// The module setup installed, if it did.
+    #[serde(default)]
+    pub module: Option<ModuleRecord>,
+}
+
+/// `pam_codext.so` as setup installed it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleRecord {
+    /// Where (the PAM module folder).
+    pub path: PathBuf,
+    /// SHA-256 (hex) of what setup installed.
+    pub after_sha256: String,
+    /// A copy of the module it replaced, in the state folder.
+    pub backup: Option<PathBuf>,
+}
+
+fn sha256_bytes(b: &[u8]) -> String {
+    codext_core::encoding::hex(&Sha256::digest(b))
 }
 
 /// A change to one file.
@@ -557,6 +579,11 @@ fn read_data(dir: &Path, name: &str) -> Result<String> {
 /// Replaces `path` with `text` atomically; a new file is root's, 0644; an
 /// existing one keeps its mode and owner.
 fn write_file(path: &Path, text: &str) -> Result<()> {
+    write_bytes(path, text.as_bytes(), 0o644)
+}
+
+/// Like [`write_file`] with bytes; a new file gets `new_mode`.
+fn write_bytes(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
     let fail =
         |what: &str, e: std::io::Error| sys(format!("cannot {what} {}: {e}", path.display()));
     let dir = path
@@ -572,7 +599,7 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     }
     let tmp = dir.join(format!(".{name}.codext-setup"));
     let _ = std::fs::remove_file(&tmp);
-    let mode = old.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
+    let mode = old.as_ref().map_or(new_mode, |m| m.mode() & 0o7777);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -581,7 +608,7 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
         .open(&tmp)
         .map_err(|e| fail("create a temporary file for", e))?;
     let done = f
-        .write_all(text.as_bytes())
+        .write_all(bytes)
         .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(mode)))
         .and_then(|()| match &old {
             Some(m) => std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid())),
@@ -821,8 +848,35 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
             "libnss_systemd.so.2 is missing: apt-get install libnss-systemd",
         ));
     }
-    let module = resolve_module(opts.module.as_deref())?;
+    // The module to install, if asked: (target, new bytes, old bytes).
+    let install = match &opts.install_module {
+        None => None,
+        Some(src) => {
+            let bytes = std::fs::read(src).map_err(|e| {
+                HelperError::Input(format!("--install-module {}: {e}", src.display()))
+            })?;
+            let dir = pam_module_dirs().into_iter().next().ok_or_else(|| {
+                refused("no PAM module folder (none holds pam_unix.so): pass --module PATH")
+            })?;
+            let target = dir.join("pam_codext.so");
+            let before = std::fs::read(&target).ok();
+            Some((target, bytes, before))
+        }
+    };
+    let module = match &install {
+        Some(_) => "pam_codext.so".to_owned(),
+        None => resolve_module(opts.module.as_deref())?,
+    };
     let changes = plan(cfg, opts, &module)?;
+    let install = install.filter(|(_, new, old)| old.as_deref() != Some(new.as_slice()));
+    if let Some((target, new, old)) = install.as_ref().filter(|_| opts.dry_run) {
+        println!(
+            "dry run: would {} {} (sha256 {})",
+            if old.is_some() { "replace" } else { "install" },
+            target.display(),
+            sha256_bytes(new)
+        );
+    }
     for c in &changes {
         print!("{}", diff(&c.path, c.before.as_deref(), Some(&c.after)));
     }
@@ -845,15 +899,39 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
         return Ok(());
     }
     let mut applied: Vec<Change> = Vec::new();
+    let undo_module = || {
+        if let Some((target, _, old)) = &install {
+            let back = match old {
+                Some(b) => write_bytes(target, b, 0o644),
+                None => std::fs::remove_file(target).map_err(|e| sys(e.to_string())),
+            };
+            match back {
+                Ok(()) => println!("rolled back {}", target.display()),
+                Err(e) => eprintln!(
+                    "codext-helper: ROLLBACK FAILED for {}: {e}",
+                    target.display()
+                ),
+            }
+        }
+    };
+    if let Some((target, new, _)) = &install {
+        write_bytes(target, new, 0o644)?;
+        if let Err(e) = root_only_path(target) {
+            undo_module();
+            return Err(refused(e));
+        }
+    }
     for c in &changes {
         if let Err(e) = write_file(&c.path, &c.after) {
             rollback(&applied);
+            undo_module();
             return Err(e);
         }
         applied.push(c.clone());
     }
     if let Err(e) = check_sshd() {
         rollback(&applied);
+        undo_module();
         return Err(sys(format!("{e}; every file is back as it was")));
     }
     // init: server key, group, system accounts (whatever init makes).
@@ -866,6 +944,7 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
         Ok(r) => r,
         Err(e) => {
             rollback(&applied);
+            undo_module();
             return Err(e);
         }
     };
@@ -914,6 +993,22 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
         m.created_files.push(cfg.server_public_key());
     }
     m.created_files.dedup();
+    if let Some((target, new, old)) = &install {
+        let backup = match (&m.module, old) {
+            (Some(r), _) => r.backup.clone(),
+            (None, Some(old)) => {
+                let b = cfg.state_dir.join("pam_codext.so.before");
+                crate::store::write_atomic(&cfg.state_dir, "pam_codext.so.before", old, 0o600)?;
+                Some(b)
+            }
+            (None, None) => None,
+        };
+        m.module = Some(ModuleRecord {
+            path: target.clone(),
+            after_sha256: sha256_bytes(new),
+            backup,
+        });
+    }
     save_manifest(cfg, &m)?;
     for c in &applied {
         let what = match (&c.before, c.added.is_empty()) {
@@ -923,7 +1018,18 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
         };
         println!("{what} {}", c.path.display());
     }
-    if applied.is_empty() {
+    if let Some((target, _, old)) = &install {
+        println!(
+            "{} {}",
+            if old.is_some() {
+                "replaced"
+            } else {
+                "installed"
+            },
+            target.display()
+        );
+    }
+    if applied.is_empty() && install.is_none() {
         println!("no file changed: the host was already wired");
     }
     println!(
@@ -1052,6 +1158,38 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
     if dry_run {
         println!("dry run: nothing was changed");
         return Ok(());
+    }
+    if let Some(r) = &m.module {
+        match std::fs::read(&r.path) {
+            Ok(now) if sha256_bytes(&now) == r.after_sha256 => {
+                match r.backup.as_ref().map(std::fs::read) {
+                    Some(Ok(old)) => {
+                        write_bytes(&r.path, &old, 0o644)?;
+                        report.push(format!(
+                            "restored {} (the module setup replaced)",
+                            r.path.display()
+                        ));
+                    }
+                    Some(Err(e)) => report.push(format!(
+                        "{}: its backup is unreadable ({e}); left in place",
+                        r.path.display()
+                    )),
+                    None => {
+                        std::fs::remove_file(&r.path)
+                            .map_err(|e| sys(format!("cannot remove {}: {e}", r.path.display())))?;
+                        report.push(format!("removed {}", r.path.display()));
+                    }
+                }
+                if let Some(b) = &r.backup {
+                    let _ = std::fs::remove_file(b);
+                }
+            }
+            Ok(_) => report.push(format!(
+                "{} was replaced since setup: left in place",
+                r.path.display()
+            )),
+            Err(_) => report.push(format!("{}: already gone", r.path.display())),
+        }
     }
     if systemd_running() {
         let _ = run_quiet(SYSTEMCTL, &["disable", "--now", UNIT]);

@@ -485,3 +485,39 @@ exec setpriv --bounding-set={caps} --inh-caps=-all --no-new-privs {helper} serve
         assert!(!log().contains("Read-only file system"), "{}", log());
     }
 }
+
+sandbox_test! {
+    fn given_install_module_then_setup_puts_it_in_the_pam_folder_and_unsetup_takes_it_away() {
+        // The PAM module folder is the host's: give the sandbox its own copy.
+        let dir = sh("dirname \"$(find /usr/lib /lib -name pam_unix.so | head -n 1)\"").trim().to_owned();
+        sh(&format!("mkdir -p {WORK} && cp -a {dir} {WORK}/pamdir && mount --bind {WORK}/pamdir {dir}"));
+        let (etc, pam) = (snapshot("/etc"), snapshot(&dir));
+        let built = module_path().display().to_string();
+        let data = repo().join("pam.d").display().to_string();
+        let out = helper(&["setup", "--data-dir", &data, "--install-module", &built]);
+        assert!(out.status.success(), "{}", text(&out));
+        let installed = Path::new(&dir).join("pam_codext.so");
+        assert!(text(&out).contains(&format!("installed {}", installed.display())), "{}", text(&out));
+        assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(module_path()).unwrap());
+        assert_eq!(installed.metadata().unwrap().mode() & 0o7777, 0o644);
+        // The stack names it by its plain name, and libpam finds it there.
+        let codext = std::fs::read_to_string("/etc/pam.d/codext").unwrap();
+        assert!(codext.lines().any(|l| l.starts_with("auth") && l.trim_end().ends_with(" pam_codext.so")), "{codext}");
+        let d = doctor();
+        for check in ["pam.module", "pam.libpam", "pam.rules", "pam.sshd"] {
+            assert_eq!(d[check].0, "ok", "{check}: {:?}", d[check]);
+        }
+        // Twice = once.
+        let again = helper(&["setup", "--data-dir", &data, "--install-module", &built]);
+        assert!(text(&again).contains("no file changed"), "{}", text(&again));
+        let out = helper(&["unsetup"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(&format!("removed {}", installed.display())), "{}", text(&out));
+        assert_eq!(changed(&pam, &snapshot(&dir)), Vec::<PathBuf>::new());
+        let diff: Vec<PathBuf> = changed(&etc, &snapshot("/etc"))
+            .into_iter()
+            .filter(|p| !REWRITTEN_BY_SHADOW_TOOLS.iter().any(|x| p == Path::new(x)))
+            .collect();
+        assert_eq!(diff, Vec::<PathBuf>::new());
+    }
+}
