@@ -166,7 +166,13 @@ sandbox_test! {
         let before = snapshot("/etc");
         let out = setup(&[]);
         assert!(out.status.success(), "{}", text(&out));
-        assert!(!changed(&before, &snapshot("/etc")).is_empty());
+        let wired = snapshot("/etc");
+        assert!(!changed(&before, &wired).is_empty());
+        // unsetup --dry-run shows the way back and takes none of it.
+        let dry = helper(&["unsetup", "--dry-run"]);
+        assert!(dry.status.success() && text(&dry).contains("-@include codext"), "{}", text(&dry));
+        assert_eq!(changed(&wired, &snapshot("/etc")), Vec::<PathBuf>::new());
+        assert!(Path::new("/var/lib/codext/setup.json").exists());
         let out = helper(&["unsetup"]);
         assert!(out.status.success(), "{}", text(&out));
         let t = text(&out);
