@@ -17,24 +17,20 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     echo "timed out waiting for $what" >&2; exit 1
 }
 
-say "1. The operator installs codext into sshd (PAM stack + sshd drop-in)"
-sed "s# pam_codext.so# $B/libpam_codext.so#" "$REPO/pam.d/codext" > /etc/pam.d/codext
-sed "s# pam_codext.so# $B/libpam_codext.so#" "$REPO/pam.d/codext-session" > /etc/pam.d/codext-session
-sed -i '1i @include codext' /etc/pam.d/sshd
-sed -i '/pam_selinux.so open/i @include codext-session' /etc/pam.d/sshd
-cp "$REPO/pam.d/sshd_config.d/codext.conf" /etc/ssh/sshd_config.d/codext.conf
-cp "$REPO/pam.d/limits.d/codext.conf" /etc/security/limits.d/codext.conf
+say "1. The operator wires codext into sshd with one command (PAM lines, sshd drop-in, limits, at/cron rules, server key, group)"
+show "codext-helper setup --data-dir pam.d --module target/debug/libpam_codext.so"
+"$B/codext-helper" setup --data-dir "$REPO/pam.d" --module "$B/libpam_codext.so" | grep -v '^[-+@ ]'
 show "grep -v '^#' /etc/pam.d/sshd | grep codext"
 grep -v '^#' /etc/pam.d/sshd | grep codext
 
-say "2. codext-helper init: server key (RSA-4096), group, state"
-show "codext-helper init"
-"$B/codext-helper" init
+say "2. The daemon and sshd start; codext-helper doctor checks the whole host"
 "$B/codext-helper" serve 2>"$D/helper.log" &
 HELPER_PID=$!
 /usr/sbin/sshd -D -e 2>"$D/sshd.log" &
 wait_for 10 "the helper" test -S /run/codext/helper.sock
 wait_for 10 "sshd" bash -c 'exec 3<>/dev/tcp/127.0.0.1/22'
+show "codext-helper doctor"
+"$B/codext-helper" doctor
 echo "(codext-helper serve and sshd are running)"
 
 say "3. The agent, an unprivileged user, makes its key and pins the server's"

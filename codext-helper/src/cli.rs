@@ -1,5 +1,5 @@
-//! The command line: `init`, `issue`, `answer`, `status`, `revoke`,
-//! `serve` and `audit verify`. Each failure prints one line on stderr and
+//! The command line: `setup`, `unsetup`, `doctor`, `init`, `issue`,
+//! `answer`, `status`, `revoke`, `serve` and `audit verify`. Each failure prints one line on stderr and
 //! exits non-zero (2: bad input or configuration, 3: refused, 1: other).
 
 use crate::config::{Config, DEFAULT_PATH};
@@ -73,6 +73,36 @@ enum Command {
     },
     /// Run the daemon (foreground).
     Serve,
+    /// Wire this host: PAM lines, sshd drop-in, limits, at/cron rules,
+    /// server key and group; checked with `sshd -t`, rolled back on failure.
+    Setup {
+        /// Folder with the shipped files (the source tree's pam.d/).
+        #[arg(long, default_value = crate::setup::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The PAM module to name by absolute path (default: pam_codext.so
+        /// in the PAM module folder).
+        #[arg(long, conflicts_with = "install_module")]
+        module: Option<PathBuf>,
+        /// Install this built module as pam_codext.so in the PAM module
+        /// folder (unsetup removes it).
+        #[arg(long)]
+        install_module: Option<PathBuf>,
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Undo what setup did (its manifest says what).
+    Unsetup {
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check every condition codext needs on this host, one line each.
+    Doctor {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -144,6 +174,35 @@ fn run(cli: Cli) -> Result<()> {
         })?;
         println!("audit trail intact: {n} entries");
         return Ok(());
+    }
+    match &cli.command {
+        Command::Setup {
+            data_dir,
+            module,
+            install_module,
+            dry_run,
+        } => {
+            let opts = crate::setup::SetupOptions {
+                data_dir: data_dir.clone(),
+                module: module.clone(),
+                install_module: install_module.clone(),
+                dry_run: *dry_run,
+            };
+            return crate::setup::setup(&cfg, &opts);
+        }
+        Command::Unsetup { dry_run } => return crate::setup::unsetup(&cfg, *dry_run),
+        Command::Doctor { json } => {
+            let checks = crate::doctor::run(&cfg);
+            if crate::doctor::print(&checks, *json) != 0 {
+                let n = checks
+                    .iter()
+                    .filter(|c| c.status == crate::doctor::Status::Fail)
+                    .count();
+                return Err(HelperError::Refused(format!("doctor: {n} check(s) failed")));
+            }
+            return Ok(());
+        }
+        _ => {}
     }
     let helper = Helper::new(cfg)?;
     match cli.command {
@@ -270,7 +329,11 @@ fn run(cli: Cli) -> Result<()> {
             helper.revoke(&user, "operator")?;
             println!("{user} revoked");
         }
-        Command::Serve | Command::Audit { .. } => {}
+        Command::Serve
+        | Command::Audit { .. }
+        | Command::Setup { .. }
+        | Command::Unsetup { .. }
+        | Command::Doctor { .. } => {}
     }
     Ok(())
 }

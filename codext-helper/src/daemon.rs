@@ -97,6 +97,14 @@ pub fn serve(cfg: Config) -> Result<()> {
         "codext-helper: listening on {}",
         daemon.helper.cfg.socket.display()
     );
+    // Type=notify: READY only now that the socket listens, so the unit's
+    // Before=ssh.service means sshd never starts with the helper unreachable.
+    // (No-op without NOTIFY_SOCKET. The variable stays: removing it from a
+    // process whose threads already run would race with them, and every
+    // program the helper runs gets a cleared environment anyway.)
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        eprintln!("codext-helper: cannot notify systemd: {e}");
+    }
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -145,7 +153,7 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o755)
+            .mode(0o700)
             .create(dir)
             .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
     }

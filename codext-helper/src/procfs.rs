@@ -76,24 +76,28 @@ pub struct Viewer {
 impl Viewer {
     /// The calling process.
     pub fn current() -> Viewer {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let mut v = Viewer::from_status(&status);
+        v.groups.push(nix::unistd::getegid().as_raw());
+        v
+    }
+
+    /// The process whose `/proc/<pid>/status` text is `status`: its
+    /// effective capabilities (`CapEff`) and every gid (`Gid:`, `Groups:`).
+    pub fn from_status(status: &str) -> Viewer {
         const CAP_SYS_PTRACE: u32 = 19;
-        let cap_eff = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("CapEff:"))
-                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            })
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0);
-        let mut groups: Vec<u32> = nix::unistd::getgroups()
-            .unwrap_or_default()
-            .iter()
-            .map(|g| g.as_raw())
-            .collect();
-        groups.push(nix::unistd::getegid().as_raw());
         Viewer {
             sys_ptrace: cap_eff & (1 << CAP_SYS_PTRACE) != 0,
-            groups,
+            groups: status
+                .lines()
+                .filter_map(|l| l.strip_prefix("Gid:").or_else(|| l.strip_prefix("Groups:")))
+                .flat_map(|v| v.split_whitespace().filter_map(|g| g.parse().ok()))
+                .collect(),
         }
     }
 }
@@ -262,6 +266,14 @@ mod tests {
                 "{opts}"
             );
         }
+    }
+
+    #[test]
+    fn given_a_status_text_then_its_capabilities_and_every_group() {
+        let v = Viewer::from_status("Gid:\t0\t0\t0\t0\nGroups:\t4 27\nCapEff:\t0000000000080000\n");
+        assert!(v.sys_ptrace);
+        assert_eq!(v.groups, vec![0, 0, 0, 0, 4, 27]);
+        assert!(!Viewer::from_status("CapEff:\t00000000000001c1\n").sys_ptrace);
     }
 
     #[test]

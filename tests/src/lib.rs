@@ -6,9 +6,9 @@
 //! [`sandbox_test!`] declares a test whose body runs there: the outer test
 //! process re-runs its own binary, filtered to that one test, under
 //! `codext-sandbox`, and fails unless exactly that test ran and passed.
-//! [`World`] sets up the server inside: the shipped PAM files and sshd
-//! drop-in, `codext-helper init`, the daemon, sshd on port 22, and an
-//! unprivileged local `agent` user with a codext key.
+//! [`World`] sets up the server inside: `codext-helper setup` (the shipped
+//! PAM files and sshd drop-in, server key, group), the daemon, sshd on port
+//! 22, and an unprivileged local `agent` user with a codext key.
 
 pub mod world;
 

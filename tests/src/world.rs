@@ -1,6 +1,6 @@
-//! [`World`]: a codext server inside the sandbox — the shipped PAM files
-//! and sshd drop-in installed into the sandbox's `/etc`, the helper
-//! initialised and serving, the real sshd on port 22 of the sandbox's own
+//! [`World`]: a codext server inside the sandbox — wired by
+//! `codext-helper setup` into the sandbox's `/etc` (shipped PAM files, sshd
+//! drop-in, limits, server key, group), the helper serving, the real sshd on port 22 of the sandbox's own
 //! loopback, and an unprivileged `agent` user holding a codext key.
 
 use crate::{bin, repo};
@@ -161,23 +161,9 @@ impl World {
             std::fs::create_dir_all("/etc/codext").expect("mkdir /etc/codext");
             std::fs::write("/etc/codext/helper.toml", helper_toml).expect("write helper.toml");
         }
-        install_pam(&module_path());
-        install_file(
-            &repo().join("pam.d/sshd_config.d/codext.conf"),
-            Path::new("/etc/ssh/sshd_config.d/codext.conf"),
-            0o644,
-        );
-        install_file(
-            &repo().join("pam.d/limits.d/codext.conf"),
-            Path::new("/etc/security/limits.d/codext.conf"),
-            0o644,
-        );
-        let init = World::helper_cli(&["init", "--json"]);
-        assert!(
-            init.status.success(),
-            "init: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
+        // The operator's one command: PAM lines, sshd drop-in, limits,
+        // at/cron rules, server key and group.
+        setup_host();
         // The agent: an unprivileged local user with a codext key.
         sh("useradd --create-home --shell /bin/bash agent");
         let (uid, gid) = ids("agent");
@@ -632,6 +618,34 @@ pub fn ids(user: &str) -> (u32, u32) {
     (it.next().expect("uid"), it.next().expect("gid"))
 }
 
+/// Runs `codext-helper setup` with the checkout's shipped files and the
+/// built module (what [`World::with_config`] does); panics unless it
+/// succeeds. Returns its stdout.
+pub fn setup_host() -> String {
+    let args = setup_args(&[]);
+    let out = World::helper_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "setup: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `setup --data-dir <checkout>/pam.d --module <built module>` and `extra`.
+pub fn setup_args(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "setup".into(),
+        "--data-dir".into(),
+        repo().join("pam.d").display().to_string(),
+        "--module".into(),
+        module_path().display().to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
 /// The built PAM module.
 pub fn module_path() -> PathBuf {
     bin("libpam_codext.so")
@@ -639,7 +653,8 @@ pub fn module_path() -> PathBuf {
 
 /// Installs the shipped `pam.d/codext` and `pam.d/codext-session` into
 /// `/etc/pam.d` (module path rewritten to `module`) and includes them from
-/// `/etc/pam.d/sshd` as the installation notes say.
+/// `/etc/pam.d/sshd` by hand — only for tests that need a stack `setup`
+/// would refuse (a module that does not exist).
 pub fn install_pam(module: &Path) {
     for name in ["codext", "codext-session"] {
         let text = std::fs::read_to_string(repo().join("pam.d").join(name)).expect("read pam file");

@@ -78,7 +78,7 @@ sandbox_test! {
         let with_codext = local_logins(&w);
         assert_eq!(w.helper_connections(), before, "the helper was asked about a non-codext user");
         uninstall_pam();
-        std::fs::remove_file("/etc/ssh/sshd_config.d/codext.conf").unwrap();
+        std::fs::remove_file("/etc/ssh/sshd_config.d/00-codext.conf").unwrap();
         w.restart_sshd();
         let without = local_logins(&w);
         assert_eq!(with_codext, without);
@@ -137,10 +137,11 @@ sandbox_test! {
         let probe = format!("{}/bin/socket-probe", codext_tests::world::WORK);
         let root = run(Command::new(&probe).args(["/run/codext/helper.sock", "ping"]));
         assert_eq!(String::from_utf8_lossy(&root.stdout).trim(), "reply Ok pong");
-        // Without the chmod the file mode alone keeps the agent out.
+        // Without the chmods the modes alone (folder 0700, socket 0600) keep
+        // the agent out.
         let denied = run(w.as_agent(Command::new(&probe).args(["/run/codext/helper.sock", "ping"])));
         assert!(String::from_utf8_lossy(&denied.stdout).contains("Permission denied"));
-        sh("chmod 666 /run/codext/helper.sock");
+        sh("chmod 755 /run/codext && chmod 666 /run/codext/helper.sock");
         let agent = run(w.as_agent(Command::new(&probe).args(["/run/codext/helper.sock", "ping"])));
         assert_eq!(String::from_utf8_lossy(&agent.stdout).trim(), "closed", "a non-root peer got an answer");
         let log = std::fs::read_to_string(HELPER_LOG).unwrap();

@@ -1,0 +1,690 @@
+//! `codext-helper doctor`: every condition codext needs on this host, one
+//! line each — ok, warn or fail, and what to do. It changes nothing; a
+//! reviewer runs it and gets the whole picture (`--json` for machines).
+//!
+//! What each check proves is listed in `docs/SECURITY_REVIEW.md`, with the
+//! test that breaks the host on purpose and sees the check fail.
+
+use crate::config::Config;
+use crate::setup::{self, PamLine};
+use codext_wire::{read_frame, write_frame, ReplyStatus, Request};
+use serde::Serialize;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// As codext needs it.
+    Ok,
+    /// Works, but weaker than it should be.
+    Warn,
+    /// codext is unsafe or will not work: fix it.
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Stable name (`sshd.usepam`, `modes.socket`, …).
+    pub check: String,
+    /// The outcome.
+    pub status: Status,
+    /// What was found.
+    pub detail: String,
+    /// What to do (empty when ok).
+    pub advice: String,
+}
+
+/// The name doctor asks sshd and PAM about: a codext user that never exists.
+pub const PROBE_USER: &str = "user-000000000000";
+/// The earliest plausible time (2025-01-01): a clock before it is wrong.
+const EPOCH_FLOOR: u64 = 1_735_689_600;
+
+#[derive(Default)]
+struct Report(Vec<Check>);
+
+impl Report {
+    fn add(
+        &mut self,
+        check: &str,
+        status: Status,
+        detail: impl Into<String>,
+        advice: impl Into<String>,
+    ) {
+        let advice = if status == Status::Ok {
+            String::new()
+        } else {
+            advice.into()
+        };
+        self.0.push(Check {
+            check: check.into(),
+            status,
+            detail: detail.into(),
+            advice,
+        });
+    }
+    fn ok(&mut self, check: &str, detail: impl Into<String>) {
+        self.add(check, Status::Ok, detail, "");
+    }
+    fn fail(&mut self, check: &str, detail: impl Into<String>, advice: impl Into<String>) {
+        self.add(check, Status::Fail, detail, advice);
+    }
+    fn warn(&mut self, check: &str, detail: impl Into<String>, advice: impl Into<String>) {
+        self.add(check, Status::Warn, detail, advice);
+    }
+}
+
+/// Runs every check.
+pub fn run(cfg: &Config) -> Vec<Check> {
+    let mut r = Report::default();
+    pam_checks(&mut r, &cfg.accounts.group);
+    sshd_checks(&mut r);
+    nss_check(&mut r);
+    let daemon = helper_check(&mut r, cfg);
+    mode_checks(&mut r, cfg);
+    proc_check(&mut r, daemon);
+    uid_check(&mut r, cfg);
+    host_key_check(&mut r, cfg);
+    digitalocean_check(&mut r, cfg);
+    clock_check(&mut r, cfg);
+    r.0
+}
+
+// --- PAM -------------------------------------------------------------------
+
+/// The module named by the auth rule of `/etc/pam.d/codext`, as a path.
+fn module_file(codext: &str) -> Option<PathBuf> {
+    let module = codext
+        .lines()
+        .find_map(|l| match setup::parse_pam_line(l) {
+            Some(PamLine::Rule { kind, module, .. })
+                if kind == "auth" && module.contains("pam_codext") =>
+            {
+                Some(module)
+            }
+            _ => None,
+        })?;
+    if module.starts_with('/') {
+        return Some(PathBuf::from(module));
+    }
+    setup::pam_module_dirs()
+        .into_iter()
+        .map(|d| d.join(&module))
+        .find(|p| p.exists())
+        .or_else(|| Some(PathBuf::from(module)))
+}
+
+/// The rules the shipped files hold, control values exactly.
+const EXPECTED_RULES: [(&str, &str, &str); 3] = [
+    (
+        "codext",
+        "auth",
+        "[success=done new_authtok_reqd=done ignore=ignore module_unknown=ignore default=die]",
+    ),
+    (
+        "codext",
+        "account",
+        "[success=ok ignore=ignore module_unknown=ignore default=bad]",
+    ),
+    (
+        "codext-session",
+        "session",
+        "[success=ok ignore=ignore module_unknown=ignore default=bad]",
+    ),
+];
+
+fn pam_checks(r: &mut Report, group: &str) {
+    let rerun = "run `codext-helper setup` (or fix the file by hand, see docs/SECURITY_REVIEW.md)";
+    // The codext stack files and their control values.
+    let codext = std::fs::read_to_string("/etc/pam.d/codext").unwrap_or_default();
+    let session = std::fs::read_to_string("/etc/pam.d/codext-session").unwrap_or_default();
+    let mut bad = Vec::new();
+    for (file, kind, control) in EXPECTED_RULES {
+        let text = if file == "codext" { &codext } else { &session };
+        let found: Vec<String> = text
+            .lines()
+            .filter_map(|l| match setup::parse_pam_line(l) {
+                Some(PamLine::Rule {
+                    kind: k,
+                    control: c,
+                    module,
+                    ..
+                }) if k == kind && module.contains("pam_codext") => Some(c),
+                _ => None,
+            })
+            .collect();
+        if found.len() != 1 || found[0] != control {
+            bad.push(format!("/etc/pam.d/{file}: expected one `{kind} {control}` pam_codext rule, found {found:?}"));
+        }
+    }
+    if bad.is_empty() {
+        r.ok(
+            "pam.rules",
+            "/etc/pam.d/codext and codext-session hold the shipped rules",
+        );
+    } else {
+        r.fail("pam.rules", bad.join("; "), rerun);
+    }
+    // The module file.
+    match module_file(&codext) {
+        None => r.fail("pam.module", "no pam_codext auth rule in /etc/pam.d/codext", rerun),
+        Some(p) if !p.is_file() => r.fail(
+            "pam.module",
+            format!("{} does not exist: codext logins fail (everyone else is unaffected)", p.display()),
+            "install pam_codext.so into the PAM module folder, or run `codext-helper setup --module PATH`",
+        ),
+        Some(p) => match setup::root_only_path(&p) {
+            Err(e) => r.fail("pam.module", e, "make the module and every folder above it root's, writable by root only"),
+            Ok(()) => r.ok("pam.module", format!("{} is present and root's alone", p.display())),
+        },
+    }
+    libpam_check(r);
+    // sshd's stack.
+    match std::fs::read_to_string(setup::PAM_SSHD) {
+        Err(e) => r.fail("pam.sshd", format!("{}: {e}", setup::PAM_SSHD), "install openssh-server"),
+        Ok(text) => match setup::plan_pam_sshd(&text) {
+            Ok((_, missing)) if missing.is_empty() => r.ok(
+                "pam.sshd",
+                "`@include codext` is the first rule, `@include codext-session` just before pam_selinux open (close stays first), once each",
+            ),
+            Ok((_, missing)) => r.fail("pam.sshd", format!("{} lacks {}", setup::PAM_SSHD, missing.join(", ")), rerun),
+            Err(e) => r.fail("pam.sshd", e.to_string(), "put the stock stack back, then run `codext-helper setup`"),
+        },
+    }
+    match std::fs::metadata(setup::LIMITS_FILE) {
+        Ok(_) => r.ok(
+            "limits",
+            format!("{} sets the temporary users' limits", setup::LIMITS_FILE),
+        ),
+        Err(e) => r.warn(
+            "limits",
+            format!(
+                "{}: {e}: codext users get the default limits",
+                setup::LIMITS_FILE
+            ),
+            rerun,
+        ),
+    }
+    // The job daemons.
+    for path in setup::JOB_STACKS {
+        let name = format!("pam.{}", path.rsplit('/').next().unwrap_or(path));
+        match std::fs::read_to_string(path) {
+            Err(_) => r.ok(&name, format!("{path} does not exist (that daemon is not installed)")),
+            Ok(text) => match setup::plan_job_stack(&text, path, group) {
+                Ok((_, missing)) if missing.is_empty() => r.ok(&name, format!("{path} refuses the {group} group")),
+                Ok(_) => r.fail(
+                    &name,
+                    format!("{path} lets codext users queue jobs that outlive their account (run later as the next holder of the uid)"),
+                    rerun,
+                ),
+                Err(e) => r.fail(&name, e.to_string(), "fix the file by hand"),
+            },
+        }
+    }
+}
+
+/// Asks libpam itself: account management for the probe user through the
+/// sshd stack, which only pam_codext answers with "permission denied".
+fn libpam_check(r: &mut Report) {
+    let out = Command::new("pamtester")
+        .args(["sshd", PROBE_USER, "acct_mgmt"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Err(_) => r.warn(
+            "pam.libpam",
+            "pamtester is not installed: cannot ask libpam whether it loads pam_codext",
+            "apt-get install pamtester, then run doctor again",
+        ),
+        Ok(o) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let text = text.trim().to_owned();
+            // pam_codext's own answers for the probe user: "permission
+            // denied" (no such live account) or "cannot retrieve
+            // authentication info" (helper down). Without it the stack ends
+            // in another code (pam_unix's, or libpam's for a module it
+            // could not load).
+            let ours = [
+                "Permission denied",
+                "Authentication service cannot retrieve authentication info",
+            ];
+            if !ours.iter().any(|m| text.contains(m)) {
+                r.fail(
+                    "pam.libpam",
+                    format!("libpam did not run pam_codext for {PROBE_USER} ({text}): the module is missing, not loadable or not in the stack"),
+                    "check the module path in /etc/pam.d/codext and that the file is a pam_codext build for this machine",
+                );
+            } else {
+                r.ok(
+                    "pam.libpam",
+                    format!("libpam loads pam_codext and it decides for user-* ({text})"),
+                );
+            }
+        }
+    }
+}
+
+// --- sshd ------------------------------------------------------------------
+
+fn sshd_checks(r: &mut Report) {
+    let eff = match setup::sshd_effective() {
+        Ok(e) => e,
+        Err(e) => {
+            r.fail(
+                "sshd.config",
+                e,
+                "fix the sshd configuration (sshd -t says what is wrong)",
+            );
+            return;
+        }
+    };
+    let get = |k: &str| {
+        eff.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let fix = format!("{} must be read first and win: run `codext-helper setup`, and set no conflicting value in a Match block above it", setup::SSHD_DROP_IN);
+    for (key, want, why) in [
+        ("usepam", "yes", "pam_codext only runs through PAM"),
+        (
+            "authenticationmethods",
+            "password",
+            "the one-time token is the password; nothing else may log a codext user in",
+        ),
+        (
+            "passwordauthentication",
+            "yes",
+            "the token travels by the password method",
+        ),
+        (
+            "kbdinteractiveauthentication",
+            "no",
+            "keyboard-interactive runs PAM auth in a forked child",
+        ),
+        (
+            "pubkeyauthentication",
+            "no",
+            "no key may log a codext user in",
+        ),
+        (
+            "disableforwarding",
+            "yes",
+            "no tunnels, agents, X11 or sockets out of a codext session",
+        ),
+        ("permituserrc", "no", "~/.ssh/rc would run before the shell"),
+    ] {
+        let check = format!("sshd.{key}");
+        if get(key) == want {
+            r.ok(&check, format!("{key} {want} for user-*"));
+        } else {
+            r.fail(
+                &check,
+                format!("{key} is {:?} for user-*, not {want} ({why})", get(key)),
+                &fix,
+            );
+        }
+    }
+    match get("clientaliveinterval").parse::<u64>() {
+        Ok(n) if n > 0 => r.ok("sshd.clientaliveinterval", format!("clientaliveinterval {n}, countmax {}", get("clientalivecountmax"))),
+        _ => r.fail(
+            "sshd.clientaliveinterval",
+            "ClientAliveInterval is 0 for user-*: a dead TCP peer keeps the account alive for hours",
+            &fix,
+        ),
+    }
+    if eff
+        .iter()
+        .any(|(k, v)| k == "subsystem" && v.contains("internal-sftp"))
+    {
+        r.warn(
+            "sshd.sftp",
+            "`Subsystem sftp internal-sftp` applies to user-*: it bypasses the login shell",
+            "use the stock `Subsystem sftp /usr/lib/openssh/sftp-server`, or override it for user-* with ForceCommand",
+        );
+    } else {
+        r.ok("sshd.sftp", "sftp for user-* goes through the login shell");
+    }
+}
+
+fn nss_check(r: &mut Report) {
+    let text = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    match setup::nss_problem(&text) {
+        Some(p) => r.fail("nss", p, "make the passwd line `passwd: files systemd`"),
+        None if !setup::nss_systemd_installed() => r.fail(
+            "nss",
+            "libnss_systemd.so.2 is missing: armed users never resolve",
+            "apt-get install libnss-systemd",
+        ),
+        None => r.ok(
+            "nss",
+            "passwd: consults nss-systemd, which announces armed users",
+        ),
+    }
+}
+
+// --- the daemon --------------------------------------------------------------
+
+/// Pings the daemon; returns its pid.
+fn helper_check(r: &mut Report, cfg: &Config) -> Option<i32> {
+    let start = if setup::systemd_running() {
+        "systemctl start codext-helper"
+    } else {
+        "start `codext-helper serve` as root"
+    };
+    let sock = &cfg.socket;
+    let ping = || -> std::result::Result<(i32, String), String> {
+        let mut s = std::os::unix::net::UnixStream::connect(sock)
+            .map_err(|e| format!("cannot connect to {}: {e}", sock.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?;
+        let pid = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+            .map(|c| c.pid())
+            .map_err(|e| e.to_string())?;
+        let body = Request::Ping.encode().map_err(|e| e.to_string())?;
+        write_frame(&mut s, &body).map_err(|e| e.to_string())?;
+        let frame = read_frame(&mut s).map_err(|e| format!("no answer: {e}"))?;
+        let reply = codext_wire::Reply::decode(&frame).map_err(|e| e.to_string())?;
+        if reply.status != ReplyStatus::Ok {
+            return Err(format!("it answered {:?}: {}", reply.status, reply.reason));
+        }
+        Ok((pid, reply.reason))
+    };
+    match ping() {
+        Ok((pid, reason)) => {
+            r.ok(
+                "helper",
+                format!(
+                    "the daemon (pid {pid}) answers a ping on {} ({reason})",
+                    sock.display()
+                ),
+            );
+            Some(pid)
+        }
+        Err(e) => {
+            r.fail(
+                "helper",
+                format!("the daemon does not answer: {e}; every codext login is refused"),
+                start,
+            );
+            None
+        }
+    }
+}
+
+fn mode_checks(r: &mut Report, cfg: &Config) {
+    let socket_dir = cfg
+        .socket
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let audit_dir = cfg
+        .audit_log
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let items: [(&str, PathBuf, u32, &str); 5] = [
+        ("modes.socket", cfg.socket.clone(), 0o600, "socket"),
+        ("modes.socket_dir", socket_dir, 0o700, "dir"),
+        ("modes.state_dir", cfg.state_dir.clone(), 0o700, "dir"),
+        ("modes.server_key", cfg.server_key.clone(), 0o600, "file"),
+        ("modes.audit_dir", audit_dir, 0o755, "dir"),
+    ];
+    for (check, path, max, kind) in items {
+        match std::fs::symlink_metadata(&path) {
+            Err(e) => r.fail(
+                check,
+                format!("{}: {e}", path.display()),
+                "run `codext-helper setup` (and start the daemon)",
+            ),
+            Ok(m) => {
+                let mode = m.mode() & 0o7777;
+                let right_kind = match kind {
+                    "socket" => m.file_type().is_socket(),
+                    "dir" => m.is_dir(),
+                    _ => m.is_file(),
+                };
+                if !right_kind || m.uid() != 0 || mode & !max != 0 {
+                    r.fail(
+                        check,
+                        format!("{} is a {} of uid {} with mode {mode:o}; want a {kind} of root, at most {max:o}", path.display(), kind_of(&m), m.uid()),
+                        format!("chown root:root {0} && chmod {max:o} {0}", path.display()),
+                    );
+                } else {
+                    r.ok(
+                        check,
+                        format!("{} is root's, mode {mode:o}", path.display()),
+                    );
+                }
+            }
+        }
+    }
+    match std::fs::metadata(cfg.server_public_key()) {
+        Ok(_) => r.ok(
+            "modes.server_pub",
+            format!("{} exists", cfg.server_public_key().display()),
+        ),
+        Err(e) => r.fail(
+            "modes.server_pub",
+            format!("{}: {e}", cfg.server_public_key().display()),
+            "run `codext-helper setup`",
+        ),
+    }
+}
+
+fn kind_of(m: &std::fs::Metadata) -> &'static str {
+    if m.file_type().is_socket() {
+        "socket"
+    } else if m.is_dir() {
+        "dir"
+    } else if m.is_file() {
+        "file"
+    } else {
+        "special file"
+    }
+}
+
+fn proc_check(r: &mut Report, daemon: Option<i32>) {
+    // The daemon's own view when it runs (its mount namespace, its
+    // capabilities); otherwise this process's mounts and the unit's
+    // capability set, which has no CAP_SYS_PTRACE.
+    let (mountinfo, status, whose) = match daemon {
+        Some(pid) => (
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default(),
+            std::fs::read_to_string(format!("/proc/{pid}/status")).ok(),
+            format!("the daemon (pid {pid})"),
+        ),
+        None => (
+            std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+            None,
+            "a helper with the unit's capabilities".to_owned(),
+        ),
+    };
+    let viewer = status
+        .as_deref()
+        .map(crate::procfs::Viewer::from_status)
+        .unwrap_or(crate::procfs::Viewer {
+            sys_ptrace: false,
+            groups: vec![0],
+        });
+    let problem = match crate::procfs::parse_proc_mount(&mountinfo) {
+        None => Some("/proc is not a proc mount".to_owned()),
+        Some(m) => crate::procfs::visibility_problem(&m, &viewer),
+    };
+    match problem {
+        None => r.ok("proc", format!("/proc shows every process to {whose}")),
+        Some(why) => r.fail(
+            "proc",
+            format!("{why}: teardown could miss a temporary user's processes"),
+            "remount /proc without hidepid (or with gid= of a group the helper is in): mount -o remount,hidepid=0 /proc, and fix /etc/fstab",
+        ),
+    }
+}
+
+// --- accounts ------------------------------------------------------------------
+
+fn uid_check(r: &mut Report, cfg: &Config) {
+    let (min, max) = (cfg.accounts.uid_min, cfg.accounts.uid_max);
+    // Only read the state when it exists: opening it would create the folder.
+    let ours: Vec<String> = if cfg.state_dir.is_dir() {
+        crate::ops::Helper::new(cfg.clone())
+            .and_then(|h| h.status())
+            .map(|v| v.into_iter().map(|e| e.user).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    // /etc/passwd, and every NSS source (LDAP, sssd, userdb…) by uid.
+    let mut held: Vec<(String, u32)> = crate::accounts::passwd_file_entries()
+        .into_iter()
+        .filter(|(_, uid)| (min..=max).contains(uid))
+        .collect();
+    for uid in min..=max {
+        if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            if !held.iter().any(|(n, _)| *n == u.name) {
+                held.push((u.name, uid));
+            }
+        }
+    }
+    let foreign: Vec<String> = held
+        .into_iter()
+        .filter(|(name, _)| !ours.contains(name))
+        .map(|(name, uid)| format!("{name} ({uid})"))
+        .collect();
+    let systemd_overlap = [(60001u32, 60513u32), (61184, 65519)]
+        .iter()
+        .any(|(a, b)| min <= *b && *a <= max);
+    if systemd_overlap {
+        r.fail(
+            "uids",
+            format!("{min}..={max} overlaps systemd's reserved ranges (60001-60513, 61184-65519)"),
+            "choose accounts.uid_min..uid_max below 60001",
+        );
+    } else if !foreign.is_empty() {
+        r.fail(
+            "uids",
+            format!(
+                "accounts not made by codext hold uids in {min}..={max}: {}",
+                foreign.join(", ")
+            ),
+            "move them out of the range or choose another accounts.uid_min..uid_max in helper.toml",
+        );
+    } else {
+        r.ok(
+            "uids",
+            format!("{min}..={max} holds only codext's accounts and is clear of systemd's ranges"),
+        );
+    }
+}
+
+fn host_key_check(r: &mut Report, cfg: &Config) {
+    match codext_core::hostkeys::fingerprints(&cfg.host_key_dir, &cfg.host_keys) {
+        Ok(f) if !f.is_empty() => r.ok(
+            "hostkeys",
+            format!("{} host key(s) to sign into puzzles", f.len()),
+        ),
+        Ok(_) => r.fail(
+            "hostkeys",
+            "no host key found",
+            "ssh-keygen -A (or set host_keys in helper.toml)",
+        ),
+        Err(e) => r.fail(
+            "hostkeys",
+            e.to_string(),
+            "ssh-keygen -A (or fix host_keys in helper.toml)",
+        ),
+    }
+}
+
+fn digitalocean_check(r: &mut Report, cfg: &Config) {
+    let d = &cfg.digitalocean;
+    if !d.enabled {
+        r.ok("digitalocean", "the DigitalOcean channel is off");
+        return;
+    }
+    let path = &d.token_file;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if std::env::var_os("DIGITALOCEAN_TOKEN").is_none() => {
+            r.fail("digitalocean", format!("{}: {e}", path.display()), format!("put the API token in {} (0600, root)", path.display()))
+        }
+        Err(_) => r.warn("digitalocean", "the token comes from DIGITALOCEAN_TOKEN", format!("prefer {} (0600, root)", path.display())),
+        Ok(m) if !m.is_file() || m.uid() != 0 || m.mode() & 0o077 != 0 => r.fail(
+            "digitalocean",
+            format!("{} has uid {} mode {:o}: others may read the API token", path.display(), m.uid(), m.mode() & 0o7777),
+            format!("chown root:root {0} && chmod 600 {0}", path.display()),
+        ),
+        Ok(_) => r.ok(
+            "digitalocean",
+            format!("{} is root's, 0600; the channel needs droplet:read, tag:create, tag:delete, ssh_key:read", path.display()),
+        ),
+    }
+}
+
+fn clock_check(r: &mut Report, cfg: &Config) {
+    let now = codext_core::time::now();
+    let key_time = std::fs::metadata(&cfg.server_key)
+        .ok()
+        .map(|m| u64::try_from(m.mtime()).unwrap_or(0));
+    if now < EPOCH_FLOOR {
+        r.fail(
+            "clock",
+            format!(
+                "the clock says {} (before 2025): puzzle expiry is meaningless",
+                codext_core::time::rfc3339(now)
+            ),
+            "set the time (timedatectl set-ntp true, or date -s)",
+        );
+    } else if let Some(t) = key_time.filter(|t| *t > now + 300) {
+        r.fail(
+            "clock",
+            format!(
+                "the server key was written at {}, after now ({}): the clock went back",
+                codext_core::time::rfc3339(t),
+                codext_core::time::rfc3339(now)
+            ),
+            "set the time (timedatectl set-ntp true)",
+        );
+    } else {
+        r.ok("clock", codext_core::time::rfc3339(now));
+    }
+}
+
+/// Prints the report; returns the exit status (1 when anything failed).
+pub fn print(checks: &[Check], json: bool) -> i32 {
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    if json {
+        let v = serde_json::json!({"ok": !failed, "checks": checks});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+        for c in checks {
+            let tag = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            if c.advice.is_empty() {
+                println!("{tag} {:<width$}  {}", c.check, c.detail);
+            } else {
+                println!(
+                    "{tag} {:<width$}  {} -- do: {}",
+                    c.check, c.detail, c.advice
+                );
+            }
+        }
+    }
+    i32::from(failed)
+}
