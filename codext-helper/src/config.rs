@@ -124,6 +124,10 @@ pub struct Limits {
     /// past it the tool is killed and the step retried.
     #[serde(with = "humantime_serde_compat")]
     pub tool_timeout: Duration,
+    /// Longest one sweep of a removed uid's files may run (1s to 60s); the
+    /// reaper carries on where it stopped.
+    #[serde(with = "humantime_serde_compat")]
+    pub sweep_time: Duration,
 }
 
 /// Time limits, as humantime strings in the file.
@@ -182,6 +186,7 @@ impl Default for Limits {
             failures_per_source_per_minute: 20,
             reaper_interval: Duration::from_secs(5),
             tool_timeout: Duration::from_secs(10),
+            sweep_time: Duration::from_secs(10),
         }
     }
 }
@@ -285,6 +290,9 @@ impl Config {
                 "accounts.group {:?} is not a valid group name",
                 a.group
             ));
+        }
+        if !(1..=60).contains(&self.limits.sweep_time.as_secs()) {
+            return bad("limits.sweep_time must be between 1s and 60s".into());
         }
         if !(1..=60).contains(&self.limits.tool_timeout.as_secs()) {
             return bad("limits.tool_timeout must be between 1s and 60s".into());

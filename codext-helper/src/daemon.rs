@@ -208,6 +208,9 @@ fn spawn_worker(helper: Helper, rx: Receiver<String>) {
 fn spawn_reaper(d: Arc<Daemon>) {
     let _ = thread("reaper").spawn(move || loop {
         std::thread::sleep(d.helper.cfg.limits.reaper_interval);
+        if let Err(e) = d.helper.recheck_quarantine() {
+            eprintln!("codext-helper: quarantine: {e}");
+        }
         match d.helper.reap(codext_core::time::now()) {
             Ok(removals) => {
                 for r in removals {

@@ -8,10 +8,11 @@
 //! state), so the daemon and the verbs cannot deadlock or race.
 
 use crate::accounts;
+use crate::accounts::sweep::Sweep;
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{HelperError, Result};
-use crate::store::{Entry, Locked, Phase, RemovalProgress, Renewal, Session, Store};
+use crate::store::{Entry, Locked, Phase, Quarantine, RemovalProgress, Renewal, Session, Store};
 use crate::userdb;
 use codext_core::encoding::{hex, hex_decode};
 use codext_core::keys::{PrivateKey, PublicKey, MIN_AGENT_BITS, SERVER_BITS};
@@ -309,11 +310,19 @@ impl Helper {
             .unwrap_or(min);
         for i in 0..span {
             let uid = min + (start - min + i) % span;
-            let in_state = locked.state.users.values().any(|e| e.uid == uid);
+            let in_state = locked.state.users.values().any(|e| e.uid == uid)
+                || locked.state.quarantine.contains_key(&uid);
             if !in_state && !known.uid_taken(uid) {
                 locked.state.next_uid = Some(if uid == max { min } else { uid + 1 });
                 return Ok(uid);
             }
+        }
+        if !locked.state.quarantine.is_empty() {
+            return Err(HelperError::Refused(format!(
+                "no free uid in {min}..={max}: {} are quarantined because their last holders left files behind; \
+                 inspect them with `codext-helper quarantine list`, clean up, then `codext-helper quarantine release UID`",
+                locked.state.quarantine.len()
+            )));
         }
         Err(HelperError::NoUid)
     }
@@ -804,11 +813,11 @@ impl Helper {
             locked.save()?;
             snapshot
         };
-        let repaired = match entry.account_created {
+        let removed = match entry.account_created {
             true => self.remove_created(&entry),
-            false => Ok(None),
+            false => Ok((None, Sweep::default())),
         };
-        let repaired = match repaired {
+        let (repaired, swept) = match removed {
             Ok(r) => r,
             Err(e) => {
                 let mut locked = self.store.lock()?;
@@ -835,30 +844,113 @@ impl Helper {
         userdb::withdraw(&self.cfg.userdb_dir, &entry.user, entry.uid)?;
         let mut locked = self.store.lock()?;
         locked.state.users.remove(user);
+        let clean = swept.is_clean();
+        if !clean {
+            // Files of the uid remain: it is not handed out again until a
+            // later sweep finds nothing or the operator releases it.
+            locked.state.quarantine.insert(
+                entry.uid,
+                Quarantine {
+                    user: entry.user.clone(),
+                    home: entry.home.clone(),
+                    since: time::now(),
+                    leftovers: swept.leftovers,
+                    named: swept.named.clone(),
+                },
+            );
+        }
         locked.save()?;
         drop(locked);
-        self.log(
-            "remove",
-            json!({"user": user, "uid": entry.uid, "result": "ok"}),
-        );
+        if clean {
+            self.log(
+                "remove",
+                json!({"user": user, "uid": entry.uid, "result": "ok", "swept": swept.removed}),
+            );
+        } else {
+            self.log(
+                "remove",
+                json!({"user": user, "uid": entry.uid, "result": "incomplete", "swept": swept.removed, "leftovers": swept.leftovers}),
+            );
+            self.log(
+                "quarantine",
+                json!({"uid": entry.uid, "user": user, "leftovers": swept.leftovers, "named": swept.named}),
+            );
+        }
         Ok(())
     }
 
     /// Kills, deletes the record, sweeps (see [`accounts`]); only the
     /// `userdel` step holds the account lock, so logins are never queued
     /// behind a slow kill or sweep.
-    fn remove_created(&self, entry: &Entry) -> Result<Option<String>> {
+    fn remove_created(&self, entry: &Entry) -> Result<(Option<String>, Sweep)> {
         let a = &self.cfg.accounts;
         let timeout = self.cfg.limits.tool_timeout;
         accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
         let killer = accounts::killer_ids(&a.killer_user)?;
+        accounts::remove_jobs(entry, self.cfg.limits.sweep_time);
         accounts::kill(entry, killer, timeout)?;
         let repaired = {
             let _accounts = self.store.lock_accounts()?;
             accounts::delete_record(entry, timeout)?
         };
-        accounts::sweep_leftovers(entry);
-        Ok(repaired)
+        let swept = accounts::sweep_leftovers(entry.uid, &entry.home, self.cfg.limits.sweep_time);
+        if swept.unfinished {
+            return Err(HelperError::Account(format!(
+                "the sweep of uid {}'s files did not finish within {}s ({} removed so far); the reaper continues",
+                entry.uid,
+                self.cfg.limits.sweep_time.as_secs(),
+                swept.removed
+            )));
+        }
+        Ok((repaired, swept))
+    }
+
+    /// Looks again at every quarantined uid (reaper pass): one whose files
+    /// are all gone now is released.
+    pub fn recheck_quarantine(&self) -> Result<()> {
+        let held: Vec<(u32, Quarantine)> = self
+            .store
+            .lock()?
+            .state
+            .quarantine
+            .iter()
+            .map(|(u, q)| (*u, q.clone()))
+            .collect();
+        for (uid, q) in held {
+            let swept = accounts::sweep_leftovers(uid, &q.home, self.cfg.limits.sweep_time);
+            let mut locked = self.store.lock()?;
+            if swept.is_clean() {
+                locked.state.quarantine.remove(&uid);
+                locked.save()?;
+                drop(locked);
+                self.log(
+                    "quarantine_release",
+                    json!({"uid": uid, "user": q.user, "by": "sweep", "removed": swept.removed}),
+                );
+            } else if let Some(held) = locked.state.quarantine.get_mut(&uid) {
+                held.leftovers = swept.leftovers;
+                held.named = swept.named;
+                locked.save()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases quarantined `uid` by the operator's word (after looking).
+    pub fn release_quarantine(&self, uid: u32) -> Result<Quarantine> {
+        let mut locked = self.store.lock()?;
+        let q = locked
+            .state
+            .quarantine
+            .remove(&uid)
+            .ok_or_else(|| HelperError::Refused(format!("uid {uid} is not quarantined")))?;
+        locked.save()?;
+        drop(locked);
+        self.log(
+            "quarantine_release",
+            json!({"uid": uid, "user": q.user, "by": "operator", "leftovers_at_last_look": q.leftovers}),
+        );
+        Ok(q)
     }
 
     /// One pass of the reaper at time `now`: expires puzzles, armed users

@@ -52,8 +52,32 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
     p("/run/userdb", "armed users announced to nss-systemd", false),
 ];
 
+/// The folders every user may write to, swept for a removed uid's files
+/// (and its home, which `userdel -r` removes). `/var/spool/cron` holds at
+/// jobs (atd runs a job as the uid owning its file: the next holder of the
+/// uid) and crontabs; it is swept before the kill as well as after.
+pub const SWEEP_ROOTS: &[&str] = &[
+    "/var/spool/cron",
+    "/tmp",
+    "/var/tmp",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/run/lock",
+    "/var/mail",
+];
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn given_the_sweep_roots_then_each_is_an_account_path() {
+        for root in super::SWEEP_ROOTS {
+            assert!(
+                super::ACCOUNT_PATHS.iter().any(|w| w.path == *root),
+                "{root} is swept but the unit may not write there"
+            );
+        }
+    }
+
     use super::*;
 
     fn unit() -> String {

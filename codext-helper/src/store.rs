@@ -151,6 +151,26 @@ pub struct State {
     pub next_uid: Option<u32>,
     /// Entries by user name.
     pub users: BTreeMap<String, Entry>,
+    /// uids whose removal left files behind: never handed out while here.
+    #[serde(default)]
+    pub quarantine: BTreeMap<u32, Quarantine>,
+}
+
+/// A uid held back because its last holder left files the sweep could not
+/// remove (they would act for, or be readable by, the next holder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quarantine {
+    /// The user that held it.
+    pub user: String,
+    /// Its home (checked again with the shared folders).
+    pub home: PathBuf,
+    /// Since when.
+    pub since: u64,
+    /// How many entries remained at the last look.
+    pub leftovers: u64,
+    /// The first few of them, with why.
+    pub named: Vec<String>,
 }
 
 impl Default for State {
@@ -159,6 +179,7 @@ impl Default for State {
             version: 1,
             next_uid: None,
             users: BTreeMap::new(),
+            quarantine: BTreeMap::new(),
         }
     }
 }

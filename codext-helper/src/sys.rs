@@ -258,3 +258,11 @@ pub fn lock_memory() -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Takes ownership of a descriptor the kernel just returned to the caller
+/// (from `open`/`openat`), which nothing else owns.
+pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
+    // SAFETY: the caller passes a descriptor it just received from the
+    // kernel and hands over; no other owner exists.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

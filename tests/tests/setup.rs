@@ -332,7 +332,7 @@ sandbox_test! {
             ("modes.audit_dir", "chmod 755", shell("chmod 777 /var/log/codext"), shell("chmod 700 /var/log/codext")),
             // The daemon under the unit's capability set (no CAP_SYS_PTRACE)
             // and NoNewPrivileges, on a /proc that hides processes.
-            ("proc", "hidepid=invisible", {
+            ("proc", "SupplementaryGroups=", {
                 let slot = std::rc::Rc::clone(&limited);
                 Box::new(move |w: &mut World| {
                     w.kill_helper();
@@ -409,6 +409,8 @@ sandbox_test! {
     fn given_notify_socket_then_the_daemon_reports_ready_only_once_its_socket_listens() {
         std::fs::create_dir_all(WORK).unwrap();
         let path = format!("{WORK}/notify.sock");
+        // The daemon serves only once init made the killer account.
+        assert!(Command::new(bin("codext-helper")).arg("init").output().unwrap().status.success());
         let notify = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
         notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut child = Command::new(bin("codext-helper"))

@@ -8,7 +8,7 @@ use crate::store::Entry;
 use crate::sys::KillerIds;
 use nix::unistd::{Group, Uid, User};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub mod kill;
 pub mod shadow;
@@ -16,9 +16,6 @@ pub mod sweep;
 pub mod tools;
 
 use tools::{GROUPADD, USERADD, USERDEL};
-
-/// Folders where a user may leave files outside its home.
-pub const SHARED_TMP: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
 
 /// The gid of `group`, creating it as a system group if it does not exist.
 pub fn ensure_group(group: &str) -> Result<u32> {
@@ -329,12 +326,24 @@ pub fn delete_record(entry: &Entry, deadline: Duration) -> Result<Option<String>
     Ok(None)
 }
 
+/// Before the kill: the uid's at jobs and crontab go, so none fires while
+/// the account is being removed (and none ever for the next holder).
+pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
+    sweep::remove_owned(
+        Path::new("/var/spool/cron"),
+        entry.uid,
+        Instant::now() + budget,
+    )
+}
+
 /// Step three: what the uid left outside the account record — its home if
-/// `userdel` could not remove it, and its files in the shared temporary
-/// folders.
-pub fn sweep_leftovers(entry: &Entry) {
-    sweep::remove_owned_tree(&entry.home, entry.uid);
-    for dir in SHARED_TMP {
-        sweep::remove_owned(Path::new(dir), entry.uid);
+/// `userdel` could not remove it, and its files in every folder a user may
+/// write to ([`crate::paths::SWEEP_ROOTS`]) — within `budget`.
+pub fn sweep_leftovers(uid: u32, home: &Path, budget: Duration) -> sweep::Sweep {
+    let deadline = Instant::now() + budget;
+    let mut report = sweep::remove_owned_tree(home, uid, deadline);
+    for dir in crate::paths::SWEEP_ROOTS {
+        report.merge(sweep::remove_owned(Path::new(dir), uid, deadline));
     }
+    report
 }
