@@ -330,7 +330,16 @@ impl Helper {
         let user = answer.user.to_string();
         let Some(entry) = locked.state.users.get_mut(&user) else {
             drop(locked);
-            self.log_stranger(Stranger::UnknownUser, &user, source);
+            // An operator's typo is worth a line; a channel is open to
+            // strangers, whose answers are counted.
+            if source == "cli" {
+                self.log(
+                    "answer",
+                    json!({"user": user, "result": "unknown user", "source": source}),
+                );
+            } else {
+                self.log_stranger(Stranger::UnknownUser, &user, source);
+            }
             return Err(HelperError::UnknownUser(user));
         };
         if entry.phase == Phase::Active && entry.renewal.is_some() {
