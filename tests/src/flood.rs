@@ -46,8 +46,9 @@ pub struct Flood {
 
 /// `n` requests for random unknown names, the `i`-th from source
 /// `198.18.x.y` number `first + i % sources`, over `threads` connections
-/// at a time.
-pub fn flood(n: u64, first: u64, sources: u64, threads: usize) -> Flood {
+/// at a time; `per_second` paces them (0: as fast as the helper answers).
+pub fn flood(n: u64, first: u64, sources: u64, threads: usize, per_second: u64) -> Flood {
+    let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let denied = Arc::new(AtomicU64::new(0));
     let other = Arc::new(AtomicU64::new(0));
@@ -70,6 +71,12 @@ pub fn flood(n: u64, first: u64, sources: u64, threads: usize) -> Flood {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= n {
                         break;
+                    }
+                    if per_second > 0 {
+                        let due = start + Duration::from_nanos(i * 1_000_000_000 / per_second);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
                     }
                     // xorshift: names nobody issued.
                     x ^= x << 13;

@@ -300,8 +300,8 @@ sandbox_test! {
         let w = World::with_config(&format!("[limits]\nreaper_interval = \"1s\"\n[audit]\nsummary_window = \"{window}s\"\n"));
         let before = w.audit().len();
         let start = Instant::now();
-        let one = flood(2000, 0, 1, 4);
-        let many = flood(2000, 1, 200, 4);
+        let one = flood(2000, 0, 1, 4, 0);
+        let many = flood(2000, 1, 200, 4, 0);
         let elapsed = start.elapsed();
         assert_eq!((one.denied, many.denied), (2000, 2000), "{one:?} {many:?}");
         // Summaries are written when a window ends (by the reaper at the
