@@ -72,8 +72,8 @@ pub fn flood(n: u64, first: u64, sources: u64, threads: usize, per_second: u64) 
                     if i >= n {
                         break;
                     }
-                    if per_second > 0 {
-                        let due = start + Duration::from_nanos(i * 1_000_000_000 / per_second);
+                    if let Some(ns) = (i * 1_000_000_000).checked_div(per_second) {
+                        let due = start + Duration::from_nanos(ns);
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);
                         }
