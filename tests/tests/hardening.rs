@@ -344,3 +344,45 @@ sandbox_test! {
         assert!(World::helper_cli(&["audit", "verify"]).status.success());
     }
 }
+
+sandbox_test! {
+    fn given_the_helper_killed_mid_write_then_at_restart_it_repairs_the_trail_and_verify_says_what_was_lost() {
+        let mut w = World::new();
+        let a = w.arm();
+        const LOG: &str = "/var/log/codext/audit.jsonl";
+        let verify = || World::helper_cli(&["audit", "verify"]);
+        assert!(verify().status.success());
+        // Killed while writing a line: a torn tail.
+        w.kill_helper();
+        let mut f = std::fs::OpenOptions::new().append(true).open(LOG).unwrap();
+        std::io::Write::write_all(&mut f, br#"{"event":"session_open","prev":"#).unwrap();
+        drop(f);
+        assert_eq!(verify().status.code(), Some(3));
+        w.start_helper();
+        let trail = w.audit();
+        let last = trail.last().unwrap();
+        assert_eq!(last["event"], "recover");
+        assert!(last["what"].as_str().unwrap().contains("torn"), "{last}");
+        let ok = verify();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        // Entries the head vouched for are gone (a crash that lost data, or
+        // a cut): recorded at restart, and verify keeps saying so (exit 4).
+        let before = std::fs::read_to_string(LOG).unwrap();
+        assert!(World::helper_cli(&["revoke", &a.user]).status.success());
+        w.kill_helper();
+        std::fs::write(LOG, &before).unwrap();
+        w.start_helper();
+        let last = w.audit().last().unwrap().clone();
+        assert_eq!(last["event"], "recover");
+        assert!(last["lost_from"].is_u64() && last["lost_to"].is_u64(), "{last}");
+        let out = verify();
+        assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("are missing") && err.contains("compare with the system log"), "{err}");
+        // The helper still logs people in, and the chain goes on.
+        let b = w.arm();
+        assert!(w.login(&b.puzzle, &["true"]).status.success());
+        w.wait_removed(&b.user, b.uid);
+        assert_eq!(verify().status.code(), Some(4));
+    }
+}
