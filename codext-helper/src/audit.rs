@@ -578,7 +578,16 @@ impl Audit {
             && (tail.size >= cfg.rotate_bytes
                 || now.saturating_sub(tail.started) >= cfg.rotate_age.as_secs())
         {
-            let to = rotated_path(log, tail.files + 1);
+            // Never over an existing file: if the head's count is stale
+            // (someone put files there), take the next free number and let
+            // verify report the mismatch.
+            let listed = rotated_numbers(log)
+                .map_err(|e| self.fail("list the rotated files", &e))?
+                .last()
+                .copied()
+                .unwrap_or(0);
+            let number = tail.files.max(listed) + 1;
+            let to = rotated_path(log, number);
             nix::fcntl::renameat2(
                 None,
                 log.as_path(),
@@ -588,7 +597,7 @@ impl Audit {
             )
             .map_err(|e| self.fail(&format!("rotate into {}", to.display()), &e))?;
             self.sync_dir()?;
-            tail.files += 1;
+            tail.files = number;
             tail.prev_file_lines = tail.lines;
             tail.size = 0;
             tail.lines = 0;

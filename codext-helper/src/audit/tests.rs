@@ -676,3 +676,24 @@ fn given_no_system_logger_then_recording_still_works() {
     event(&a, 1);
     assert_eq!(check(&dir).unwrap().entries, 1);
 }
+
+#[test]
+fn given_a_stray_file_where_the_next_rotation_goes_then_it_is_not_overwritten_and_verify_reports_it(
+) {
+    let (dir, a) = rotated("stray", 1);
+    let log = log_of(&dir);
+    let next = rotated_numbers(&log).unwrap().len() as u64 + 1;
+    std::fs::write(rotated_path(&log, next), b"not ours\n").unwrap();
+    // Write until the active file rotates.
+    let mut i = 5000;
+    while rotated_numbers(&log).unwrap().len() < next as usize + 1 {
+        event(&a, i);
+        i += 1;
+    }
+    assert_eq!(
+        std::fs::read(rotated_path(&log, next)).unwrap(),
+        b"not ours\n"
+    );
+    let err = check(&dir).unwrap_err();
+    assert!(err.contains(&format!("audit.jsonl.{next} line 1")), "{err}");
+}
