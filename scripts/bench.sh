@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks, with baselines measured in the same run:
 #  * the puzzle protocol against bare RSA operations (cargo bench);
+#  * the audit trail under a flood of unknown names (codext-audit-bench);
 #  * a whole codext login against a plain ssh password login through the
 #    same sshd, in the sandbox (release build), and the helper's memory;
 #  * 100 concurrent JIT logins against 100 concurrent plain logins, and how
@@ -14,3 +15,7 @@ cargo bench --locked -p codext-core --bench puzzle
 cargo build --release --locked --workspace --quiet
 target/release/codext-sandbox -- target/release/codext-bench
 target/release/codext-sandbox -- target/release/codext-bench burst "${CODEXT_BURST:-100}"
+# What strangers cost the audit trail: 10,000 unknown names from 1 and from
+# 1,000 sources, straight at the helper's socket, and a known user's login
+# latency meanwhile against an idle helper.
+target/release/codext-sandbox -- target/release/codext-audit-bench

@@ -1,6 +1,9 @@
 //! The command line: `setup`, `unsetup`, `doctor`, `init`, `issue`,
-//! `answer`, `status`, `revoke`, `serve` and `audit verify`. Each failure prints one line on stderr and
-//! exits non-zero (2: bad input or configuration, 3: refused, 1: other).
+//! `answer`, `status`, `revoke`, `serve` and `audit verify`. Each failure
+//! prints one line on stderr and exits non-zero (2: bad input or
+//! configuration, 3: refused — for `audit verify`: the chain is broken —,
+//! 4: `audit verify` found the chain intact but recorded losses to look at,
+//! 1: other).
 
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::{HelperError, Result};
@@ -112,7 +115,9 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
-    /// Check the hash chain of the audit trail.
+    /// Check the hash chain of the audit trail, across its rotated files
+    /// (exit 3 where it breaks; 4 when intact but a recovery recorded lost
+    /// entries).
     Verify,
 }
 
@@ -169,10 +174,25 @@ fn run(cli: Cli) -> Result<()> {
         command: AuditCommand::Verify,
     } = cli.command
     {
-        let n = crate::audit::verify(&cfg.audit_log, &cfg.state_dir).map_err(|e| {
+        let r = crate::audit::verify(&cfg.audit_log, &cfg.state_dir).map_err(|e| {
             HelperError::Refused(format!("audit trail {}: {e}", cfg.audit_log.display()))
         })?;
-        println!("audit trail intact: {n} entries");
+        println!(
+            "audit trail intact: {} entries in {} file{}",
+            r.entries,
+            r.files,
+            if r.files == 1 { "" } else { "s" }
+        );
+        if !r.warnings.is_empty() {
+            for w in &r.warnings {
+                eprintln!("codext-helper: warning: {w}");
+            }
+            return Err(HelperError::AuditGaps(format!(
+                "the chain links, but {} recover{} could not rule out lost entries",
+                r.warnings.len(),
+                if r.warnings.len() == 1 { "y" } else { "ies" }
+            )));
+        }
         return Ok(());
     }
     match &cli.command {

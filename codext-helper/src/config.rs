@@ -43,6 +43,43 @@ pub struct Config {
     pub ttl: Ttl,
     /// The DigitalOcean channel (off unless enabled).
     pub digitalocean: DigitalOcean,
+    /// The audit trail: rotation, strangers' summaries, the system-log copy.
+    pub audit: AuditConfig,
+}
+
+/// The audit trail ([`crate::audit`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Rotate the active file once it holds this many bytes (at least
+    /// 4096).
+    pub rotate_bytes: u64,
+    /// …or once it was started this long ago (1m to 366 days).
+    #[serde(with = "humantime_serde_compat")]
+    pub rotate_age: Duration,
+    /// Attempts at names codext does not know, and rate-limit refusals,
+    /// are counted over this window (1s to 1h) and written as summaries at
+    /// its end.
+    #[serde(with = "humantime_serde_compat")]
+    pub summary_window: Duration,
+    /// Sources with a summary line of their own per window (1 to 1000);
+    /// all others share one more line.
+    pub summary_sources: u32,
+    /// Also send each audit line to the system log (journald, else
+    /// `/dev/log`), facility authpriv, with `CODEXT_*` fields.
+    pub system_log: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            rotate_bytes: 16 << 20,
+            rotate_age: Duration::from_secs(30 * 24 * 3600),
+            summary_window: Duration::from_secs(60),
+            summary_sources: 16,
+            system_log: true,
+        }
+    }
 }
 
 /// The DigitalOcean channel: puzzles go into the droplet's tags, answers
@@ -162,6 +199,7 @@ impl Default for Config {
             limits: Limits::default(),
             ttl: Ttl::default(),
             digitalocean: DigitalOcean::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -354,6 +392,19 @@ impl Config {
         if !d.token_file.is_absolute() {
             return bad("digitalocean.token_file must be an absolute path".into());
         }
+        let au = &self.audit;
+        if au.rotate_bytes < 4096 {
+            return bad("audit.rotate_bytes must be at least 4096".into());
+        }
+        if !(60..=366 * 24 * 3600).contains(&au.rotate_age.as_secs()) {
+            return bad("audit.rotate_age must be between 1m and 366 days".into());
+        }
+        if !(1..=3600).contains(&au.summary_window.as_secs()) {
+            return bad("audit.summary_window must be between 1s and 1h".into());
+        }
+        if !(1..=1000).contains(&au.summary_sources) {
+            return bad("audit.summary_sources must be between 1 and 1000".into());
+        }
         if self.pam_services.is_empty() {
             return bad("pam_services must name at least one service".into());
         }
@@ -438,6 +489,9 @@ mod tests {
             ("[ttl]\npuzzle = \"0s\"", "between"),
             ("[limits]\nmax_attempts = 0", "at least 1"),
             ("server_id = \"a b\"", "server_id"),
+            ("[audit]\nrotate_bytes = 100", "rotate_bytes"),
+            ("[audit]\nsummary_window = \"2h\"", "summary_window"),
+            ("[audit]\nsummary_sources = 0", "summary_sources"),
             ("version = ", "invalid"),
         ] {
             let err = parse(text).unwrap_err().to_string();

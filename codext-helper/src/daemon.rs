@@ -455,10 +455,9 @@ impl Daemon {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
                 if self.too_many_failures(rhost) {
-                    self.helper.log_refusal(
-                        req.kind_name(),
+                    self.helper.log_stranger(
+                        crate::audit::Stranger::RateLimited,
                         user.as_str(),
-                        "too many failures from this source",
                         rhost,
                     );
                     return Ok(Verdict::Denied("too many failures from this source"));

@@ -27,6 +27,9 @@ pub enum HelperError {
     NoUid,
     /// The daemon's socket or another OS facility failed.
     System(String),
+    /// The audit chain links, but a recovery recorded entries it could not
+    /// find (a crash that lost data, or a cut).
+    AuditGaps(String),
 }
 
 impl fmt::Display for HelperError {
@@ -41,6 +44,7 @@ impl fmt::Display for HelperError {
             HelperError::Account(m) => write!(f, "account: {m}"),
             HelperError::NoUid => write!(f, "no free uid left in the configured range: widen accounts.uid_min..uid_max or wait for removals"),
             HelperError::System(m) => write!(f, "{m}"),
+            HelperError::AuditGaps(m) => write!(f, "audit trail: {m}"),
         }
     }
 }
@@ -63,6 +67,7 @@ impl HelperError {
             | HelperError::Core(codext_core::Error::KeyFormat(_))
             | HelperError::Core(codext_core::Error::KeyPolicy(_)) => 2,
             HelperError::Refused(_) | HelperError::UnknownUser(_) => 3,
+            HelperError::AuditGaps(_) => 4,
             _ => 1,
         }
     }

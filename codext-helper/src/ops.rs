@@ -9,7 +9,7 @@
 
 use crate::accounts;
 use crate::accounts::sweep::Sweep;
-use crate::audit::Audit;
+use crate::audit::{Audit, Stranger};
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::store::{Entry, Locked, Phase, Quarantine, RemovalProgress, Renewal, Session, Store};
@@ -95,7 +95,11 @@ impl Helper {
     /// Opens the state folder named by `cfg`.
     pub fn new(cfg: Config) -> Result<Helper> {
         let store = Store::open(&cfg.state_dir)?;
-        let audit = Audit::new(&cfg.audit_log, &cfg.state_dir);
+        let audit = Audit::new(&cfg.audit_log, &cfg.state_dir, &cfg.audit);
+        // Recover the trail's end after a crash before anything is added.
+        if let Err(e) = audit.check() {
+            eprintln!("codext-helper: {e}");
+        }
         Ok(Helper { cfg, store, audit })
     }
 
@@ -103,6 +107,15 @@ impl Helper {
     /// fatal: the action it records has happened).
     pub(crate) fn log(&self, event: &str, fields: serde_json::Value) {
         if let Err(e) = self.audit.record(event, fields) {
+            eprintln!("codext-helper: {e}");
+        }
+    }
+
+    /// Counts an attempt by a stranger in the audit trail's summaries
+    /// instead of writing a line for it (strangers must not grow the trail
+    /// or the system log without bound).
+    pub(crate) fn log_stranger(&self, what: Stranger, user: &str, source: &str) {
+        if let Err(e) = self.audit.stranger(what, user, source) {
             eprintln!("codext-helper: {e}");
         }
     }
@@ -335,10 +348,16 @@ impl Helper {
         let user = answer.user.to_string();
         let Some(entry) = locked.state.users.get_mut(&user) else {
             drop(locked);
-            self.log(
-                "answer",
-                json!({"user": user, "result": "unknown user", "source": source}),
-            );
+            // An operator's typo is worth a line; a channel is open to
+            // strangers, whose answers are counted.
+            if source == "cli" {
+                self.log(
+                    "answer",
+                    json!({"user": user, "result": "unknown user", "source": source}),
+                );
+            } else {
+                self.log_stranger(Stranger::UnknownUser, &user, source);
+            }
             return Err(HelperError::UnknownUser(user));
         };
         if entry.phase == Phase::Active && entry.renewal.is_some() {
@@ -485,10 +504,7 @@ impl Helper {
         let name = user.to_string();
         let Some(entry) = locked.state.users.get_mut(&name) else {
             drop(locked);
-            self.log(
-                "verify",
-                json!({"user": name, "result": "unknown user", "source": source}),
-            );
+            self.log_stranger(Stranger::UnknownUser, &name, source);
             return Ok(Verdict::Denied("unknown user"));
         };
         if entry.phase == Phase::Active
@@ -957,6 +973,9 @@ impl Helper {
     /// and grants, drops sessions whose sshd process is gone, and returns
     /// the removals to run.
     pub fn reap(&self, now: u64) -> Result<Vec<Removal>> {
+        if let Err(e) = self.audit.flush_summaries(now) {
+            eprintln!("codext-helper: {e}");
+        }
         let mut locked = self.store.lock()?;
         let mut events = Vec::new();
         let mut removals = Vec::new();

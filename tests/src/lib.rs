@@ -10,6 +10,7 @@
 //! PAM files and sshd drop-in, server key, group), the daemon, sshd on port
 //! 22, and an unprivileged local `agent` user with a codext key.
 
+pub mod flood;
 pub mod world;
 
 pub use world::World;

@@ -2,10 +2,15 @@
 //! hostile socket traffic, the audit trail, and no secret anywhere it
 //! should not be.
 
+use codext_tests::flood::{authenticate, flood};
 use codext_tests::sandbox_test;
 use codext_tests::world::{run, wait_until, World, WORK};
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn probe(mode: &str) -> String {
     let out =
@@ -32,7 +37,7 @@ fn open_fds(pid: u32) -> usize {
 
 sandbox_test! {
     fn given_failures_from_one_source_then_that_source_is_limited_and_others_are_not() {
-        let w = World::with_config("[limits]\nfailures_per_source_per_minute = 3\nmax_attempts = 10\n");
+        let w = World::with_config("[limits]\nfailures_per_source_per_minute = 3\nmax_attempts = 10\nreaper_interval = \"1s\"\n[audit]\nsummary_window = \"1s\"\n");
         let a = w.arm();
         let b = w.arm();
         for _ in 0..3 {
@@ -41,8 +46,10 @@ sandbox_test! {
         // 127.0.0.1 has used up its failures: even the right token is
         // refused from there, without being checked or counted…
         assert!(!w.ssh_password(&b.user, &b.password, "true").status.success());
-        let audit = w.audit();
-        assert!(audit.iter().any(|e| e["event"] == "refuse" && e["reason"] == "too many failures from this source" && e["source"] == "127.0.0.1"));
+        // The refusal is counted, in the window's summary for that source.
+        wait_until(Duration::from_secs(10), "the summary of the refusal", || {
+            w.audit().iter().any(|e| e["event"] == "attempts_summary" && e["source"] == "127.0.0.1" && e["rate_limited"].as_u64() >= Some(1))
+        });
         // …while another source is served, with B's token intact.
         let out = w.ssh_password_from("127.0.0.2", &b.user, &b.password, "id -un");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -238,5 +245,144 @@ sandbox_test! {
         // The daemon cannot be dumped and has its memory locked.
         let pid = w.helper_pid();
         assert!(proc_status(pid, "VmLck:") > 0, "the helper's memory is not locked");
+    }
+}
+
+fn summary_total(trail: &[serde_json::Value], source: Option<&str>) -> u64 {
+    trail
+        .iter()
+        .filter(|e| e["event"] == "attempts_summary")
+        .filter(|e| source.is_none_or(|s| e["source"] == s))
+        .map(|e| e["unknown_user"].as_u64().unwrap_or(0) + e["rate_limited"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The `CODEXT_EVENT` of each journald datagram received at `path`, until
+/// the returned flag is set.
+fn journal_listener(path: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<String>>) {
+    std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+    let sock = UnixDatagram::bind(path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let handle = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        // Until told to stop and then quiet for a moment: nothing in
+        // flight is missed.
+        loop {
+            match sock.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let event = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("CODEXT_EVENT="))
+                        .unwrap_or("")
+                        .to_owned();
+                    got.lock().unwrap().push(event);
+                }
+                Err(_) if flag.load(Ordering::SeqCst) => break,
+                Err(_) => {}
+            }
+        }
+        let v = got.lock().unwrap().clone();
+        v
+    });
+    (stop, handle)
+}
+
+sandbox_test! {
+    fn given_thousands_of_attempts_at_unknown_names_from_one_and_from_many_sources_then_the_trail_and_the_system_log_grow_by_a_bounded_number_of_summary_lines() {
+        // Where journald would listen: every audit line's copy lands here.
+        let (stop, copies) = journal_listener("/run/systemd/journal/socket");
+        let window = 5;
+        let w = World::with_config(&format!("[limits]\nreaper_interval = \"1s\"\n[audit]\nsummary_window = \"{window}s\"\n"));
+        let before = w.audit().len();
+        let start = Instant::now();
+        let one = flood(2000, 0, 1, 4, 0);
+        let many = flood(2000, 1, 200, 4, 0);
+        let elapsed = start.elapsed();
+        assert_eq!((one.denied, many.denied), (2000, 2000), "{one:?} {many:?}");
+        // Summaries are written when a window ends (by the reaper at the
+        // latest), with every attempt counted.
+        wait_until(Duration::from_secs(30), "every attempt in a summary", || summary_total(&w.audit(), None) == 4000);
+        let trail = w.audit();
+        let added = &trail[before..];
+        assert!(added.iter().all(|e| e["event"] == "attempts_summary"), "{added:#?}");
+        // One source: past the per-source failure limit the rest are
+        // rate-limit refusals, all counted in that source's lines.
+        assert_eq!(summary_total(added, Some("198.18.0.0")), 2000);
+        let limited: u64 = added.iter().filter(|e| e["source"] == "198.18.0.0").map(|e| e["rate_limited"].as_u64().unwrap()).sum();
+        // (20 failures a minute per source are looked at; the flood may
+        // straddle a minute.)
+        let looked_at = 20 * (elapsed.as_secs() / 60 + 2);
+        assert!(limited >= 2000 - looked_at && limited < 2000, "{limited}");
+        // At most 16 sources of their own and one line for the rest, per
+        // window; and few windows.
+        let mut per_window: BTreeMap<String, usize> = BTreeMap::new();
+        for e in added {
+            *per_window.entry(e["window_start"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        assert!(per_window.values().all(|n| *n <= 17), "{per_window:?}");
+        let windows = elapsed.as_secs() / window + 2;
+        assert!(added.len() as u64 <= windows * 17, "{} lines for 4000 attempts in {elapsed:?}", added.len());
+        println!("4000 attempts at unknown names in {elapsed:?}: {} audit lines ({per_window:?})", added.len());
+        // A known name still gets a line per attempt.
+        let a = w.arm();
+        for _ in 0..2 {
+            assert_eq!(authenticate(&a.user, "wrong", "192.0.2.7").0, Some(codext_wire::ReplyStatus::Denied));
+        }
+        let wrong = w.audit().iter().filter(|e| e["event"] == "verify" && e["user"] == a.user.as_str() && e["result"] == "wrong password").count();
+        assert_eq!(wrong, 2);
+        // The system log got exactly the trail's lines: the same bound.
+        let total = w.audit().len();
+        stop.store(true, Ordering::SeqCst);
+        let copies = copies.join().unwrap();
+        assert_eq!(copies.iter().filter(|e| *e == "attempts_summary").count(), added.len());
+        assert_eq!(copies.len(), total);
+        assert!(World::helper_cli(&["audit", "verify"]).status.success());
+    }
+}
+
+sandbox_test! {
+    fn given_the_helper_killed_mid_write_then_at_restart_it_repairs_the_trail_and_verify_says_what_was_lost() {
+        let mut w = World::new();
+        let a = w.arm();
+        const LOG: &str = "/var/log/codext/audit.jsonl";
+        let verify = || World::helper_cli(&["audit", "verify"]);
+        assert!(verify().status.success());
+        // Killed while writing a line: a torn tail.
+        w.kill_helper();
+        let mut f = std::fs::OpenOptions::new().append(true).open(LOG).unwrap();
+        std::io::Write::write_all(&mut f, br#"{"event":"session_open","prev":"#).unwrap();
+        drop(f);
+        assert_eq!(verify().status.code(), Some(3));
+        w.start_helper();
+        let trail = w.audit();
+        let last = trail.last().unwrap();
+        assert_eq!(last["event"], "recover");
+        assert!(last["what"].as_str().unwrap().contains("torn"), "{last}");
+        let ok = verify();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        // Entries the head vouched for are gone (a crash that lost data, or
+        // a cut): recorded at restart, and verify keeps saying so (exit 4).
+        let before = std::fs::read_to_string(LOG).unwrap();
+        assert!(World::helper_cli(&["revoke", &a.user]).status.success());
+        w.kill_helper();
+        std::fs::write(LOG, &before).unwrap();
+        w.start_helper();
+        let last = w.audit().last().unwrap().clone();
+        assert_eq!(last["event"], "recover");
+        assert!(last["lost_from"].is_u64() && last["lost_to"].is_u64(), "{last}");
+        let out = verify();
+        assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("are missing") && err.contains("compare with the system log"), "{err}");
+        // The helper still logs people in, and the chain goes on.
+        let b = w.arm();
+        assert!(w.login(&b.puzzle, &["true"]).status.success());
+        w.wait_removed(&b.user, b.uid);
+        assert_eq!(verify().status.code(), Some(4));
     }
 }

@@ -1,0 +1,216 @@
+//! `codext-audit-bench`: what strangers cost the audit trail. Inside
+//! `codext-sandbox` (see `scripts/bench.sh`), with the helper's default
+//! configuration, it drives the helper's socket directly:
+//!
+//! * 10,000 `authenticate` requests for random unknown names from one
+//!   source address, then from 1,000 (the request's `rhost`), and counts
+//!   the audit lines (and, where `perf` can count them, the fsyncs) they
+//!   add;
+//! * while each flood runs, real `authenticate` requests for known (armed)
+//!   users — each creates the account with `useradd` — timed against the
+//!   same requests to an idle helper, measured in the same run.
+
+use codext_tests::flood::{authenticate, flood, Flood};
+use codext_tests::world::{wait_until, World};
+use codext_wire::ReplyStatus;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FLOOD: u64 = 10_000;
+const THREADS: usize = 4;
+const KNOWN: usize = 12;
+
+fn median(xs: &mut [Duration]) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn summary_total(w: &World) -> u64 {
+    w.audit()
+        .iter()
+        .filter(|e| e["event"] == "attempts_summary")
+        .map(|e| e["unknown_user"].as_u64().unwrap_or(0) + e["rate_limited"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// `authenticate` for `n` freshly armed users, one after the other, on an
+/// idle helper; the accounts are revoked afterwards.
+fn known_logins(w: &World, n: usize) -> Vec<Duration> {
+    let armed: Vec<_> = (0..n).map(|_| w.arm()).collect();
+    let mut times = Vec::new();
+    for a in &armed {
+        let (status, took) = authenticate(&a.user, &a.password, "192.0.2.200");
+        assert_eq!(status, Some(ReplyStatus::Ok), "known user {}", a.user);
+        times.push(took);
+    }
+    for a in &armed {
+        let _ = World::helper_cli(&["revoke", &a.user]);
+    }
+    times
+}
+
+/// `perf stat` counting the helper's fsync and fdatasync calls, if this
+/// kernel lets it.
+fn count_fsyncs(pid: u32) -> Option<Child> {
+    Command::new("perf")
+        .args([
+            "stat",
+            "-x,",
+            "-e",
+            "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
+            "-p",
+            &pid.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+fn fsyncs_counted(child: Option<Child>) -> Option<u64> {
+    let child = child?;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let out = child.wait_with_output().ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let mut total = 0;
+    let mut seen = 0;
+    for l in text.lines() {
+        let mut f = l.split(',');
+        if let (Some(n), Some(_), Some(ev)) = (f.next(), f.next(), f.next()) {
+            if ev.contains("fsync") || ev.contains("fdatasync") {
+                total += n.trim().parse::<u64>().ok()?;
+                seen += 1;
+            }
+        }
+    }
+    (seen == 2).then_some(total)
+}
+
+struct Run {
+    idle: Vec<Duration>,
+    flood: Flood,
+    took: Duration,
+    lines: usize,
+    fsyncs: Option<u64>,
+    latency: Vec<Duration>,
+}
+
+fn run(w: &World, sources: u64, first: u64, per_second: u64) -> Run {
+    let before = w.audit().len();
+    let counted = summary_total(w);
+    // The idle baseline just before, under the same background load.
+    let idle = known_logins(w, KNOWN);
+    // Armed before the flood: their RSA work is not what is measured.
+    let armed: Vec<_> = (0..KNOWN).map(|_| w.arm()).collect();
+    let perf = count_fsyncs(w.helper_pid());
+    let busy = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&busy);
+    let start = Instant::now();
+    let flooder = std::thread::spawn(move || {
+        let f = flood(FLOOD, first, sources, THREADS, per_second);
+        flag.store(false, Ordering::SeqCst);
+        f
+    });
+    let mut latency = Vec::new();
+    for a in &armed {
+        if !busy.load(Ordering::SeqCst) {
+            break;
+        }
+        let (status, took) = authenticate(&a.user, &a.password, "192.0.2.201");
+        assert_eq!(status, Some(ReplyStatus::Ok), "known user {}", a.user);
+        latency.push(took);
+    }
+    let flood = flooder.join().expect("flood");
+    let took = start.elapsed();
+    for a in &armed {
+        let _ = World::helper_cli(&["revoke", &a.user]);
+    }
+    // The window's summaries (the reaper writes them once it ends).
+    wait_until(Duration::from_secs(120), "the flood's summaries", || {
+        summary_total(w) >= counted + FLOOD
+    });
+    let fsyncs = fsyncs_counted(perf);
+    let lines = w.audit()[before..]
+        .iter()
+        .filter(|e| e["event"] == "attempts_summary")
+        .count();
+    Run {
+        idle,
+        flood,
+        took,
+        lines,
+        fsyncs,
+        latency,
+    }
+}
+
+fn main() {
+    assert_eq!(
+        std::env::var("CODEXT_SANDBOX").as_deref(),
+        Ok("1"),
+        "run me inside codext-sandbox (scripts/bench.sh)"
+    );
+    let w = World::new();
+    // Warm up (first useradd, caches), then the known logins' own fsyncs.
+    known_logins(&w, 3);
+    let perf = count_fsyncs(w.helper_pid());
+    let idle = known_logins(&w, KNOWN);
+    let idle_fsyncs = fsyncs_counted(perf);
+    let runs = [
+        ("1 source, as fast as the helper answers", run(&w, 1, 0, 0)),
+        (
+            "1000 sources, as fast as the helper answers",
+            run(&w, 1000, 1, 0),
+        ),
+        ("1 source, paced at 1000/s", run(&w, 1, 2000, 1000)),
+        ("1000 sources, paced at 1000/s", run(&w, 1000, 3000, 1000)),
+    ];
+    let count = |n: Option<u64>| {
+        n.map_or_else(
+            || "n/a (perf cannot count here)".to_owned(),
+            |n| n.to_string(),
+        )
+    };
+    println!("audit trail under a flood of unknown names (release build, inside the sandbox, default config, {THREADS} client threads)");
+    println!(
+        "  the helper's fsyncs for {} known logins (account created, then revoked) on an idle helper: {}",
+        idle.len(),
+        count(idle_fsyncs)
+    );
+    for (name, mut r) in runs {
+        let m = median(&mut r.latency);
+        let idle_median = median(&mut r.idle);
+        println!(
+            "  {FLOOD} unknown names from {name}: {:.1?} ({:.0}/s, {} denied, {} other), {} audit lines added ({:.4} per request); helper fsyncs {} (with {} known logins)",
+            r.took,
+            FLOOD as f64 / r.took.as_secs_f64(),
+            r.flood.denied,
+            r.flood.other,
+            r.lines,
+            r.lines as f64 / FLOOD as f64,
+            count(r.fsyncs),
+            r.latency.len(),
+        );
+        if let (Some(all), Some(known)) = (r.fsyncs, idle_fsyncs) {
+            let theirs = known * r.latency.len() as u64 / idle.len().max(1) as u64;
+            println!(
+                "    fsyncs for the flood itself (total less the known logins' share): about {}",
+                all.saturating_sub(theirs)
+            );
+        }
+        println!(
+            "    known-user authenticate: idle just before, median of {}: {idle_median:.1?}; during the flood, median of {}: {m:.1?}; ratio {:.2}",
+            r.idle.len(),
+            r.latency.len(),
+            m.as_secs_f64() / idle_median.as_secs_f64()
+        );
+    }
+    println!(
+        "  (before this change: one line and three fsyncs per attempt = {FLOOD} lines per flood)"
+    );
+}
