@@ -106,10 +106,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// uids held back because their last holder left files behind.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuarantineCommand {
+    /// List the quarantined uids and what was left.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand a uid out again (after you removed what its last holder left).
+    Release {
+        /// The uid.
+        uid: u32,
     },
 }
 
@@ -342,6 +362,32 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+        }
+        Command::Quarantine {
+            command: QuarantineCommand::List { json },
+        } => {
+            let held = helper.quarantined()?;
+            if json {
+                print_json(&serde_json::to_value(&held).unwrap_or_default());
+            } else if held.is_empty() {
+                println!("no quarantined uid");
+            } else {
+                for (uid, q) in held {
+                    println!(
+                        "uid {uid} (last {}) since {}: {} entries left: {}",
+                        q.user,
+                        rfc3339(q.since),
+                        q.leftovers,
+                        q.named.join("; ")
+                    );
+                }
+            }
+        }
+        Command::Quarantine {
+            command: QuarantineCommand::Release { uid },
+        } => {
+            let q = helper.release_quarantine(uid)?;
+            println!("uid {uid} (last {}) released", q.user);
         }
         Command::Revoke { user } => {
             let user =

@@ -952,6 +952,11 @@ impl Helper {
         Ok(())
     }
 
+    /// The quarantined uids.
+    pub fn quarantined(&self) -> Result<std::collections::BTreeMap<u32, Quarantine>> {
+        Ok(self.store.lock()?.state.quarantine.clone())
+    }
+
     /// Releases quarantined `uid` by the operator's word (after looking).
     pub fn release_quarantine(&self, uid: u32) -> Result<Quarantine> {
         let mut locked = self.store.lock()?;

@@ -252,3 +252,101 @@ sandbox_test! {
         assert!(!passwd.lines().any(|l| l.starts_with("user-")), "{passwd}");
     }
 }
+
+/// Files of `uid` on every writable place a user reaches in the sandbox.
+fn leftovers_of(uid: u32) -> Vec<std::path::PathBuf> {
+    [
+        "/tmp",
+        "/var/tmp",
+        "/dev/shm",
+        "/run/lock",
+        "/var/spool",
+        "/var/mail",
+        "/home",
+    ]
+    .iter()
+    .flat_map(|d| codext_tests::world::files_of(std::path::Path::new(d), uid))
+    .collect()
+}
+
+/// SysV IPC ids of `uid` (owner or creator) in the sandbox's IPC namespace.
+fn ipc_of(uid: u32) -> Vec<String> {
+    ["shm", "sem", "msg"]
+        .iter()
+        .flat_map(|k| {
+            std::fs::read_to_string(format!("/proc/sysvipc/{k}"))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().any(|f| f == uid.to_string()))
+                .map(|l| format!("{k}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+sandbox_test! {
+    fn given_setuid_files_deep_in_every_shared_folder_jobs_and_ipc_then_nothing_of_the_user_survives_its_removal() {
+        let w = World::new();
+        let a = w.arm();
+        let deep = "d=$1; for i in $(seq 200); do d=$d/x; done; mkdir -p $d && cp /bin/true $d/suid && chmod 4755 $d/suid";
+        let script = format!(
+            "plant() {{ {deep}; }}; plant /tmp/t; plant /var/tmp/t; plant /dev/shm/t; \
+             mkdir /tmp/closed && touch /tmp/closed/a /tmp/closed/b && chmod 000 /tmp/closed; \
+             ln -s /etc/passwd /tmp/link-out; touch /run/lock/mine.lock; \
+             {WORK}/bin/hostile sysv; \
+             echo '* * * * * true' | crontab - && echo crontab-ok; \
+             (echo true | at now + 30 minutes) 2>&1; \
+             echo suid=$(find /tmp/t /var/tmp/t /dev/shm/t -name suid -perm -4000 | wc -l); echo planted"
+        );
+        let out = w.ssh_password(&a.user, &a.password, &script);
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        // Planted (checked inside the session: removal starts at logout).
+        assert!(text.contains("suid=3") && text.contains("crontab-ok") && text.contains("shm "), "{text}");
+        let passwd_before = std::fs::read("/etc/passwd").unwrap();
+        w.wait_removed(&a.user, a.uid);
+        let left = leftovers_of(a.uid);
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert!(ipc_of(a.uid).is_empty(), "IPC left: {:?}", ipc_of(a.uid));
+        // The symlink's target was not touched (only the user's line went).
+        let passwd_after = std::fs::read_to_string("/etc/passwd").unwrap();
+        assert!(passwd_after.lines().count() + 1 >= String::from_utf8_lossy(&passwd_before).lines().count());
+        assert!(passwd_after.contains("root:"));
+        assert!(!w.audit().iter().any(|e| e["event"] == "quarantine"));
+        assert_fresh_login_works(&w);
+    }
+}
+
+sandbox_test! {
+    fn given_a_file_the_sweep_cannot_remove_then_the_uid_is_quarantined_never_handed_out_and_released_after_cleanup() {
+        // A range of 2 uids: wrapping would hand the first one out again.
+        let w = World::with_config("[accounts]\nuid_min = 59000\nuid_max = 59001\n[limits]\nreaper_interval = \"1s\"\n");
+        // A second file system inside /tmp: the sweep never deletes there.
+        sh("mkdir /tmp/other && mount -t tmpfs -o mode=1777 tmpfs /tmp/other");
+        let a = w.arm();
+        let out = w.ssh_password(&a.user, &a.password, "touch /tmp/other/kept && echo ok");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+        wait_until(Duration::from_secs(30), "the uid to be quarantined", || {
+            w.state()["quarantine"].get(a.uid.to_string()).is_some()
+        });
+        let list = String::from_utf8_lossy(&World::helper_cli(&["quarantine", "list"]).stdout).into_owned();
+        eprintln!("{list}");
+        assert!(list.contains(&format!("uid {}", a.uid)) && list.contains("/tmp/other/kept"), "{list}");
+        assert!(w.audit().iter().any(|e| e["event"] == "remove" && e["result"] == "incomplete"));
+        assert!(w.audit().iter().any(|e| e["event"] == "quarantine" && e["uid"] == a.uid));
+        // The other uid is handed out, then nothing: the quarantined one never.
+        let (second, _) = w.issue();
+        assert_ne!(w.state()["users"][&second]["uid"].as_u64(), Some(a.uid as u64));
+        let refused = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub"]);
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && why.contains("quarantine list"), "{why}");
+        // The operator looks, decides and releases it (a later sweep that
+        // finds nothing would release it too).
+        let released = World::helper_cli(&["quarantine", "release", &a.uid.to_string()]);
+        assert!(released.status.success(), "{}", String::from_utf8_lossy(&released.stderr));
+        assert!(w.state()["quarantine"].get(a.uid.to_string()).is_none());
+        assert!(World::helper_cli(&["quarantine", "release", &a.uid.to_string()]).status.code() == Some(3));
+        sh("rm /tmp/other/kept && umount /tmp/other");
+    }
+}

@@ -2,12 +2,17 @@
 //! copy of the machine, so tests and the demo can create users, edit `/etc`
 //! and start sshd without changing anything real.
 //!
-//! * new mount, PID and network namespaces (`unshare(2)`); all mounts made
-//!   private first, so nothing propagates back to the host;
+//! * new mount, PID, network and IPC namespaces (`unshare(2)`); all mounts
+//!   made private first, so nothing propagates back to the host; SysV IPC
+//!   objects made inside never reach the machine's;
 //! * `/run` is a fresh tmpfs (with `/run/sshd`, `/run/userdb`); `/etc` is a
 //!   bind mount of a copy of the real `/etc` kept in that tmpfs;
 //! * fresh tmpfs over `/home`, `/var/log`, `/var/mail`, `/var/lib`, `/tmp`,
-//!   `/var/tmp`, `/dev/shm`; a fresh `/proc` for the new PID namespace;
+//!   `/var/tmp`, `/dev/shm`, and `/var/spool` (its cron and at folders made
+//!   again with the host's owners and modes, so at jobs and crontabs stay
+//!   inside); `/tmp` and `/var/tmp` without `nosuid`, as on Debian, so a
+//!   setuid leftover is a real one; a fresh `/proc` for the new PID
+//!   namespace;
 //! * the network namespace has only `lo`, brought up;
 //! * this process becomes PID 1 of the namespace: it reaps every orphan
 //!   (as init must, or `userdel` would see zombies) and, when COMMAND ends,
@@ -40,11 +45,18 @@ fn die(msg: &str) -> ! {
 
 fn tmpfs(target: &str, mode: &str) {
     let data = format!("mode={mode}");
+    // Debian's /tmp and /var/tmp sit on the root file system, setuid
+    // allowed: so here too.
+    let flags = if matches!(target, "/tmp" | "/var/tmp") {
+        MsFlags::MS_NODEV
+    } else {
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+    };
     mount(
         Some("tmpfs"),
         target,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        flags,
         Some(data.as_str()),
     )
     .unwrap_or_else(|e| die(&format!("tmpfs on {target}: {e}")));
@@ -95,11 +107,46 @@ fn setup() {
     for (dir, mode) in SCRATCH {
         tmpfs(dir, mode);
     }
+    spool();
     let lo = Command::new("/usr/sbin/ip")
         .args(["link", "set", "lo", "up"])
         .status();
     if !lo.map(|s| s.success()).unwrap_or(false) {
         die("bringing up lo failed (is iproute2 installed?)");
+    }
+}
+
+/// A fresh `/var/spool` holding the host's cron and at folders (empty),
+/// with their owners and modes.
+fn spool() {
+    use std::os::unix::fs::MetadataExt;
+    let dirs = [
+        "/var/spool/cron",
+        "/var/spool/cron/crontabs",
+        "/var/spool/cron/atjobs",
+        "/var/spool/cron/atspool",
+    ];
+    let host: Vec<(&str, u32, u32, u32)> = dirs
+        .iter()
+        .filter_map(|d| {
+            std::fs::metadata(d)
+                .ok()
+                .map(|m| (*d, m.mode(), m.uid(), m.gid()))
+        })
+        .collect();
+    if std::fs::metadata("/var/spool").is_err() {
+        return;
+    }
+    tmpfs("/var/spool", "0755");
+    for (dir, mode, uid, gid) in host {
+        std::fs::create_dir(dir).unwrap_or_else(|e| die(&format!("mkdir {dir}: {e}")));
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .unwrap_or_else(|e| die(&format!("chown {dir}: {e}")));
+        std::fs::set_permissions(
+            dir,
+            std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+        )
+        .unwrap_or_else(|e| die(&format!("chmod {dir}: {e}")));
     }
 }
 
@@ -125,8 +172,13 @@ fn main() {
             }
         }
     }
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET)
-        .unwrap_or_else(|e| die(&format!("unshare: {e}")));
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .unwrap_or_else(|e| die(&format!("unshare: {e}")));
     // SAFETY: this process is single-threaded here (nothing has spawned a
     // thread), so the child may do anything after fork.
     match unsafe { fork() } {
