@@ -18,8 +18,10 @@ step "cargo build"
 cargo build --workspace --locked
 step "cargo test"
 cargo test --workspace --locked
-step "the PAM module exports only pam_sm_* symbols"
-scripts/check-pam-symbols.sh target/debug/libpam_codext.so
+step "cargo test as nobody on a copy of the checkout (every unit test; the sandboxed ones skip)"
+scripts/test-unprivileged.sh 2>&1 | grep -E '^(test result|codext-tests: skipping)' | sort | uniq -c
+step "what sshd loads: the PAM module's dependency closure (tests/tests/packaging.rs keeps it minimal)"
+cargo tree --locked -p pam_codext -e normal --prefix none | sort -u
 step "systemd-analyze security of the shipped unit (information, not a target)"
 unit_dir=$(mktemp -d)
 sed "s#/usr/local/sbin/codext-helper#$PWD/target/debug/codext-helper#" systemd/codext-helper.service > "$unit_dir/codext-helper.service"

@@ -20,6 +20,9 @@ pub enum Error {
     KeyFormat(String),
     /// A key is of the wrong kind or too small.
     KeyPolicy(String),
+    /// A secret file is a symlink, not a regular file, of another owner,
+    /// readable by others or too large.
+    FilePolicy(String),
     /// A puzzle's text form cannot be decoded.
     PuzzleFormat(String),
     /// The puzzle's signature does not verify with the pinned server key.
@@ -83,6 +86,7 @@ impl fmt::Display for Error {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::KeyFormat(m) => write!(f, "key format: {m}"),
             Error::KeyPolicy(m) => write!(f, "key refused: {m}"),
+            Error::FilePolicy(m) => write!(f, "file refused: {m}"),
             Error::PuzzleFormat(m) => write!(f, "not a valid codext puzzle: {m}"),
             Error::BadSignature => write!(
                 f,

@@ -179,28 +179,11 @@ impl PrivateKey {
         Ok(PrivateKey { rsa })
     }
 
-    /// Reads a PKCS#8 PEM private key. Refuses a file that group or others
-    /// can read, as ssh does.
+    /// Reads a PKCS#8 PEM private key. Refuses a file of another owner or
+    /// that group or others can read, as ssh does.
     pub fn load(path: &Path) -> Result<PrivateKey> {
-        use std::os::unix::fs::MetadataExt;
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| Error::io(format!("cannot open private key {}", path.display()), e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
-        if meta.mode() & 0o077 != 0 {
-            return Err(Error::KeyPolicy(format!(
-                "{} is readable by others (mode {:o}): chmod 600 it",
-                path.display(),
-                meta.mode() & 0o777
-            )));
-        }
-        let mut text = zeroize::Zeroizing::new(String::new());
-        std::io::Read::read_to_string(&mut &file, &mut text)
-            .map_err(|e| Error::io(format!("cannot read private key {}", path.display()), e))?;
+        let text =
+            crate::secret_file::read_secret(path, "private key", crate::secret_file::Owner::Me)?;
         PrivateKey::from_pkcs8_pem(&text)
             .map_err(|e| Error::KeyFormat(format!("{}: {e}", path.display())))
     }

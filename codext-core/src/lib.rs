@@ -10,6 +10,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod answer;
+pub mod cli_args;
 pub mod digitalocean;
 pub mod encoding;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod hostkeys;
 pub mod keys;
 pub mod puzzle;
 pub mod random;
+pub mod secret_file;
 pub mod time;
 pub mod token;
 

@@ -26,9 +26,9 @@ use crate::error::{HelperError, Result};
 use crate::ops::Helper;
 use crate::store::{Entry, Phase};
 use codext_core::digitalocean::{metadata_droplet_id, tags, ApiConfig, Client, SshKey};
+use codext_core::secret_file::{read_secret, Owner};
 use codext_core::PublicKey;
 use serde_json::json;
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -45,22 +45,7 @@ pub fn token(cfg: &Config) -> Result<Zeroizing<String>> {
         }
     }
     let path = &cfg.digitalocean.token_file;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        HelperError::Config(format!(
-            "no DIGITALOCEAN_TOKEN and cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
-    if meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        return Err(HelperError::Config(format!(
-            "{} must belong to root and be readable by nobody else (chmod 600)",
-            path.display()
-        )));
-    }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| HelperError::Config(format!("{}: {e}", path.display())))?,
-    );
+    let text = read_secret(path, "the DigitalOcean token file", Owner::Uid(0))?;
     let t = text.trim();
     if t.is_empty() {
         return Err(HelperError::Config(format!("{} is empty", path.display())));

@@ -152,25 +152,9 @@ fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
 
 /// Runs the CLI; returns the exit status.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match codext_core::cli_args::parse_args("codext-helper") {
         Ok(c) => c,
-        Err(e) if e.use_stderr() => {
-            // One line, like every other error (the first line of clap's
-            // message names the problem; `--help` has the rest).
-            let text = e.to_string();
-            eprintln!(
-                "codext-helper: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("bad arguments")
-                    .trim_start_matches("error: ")
-            );
-            return 2;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return 0;
-        }
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(()) => 0,

@@ -65,7 +65,8 @@ impl HelperError {
             HelperError::Config(_) | HelperError::Input(_) => 2,
             HelperError::Core(codext_core::Error::AnswerFormat(_))
             | HelperError::Core(codext_core::Error::KeyFormat(_))
-            | HelperError::Core(codext_core::Error::KeyPolicy(_)) => 2,
+            | HelperError::Core(codext_core::Error::KeyPolicy(_))
+            | HelperError::Core(codext_core::Error::FilePolicy(_)) => 2,
             HelperError::Refused(_) | HelperError::UnknownUser(_) => 3,
             HelperError::AuditGaps(_) => 4,
             _ => 1,

@@ -189,25 +189,9 @@ pub fn main() -> i32 {
             return askpass::client(&socket.to_string_lossy());
         }
     }
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match codext_core::cli_args::parse_args("codext") {
         Ok(c) => c,
-        Err(e) if e.use_stderr() => {
-            // One line, like every other error (the first line of clap's
-            // message names the problem; `--help` has the rest).
-            let text = e.to_string();
-            eprintln!(
-                "codext: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("bad arguments")
-                    .trim_start_matches("error: ")
-            );
-            return 2;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return 0;
-        }
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(code) => code,

@@ -8,8 +8,8 @@
 
 use crate::error::{ClientError, Result};
 use codext_core::digitalocean::{tags, ApiConfig, Client, Droplet};
+use codext_core::secret_file::{read_secret, Owner};
 use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -26,26 +26,11 @@ pub struct Access {
     pub timeout: Duration,
 }
 
-/// Reads the token: `DIGITALOCEAN_TOKEN`, else the token file (which must
-/// not be readable by others).
+/// Reads the token: the token file (the agent's own, not readable by
+/// others) when one is named, else `DIGITALOCEAN_TOKEN`.
 pub fn token(access: &Access) -> Result<Zeroizing<String>> {
     if let Some(path) = &access.token_file {
-        let meta = std::fs::metadata(path).map_err(|e| {
-            ClientError::Input(format!(
-                "cannot read the token file {}: {e}",
-                path.display()
-            ))
-        })?;
-        if meta.mode() & 0o077 != 0 {
-            return Err(ClientError::Input(format!(
-                "{} is readable by others: chmod 600 it",
-                path.display()
-            )));
-        }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?,
-        );
+        let text = read_secret(path, "the token file", Owner::Me)?;
         return Ok(Zeroizing::new(text.trim().to_owned()));
     }
     match std::env::var("DIGITALOCEAN_TOKEN") {

@@ -49,7 +49,8 @@ impl ClientError {
                 | E::Decrypt
                 | E::PuzzleContent(_)
                 | E::Expired { .. }
-                | E::KeyPolicy(_),
+                | E::KeyPolicy(_)
+                | E::FilePolicy(_),
             ) => 3,
             ClientError::Host(_) => 3,
             _ => 1,

@@ -111,6 +111,11 @@ pub fn processes_of(uid: u32) -> Vec<u32> {
 
 /// Files anywhere under `dir` owned by `uid`.
 pub fn files_of(dir: &Path, uid: u32) -> Vec<PathBuf> {
+    files_of_uids(dir, uid..=uid)
+}
+
+/// Every file under `dir` (not following symlinks) owned by a uid in `uids`.
+pub fn files_of_uids(dir: &Path, uids: std::ops::RangeInclusive<u32>) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -122,7 +127,7 @@ pub fn files_of(dir: &Path, uid: u32) -> Vec<PathBuf> {
             let Ok(m) = e.path().symlink_metadata() else {
                 continue;
             };
-            if m.uid() == uid {
+            if uids.contains(&m.uid()) {
                 found.push(e.path());
             }
             if m.is_dir() {

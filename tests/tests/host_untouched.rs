@@ -69,6 +69,9 @@ sandbox_test! {
 
 #[test]
 fn given_full_flow_in_the_sandbox_then_the_host_is_unchanged() {
+    if !codext_tests::sandbox_available() {
+        return;
+    }
     let before = digest(WATCHED);
     run_in_sandbox("full_flow_inside_the_sandbox", || {
         unreachable!("runs in the sandbox")
@@ -85,11 +88,7 @@ fn given_full_flow_in_the_sandbox_then_the_host_is_unchanged() {
     // Shared temporary folders change with whatever else runs; what must
     // not be there is anything of a codext uid.
     for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
-        for uid in 59000..=59999 {
-            assert!(
-                codext_tests::world::files_of(std::path::Path::new(dir), uid).is_empty(),
-                "files of uid {uid} in {dir}"
-            );
-        }
+        let left = codext_tests::world::files_of_uids(std::path::Path::new(dir), 59000..=59999);
+        assert!(left.is_empty(), "files of codext uids in {dir}: {left:?}");
     }
 }

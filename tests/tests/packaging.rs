@@ -1,5 +1,6 @@
 //! What operators install, checked without installing it: the systemd unit
-//! verifies, and the PAM module exports only the PAM entry points. (The PAM
+//! verifies, and the PAM module exports only the PAM entry points and links
+//! only a handful of crates. (The PAM
 //! files and the sshd drop-in are exercised by every end-to-end test.)
 
 use codext_tests::{bin, repo};
@@ -37,25 +38,64 @@ fn given_the_shipped_unit_then_systemd_analyze_verify_accepts_it() {
 
 #[test]
 fn given_the_pam_module_then_it_exports_exactly_the_six_pam_sm_entry_points() {
-    let out = Command::new("nm")
-        .args(["-D", "--defined-only"])
+    // The list lives in one place, the script CI and packagers also run.
+    let out = Command::new(repo().join("scripts/check-pam-symbols.sh"))
         .arg(bin("libpam_codext.so"))
         .output()
         .unwrap();
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        [
-            "pam_sm_acct_mgmt",
-            "pam_sm_authenticate",
-            "pam_sm_chauthtok",
-            "pam_sm_close_session",
-            "pam_sm_open_session",
-            "pam_sm_setcred"
-        ]
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What sshd loads: the PAM module's normal dependency closure stays this
+/// small (no serde, no crypto, no HTTP). A new entry must be argued for here.
+#[test]
+fn given_the_pam_module_then_its_dependency_closure_is_the_minimal_one() {
+    let allowed = [
+        "pam_codext",
+        "codext-wire",
+        "pamsm",
+        "nix",
+        "libc",
+        "bitflags",
+        "cfg-if",
+        "memoffset",
+        "zeroize",
+        "zeroize_derive",
+        "proc-macro2",
+        "quote",
+        "syn",
+        "unicode-ident",
+    ];
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo())
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-p",
+            "pam_codext",
+            "-e",
+            "normal",
+        ])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let extra: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| !allowed.contains(name))
+        .collect();
+    assert!(extra.is_empty(), "the PAM module now pulls in {extra:?}");
 }
