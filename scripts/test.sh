@@ -19,7 +19,12 @@ cargo build --workspace --locked
 step "cargo test"
 cargo test --workspace --locked
 step "cargo test as nobody on a copy of the checkout (every unit test; the sandboxed ones skip)"
-scripts/test-unprivileged.sh 2>&1 | grep -E '^(test result|codext-tests: skipping)' | sort | uniq -c
+unprivileged_log=$(mktemp)
+if ! scripts/test-unprivileged.sh > "$unprivileged_log" 2>&1; then
+    tail -n 60 "$unprivileged_log"; rm -f "$unprivileged_log"; exit 1
+fi
+grep -E '^(test result|codext-tests: skipping)' "$unprivileged_log" | sort | uniq -c
+rm -f "$unprivileged_log"
 step "what sshd loads: the PAM module's dependency closure (tests/tests/packaging.rs keeps it minimal)"
 cargo tree --locked -p pam_codext -e normal --prefix none | sort -u
 step "systemd-analyze security of the shipped unit (information, not a target)"
