@@ -88,6 +88,7 @@ pub fn run(cfg: &Config) -> Vec<Check> {
     mode_checks(&mut r, cfg);
     proc_check(&mut r, daemon);
     uid_check(&mut r, cfg);
+    quarantine_check(&mut r, cfg);
     host_key_check(&mut r, cfg);
     digitalocean_check(&mut r, cfg);
     clock_check(&mut r, cfg);
@@ -586,6 +587,53 @@ fn uid_check(r: &mut Report, cfg: &Config) {
         r.ok(
             "uids",
             format!("{min}..={max} holds only codext's accounts and is clear of systemd's ranges"),
+        );
+    }
+}
+
+/// Quarantined uids (their last holders left files the sweep could not
+/// remove): a warning while some remain free, a failure when none does.
+fn quarantine_check(r: &mut Report, cfg: &Config) {
+    // Only read the state when it exists: opening it would create the folder.
+    if !cfg.state_dir.is_dir() {
+        r.ok("quarantine", "no state yet: no uid is quarantined");
+        return;
+    }
+    let held = match crate::ops::Helper::new(cfg.clone()).and_then(|h| h.quarantined()) {
+        Ok(held) => held,
+        Err(e) => {
+            r.fail(
+                "quarantine",
+                format!("cannot read the state: {e}"),
+                "see the helper's log",
+            );
+            return;
+        }
+    };
+    let range = u64::from(cfg.accounts.uid_max - cfg.accounts.uid_min) + 1;
+    let uids: Vec<String> = held.keys().map(u32::to_string).collect();
+    let advice = "look with `codext-helper quarantine list`, remove what is left, then \
+                  `codext-helper quarantine release UID`";
+    if held.is_empty() {
+        r.ok("quarantine", "no uid is quarantined");
+    } else if held.len() as u64 >= range {
+        r.fail(
+            "quarantine",
+            format!(
+                "every uid of the range is quarantined ({}): no login can be issued",
+                uids.join(", ")
+            ),
+            advice,
+        );
+    } else {
+        r.warn(
+            "quarantine",
+            format!(
+                "{} uid(s) quarantined, never handed out until released: {}",
+                held.len(),
+                uids.join(", ")
+            ),
+            advice,
         );
     }
 }

@@ -335,6 +335,7 @@ sandbox_test! {
         assert!(list.contains(&format!("uid {}", a.uid)) && list.contains("/tmp/other/kept"), "{list}");
         assert!(w.audit().iter().any(|e| e["event"] == "remove" && e["result"] == "incomplete"));
         assert!(w.audit().iter().any(|e| e["event"] == "quarantine" && e["uid"] == a.uid));
+        assert_eq!(doctor_quarantine(), ("warn".to_owned(), true), "doctor names the quarantined uid");
         // The other uid is handed out, then nothing: the quarantined one never.
         let (second, _) = w.issue();
         assert_ne!(w.state()["users"][&second]["uid"].as_u64(), Some(a.uid as u64));
@@ -346,7 +347,25 @@ sandbox_test! {
         let released = World::helper_cli(&["quarantine", "release", &a.uid.to_string()]);
         assert!(released.status.success(), "{}", String::from_utf8_lossy(&released.stderr));
         assert!(w.state()["quarantine"].get(a.uid.to_string()).is_none());
+        assert_eq!(doctor_quarantine().0, "ok");
         assert!(World::helper_cli(&["quarantine", "release", &a.uid.to_string()]).status.code() == Some(3));
         sh("rm /tmp/other/kept && umount /tmp/other");
     }
+}
+
+/// doctor's quarantine check: its status, and whether it names the command
+/// to inspect the uids.
+fn doctor_quarantine() -> (String, bool) {
+    let out = World::helper_cli(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let c = v["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "quarantine"))
+        .cloned()
+        .expect("a quarantine check");
+    let advice = c["advice"].as_str().unwrap_or_default();
+    (
+        c["status"].as_str().unwrap_or_default().to_owned(),
+        advice.contains("quarantine list"),
+    )
 }
