@@ -1,0 +1,49 @@
+//! The DigitalOcean API token: from systemd's credentials folder
+//! (`LoadCredential=digitalocean.token:…`), else a token file, else
+//! `DIGITALOCEAN_TOKEN`. A file must belong to this process's uid and be
+//! readable by nobody else. The token is never logged.
+
+use crate::{ChannelError, Result};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// The credential's name in `$CREDENTIALS_DIRECTORY`.
+pub const CREDENTIAL: &str = "digitalocean.token";
+
+fn from_file(path: &Path) -> Result<Zeroizing<String>> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ChannelError::Config(format!("cannot read {}: {e}", path.display())))?;
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
+        return Err(ChannelError::Config(format!(
+            "{} must belong to the channel user and be readable by nobody else (chmod 600)",
+            path.display()
+        )));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| ChannelError::Config(format!("{}: {e}", path.display())))?,
+    );
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ChannelError::Config(format!("{} is empty", path.display())));
+    }
+    Ok(Zeroizing::new(t.to_owned()))
+}
+
+/// Reads the token (see the module docs).
+pub fn read(token_file: Option<&Path>) -> Result<Zeroizing<String>> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        return from_file(&PathBuf::from(dir).join(CREDENTIAL));
+    }
+    if let Some(path) = token_file {
+        return from_file(path);
+    }
+    match std::env::var("DIGITALOCEAN_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(Zeroizing::new(t.trim().to_owned())),
+        _ => Err(ChannelError::Config(
+            "no API token: no $CREDENTIALS_DIRECTORY, no --token-file, no DIGITALOCEAN_TOKEN"
+                .into(),
+        )),
+    }
+}
