@@ -1,13 +1,16 @@
 //! The DigitalOcean channel end to end, in the sandbox: the real sshd and
-//! helper, the agent's `codext` CLI, and the API emulator on loopback
-//! (which fails the test on any request or response the real API's OpenAPI
-//! description does not allow).
+//! helper, the unprivileged `codext-channel` process (user
+//! `codext-channel`, the token in a credentials folder only it can read,
+//! as `codext-channel.service` gives it), the agent's `codext` CLI, and the
+//! API emulator on loopback (which fails the test on any request or
+//! response the real API's OpenAPI description does not allow, and records
+//! the uid holding each connection).
 
 use codext_do_emulator::{Emulator, EmulatorConfig, Fault};
 use codext_tests::sandbox_test;
-use codext_tests::world::{run, sh, wait_until, World, WORK};
+use codext_tests::world::{ids, run, sh, wait_until, World, WORK};
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const SERVER_TOKEN: &str = "dop_v1_server0000000000000000000000000000000000000000000000000000";
@@ -17,6 +20,69 @@ struct Setup {
     emu: Emulator,
     droplet: u64,
     w: World,
+    channel: Child,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.channel.kill();
+        let _ = self.channel.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- channel log ---\n{}",
+                std::fs::read_to_string(format!("{WORK}/channel.log")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Starts `codext-channel --socket SOCKET` as the `codext-channel` user,
+/// its API token in a credentials folder only that user can read (what
+/// `LoadCredential=` gives the unit), stderr appended to `channel.log`.
+fn start_channel(socket: &str, name: &str) -> Child {
+    let bin = format!("{WORK}/bin/codext-channel");
+    if !std::path::Path::new(&bin).exists() {
+        std::fs::copy(codext_tests::bin("codext-channel"), &bin).unwrap();
+        sh(&format!("chmod 755 {bin}"));
+    }
+    let (uid, gid) = ids("codext-channel");
+    let creds = format!("{WORK}/{name}-credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    codext_tests::world::write_file(&format!("{creds}/digitalocean.token"), SERVER_TOKEN, 0o600);
+    sh(&format!("chown -R codext-channel: {creds} && chmod 700 {creds}"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{WORK}/channel.log"))
+        .unwrap();
+    use std::os::unix::process::CommandExt;
+    Command::new(bin)
+        .args(["--socket", socket])
+        .uid(uid)
+        .gid(gid)
+        .env_clear()
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Every call to the emulator came from a socket held by a uid other
+/// than 0, and the server token's calls from the channel user's.
+fn assert_no_root_connections(emu: &Emulator) {
+    let (channel, _) = ids("codext-channel");
+    let calls = emu.calls();
+    assert!(!calls.is_empty());
+    for c in &calls {
+        assert!(c.peer_uid.is_some(), "no uid found for {} {}", c.method, c.path);
+        assert_ne!(c.peer_uid, Some(0), "root holds a connection to the API: {} {}", c.method, c.path);
+        if c.token.as_deref() == Some(SERVER_TOKEN) {
+            assert_eq!(c.peer_uid, Some(channel), "{} {}", c.method, c.path);
+        }
+    }
+    eprintln!("{} API calls, none from uid 0; the server's all from uid {channel} (codext-channel)", calls.len());
 }
 
 fn setup(extra: &str) -> Setup {
@@ -42,7 +108,8 @@ fn setup(extra: &str) -> Setup {
     // The agent keeps its token in a file only it can read.
     codext_tests::world::write_file("/home/agent/do.token", AGENT_TOKEN, 0o600);
     sh("chown agent: /home/agent/do.token");
-    Setup { emu, droplet, w }
+    let channel = start_channel("/run/codext-channel/helper.sock", "channel");
+    Setup { emu, droplet, w, channel }
 }
 
 impl Setup {
@@ -133,6 +200,7 @@ sandbox_test! {
         s.w.wait_removed(&user, uid);
         s.wait_neutral(&before);
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
         let server = s.calls(SERVER_TOKEN);
         let agent = s.calls(AGENT_TOKEN);
         eprintln!("login in {took:?}: {} API calls by the server, {} by the agent", server.len(), agent.len());
@@ -168,6 +236,7 @@ sandbox_test! {
         s.w.wait_removed(user, issued["uid"].as_u64().unwrap() as u32);
         s.wait_neutral(&before);
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -201,6 +270,7 @@ sandbox_test! {
         wait_until(Duration::from_secs(60), "all three removed", || users.iter().all(|u| !codext_tests::world::in_passwd(u)));
         s.wait_neutral(&before);
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -220,6 +290,7 @@ sandbox_test! {
         });
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -246,6 +317,7 @@ sandbox_test! {
         let faulted = s.emu.calls().iter().filter(|c| c.fault.is_some()).count();
         assert!(faulted >= 10, "only {faulted} faults were served");
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -260,5 +332,6 @@ sandbox_test! {
         assert!(s.w.audit().iter().any(|e| e["event"] == "expire" && e["phase"] == "pending"));
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }

@@ -97,6 +97,9 @@ pub struct CallRecord {
     pub token: Option<String>,
     /// The injected fault that shaped the answer, if any.
     pub fault: Option<String>,
+    /// The uid owning the client's socket (from `/proc/net/tcp`, on
+    /// loopback: the client runs on this machine), if it could be found.
+    pub peer_uid: Option<u32>,
 }
 
 impl CallRecord {
@@ -104,7 +107,8 @@ impl CallRecord {
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "method": self.method, "path": self.path, "query": self.query,
-            "status": self.status, "token": self.token, "fault": self.fault
+            "status": self.status, "token": self.token, "fault": self.fault,
+            "peer_uid": self.peer_uid
         })
     }
 }

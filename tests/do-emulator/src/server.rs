@@ -227,6 +227,11 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
                 .unwrap_or_default()
         );
     }
+    // While the request is being answered, its connection is open: the
+    // kernel still knows which uid holds the client's socket.
+    let peer_uid = req
+        .remote_addr()
+        .and_then(|peer| crate::util::tcp_peer_uid(*peer, shared_addr(&shared.base_url)?));
     lock(&shared.calls).push(CallRecord {
         method: inc.method.clone(),
         path: inc.path.clone(),
@@ -234,6 +239,7 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
         status: reply.status,
         token: inc.token.clone(),
         fault,
+        peer_uid,
     });
     send(req, reply);
 }
@@ -886,4 +892,9 @@ fn control(shared: &Shared, inc: &Incoming) -> Reply {
         }
         _ => Reply::json(404, &json!({"error": "unknown control endpoint"})),
     }
+}
+
+/// The served address, from the base URL.
+fn shared_addr(base_url: &str) -> Option<std::net::SocketAddr> {
+    base_url.strip_prefix("http://")?.parse().ok()
 }
