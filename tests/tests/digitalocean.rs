@@ -49,7 +49,9 @@ fn start_channel(socket: &str, name: &str) -> Child {
     let creds = format!("{WORK}/{name}-credentials");
     std::fs::create_dir_all(&creds).unwrap();
     codext_tests::world::write_file(&format!("{creds}/digitalocean.token"), SERVER_TOKEN, 0o600);
-    sh(&format!("chown -R codext-channel: {creds} && chmod 700 {creds}"));
+    sh(&format!(
+        "chown -R codext-channel: {creds} && chmod 700 {creds}"
+    ));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -76,13 +78,27 @@ fn assert_no_root_connections(emu: &Emulator) {
     let calls = emu.calls();
     assert!(!calls.is_empty());
     for c in &calls {
-        assert!(c.peer_uid.is_some(), "no uid found for {} {}", c.method, c.path);
-        assert_ne!(c.peer_uid, Some(0), "root holds a connection to the API: {} {}", c.method, c.path);
+        assert!(
+            c.peer_uid.is_some(),
+            "no uid found for {} {}",
+            c.method,
+            c.path
+        );
+        assert_ne!(
+            c.peer_uid,
+            Some(0),
+            "root holds a connection to the API: {} {}",
+            c.method,
+            c.path
+        );
         if c.token.as_deref() == Some(SERVER_TOKEN) {
             assert_eq!(c.peer_uid, Some(channel), "{} {}", c.method, c.path);
         }
     }
-    eprintln!("{} API calls, none from uid 0; the server's all from uid {channel} (codext-channel)", calls.len());
+    eprintln!(
+        "{} API calls, none from uid 0; the server's all from uid {channel} (codext-channel)",
+        calls.len()
+    );
 }
 
 fn setup(extra: &str) -> Setup {
@@ -109,7 +125,12 @@ fn setup(extra: &str) -> Setup {
     codext_tests::world::write_file("/home/agent/do.token", AGENT_TOKEN, 0o600);
     sh("chown agent: /home/agent/do.token");
     let channel = start_channel("/run/codext-channel/helper.sock", "channel");
-    Setup { emu, droplet, w, channel }
+    Setup {
+        emu,
+        droplet,
+        w,
+        channel,
+    }
 }
 
 impl Setup {
@@ -327,7 +348,7 @@ sandbox_test! {
         let before = s.look();
         let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--channel", "digitalocean", "--ttl", "4s"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with("codext:p:")));
+        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with(&format!("codext2:{}:p:", s.droplet))));
         wait_until(Duration::from_secs(30), "the expired puzzle's tags to go", || s.look() == before);
         assert!(s.w.audit().iter().any(|e| e["event"] == "expire" && e["phase"] == "pending"));
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());

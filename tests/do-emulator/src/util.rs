@@ -156,7 +156,14 @@ pub fn tcp_peer_uid(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> 
         match a.ip() {
             std::net::IpAddr::V4(ip) => {
                 let o = ip.octets();
-                format!("{:02X}{:02X}{:02X}{:02X}:{:04X}", o[3], o[2], o[1], o[0], a.port())
+                format!(
+                    "{:02X}{:02X}{:02X}{:02X}:{:04X}",
+                    o[3],
+                    o[2],
+                    o[1],
+                    o[0],
+                    a.port()
+                )
             }
             std::net::IpAddr::V6(ip) => {
                 let mut s = String::new();
