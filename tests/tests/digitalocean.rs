@@ -356,3 +356,174 @@ sandbox_test! {
         assert_no_root_connections(&s.emu);
     }
 }
+
+/// A second codext server on the same machine, for a second droplet: its
+/// own config, key, state, audit trail, uid range, helper socket, channel
+/// socket and channel process, and an sshd of its own on port 2222 whose
+/// PAM service (`sshd2`: OpenSSH 9.2 names it after its binary) points
+/// the module at the second helper.
+struct Second {
+    children: Vec<Child>,
+}
+
+impl Drop for Second {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for f in ["helper2.log", "sshd2.log"] {
+                eprintln!(
+                    "--- {f} ---\n{}",
+                    std::fs::read_to_string(format!("{WORK}/{f}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+fn second_server(emu: &Emulator, droplet: u64) -> Second {
+    let agent_fp = std::fs::read_to_string(
+        codext_tests::repo().join("docs/test-vectors/v1/agent.pub.fingerprint"),
+    )
+    .unwrap();
+    sh("mkdir -p -m 0700 /etc/codext2 /var/lib/codext2 /var/log/codext2");
+    let toml = format!(
+        "server_key = \"/etc/codext2/server_key\"\nstate_dir = \"/var/lib/codext2\"\nsocket = \"/run/codext2/helper.sock\"\naudit_log = \"/var/log/codext2/audit.jsonl\"\nserver_id = \"web-2\"\npam_services = [\"sshd2\"]\n[accounts]\nuid_min = 59500\nuid_max = 59999\n[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\ndroplet_id = {droplet}\nchannel_socket = \"/run/codext-channel2/helper.sock\"\nallowed_keys = [\"{}\"]\n",
+        emu.base_url(),
+        emu.metadata_url(),
+        agent_fp.trim()
+    );
+    std::fs::write("/etc/codext2/helper.toml", toml).unwrap();
+    let out = World::helper_cli(&["--config", "/etc/codext2/helper.toml", "init"]);
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sh("cp /etc/codext2/server_key.pub /home/agent/server2.pub && chown agent: /home/agent/server2.pub");
+    // PAM service sshd2: the stock sshd stack, with codext's lines pointed
+    // at the second helper.
+    for (from, to) in [("codext", "codext2"), ("codext-session", "codext2-session")] {
+        let text = std::fs::read_to_string(format!("/etc/pam.d/{from}")).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if !l.trim_start().starts_with('#') && l.contains("pam_codext") {
+                    format!("{l} socket=/run/codext2/helper.sock services=sshd2\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(format!("/etc/pam.d/{to}"), text).unwrap();
+    }
+    let sshd = std::fs::read_to_string("/etc/pam.d/sshd").unwrap();
+    let sshd = sshd
+        .replace("@include codext-session", "@include codext2-session")
+        .replace("@include codext\n", "@include codext2\n");
+    assert!(sshd.contains("@include codext2\n") && sshd.contains("@include codext2-session"));
+    std::fs::write("/etc/pam.d/sshd2", sshd).unwrap();
+    let log = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{WORK}/{name}"))
+            .unwrap()
+    };
+    let mut children = Vec::new();
+    let helper = codext_tests::world::helper_serve_command(&[])
+        .args(["--config", "/etc/codext2/helper.toml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log("helper2.log"))
+        .spawn()
+        .unwrap();
+    children.push(helper);
+    wait_until(Duration::from_secs(10), "the second helper", || {
+        std::os::unix::net::UnixStream::connect("/run/codext2/helper.sock").is_ok()
+    });
+    sh(&format!("cp /usr/sbin/sshd {WORK}/bin/sshd2"));
+    let sshd = Command::new(format!("{WORK}/bin/sshd2"))
+        .args([
+            "-D",
+            "-e",
+            "-o",
+            "Port=2222",
+            "-o",
+            "PidFile=/run/sshd2.pid",
+            "-o",
+            "LogLevel=VERBOSE",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log("sshd2.log"))
+        .spawn()
+        .unwrap();
+    children.push(sshd);
+    wait_until(Duration::from_secs(10), "sshd2 on port 2222", || {
+        std::net::TcpStream::connect("127.0.0.1:2222").is_ok()
+    });
+    children.push(start_channel(
+        "/run/codext-channel2/helper.sock",
+        "channel2",
+    ));
+    Second { children }
+}
+
+fn audit_of(path: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+sandbox_test! {
+    fn given_two_servers_on_two_droplets_in_one_account_then_agents_for_both_log_in_at_once_and_each_droplets_tags_end_as_they_began() {
+        let s = setup("[accounts]\nuid_min = 59000\nuid_max = 59499\n");
+        let d2 = s.emu.add_droplet("web-2", "127.0.0.1", &["prod", "Team:Api"]);
+        let _second = second_server(&s.emu, d2);
+        let look2 = || {
+            let d = s.emu.droplet(d2).unwrap();
+            d["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect::<BTreeSet<String>>()
+        };
+        let (before1, before2) = (s.look(), look2());
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        let d2s = d2.to_string();
+        let (out1, out2) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| s.connect("/home/agent/agent.key", "id -un; id -u"));
+            let two = scope.spawn(|| s.codext(&[
+                "connect", "--droplet", &d2s, "--key", "/home/agent/agent.key",
+                "--server-key", "/home/agent/server2.pub", "--port", "2222",
+                "--timeout", "90s", "--", "id -un; id -u",
+            ]));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        assert!(out1.status.success(), "server 1: {}", String::from_utf8_lossy(&out1.stderr));
+        assert!(out2.status.success(), "server 2: {}", String::from_utf8_lossy(&out2.stderr));
+        let parse = |o: &Output| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut l = text.lines();
+            (l.next().unwrap().to_owned(), l.next().unwrap().parse::<u32>().unwrap())
+        };
+        let ((u1, uid1), (u2, uid2)) = (parse(&out1), parse(&out2));
+        assert_ne!(u1, u2);
+        // Each login went through its own server: its uid range, its audit trail.
+        assert!((59000..=59499).contains(&uid1), "{uid1}");
+        assert!((59500..=59999).contains(&uid2), "{uid2}");
+        assert!(s.w.audit().iter().any(|e| e["event"] == "create" && e["user"] == u1.as_str()));
+        assert!(audit_of("/var/log/codext2/audit.jsonl").iter().any(|e| e["event"] == "create" && e["user"] == u2.as_str()));
+        assert!(!s.w.audit().iter().any(|e| e["user"] == u2.as_str()));
+        wait_until(Duration::from_secs(60), "both users removed", || {
+            !codext_tests::world::in_passwd(&u1) && !codext_tests::world::in_passwd(&u2)
+        });
+        s.wait_neutral(&before1);
+        wait_until(Duration::from_secs(60), "droplet 2's tags to be neutral again", || look2() == before2);
+        // No tag of either server's namespace is left anywhere in the account.
+        assert!(!s.emu.tags().iter().any(|t| t.to_ascii_lowercase().starts_with("codext")), "{:?}", s.emu.tags());
+        s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
+    }
+}
