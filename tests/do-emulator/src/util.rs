@@ -119,34 +119,6 @@ pub fn ssh_md5_fingerprint(public_key: &str) -> Option<String> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn given_known_unix_times_then_rfc3339_is_correct() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_595_356_664), "2020-07-21T18:37:44Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn given_ssh_key_then_md5_fingerprint_matches_ssh_keygen() {
-        // `ssh-keygen -l -E md5` prints MD5:80:6c:0a:86:e2:84:77:f7:ff:fb:5a:1e:4c:d4:0a:12
-        let key =
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlp/71cd1AH2BQ7xZqaxlPCKYIP719oeFO4zLn5OMmd test";
-        assert_eq!(
-            ssh_md5_fingerprint(key).as_deref(),
-            Some("80:6c:0a:86:e2:84:77:f7:ff:fb:5a:1e:4c:d4:0a:12")
-        );
-        assert!(ssh_md5_fingerprint("ssh-rsa notbase64!").is_none());
-        assert!(ssh_md5_fingerprint(
-            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIPlp/71cd1AH2BQ7xZqaxlPCKYIP719oeFO4zLn5OMmd"
-        )
-        .is_none());
-    }
-}
-
 /// The uid that owns the TCP socket connected from `peer` to `local`
 /// (`/proc/net/tcp` and `tcp6`: the `uid` column of the entry whose local
 /// address is the peer's and remote address is ours). Only meaningful for
@@ -189,4 +161,32 @@ pub fn tcp_peer_uid(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> 
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_known_unix_times_then_rfc3339_is_correct() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_595_356_664), "2020-07-21T18:37:44Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn given_ssh_key_then_md5_fingerprint_matches_ssh_keygen() {
+        // `ssh-keygen -l -E md5` prints MD5:80:6c:0a:86:e2:84:77:f7:ff:fb:5a:1e:4c:d4:0a:12
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlp/71cd1AH2BQ7xZqaxlPCKYIP719oeFO4zLn5OMmd test";
+        assert_eq!(
+            ssh_md5_fingerprint(key).as_deref(),
+            Some("80:6c:0a:86:e2:84:77:f7:ff:fb:5a:1e:4c:d4:0a:12")
+        );
+        assert!(ssh_md5_fingerprint("ssh-rsa notbase64!").is_none());
+        assert!(ssh_md5_fingerprint(
+            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIPlp/71cd1AH2BQ7xZqaxlPCKYIP719oeFO4zLn5OMmd"
+        )
+        .is_none());
+    }
 }
