@@ -102,8 +102,12 @@ fn assert_no_root_connections(emu: &Emulator) {
 }
 
 fn setup(extra: &str) -> Setup {
+    setup_with_tags(extra, &["prod", "Team:Web"])
+}
+
+fn setup_with_tags(extra: &str, tags: &[&str]) -> Setup {
     let emu = Emulator::start(EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN])).unwrap();
-    let droplet = emu.add_droplet("web-1", "127.0.0.1", &["prod", "Team:Web"]);
+    let droplet = emu.add_droplet("web-1", "127.0.0.1", tags);
     let agent_fp = std::fs::read_to_string(
         codext_tests::repo().join("docs/test-vectors/v1/agent.pub.fingerprint"),
     )
@@ -523,6 +527,29 @@ sandbox_test! {
         wait_until(Duration::from_secs(60), "droplet 2's tags to be neutral again", || look2() == before2);
         // No tag of either server's namespace is left anywhere in the account.
         assert!(!s.emu.tags().iter().any(|t| t.to_ascii_lowercase().starts_with("codext")), "{:?}", s.emu.tags());
+        s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
+    }
+}
+
+sandbox_test! {
+    fn given_codext_tags_of_no_or_another_droplets_namespace_on_its_droplet_then_the_server_only_detaches_them_never_deletes_them() {
+        // A v1 request tag (no droplet in its name) and a v2 tag naming
+        // another droplet, on this server's droplet and on another one.
+        let v1 = format!("codext:q:{}", "ab".repeat(16));
+        let foreign = format!("codext2:999:q:{}", "cd".repeat(16));
+        let s = setup_with_tags("", &["prod", &v1, &foreign]);
+        let other = s.emu.add_droplet("other", "203.0.113.50", &[&v1, &foreign]);
+        wait_until(Duration::from_secs(30), "the foreign tags to leave this droplet", || {
+            s.look().1 == BTreeSet::from(["prod".to_string()])
+        });
+        // Still in the account, still on the other droplet: never deleted.
+        let on_other: BTreeSet<String> = s.emu.droplet(other).unwrap()["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+        assert_eq!(on_other, BTreeSet::from([v1.clone(), foreign.clone()]));
+        assert!(s.emu.tags().contains(&v1) && s.emu.tags().contains(&foreign));
+        let calls = s.calls(SERVER_TOKEN);
+        assert!(calls.iter().any(|c| c.starts_with("DELETE /v2/tags/") && c.contains("/resources")), "{calls:?}");
+        assert!(!calls.iter().any(|c| c.starts_with("DELETE /v2/tags/") && !c.contains("/resources")), "{calls:?}");
         s.emu.assert_no_violations();
         assert_no_root_connections(&s.emu);
     }
