@@ -11,7 +11,8 @@
 //! still live". So this process, once compromised, can at most deny
 //! service and ask for puzzles for keys the operator allowed.
 //!
-//! Each pass ([`pass::Pass`]) reads the droplet once, hands answers and
+//! The pause between passes follows the token's rate-limit budget
+//! ([`budget`]). Each pass ([`pass::Pass`]) reads the droplet once, hands answers and
 //! requests found in its tags (channel format v2, [`codext_core::tags`]) to
 //! the helper, publishes new puzzles, and removes every tag of its own
 //! droplet's namespace that nothing live stands behind.
@@ -19,6 +20,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod budget;
 pub mod link;
 pub mod pass;
 pub mod token;
@@ -110,6 +112,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let token = token::read(args.token_file.as_deref())?;
     let mut pass: Option<pass::Pass> = None;
+    let mut last_activity: Option<std::time::Instant> = None;
+    // What a pass costs, smoothed (API calls).
+    let mut calls_per_pass = 1.0f64;
     loop {
         let pause = match link::Link::connect(&args.socket) {
             Ok((mut link, settings)) => {
@@ -122,9 +127,23 @@ pub fn run(args: &Args) -> Result<()> {
                         Err(e) => eprintln!("codext-channel: cannot start: {e}"),
                     }
                 }
-                match pass.as_mut().map(|p| p.run(&mut link)) {
-                    Some(Ok(true)) => settings.poll_busy,
-                    Some(Ok(false)) => settings.poll_idle,
+                let before = pass.as_ref().map_or(0, pass::Pass::calls);
+                let result = pass.as_mut().map(|p| p.run(&mut link));
+                let after = pass.as_ref().map_or(0, pass::Pass::calls);
+                calls_per_pass = 0.8 * calls_per_pass + 0.2 * after.saturating_sub(before) as f64;
+                match result {
+                    Some(Ok(happened)) => {
+                        if happened {
+                            last_activity = Some(std::time::Instant::now());
+                        }
+                        let hot =
+                            last_activity.is_some_and(|t| t.elapsed() < settings.policy.hot_for);
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let budget = pass.as_ref().and_then(pass::Pass::budget);
+                        budget::next_pause(&settings.policy, hot, budget, calls_per_pass, now)
+                    }
                     Some(Err(e)) => {
                         eprintln!("codext-channel: {e}");
                         settings.poll_busy.max(Duration::from_secs(5))

@@ -22,6 +22,8 @@ pub struct Settings {
     pub poll_busy: Duration,
     /// Poll period otherwise.
     pub poll_idle: Duration,
+    /// The polling policy.
+    pub policy: crate::budget::Policy,
 }
 
 /// A connection to the helper.
@@ -47,6 +49,9 @@ impl Link {
                 droplet_id,
                 poll_busy_ms,
                 poll_idle_ms,
+                hot_for_ms,
+                budget_share_percent,
+                budget_reserve,
                 ..
             } => Ok((
                 link,
@@ -56,6 +61,13 @@ impl Link {
                     droplet_id,
                     poll_busy: Duration::from_millis(poll_busy_ms),
                     poll_idle: Duration::from_millis(poll_idle_ms),
+                    policy: crate::budget::Policy {
+                        busy: Duration::from_millis(poll_busy_ms),
+                        idle: Duration::from_millis(poll_idle_ms),
+                        hot_for: Duration::from_millis(hot_for_ms),
+                        share: f64::from(budget_share_percent.clamp(1, 100)) / 100.0,
+                        reserve: budget_reserve,
+                    },
                 },
             )),
             other => Err(ChannelError::Helper(format!("hello: {other:?}"))),

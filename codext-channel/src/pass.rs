@@ -78,9 +78,10 @@ impl Pass {
         self.client.calls()
     }
 
-    /// One pass; returns whether anything is in flight (poll fast).
+    /// One pass; returns whether anything is in flight or happened (poll
+    /// fast).
     pub fn run(&mut self, link: &mut Link) -> Result<bool> {
-        self.publish(link)?;
+        let mut happened = self.publish(link)? > 0;
         let droplet = self.client.droplet(self.droplet)?;
         let mut handled = Vec::new();
         for raw in &droplet.tags {
@@ -96,7 +97,8 @@ impl Pass {
             self.client.delete_tag(raw)?;
         }
         // Publish what the requests just issued, then tidy up.
-        self.publish(link)?;
+        happened |= !handled.is_empty();
+        happened |= self.publish(link)? > 0;
         let Reply::Live {
             puzzles,
             armed,
@@ -109,17 +111,23 @@ impl Pass {
         if complete {
             self.tidy(&droplet.tags, &handled, &puzzles, &armed)?;
         }
-        Ok(!puzzles.is_empty() || !armed.is_empty())
+        Ok(happened || !puzzles.is_empty() || !armed.is_empty())
     }
 
-    fn publish(&self, link: &mut Link) -> Result<()> {
-        for _ in 0..MAX_PUBLISH {
+    /// The token's budget as last reported.
+    pub fn budget(&self) -> Option<codext_do::Budget> {
+        self.client.budget()
+    }
+
+    /// Publishes what waits; returns how many puzzles.
+    fn publish(&self, link: &mut Link) -> Result<usize> {
+        for n in 0..MAX_PUBLISH {
             let r = link.call(&ChannelRequest::Next {})?;
             let Reply::Next { puzzle } = r else {
                 return Err(unexpected("next", &r));
             };
             let Some(p) = puzzle else {
-                return Ok(());
+                return Ok(n);
             };
             let id: [u8; 16] = codext_core::encoding::hex_decode(&p.id)
                 .and_then(|b| b.try_into().ok())
@@ -137,7 +145,7 @@ impl Pass {
                 eprintln!("codext-channel: published: {reason}");
             }
         }
-        Ok(())
+        Ok(MAX_PUBLISH)
     }
 
     fn take_answer(&self, link: &mut Link, text: &str) -> Result<()> {

@@ -153,6 +153,12 @@ pub enum Reply {
         poll_busy_ms: u64,
         /// Poll period otherwise, ms.
         poll_idle_ms: u64,
+        /// Stay at the busy period this long after anything happened, ms.
+        hot_for_ms: u64,
+        /// Share of the token's hourly budget this server may spend, %.
+        budget_share_percent: u32,
+        /// Requests always kept for publishing.
+        budget_reserve: u64,
     },
     /// Done; `user` names the user concerned, if any.
     Ok {

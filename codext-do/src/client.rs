@@ -98,6 +98,17 @@ impl fmt::Debug for ApiConfig {
     }
 }
 
+/// The token's rate-limit budget as the last answer reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// `ratelimit-limit`: requests an hour.
+    pub limit: u64,
+    /// `ratelimit-remaining`: left in the sliding hour.
+    pub remaining: u64,
+    /// `ratelimit-reset`: Unix time the oldest counted request expires.
+    pub reset: u64,
+}
+
 /// A blocking DigitalOcean API client; share it between threads by
 /// reference or `Arc` (pacing is per client).
 pub struct Client {
@@ -111,6 +122,7 @@ pub struct Client {
     backoff: Duration,
     pacer: Mutex<Pacer>,
     calls: AtomicU64,
+    budget: Mutex<Option<Budget>>,
 }
 
 impl fmt::Debug for Client {
@@ -197,12 +209,19 @@ impl Client {
             backoff: cfg.backoff,
             pacer: Mutex::new(Pacer::default()),
             calls: AtomicU64::new(0),
+            budget: Mutex::new(None),
         }
     }
 
     /// Requests sent so far, retries included.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The token's budget as the last answer that carried all three
+    /// `ratelimit-*` headers reported it.
+    pub fn budget(&self) -> Option<Budget> {
+        *self.budget.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `GET /v2/droplets/{id}`.
@@ -363,6 +382,17 @@ impl Client {
             reset: header_u64(resp, "ratelimit-reset"),
             retry_after: header_u64(resp, "retry-after"),
         };
+        if let (Some(limit), Some(remaining), Some(reset)) = (
+            header_u64(resp, "ratelimit-limit"),
+            limits.remaining,
+            limits.reset,
+        ) {
+            *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(Budget {
+                limit,
+                remaining,
+                reset,
+            });
+        }
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

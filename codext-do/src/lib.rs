@@ -23,5 +23,7 @@ pub mod client;
 pub mod models;
 mod pacing;
 
-pub use client::{metadata_droplet_id, ApiConfig, Client, DEFAULT_API_URL, DEFAULT_METADATA_URL};
+pub use client::{
+    metadata_droplet_id, ApiConfig, Budget, Client, DEFAULT_API_URL, DEFAULT_METADATA_URL,
+};
 pub use models::{Droplet, SshKey};

@@ -262,6 +262,9 @@ impl Shared {
             droplet_id: d.droplet_id,
             poll_busy_ms: ms(d.poll_busy),
             poll_idle_ms: ms(d.poll_idle),
+            hot_for_ms: ms(d.hot_for),
+            budget_share_percent: d.budget_share,
+            budget_reserve: d.budget_reserve,
         }
     }
 

@@ -113,6 +113,16 @@ pub struct DigitalOcean {
     /// Poll period otherwise (puzzle requests are noticed this fast).
     #[serde(with = "humantime_serde_compat")]
     pub poll_idle: Duration,
+    /// Stay at `poll_busy` this long after anything happened on the
+    /// droplet (a request, an answer, a publication).
+    #[serde(with = "humantime_serde_compat")]
+    pub hot_for: Duration,
+    /// Share of the token's hourly request budget this server may spend,
+    /// in percent (1–100): servers sharing a token each take their share.
+    pub budget_share: u32,
+    /// Requests of the token's budget the channel never spends on polling
+    /// (kept for publishing puzzles and answers).
+    pub budget_reserve: u64,
     /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle.
     pub allowed_keys: Vec<String>,
     /// Also honour requests from any account key named `codext-…` (off by
@@ -132,6 +142,9 @@ impl Default for DigitalOcean {
             droplet_id: 0,
             poll_busy: Duration::from_secs(2),
             poll_idle: Duration::from_secs(15),
+            hot_for: Duration::from_secs(60),
+            budget_share: 50,
+            budget_reserve: 250,
             allowed_keys: Vec::new(),
             issue_to_any_codext_key: false,
         }
@@ -407,6 +420,9 @@ impl Config {
             return bad(
                 "digitalocean.channel_socket must be an absolute path other than socket".into(),
             );
+        }
+        if !(1..=100).contains(&d.budget_share) {
+            return bad("digitalocean.budget_share must be a percentage, 1 to 100".into());
         }
         if d.channel_user.is_empty() || d.channel_user == "root" {
             return bad("digitalocean.channel_user must name an unprivileged system user".into());

@@ -53,6 +53,11 @@ pub struct EmulatorConfig {
     pub strict_tag_case: bool,
     /// Print one line per answered request on stderr.
     pub log_requests: bool,
+    /// Each API call (not the metadata service, not the control API) is
+    /// answered after a delay drawn uniformly from this range (zero: at
+    /// once); benchmarks use e.g. 150–250 ms, closer to the real API than
+    /// loopback.
+    pub latency: (Duration, Duration),
 }
 
 impl Default for EmulatorConfig {
@@ -68,6 +73,7 @@ impl Default for EmulatorConfig {
             seed: None,
             strict_tag_case: false,
             log_requests: false,
+            latency: (Duration::ZERO, Duration::ZERO),
         }
     }
 }

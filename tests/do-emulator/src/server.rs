@@ -211,6 +211,17 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
     let (reply, fault) = if inc.path.starts_with("/metadata/") {
         metadata(shared, &inc)
     } else {
+        // The real API is a network away: each call takes a while.
+        let (lo, hi) = shared.config.latency;
+        if !hi.is_zero() {
+            let spread = hi.saturating_sub(lo).as_millis() as u64;
+            let extra = if spread == 0 {
+                0
+            } else {
+                shared.lock_state().rng.next_u64() % (spread + 1)
+            };
+            std::thread::sleep(lo + Duration::from_millis(extra));
+        }
         api(shared, &inc)
     };
     if shared.config.log_requests {
