@@ -27,10 +27,20 @@ grep -E '^(test result|codext-tests: skipping)' "$unprivileged_log" | sort | uni
 rm -f "$unprivileged_log"
 step "what sshd loads: the PAM module's dependency closure (tests/tests/packaging.rs keeps it minimal)"
 cargo tree --locked -p pam_codext -e normal --prefix none | sort -u
+step "the root helper links no HTTP/TLS crate (the channel process does)"
+helper_tree=$(cargo tree --locked -p codext-helper -e normal --prefix none | awk '{print $1}' | sort -u)
+channel_tree=$(cargo tree --locked -p codext-channel -e normal --prefix none | awk '{print $1}' | sort -u)
+echo "normal dependency closure: codext-helper (root) $(wc -l <<<"$helper_tree") packages, codext-channel (unprivileged) $(wc -l <<<"$channel_tree") packages"
+if grep -xE 'ureq|rustls|rustls-webpki|rustls-pki-types|ring|webpki-roots|webpki|url|idna|http|httparse|hyper|reqwest|native-tls|openssl|tokio|h2|tiny_http|aws-lc-rs' <<<"$helper_tree"; then
+    echo "the root helper's dependencies include the HTTP/TLS crates above" >&2
+    exit 1
+fi
 step "systemd-analyze security of the shipped unit (information, not a target)"
 unit_dir=$(mktemp -d)
 sed "s#/usr/local/sbin/codext-helper#$PWD/target/debug/codext-helper#" systemd/codext-helper.service > "$unit_dir/codext-helper.service"
 systemd-analyze security --offline=yes "$unit_dir/codext-helper.service" | tail -n 1 || true
+sed "s#/usr/local/bin/codext-channel#$PWD/target/debug/codext-channel#" systemd/codext-channel.service > "$unit_dir/codext-channel.service"
+systemd-analyze security --offline=yes "$unit_dir/codext-channel.service" | tail -n 1 || true
 rm -rf "$unit_dir"
 step "fuzz smoke run (every parser of untrusted bytes, 15 s each)"
 scripts/fuzz-smoke.sh

@@ -1,7 +1,8 @@
 //! The codext protocol, shared by `codext-helper` (the server) and `codext`
 //! (the agent): keys, one-time tokens, the v1 puzzle and its answer, the
-//! SSH host-key fingerprints a puzzle binds, and the channels puzzles and
-//! answers travel through.
+//! SSH host-key fingerprints a puzzle binds, and the DigitalOcean channel's
+//! tag formats ([`tags`]). The channel's HTTP client is in the `codext-do`
+//! crate, so nothing here speaks HTTP or TLS.
 //!
 //! `docs/PROTOCOL.md` is the written specification; the test vectors in
 //! `docs/test-vectors/` are checked against this code by the tests.
@@ -10,8 +11,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod answer;
+pub mod channel_wire;
 pub mod cli_args;
-pub mod digitalocean;
 pub mod encoding;
 pub mod error;
 pub mod hostkeys;
@@ -19,6 +20,7 @@ pub mod keys;
 pub mod puzzle;
 pub mod random;
 pub mod secret_file;
+pub mod tags;
 pub mod time;
 pub mod token;
 

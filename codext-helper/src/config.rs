@@ -87,15 +87,24 @@ impl Default for AuditConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DigitalOcean {
-    /// Run the channel in `serve`.
+    /// Serve the channel socket in `serve` (the unprivileged
+    /// `codext-channel` process does the API calls; see
+    /// [`crate::channel_requests`]).
     pub enabled: bool,
     /// API base URL.
     pub api_url: String,
     /// Metadata service base URL (gives the droplet id).
     pub metadata_url: String,
-    /// Root-only file holding the API token (the `DIGITALOCEAN_TOKEN`
-    /// environment variable wins when set).
+    /// Root-only file holding the API token; the helper never reads it:
+    /// `codext-channel.service` hands it to the channel process with
+    /// `LoadCredential=`.
     pub token_file: PathBuf,
+    /// The system user the channel process runs as (created by `init`);
+    /// the only uid the channel socket serves.
+    pub channel_user: String,
+    /// The channel socket (its folder is created root:<channel group>
+    /// 0750, the socket 0660).
+    pub channel_socket: PathBuf,
     /// This droplet's id; 0 asks the metadata service.
     pub droplet_id: u64,
     /// Poll period while a puzzle is out or a user is armed.
@@ -104,6 +113,16 @@ pub struct DigitalOcean {
     /// Poll period otherwise (puzzle requests are noticed this fast).
     #[serde(with = "humantime_serde_compat")]
     pub poll_idle: Duration,
+    /// Stay at `poll_busy` this long after anything happened on the
+    /// droplet (a request, an answer, a publication).
+    #[serde(with = "humantime_serde_compat")]
+    pub hot_for: Duration,
+    /// Share of the token's hourly request budget this server may spend,
+    /// in percent (1–100): servers sharing a token each take their share.
+    pub budget_share: u32,
+    /// Requests of the token's budget the channel never spends on polling
+    /// (kept for publishing puzzles and answers).
+    pub budget_reserve: u64,
     /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle.
     pub allowed_keys: Vec<String>,
     /// Also honour requests from any account key named `codext-…` (off by
@@ -115,12 +134,17 @@ impl Default for DigitalOcean {
     fn default() -> DigitalOcean {
         DigitalOcean {
             enabled: false,
-            api_url: codext_core::digitalocean::DEFAULT_API_URL.into(),
-            metadata_url: codext_core::digitalocean::DEFAULT_METADATA_URL.into(),
+            api_url: "https://api.digitalocean.com".into(),
+            metadata_url: "http://169.254.169.254/metadata/v1".into(),
             token_file: PathBuf::from("/etc/codext/digitalocean.token"),
+            channel_user: "codext-channel".into(),
+            channel_socket: PathBuf::from("/run/codext-channel/helper.sock"),
             droplet_id: 0,
             poll_busy: Duration::from_secs(2),
             poll_idle: Duration::from_secs(15),
+            hot_for: Duration::from_secs(60),
+            budget_share: 50,
+            budget_reserve: 250,
             allowed_keys: Vec::new(),
             issue_to_any_codext_key: false,
         }
@@ -391,6 +415,17 @@ impl Config {
         }
         if !d.token_file.is_absolute() {
             return bad("digitalocean.token_file must be an absolute path".into());
+        }
+        if !d.channel_socket.is_absolute() || d.channel_socket == self.socket {
+            return bad(
+                "digitalocean.channel_socket must be an absolute path other than socket".into(),
+            );
+        }
+        if !(1..=100).contains(&d.budget_share) {
+            return bad("digitalocean.budget_share must be a percentage, 1 to 100".into());
+        }
+        if d.channel_user.is_empty() || d.channel_user == "root" {
+            return bad("digitalocean.channel_user must name an unprivileged system user".into());
         }
         let au = &self.audit;
         if au.rotate_bytes < 4096 {

@@ -90,8 +90,10 @@ pub fn serve(cfg: Config) -> Result<()> {
     }
     spawn_reaper(Arc::clone(&daemon));
     spawn_watcher(Arc::clone(&daemon));
+    // [channel] hook: the channel socket for the unprivileged
+    // codext-channel process (which does the DigitalOcean API calls).
     if daemon.helper.cfg.digitalocean.enabled {
-        spawn_digitalocean(daemon.helper.clone());
+        crate::channel_requests::spawn(daemon.helper.clone());
     }
     eprintln!(
         "codext-helper: listening on {}",
@@ -275,24 +277,6 @@ fn spawn_watcher(d: Arc<Daemon>) {
                     Ok(None) => {}
                     Err(e) => eprintln!("codext-helper: watcher: {e}"),
                 }
-            }
-        }
-    });
-}
-
-/// Runs the DigitalOcean channel; if it cannot start (no token, no
-/// metadata service) it says why and tries again later.
-fn spawn_digitalocean(helper: Helper) {
-    // TLS needs more stack than the other threads.
-    let builder = std::thread::Builder::new()
-        .name("digitalocean".into())
-        .stack_size(2 << 20);
-    let _ = builder.spawn(move || loop {
-        match crate::channel::DoChannel::start(helper.clone()) {
-            Ok(channel) => channel.run(),
-            Err(e) => {
-                eprintln!("codext-helper: digitalocean channel not started: {e}");
-                std::thread::sleep(helper.cfg.digitalocean.poll_idle);
             }
         }
     });

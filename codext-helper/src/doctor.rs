@@ -663,6 +663,21 @@ fn digitalocean_check(r: &mut Report, cfg: &Config) {
         r.ok("digitalocean", "the DigitalOcean channel is off");
         return;
     }
+    match crate::accounts::killer_ids(&d.channel_user) {
+        Ok((uid, _)) => r.ok(
+            "digitalocean.channel",
+            format!(
+                "the channel process runs as {} (uid {uid}); the helper serves it {}",
+                d.channel_user,
+                d.channel_socket.display()
+            ),
+        ),
+        Err(_) => r.fail(
+            "digitalocean.channel",
+            format!("the channel user {} does not exist", d.channel_user),
+            "codext-helper init (it creates the user), then systemctl enable --now codext-channel",
+        ),
+    }
     let path = &d.token_file;
     match std::fs::symlink_metadata(path) {
         Err(e) if std::env::var_os("DIGITALOCEAN_TOKEN").is_none() => {
@@ -676,7 +691,7 @@ fn digitalocean_check(r: &mut Report, cfg: &Config) {
         ),
         Ok(_) => r.ok(
             "digitalocean",
-            format!("{} is root's, 0600; the channel needs droplet:read, tag:create, tag:delete, ssh_key:read", path.display()),
+            format!("{} is root's, 0600 (codext-channel.service reads it with LoadCredential=); the token needs droplet:read, tag:create, tag:delete, ssh_key:read", path.display()),
         ),
     }
 }

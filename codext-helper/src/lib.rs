@@ -4,13 +4,16 @@
 //! hashes only), arms users by announcing them to NSS, answers the PAM
 //! module's questions over a root-only socket, creates accounts just in
 //! time with `useradd` and removes them — processes, home, record — when
-//! their last session closes.
+//! their last session closes. The DigitalOcean channel's API calls are made
+//! by the unprivileged `codext-channel` process, which reaches the helper
+//! only through the channel socket ([`channel_requests`]): no HTTP or TLS
+//! code is linked here.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod accounts;
 pub mod audit;
-pub mod channel;
+pub mod channel_requests;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -162,6 +162,8 @@ impl Helper {
         let gid = accounts::ensure_group(&self.cfg.accounts.group)?;
         let a = &self.cfg.accounts;
         let (killer_uid, _) = accounts::ensure_killer(&a.killer_user, (a.uid_min, a.uid_max))?;
+        // [channel] hook: the DigitalOcean channel process's own user.
+        crate::channel_requests::ensure_channel_user(&self.cfg)?;
         self.log("init", json!({"fingerprint": public.fingerprint().to_string(), "created": created, "gid": gid, "killer_uid": killer_uid}));
         Ok(InitReport {
             server_public_key: pub_path.display().to_string(),

@@ -50,6 +50,11 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
     p("/var/lib/codext", "the helper's state (pending users, uid cursor, setup manifest)", false),
     p("/run/codext", "the daemon's socket", false),
     p("/run/userdb", "armed users announced to nss-systemd", false),
+    p(
+        "/run/codext-channel",
+        "the channel socket the unprivileged codext-channel process connects to",
+        false,
+    ),
 ];
 
 /// The folders every user may write to, swept for a removed uid's files

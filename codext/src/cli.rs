@@ -144,7 +144,7 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct ApiArgs {
     /// API base URL.
-    #[arg(long, default_value = codext_core::digitalocean::DEFAULT_API_URL)]
+    #[arg(long, default_value = codext_do::DEFAULT_API_URL)]
     api_url: String,
     /// File holding the API token (mode 0600) instead of DIGITALOCEAN_TOKEN.
     #[arg(long)]

@@ -5,11 +5,16 @@
 //!
 //! The API token comes from `DIGITALOCEAN_TOKEN` or a file only the agent
 //! can read (`--token-file`); never from the command line, never logged.
+//!
+//! Tags are channel format v2 (`codext_core::tags`): every tag the agent
+//! writes or reads names the droplet it is for, so agents of two servers
+//! in one account never see each other's requests, puzzles or answers.
 
 use crate::error::{ClientError, Result};
-use codext_core::digitalocean::{tags, ApiConfig, Client, Droplet};
 use codext_core::secret_file::{read_secret, Owner};
+use codext_core::tags::Space;
 use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
+use codext_do::{ApiConfig, Client, Droplet};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -64,7 +69,10 @@ pub fn publish_key(c: &Client, public: &PublicKey, name: &str) -> Result<(u64, S
 
 /// Asks the server for a puzzle for `public` (a request tag on the droplet).
 pub fn request(c: &Client, droplet: u64, public: &PublicKey) -> Result<()> {
-    Ok(c.attach_new_tag(&tags::request_tag(&public.fingerprint()), droplet)?)
+    Ok(c.attach_new_tag(
+        &Space::new(droplet).request_tag(&public.fingerprint()),
+        droplet,
+    )?)
 }
 
 fn progress(what: &str, droplet: u64, start: Instant) {
@@ -88,7 +96,7 @@ pub fn wait_puzzle(
     let mut refused = std::collections::HashSet::new();
     loop {
         let d = c.droplet(droplet)?;
-        for text in tags::collect_puzzles(&d.tags) {
+        for text in Space::new(droplet).collect_puzzles(&d.tags) {
             let Ok(p) = Puzzle::from_text(&text) else {
                 continue;
             };
@@ -120,7 +128,7 @@ pub fn wait_puzzle(
 
 /// Posts the answer.
 pub fn answer(c: &Client, droplet: u64, answer: &codext_core::Answer) -> Result<()> {
-    Ok(c.attach_new_tag(&tags::answer_tag(answer), droplet)?)
+    Ok(c.attach_new_tag(&Space::new(droplet).answer_tag(answer), droplet)?)
 }
 
 /// Polls until the server says the user is armed; returns the droplet as
@@ -134,7 +142,7 @@ pub fn wait_ready(
     let start = Instant::now();
     loop {
         let d = c.droplet(droplet)?;
-        if tags::is_ready(&d.tags, user) {
+        if Space::new(droplet).is_ready(&d.tags, user) {
             return Ok(d);
         }
         if start.elapsed() > access.timeout {

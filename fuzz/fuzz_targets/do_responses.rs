@@ -3,18 +3,19 @@
 //! the tags of a parsed droplet through the channel's tag decoders.
 #![no_main]
 
-use codext_core::digitalocean::client::{parse_droplet, parse_keys_page};
-use codext_core::digitalocean::tags;
+use codext_core::tags::Space;
+use codext_do::models::{parse_droplet, parse_keys_page};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return };
-    if let Some(d) = parse_droplet(&v) {
-        let _ = tags::collect_puzzles(&d.tags);
-        let _ = tags::answers(&d.tags);
-        let _ = tags::requests(&d.tags);
+    let Ok(v) = std::str::from_utf8(data) else { return };
+    if let Some(d) = parse_droplet(v) {
+        let sp = Space::new(d.id);
+        let _ = sp.collect_puzzles(&d.tags);
+        let _ = sp.answers(&d.tags);
+        let _ = sp.requests(&d.tags);
     }
-    if let Some((keys, next)) = parse_keys_page(&v) {
+    if let Some((keys, next)) = parse_keys_page(v) {
         for k in keys {
             let _ = codext_core::PublicKey::from_openssh(&k.public_key);
         }

@@ -5,33 +5,32 @@
 //! and that what they return encodes back to tags that decode to it again.
 #![no_main]
 
-use codext_core::digitalocean::tags::{
-    answer_tag, answers, collect_puzzles, is_ready, is_valid_tag, puzzle_tags, ready_tag,
-    request_tag, requests, MAX_PUZZLE_CHUNKS, PUZZLE_CHUNK_LEN,
-};
+use codext_core::tags::{is_valid_tag, Space, MAX_PUZZLE_CHUNKS};
 use codext_core::Fingerprint;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeSet;
 
 fuzz_target!(|data: &[u8]| {
+    // Channel format v2: one droplet's namespace (the seeds use 4242).
+    let sp = Space::new(4242);
     let text = String::from_utf8_lossy(data);
     let tags: Vec<String> = text.lines().map(str::to_owned).collect();
     let mut reversed = tags.clone();
     reversed.reverse();
 
-    let puzzles = collect_puzzles(&tags);
+    let puzzles = sp.collect_puzzles(&tags);
     assert_eq!(
-        collect_puzzles(&reversed),
+        sp.collect_puzzles(&reversed),
         puzzles,
         "collect_puzzles depends on the order of the tags"
     );
     for (i, p) in puzzles.iter().enumerate() {
         let id = [i as u8; 16];
-        let chunks = puzzle_tags(p, &id);
+        let chunks = sp.puzzle_tags(p, &id);
         if chunks.is_empty() {
             // Only a text too long for 255 chunks may give no tags.
             assert!(
-                p.len() > MAX_PUZZLE_CHUNKS * PUZZLE_CHUNK_LEN,
+                p.len() > MAX_PUZZLE_CHUNKS * sp.chunk_len(),
                 "puzzle_tags refused a collected text"
             );
             continue;
@@ -39,32 +38,32 @@ fuzz_target!(|data: &[u8]| {
         for t in &chunks {
             assert!(is_valid_tag(t), "puzzle_tags made an invalid tag {t:?}");
         }
-        assert_eq!(collect_puzzles(&chunks), vec![p.clone()]);
+        assert_eq!(sp.collect_puzzles(&chunks), vec![p.clone()]);
     }
 
-    let found = answers(&tags);
+    let found = sp.answers(&tags);
     let found_set: BTreeSet<String> = found.iter().map(ToString::to_string).collect();
     assert_eq!(found_set.len(), found.len(), "answers returned a duplicate");
-    let again: BTreeSet<String> = answers(&reversed).iter().map(ToString::to_string).collect();
+    let again: BTreeSet<String> = sp.answers(&reversed).iter().map(ToString::to_string).collect();
     assert_eq!(again, found_set, "answers depends on the order of the tags");
     for a in &found {
-        let t = answer_tag(a);
+        let t = sp.answer_tag(a);
         assert!(is_valid_tag(&t));
-        assert_eq!(answers(&[t]), vec![a.clone()]);
-        let _ = is_ready(&tags, &a.user);
-        assert!(is_ready(&[ready_tag(&a.user)], &a.user));
+        assert_eq!(sp.answers(&[t]), vec![a.clone()]);
+        let _ = sp.is_ready(&tags, &a.user);
+        assert!(sp.is_ready(&[sp.ready_tag(&a.user)], &a.user));
     }
 
-    let reqs = requests(&tags);
+    let reqs = sp.requests(&tags);
     let req_set: BTreeSet<[u8; 16]> = reqs.iter().copied().collect();
     assert_eq!(req_set.len(), reqs.len(), "requests returned a duplicate");
-    let again: BTreeSet<[u8; 16]> = requests(&reversed).into_iter().collect();
+    let again: BTreeSet<[u8; 16]> = sp.requests(&reversed).into_iter().collect();
     assert_eq!(again, req_set, "requests depends on the order of the tags");
     for r in &reqs {
         let mut fp = [0u8; 32];
         fp[..16].copy_from_slice(r);
-        let t = request_tag(&Fingerprint(fp));
+        let t = sp.request_tag(&Fingerprint(fp));
         assert!(is_valid_tag(&t));
-        assert_eq!(requests(&[t]), vec![*r]);
+        assert_eq!(sp.requests(&[t]), vec![*r]);
     }
 });

@@ -159,7 +159,13 @@ impl World {
         std::fs::set_permissions(WORK, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         // Copies of the binaries every user may run (the checkout itself
         // may sit in a folder only root can enter).
-        for name in ["codext", "codext-helper", "socket-probe", "hostile"] {
+        for name in [
+            "codext",
+            "codext-helper",
+            "socket-probe",
+            "hostile",
+            "channel-probe",
+        ] {
             install_file(&bin(name), &Path::new(WORK).join("bin").join(name), 0o755);
         }
         if !helper_toml.is_empty() {

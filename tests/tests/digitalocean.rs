@@ -1,13 +1,16 @@
 //! The DigitalOcean channel end to end, in the sandbox: the real sshd and
-//! helper, the agent's `codext` CLI, and the API emulator on loopback
-//! (which fails the test on any request or response the real API's OpenAPI
-//! description does not allow).
+//! helper, the unprivileged `codext-channel` process (user
+//! `codext-channel`, the token in a credentials folder only it can read,
+//! as `codext-channel.service` gives it), the agent's `codext` CLI, and the
+//! API emulator on loopback (which fails the test on any request or
+//! response the real API's OpenAPI description does not allow, and records
+//! the uid holding each connection).
 
 use codext_do_emulator::{Emulator, EmulatorConfig, Fault};
 use codext_tests::sandbox_test;
-use codext_tests::world::{run, sh, wait_until, World, WORK};
+use codext_tests::world::{ids, run, sh, wait_until, World, WORK};
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const SERVER_TOKEN: &str = "dop_v1_server0000000000000000000000000000000000000000000000000000";
@@ -17,11 +20,94 @@ struct Setup {
     emu: Emulator,
     droplet: u64,
     w: World,
+    channel: Child,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.channel.kill();
+        let _ = self.channel.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- channel log ---\n{}",
+                std::fs::read_to_string(format!("{WORK}/channel.log")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Starts `codext-channel --socket SOCKET` as the `codext-channel` user,
+/// its API token in a credentials folder only that user can read (what
+/// `LoadCredential=` gives the unit), stderr appended to `channel.log`.
+fn start_channel(socket: &str, name: &str) -> Child {
+    let bin = format!("{WORK}/bin/codext-channel");
+    if !std::path::Path::new(&bin).exists() {
+        std::fs::copy(codext_tests::bin("codext-channel"), &bin).unwrap();
+        sh(&format!("chmod 755 {bin}"));
+    }
+    let (uid, gid) = ids("codext-channel");
+    let creds = format!("{WORK}/{name}-credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    codext_tests::world::write_file(&format!("{creds}/digitalocean.token"), SERVER_TOKEN, 0o600);
+    sh(&format!(
+        "chown -R codext-channel: {creds} && chmod 700 {creds}"
+    ));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{WORK}/channel.log"))
+        .unwrap();
+    use std::os::unix::process::CommandExt;
+    Command::new(bin)
+        .args(["--socket", socket])
+        .uid(uid)
+        .gid(gid)
+        .env_clear()
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Every call to the emulator came from a socket held by a uid other
+/// than 0, and the server token's calls from the channel user's.
+fn assert_no_root_connections(emu: &Emulator) {
+    let (channel, _) = ids("codext-channel");
+    let calls = emu.calls();
+    assert!(!calls.is_empty());
+    for c in &calls {
+        assert!(
+            c.peer_uid.is_some(),
+            "no uid found for {} {}",
+            c.method,
+            c.path
+        );
+        assert_ne!(
+            c.peer_uid,
+            Some(0),
+            "root holds a connection to the API: {} {}",
+            c.method,
+            c.path
+        );
+        if c.token.as_deref() == Some(SERVER_TOKEN) {
+            assert_eq!(c.peer_uid, Some(channel), "{} {}", c.method, c.path);
+        }
+    }
+    eprintln!(
+        "{} API calls, none from uid 0; the server's all from uid {channel} (codext-channel)",
+        calls.len()
+    );
 }
 
 fn setup(extra: &str) -> Setup {
+    setup_with_tags(extra, &["prod", "Team:Web"])
+}
+
+fn setup_with_tags(extra: &str, tags: &[&str]) -> Setup {
     let emu = Emulator::start(EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN])).unwrap();
-    let droplet = emu.add_droplet("web-1", "127.0.0.1", &["prod", "Team:Web"]);
+    let droplet = emu.add_droplet("web-1", "127.0.0.1", tags);
     let agent_fp = std::fs::read_to_string(
         codext_tests::repo().join("docs/test-vectors/v1/agent.pub.fingerprint"),
     )
@@ -42,7 +128,13 @@ fn setup(extra: &str) -> Setup {
     // The agent keeps its token in a file only it can read.
     codext_tests::world::write_file("/home/agent/do.token", AGENT_TOKEN, 0o600);
     sh("chown agent: /home/agent/do.token");
-    Setup { emu, droplet, w }
+    let channel = start_channel("/run/codext-channel/helper.sock", "channel");
+    Setup {
+        emu,
+        droplet,
+        w,
+        channel,
+    }
 }
 
 impl Setup {
@@ -133,6 +225,7 @@ sandbox_test! {
         s.w.wait_removed(&user, uid);
         s.wait_neutral(&before);
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
         let server = s.calls(SERVER_TOKEN);
         let agent = s.calls(AGENT_TOKEN);
         eprintln!("login in {took:?}: {} API calls by the server, {} by the agent", server.len(), agent.len());
@@ -168,6 +261,7 @@ sandbox_test! {
         s.w.wait_removed(user, issued["uid"].as_u64().unwrap() as u32);
         s.wait_neutral(&before);
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -201,6 +295,7 @@ sandbox_test! {
         wait_until(Duration::from_secs(60), "all three removed", || users.iter().all(|u| !codext_tests::world::in_passwd(u)));
         s.wait_neutral(&before);
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -220,6 +315,7 @@ sandbox_test! {
         });
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -246,6 +342,7 @@ sandbox_test! {
         let faulted = s.emu.calls().iter().filter(|c| c.fault.is_some()).count();
         assert!(faulted >= 10, "only {faulted} faults were served");
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }
 
@@ -255,10 +352,205 @@ sandbox_test! {
         let before = s.look();
         let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--channel", "digitalocean", "--ttl", "4s"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with("codext:p:")));
+        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with(&format!("codext2:{}:p:", s.droplet))));
         wait_until(Duration::from_secs(30), "the expired puzzle's tags to go", || s.look() == before);
         assert!(s.w.audit().iter().any(|e| e["event"] == "expire" && e["phase"] == "pending"));
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());
         s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
+    }
+}
+
+/// A second codext server on the same machine, for a second droplet: its
+/// own config, key, state, audit trail, uid range, helper socket, channel
+/// socket and channel process, and an sshd of its own on port 2222 whose
+/// PAM service (`sshd2`: OpenSSH 9.2 names it after its binary) points
+/// the module at the second helper.
+struct Second {
+    children: Vec<Child>,
+}
+
+impl Drop for Second {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for f in ["helper2.log", "sshd2.log"] {
+                eprintln!(
+                    "--- {f} ---\n{}",
+                    std::fs::read_to_string(format!("{WORK}/{f}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+fn second_server(emu: &Emulator, droplet: u64) -> Second {
+    let agent_fp = std::fs::read_to_string(
+        codext_tests::repo().join("docs/test-vectors/v1/agent.pub.fingerprint"),
+    )
+    .unwrap();
+    sh("mkdir -p -m 0700 /etc/codext2 /var/lib/codext2 /var/log/codext2");
+    let toml = format!(
+        "server_key = \"/etc/codext2/server_key\"\nstate_dir = \"/var/lib/codext2\"\nsocket = \"/run/codext2/helper.sock\"\naudit_log = \"/var/log/codext2/audit.jsonl\"\nserver_id = \"web-2\"\npam_services = [\"sshd2\"]\n[accounts]\nuid_min = 59500\nuid_max = 59999\n[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\ndroplet_id = {droplet}\nchannel_socket = \"/run/codext-channel2/helper.sock\"\nallowed_keys = [\"{}\"]\n",
+        emu.base_url(),
+        emu.metadata_url(),
+        agent_fp.trim()
+    );
+    std::fs::write("/etc/codext2/helper.toml", toml).unwrap();
+    let out = World::helper_cli(&["--config", "/etc/codext2/helper.toml", "init"]);
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sh("cp /etc/codext2/server_key.pub /home/agent/server2.pub && chown agent: /home/agent/server2.pub");
+    // PAM service sshd2: the stock sshd stack, with codext's lines pointed
+    // at the second helper.
+    for (from, to) in [("codext", "codext2"), ("codext-session", "codext2-session")] {
+        let text = std::fs::read_to_string(format!("/etc/pam.d/{from}")).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if !l.trim_start().starts_with('#') && l.contains("pam_codext") {
+                    format!("{l} socket=/run/codext2/helper.sock services=sshd2\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(format!("/etc/pam.d/{to}"), text).unwrap();
+    }
+    let sshd = std::fs::read_to_string("/etc/pam.d/sshd").unwrap();
+    let sshd = sshd
+        .replace("@include codext-session", "@include codext2-session")
+        .replace("@include codext\n", "@include codext2\n");
+    assert!(sshd.contains("@include codext2\n") && sshd.contains("@include codext2-session"));
+    std::fs::write("/etc/pam.d/sshd2", sshd).unwrap();
+    let log = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{WORK}/{name}"))
+            .unwrap()
+    };
+    let mut children = Vec::new();
+    let helper = codext_tests::world::helper_serve_command(&[])
+        .args(["--config", "/etc/codext2/helper.toml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log("helper2.log"))
+        .spawn()
+        .unwrap();
+    children.push(helper);
+    wait_until(Duration::from_secs(10), "the second helper", || {
+        std::os::unix::net::UnixStream::connect("/run/codext2/helper.sock").is_ok()
+    });
+    sh(&format!("cp /usr/sbin/sshd {WORK}/bin/sshd2"));
+    let sshd = Command::new(format!("{WORK}/bin/sshd2"))
+        .args([
+            "-D",
+            "-e",
+            "-o",
+            "Port=2222",
+            "-o",
+            "PidFile=/run/sshd2.pid",
+            "-o",
+            "LogLevel=VERBOSE",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log("sshd2.log"))
+        .spawn()
+        .unwrap();
+    children.push(sshd);
+    wait_until(Duration::from_secs(10), "sshd2 on port 2222", || {
+        std::net::TcpStream::connect("127.0.0.1:2222").is_ok()
+    });
+    children.push(start_channel(
+        "/run/codext-channel2/helper.sock",
+        "channel2",
+    ));
+    Second { children }
+}
+
+fn audit_of(path: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+sandbox_test! {
+    fn given_two_servers_on_two_droplets_in_one_account_then_agents_for_both_log_in_at_once_and_each_droplets_tags_end_as_they_began() {
+        let s = setup("[accounts]\nuid_min = 59000\nuid_max = 59499\n");
+        let d2 = s.emu.add_droplet("web-2", "127.0.0.1", &["prod", "Team:Api"]);
+        let _second = second_server(&s.emu, d2);
+        let look2 = || {
+            let d = s.emu.droplet(d2).unwrap();
+            d["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect::<BTreeSet<String>>()
+        };
+        let (before1, before2) = (s.look(), look2());
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        let d2s = d2.to_string();
+        let (out1, out2) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| s.connect("/home/agent/agent.key", "id -un; id -u"));
+            let two = scope.spawn(|| s.codext(&[
+                "connect", "--droplet", &d2s, "--key", "/home/agent/agent.key",
+                "--server-key", "/home/agent/server2.pub", "--port", "2222",
+                "--timeout", "90s", "--", "id -un; id -u",
+            ]));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        assert!(out1.status.success(), "server 1: {}", String::from_utf8_lossy(&out1.stderr));
+        assert!(out2.status.success(), "server 2: {}", String::from_utf8_lossy(&out2.stderr));
+        let parse = |o: &Output| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut l = text.lines();
+            (l.next().unwrap().to_owned(), l.next().unwrap().parse::<u32>().unwrap())
+        };
+        let ((u1, uid1), (u2, uid2)) = (parse(&out1), parse(&out2));
+        assert_ne!(u1, u2);
+        // Each login went through its own server: its uid range, its audit trail.
+        assert!((59000..=59499).contains(&uid1), "{uid1}");
+        assert!((59500..=59999).contains(&uid2), "{uid2}");
+        assert!(s.w.audit().iter().any(|e| e["event"] == "create" && e["user"] == u1.as_str()));
+        assert!(audit_of("/var/log/codext2/audit.jsonl").iter().any(|e| e["event"] == "create" && e["user"] == u2.as_str()));
+        assert!(!s.w.audit().iter().any(|e| e["user"] == u2.as_str()));
+        wait_until(Duration::from_secs(60), "both users removed", || {
+            !codext_tests::world::in_passwd(&u1) && !codext_tests::world::in_passwd(&u2)
+        });
+        s.wait_neutral(&before1);
+        wait_until(Duration::from_secs(60), "droplet 2's tags to be neutral again", || look2() == before2);
+        // No tag of either server's namespace is left anywhere in the account.
+        assert!(!s.emu.tags().iter().any(|t| t.to_ascii_lowercase().starts_with("codext")), "{:?}", s.emu.tags());
+        s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
+    }
+}
+
+sandbox_test! {
+    fn given_codext_tags_of_no_or_another_droplets_namespace_on_its_droplet_then_the_server_only_detaches_them_never_deletes_them() {
+        // A v1 request tag (no droplet in its name) and a v2 tag naming
+        // another droplet, on this server's droplet and on another one.
+        let v1 = format!("codext:q:{}", "ab".repeat(16));
+        let foreign = format!("codext2:999:q:{}", "cd".repeat(16));
+        let s = setup_with_tags("", &["prod", &v1, &foreign]);
+        let other = s.emu.add_droplet("other", "203.0.113.50", &[&v1, &foreign]);
+        wait_until(Duration::from_secs(30), "the foreign tags to leave this droplet", || {
+            s.look().1 == BTreeSet::from(["prod".to_string()])
+        });
+        // Still in the account, still on the other droplet: never deleted.
+        let on_other: BTreeSet<String> = s.emu.droplet(other).unwrap()["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+        assert_eq!(on_other, BTreeSet::from([v1.clone(), foreign.clone()]));
+        assert!(s.emu.tags().contains(&v1) && s.emu.tags().contains(&foreign));
+        let calls = s.calls(SERVER_TOKEN);
+        assert!(calls.iter().any(|c| c.starts_with("DELETE /v2/tags/") && c.contains("/resources")), "{calls:?}");
+        assert!(!calls.iter().any(|c| c.starts_with("DELETE /v2/tags/") && !c.contains("/resources")), "{calls:?}");
+        s.emu.assert_no_violations();
+        assert_no_root_connections(&s.emu);
     }
 }

@@ -1,23 +1,93 @@
-//! What operators install, checked without installing it: the systemd unit
-//! verifies, and the PAM module exports only the PAM entry points and links
-//! only a handful of crates. (The PAM
-//! files and the sshd drop-in are exercised by every end-to-end test.)
+//! What operators install, checked without installing it: the systemd
+//! units verify, the PAM module exports only the PAM entry points and links
+//! only a handful of crates, and the root helper links no HTTP or TLS crate.
+//! (The PAM files and the sshd drop-in are exercised by every end-to-end
+//! test.)
 
 use codext_tests::{bin, repo};
 use std::process::Command;
 
-#[test]
-fn given_the_shipped_unit_then_systemd_analyze_verify_accepts_it() {
-    let dir = std::env::temp_dir().join(format!("codext-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let unit = std::fs::read_to_string(repo().join("systemd/codext-helper.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/sbin/codext-helper serve"));
-    // Point it at the built binary: verify checks that the command exists.
-    let unit = unit.replace(
-        "/usr/local/sbin/codext-helper",
-        &bin("codext-helper").display().to_string(),
+/// Crates that speak HTTP, TLS, or parse URLs: none may be in the root
+/// helper's normal dependency closure.
+const NETWORK_CRATES: &[&str] = &[
+    "ureq",
+    "rustls",
+    "rustls-webpki",
+    "rustls-pki-types",
+    "ring",
+    "webpki-roots",
+    "webpki",
+    "url",
+    "idna",
+    "http",
+    "httparse",
+    "hyper",
+    "reqwest",
+    "native-tls",
+    "openssl",
+    "tokio",
+    "h2",
+    "tiny_http",
+    "aws-lc-rs",
+];
+
+/// `cargo tree -p PACKAGE -e normal --prefix none`, as a set of names.
+fn closure(package: &str) -> std::collections::BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            package,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let path = dir.join("codext-helper.service");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn given_the_root_helper_then_its_dependencies_hold_no_http_or_tls_crate() {
+    let helper = closure("codext-helper");
+    let channel = closure("codext-channel");
+    println!(
+        "normal dependency closure: codext-helper (root) {} packages, codext-channel (unprivileged) {} packages",
+        helper.len(),
+        channel.len()
+    );
+    let found: Vec<&String> = helper
+        .iter()
+        .filter(|n| NETWORK_CRATES.contains(&n.as_str()))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "the root helper links network code: {found:?}"
+    );
+    // The check can fail: the channel does link them.
+    assert!(channel.contains("ureq") && channel.contains("rustls"));
+}
+
+fn verify_unit(name: &str, installed: &str, built: &str) {
+    let dir = std::env::temp_dir().join(format!("codext-unit-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = std::fs::read_to_string(repo().join("systemd").join(name)).unwrap();
+    assert!(unit.contains(&format!("ExecStart={installed}")));
+    // Point it at the built binary: verify checks that the command exists.
+    let unit = unit.replace(installed, &bin(built).display().to_string());
+    let path = dir.join(name);
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
@@ -25,15 +95,42 @@ fn given_the_shipped_unit_then_systemd_analyze_verify_accepts_it() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    let ours: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("codext-helper"))
-        .collect();
+    let ours: Vec<&str> = err.lines().filter(|l| l.contains(built)).collect();
     assert!(
         out.status.success() && ours.is_empty(),
         "systemd-analyze verify: {err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn given_the_shipped_unit_then_systemd_analyze_verify_accepts_it() {
+    verify_unit(
+        "codext-helper.service",
+        "/usr/local/sbin/codext-helper",
+        "codext-helper",
+    );
+}
+
+#[test]
+fn given_the_shipped_channel_unit_then_it_verifies_and_runs_unprivileged_with_the_token_as_a_credential(
+) {
+    verify_unit(
+        "codext-channel.service",
+        "/usr/local/bin/codext-channel",
+        "codext-channel",
+    );
+    let unit = std::fs::read_to_string(repo().join("systemd/codext-channel.service")).unwrap();
+    for line in [
+        "User=codext-channel",
+        "LoadCredential=digitalocean.token:/etc/codext/digitalocean.token",
+        "CapabilityBoundingSet=\n",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.contains(line), "codext-channel.service lacks {line:?}");
+    }
+    assert!(!unit.contains("DynamicUser=yes"));
 }
 
 #[test]

@@ -200,6 +200,14 @@ pub fn killer_ids(name: &str) -> Result<(u32, u32)> {
 /// Creates the killer account if it is missing: a system user with its own
 /// group, no home, no shell, a locked password, no sub-ids.
 pub fn ensure_killer(name: &str, range: (u32, u32)) -> Result<(u32, u32)> {
+    ensure_system_account(name, "codext killer (never logs in)", range)
+}
+
+/// Creates the system account `name` (no home, no shell, no sub-ids,
+/// password locked) unless it exists, and checks it is outside `range`
+/// and has no usable password: the killer, and the channel process's
+/// user (`codext-channel`, never logs in either).
+pub fn ensure_system_account(name: &str, comment: &str, range: (u32, u32)) -> Result<(u32, u32)> {
     if killer_ids(name).is_err() {
         let out = tools::run(
             USERADD,
@@ -212,7 +220,7 @@ pub fn ensure_killer(name: &str, range: (u32, u32)) -> Result<(u32, u32)> {
                 "--shell",
                 "/usr/sbin/nologin",
                 "--comment",
-                "codext killer (never logs in)",
+                comment,
                 "--key",
                 "SUB_UID_COUNT=0",
                 "--key",
@@ -232,12 +240,12 @@ pub fn ensure_killer(name: &str, range: (u32, u32)) -> Result<(u32, u32)> {
     let (uid, gid) = killer_ids(name)?;
     if (range.0..=range.1).contains(&uid) {
         return Err(HelperError::Config(format!(
-            "the killer account {name} has uid {uid}, inside the temporary users' range"
+            "the system account {name} has uid {uid}, inside the temporary users' range"
         )));
     }
     if !password_locked(name) {
         return Err(HelperError::Config(format!(
-            "the killer account {name} has a usable password: lock it (`usermod --lock {name}`)"
+            "the system account {name} has a usable password: lock it (`usermod --lock {name}`)"
         )));
     }
     Ok((uid, gid))

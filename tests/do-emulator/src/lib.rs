@@ -53,6 +53,11 @@ pub struct EmulatorConfig {
     pub strict_tag_case: bool,
     /// Print one line per answered request on stderr.
     pub log_requests: bool,
+    /// Each API call (not the metadata service, not the control API) is
+    /// answered after a delay drawn uniformly from this range (zero: at
+    /// once); benchmarks use e.g. 150–250 ms, closer to the real API than
+    /// loopback.
+    pub latency: (Duration, Duration),
 }
 
 impl Default for EmulatorConfig {
@@ -68,6 +73,7 @@ impl Default for EmulatorConfig {
             seed: None,
             strict_tag_case: false,
             log_requests: false,
+            latency: (Duration::ZERO, Duration::ZERO),
         }
     }
 }
@@ -97,6 +103,9 @@ pub struct CallRecord {
     pub token: Option<String>,
     /// The injected fault that shaped the answer, if any.
     pub fault: Option<String>,
+    /// The uid owning the client's socket (from `/proc/net/tcp`, on
+    /// loopback: the client runs on this machine), if it could be found.
+    pub peer_uid: Option<u32>,
 }
 
 impl CallRecord {
@@ -104,7 +113,8 @@ impl CallRecord {
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "method": self.method, "path": self.path, "query": self.query,
-            "status": self.status, "token": self.token, "fault": self.fault
+            "status": self.status, "token": self.token, "fault": self.fault,
+            "peer_uid": self.peer_uid
         })
     }
 }

@@ -5,7 +5,7 @@
 //! do-emulator --listen 127.0.0.1:PORT --token TOKEN [TOKEN...] [--token TOKEN]
 //!             [--droplet NAME:IPV4[:TAG,TAG...]]... [--rename-delay-ms N]
 //!             [--rate-per-hour N] [--rate-per-minute N] [--keys-per-minute N]
-//!             [--spec PATH] [--strict-tag-case] [--verbose]
+//!             [--spec PATH] [--strict-tag-case] [--latency-ms MIN[-MAX]] [--verbose]
 //! ```
 //!
 //! Prints `listening http://127.0.0.1:PORT droplet=<id>` (the first droplet, the one the
@@ -21,7 +21,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: do-emulator --listen ADDR --token TOKEN... [--droplet NAME:IPV4[:TAG,...]]... \
          [--rename-delay-ms N] [--rate-per-hour N] [--rate-per-minute N] [--keys-per-minute N] \
-         [--spec PATH] [--strict-tag-case] [--verbose]"
+         [--spec PATH] [--strict-tag-case] [--latency-ms MIN[-MAX]] [--verbose]"
     );
     std::process::exit(2)
 }
@@ -90,6 +90,13 @@ fn main() {
             "--keys-per-minute" => cfg.keys_list_per_minute = number(&flag, value(&mut i)),
             "--spec" => cfg.spec_path = Some(value(&mut i).unwrap_or_else(|| usage()).into()),
             "--strict-tag-case" => cfg.strict_tag_case = true,
+            "--latency-ms" => {
+                let v = value(&mut i).unwrap_or_else(|| usage());
+                let (lo, hi) = v.split_once('-').unwrap_or((&v, &v));
+                let lo: u64 = number(&flag, Some(lo.to_string()));
+                let hi: u64 = number(&flag, Some(hi.to_string()));
+                cfg.latency = (Duration::from_millis(lo), Duration::from_millis(hi.max(lo)));
+            }
             "--verbose" | "-v" => cfg.log_requests = true,
             "--help" | "-h" => usage(),
             other => {

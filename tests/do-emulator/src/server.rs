@@ -211,6 +211,17 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
     let (reply, fault) = if inc.path.starts_with("/metadata/") {
         metadata(shared, &inc)
     } else {
+        // The real API is a network away: each call takes a while.
+        let (lo, hi) = shared.config.latency;
+        if !hi.is_zero() {
+            let spread = hi.saturating_sub(lo).as_millis() as u64;
+            let extra = if spread == 0 {
+                0
+            } else {
+                shared.lock_state().rng.next_u64() % (spread + 1)
+            };
+            std::thread::sleep(lo + Duration::from_millis(extra));
+        }
         api(shared, &inc)
     };
     if shared.config.log_requests {
@@ -227,6 +238,11 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
                 .unwrap_or_default()
         );
     }
+    // While the request is being answered, its connection is open: the
+    // kernel still knows which uid holds the client's socket.
+    let peer_uid = req
+        .remote_addr()
+        .and_then(|peer| crate::util::tcp_peer_uid(*peer, shared_addr(&shared.base_url)?));
     lock(&shared.calls).push(CallRecord {
         method: inc.method.clone(),
         path: inc.path.clone(),
@@ -234,6 +250,7 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
         status: reply.status,
         token: inc.token.clone(),
         fault,
+        peer_uid,
     });
     send(req, reply);
 }
@@ -886,4 +903,9 @@ fn control(shared: &Shared, inc: &Incoming) -> Reply {
         }
         _ => Reply::json(404, &json!({"error": "unknown control endpoint"})),
     }
+}
+
+/// The served address, from the base URL.
+fn shared_addr(base_url: &str) -> Option<std::net::SocketAddr> {
+    base_url.strip_prefix("http://")?.parse().ok()
 }

@@ -119,6 +119,50 @@ pub fn ssh_md5_fingerprint(public_key: &str) -> Option<String> {
     )
 }
 
+/// The uid that owns the TCP socket connected from `peer` to `local`
+/// (`/proc/net/tcp` and `tcp6`: the `uid` column of the entry whose local
+/// address is the peer's and remote address is ours). Only meaningful for
+/// a client on this machine (loopback).
+pub fn tcp_peer_uid(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<u32> {
+    fn addr_hex(a: std::net::SocketAddr) -> String {
+        match a.ip() {
+            std::net::IpAddr::V4(ip) => {
+                let o = ip.octets();
+                format!(
+                    "{:02X}{:02X}{:02X}{:02X}:{:04X}",
+                    o[3],
+                    o[2],
+                    o[1],
+                    o[0],
+                    a.port()
+                )
+            }
+            std::net::IpAddr::V6(ip) => {
+                let mut s = String::new();
+                for word in ip.octets().chunks(4) {
+                    for b in word.iter().rev() {
+                        s.push_str(&format!("{b:02X}"));
+                    }
+                }
+                format!("{s}:{:04X}", a.port())
+            }
+        }
+    }
+    let (want_local, want_remote) = (addr_hex(peer), addr_hex(local));
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 7 && f[1] == want_local && f[2] == want_remote {
+                return f[7].parse().ok();
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! When the client may send its next request: the rate-limit bookkeeping of
-//! [`super::Client`], kept free of I/O and clocks so it is tested with
+//! [`crate::Client`], kept free of I/O and clocks so it is tested with
 //! made-up instants.
 //!
 //! DigitalOcean (see its API description, "Rate Limit") sends on every

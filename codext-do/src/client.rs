@@ -21,9 +21,12 @@
 //! Every operation is safe to repeat (creating an existing tag or key is
 //! not an error), which is what makes the retries safe.
 
-use super::pacing::{ceil_secs, Limits, Pacer};
-use super::tags::is_valid_tag;
-use crate::error::{Error, Result};
+use crate::models::{
+    parse_created_key, parse_droplet, parse_error, parse_keys_page, parse_tag_name, Droplet, SshKey,
+};
+use crate::pacing::{ceil_secs, Limits, Pacer};
+use codext_core::tags::is_valid_tag;
+use codext_core::{Error, Result};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::fmt;
@@ -95,31 +98,15 @@ impl fmt::Debug for ApiConfig {
     }
 }
 
-/// A droplet, as far as codext cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Droplet {
-    /// Droplet id.
-    pub id: u64,
-    /// Its name.
-    pub name: String,
-    /// Its tags, in the capitalization the account knows them by, in no
-    /// particular order.
-    pub tags: Vec<String>,
-    /// The first public IPv4 address, if it has one.
-    pub public_ipv4: Option<String>,
-}
-
-/// An SSH key of the account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshKey {
-    /// Key id.
-    pub id: u64,
-    /// Its name.
-    pub name: String,
-    /// DigitalOcean's MD5 fingerprint (`aa:bb:…`).
-    pub fingerprint: String,
-    /// The OpenSSH public key line.
-    pub public_key: String,
+/// The token's rate-limit budget as the last answer reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// `ratelimit-limit`: requests an hour.
+    pub limit: u64,
+    /// `ratelimit-remaining`: left in the sliding hour.
+    pub remaining: u64,
+    /// `ratelimit-reset`: Unix time the oldest counted request expires.
+    pub reset: u64,
 }
 
 /// A blocking DigitalOcean API client; share it between threads by
@@ -135,6 +122,7 @@ pub struct Client {
     backoff: Duration,
     pacer: Mutex<Pacer>,
     calls: AtomicU64,
+    budget: Mutex<Option<Budget>>,
 }
 
 impl fmt::Debug for Client {
@@ -187,65 +175,6 @@ fn key_blob(line: &str) -> Option<Vec<u8>> {
     data_encoding::BASE64.decode(parts.next()?.as_bytes()).ok()
 }
 
-/// One page of `GET /v2/account/keys`: the keys and the next page's URL.
-/// `None` when the body does not have that shape.
-pub fn parse_keys_page(v: &Value) -> Option<(Vec<SshKey>, Option<String>)> {
-    let page = v
-        .get("ssh_keys")?
-        .as_array()?
-        .iter()
-        .map(parse_key)
-        .collect::<Option<Vec<_>>>()?;
-    let next = match v
-        .get("links")
-        .and_then(|l| l.get("pages"))
-        .and_then(|p| p.get("next"))
-    {
-        None | Some(Value::Null) => None,
-        Some(n) => Some(n.as_str()?.to_owned()),
-    };
-    Some((page, next))
-}
-
-/// One SSH key object of the API.
-pub fn parse_key(v: &Value) -> Option<SshKey> {
-    Some(SshKey {
-        id: v.get("id")?.as_u64()?,
-        name: v.get("name")?.as_str()?.to_owned(),
-        fingerprint: v.get("fingerprint")?.as_str()?.to_owned(),
-        public_key: v.get("public_key")?.as_str()?.to_owned(),
-    })
-}
-
-/// The body of `GET /v2/droplets/{id}`; `None` when it lacks a field
-/// codext needs.
-pub fn parse_droplet(v: &Value) -> Option<Droplet> {
-    let d = v.get("droplet")?;
-    let tags = d
-        .get("tags")?
-        .as_array()?
-        .iter()
-        .map(|t| t.as_str().map(str::to_owned))
-        .collect::<Option<Vec<_>>>()?;
-    let public_ipv4 = d
-        .get("networks")
-        .and_then(|n| n.get("v4"))
-        .and_then(Value::as_array)
-        .and_then(|v4| {
-            v4.iter()
-                .find(|n| n.get("type").and_then(Value::as_str) == Some("public"))
-        })
-        .and_then(|n| n.get("ip_address"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Some(Droplet {
-        id: d.get("id")?.as_u64()?,
-        name: d.get("name")?.as_str()?.to_owned(),
-        tags,
-        public_ipv4,
-    })
-}
-
 fn check_tag(tag: &str) -> Result<()> {
     if is_valid_tag(tag) {
         Ok(())
@@ -280,6 +209,7 @@ impl Client {
             backoff: cfg.backoff,
             pacer: Mutex::new(Pacer::default()),
             calls: AtomicU64::new(0),
+            budget: Mutex::new(None),
         }
     }
 
@@ -288,11 +218,17 @@ impl Client {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// The token's budget as the last answer that carried all three
+    /// `ratelimit-*` headers reported it.
+    pub fn budget(&self) -> Option<Budget> {
+        *self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// `GET /v2/droplets/{id}`.
     pub fn droplet(&self, id: u64) -> Result<Droplet> {
         let url = format!("{}/v2/droplets/{id}", self.api_url);
-        self.call_json("GET", &url, None, false, |v| {
-            parse_droplet(v).filter(|d| d.id == id)
+        self.call_json("GET", &url, None, false, |b| {
+            parse_droplet(b).filter(|d| d.id == id)
         })
     }
 
@@ -303,12 +239,8 @@ impl Client {
         check_tag(name)?;
         let url = format!("{}/v2/tags", self.api_url);
         let body = json!({ "name": name });
-        self.call_json("POST", &url, Some(&body), false, |v| {
-            v.get("tag")?
-                .get("name")?
-                .as_str()
-                .filter(|n| n.eq_ignore_ascii_case(name))
-                .map(str::to_owned)
+        self.call_json("POST", &url, Some(&body), false, |b| {
+            parse_tag_name(b).filter(|n| n.eq_ignore_ascii_case(name))
         })
     }
 
@@ -395,9 +327,7 @@ impl Client {
     pub fn create_key(&self, name: &str, public_key: &str) -> Result<(SshKey, bool)> {
         let url = format!("{}/v2/account/keys", self.api_url);
         let body = json!({ "name": name, "public_key": public_key.trim() });
-        match self.call_json("POST", &url, Some(&body), false, |v| {
-            parse_key(v.get("ssh_key")?)
-        }) {
+        match self.call_json("POST", &url, Some(&body), false, parse_created_key) {
             Ok(k) => Ok((k, false)),
             Err(Error::Api {
                 status: 422,
@@ -452,6 +382,17 @@ impl Client {
             reset: header_u64(resp, "ratelimit-reset"),
             retry_after: header_u64(resp, "retry-after"),
         };
+        if let (Some(limit), Some(remaining), Some(reset)) = (
+            header_u64(resp, "ratelimit-limit"),
+            limits.remaining,
+            limits.reset,
+        ) {
+            *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(Budget {
+                limit,
+                remaining,
+                reset,
+            });
+        }
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -471,22 +412,21 @@ impl Client {
 
     fn api_error(&self, status: u16, resp: ureq::Response, what: &str, note: &str) -> Error {
         let body = resp.into_string().unwrap_or_default();
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let field = |n: &str| {
-            v.get(n)
-                .and_then(Value::as_str)
+        let parsed = parse_error(&body);
+        let field = |f: &Option<String>| {
+            f.as_deref()
                 .map(|s| scrub(s, &self.token))
                 .unwrap_or_default()
         };
-        let mut message = field("message");
+        let mut message = field(&parsed.message);
         if message.is_empty() {
             message = scrub(&body, &self.token);
         }
         Error::Api {
             status,
-            id: field("id"),
+            id: field(&parsed.id),
             message: format!("{what}: {message}{note}"),
-            request_id: field("request_id"),
+            request_id: field(&parsed.request_id),
         }
     }
 
@@ -560,7 +500,7 @@ impl Client {
         }
     }
 
-    /// [`Client::send`], then the answer parsed as JSON and read by `parse`;
+    /// [`Client::send`], then the answer read by `parse` (a serde model);
     /// a 2xx answer that does not parse is asked for once more.
     fn call_json<T>(
         &self,
@@ -568,17 +508,17 @@ impl Client {
         url: &str,
         body: Option<&Value>,
         keys_list: bool,
-        parse: impl Fn(&Value) -> Option<T>,
+        parse: impl Fn(&str) -> Option<T>,
     ) -> Result<T> {
         let mut problem = String::new();
         for _ in 0..2 {
             let text = self.send(method, url, body, keys_list)?;
-            match serde_json::from_str::<Value>(&text) {
-                Ok(v) => match parse(&v) {
-                    Some(t) => return Ok(t),
-                    None => problem = "a field is missing or of the wrong type".into(),
-                },
-                Err(e) => problem = format!("not JSON ({e})"),
+            match parse(&text) {
+                Some(t) => return Ok(t),
+                None if serde_json::from_str::<Value>(&text).is_err() => {
+                    problem = "not JSON".into()
+                }
+                None => problem = "a field is missing or of the wrong type".into(),
             }
         }
         Err(Error::ApiFormat(format!(
@@ -695,32 +635,5 @@ mod tests {
             assert!(matches!(c.tag_droplet(bad, 1), Err(Error::TagName(_))));
         }
         assert_eq!(c.calls(), 0);
-    }
-
-    #[test]
-    fn given_droplet_json_then_fields_read_and_missing_fields_refused() {
-        let v = json!({"droplet": {"id": 7, "name": "box", "tags": ["a", "B"],
-            "networks": {"v4": [
-                {"ip_address": "10.0.0.2", "type": "private"},
-                {"ip_address": "203.0.113.7", "type": "public"}]}}});
-        assert_eq!(
-            parse_droplet(&v),
-            Some(Droplet {
-                id: 7,
-                name: "box".into(),
-                tags: vec!["a".into(), "B".into()],
-                public_ipv4: Some("203.0.113.7".into()),
-            })
-        );
-        assert_eq!(
-            parse_droplet(&json!({"droplet": {"id": 7, "name": "box"}})),
-            None
-        );
-        assert_eq!(
-            parse_droplet(&json!({"droplet": {"id": "7", "name": "box", "tags": []}})),
-            None
-        );
-        let no_net = json!({"droplet": {"id": 7, "name": "box", "tags": []}});
-        assert_eq!(parse_droplet(&no_net).map(|d| d.public_ipv4), Some(None));
     }
 }

@@ -1,13 +1,12 @@
 //! The DigitalOcean client and the tag formats against the DigitalOcean API
-//! emulator (`tests/do-emulator`), through the real ureq path. The emulator
+//! emulator (`tests/do-emulator`), through the real ureq path (tags in
+//! channel format v2, see `codext_core::tags`). The emulator
 //! checks every request and answer against DigitalOcean's OpenAPI
 //! description, so each test ends with `assert_no_violations`.
 
-use codext_core::digitalocean::tags::{
-    answer_tag, answers, collect_puzzles, is_ready, puzzle_tags, ready_tag,
-};
-use codext_core::digitalocean::{metadata_droplet_id, ApiConfig, Client};
+use codext_core::tags::Space;
 use codext_core::{Answer, Error, Puzzle};
+use codext_do::{metadata_droplet_id, ApiConfig, Client};
 use codext_do_emulator::{Emulator, EmulatorConfig, Fault};
 use codext_wire::UserName;
 use std::path::Path;
@@ -106,14 +105,14 @@ fn given_real_puzzle_published_as_tags_then_read_back_equal() {
     let emu = emulator(|_| {});
     let id = emu.add_droplet("box", "203.0.113.8", &["web"]);
     let c = client(&emu);
-    let tags = puzzle_tags(&puzzle.to_text(), &puzzle.puzzle_id);
+    let tags = Space::new(id).puzzle_tags(&puzzle.to_text(), &puzzle.puzzle_id);
     assert!(tags.len() > 1, "a real puzzle needs several tags");
     for t in &tags {
         c.attach_new_tag(t, id).unwrap();
     }
     let seen = c.droplet(id).unwrap().tags;
     assert_eq!(seen.len(), tags.len() + 1);
-    let found = collect_puzzles(&seen);
+    let found = Space::new(id).collect_puzzles(&seen);
     assert_eq!(found, vec![puzzle.to_text()]);
     assert_eq!(Puzzle::from_text(&found[0]).unwrap(), puzzle);
     emu.assert_no_violations();
@@ -132,13 +131,13 @@ fn given_many_agents_answering_concurrently_then_no_answer_lost() {
             } else {
                 shared.clone()
             };
-            std::thread::spawn(move || c.attach_new_tag(&answer_tag(&answer(n)), id))
+            std::thread::spawn(move || c.attach_new_tag(&Space::new(id).answer_tag(&answer(n)), id))
         })
         .collect();
     for t in threads {
         t.join().unwrap().unwrap();
     }
-    let mut got = answers(&client(&emu).droplet(id).unwrap().tags);
+    let mut got = Space::new(id).answers(&client(&emu).droplet(id).unwrap().tags);
     got.sort_by_key(|a| a.to_string());
     let mut want: Vec<Answer> = (0..12).map(answer).collect();
     want.sort_by_key(|a| a.to_string());
@@ -152,7 +151,7 @@ fn given_tag_deleted_then_gone_everywhere_and_second_delete_is_fine() {
     let a = emu.add_droplet("a", "203.0.113.10", &[]);
     let b = emu.add_droplet("b", "203.0.113.11", &[]);
     let c = client(&emu);
-    let tag = answer_tag(&answer(1));
+    let tag = Space::new(a).answer_tag(&answer(1));
     c.attach_new_tag(&tag, a).unwrap();
     c.attach_new_tag(&tag, b).unwrap();
     c.delete_tag(&tag).unwrap();
@@ -169,7 +168,7 @@ fn given_tag_detached_then_droplet_no_longer_lists_it_but_tag_remains() {
     let emu = emulator(|_| {});
     let id = emu.add_droplet("a", "203.0.113.12", &[]);
     let c = client(&emu);
-    let tag = answer_tag(&answer(2));
+    let tag = Space::new(id).answer_tag(&answer(2));
     c.attach_new_tag(&tag, id).unwrap();
     assert_eq!(c.droplet(id).unwrap().tags, vec![tag.clone()]);
     c.untag_droplet(&tag, id).unwrap();
@@ -181,16 +180,18 @@ fn given_tag_detached_then_droplet_no_longer_lists_it_but_tag_remains() {
 #[test]
 fn given_tag_exists_in_other_capitalization_then_first_capitalization_returned_and_attach_works() {
     let user = UserName::parse("user-0123456789ab").unwrap();
-    let upper = ready_tag(&user).to_ascii_uppercase();
+    // The capitalization rule is the API's, whatever droplet a name says.
+    let space = Space::new(9999);
+    let upper = space.ready_tag(&user).to_ascii_uppercase();
     let emu = emulator(|_| {});
     emu.add_droplet("first", "203.0.113.13", &[&upper]);
     let id = emu.add_droplet("second", "203.0.113.14", &[]);
     let c = client(&emu);
-    assert_eq!(c.create_tag(&ready_tag(&user)).unwrap(), upper);
-    c.attach_new_tag(&ready_tag(&user), id).unwrap();
+    assert_eq!(c.create_tag(&space.ready_tag(&user)).unwrap(), upper);
+    c.attach_new_tag(&space.ready_tag(&user), id).unwrap();
     let tags = c.droplet(id).unwrap().tags;
     assert_eq!(tags, vec![upper]);
-    assert!(is_ready(&tags, &user));
+    assert!(space.is_ready(&tags, &user));
     // strict_tag_case: addressing the tag in our lowercase would be recorded.
     emu.assert_no_violations();
 }

@@ -1,0 +1,20 @@
+//! `codext-channel`: the DigitalOcean channel process (see the crate's
+//! library docs). Thin: arguments, then [`codext_channel::run`].
+#![forbid(unsafe_code)]
+
+fn main() {
+    let code = match codext_channel::Args::parse(std::env::args().skip(1)) {
+        Ok(args) => match codext_channel::run(&args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("codext-channel: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("codext-channel: {e}\n{}", codext_channel::USAGE);
+            2
+        }
+    };
+    std::process::exit(code);
+}

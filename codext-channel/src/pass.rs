@@ -1,0 +1,261 @@
+//! One pass of the channel over its droplet.
+//!
+//! Each pass reads the droplet once (`GET /v2/droplets/{id}`: one call
+//! serves every pending puzzle, answer and request on it) and then:
+//! * publishes new puzzles (asked of the helper with `next`) as chunk tags;
+//! * hands every answer tag of its namespace to the helper (`answer`); a
+//!   valid one arms its user and the channel attaches the ready tag so the
+//!   agent knows it may log in;
+//! * for every request tag, finds the account's `codext-…` key with that
+//!   fingerprint prefix and hands the key to the helper (`request`), which
+//!   decides from its own allow-list;
+//! * removes what it handled and every tag of its own namespace nothing
+//!   live stands behind (asked with `live`). A tag of its namespace is
+//!   provably its own (droplet ids are unique), so it is deleted
+//!   account-wide (`DELETE /v2/tags/{tag}`); a codext tag of another
+//!   namespace attached to this droplet (v1, or another droplet's) is only
+//!   detached from this droplet (`DELETE /v2/tags/{tag}/resources`).
+//!
+//! codext never renames the droplet: tags are a set several agents can add
+//! to at once without losing anything.
+
+use crate::link::{Link, Settings};
+use crate::{ChannelError, Result};
+use codext_core::channel_wire::{ChannelRequest, Reply};
+use codext_core::encoding::hex;
+use codext_core::tags::{is_codext_tag, Space};
+use codext_core::PublicKey;
+use codext_do::{metadata_droplet_id, ApiConfig, Client, SshKey};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// How long a listing of the account's keys is reused.
+const KEYS_CACHE: Duration = Duration::from_secs(60);
+/// Puzzles published per pass at most.
+const MAX_PUBLISH: usize = 16;
+
+/// The channel's state between passes.
+#[derive(Debug)]
+pub struct Pass {
+    client: Client,
+    droplet: u64,
+    space: Space,
+    keys: Option<(Instant, Vec<SshKey>)>,
+}
+
+fn unexpected(verb: &str, r: &Reply) -> ChannelError {
+    ChannelError::Helper(format!("{verb}: unexpected reply {r:?}"))
+}
+
+impl Pass {
+    /// The API client and the droplet id (from the helper's settings, else
+    /// the metadata service).
+    pub fn start(settings: &Settings, token: &Zeroizing<String>) -> Result<Pass> {
+        let client = Client::new(ApiConfig::new(
+            settings.api_url.clone(),
+            token.as_str().to_owned(),
+        ));
+        let droplet = if settings.droplet_id != 0 {
+            settings.droplet_id
+        } else {
+            metadata_droplet_id(&settings.metadata_url, Duration::from_secs(5))?
+        };
+        Ok(Pass {
+            client,
+            droplet,
+            space: Space::new(droplet),
+            keys: None,
+        })
+    }
+
+    /// The droplet watched.
+    pub fn droplet(&self) -> u64 {
+        self.droplet
+    }
+
+    /// API calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.client.calls()
+    }
+
+    /// One pass; returns whether anything is in flight or happened (poll
+    /// fast).
+    pub fn run(&mut self, link: &mut Link) -> Result<bool> {
+        let mut happened = self.publish(link)? > 0;
+        let droplet = self.client.droplet(self.droplet)?;
+        let mut handled = Vec::new();
+        for raw in &droplet.tags {
+            if let Some(answer) = self.space.answer_in(raw) {
+                self.take_answer(link, &answer.to_string())?;
+                handled.push(raw.clone());
+            } else if let Some(prefix) = self.space.request_in(raw) {
+                self.take_request(link, &prefix)?;
+                handled.push(raw.clone());
+            }
+        }
+        for raw in &handled {
+            self.client.delete_tag(raw)?;
+        }
+        // Publish what the requests just issued, then tidy up.
+        happened |= !handled.is_empty();
+        happened |= self.publish(link)? > 0;
+        let Reply::Live {
+            puzzles,
+            armed,
+            complete,
+            ..
+        } = link.call(&ChannelRequest::Live {})?
+        else {
+            return Err(ChannelError::Helper("live: unexpected reply".into()));
+        };
+        if complete {
+            self.tidy(&droplet.tags, &handled, &puzzles, &armed)?;
+        }
+        Ok(happened || !puzzles.is_empty() || !armed.is_empty())
+    }
+
+    /// The token's budget as last reported.
+    pub fn budget(&self) -> Option<codext_do::Budget> {
+        self.client.budget()
+    }
+
+    /// Publishes what waits; returns how many puzzles.
+    fn publish(&self, link: &mut Link) -> Result<usize> {
+        for n in 0..MAX_PUBLISH {
+            let r = link.call(&ChannelRequest::Next {})?;
+            let Reply::Next { puzzle } = r else {
+                return Err(unexpected("next", &r));
+            };
+            let Some(p) = puzzle else {
+                return Ok(n);
+            };
+            let id: [u8; 16] = codext_core::encoding::hex_decode(&p.id)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    ChannelError::Helper("next: a puzzle id that is not 32 hex".into())
+                })?;
+            for tag in self.space.puzzle_tags(&p.text, &id) {
+                self.client.attach_new_tag(&tag, self.droplet)?;
+            }
+            let r = link.call(&ChannelRequest::Published {
+                user: p.user,
+                id: p.id,
+            })?;
+            if let Reply::Refused { reason, .. } = r {
+                eprintln!("codext-channel: published: {reason}");
+            }
+        }
+        Ok(MAX_PUBLISH)
+    }
+
+    fn take_answer(&self, link: &mut Link, text: &str) -> Result<()> {
+        match link.call(&ChannelRequest::Answer {
+            text: text.to_owned(),
+        })? {
+            Reply::Ok { user: Some(u), .. } => {
+                if let Ok(user) = codext_wire::UserName::parse(&u) {
+                    if let Err(e) = self
+                        .client
+                        .attach_new_tag(&self.space.ready_tag(&user), self.droplet)
+                    {
+                        eprintln!("codext-channel: cannot post the ready notice for {user}: {e}");
+                    }
+                }
+            }
+            Reply::Refused { code, reason } => {
+                eprintln!("codext-channel: answer refused ({code:?}): {reason}")
+            }
+            other => return Err(unexpected("answer", &other)),
+        }
+        Ok(())
+    }
+
+    fn account_keys(&mut self, refresh: bool) -> Result<Vec<SshKey>> {
+        let fresh = self
+            .keys
+            .as_ref()
+            .is_some_and(|(t, _)| t.elapsed() < KEYS_CACHE);
+        if !fresh || refresh {
+            self.keys = Some((Instant::now(), self.client.list_keys()?));
+        }
+        Ok(self
+            .keys
+            .as_ref()
+            .map(|(_, k)| k.clone())
+            .unwrap_or_default())
+    }
+
+    fn find_key(&mut self, prefix: &[u8; 16]) -> Result<Option<SshKey>> {
+        for refresh in [false, true] {
+            let keys = self.account_keys(refresh)?;
+            let found = keys.into_iter().find(|k| {
+                k.name.to_ascii_lowercase().starts_with("codext-")
+                    && PublicKey::from_openssh(&k.public_key)
+                        .is_ok_and(|key| key.fingerprint().0[..16] == prefix[..])
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    fn take_request(&mut self, link: &mut Link, prefix: &[u8; 16]) -> Result<()> {
+        // A key with a puzzle out needs no account listing.
+        if let Reply::Live { keys, .. } = link.call(&ChannelRequest::Live {})? {
+            if keys.contains(&hex(prefix)) {
+                return Ok(());
+            }
+        }
+        let Some(key) = self.find_key(prefix)? else {
+            eprintln!(
+                "codext-channel: a request for key {} that is not a codext- key of the account",
+                hex(prefix)
+            );
+            return Ok(());
+        };
+        match link.call(&ChannelRequest::Request {
+            key: key.public_key,
+            name: key.name,
+        })? {
+            Reply::Ok { .. } => Ok(()),
+            Reply::Refused { code, reason } => {
+                eprintln!("codext-channel: request refused ({code:?}): {reason}");
+                Ok(())
+            }
+            other => Err(unexpected("request", &other)),
+        }
+    }
+
+    /// Removes codext tags that nothing live stands behind.
+    fn tidy(
+        &self,
+        seen: &[String],
+        handled: &[String],
+        puzzles: &[String],
+        armed: &[String],
+    ) -> Result<()> {
+        for raw in seen {
+            if handled.contains(raw) || !is_codext_tag(raw) {
+                continue;
+            }
+            if !self.space.owns(raw) {
+                // Not provably ours: take it off our droplet only.
+                self.client.untag_droplet(raw, self.droplet)?;
+                continue;
+            }
+            let live_puzzle = self
+                .space
+                .puzzle_tag_id(raw)
+                .is_some_and(|id| puzzles.contains(&hex(&id)));
+            let live_ready = self
+                .space
+                .ready_user(raw)
+                .is_some_and(|u| armed.contains(&u));
+            if !(live_puzzle || live_ready) {
+                self.client.delete_tag(raw)?;
+            }
+        }
+        Ok(())
+    }
+}

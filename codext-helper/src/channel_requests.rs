@@ -1,0 +1,439 @@
+//! The channel socket: the root helper's side of the boundary with the
+//! unprivileged `codext-channel` process, which does every DigitalOcean
+//! API call (the helper links no HTTP or TLS code).
+//!
+//! What it guarantees (OpenSSH's monitor is the model):
+//! * served only to the configured channel user: `SO_PEERCRED` is checked
+//!   on every connection (the socket is also 0660 root:<channel group> in
+//!   a 0750 folder, but modes are not trusted alone); at most
+//!   [`MAX_CONNECTIONS`] at once, each with read and write timeouts;
+//! * a connection must open with `hello` and the right protocol version;
+//!   every request after it is re-validated here and allowed only in its
+//!   phase: a puzzle only for a key on the allow-list (checked here, from
+//!   the key itself), an answer only for a user of this server on this
+//!   channel, "published" only for a puzzle waiting to be published;
+//! * every refusal is a clear [`Reply::Refused`] and changes nothing;
+//! * requests are rate-limited (a token bucket of [`BURST`] refilled at
+//!   [`PER_SECOND`] a second, shared by all connections) and the puzzles
+//!   out on this channel are capped at [`MAX_PENDING`], so a compromised
+//!   channel process can at most deny service and ask for puzzles for
+//!   allowed keys (which only their holders can open).
+//!
+//! The requests call the same [`Helper`] methods as the CLI verbs.
+
+use crate::config::Config;
+use crate::error::{HelperError, Result};
+use crate::ops::Helper;
+use crate::store::{Entry, Phase};
+use codext_core::channel_wire::{
+    ChannelRequest, Refusal, Reply, ToPublish, CHANNEL_PROTOCOL, MAX_KEY_LINE, MAX_LIVE,
+};
+use codext_core::{Answer, Fingerprint, PublicKey};
+use codext_wire::{read_frame, write_frame};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use serde_json::json;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Name of the channel in the state and the audit trail.
+pub const CHANNEL: &str = "digitalocean";
+/// Channel connections served at once.
+pub const MAX_CONNECTIONS: usize = 4;
+/// Requests allowed in a burst.
+pub const BURST: f64 = 64.0;
+/// Requests allowed per second, sustained.
+pub const PER_SECOND: f64 = 32.0;
+/// Most puzzles out on this channel (pending or armed) at once.
+pub const MAX_PENDING: usize = 32;
+/// A connection idle this long is closed (the channel reconnects each pass).
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Creates the channel process's system user when the channel is on
+/// (`init`; a no-op otherwise).
+pub fn ensure_channel_user(cfg: &Config) -> Result<()> {
+    if cfg.digitalocean.enabled {
+        let a = &cfg.accounts;
+        crate::accounts::ensure_system_account(
+            &cfg.digitalocean.channel_user,
+            "codext DigitalOcean channel (never logs in)",
+            (a.uid_min, a.uid_max),
+        )?;
+    }
+    Ok(())
+}
+
+/// Serves the channel socket on a thread of its own; if it cannot (no
+/// channel user yet) it says why and tries again later.
+pub fn spawn(helper: Helper) {
+    let _ = std::thread::Builder::new()
+        .name("channel-socket".into())
+        .stack_size(256 * 1024)
+        .spawn(move || loop {
+            if let Err(e) = serve(&helper) {
+                eprintln!("codext-helper: channel socket not served: {e}");
+            }
+            std::thread::sleep(
+                helper
+                    .cfg
+                    .digitalocean
+                    .poll_idle
+                    .max(Duration::from_secs(1)),
+            );
+        });
+}
+
+struct Shared {
+    helper: Helper,
+    bucket: Mutex<(f64, Instant)>,
+    limited: AtomicUsize,
+    open: AtomicUsize,
+}
+
+fn serve(helper: &Helper) -> Result<()> {
+    let d = &helper.cfg.digitalocean;
+    let (uid, gid) = crate::accounts::killer_ids(&d.channel_user).map_err(|_| {
+        HelperError::Config(format!(
+            "the channel user {} is not in /etc/passwd: run `codext-helper init`",
+            d.channel_user
+        ))
+    })?;
+    let listener = bind(&d.channel_socket, gid)?;
+    eprintln!(
+        "codext-helper: channel socket on {} for uid {uid}",
+        d.channel_socket.display()
+    );
+    let shared = Arc::new(Shared {
+        helper: helper.clone(),
+        bucket: Mutex::new((BURST, Instant::now())),
+        limited: AtomicUsize::new(0),
+        open: AtomicUsize::new(0),
+    });
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(IDLE));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(3)));
+        let peer = getsockopt(&stream, PeerCredentials).map(|c| c.uid());
+        if peer != Ok(uid) {
+            eprintln!("codext-helper: channel socket: refused a peer with uid {peer:?}");
+            let reply =
+                Reply::refused(Refusal::Foreign, "this socket serves the channel user only");
+            let _ = write_frame(&mut stream, &reply.encode());
+            continue;
+        }
+        if shared.open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
+            let reply = Reply::refused(Refusal::RateLimited, "too many channel connections");
+            let _ = write_frame(&mut stream, &reply.encode());
+            continue;
+        }
+        let s = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("channel-conn".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                s.connection(stream);
+                s.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}
+
+/// The socket: its folder root:`gid` 0750, itself root:`gid` 0660, with
+/// no window in which it exists with looser permissions.
+fn bind(path: &Path, gid: u32) -> Result<UnixListener> {
+    let sys = HelperError::System;
+    let dir = path
+        .parent()
+        .ok_or_else(|| sys(format!("{} has no folder", path.display())))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
+    let group = Some(nix::unistd::Gid::from_raw(gid));
+    nix::unistd::chown(dir, Some(nix::unistd::Uid::from_raw(0)), group)
+        .map_err(|e| sys(format!("cannot chown {}: {e}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+        .map_err(|e| sys(format!("cannot chmod {}: {e}", dir.display())))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
+            .map_err(|e| sys(format!("cannot remove stale {}: {e}", path.display())))?,
+        Ok(_) => {
+            return Err(sys(format!(
+                "{} exists and is not a socket; not touching it",
+                path.display()
+            )))
+        }
+        Err(_) => {}
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener =
+        listener.map_err(|e| sys(format!("cannot listen on {}: {e}", path.display())))?;
+    nix::unistd::chown(path, None, group)
+        .map_err(|e| sys(format!("cannot chown {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| sys(format!("cannot chmod {}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+impl Shared {
+    fn connection(&self, mut stream: UnixStream) {
+        let mut hello = false;
+        loop {
+            let Ok(frame) = read_frame(&mut stream) else {
+                return;
+            };
+            let reply = if !self.take_token() {
+                let n = self.limited.fetch_add(1, Ordering::Relaxed);
+                if n % 1000 == 0 {
+                    eprintln!(
+                        "codext-helper: channel socket: rate limit hit ({} so far)",
+                        n + 1
+                    );
+                }
+                Reply::refused(Refusal::RateLimited, "too many requests; slow down")
+            } else {
+                match ChannelRequest::decode(&frame) {
+                    Err((code, reason)) => Reply::refused(code, reason),
+                    Ok(ChannelRequest::Hello { version }) if !hello => {
+                        if version == CHANNEL_PROTOCOL {
+                            hello = true;
+                            self.hello()
+                        } else {
+                            Reply::refused(
+                                Refusal::Version,
+                                format!("this helper speaks channel protocol {CHANNEL_PROTOCOL}, not {version}"),
+                            )
+                        }
+                    }
+                    Ok(req) if !hello || matches!(req, ChannelRequest::Hello { .. }) => {
+                        Reply::refused(
+                            Refusal::OutOfPhase,
+                            format!(
+                                "{} {}",
+                                req.verb(),
+                                if hello { "twice" } else { "before hello" }
+                            ),
+                        )
+                    }
+                    Ok(req) => self.dispatch(req).unwrap_or_else(|e| {
+                        eprintln!("codext-helper: channel socket: {e}");
+                        Reply::refused(Refusal::Failed, "helper error")
+                    }),
+                }
+            };
+            if write_frame(&mut stream, &reply.encode()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn take_token(&self) -> bool {
+        let Ok(mut b) = self.bucket.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let refill = now.duration_since(b.1).as_secs_f64() * PER_SECOND;
+        *b = ((b.0 + refill).min(BURST), now);
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn hello(&self) -> Reply {
+        let d = &self.helper.cfg.digitalocean;
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        Reply::Hello {
+            version: CHANNEL_PROTOCOL,
+            api_url: d.api_url.clone(),
+            metadata_url: d.metadata_url.clone(),
+            droplet_id: d.droplet_id,
+            poll_busy_ms: ms(d.poll_busy),
+            poll_idle_ms: ms(d.poll_idle),
+            hot_for_ms: ms(d.hot_for),
+            budget_share_percent: d.budget_share,
+            budget_reserve: d.budget_reserve,
+        }
+    }
+
+    fn channel_entries(&self) -> Result<Vec<Entry>> {
+        Ok(self
+            .helper
+            .status()?
+            .into_iter()
+            .filter(|e| e.channel == CHANNEL && matches!(e.phase, Phase::Pending | Phase::Armed))
+            .collect())
+    }
+
+    fn dispatch(&self, req: ChannelRequest) -> Result<Reply> {
+        match req {
+            ChannelRequest::Hello { .. } => Ok(Reply::refused(Refusal::OutOfPhase, "hello twice")),
+            ChannelRequest::Request { key, name } => self.request(&key, &name),
+            ChannelRequest::Answer { text } => self.answer(&text),
+            ChannelRequest::Next {} => {
+                let puzzle =
+                    self.helper
+                        .unpublished(CHANNEL)?
+                        .into_iter()
+                        .next()
+                        .map(|(user, id, text)| ToPublish {
+                            user,
+                            id: codext_core::encoding::hex(&id),
+                            text,
+                        });
+                Ok(Reply::Next { puzzle })
+            }
+            ChannelRequest::Published { user, id } => self.published(&user, &id),
+            ChannelRequest::Live {} => self.live(),
+        }
+    }
+
+    fn refuse(&self, code: Refusal, what: serde_json::Value, reason: &str) -> Result<Reply> {
+        let mut fields = what;
+        fields["channel"] = json!(CHANNEL);
+        fields["reason"] = json!(reason);
+        self.helper.log("refuse", fields);
+        Ok(Reply::refused(code, reason))
+    }
+
+    fn request(&self, line: &str, name: &str) -> Result<Reply> {
+        if line.len() > MAX_KEY_LINE || name.len() > 255 {
+            return Ok(Reply::refused(
+                Refusal::Malformed,
+                "key line or name too long",
+            ));
+        }
+        let Ok(key) = PublicKey::from_openssh(line) else {
+            return Ok(Reply::refused(
+                Refusal::Malformed,
+                "not an OpenSSH public key line",
+            ));
+        };
+        let fp = key.fingerprint().to_string();
+        let d = &self.helper.cfg.digitalocean;
+        let named = name.to_ascii_lowercase().starts_with("codext-");
+        if !(d.allowed_keys.contains(&fp) || (d.issue_to_any_codext_key && named)) {
+            return self.refuse(
+                Refusal::NotAllowed,
+                json!({"request": "puzzle", "key": fp}),
+                "key not on the allow-list",
+            );
+        }
+        let live = self.channel_entries()?;
+        if live.iter().any(|e| e.client_fingerprint == fp) {
+            return Ok(Reply::Ok {
+                user: None,
+                note: "a puzzle for this key is already out".into(),
+            });
+        }
+        if live.len() >= MAX_PENDING {
+            return self.refuse(
+                Refusal::RateLimited,
+                json!({"request": "puzzle", "key": fp}),
+                "too many puzzles out on this channel",
+            );
+        }
+        match self.helper.issue(&key, None, CHANNEL, None) {
+            Ok(issued) => Ok(Reply::Ok {
+                user: Some(issued.user),
+                note: "issued".into(),
+            }),
+            Err(e) => Ok(Reply::refused(Refusal::Failed, e.to_string())),
+        }
+    }
+
+    fn answer(&self, text: &str) -> Result<Reply> {
+        let Ok(answer) = Answer::parse(text) else {
+            return Ok(Reply::refused(Refusal::Malformed, "not an answer text"));
+        };
+        let user = answer.user.to_string();
+        let known = self
+            .helper
+            .status()?
+            .into_iter()
+            .find(|e| e.user == user)
+            .map(|e| e.channel == CHANNEL);
+        match known {
+            None => {
+                self.helper
+                    .log_stranger(crate::audit::Stranger::UnknownUser, &user, CHANNEL);
+                Ok(Reply::refused(
+                    Refusal::Foreign,
+                    format!("{user} is not a user of this server"),
+                ))
+            }
+            Some(false) => self.refuse(
+                Refusal::Foreign,
+                json!({"request": "answer", "user": user}),
+                "the user's puzzle went out on another channel",
+            ),
+            Some(true) => match self.helper.answer(text, CHANNEL) {
+                Ok(entry) => Ok(Reply::Ok {
+                    user: Some(entry.user),
+                    note: "armed".into(),
+                }),
+                Err(e) => Ok(Reply::refused(Refusal::Failed, e.to_string())),
+            },
+        }
+    }
+
+    fn published(&self, user: &str, id: &str) -> Result<Reply> {
+        let waiting = self
+            .helper
+            .unpublished(CHANNEL)?
+            .into_iter()
+            .any(|(u, i, _)| {
+                u == user && codext_core::encoding::hex(&i) == id.to_ascii_lowercase()
+            });
+        if !waiting {
+            return Ok(Reply::refused(
+                Refusal::OutOfPhase,
+                "no puzzle of that user and id is waiting to be published",
+            ));
+        }
+        self.helper.mark_published(user)?;
+        Ok(Reply::Ok {
+            user: Some(user.to_owned()),
+            note: "published".into(),
+        })
+    }
+
+    fn live(&self) -> Result<Reply> {
+        let entries = self.channel_entries()?;
+        let mut puzzles = Vec::new();
+        let mut keys = Vec::new();
+        let mut armed = Vec::new();
+        for e in &entries {
+            if let Some(fp) = Fingerprint::parse(&e.client_fingerprint) {
+                keys.push(codext_core::encoding::hex(&fp.0[..16]));
+            }
+            match e.phase {
+                Phase::Pending => puzzles.push(e.puzzle_id.get(..8).unwrap_or("").to_owned()),
+                _ => armed.push(e.user.clone()),
+            }
+        }
+        let complete =
+            puzzles.len() <= MAX_LIVE && keys.len() <= MAX_LIVE && armed.len() <= MAX_LIVE;
+        for l in [&mut puzzles, &mut keys, &mut armed] {
+            l.truncate(MAX_LIVE);
+        }
+        Ok(Reply::Live {
+            puzzles,
+            keys,
+            armed,
+            complete,
+        })
+    }
+}
