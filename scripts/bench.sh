@@ -5,7 +5,8 @@
 #  * a whole codext login against a plain ssh password login through the
 #    same sshd, in the sandbox (release build), and the helper's memory;
 #  * 100 concurrent JIT logins against 100 concurrent plain logins, and how
-#    soon after the last logout every account is gone.
+#    soon after the last logout every account is gone;
+#  * DigitalOcean logins against the emulator with real-world API latency.
 # Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,6 @@ target/release/codext-sandbox -- target/release/codext-bench burst "${CODEXT_BUR
 # 1,000 sources, straight at the helper's socket, and a known user's login
 # latency meanwhile against an idle helper.
 target/release/codext-sandbox -- target/release/codext-audit-bench
+# DigitalOcean logins through the unprivileged channel, 150-250 ms per API
+# call: time to the command, API calls per login, calls an hour at idle.
+target/release/codext-sandbox -- target/release/codext-do-bench "${CODEXT_DO_LOGINS:-20}"

@@ -7,8 +7,9 @@
 //! * the *base*: `poll_busy` while a puzzle is out or a user armed, or for
 //!   `hot_for` after anything happened on the droplet (a request, an
 //!   answer, a publication); `poll_idle` otherwise;
-//! * the *share*: this server spends at most `share` of the hourly limit,
-//!   at the calls a pass has been costing;
+//! * the *share*: once this server has spent `share` of the hourly limit
+//!   within the last hour, it polls no faster than that share sustains at
+//!   the calls a pass has been costing (bursts below the share are free);
 //! * the *pressure*: once less than half the budget is left, the pause grows
 //!   as the remainder shrinks, so servers sharing a token slow down together
 //!   instead of exhausting it;
@@ -41,12 +42,14 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(600);
 
 /// The pause before the next pass. `hot`: something is in flight or
 /// happened within `hot_for`; `calls_per_pass`: what a pass has been
-/// costing (at least 1); `now_unix`: the clock, for `ratelimit-reset`.
+/// costing (at least 1); `spent_last_hour`: this server's calls in the
+/// last hour; `now_unix`: the clock, for `ratelimit-reset`.
 pub fn next_pause(
     p: &Policy,
     hot: bool,
     budget: Option<Budget>,
     calls_per_pass: f64,
+    spent_last_hour: u64,
     now_unix: u64,
 ) -> Duration {
     let base = if hot { p.busy } else { p.idle };
@@ -59,11 +62,17 @@ pub fn next_pause(
         return until_reset.max(p.idle).min(MAX_PAUSE);
     }
     let limit = b.limit as f64;
-    let share = Duration::from_secs_f64(3600.0 * cpp / (limit * p.share.clamp(0.001, 1.0)));
+    let allowed = limit * p.share.clamp(0.001, 1.0);
+    let sustained = Duration::from_secs_f64(3600.0 * cpp / allowed);
+    let share = if spent_last_hour as f64 + cpp > allowed {
+        sustained
+    } else {
+        Duration::ZERO
+    };
     let spendable = (b.remaining - p.reserve) as f64;
     let half = limit / 2.0;
     let pressure = if spendable < half {
-        share.mul_f64(half / spendable.max(1.0))
+        sustained.mul_f64(half / spendable.max(1.0))
     } else {
         Duration::ZERO
     };
@@ -95,34 +104,42 @@ mod tests {
     #[test]
     fn given_no_budget_then_base_interval() {
         assert_eq!(
-            next_pause(&policy(), true, None, 1.0, 0),
+            next_pause(&policy(), true, None, 1.0, 0, 0),
             Duration::from_secs(1)
         );
         assert_eq!(
-            next_pause(&policy(), false, None, 1.0, 0),
+            next_pause(&policy(), false, None, 1.0, 0, 0),
             Duration::from_secs(15)
         );
     }
 
     #[test]
-    fn given_full_budget_then_share_floor_applies_when_hot() {
-        // 0.5 × 5000 an hour at 1 call a pass: one pass every 1.44 s.
-        let d = next_pause(&policy(), true, budget(5000), 1.0, 0);
-        assert_eq!(d, Duration::from_secs_f64(1.44));
+    fn given_full_budget_then_bursts_are_free_until_the_share_is_spent() {
+        let p = policy();
+        // Below the share (2,500 an hour): the base interval.
+        assert_eq!(
+            next_pause(&p, true, budget(5000), 20.0, 100, 0),
+            Duration::from_secs(1)
+        );
+        // Share spent: 0.5 × 5000 an hour at 1 call a pass is a pass every 1.44 s.
+        assert_eq!(
+            next_pause(&p, true, budget(5000), 1.0, 2500, 0),
+            Duration::from_secs_f64(1.44)
+        );
         // Idle is slower than the share allows anyway.
         assert_eq!(
-            next_pause(&policy(), false, budget(5000), 1.0, 0),
+            next_pause(&p, false, budget(5000), 1.0, 2500, 0),
             Duration::from_secs(15)
         );
         // Expensive passes slow down.
-        assert!(next_pause(&policy(), true, budget(5000), 5.0, 0) > Duration::from_secs(7));
+        assert!(next_pause(&p, true, budget(5000), 5.0, 2500, 0) > Duration::from_secs(7));
     }
 
     #[test]
     fn given_budget_draining_then_pause_grows_monotonically() {
         let mut last = Duration::ZERO;
         for remaining in [5000, 3000, 2000, 1000, 600, 300] {
-            let d = next_pause(&policy(), true, budget(remaining), 1.0, 0);
+            let d = next_pause(&policy(), true, budget(remaining), 1.0, 0, 0);
             assert!(d >= last, "{remaining}: {d:?} < {last:?}");
             last = d;
         }
@@ -132,13 +149,13 @@ mod tests {
     #[test]
     fn given_reserve_reached_then_wait_for_the_reset_at_least_idle() {
         assert_eq!(
-            next_pause(&policy(), true, budget(250), 1.0, 900),
+            next_pause(&policy(), true, budget(250), 1.0, 0, 900),
             Duration::from_secs(100)
         );
         assert_eq!(
-            next_pause(&policy(), true, budget(10), 1.0, 999),
+            next_pause(&policy(), true, budget(10), 1.0, 0, 999),
             Duration::from_secs(15)
         );
-        assert_eq!(next_pause(&policy(), true, budget(0), 1.0, 0), MAX_PAUSE);
+        assert_eq!(next_pause(&policy(), true, budget(0), 1.0, 0, 0), MAX_PAUSE);
     }
 }

@@ -115,6 +115,9 @@ pub fn run(args: &Args) -> Result<()> {
     let mut last_activity: Option<std::time::Instant> = None;
     // What a pass costs, smoothed (API calls).
     let mut calls_per_pass = 1.0f64;
+    // This server's calls in the last hour: (when, how many) per pass.
+    let mut spent: std::collections::VecDeque<(std::time::Instant, u64)> =
+        std::collections::VecDeque::new();
     loop {
         let pause = match link::Link::connect(&args.socket) {
             Ok((mut link, settings)) => {
@@ -130,7 +133,16 @@ pub fn run(args: &Args) -> Result<()> {
                 let before = pass.as_ref().map_or(0, pass::Pass::calls);
                 let result = pass.as_mut().map(|p| p.run(&mut link));
                 let after = pass.as_ref().map_or(0, pass::Pass::calls);
-                calls_per_pass = 0.8 * calls_per_pass + 0.2 * after.saturating_sub(before) as f64;
+                let cost = after.saturating_sub(before);
+                calls_per_pass = 0.8 * calls_per_pass + 0.2 * cost as f64;
+                spent.push_back((std::time::Instant::now(), cost));
+                while spent
+                    .front()
+                    .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(3600))
+                {
+                    spent.pop_front();
+                }
+                let spent_last_hour: u64 = spent.iter().map(|(_, c)| c).sum();
                 match result {
                     Some(Ok(happened)) => {
                         if happened {
@@ -142,7 +154,14 @@ pub fn run(args: &Args) -> Result<()> {
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| d.as_secs());
                         let budget = pass.as_ref().and_then(pass::Pass::budget);
-                        budget::next_pause(&settings.policy, hot, budget, calls_per_pass, now)
+                        budget::next_pause(
+                            &settings.policy,
+                            hot,
+                            budget,
+                            calls_per_pass,
+                            spent_last_hour,
+                            now,
+                        )
                     }
                     Some(Err(e)) => {
                         eprintln!("codext-channel: {e}");

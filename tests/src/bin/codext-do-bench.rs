@@ -1,0 +1,154 @@
+//! `codext-do-bench [N]` (default 20): DigitalOcean logins against the API
+//! emulator with 150–250 ms per call (closer to the real API than
+//! loopback), inside `codext-sandbox` (see `scripts/bench.sh`): the real
+//! helper, the unprivileged `codext-channel`, sshd, and the agent's
+//! `codext connect`, N logins one after the other. Prints the time from
+//! `connect` to the remote command's output (median, p90) and the API
+//! calls per login on each side, then the server's calls during a minute
+//! at idle (scaled to an hour).
+
+use codext_do_emulator::{Emulator, EmulatorConfig};
+use codext_tests::world::{ids, run, sh, write_file, World, WORK};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER_TOKEN: &str = "dop_v1_server0000000000000000000000000000000000000000000000000000";
+const AGENT_TOKEN: &str = "dop_v1_agent00000000000000000000000000000000000000000000000000000";
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    let mut cfg = EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN]);
+    cfg.latency = (Duration::from_millis(150), Duration::from_millis(250));
+    let emu = Emulator::start(cfg).expect("emulator");
+    let droplet = emu.add_droplet("web-1", "127.0.0.1", &["prod"]);
+    let fp = std::fs::read_to_string(
+        codext_tests::repo().join("docs/test-vectors/v1/agent.pub.fingerprint"),
+    )
+    .expect("fingerprint");
+    let w = World::with_config(&format!(
+        "[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\nallowed_keys = [\"{}\"]\n",
+        emu.base_url(),
+        emu.metadata_url(),
+        fp.trim()
+    ));
+    write_file("/home/agent/do.token", AGENT_TOKEN, 0o600);
+    sh("chown agent: /home/agent/do.token");
+    let bin = format!("{WORK}/bin/codext-channel");
+    std::fs::copy(codext_tests::bin("codext-channel"), &bin).expect("copy channel");
+    sh(&format!("chmod 755 {bin}"));
+    let (uid, gid) = ids("codext-channel");
+    let creds = format!("{WORK}/bench-credentials");
+    std::fs::create_dir_all(&creds).expect("creds");
+    write_file(&format!("{creds}/digitalocean.token"), SERVER_TOKEN, 0o600);
+    sh(&format!(
+        "chown -R codext-channel: {creds} && chmod 700 {creds}"
+    ));
+    let mut channel = Command::new(&bin)
+        .args(["--socket", "/run/codext-channel/helper.sock"])
+        .uid(uid)
+        .gid(gid)
+        .env_clear()
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("channel");
+    let api = [
+        "--api-url".to_string(),
+        emu.base_url(),
+        "--token-file".into(),
+        "/home/agent/do.token".into(),
+    ];
+    let codext = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let at = all.iter().position(|a| a == "--").unwrap_or(all.len());
+        all.splice(at..at, api.clone());
+        run(w.as_agent(Command::new(format!("{WORK}/bin/codext")).args(&all)))
+    };
+    assert!(codext(&["publish-key", "--key", "/home/agent/agent.key"])
+        .status
+        .success());
+    let count = |token: &str| {
+        emu.calls()
+            .iter()
+            .filter(|c| c.token.as_deref() == Some(token))
+            .count()
+    };
+    let d = droplet.to_string();
+    let mut times = Vec::new();
+    let (mut server_calls, mut agent_calls) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let (s0, a0) = (count(SERVER_TOKEN), count(AGENT_TOKEN));
+        let start = Instant::now();
+        let out = codext(&[
+            "connect",
+            "--droplet",
+            &d,
+            "--key",
+            "/home/agent/agent.key",
+            "--server-key",
+            "/home/agent/server.pub",
+            "--timeout",
+            "120s",
+            "--",
+            "true",
+        ]);
+        let took = start.elapsed();
+        assert!(
+            out.status.success(),
+            "login {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        times.push(took);
+        // Wait for the account's removal and the tags' tidying, so each
+        // login's calls are its own.
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            let tags = emu
+                .droplet(droplet)
+                .and_then(|d| d["tags"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            if tags == 1 && w.state()["users"].as_object().is_some_and(|u| u.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server_calls.push(count(SERVER_TOKEN) - s0);
+        agent_calls.push(count(AGENT_TOKEN) - a0);
+    }
+    times.sort();
+    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len() as f64;
+    println!("DigitalOcean login, 150-250 ms per API call, {n} logins one after another:");
+    println!(
+        "  connect to command done: median {:.1} s, p90 {:.1} s, min {:.1} s, max {:.1} s",
+        pct(50).as_secs_f64(),
+        pct(90).as_secs_f64(),
+        times[0].as_secs_f64(),
+        times[times.len() - 1].as_secs_f64()
+    );
+    println!(
+        "  API calls per login (incl. tidying afterwards): server {:.1}, agent {:.1}, both {:.1}",
+        mean(&server_calls),
+        mean(&agent_calls),
+        mean(&server_calls) + mean(&agent_calls)
+    );
+    // Idle: let the hot window pass, then count a minute.
+    std::thread::sleep(Duration::from_secs(65));
+    let s0 = count(SERVER_TOKEN);
+    std::thread::sleep(Duration::from_secs(60));
+    let idle = count(SERVER_TOKEN) - s0;
+    println!(
+        "  server calls at idle: {idle} a minute, {} an hour ({:.1} % of 5,000)",
+        idle * 60,
+        idle as f64 * 6000.0 / 5000.0
+    );
+    let _ = channel.kill();
+    let _ = channel.wait();
+    emu.assert_no_violations();
+}
