@@ -106,7 +106,6 @@ fn setup(keep: &[PathBuf]) {
     )
     .unwrap_or_else(|e| die(&format!("mounting /proc: {e}")));
     tmpfs("/run", "0755");
-    let stashed = fs::stash(keep);
     for (dir, mode) in [
         ("/run/sshd", 0o755),
         ("/run/userdb", 0o755),
@@ -117,6 +116,7 @@ fn setup(keep: &[PathBuf]) {
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .unwrap_or_else(|e| die(&format!("chmod {dir}: {e}")));
     }
+    let stashed = fs::stash(keep);
     let copied = Command::new("/bin/cp")
         .args(["-a", "/etc", "/run/sandbox/etc"])
         .status();
