@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The racy teardown cases of the suite at higher counts (not part of CI):
 # spinners that stop or trace the killer at logout, and revokes racing
-# logins, each CODEXT_SOAK_ROUNDS times (default 50). Run as root.
+# logins, each CODEXT_SOAK_ROUNDS times (default 50); then the file flood
+# at 1,000,000 files. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,3 +12,7 @@ cargo build --workspace --locked
 cargo test --locked -p codext-tests --test teardown -- --nocapture \
     given_processes_that_stop_or_trace_everything \
     given_revokes_racing_logins
+# The file flood at five times the suite's count (200,000 in CI).
+CODEXT_FLOOD_FILES="${CODEXT_FLOOD_FILES:-1000000}" \
+cargo test --locked -p codext-tests --test leftovers -- --nocapture \
+    given_a_flood_of_files_in_tmp

@@ -346,6 +346,18 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+            if !json {
+                // Why a uid is withheld: its last holder left files behind.
+                for (uid, q) in helper.quarantined()? {
+                    println!(
+                        "quarantined uid {uid} (last {}) since {}: {} entries left: {}",
+                        q.user,
+                        rfc3339(q.since),
+                        q.leftovers,
+                        q.named.join("; ")
+                    );
+                }
+            }
         }
         Command::Quarantine {
             command: QuarantineCommand::List { json },

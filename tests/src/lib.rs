@@ -11,6 +11,7 @@
 //! 22, and an unprivileged local `agent` user with a codext key.
 
 pub mod flood;
+pub mod mounts;
 pub mod world;
 
 pub use world::World;
@@ -77,7 +78,13 @@ pub fn run_in_sandbox(name: &str, body: impl FnOnce()) {
         return;
     }
     let exe = std::env::current_exe().expect("test executable path");
+    // The checkout and the built binaries stay visible inside even when
+    // they lie under /tmp, which the sandbox covers.
     let out = Command::new(bin("codext-sandbox"))
+        .arg("--keep")
+        .arg(repo())
+        .arg("--keep")
+        .arg(target_dir())
         .arg("--")
         .arg(exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])

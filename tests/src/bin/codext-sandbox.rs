@@ -5,6 +5,17 @@
 //! * new mount, PID, network and IPC namespaces (`unshare(2)`); all mounts
 //!   made private first, so nothing propagates back to the host; SysV IPC
 //!   objects made inside never reach the machine's;
+//! * **the whole root file system read-only** (every host mount outside
+//!   `/proc`, `/sys` and `/dev` remounted read-only): the only places
+//!   anyone can write are the scratch mounts below, so "every file of a uid
+//!   anywhere" is a finite set a test can walk (its writable mounts, from
+//!   `/proc/self/mountinfo`);
+//! * `/dev` is a private tmpfs copy of the host's (device nodes made again,
+//!   `/dev/pts` bound), read-only once built, with a fresh `mqueue` on
+//!   `/dev/mqueue` (the host needs none) and a fresh tmpfs on `/dev/shm`;
+//! * folders given with `--keep DIR` (the checkout and its target folder),
+//!   and the working folder, stay visible read-only at the same path even
+//!   when they lie under `/tmp` or another hidden folder;
 //! * `/run` is a fresh tmpfs (with `/run/sshd`, `/run/userdb`); `/etc` is a
 //!   bind mount of a copy of the real `/etc` kept in that tmpfs;
 //! * fresh tmpfs over `/home`, `/var/log`, `/var/mail`, `/var/lib`, `/tmp`,
@@ -26,7 +37,11 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
+
+#[path = "codext-sandbox/fs.rs"]
+mod fs;
 
 const SCRATCH: [(&str, &str); 7] = [
     ("/home", "0755"),
@@ -41,6 +56,16 @@ const SCRATCH: [(&str, &str); 7] = [
 fn die(msg: &str) -> ! {
     eprintln!("codext-sandbox: {msg}");
     exit(125)
+}
+
+/// True when `path` lies at or under one of the folders the sandbox covers
+/// with a fresh mount.
+fn hidden(path: &Path) -> bool {
+    SCRATCH
+        .iter()
+        .map(|(d, _)| *d)
+        .chain(["/run", "/var/spool", "/dev"])
+        .any(|d| path.starts_with(d))
 }
 
 fn tmpfs(target: &str, mode: &str) {
@@ -62,7 +87,7 @@ fn tmpfs(target: &str, mode: &str) {
     .unwrap_or_else(|e| die(&format!("tmpfs on {target}: {e}")));
 }
 
-fn setup() {
+fn setup(keep: &[PathBuf]) {
     mount(
         None::<&str>,
         "/",
@@ -71,6 +96,7 @@ fn setup() {
         None::<&str>,
     )
     .unwrap_or_else(|e| die(&format!("making / private: {e}")));
+    fs::read_only_root();
     mount(
         Some("proc"),
         "/proc",
@@ -90,6 +116,7 @@ fn setup() {
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .unwrap_or_else(|e| die(&format!("chmod {dir}: {e}")));
     }
+    let stashed = fs::stash(keep);
     let copied = Command::new("/bin/cp")
         .args(["-a", "/etc", "/run/sandbox/etc"])
         .status();
@@ -104,10 +131,12 @@ fn setup() {
         None::<&str>,
     )
     .unwrap_or_else(|e| die(&format!("bind-mounting the /etc copy: {e}")));
+    fs::private_dev();
     for (dir, mode) in SCRATCH {
         tmpfs(dir, mode);
     }
     spool();
+    fs::restore(&stashed);
     let lo = Command::new("/usr/sbin/ip")
         .args(["link", "set", "lo", "up"])
         .status();
@@ -147,14 +176,38 @@ fn spool() {
             std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
         )
         .unwrap_or_else(|e| die(&format!("chmod {dir}: {e}")));
+        // at(1) numbers its jobs from this file and refuses to queue one
+        // without it.
+        if dir.ends_with("/atjobs") {
+            let seq = format!("{dir}/.SEQ");
+            std::fs::write(&seq, b"").unwrap_or_else(|e| die(&format!("creating {seq}: {e}")));
+            std::os::unix::fs::chown(&seq, Some(uid), Some(gid))
+                .unwrap_or_else(|e| die(&format!("chown {seq}: {e}")));
+            std::fs::set_permissions(&seq, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap_or_else(|e| die(&format!("chmod {seq}: {e}")));
+        }
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cmd = match args.first().map(String::as_str) {
-        Some("--") => &args[1..],
-        _ => &args[..],
+    let mut keep: Vec<PathBuf> = Vec::new();
+    let mut rest = &args[..];
+    while rest.first().map(String::as_str) == Some("--keep") {
+        let Some(dir) = rest.get(1) else {
+            die("--keep needs a folder");
+        };
+        keep.push(
+            std::fs::canonicalize(dir).unwrap_or_else(|e| die(&format!("--keep {dir}: {e}"))),
+        );
+        rest = &rest[2..];
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        keep.push(cwd);
+    }
+    let cmd = match rest.first().map(String::as_str) {
+        Some("--") => &rest[1..],
+        _ => rest,
     };
     if cmd.is_empty() {
         die("usage: codext-sandbox -- COMMAND [ARGS…]");
@@ -164,9 +217,9 @@ fn main() {
     }
     if let Ok(exe) = std::fs::canonicalize(&cmd[0]) {
         for (dir, _) in SCRATCH.iter().chain([("/run", "")].iter()) {
-            if exe.starts_with(dir) {
+            if exe.starts_with(dir) && !keep.iter().any(|k| exe.starts_with(k)) {
                 die(&format!(
-                    "{} lies under {dir}, which the sandbox hides; build elsewhere",
+                    "{} lies under {dir}, which the sandbox hides; pass --keep with its folder",
                     exe.display()
                 ));
             }
@@ -187,7 +240,7 @@ fn main() {
         Ok(ForkResult::Child) => {}
     }
     // PID 1 of the new namespace.
-    setup();
+    setup(&keep);
     let child = match Command::new(&cmd[0])
         .args(&cmd[1..])
         .env("CODEXT_SANDBOX", "1")

@@ -9,7 +9,9 @@
 //! * `ptrace`: loops over /proc attaching with `PTRACE_ATTACH` to every
 //!   process it can (an attached process stops);
 //! * `sysv`: makes a SysV shared memory segment, semaphore set and message
-//!   queue, prints their ids, and exits.
+//!   queue, prints their ids, and exits;
+//! * `mqueue NAME`: makes the POSIX message queue `/NAME` (it shows in
+//!   `/dev/mqueue`), prints `mqueue ok`, and exits.
 //!
 //! Test support only: it is copied where the temporary user can run it.
 
@@ -63,8 +65,32 @@ fn sysv() {
     }
 }
 
+fn mqueue(name: &str) {
+    let Ok(name) = std::ffi::CString::new(format!("/{name}")) else {
+        std::process::exit(2);
+    };
+    // SAFETY: a NUL-terminated name, constant flags, default attributes.
+    let q = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_RDWR,
+            0o600 as libc::mode_t,
+            std::ptr::null_mut::<libc::mq_attr>(),
+        )
+    };
+    if q < 0 {
+        println!("mqueue failed: {}", std::io::Error::last_os_error());
+        std::process::exit(1);
+    }
+    println!("mqueue ok");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("mqueue") {
+        mqueue(args.get(1).map(String::as_str).unwrap_or("codext-hostile"));
+        return;
+    }
     if let Some(pid) = args.get(1) {
         wait_gone(pid);
     }
@@ -74,7 +100,7 @@ fn main() {
         Some("ptrace") => spin_ptrace(),
         Some("sysv") => sysv(),
         _ => {
-            eprintln!("usage: hostile stop|tstp|ptrace|sysv [WAIT_PID]");
+            eprintln!("usage: hostile stop|tstp|ptrace|sysv [WAIT_PID] | mqueue NAME");
             std::process::exit(2);
         }
     }
