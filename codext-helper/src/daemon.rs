@@ -477,6 +477,17 @@ impl Daemon {
                 }
                 self.helper.account(user)
             }
+            Request::KeyAccount {
+                service,
+                user,
+                rhost,
+                key,
+            } => {
+                if !self.service_allowed(req, service, user.as_str()) {
+                    return Ok(Verdict::Denied("service not allowed"));
+                }
+                self.helper.key_account(user, key, rhost)
+            }
             Request::OpenSession {
                 service,
                 user,

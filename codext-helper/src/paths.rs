@@ -50,6 +50,7 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
     p("/var/lib/codext", "the helper's state (pending users, uid cursor, setup manifest)", false),
     p("/run/codext", "the daemon's socket", false),
     p("/run/userdb", "armed users announced to nss-systemd", false),
+    p("/run/codext-keys", "grant keys for reconnects within a grant (issue 15)", false),
 ];
 
 /// The folders every user may write to, swept for a removed uid's files
