@@ -10,4 +10,6 @@ pub mod askpass;
 pub mod cli;
 pub mod digitalocean;
 pub mod error;
+pub mod events;
+pub mod persist;
 pub mod ssh;
