@@ -486,7 +486,11 @@ impl Daemon {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
-                self.helper.key_account(user, key, rhost)
+                let (verdict, removal) = self.helper.key_account(user, key, rhost)?;
+                if let Some(r) = removal {
+                    self.schedule(r);
+                }
+                Ok(verdict)
             }
             Request::OpenSession {
                 service,

@@ -16,9 +16,11 @@
 //! readable only by someone who knows the user name.
 //!
 //! On top of sshd's check, the PAM module names the key that authenticated
-//! (`SSH_AUTH_INFO_0`) in a `KeyAccount` request; the helper allows it only
-//! for a live grant whose agent key it is, and writes its fingerprint to
-//! the audit trail.
+//! (`SSH_AUTH_INFO_0`, which OpenSSH 9.2 fills in only after
+//! `pam_acct_mgmt`, so this happens at session open) in a `KeyAccount`
+//! request; the helper allows it only for a live grant whose agent key it
+//! is, revokes the grant otherwise, and writes the key's fingerprint to the
+//! audit trail.
 //!
 //! **Linger.** When the last session closes, every process of the user is
 //! killed exactly as before. Then, if the agent asked for a linger (the
@@ -31,7 +33,7 @@
 
 use crate::accounts;
 use crate::error::{HelperError, Result};
-use crate::ops::{Helper, Verdict};
+use crate::ops::{Helper, Removal, Verdict};
 use crate::store::{Entry, Phase};
 use codext_core::keys::PublicKey;
 use codext_core::time;
@@ -70,6 +72,15 @@ pub fn lingering(entry: &Entry, now: u64) -> bool {
         .as_ref()
         .and_then(|l| l.until)
         .is_some_and(|t| now <= t)
+}
+
+/// Did `entry`'s linger end before `now`?
+pub fn linger_over(entry: &Entry, now: u64) -> bool {
+    entry
+        .linger
+        .as_ref()
+        .and_then(|l| l.until)
+        .is_some_and(|t| now > t)
 }
 
 /// `expiry-time` text for `secs` (UTC): `YYYYMMDDHHMMSSZ`.
@@ -162,22 +173,36 @@ impl Helper {
         }
     }
 
-    /// PAM account management for a login sshd accepted by public key
-    /// `offered`: allowed only for a live grant (account made by the token
-    /// login, grant running) whose agent key it is. Audited with the key's
-    /// fingerprint either way.
-    pub fn key_account(&self, user: &UserName, offered: &str, source: &str) -> Result<Verdict> {
+    /// The check before a key login's session (sshd names the key only
+    /// then): allowed only for a live grant (account made by the token
+    /// login, grant running) whose agent key `offered` is. Audited with the
+    /// key's fingerprint either way. sshd lets a session whose PAM open
+    /// failed go on, restricted, so a key that is *not* the grant's (sshd
+    /// accepted it: someone wrote it into root's key folder) also revokes
+    /// the grant: the removal returned kills every process of the user,
+    /// that connection's too.
+    pub fn key_account(
+        &self,
+        user: &UserName,
+        offered: &str,
+        source: &str,
+    ) -> Result<(Verdict, Option<Removal>)> {
         let fp = PublicKey::from_openssh(offered)
             .map(|k| k.fingerprint().to_string())
             .ok();
         let now = time::now();
+        let mut removal = None;
         let verdict = {
-            let locked = self.store.lock()?;
-            match locked.state.users.get(user.as_str()) {
+            let mut locked = self.store.lock()?;
+            match locked.state.users.get_mut(user.as_str()) {
                 Some(e) if e.phase == Phase::Active && e.account_created => {
                     if e.grant_until.is_none_or(|t| now > t) {
                         Verdict::Denied("grant expired")
                     } else if fp.as_deref() != Some(e.client_fingerprint.as_str()) {
+                        e.phase = Phase::Removing;
+                        e.linger = None;
+                        removal = Some(Removal::Remove(e.user.clone()));
+                        locked.save()?;
                         Verdict::Denied("not the grant's agent key")
                     } else {
                         Verdict::Ok("key login within the grant")
@@ -195,7 +220,13 @@ impl Helper {
             "key_login",
             json!({"user": user.as_str(), "fingerprint": fp, "result": result, "source": source}),
         );
-        Ok(verdict)
+        if removal.is_some() {
+            self.log(
+                "revoke",
+                json!({"user": user.as_str(), "reason": "a key login with a key that is not the grant's"}),
+            );
+        }
+        Ok((verdict, removal))
     }
 
     /// The removal hook: when `entry`'s last session closed and its agent

@@ -1034,7 +1034,8 @@ impl Helper {
                     let idle = entry.sessions.is_empty()
                         && !crate::grant_keys::lingering(entry, now)
                         && (dropped > 0
-                            || entry.created_at.is_some_and(|t| now > t + LOGIN_GRACE_SECS));
+                            || entry.created_at.is_some_and(|t| now > t + LOGIN_GRACE_SECS)
+                            || crate::grant_keys::linger_over(entry, now));
                     let expired = entry.grant_until.is_some_and(|t| now > t);
                     if idle || expired {
                         entry.phase = Phase::Removing;

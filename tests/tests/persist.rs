@@ -151,7 +151,7 @@ sandbox_test! {
         let fp = run(Command::new("ssh-keygen").args(["-lf", AGENT_PUB]));
         let fp = String::from_utf8_lossy(&fp.stdout).split_whitespace().nth(1).unwrap().to_owned();
         assert!(w.audit().iter().any(|e| e["event"] == "key_login" && e["user"] == a.user.as_str() && e["result"] == "ok" && e["fingerprint"] == fp.as_str()),
-            "key login audited with the fingerprint {fp}");
+            "key login audited with the fingerprint {fp}: {:?}", w.audit().iter().filter(|e| e["event"] == "key_login").collect::<Vec<_>>());
         assert_eq!(count(&w, "session_open", &a.user), 2);
 
         // Drop it again and let the linger run out.
@@ -179,7 +179,7 @@ sandbox_test! {
 
         // Keys of the agent's own making, in its own authorized_keys(2).
         let own = format!("{WORK}/own");
-        sh(&format!("rm -f {own} {own}.pub && ssh-keygen -q -t rsa -b 3072 -N '' -f {own}"));
+        ok(&run(Command::new(codext_tests::bin("codext")).args(["keygen", "--key", &own])), "codext keygen");
         sh(&format!("mkdir -p /home/{u}/.ssh && cp {own}.pub /home/{u}/.ssh/authorized_keys && cp {own}.pub /home/{u}/.ssh/authorized_keys2 && chown -R {u}: /home/{u}/.ssh && chmod 700 /home/{u}/.ssh", u = a.user));
         assert!(!w.ssh_key(&a.user, Path::new(&own), "true").status.success(), "a key the agent wrote for itself");
 
@@ -194,26 +194,29 @@ sandbox_test! {
         assert!(w.ssh_key(&b_user, Path::new(&own), "true").status.success(), "b's own grant key");
         assert!(!w.ssh_key(&b_user, &agent_key, "true").status.success(), "a's key for b");
 
-        // The helper's own check: a key sshd would accept (someone put it
-        // in the key file) that is not the grant's agent key.
-        sh(&format!("cp {keyfile} {WORK}/kept && cat {own}.pub > {keyfile}"));
-        assert!(!w.ssh_key(&a.user, Path::new(&own), "true").status.success(), "a key that is not the grant's");
-        assert!(w.audit().iter().any(|e| e["event"] == "key_login" && e["user"] == a.user.as_str() && e["result"] == "not the grant's agent key"));
-
         // After the grant: the line's expiry-time, enforced by sshd even
         // though the file is still there (written here already past).
-        let expired = std::fs::read_to_string(format!("{WORK}/kept")).unwrap();
-        let start = expired.find("expiry-time=\"").unwrap() + 13;
-        let expired = format!("{}20000101000000Z{}", &expired[..start], &expired[start + 15..]);
-        std::fs::write(&keyfile, expired).unwrap();
+        let kept = std::fs::read_to_string(&keyfile).unwrap();
+        let at = kept.find("expiry-time=\"").unwrap() + 13;
+        std::fs::write(&keyfile, format!("{}20000101000000Z{}", &kept[..at], &kept[at + 15..])).unwrap();
+        let before = std::fs::read_to_string(codext_tests::world::SSHD_LOG).unwrap().len();
         assert!(!w.ssh_key(&a.user, &agent_key, "true").status.success(), "a key past its expiry-time");
         let log = std::fs::read_to_string(codext_tests::world::SSHD_LOG).unwrap();
-        assert!(log.contains("expired"), "sshd says the key expired: {log}");
+        assert!(log[before..].contains("Refused by key options"), "sshd refused it by its expiry-time: {}", &log[before..]);
+
+        // The helper's own check: a key sshd would accept (someone put it
+        // in root's key file) that is not the grant's agent key. sshd goes
+        // on with a restricted session when PAM refuses to open one, so
+        // the helper revokes the grant: the command never finishes.
+        std::fs::write(&keyfile, format!("{}\n", std::fs::read_to_string(format!("{own}.pub")).unwrap().trim())).unwrap();
+        let out = w.ssh_key(&a.user, Path::new(&own), "sleep 5; echo survived");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"), "a key that is not the grant's ran a command");
+        assert!(w.audit().iter().any(|e| e["event"] == "key_login" && e["user"] == a.user.as_str() && e["result"] == "not the grant's agent key"));
+        w.wait_removed(&a.user, a.uid);
+        assert!(!Path::new(&keyfile).exists(), "the key file goes with the account");
         let _ = held.kill();
         let _ = held.wait();
         let _ = held_b.kill();
         let _ = held_b.wait();
-        w.wait_removed(&a.user, a.uid);
-        assert!(!Path::new(&keyfile).exists());
     }
 }
