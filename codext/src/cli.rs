@@ -1,7 +1,8 @@
-//! The command line: `keygen`, `solve`, `ssh` (and, when ssh runs codext as
-//! its askpass program, the askpass callback). Each failure prints one
-//! line on stderr and exits non-zero (2: malformed input, 3: refused, 1:
-//! other).
+//! The command line: `keygen`, `solve`, `ssh`, `open`/`close` (a whole
+//! task on one connection, see [`crate::persist`]) and, when ssh runs
+//! codext as its askpass program, the askpass callback. Each failure prints
+//! one line on stderr and exits non-zero (2: malformed input, 3: refused, 4:
+//! the ssh login failed, 1: other).
 
 use crate::error::{ClientError, Result};
 use crate::{askpass, digitalocean, ssh};
@@ -104,6 +105,12 @@ enum Command {
         no_request: bool,
         #[command(flatten)]
         api: ApiArgs,
+        /// Keep the connection for the whole task, like `codext open`
+        /// (issue 15; no COMMAND then).
+        #[arg(long)]
+        persist: bool,
+        #[command(flatten)]
+        persist_args: PersistArgs,
         /// Remote command (after --).
         #[arg(last = true)]
         command: Vec<String>,
@@ -125,6 +132,8 @@ enum Command {
     /// task: stock ssh/scp/rsync/git/sftp then reach the server as
     /// codext-NAME (see `codext close`).
     Open {
+        #[command(flatten)]
+        keys: KeyArgs,
         #[command(flatten)]
         persist: PersistArgs,
         /// Host to connect to.
@@ -165,8 +174,6 @@ enum Command {
 /// `open`'s choices (issue 15).
 #[derive(clap::Args, Debug)]
 struct PersistArgs {
-    #[command(flatten)]
-    keys: KeyArgs,
     /// The alias is codext-NAME (default: from the host).
     #[arg(long)]
     name: Option<String>,
@@ -186,15 +193,21 @@ struct PersistArgs {
 }
 
 impl PersistArgs {
-    fn open(&self, opened: &OpenedPuzzle, host: String, port: u16) -> Result<crate::persist::Open> {
-        let agent = PrivateKey::load(&self.keys.key)?;
+    fn open(
+        &self,
+        key: &std::path::Path,
+        opened: &OpenedPuzzle,
+        host: String,
+        port: u16,
+    ) -> Result<crate::persist::Open> {
+        let agent = PrivateKey::load(key)?;
         let name = match &self.name {
             Some(n) => n.clone(),
             None => crate::persist::default_name(&host),
         };
         Ok(crate::persist::Open {
             login: ssh::Login::from_puzzle(opened, host, port, Vec::new()),
-            key: self.keys.key.clone(),
+            key: key.to_path_buf(),
             public_key: agent.public("codext-agent")?.to_openssh()?,
             name,
             linger: self.linger.as_secs(),
@@ -446,6 +459,8 @@ fn run(cli: Cli) -> Result<i32> {
             port,
             no_request,
             api,
+            persist,
+            persist_args,
             command,
         } => {
             let access = api.access();
@@ -468,6 +483,15 @@ fn run(cli: Cli) -> Result<i32> {
                 opened.content.user,
                 c.calls()
             );
+            if persist {
+                // issue 15: one connection for the whole task.
+                let reporter = crate::events::Reporter::new(persist_args.json);
+                let o = persist_args.open(&keys.key, &opened, host, port)?;
+                drop(opened);
+                return crate::persist::open(o, &reporter)
+                    .map(|_| 0)
+                    .inspect_err(|e| reporter.error(&e.to_string(), e.exit_code()));
+            }
             let login = ssh::Login::from_puzzle(&opened, host, port, command);
             drop(opened);
             let status = ssh::run(&login)?;
@@ -488,6 +512,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Open {
+            keys,
             persist,
             host,
             port,
@@ -495,13 +520,13 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let reporter = crate::events::Reporter::new(persist.json);
             let done = (|| {
-                let opened = persist.keys.open(&read_puzzle(&puzzle)?)?;
+                let opened = keys.open(&read_puzzle(&puzzle)?)?;
                 reporter.event(
                     "solved",
                     &format!("puzzle for {} verified and solved", opened.content.user),
                     serde_json::json!({"user": opened.content.user.as_str()}),
                 );
-                let o = persist.open(&opened, host, port)?;
+                let o = persist.open(&keys.key, &opened, host, port)?;
                 drop(opened);
                 crate::persist::open(o, &reporter)
             })();

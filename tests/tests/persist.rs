@@ -220,3 +220,17 @@ sandbox_test! {
         let _ = held_b.wait();
     }
 }
+
+sandbox_test! {
+    fn given_the_grant_ends_then_the_master_and_the_account_go_and_the_key_is_refused_despite_a_linger() {
+        let w = World::with_config("version = 1\n[limits]\nreaper_interval = \"1s\"\n[ttl]\ngrant = \"8s\"\nlinger_max = \"8s\"\n");
+        let a = w.arm();
+        let events = open(&w, &a.puzzle, &["--linger", "8s"]);
+        let connected = events.iter().find(|e| e["event"] == "connected").expect("connected");
+        assert!(connected["seconds_left"].as_u64().is_some_and(|s| s <= 8), "the agent keeps the key no longer than the grant: {connected}");
+        ok(&agent(&w, "ssh", &["codext-web1", "true"]), "a command within the grant");
+        w.wait_removed(&a.user, a.uid);
+        assert!(w.audit().iter().any(|e| e["event"] == "expire" && e["user"] == a.user.as_str() && e["phase"] == "active"));
+        assert!(!agent(&w, "ssh", &["codext-web1", "true"]).status.success(), "a key login after the grant");
+    }
+}

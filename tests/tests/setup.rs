@@ -318,6 +318,7 @@ sandbox_test! {
             ("sshd.passwordauthentication", "not yes", edit_drop_in("PasswordAuthentication yes", "PasswordAuthentication no"), restore_drop_in()),
             ("sshd.kbdinteractiveauthentication", "forked child", edit_drop_in("KbdInteractiveAuthentication no", "KbdInteractiveAuthentication yes"), restore_drop_in()),
             ("sshd.authorizedkeysfile", "keys of its own", edit_drop_in("AuthorizedKeysFile /run/codext-keys/%u", "AuthorizedKeysFile .ssh/authorized_keys /run/codext-keys/%u"), restore_drop_in()),
+            ("sshd.authorizedkeyscommand", "only the grant key", edit_drop_in("AuthorizedKeysCommand none", "AuthorizedKeysCommand /bin/true\n    AuthorizedKeysCommandUser nobody"), restore_drop_in()),
             ("sshd.trustedusercakeys", "certificate authority", edit_drop_in("TrustedUserCAKeys none", "TrustedUserCAKeys /etc/ssh/ca.pub"), restore_drop_in()),
             ("sshd.disableforwarding", "no tunnels", edit_drop_in("DisableForwarding yes", "DisableForwarding no"), restore_drop_in()),
             ("sshd.permituserrc", "ssh/rc", edit_drop_in("PermitUserRC no", "PermitUserRC yes"), restore_drop_in()),
@@ -460,6 +461,7 @@ sandbox_test! {
         let rw: Vec<String> = unit_read_write_paths();
         let script = format!(
             r#"set -e
+mkdir -p -m 0711 /run/codext-keys  # the unit's ExecStartPre=+ (outside the confinement)
 awk '{{print $5}}' /proc/self/mountinfo | sort -u | while read -r m; do
   case "$m" in /dev|/dev/*|/proc|/proc/*|/sys|/sys/*) continue;; esac
   mount -o remount,bind,ro "$m"
