@@ -234,3 +234,16 @@ sandbox_test! {
         assert!(!agent(&w, "ssh", &["codext-web1", "true"]).status.success(), "a key login after the grant");
     }
 }
+
+sandbox_test! {
+    fn given_an_idle_master_then_it_ends_by_itself_and_with_no_linger_the_account_goes() {
+        let w = World::new();
+        let a = w.arm();
+        open(&w, &a.puzzle, &["--idle", "2s"]);
+        ok(&agent(&w, "ssh", &["codext-web1", "true"]), "a command");
+        // ControlPersist 2: the master leaves after 2 s with no command;
+        // its session is the last, the linger 0, so the account goes.
+        w.wait_removed(&a.user, a.uid);
+        assert_eq!(count(&w, "session_close", &a.user), 1);
+    }
+}
