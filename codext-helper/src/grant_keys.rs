@@ -173,6 +173,20 @@ impl Helper {
         }
     }
 
+    /// (reconcile) Removes every grant key whose user is not a live grant
+    /// (a crash between an account's removal and its key's).
+    pub fn withdraw_stray_grant_keys(&self, live: &[String]) {
+        let Ok(dir) = std::fs::read_dir(KEYS_DIR) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !live.iter().any(|u| *u == name) {
+                self.withdraw_grant_key(&name);
+            }
+        }
+    }
+
     /// The check before a key login's session (sshd names the key only
     /// then): allowed only for a live grant (account made by the token
     /// login, grant running) whose agent key `offered` is. Audited with the

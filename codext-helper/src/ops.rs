@@ -1151,6 +1151,15 @@ impl Helper {
             .filter(|e| e.phase == Phase::Armed)
             .map(|e| e.user.clone())
             .collect();
+        // issue 15: a grant key only while its account lives.
+        let live: Vec<String> = locked
+            .state
+            .users
+            .values()
+            .filter(|e| e.phase == Phase::Active && e.account_created)
+            .map(|e| e.user.clone())
+            .collect();
+        self.withdraw_stray_grant_keys(&live);
         for (name, uid) in userdb::orphans(&self.cfg.userdb_dir, |n| armed.iter().any(|a| a == n)) {
             userdb::withdraw(&self.cfg.userdb_dir, &name, uid)?;
             events.push((

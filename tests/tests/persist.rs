@@ -247,3 +247,14 @@ sandbox_test! {
         assert_eq!(count(&w, "session_close", &a.user), 1);
     }
 }
+
+sandbox_test! {
+    fn given_a_stray_grant_key_then_the_helper_removes_it_when_it_starts() {
+        let mut w = World::new();
+        w.kill_helper();
+        std::fs::create_dir_all("/run/codext-keys").unwrap();
+        std::fs::write("/run/codext-keys/user-000000000000", std::fs::read_to_string(AGENT_PUB).unwrap()).unwrap();
+        w.start_helper();
+        assert!(!Path::new("/run/codext-keys/user-000000000000").exists(), "a key with no live grant behind it");
+    }
+}
