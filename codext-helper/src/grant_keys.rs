@@ -181,7 +181,7 @@ impl Helper {
         };
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !live.iter().any(|u| *u == name) {
+            if !live.contains(&name) {
                 self.withdraw_grant_key(&name);
             }
         }
