@@ -204,6 +204,12 @@ pub struct Ttl {
     /// How long the whole grant lasts after login.
     #[serde(with = "humantime_serde_compat")]
     pub grant: Duration,
+    /// (issue 15) Longest linger an agent may ask for: how long an account
+    /// record and home may outlive the grant's last session, so the agent
+    /// can reconnect with its key (never past the grant; 0 turns lingering
+    /// off).
+    #[serde(with = "humantime_serde_compat")]
+    pub linger_max: Duration,
 }
 
 impl Default for Config {
@@ -259,6 +265,7 @@ impl Default for Ttl {
             puzzle: Duration::from_secs(600),
             armed: Duration::from_secs(300),
             grant: Duration::from_secs(8 * 3600),
+            linger_max: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -387,6 +394,11 @@ impl Config {
             if d.as_secs() < 1 || d.as_secs() > 7 * 24 * 3600 {
                 return bad(format!("{name} must be between 1s and 7 days"));
             }
+        }
+        // A linger never outlasts the grant anyway (it is cut at the
+        // grant's end), so a short grant with the default cap is fine.
+        if self.ttl.linger_max.as_secs() > 7 * 24 * 3600 {
+            return bad("ttl.linger_max must be at most 7 days (0s turns lingering off)".into());
         }
         if !self.server_id.is_empty()
             && (self.server_id.len() > 64

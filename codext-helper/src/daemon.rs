@@ -461,6 +461,21 @@ impl Daemon {
                 }
                 self.helper.account(user)
             }
+            Request::KeyAccount {
+                service,
+                user,
+                rhost,
+                key,
+            } => {
+                if !self.service_allowed(req, service, user.as_str()) {
+                    return Ok(Verdict::Denied("service not allowed"));
+                }
+                let (verdict, removal) = self.helper.key_account(user, key, rhost)?;
+                if let Some(r) = removal {
+                    self.schedule(r);
+                }
+                Ok(verdict)
+            }
             Request::OpenSession {
                 service,
                 user,

@@ -301,8 +301,8 @@ fn sshd_checks(r: &mut Report) {
         ("usepam", "yes", "pam_codext only runs through PAM"),
         (
             "authenticationmethods",
-            "password",
-            "the one-time token is the password; nothing else may log a codext user in",
+            "password publickey",
+            "the one-time token is the password; a key only from codext's own key folder",
         ),
         (
             "passwordauthentication",
@@ -315,9 +315,19 @@ fn sshd_checks(r: &mut Report) {
             "keyboard-interactive runs PAM auth in a forked child",
         ),
         (
-            "pubkeyauthentication",
-            "no",
-            "no key may log a codext user in",
+            "authorizedkeysfile",
+            "/run/codext-keys/%u",
+            "any other key file would let the agent add keys of its own",
+        ),
+        (
+            "authorizedkeyscommand",
+            "none",
+            "only the grant key codext-helper wrote may log a codext user in",
+        ),
+        (
+            "trustedusercakeys",
+            "none",
+            "a certificate authority would log codext users in without a grant",
         ),
         (
             "disableforwarding",

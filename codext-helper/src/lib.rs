@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod error;
+pub mod grant_keys;
 pub mod ops;
 pub mod paths;
 pub mod procfs;

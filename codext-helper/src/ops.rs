@@ -279,6 +279,9 @@ impl Helper {
                     removal: None,
                     puzzle: (channel != "manual").then(|| puzzle.to_text()),
                     published: false,
+                    // issue 15: kept for the grant key after the login.
+                    client_key: client.to_openssh().ok(),
+                    linger: None,
                 };
                 locked.state.users.insert(entry.user.clone(), entry);
             }
@@ -485,6 +488,8 @@ impl Helper {
             }
             Phase::Creating | Phase::Active | Phase::Removing => {
                 entry.phase = Phase::Removing;
+                // issue 15: a revoke never lingers.
+                entry.linger = None;
                 locked.save()?;
                 drop(locked);
                 self.log("revoke", json!({"user": user.as_str(), "reason": reason}));
@@ -649,7 +654,11 @@ impl Helper {
                 json!({"user": entry.user, "uid": entry.uid, "gid": entry.gid, "home": entry.home}),
             );
             }) {
-            Ok(()) => Ok(Verdict::Ok("account created")),
+            Ok(()) => {
+                // issue 15: the agent key may now reconnect within the grant.
+                self.authorize_grant_key(entry);
+                Ok(Verdict::Ok("account created"))
+            }
             Err(e) => {
                 eprintln!("codext-helper: {e}");
                 self.log(
@@ -757,6 +766,8 @@ impl Helper {
             return Ok(Verdict::Denied("not a live codext account"));
         }
         let start_time = process_start_time(pid).unwrap_or(0);
+        // issue 15: a session ends any linger.
+        entry.linger = None;
         entry.sessions.retain(|s| s.pid != pid);
         entry.sessions.push(Session {
             pid,
@@ -789,6 +800,11 @@ impl Helper {
         let left = entry.sessions.len();
         let removal = if left == 0 && entry.phase == Phase::Active {
             entry.phase = Phase::Removing;
+            // issue 15: this removal may become a linger (grant_keys).
+            entry.linger = Some(crate::grant_keys::Linger {
+                at_last_close: true,
+                until: None,
+            });
             Some(Removal::Remove(entry.user.clone()))
         } else {
             None
@@ -831,6 +847,10 @@ impl Helper {
             locked.save()?;
             snapshot
         };
+        // issue 15: at the last session's close the grant may linger.
+        if self.linger_instead(&entry)? {
+            return Ok(());
+        }
         let removed = match entry.account_created {
             true => self.remove_created(&entry),
             false => Ok((None, Sweep::default())),
@@ -860,6 +880,7 @@ impl Helper {
             self.log("repair", json!({"user": user, "what": what}));
         }
         userdb::withdraw(&self.cfg.userdb_dir, &entry.user, entry.uid)?;
+        self.withdraw_grant_key(&entry.user);
         let mut locked = self.store.lock()?;
         locked.state.users.remove(user);
         let clean = swept.is_clean();
@@ -1013,8 +1034,10 @@ impl Helper {
                         events.push(("session_lost", json!({"user": entry.user, "sessions": entry.sessions.len(), "dropped": dropped})));
                     }
                     let idle = entry.sessions.is_empty()
+                        && !crate::grant_keys::lingering(entry, now)
                         && (dropped > 0
-                            || entry.created_at.is_some_and(|t| now > t + LOGIN_GRACE_SECS));
+                            || entry.created_at.is_some_and(|t| now > t + LOGIN_GRACE_SECS)
+                            || crate::grant_keys::linger_over(entry, now));
                     let expired = entry.grant_until.is_some_and(|t| now > t);
                     if idle || expired {
                         entry.phase = Phase::Removing;
@@ -1097,7 +1120,7 @@ impl Helper {
                     }
                     let before = entry.sessions.len();
                     entry.sessions.retain(session_alive);
-                    if entry.sessions.is_empty() {
+                    if entry.sessions.is_empty() && !crate::grant_keys::lingering(entry, now) {
                         entry.phase = Phase::Removing;
                         removals.push(Removal::Remove(entry.user.clone()));
                         events.push((
@@ -1130,6 +1153,15 @@ impl Helper {
             .filter(|e| e.phase == Phase::Armed)
             .map(|e| e.user.clone())
             .collect();
+        // issue 15: a grant key only while its account lives.
+        let live: Vec<String> = locked
+            .state
+            .users
+            .values()
+            .filter(|e| e.phase == Phase::Active && e.account_created)
+            .map(|e| e.user.clone())
+            .collect();
+        self.withdraw_stray_grant_keys(&live);
         for (name, uid) in userdb::orphans(&self.cfg.userdb_dir, |n| armed.iter().any(|a| a == n)) {
             userdb::withdraw(&self.cfg.userdb_dir, &name, uid)?;
             events.push((

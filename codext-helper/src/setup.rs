@@ -810,7 +810,7 @@ fn check_sshd() -> std::result::Result<(), String> {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     };
-    if get("authenticationmethods") != Some("password") || get("usepam") != Some("yes") {
+    if get("authenticationmethods") != Some("password publickey") || get("usepam") != Some("yes") {
         return Err(format!(
             "{SSHD_DROP_IN} does not take effect for user-* (sshd -T: authenticationmethods {:?}, usepam {:?}): \
              does /etc/ssh/sshd_config `Include /etc/ssh/sshd_config.d/*.conf` before any Match, with UsePAM yes?",

@@ -109,6 +109,13 @@ pub struct Entry {
     /// True once the channel published the puzzle.
     #[serde(default)]
     pub published: bool,
+    /// (issue 15) The agent key the puzzle was sealed to, OpenSSH text
+    /// form: authorised for key reconnects once the token login succeeded.
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// (issue 15) Linger state, see [`crate::grant_keys`].
+    #[serde(default)]
+    pub linger: Option<crate::grant_keys::Linger>,
 }
 
 /// A removal that has been tried and has not finished: shown by `status`.

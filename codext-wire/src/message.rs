@@ -29,6 +29,12 @@ const KIND_ACCOUNT: u8 = 2;
 const KIND_OPEN_SESSION: u8 = 3;
 const KIND_CLOSE_SESSION: u8 = 4;
 const KIND_PING: u8 = 5;
+const KIND_KEY_ACCOUNT: u8 = 6;
+
+/// Longest public key a [`Request::KeyAccount`] carries (an RSA-8192
+/// `ssh-rsa` line is about 1,420 characters, and codext agent keys are at
+/// most 8192 bits; the frame holds 4,096 bytes).
+pub const MAX_KEY: usize = 2048;
 
 /// A request from the PAM module. `Debug` never shows the password.
 #[derive(Debug)]
@@ -76,6 +82,20 @@ pub enum Request {
     },
     /// Liveness check.
     Ping,
+    /// (issue 15) Sent before [`Request::OpenSession`] for a login sshd
+    /// accepted by public key: `key` is the key sshd names in
+    /// `SSH_AUTH_INFO_0` (`ssh-rsa AAAA…`). The helper allows it only for a
+    /// live grant whose agent key it is, and records the key's fingerprint.
+    KeyAccount {
+        /// PAM service name.
+        service: String,
+        /// The account.
+        user: UserName,
+        /// Source address, may be empty.
+        rhost: String,
+        /// The public key that authenticated, OpenSSH text form.
+        key: String,
+    },
 }
 
 /// What the helper answers.
@@ -274,6 +294,22 @@ impl Request {
                 w
             }
             Request::Ping => Writer::new(KIND_PING),
+            Request::KeyAccount {
+                service,
+                user,
+                rhost,
+                key,
+            } => {
+                if key.len() > MAX_KEY {
+                    return Err(WireError::Text);
+                }
+                let mut w = Writer::new(KIND_KEY_ACCOUNT);
+                w.bytes(clip(service).as_bytes());
+                w.bytes(user.as_str().as_bytes());
+                w.bytes(clip(rhost).as_bytes());
+                w.bytes(key.as_bytes());
+                w
+            }
         };
         Ok(w.0)
     }
@@ -318,6 +354,23 @@ impl Request {
                 pid: r.u32()?,
             },
             KIND_PING => Request::Ping,
+            KIND_KEY_ACCOUNT => {
+                let service = r.text()?;
+                let user = r.user()?;
+                let rhost = r.text()?;
+                let key = r.bytes()?;
+                if key.len() > MAX_KEY {
+                    return Err(WireError::Text);
+                }
+                Request::KeyAccount {
+                    service,
+                    user,
+                    rhost,
+                    key: std::str::from_utf8(key)
+                        .map_err(|_| WireError::Text)?
+                        .to_owned(),
+                }
+            }
             k => return Err(WireError::Kind(k)),
         };
         r.finish()?;
@@ -332,6 +385,7 @@ impl Request {
             Request::OpenSession { .. } => "open_session",
             Request::CloseSession { .. } => "close_session",
             Request::Ping => "ping",
+            Request::KeyAccount { .. } => "key_account",
         }
     }
 }
@@ -406,6 +460,12 @@ mod tests {
                 pid: 7,
             },
             Request::Ping,
+            Request::KeyAccount {
+                service: "sshd".into(),
+                user: user(),
+                rhost: "127.0.0.1".into(),
+                key: format!("ssh-rsa {}", "A".repeat(700)),
+            },
         ];
         for req in reqs {
             let bytes = req.encode().unwrap();

@@ -1,7 +1,8 @@
-//! The command line: `keygen`, `solve`, `ssh` (and, when ssh runs codext as
-//! its askpass program, the askpass callback). Each failure prints one
-//! line on stderr and exits non-zero (2: malformed input, 3: refused, 1:
-//! other).
+//! The command line: `keygen`, `solve`, `ssh`, `open`/`close` (a whole
+//! task on one connection, see [`crate::persist`]) and, when ssh runs
+//! codext as its askpass program, the askpass callback. Each failure prints
+//! one line on stderr and exits non-zero (2: malformed input, 3: refused, 4:
+//! the ssh login failed, 1: other).
 
 use crate::error::{ClientError, Result};
 use crate::{askpass, digitalocean, ssh};
@@ -104,6 +105,12 @@ enum Command {
         no_request: bool,
         #[command(flatten)]
         api: ApiArgs,
+        /// Keep the connection for the whole task, like `codext open`
+        /// (issue 15; no COMMAND then).
+        #[arg(long)]
+        persist: bool,
+        #[command(flatten)]
+        persist_args: PersistArgs,
         /// Remote command (after --).
         #[arg(last = true)]
         command: Vec<String>,
@@ -121,6 +128,31 @@ enum Command {
         /// The signed SHA-256 fingerprints.
         fingerprints: Vec<String>,
     },
+    /// Log in once with the token and keep the connection for the whole
+    /// task: stock ssh/scp/rsync/git/sftp then reach the server as
+    /// codext-NAME (see `codext close`).
+    Open {
+        #[command(flatten)]
+        keys: KeyArgs,
+        #[command(flatten)]
+        persist: PersistArgs,
+        /// Host to connect to.
+        #[arg(long)]
+        host: String,
+        /// SSH port.
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// The puzzle text (already answered), or - to read it from stdin.
+        puzzle: String,
+    },
+    /// End a task `open` started: the server removes the account at once.
+    Close {
+        /// The task's name (the alias is codext-NAME).
+        name: String,
+        /// JSON event lines on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Solve a puzzle again and log in with ssh (after the server accepted the answer).
     Ssh {
         #[command(flatten)]
@@ -137,6 +169,59 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+/// `open`'s choices (issue 15).
+#[derive(clap::Args, Debug)]
+struct PersistArgs {
+    /// The alias is codext-NAME (default: from the host).
+    #[arg(long)]
+    name: Option<String>,
+    /// Keep the account this long after the connection drops, for a
+    /// reconnect with the key (the server caps it; never past the grant).
+    #[arg(long, default_value = "0s", value_parser = parse_linger)]
+    linger: std::time::Duration,
+    /// End the connection after this long with no command.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    idle: std::time::Duration,
+    /// Leave ~/.ssh/config alone (use `ssh -F ~/.ssh/codext/NAME.conf`).
+    #[arg(long)]
+    no_include: bool,
+    /// JSON event lines on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl PersistArgs {
+    fn open(
+        &self,
+        key: &std::path::Path,
+        opened: &OpenedPuzzle,
+        host: String,
+        port: u16,
+    ) -> Result<crate::persist::Open> {
+        let agent = PrivateKey::load(key)?;
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => crate::persist::default_name(&host),
+        };
+        Ok(crate::persist::Open {
+            login: ssh::Login::from_puzzle(opened, host, port, Vec::new()),
+            key: key.to_path_buf(),
+            public_key: agent.public("codext-agent")?.to_openssh()?,
+            name,
+            linger: self.linger.as_secs(),
+            idle: self.idle,
+            include: !self.no_include,
+        })
+    }
+}
+
+fn parse_linger(s: &str) -> std::result::Result<std::time::Duration, String> {
+    if s.trim() == "0" || s.trim() == "0s" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration(s)
 }
 
 /// How to reach the DigitalOcean API (the token itself comes from
@@ -358,6 +443,8 @@ fn run(cli: Cli) -> Result<i32> {
             port,
             no_request,
             api,
+            persist,
+            persist_args,
             command,
         } => {
             let access = api.access();
@@ -380,6 +467,15 @@ fn run(cli: Cli) -> Result<i32> {
                 opened.content.user,
                 c.calls()
             );
+            if persist {
+                // issue 15: one connection for the whole task.
+                let reporter = crate::events::Reporter::new(persist_args.json);
+                let o = persist_args.open(&keys.key, &opened, host, port)?;
+                drop(opened);
+                return crate::persist::open(o, &reporter)
+                    .map(|_| 0)
+                    .inspect_err(|e| reporter.error(&e.to_string(), e.exit_code()));
+            }
             let login = ssh::Login::from_puzzle(&opened, host, port, command);
             drop(opened);
             let status = ssh::run(&login)?;
@@ -398,6 +494,34 @@ fn run(cli: Cli) -> Result<i32> {
                 Err(why) => eprintln!("codext: {why}"),
             }
             Ok(0)
+        }
+        Command::Open {
+            keys,
+            persist,
+            host,
+            port,
+            puzzle,
+        } => {
+            let reporter = crate::events::Reporter::new(persist.json);
+            let done = (|| {
+                let opened = keys.open(&read_puzzle(&puzzle)?)?;
+                reporter.event(
+                    "solved",
+                    &format!("puzzle for {} verified and solved", opened.content.user),
+                    serde_json::json!({"user": opened.content.user.as_str()}),
+                );
+                let o = persist.open(&keys.key, &opened, host, port)?;
+                drop(opened);
+                crate::persist::open(o, &reporter)
+            })();
+            done.map(|_| 0)
+                .inspect_err(|e| reporter.error(&e.to_string(), e.exit_code()))
+        }
+        Command::Close { name, json } => {
+            let reporter = crate::events::Reporter::new(json);
+            crate::persist::close(&name, &reporter)
+                .map(|_| 0)
+                .inspect_err(|e| reporter.error(&e.to_string(), e.exit_code()))
         }
         Command::Ssh {
             keys,

@@ -16,13 +16,18 @@ pub enum ClientError {
     Host(String),
     /// Anything else (I/O, a child process).
     Other(String),
+    /// The ssh login itself failed (token refused, no master).
+    Login(String),
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Core(e) => write!(f, "{e}"),
-            ClientError::Input(m) | ClientError::Host(m) | ClientError::Other(m) => f.write_str(m),
+            ClientError::Input(m)
+            | ClientError::Host(m)
+            | ClientError::Other(m)
+            | ClientError::Login(m) => f.write_str(m),
         }
     }
 }
@@ -36,7 +41,8 @@ impl From<codext_core::Error> for ClientError {
 }
 
 impl ClientError {
-    /// 2: malformed input; 3: refused (signature, key, expiry, host); 1: other.
+    /// 2: malformed input; 3: refused (signature, key, expiry, host); 4:
+    /// the ssh login failed; 1: other.
     pub fn exit_code(&self) -> i32 {
         use codext_core::Error as E;
         match self {
@@ -53,6 +59,7 @@ impl ClientError {
                 | E::FilePolicy(_),
             ) => 3,
             ClientError::Host(_) => 3,
+            ClientError::Login(_) => 4,
             _ => 1,
         }
     }

@@ -6,8 +6,11 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod alias;
 pub mod askpass;
 pub mod cli;
 pub mod digitalocean;
 pub mod error;
+pub mod events;
+pub mod persist;
 pub mod ssh;

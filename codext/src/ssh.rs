@@ -58,10 +58,10 @@ impl Login {
 }
 
 /// A private folder removed on drop.
-struct PrivateDir(PathBuf);
+pub(crate) struct PrivateDir(pub(crate) PathBuf);
 
 impl PrivateDir {
-    fn new() -> Result<PrivateDir> {
+    pub(crate) fn new() -> Result<PrivateDir> {
         let base = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
@@ -121,19 +121,33 @@ pub fn run(login: &Login) -> Result<ExitStatus> {
     Ok(status)
 }
 
-fn ssh_command(login: &Login, socket: &Path) -> Result<Command> {
+/// This program's path, as it may be named in an ssh option.
+pub(crate) fn my_path() -> Result<String> {
     let me = std::env::current_exe()
         .map_err(|e| ClientError::Other(format!("cannot find my own path: {e}")))?;
-    let me_text = me
-        .to_str()
+    me.to_str()
         .filter(|s| !s.contains(['"', '\'', '\\', ' ', '%']))
+        .map(str::to_owned)
         .ok_or_else(|| {
             ClientError::Other(format!(
                 "{} cannot be named in an ssh option; install codext elsewhere",
                 me.display()
             ))
-        })?;
-    let fingerprints: Vec<String> = login.host_keys.iter().map(|f| f.to_string()).collect();
+        })
+}
+
+/// The `KnownHostsCommand` value that vouches for exactly `host_keys`.
+pub(crate) fn known_hosts_command(host_keys: &[Fingerprint]) -> Result<String> {
+    let fingerprints: Vec<String> = host_keys.iter().map(|f| f.to_string()).collect();
+    Ok(format!(
+        "{} known-hosts %H '%t' '%K' {}",
+        my_path()?,
+        fingerprints.join(" ")
+    ))
+}
+
+fn ssh_command(login: &Login, socket: &Path) -> Result<Command> {
+    let me = PathBuf::from(my_path()?);
     let mut cmd = Command::new("ssh");
     cmd.arg("-F").arg("none");
     for opt in [
@@ -141,8 +155,8 @@ fn ssh_command(login: &Login, socket: &Path) -> Result<Command> {
         "UserKnownHostsFile=none".to_owned(),
         "GlobalKnownHostsFile=none".into(),
         format!(
-            "KnownHostsCommand={me_text} known-hosts %H '%t' '%K' {}",
-            fingerprints.join(" ")
+            "KnownHostsCommand={}",
+            known_hosts_command(&login.host_keys)?
         ),
         "StrictHostKeyChecking=yes".into(),
         "CheckHostIP=no".into(),

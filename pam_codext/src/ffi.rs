@@ -55,6 +55,15 @@ impl PamContext for Handle<'_> {
         std::process::id()
     }
 
+    fn auth_info(&self) -> Option<String> {
+        self.0
+            .getenv("SSH_AUTH_INFO_0")
+            .ok()
+            .flatten()
+            .and_then(|s| s.to_str().ok())
+            .map(str::to_owned)
+    }
+
     fn log(&self, level: Level, message: &str) {
         let lvl = match level {
             Level::Error => LogLvl::ERR,

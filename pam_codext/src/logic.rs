@@ -74,6 +74,23 @@ pub trait PamContext {
     fn pid(&self) -> u32;
     /// Logs through `pam_syslog` (authpriv).
     fn log(&self, level: Level, message: &str);
+    /// `SSH_AUTH_INFO_0` from the PAM environment: how sshd authenticated
+    /// the user (`password`, or `publickey ssh-rsa AAAA…`), one method a
+    /// line. OpenSSH sets it before `pam_acct_mgmt` and
+    /// `pam_open_session` (auth-pam.c, `expose_authinfo`).
+    fn auth_info(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The key of a public-key login, from `SSH_AUTH_INFO_0`: the text after
+/// `publickey ` on the first such line.
+pub fn publickey_of(auth_info: &str) -> Option<&str> {
+    auth_info
+        .lines()
+        .find_map(|l| l.strip_prefix("publickey "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
 }
 
 /// What the module needs from the helper.
@@ -166,6 +183,8 @@ pub fn decide<C: PamContext, H: Helper>(
                 password,
             }
         }
+        // A login sshd accepted by public key is named as such, key and
+        // all (issue 15): the helper allows only the grant's agent key.
         Hook::AcctMgmt => Request::Account {
             service,
             user: user.clone(),
@@ -183,7 +202,42 @@ pub fn decide<C: PamContext, H: Helper>(
             pid: ctx.pid(),
         },
     };
-    let reply = helper(&opts).ask(&request);
+    let helper = helper(&opts);
+    // A login sshd accepted by public key (issue 15): the helper must
+    // allow that key first. OpenSSH names it in SSH_AUTH_INFO_0 only from
+    // the session on (its monitor records it after pam_acct_mgmt).
+    if hook == Hook::OpenSession {
+        if let Some(key) = ctx.auth_info().as_deref().and_then(publickey_of) {
+            if key.len() > codext_wire::message::MAX_KEY {
+                ctx.log(Level::Notice, &format!("{user}: public key too long"));
+                return denial(hook);
+            }
+            let check = Request::KeyAccount {
+                service: ctx.service().unwrap_or_default(),
+                user: user.clone(),
+                rhost: rhost.clone(),
+                key: key.to_owned(),
+            };
+            match helper.ask(&check) {
+                Ok(Reply {
+                    status: ReplyStatus::Ok,
+                    ..
+                }) => {}
+                Ok(Reply { reason, .. }) => {
+                    ctx.log(
+                        Level::Notice,
+                        &format!("{user}: key login refused ({reason}) from {rhost:?}"),
+                    );
+                    return denial(hook);
+                }
+                Err(e) => {
+                    ctx.log(Level::Error, &format!("{user}: key check: {e}"));
+                    return denial(hook);
+                }
+            }
+        }
+    }
+    let reply = helper.ask(&request);
     drop(request);
     match reply {
         Ok(Reply {
@@ -240,6 +294,7 @@ mod tests {
         user: Option<&'static str>,
         service: &'static str,
         password: Option<&'static str>,
+        auth_info: Option<&'static str>,
         logs: RefCell<Vec<String>>,
     }
 
@@ -261,6 +316,9 @@ mod tests {
         }
         fn log(&self, _: Level, message: &str) {
             self.logs.borrow_mut().push(message.to_owned());
+        }
+        fn auth_info(&self) -> Option<String> {
+            self.auth_info.map(str::to_owned)
         }
     }
 
@@ -478,5 +536,46 @@ mod tests {
         decide(Hook::Authenticate, &c, &["debug".into()], |_| &s);
         assert!(c.logs.borrow().iter().all(|l| !l.contains("s3cret")));
         assert!(s.asked.borrow().iter().all(|l| !l.contains("s3cret")));
+    }
+
+    #[test]
+    fn given_publickey_login_then_the_session_asks_with_the_key_first_and_a_password_login_does_not(
+    ) {
+        let script = Script::new(ok());
+        let mut c = ctx("user-00112233aabb");
+        c.auth_info = Some("publickey ssh-rsa AAAAB3Nza\n");
+        assert_eq!(
+            decide(Hook::OpenSession, &c, &[], |_| &script),
+            Code::Success
+        );
+        c.auth_info = Some("password\n");
+        assert_eq!(
+            decide(Hook::OpenSession, &c, &[], |_| &script),
+            Code::Success
+        );
+        let asked = script.asked.borrow();
+        assert!(
+            asked[0].starts_with("KeyAccount") && asked[0].contains("ssh-rsa AAAAB3Nza"),
+            "{asked:?}"
+        );
+        assert!(asked[1].starts_with("OpenSession"), "{asked:?}");
+        assert!(asked[2].starts_with("OpenSession"), "{asked:?}");
+        assert_eq!(asked.len(), 3);
+        drop(asked);
+        let no = Script::new(Ok(Reply::new(
+            ReplyStatus::Denied,
+            "not the grant's agent key",
+        )));
+        c.auth_info = Some("publickey ssh-rsa AAAAB3Nza\n");
+        assert_eq!(
+            decide(Hook::OpenSession, &c, &[], |_| &no),
+            Code::SessionErr
+        );
+        assert_eq!(
+            no.asked.borrow().len(),
+            1,
+            "no session opened after a refused key"
+        );
+        assert_eq!(publickey_of("password\npublickey  "), None);
     }
 }

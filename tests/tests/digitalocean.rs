@@ -554,3 +554,32 @@ sandbox_test! {
         assert_no_root_connections(&s.emu);
     }
 }
+
+sandbox_test! {
+    fn given_connect_persist_then_the_alias_carries_the_task_and_close_ends_it() {
+        // issue 15 through the DigitalOcean channel: one puzzle round trip
+        // for the whole task.
+        let s = setup("");
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        let droplet = s.droplet.to_string();
+        let out = s.codext(&[
+            "connect", "--droplet", &droplet, "--key", "/home/agent/agent.key",
+            "--server-key", "/home/agent/server.pub", "--timeout", "90s",
+            "--persist", "--name", "do1", "--json",
+        ]);
+        assert!(out.status.success(), "connect --persist: {}", String::from_utf8_lossy(&out.stderr));
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let connected = events.iter().find(|e| e["event"] == "connected").expect("connected event");
+        assert_eq!(connected["host_alias"], "codext-do1");
+        let user = connected["user"].as_str().unwrap().to_owned();
+        for _ in 0..3 {
+            let out = run(s.w.as_agent(Command::new("ssh").args(["codext-do1", "id -un"])));
+            assert_eq!(user_of(&out), user);
+        }
+        let uid = s.w.audit().iter().find(|e| e["event"] == "create" && e["user"] == user.as_str()).unwrap()["uid"].as_u64().unwrap() as u32;
+        let out = run(s.w.as_agent(Command::new(format!("{WORK}/bin/codext")).args(["close", "do1"])));
+        assert!(out.status.success(), "close: {}", String::from_utf8_lossy(&out.stderr));
+        s.w.wait_removed(&user, uid);
+        assert_eq!(s.w.audit().iter().filter(|e| e["event"] == "session_open" && e["user"] == user.as_str()).count(), 1);
+    }
+}

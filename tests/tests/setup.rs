@@ -314,10 +314,12 @@ sandbox_test! {
             ("limits", "default limits", shell("mv /etc/security/limits.d/codext.conf /run/codext-test/keep/"), shell("mv /run/codext-test/keep/codext.conf /etc/security/limits.d/")),
             ("sshd.config", "sshd -T failed", early_drop_in("NoSuchKeyword yes\n").0, early_drop_in("").1),
             ("sshd.usepam", "usepam", early_drop_in("UsePAM no\n").0, early_drop_in("").1),
-            ("sshd.authenticationmethods", "not password", edit_drop_in("AuthenticationMethods password", "AuthenticationMethods publickey"), restore_drop_in()),
+            ("sshd.authenticationmethods", "not password publickey", edit_drop_in("AuthenticationMethods password publickey", "AuthenticationMethods publickey"), restore_drop_in()),
             ("sshd.passwordauthentication", "not yes", edit_drop_in("PasswordAuthentication yes", "PasswordAuthentication no"), restore_drop_in()),
             ("sshd.kbdinteractiveauthentication", "forked child", edit_drop_in("KbdInteractiveAuthentication no", "KbdInteractiveAuthentication yes"), restore_drop_in()),
-            ("sshd.pubkeyauthentication", "no key", edit_drop_in("PubkeyAuthentication no", "PubkeyAuthentication yes"), restore_drop_in()),
+            ("sshd.authorizedkeysfile", "keys of its own", edit_drop_in("AuthorizedKeysFile /run/codext-keys/%u", "AuthorizedKeysFile .ssh/authorized_keys /run/codext-keys/%u"), restore_drop_in()),
+            ("sshd.authorizedkeyscommand", "only the grant key", edit_drop_in("AuthorizedKeysCommand none", "AuthorizedKeysCommand /bin/true\n    AuthorizedKeysCommandUser nobody"), restore_drop_in()),
+            ("sshd.trustedusercakeys", "certificate authority", edit_drop_in("TrustedUserCAKeys none", "TrustedUserCAKeys /etc/ssh/ca.pub"), restore_drop_in()),
             ("sshd.disableforwarding", "no tunnels", edit_drop_in("DisableForwarding yes", "DisableForwarding no"), restore_drop_in()),
             ("sshd.permituserrc", "ssh/rc", edit_drop_in("PermitUserRC no", "PermitUserRC yes"), restore_drop_in()),
             ("sshd.clientaliveinterval", "dead TCP peer", edit_drop_in("ClientAliveInterval 15", "ClientAliveInterval 0"), restore_drop_in()),
@@ -459,6 +461,7 @@ sandbox_test! {
         let rw: Vec<String> = unit_read_write_paths();
         let script = format!(
             r#"set -e
+mkdir -p -m 0711 /run/codext-keys  # the unit's ExecStartPre=+ (outside the confinement)
 awk '{{print $5}}' /proc/self/mountinfo | sort -u | while read -r m; do
   case "$m" in /dev|/dev/*|/proc|/proc/*|/sys|/sys/*) continue;; esac
   mount -o remount,bind,ro "$m"
