@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(openssh-server openssh-client pamtester libpam0g-dev sshpass iproute2 openssl
           gcc libc6-dev pkg-config curl ca-certificates procps passwd systemd libnss-systemd binutils
-          util-linux at cron uidmap)
+          util-linux at cron uidmap docker.io debootstrap lintian)  # last three: scripts/docker-test.sh
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,6 +40,7 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 fi
+command -v cargo-deb >/dev/null 2>&1 || { echo "setup.sh: installing cargo-deb"; cargo install --quiet --locked cargo-deb; }
 if [ "${CODEXT_SKIP_AUDIT_INSTALL:-}" != 1 ] && ! cargo audit --version >/dev/null 2>&1; then
     echo "setup.sh: installing cargo-audit"
     cargo install --quiet --locked cargo-audit

@@ -27,6 +27,8 @@ systemd-analyze security --offline=yes "$unit_dir/codext-helper.service" | tail 
 rm -rf "$unit_dir"
 step "fuzz smoke run (every parser of untrusted bytes, 15 s each)"
 scripts/fuzz-smoke.sh
+step "Debian packages: lintian, the round trip on a pristine bookworm, the docker/ images and flow"
+scripts/docker-test.sh
 step "cargo audit (RUSTSEC-2023-0071 acknowledged in .cargo/audit.toml and docs/THREAT_MODEL.md)"
 db="${CODEXT_ADVISORY_DB:-../shared/advisory-db}"
 if [ -d "$db" ]; then
