@@ -150,6 +150,12 @@ fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// The clap definition, for generated man pages and shell completions
+/// (`packaging/gen-docs`).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Runs the CLI; returns the exit status.
 pub fn main() -> i32 {
     let cli: Cli = match codext_core::cli_args::parse_args("codext-helper") {

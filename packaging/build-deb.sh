@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the two Debian packages into target/debian/:
+#   codext_<version>_amd64.deb        helper, PAM module, unit, shipped files
+#   codext-agent_<version>_amd64.deb  the agent CLI
+# The version is the workspace's (Cargo.toml). Man pages and completions are
+# generated from the clap definitions (packaging/gen-docs); the unit is the
+# source tree's with the packaged path of the helper; the conffile is
+# docs/helper.toml with every setting commented out (a missing or empty
+# setting means the default). Then lintian, if installed, must report no
+# error. Installs cargo-deb when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo-deb >/dev/null 2>&1 || cargo install --quiet --locked cargo-deb
+P=target/packaging
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+cargo build --release --locked -p codext-helper -p codext -p pam_codext -p codext-gen-docs
+rm -rf "$P" && mkdir -p "$P"
+target/release/codext-gen-docs "$P"
+gzip -9n "$P"/man/*
+sed "s#/usr/local/sbin/codext-helper#/usr/sbin/codext-helper#; s#^Documentation=.*#Documentation=man:codext-helper(8)#" \
+    systemd/codext-helper.service > "$P/codext-helper.service"
+grep -q 'ExecStart=/usr/sbin/codext-helper serve' "$P/codext-helper.service"
+{
+    echo "# /etc/codext/helper.toml: codext-helper's settings. Every setting below is"
+    echo "# commented out and shows its default; uncomment a line to change it."
+    echo "# Unknown keys are rejected. Reference: /usr/share/doc/codext/examples/helper.toml"
+    echo "# After a change: systemctl restart codext-helper (and codext-helper doctor)."
+    echo
+    # `version` stays (the one required key); everything else commented.
+    sed -e '1,2d' -e '/^version = /b' -e 's/^\([^#]\)/# \1/' docs/helper.toml
+} > "$P/helper.toml"
+for c in changelog changelog-agent; do
+    sed "s/@VERSION@/$version/" "packaging/debian/$c" > "$P/$c"
+done
+
+cargo deb --locked --no-build -p codext-helper --output "target/debian/codext_${version}_amd64.deb"
+cargo deb --locked --no-build -p codext --output "target/debian/codext-agent_${version}_amd64.deb"
+if command -v lintian >/dev/null 2>&1; then
+    # Errors fail the build; warnings are printed (reasons: README.md).
+    lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides.txt \
+        "target/debian/codext_${version}_amd64.deb" "target/debian/codext-agent_${version}_amd64.deb" || {
+        echo "build-deb.sh: lintian reports errors" >&2; exit 1; }
+fi
+ls -l target/debian/*_"${version}"_amd64.deb

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The Debian packages and docker/ exercised for real (run by scripts/test.sh,
+# as root): builds the .debs, starts a PRIVATE dockerd (its own data root,
+# exec root, socket and pid file, no bridge, no iptables; stopped by its pid
+# on exit, so a dockerd already on the machine is untouched), imports a
+# debootstrap'd bookworm as debian:bookworm-slim, then
+#   1. the package round trip in a pristine container (packaging/roundtrip-inside.sh);
+#   2. the server and agent images, and the whole flow between two
+#      containers: plain ssh as user-<hex>, a command, the account gone after
+#      logout, the server's /etc/passwd back to its original bytes.
+# Containers use the host's network (--network host), on 127.0.0.1 only.
+# The debootstrap tarball and dockerd's image store are cached under
+# $CODEXT_TEST_CACHE (default /var/cache/codext-test): made once per machine.
+# If dockerd cannot run a container here the probe prints why; under
+# CI=true that fails unless the kernel forbids what dockerd needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+export PATH="$HOME/.cargo/bin:$PATH"
+CACHE=${CODEXT_TEST_CACHE:-/var/cache/codext-test}
+ROUNDTRIP_PORT=${CODEXT_ROUNDTRIP_PORT:-22931}
+SERVER_PORT=${CODEXT_DOCKER_SSH_PORT:-22932}
+T_ALL=$(date +%s)
+t_stage=$T_ALL
+took() { local now; now=$(date +%s); printf '    [%s: %d s]\n' "$1" "$((now - t_stage))"; t_stage=$now; }
+say() { printf '\n=> docker-test: %s\n' "$*"; }
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/lock"
+flock 9   # one run at a time per cache (dockerd's data root is shared)
+
+for tool in dockerd debootstrap; do
+    command -v "$tool" >/dev/null || { echo "docker-test: $tool missing (scripts/setup.sh installs docker.io and debootstrap)" >&2; exit 1; }
+done
+
+RUN=$(mktemp -d /tmp/codext-docker.XXXXXX)
+DOCKER_PID=
+cleanup() {
+    if [ -n "$DOCKER_PID" ]; then
+        docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
+        kill "$DOCKER_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$DOCKER_PID" 2>/dev/null || break; sleep 0.1; done
+    fi
+    # dockerd leaves its bind mounts (netns/default) behind: unmount what is under $RUN.
+    grep -F " $RUN/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+export DOCKER_HOST="unix://$RUN/docker.sock"
+# Our own client (docker.io's) matches our dockerd; the one in /usr/local/bin may be newer.
+docker() { /usr/bin/docker "$@"; }
+
+say "probe: a private dockerd on this kernel"
+mkdir -p "$CACHE/docker-data"
+dockerd --data-root "$CACHE/docker-data" --exec-root "$RUN/exec" -H "$DOCKER_HOST" \
+    --pidfile "$RUN/docker.pid" --storage-driver=vfs --bridge=none --iptables=false \
+    --ip6tables=false --ip-masq=false >"$RUN/dockerd.log" 2>&1 &
+DOCKER_PID=$!
+probe_fail() {
+    echo "docker-test: the probe failed: $1" >&2
+    tail -n 15 "$RUN/dockerd.log" >&2 || true
+    # The kernel forbids it when the namespaces a container needs cannot be made at all.
+    if ! unshare --mount --pid --uts --ipc --net --fork true 2>"$RUN/unshare.err"; then
+        echo "docker-test: the kernel forbids containers here: unshare: $(cat "$RUN/unshare.err")" >&2
+        exit 0
+    fi
+    if [ "${CI:-}" = true ]; then exit 1; fi
+    echo "docker-test: skipped (not CI)" >&2
+    exit 0
+}
+for _ in $(seq 300); do docker info >/dev/null 2>&1 && break; kill -0 "$DOCKER_PID" 2>/dev/null || break; sleep 0.1; done
+docker info >/dev/null 2>&1 || probe_fail "dockerd did not start"
+took "dockerd started"
+
+say "base image: debootstrap --variant=minbase bookworm, imported as debian:bookworm-slim"
+BASE_TAR="$CACHE/bookworm-minbase.tar"
+if [ ! -s "$BASE_TAR" ]; then
+    rm -rf "$CACHE/bookworm.tmp"
+    debootstrap --variant=minbase bookworm "$CACHE/bookworm.tmp" >"$RUN/debootstrap.log" 2>&1 \
+        || { tail -n 20 "$RUN/debootstrap.log"; exit 1; }
+    tar -C "$CACHE/bookworm.tmp" -c . > "$BASE_TAR.tmp" && mv "$BASE_TAR.tmp" "$BASE_TAR"
+    rm -rf "$CACHE/bookworm.tmp"
+fi
+if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
+    docker import - debian:bookworm-slim < "$BASE_TAR" >/dev/null
+fi
+docker run --rm --network host debian:bookworm-slim true || probe_fail "a container does not run"
+took "base image ready, a container runs"
+
+say "the packages (packaging/build-deb.sh)"
+packaging/build-deb.sh
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+CTX="$RUN/context"
+mkdir -p "$CTX"
+cp "target/debian/codext_${version}_amd64.deb" "target/debian/codext-agent_${version}_amd64.deb" \
+    docker/entrypoint.sh "$CTX/"
+took "packages built"
+
+say "images: deps stage (cached), server, agent"
+build() { docker build --network host -q -f "$1" "${@:2}" "$CTX" >/dev/null; }
+build docker/Dockerfile.server --target deps -t codext-deps:test
+took "deps image"
+build docker/Dockerfile.server -t codext-server:test
+build docker/Dockerfile.agent -t codext-agent:test
+took "server and agent images"
+
+# pam_loginuid (sshd's session stack) writes /proc/self/loginuid: CAP_AUDIT_CONTROL;
+# KNOWN FAILURE: sshd then refuses the session (pam_open_session: Permission denied);
+# adding SYS_RESOURCE is refused here (CapBnd lacks it). Not yet diagnosed.
+CAPS=(--cap-add AUDIT_CONTROL)
+
+say "1. the package round trip in a pristine container"
+docker run --rm --network host "${CAPS[@]}" -v "$CTX:/debs:ro" \
+    -v "$REPO/target/release/codext:/opt/codext:ro" -v "$REPO/packaging/roundtrip-inside.sh:/roundtrip:ro" \
+    codext-deps:test /bin/bash /roundtrip /debs /opt/codext "$ROUNDTRIP_PORT"
+took "package round trip"
+
+say "2. the flow between a server and an agent container"
+docker rm -f codext-server codext-agent >/dev/null 2>&1 || true
+docker run -d --name codext-server --network host "${CAPS[@]}" -e SSH_PORT="$SERVER_PORT" codext-server:test >/dev/null
+docker run -d --name codext-agent --network host codext-agent:test >/dev/null
+srv() { docker exec -i codext-server "$@"; }
+agt() { docker exec -i codext-agent "$@"; }
+for _ in $(seq 100); do srv test -S /run/codext/helper.sock && srv bash -c "exec 3<>/dev/tcp/127.0.0.1/$SERVER_PORT" && break; sleep 0.1; done 2>/dev/null
+srv cat /etc/passwd > "$RUN/passwd.before"
+srv codext-helper doctor
+srv cat /etc/codext/server_key.pub | agt sh -c 'cat > server.pub'
+agt codext keygen --key agent.key >/dev/null
+agt cat agent.key.pub | srv sh -c 'cat > /tmp/agent.key.pub'
+srv codext-helper issue --client-key /tmp/agent.key.pub --json > "$RUN/issued.json"
+USER_NAME=$(sed -n 's/.*"user": "\(.*\)".*/\1/p' "$RUN/issued.json")
+PUZZLE=$(sed -n 's/.*"puzzle": "\(.*\)".*/\1/p' "$RUN/issued.json")
+ANSWER=$(agt codext solve --key agent.key --server-key server.pub "$PUZZLE")
+srv codext-helper answer "$ANSWER" >/dev/null
+OUT=$(agt codext ssh --key agent.key --server-key server.pub --host 127.0.0.1 --port "$SERVER_PORT" "$PUZZLE" \
+    -- 'id -un; echo ran-a-command') || { docker logs codext-server | tail -n 30; exit 1; }
+echo "$OUT"
+[ "$(echo "$OUT" | head -n 1)" = "$USER_NAME" ] && echo "$OUT" | grep -qx ran-a-command \
+    || { echo "docker-test: expected to log in as $USER_NAME and run a command" >&2; exit 1; }
+gone=
+for _ in $(seq 300); do
+    if ! srv getent passwd "$USER_NAME" >/dev/null && ! srv test -d "/home/$USER_NAME"; then gone=1; break; fi
+    sleep 0.1
+done
+[ -n "$gone" ] || { echo "docker-test: $USER_NAME still there after logout" >&2; exit 1; }
+srv cat /etc/passwd | cmp - "$RUN/passwd.before" \
+    || { echo "docker-test: the server's /etc/passwd differs from its original bytes" >&2; exit 1; }
+echo "$USER_NAME is gone; the server's /etc/passwd is back to its original bytes"
+took "two-container flow"
+docker image prune -f >/dev/null 2>&1 || true   # earlier builds' layers (vfs stores full copies)
+printf '\n=> docker-test: all passed in %d s\n' "$(($(date +%s) - T_ALL))"
