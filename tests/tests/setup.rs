@@ -369,6 +369,8 @@ sandbox_test! {
             ("uids", "foreigner (59500)", shell("useradd -u 59500 -M foreigner"), shell("userdel foreigner")),
             // An account only NSS knows (here a userdb record nobody armed).
             ("uids", "nssonly (59501)", shell(r#"printf '{"userName":"nssonly","uid":59501,"gid":59501,"homeDirectory":"/","shell":"/bin/false","disposition":"regular"}' > /run/userdb/nssonly.user && ln -s nssonly.user /run/userdb/59501.user"#), shell("rm /run/userdb/nssonly.user /run/userdb/59501.user")),
+            // A state doctor cannot read (the full-range case is in teardown.rs).
+            ("quarantine", "cannot read the state", shell("cp /var/lib/codext/state.json /run/codext-test/keep-state.json && echo '{' > /var/lib/codext/state.json"), shell("cp /run/codext-test/keep-state.json /var/lib/codext/state.json")),
             ("hostkeys", "ssh-keygen -A", shell("mkdir -p /run/codext-test/keep/hk && mv /etc/ssh/ssh_host_*_key.pub /run/codext-test/keep/hk/"), shell("mv /run/codext-test/keep/hk/* /etc/ssh/")),
             ("digitalocean", "others may read the API token", shell("printf 'version = 1\\n[digitalocean]\\nenabled = true\\n' > /etc/codext/helper.toml && echo tok > /etc/codext/digitalocean.token && chmod 644 /etc/codext/digitalocean.token"), shell("rm /etc/codext/helper.toml /etc/codext/digitalocean.token")),
             ("clock", "the clock went back", shell("touch -d '+1 day' /etc/codext/server_key"), shell("touch /etc/codext/server_key")),
