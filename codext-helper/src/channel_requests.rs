@@ -32,7 +32,7 @@ use codext_core::{Answer, Fingerprint, PublicKey};
 use codext_wire::{read_frame, write_frame};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use serde_json::json;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,22 +162,7 @@ fn bind(path: &Path, gid: u32) -> Result<UnixListener> {
         .map_err(|e| sys(format!("cannot chown {}: {e}", dir.display())))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
         .map_err(|e| sys(format!("cannot chmod {}: {e}", dir.display())))?;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
-            .map_err(|e| sys(format!("cannot remove stale {}: {e}", path.display())))?,
-        Ok(_) => {
-            return Err(sys(format!(
-                "{} exists and is not a socket; not touching it",
-                path.display()
-            )))
-        }
-        Err(_) => {}
-    }
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let listener = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener =
-        listener.map_err(|e| sys(format!("cannot listen on {}: {e}", path.display())))?;
+    let listener = crate::daemon::listen_fresh(path)?;
     nix::unistd::chown(path, None, group)
         .map_err(|e| sys(format!("cannot chown {}: {e}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))

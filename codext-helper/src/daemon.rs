@@ -150,15 +150,11 @@ pub fn serve(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-fn bind(path: &std::path::Path) -> Result<UnixListener> {
-    let sys = |m: String| HelperError::System(m);
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
-    }
+/// Listens on a fresh socket at `path` (a stale socket there is replaced,
+/// anything else refused), created 0600 by the umask: there is no window in
+/// which it exists with looser permissions.
+pub(crate) fn listen_fresh(path: &std::path::Path) -> Result<UnixListener> {
+    let sys = HelperError::System;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
             .map_err(|e| sys(format!("cannot remove stale {}: {e}", path.display())))?,
@@ -176,6 +172,19 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
     nix::sys::stat::umask(old);
     let listener =
         listener.map_err(|e| sys(format!("cannot listen on {}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+fn bind(path: &std::path::Path) -> Result<UnixListener> {
+    let sys = |m: String| HelperError::System(m);
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let listener = listen_fresh(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| sys(format!("cannot chmod {}: {e}", path.display())))?;
     Ok(listener)

@@ -258,12 +258,7 @@ impl Helper {
         {
             return Ok(false);
         }
-        let a = &self.cfg.accounts;
-        let timeout = self.cfg.limits.tool_timeout;
-        accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
-        let killer = accounts::killer_ids(&a.killer_user)?;
-        accounts::remove_jobs(entry, self.cfg.limits.sweep_time);
-        accounts::kill(entry, killer, timeout)?;
+        self.stop_everything_of(entry)?;
         // Nothing of the user runs now: the file cannot change under us.
         let asked = read_linger(&entry.home, entry.uid);
         let linger = asked.min(cap).min(grant_left);

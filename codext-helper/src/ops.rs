@@ -918,16 +918,23 @@ impl Helper {
         Ok(())
     }
 
+    /// The first steps of every removal (and of a linger): checks the
+    /// entry is codext's, removes its at jobs and crontab, then kills every
+    /// process of the uid and its IPC objects.
+    pub(crate) fn stop_everything_of(&self, entry: &Entry) -> Result<()> {
+        let a = &self.cfg.accounts;
+        accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
+        let killer = accounts::killer_ids(&a.killer_user)?;
+        accounts::remove_jobs(entry, self.cfg.limits.sweep_time);
+        accounts::kill(entry, killer, self.cfg.limits.tool_timeout)
+    }
+
     /// Kills, deletes the record, sweeps (see [`accounts`]); only the
     /// `userdel` step holds the account lock, so logins are never queued
     /// behind a slow kill or sweep.
     fn remove_created(&self, entry: &Entry) -> Result<(Option<String>, Sweep)> {
-        let a = &self.cfg.accounts;
         let timeout = self.cfg.limits.tool_timeout;
-        accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
-        let killer = accounts::killer_ids(&a.killer_user)?;
-        accounts::remove_jobs(entry, self.cfg.limits.sweep_time);
-        accounts::kill(entry, killer, timeout)?;
+        self.stop_everything_of(entry)?;
         let repaired = {
             let _accounts = self.store.lock_accounts()?;
             accounts::delete_record(entry, timeout)?
