@@ -241,7 +241,13 @@ impl World {
                 exited = Some(status);
                 return true;
             }
-            std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
+            // The socket is bound before the start-up reconcile, so a
+            // connection alone is not readiness: the "listening" line is
+            // printed after it (where systemd gets READY=1).
+            let log = std::fs::read_to_string(HELPER_LOG).unwrap_or_default();
+            log.get(before..)
+                .is_some_and(|l| l.contains("codext-helper: listening on"))
+                && std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
         });
         if let Some(status) = exited {
             let log = std::fs::read_to_string(HELPER_LOG).unwrap_or_default();
