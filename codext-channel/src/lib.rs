@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod budget;
+pub mod check;
 pub mod link;
 pub mod pass;
 pub mod token;
@@ -33,7 +34,7 @@ use std::time::Duration;
 pub const DEFAULT_SOCKET: &str = "/run/codext-channel/helper.sock";
 /// The command line.
 pub const USAGE: &str =
-    "usage: codext-channel [--socket PATH] [--token-file PATH] [--once]\n  the token: $CREDENTIALS_DIRECTORY/digitalocean.token (systemd LoadCredential=), else --token-file, else DIGITALOCEAN_TOKEN";
+    "usage: codext-channel [--socket PATH] [--token-file PATH] [--once]\n       codext-channel --check [--token-stdin] [--api-url URL] [--metadata-url URL] [--droplet ID]\n  the token: $CREDENTIALS_DIRECTORY/digitalocean.token (systemd LoadCredential=), else --token-file, else DIGITALOCEAN_TOKEN\n  --check: which of the channel's calls the token may make (JSON lines; `codext-helper doctor` runs it)";
 
 /// Everything that can go wrong.
 #[derive(Debug)]
@@ -76,6 +77,10 @@ pub struct Args {
     pub token_file: Option<PathBuf>,
     /// One pass, then exit (for tests and `systemd-run`).
     pub once: bool,
+    /// `--check`: probe the token's scopes ([`check`]) and exit.
+    pub check: Option<check::Target>,
+    /// Read the token from standard input (for `--check`).
+    pub token_stdin: bool,
 }
 
 impl Args {
@@ -85,7 +90,15 @@ impl Args {
             socket: PathBuf::from(DEFAULT_SOCKET),
             token_file: None,
             once: false,
+            check: None,
+            token_stdin: false,
         };
+        let mut target = check::Target {
+            api_url: "https://api.digitalocean.com".into(),
+            metadata_url: "http://169.254.169.254/metadata/v1".into(),
+            droplet_id: 0,
+        };
+        let mut checking = false;
         while let Some(a) = it.next() {
             let mut value = || {
                 it.next()
@@ -96,8 +109,25 @@ impl Args {
                 "--socket" => args.socket = value()?,
                 "--token-file" => args.token_file = Some(value()?),
                 "--once" => args.once = true,
+                "--check" => checking = true,
+                "--token-stdin" => args.token_stdin = true,
+                "--api-url" => target.api_url = value()?.to_string_lossy().into_owned(),
+                "--metadata-url" => target.metadata_url = value()?.to_string_lossy().into_owned(),
+                "--droplet" => {
+                    let v = value()?;
+                    target.droplet_id = v.to_string_lossy().parse().map_err(|_| {
+                        ChannelError::Config(format!("--droplet {v:?} is not a droplet id"))
+                    })?
+                }
                 other => return Err(ChannelError::Config(format!("unknown argument {other:?}"))),
             }
+        }
+        if checking {
+            args.check = Some(target);
+        } else if args.token_stdin {
+            return Err(ChannelError::Config(
+                "--token-stdin goes with --check".into(),
+            ));
         }
         Ok(args)
     }
@@ -110,7 +140,17 @@ pub fn run(args: &Args) -> Result<()> {
             "refusing to run as root: run as the channel user (codext-channel.service)".into(),
         ));
     }
-    let token = token::read(args.token_file.as_deref())?;
+    let token = if args.token_stdin {
+        token::from_stdin()?
+    } else {
+        token::read(args.token_file.as_deref())?
+    };
+    if let Some(target) = &args.check {
+        for probe in check::run(target, &token) {
+            println!("{}", probe.to_json());
+        }
+        return Ok(());
+    }
     let mut pass: Option<pass::Pass> = None;
     let mut last_activity: Option<std::time::Instant> = None;
     // What a pass costs, smoothed (API calls).

@@ -37,3 +37,20 @@ pub fn read(token_file: Option<&Path>) -> Result<Zeroizing<String>> {
         )),
     }
 }
+
+/// Reads the token from standard input (`--check --token-stdin`, as
+/// `codext-helper doctor` runs it: the token never on a command line or in
+/// the environment).
+pub fn from_stdin() -> Result<Zeroizing<String>> {
+    use std::io::Read;
+    let mut text = Zeroizing::new(String::new());
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| ChannelError::Config(format!("reading the token from standard input: {e}")))?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ChannelError::Config("no token on standard input".into()));
+    }
+    Ok(Zeroizing::new(t.to_owned()))
+}

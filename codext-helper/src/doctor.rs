@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+mod token_scopes;
+
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -703,6 +705,23 @@ fn digitalocean_check(r: &mut Report, cfg: &Config) {
             "digitalocean",
             format!("{} is root's, 0600 (codext-channel.service reads it with LoadCredential=); the token needs droplet:read, tag:create, tag:delete, ssh_key:read", path.display()),
         ),
+    }
+    let token = match std::fs::symlink_metadata(path) {
+        Ok(_) => codext_core::secret_file::read_secret(
+            path,
+            "the API token file",
+            codext_core::secret_file::Owner::Uid(0),
+        )
+        .ok(),
+        Err(_) => std::env::var("DIGITALOCEAN_TOKEN")
+            .ok()
+            .map(zeroize::Zeroizing::new),
+    };
+    match token {
+        Some(t) if !t.trim().is_empty() => {
+            token_scopes::check(r, cfg, &zeroize::Zeroizing::new(t.trim().to_owned()))
+        }
+        _ => {}
     }
 }
 

@@ -106,7 +106,20 @@ fn setup(extra: &str) -> Setup {
 }
 
 fn setup_with_tags(extra: &str, tags: &[&str]) -> Setup {
-    let emu = Emulator::start(EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN])).unwrap();
+    setup_scoped(extra, tags, None)
+}
+
+/// Like [`setup`], the server's token a custom-scoped one holding only
+/// `scopes` when given.
+fn setup_scoped(extra: &str, tags: &[&str], scopes: Option<&[&str]>) -> Setup {
+    let mut cfg = EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN]);
+    if let Some(scopes) = scopes {
+        cfg.token_scopes.insert(
+            SERVER_TOKEN.into(),
+            scopes.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+    let emu = Emulator::start(cfg).unwrap();
     let droplet = emu.add_droplet("web-1", "127.0.0.1", tags);
     let agent_fp = std::fs::read_to_string(
         codext_tests::repo().join("docs/test-vectors/v1/agent.pub.fingerprint"),
@@ -581,5 +594,41 @@ sandbox_test! {
         assert!(out.status.success(), "close: {}", String::from_utf8_lossy(&out.stderr));
         s.w.wait_removed(&user, uid);
         assert_eq!(s.w.audit().iter().filter(|e| e["event"] == "session_open" && e["user"] == user.as_str()).count(), 1);
+    }
+}
+
+sandbox_test! {
+    fn given_a_token_missing_a_scope_then_doctor_probes_the_read_calls_as_the_channel_user_and_names_the_missing_one() {
+        // A fine-grained token that may read droplets and write tags but
+        // not read the account's keys (the allow-list's lookups need it).
+        let s = setup_scoped("", &["prod"], Some(&["droplet:read", "tag:create", "tag:delete"]));
+        // doctor finds codext-channel beside itself (as in /usr/sbin); both
+        // copied where the channel user may execute them.
+        let helper = format!("{WORK}/bin/codext-helper");
+        std::fs::copy(codext_tests::bin("codext-helper"), &helper).unwrap();
+        sh(&format!("chmod 755 {helper}"));
+        let out = run(Command::new(&helper).args(["doctor", "--json"]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let check = |name: &str| {
+            v["checks"].as_array().unwrap().iter().find(|c| c["check"] == name).cloned()
+                .unwrap_or_else(|| panic!("no {name} check in {v}"))
+        };
+        let read = check("digitalocean.scope.droplet:read");
+        assert_eq!(read["status"], "ok", "{read}");
+        assert!(read["detail"].as_str().unwrap().contains(&format!("GET /v2/droplets/{}", s.droplet)), "{read}");
+        let keys = check("digitalocean.scope.ssh_key:read");
+        assert_eq!(keys["status"], "fail", "{keys}");
+        assert!(keys["detail"].as_str().unwrap().contains("403"), "{keys}");
+        assert!(keys["advice"].as_str().unwrap().contains("ssh_key:read scope"), "{keys}");
+        for write in ["tag:create", "tag:delete"] {
+            let c = check(&format!("digitalocean.scope.{write}"));
+            assert!(c["detail"].as_str().unwrap().contains("not tried"), "writes are listed, never probed: {c}");
+        }
+        assert!(!out.status.success(), "a failing check fails doctor");
+        // Only reads reached the API, and none from root.
+        assert!(s.emu.calls().iter().all(|c| c.method == "GET"), "{:?}", s.emu.calls());
+        assert_no_root_connections(&s.emu);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(SERVER_TOKEN), "the token in doctor's output");
     }
 }

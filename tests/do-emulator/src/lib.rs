@@ -58,6 +58,11 @@ pub struct EmulatorConfig {
     /// once); benchmarks use e.g. 150–250 ms, closer to the real API than
     /// loopback.
     pub latency: (Duration, Duration),
+    /// Custom-scoped tokens (DigitalOcean's fine-grained tokens): token →
+    /// the scopes it holds. A call whose operation needs a scope (its
+    /// `security` entry in the description) that the token lacks gets 403
+    /// `forbidden`. Tokens not listed have full access.
+    pub token_scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for EmulatorConfig {
@@ -74,6 +79,7 @@ impl Default for EmulatorConfig {
             strict_tag_case: false,
             log_requests: false,
             latency: (Duration::ZERO, Duration::ZERO),
+            token_scopes: std::collections::BTreeMap::new(),
         }
     }
 }

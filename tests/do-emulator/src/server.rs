@@ -398,6 +398,20 @@ fn api(shared: &Shared, inc: &Incoming) -> (Reply, Option<String>) {
         }
     };
 
+    // Scopes of a custom-scoped token (after the rate limit: a refused
+    // call still counts).
+    if let (Some(held), Some(op)) = (cfg.token_scopes.get(&token), op) {
+        if op.scopes.iter().any(|s| !held.contains(s)) {
+            let reply = Reply::error(
+                403,
+                "forbidden",
+                "You are not authorized to perform this operation",
+                &request_id,
+            );
+            return (finish(rate_headers(reply, headers), true), None);
+        }
+    }
+
     // Faults.
     let action_post = inc.method == "POST" && template == "/v2/droplets/{droplet_id}/actions";
     let fault = take_fault(shared, &inc.method, &inc.path, action_post);

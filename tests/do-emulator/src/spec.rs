@@ -79,6 +79,9 @@ pub struct Operation {
     pub request_body: Option<(bool, BTreeMap<String, Option<String>>)>,
     /// Status code (or `default`, or `2XX`) → response.
     pub responses: BTreeMap<String, ResponseSpec>,
+    /// The token scopes the operation needs (its `security` entry, e.g.
+    /// `droplet:read`); a custom-scoped token lacking one gets 403.
+    pub scopes: Vec<String>,
 }
 
 /// Outcome of matching a request line against the description.
@@ -677,6 +680,16 @@ fn index_operations(doc: &Value) -> Vec<Operation> {
                 query_params,
                 request_body,
                 responses,
+                scopes: op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|req| req.get("bearer_auth").and_then(Value::as_array))
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
             });
         }
     }
