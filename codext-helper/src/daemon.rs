@@ -139,6 +139,11 @@ pub fn serve(cfg: Config) -> Result<()> {
             continue;
         }
         let spawned = thread("conn").spawn(move || {
+            // The unit's Nice=-10 is for the lanes that create and remove
+            // accounts (and the tools they run), not for whoever connects:
+            // a flood of strangers' requests must not take a known user's
+            // useradd's CPU (issue 12; codext-audit-bench measures it).
+            let _ = crate::sys::lower_thread_priority(CONNECTION_NICE);
             d.handle(stream, n, pid);
             d.release_slot();
         });
@@ -306,6 +311,9 @@ fn peer_gone(stream: &UnixStream) -> bool {
 
 /// A named thread with a small stack (memory is locked: stacks must stay
 /// small).
+/// How far a connection thread lowers its priority below the helper's.
+const CONNECTION_NICE: i32 = 10;
+
 fn thread(name: &str) -> std::thread::Builder {
     std::thread::Builder::new()
         .name(name.into())

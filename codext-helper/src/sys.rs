@@ -259,6 +259,30 @@ pub fn lock_memory() -> io::Result<()> {
     }
 }
 
+/// Raises the calling thread's nice value by `by` (lowers its priority;
+/// always allowed). On Linux the nice value is per thread, and a child
+/// inherits its creator thread's: the helper's own lanes keep the unit's
+/// `Nice=`, a thread serving a connection gives it up.
+pub fn lower_thread_priority(by: i32) -> io::Result<()> {
+    // SAFETY: setpriority/getpriority take plain integers; who = 0 is the
+    // calling thread (Linux/NPTL).
+    let now = unsafe {
+        *libc::__errno_location() = 0;
+        libc::getpriority(libc::PRIO_PROCESS, 0)
+    };
+    let err = io::Error::last_os_error();
+    if now == -1 && err.raw_os_error() != Some(0) {
+        return Err(err);
+    }
+    // SAFETY: as above.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, (now + by).min(19)) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Takes ownership of a descriptor the kernel just returned to the caller
 /// (from `open`/`openat`), which nothing else owns.
 pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
