@@ -111,8 +111,15 @@ fn pamtester(w: &World, service: &str, user: &str, password: &str) -> bool {
         .write_all(format!("{password}\n").as_bytes());
     let out = child.wait_with_output().unwrap();
     if let Err(e) = written {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing to pamtester: {e}");
-        assert!(!out.status.success(), "pamtester succeeded without reading the password");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing to pamtester: {e}"
+        );
+        assert!(
+            !out.status.success(),
+            "pamtester succeeded without reading the password"
+        );
     }
     out.status.success()
 }
