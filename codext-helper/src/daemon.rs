@@ -22,7 +22,10 @@ use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::ops::{Helper, Removal, Verdict};
 use crate::store::Entry;
-use codext_wire::{read_frame, write_frame, Reply, ReplyStatus, Request};
+use codext_wire::{
+    read_frame, write_frame, Received, Reply, ReplyStatus, Request, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_1,
+};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::collections::{HashMap, VecDeque};
@@ -368,22 +371,43 @@ impl Daemon {
                 return;
             }
         };
-        let req = match Request::decode(&frame) {
-            Ok(req) => req,
+        let received = match Request::decode_any(&frame) {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("codext-helper: connection {n} (pid {pid}): bad request: {e}");
+                // A module of the previous release reads only its version.
+                let version = match frame.first() {
+                    Some(&PROTOCOL_VERSION_1) => PROTOCOL_VERSION_1,
+                    _ => PROTOCOL_VERSION,
+                };
                 let _ = write_frame(
                     &mut stream,
-                    &Reply::new(ReplyStatus::BadRequest, e.to_string()).encode(),
+                    &Reply::new(ReplyStatus::BadRequest, e.to_string()).encode_in(version),
                 );
                 return;
             }
         };
         drop(frame);
+        let Received {
+            version,
+            request: req,
+            claimed_pid,
+        } = received;
         eprintln!(
-            "codext-helper: connection {n} (pid {pid}): {}",
+            "codext-helper: connection {n} (pid {pid}): {} (protocol {version})",
             req.kind_name()
         );
+        // The session's process is the peer the kernel names. A version-1
+        // module also claims a pid: it is never used (an honest module
+        // claims its own pid, which is the peer's unless the two live in
+        // different PID namespaces, where the claim means nothing here);
+        // a different one is only logged.
+        if let Some(claimed) = claimed_pid.filter(|c| i64::from(*c) != i64::from(pid)) {
+            eprintln!(
+                "codext-helper: connection {n} (pid {pid}): {} claims pid {claimed}; the peer's pid is used",
+                req.kind_name()
+            );
+        }
         let login = match &req {
             Request::Authenticate { user, rhost, .. } => Some((user.clone(), rhost.clone())),
             _ => None,
@@ -402,8 +426,8 @@ impl Daemon {
                 return;
             }
         }
-        let reply = self.dispatch(req);
-        if let Err(e) = write_frame(&mut stream, &reply.encode()) {
+        let reply = self.dispatch(req, u32::try_from(pid).ok().filter(|p| *p > 0));
+        if let Err(e) = write_frame(&mut stream, &reply.encode_in(version)) {
             eprintln!("codext-helper: connection {n}: cannot reply: {e}");
             // The module never heard that the login succeeded: sshd denied
             // it, so the account just made must not stay.
@@ -418,8 +442,11 @@ impl Daemon {
         }
     }
 
-    fn dispatch(&self, req: Request) -> Reply {
-        match self.decide(&req) {
+    /// `peer` is the connecting process, when the kernel could name it
+    /// (`SO_PEERCRED` gives 0 for a process outside the helper's PID
+    /// namespace).
+    fn dispatch(&self, req: Request, peer: Option<u32>) -> Reply {
+        match self.decide(&req, peer) {
             Ok(Verdict::Ok(why)) => Reply::new(ReplyStatus::Ok, why),
             Ok(Verdict::Denied(why)) => Reply::new(ReplyStatus::Denied, why),
             Ok(Verdict::CreateAccount(_)) => Reply::new(ReplyStatus::Unavailable, "internal error"),
@@ -443,7 +470,7 @@ impl Daemon {
         ok
     }
 
-    fn decide(&self, req: &Request) -> Result<Verdict> {
+    fn decide(&self, req: &Request, peer: Option<u32>) -> Result<Verdict> {
         match req {
             Request::Ping => Ok(Verdict::Ok("pong")),
             Request::Authenticate {
@@ -497,17 +524,30 @@ impl Daemon {
                 service,
                 user,
                 rhost,
-                pid,
             } => {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
-                self.helper.open_session(user, *pid, rhost)
+                // A session the helper cannot watch (no pid it can see)
+                // could never be noticed ending: refuse it.
+                let Some(pid) = peer else {
+                    self.helper.log_refusal(
+                        req.kind_name(),
+                        user.as_str(),
+                        "the peer's pid is not visible in the helper's PID namespace",
+                        rhost,
+                    );
+                    return Ok(Verdict::Denied("session process not visible to the helper"));
+                };
+                self.helper.open_session(user, pid, rhost)
             }
-            Request::CloseSession { user, pid, .. } => {
+            Request::CloseSession { user, .. } => {
                 // Closing is always honoured: it can only lead to removal.
-                if let Some(r) = self.helper.close_session(user, *pid, "session_close")? {
-                    self.schedule(r);
+                // It closes the caller's own session, never another's.
+                if let Some(pid) = peer {
+                    if let Some(r) = self.helper.close_session(user, pid, "session_close")? {
+                        self.schedule(r);
+                    }
                 }
                 Ok(Verdict::Ok("session closed"))
             }

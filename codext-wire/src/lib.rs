@@ -16,6 +16,8 @@ pub mod name;
 pub mod secret;
 
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
-pub use message::{Reply, ReplyStatus, Request, WireError, PROTOCOL_VERSION};
+pub use message::{
+    Received, Reply, ReplyStatus, Request, WireError, PROTOCOL_VERSION, PROTOCOL_VERSION_1,
+};
 pub use name::{NameError, UserName, USER_HEX_LEN, USER_PREFIX};
 pub use secret::Secret;

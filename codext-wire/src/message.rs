@@ -2,9 +2,19 @@
 //!
 //! Encoding (inside one frame, see [`crate::frame`]): a protocol version
 //! byte, a kind byte, then the kind's fields in a fixed order. A text or
-//! byte field is a 2-byte big-endian length and the bytes; a pid is 4 bytes
-//! big-endian. Decoding is strict: unknown versions and kinds, bad UTF-8,
-//! invalid user names, short fields and trailing bytes are all errors.
+//! byte field is a 2-byte big-endian length and the bytes. Decoding is
+//! strict: unknown versions and kinds, bad UTF-8, invalid user names, short
+//! fields and trailing bytes are all errors.
+//!
+//! Version 2 (this one) carries no process id: the helper takes the pid of a
+//! session from the socket's peer credentials (`SO_PEERCRED`, attested by
+//! the kernel), never from the sender's word. Version 1 put a 4-byte
+//! big-endian pid at the end of `open_session` and `close_session`; the
+//! helper still reads version 1 for one release ([`Request::decode_any`]),
+//! so an sshd that loaded the old module before an upgrade keeps logging
+//! people in and out, and it answers each request in the version it came
+//! in. Such a claimed pid is handed back separately and never keys a
+//! session.
 //!
 //! One connection carries exactly one request and one reply: the helper
 //! accepts nothing else on it (the monitor pattern of OpenSSH's privilege
@@ -15,8 +25,13 @@ use crate::secret::Secret;
 use std::fmt;
 use zeroize::Zeroizing;
 
-/// Version byte at the start of every request and reply.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version byte at the start of every request and reply this crate sends.
+pub const PROTOCOL_VERSION: u8 = 2;
+/// The previous version, whose session requests carry a claimed pid. The
+/// helper still accepts it (and answers in it) for one release; nothing
+/// sends it any more. Drop it in the release after the one that introduced
+/// version 2.
+pub const PROTOCOL_VERSION_1: u8 = 1;
 
 /// Longest password the module forwards. A codext password is 52 bytes;
 /// anything far longer is not one, and is refused without being sent.
@@ -60,7 +75,9 @@ pub enum Request {
         /// Source address, may be empty.
         rhost: String,
     },
-    /// A session of `user` opens in sshd process `pid`.
+    /// A session of `user` opens in the process that sends this (sshd's
+    /// monitor, which calls `pam_open_session`): the helper keys the session
+    /// on the peer's pid from `SO_PEERCRED`.
     OpenSession {
         /// PAM service name.
         service: String,
@@ -68,17 +85,14 @@ pub enum Request {
         user: UserName,
         /// Source address, may be empty.
         rhost: String,
-        /// The process that called `pam_open_session` (sshd's monitor).
-        pid: u32,
     },
-    /// The session opened by `pid` closes.
+    /// The session opened by the sending process closes (sshd calls
+    /// `pam_close_session` in the same monitor process that opened it).
     CloseSession {
         /// PAM service name.
         service: String,
         /// The account.
         user: UserName,
-        /// The process that opened the session.
-        pid: u32,
     },
     /// Liveness check.
     Ping,
@@ -111,6 +125,21 @@ pub enum ReplyStatus {
     BadRequest = 3,
 }
 
+/// A request as the helper read it: the version it came in (the reply
+/// goes back in the same one) and, from a version-1 sender, the pid it
+/// claimed for a session — kept apart from the request so that nothing
+/// keys a session on it.
+#[derive(Debug)]
+pub struct Received {
+    /// [`PROTOCOL_VERSION`] or [`PROTOCOL_VERSION_1`].
+    pub version: u8,
+    /// The request.
+    pub request: Request,
+    /// Version 1 `open_session`/`close_session` only: the pid the sender
+    /// says it has. Untrusted; for a log line at most.
+    pub claimed_pid: Option<u32>,
+}
+
 /// A reply: a status and a short reason for the log (never a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -123,7 +152,7 @@ pub struct Reply {
 /// Why bytes are not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireError {
-    /// Version byte other than [`PROTOCOL_VERSION`].
+    /// A version byte this side does not read.
     Version(u8),
     /// Unknown message kind or status.
     Kind(u8),
@@ -144,7 +173,8 @@ impl fmt::Display for WireError {
         match self {
             WireError::Version(v) => write!(
                 f,
-                "protocol version {v} is not supported (want {PROTOCOL_VERSION})"
+                "protocol version {v} is not supported (want {PROTOCOL_VERSION}); \
+                 pam_codext and codext-helper must come from one release"
             ),
             WireError::Kind(k) => write!(f, "unknown message kind {k}"),
             WireError::Short => write!(f, "message ends inside a field"),
@@ -161,8 +191,8 @@ impl std::error::Error for WireError {}
 struct Writer(Zeroizing<Vec<u8>>);
 
 impl Writer {
-    fn new(kind: u8) -> Writer {
-        Writer(Zeroizing::new(vec![PROTOCOL_VERSION, kind]))
+    fn new(version: u8, kind: u8) -> Writer {
+        Writer(Zeroizing::new(vec![version, kind]))
     }
 
     fn bytes(&mut self, b: &[u8]) {
@@ -242,9 +272,23 @@ fn clip(s: &str) -> &str {
 }
 
 impl Request {
-    /// Encodes the request. Texts longer than [`MAX_TEXT`] are cut; a
-    /// password longer than [`MAX_PASSWORD`] is refused.
+    /// Encodes the request in the current version. Texts longer than
+    /// [`MAX_TEXT`] are cut; a password longer than [`MAX_PASSWORD`] is
+    /// refused.
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, WireError> {
+        self.encode_in(PROTOCOL_VERSION, 0)
+    }
+
+    /// Encodes the request as a version-1 module did, with `claimed_pid` at
+    /// the end of a session request. Nothing in codext sends this any more:
+    /// it exists to test the helper's compatibility (and that a claimed pid
+    /// is ignored).
+    pub fn encode_v1(&self, claimed_pid: u32) -> Result<Zeroizing<Vec<u8>>, WireError> {
+        self.encode_in(PROTOCOL_VERSION_1, claimed_pid)
+    }
+
+    fn encode_in(&self, version: u8, pid: u32) -> Result<Zeroizing<Vec<u8>>, WireError> {
+        let v1 = version == PROTOCOL_VERSION_1;
         let w = match self {
             Request::Authenticate {
                 service,
@@ -255,7 +299,7 @@ impl Request {
                 if password.len() > MAX_PASSWORD {
                     return Err(WireError::Password);
                 }
-                let mut w = Writer::new(KIND_AUTHENTICATE);
+                let mut w = Writer::new(version, KIND_AUTHENTICATE);
                 w.bytes(clip(service).as_bytes());
                 w.bytes(user.as_str().as_bytes());
                 w.bytes(clip(rhost).as_bytes());
@@ -267,7 +311,7 @@ impl Request {
                 user,
                 rhost,
             } => {
-                let mut w = Writer::new(KIND_ACCOUNT);
+                let mut w = Writer::new(version, KIND_ACCOUNT);
                 w.bytes(clip(service).as_bytes());
                 w.bytes(user.as_str().as_bytes());
                 w.bytes(clip(rhost).as_bytes());
@@ -277,23 +321,26 @@ impl Request {
                 service,
                 user,
                 rhost,
-                pid,
             } => {
-                let mut w = Writer::new(KIND_OPEN_SESSION);
+                let mut w = Writer::new(version, KIND_OPEN_SESSION);
                 w.bytes(clip(service).as_bytes());
                 w.bytes(user.as_str().as_bytes());
                 w.bytes(clip(rhost).as_bytes());
-                w.u32(*pid);
+                if v1 {
+                    w.u32(pid);
+                }
                 w
             }
-            Request::CloseSession { service, user, pid } => {
-                let mut w = Writer::new(KIND_CLOSE_SESSION);
+            Request::CloseSession { service, user } => {
+                let mut w = Writer::new(version, KIND_CLOSE_SESSION);
                 w.bytes(clip(service).as_bytes());
                 w.bytes(user.as_str().as_bytes());
-                w.u32(*pid);
+                if v1 {
+                    w.u32(pid);
+                }
                 w
             }
-            Request::Ping => Writer::new(KIND_PING),
+            Request::Ping => Writer::new(version, KIND_PING),
             Request::KeyAccount {
                 service,
                 user,
@@ -303,7 +350,7 @@ impl Request {
                 if key.len() > MAX_KEY {
                     return Err(WireError::Text);
                 }
-                let mut w = Writer::new(KIND_KEY_ACCOUNT);
+                let mut w = Writer::new(version, KIND_KEY_ACCOUNT);
                 w.bytes(clip(service).as_bytes());
                 w.bytes(user.as_str().as_bytes());
                 w.bytes(clip(rhost).as_bytes());
@@ -314,14 +361,27 @@ impl Request {
         Ok(w.0)
     }
 
-    /// Decodes a request, strictly.
+    /// Decodes a request of the current version, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Request, WireError> {
+        match bytes.first() {
+            Some(&PROTOCOL_VERSION) => Ok(Request::decode_any(bytes)?.request),
+            Some(&v) => Err(WireError::Version(v)),
+            None => Err(WireError::Short),
+        }
+    }
+
+    /// Decodes a request of the current version or of version 1 (what the
+    /// helper reads), strictly: a version-1 session request must end with
+    /// its pid, a version-2 one must not.
+    pub fn decode_any(bytes: &[u8]) -> Result<Received, WireError> {
         let mut r = Reader(bytes);
         let version = r.u8()?;
-        if version != PROTOCOL_VERSION {
+        if version != PROTOCOL_VERSION && version != PROTOCOL_VERSION_1 {
             return Err(WireError::Version(version));
         }
-        let req = match r.u8()? {
+        let v1 = version == PROTOCOL_VERSION_1;
+        let mut claimed_pid = None;
+        let request = match r.u8()? {
             KIND_AUTHENTICATE => {
                 let service = r.text()?;
                 let user = r.user()?;
@@ -342,17 +402,27 @@ impl Request {
                 user: r.user()?,
                 rhost: r.text()?,
             },
-            KIND_OPEN_SESSION => Request::OpenSession {
-                service: r.text()?,
-                user: r.user()?,
-                rhost: r.text()?,
-                pid: r.u32()?,
-            },
-            KIND_CLOSE_SESSION => Request::CloseSession {
-                service: r.text()?,
-                user: r.user()?,
-                pid: r.u32()?,
-            },
+            KIND_OPEN_SESSION => {
+                let req = Request::OpenSession {
+                    service: r.text()?,
+                    user: r.user()?,
+                    rhost: r.text()?,
+                };
+                if v1 {
+                    claimed_pid = Some(r.u32()?);
+                }
+                req
+            }
+            KIND_CLOSE_SESSION => {
+                let req = Request::CloseSession {
+                    service: r.text()?,
+                    user: r.user()?,
+                };
+                if v1 {
+                    claimed_pid = Some(r.u32()?);
+                }
+                req
+            }
             KIND_PING => Request::Ping,
             KIND_KEY_ACCOUNT => {
                 let service = r.text()?;
@@ -374,7 +444,11 @@ impl Request {
             k => return Err(WireError::Kind(k)),
         };
         r.finish()?;
-        Ok(req)
+        Ok(Received {
+            version,
+            request,
+            claimed_pid,
+        })
     }
 
     /// A short name of the request kind, for logs.
@@ -399,19 +473,31 @@ impl Reply {
         }
     }
 
-    /// Encodes the reply.
+    /// Encodes the reply in the current version.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new(self.status as u8);
+        self.encode_in(PROTOCOL_VERSION)
+    }
+
+    /// Encodes the reply in `version`: the helper answers a request in the
+    /// version it came in ([`Received::version`]), so a module of the
+    /// previous release can read it. The layout is the same in both.
+    pub fn encode_in(&self, version: u8) -> Vec<u8> {
+        let mut w = Writer::new(version, self.status as u8);
         w.bytes(clip(&self.reason).as_bytes());
         w.0.to_vec()
     }
 
-    /// Decodes a reply, strictly.
+    /// Decodes a reply of the current version, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Reply, WireError> {
+        Reply::decode_in(bytes, PROTOCOL_VERSION)
+    }
+
+    /// Decodes a reply that must be of `version`, strictly.
+    pub fn decode_in(bytes: &[u8], version: u8) -> Result<Reply, WireError> {
         let mut r = Reader(bytes);
-        let version = r.u8()?;
-        if version != PROTOCOL_VERSION {
-            return Err(WireError::Version(version));
+        let got = r.u8()?;
+        if got != version {
+            return Err(WireError::Version(got));
         }
         let status = match r.u8()? {
             0 => ReplyStatus::Ok,
@@ -452,12 +538,10 @@ mod tests {
                 service: "sshd".into(),
                 user: user(),
                 rhost: "::1".into(),
-                pid: 4242,
             },
             Request::CloseSession {
                 service: "sshd".into(),
                 user: user(),
-                pid: 7,
             },
             Request::Ping,
             Request::KeyAccount {
@@ -469,8 +553,20 @@ mod tests {
         ];
         for req in reqs {
             let bytes = req.encode().unwrap();
+            assert_eq!(bytes[0], PROTOCOL_VERSION);
             let back = Request::decode(&bytes).unwrap();
             assert_eq!(format!("{req:?}"), format!("{back:?}"));
+            let any = Request::decode_any(&bytes).unwrap();
+            assert_eq!((any.version, any.claimed_pid), (PROTOCOL_VERSION, None));
+            // The same request as a version-1 module sent it.
+            let old = Request::decode_any(&req.encode_v1(4242).unwrap()).unwrap();
+            assert_eq!(old.version, PROTOCOL_VERSION_1);
+            assert_eq!(format!("{req:?}"), format!("{:?}", old.request));
+            let session = matches!(
+                req,
+                Request::OpenSession { .. } | Request::CloseSession { .. }
+            );
+            assert_eq!(old.claimed_pid, session.then_some(4242));
         }
     }
 
@@ -489,18 +585,25 @@ mod tests {
     fn given_garbage_then_each_gets_its_error() {
         assert_eq!(Request::decode(&[]).unwrap_err(), WireError::Short);
         assert_eq!(Request::decode(&[9, 5]).unwrap_err(), WireError::Version(9));
-        assert_eq!(Request::decode(&[1, 99]).unwrap_err(), WireError::Kind(99));
+        assert_eq!(Request::decode(&[2, 99]).unwrap_err(), WireError::Kind(99));
         assert_eq!(
-            Request::decode(&[1, 5, 0]).unwrap_err(),
+            Request::decode(&[2, 5, 0]).unwrap_err(),
             WireError::Trailing
         );
         // Account with a user field that is not a codext name.
-        let mut b = vec![1, 2, 0, 4];
+        let mut b = vec![2, 2, 0, 4];
         b.extend_from_slice(b"sshd\0\x04root\0\0");
         assert_eq!(Request::decode(&b).unwrap_err(), WireError::User);
         // Non-UTF-8 service.
-        let b = [1, 2, 0, 1, 0xff];
+        let b = [2, 2, 0, 1, 0xff];
         assert_eq!(Request::decode(&b).unwrap_err(), WireError::Text);
+        // Version 1 is read only by decode_any.
+        assert_eq!(Request::decode(&[1, 5]).unwrap_err(), WireError::Version(1));
+        assert!(Request::decode_any(&[1, 5]).is_ok());
+        assert_eq!(
+            Request::decode_any(&[3, 5]).unwrap_err(),
+            WireError::Version(3)
+        );
     }
 
     #[test]
@@ -509,11 +612,14 @@ mod tests {
             service: "sshd".into(),
             user: user(),
             rhost: "h".into(),
-            pid: 1,
         };
-        let bytes = req.encode().unwrap();
-        for n in 0..bytes.len() {
-            assert!(Request::decode(&bytes[..n]).is_err(), "prefix {n} decoded");
+        for bytes in [req.encode().unwrap(), req.encode_v1(1).unwrap()] {
+            for n in 0..bytes.len() {
+                assert!(
+                    Request::decode_any(&bytes[..n]).is_err(),
+                    "prefix {n} decoded"
+                );
+            }
         }
     }
 
@@ -526,7 +632,7 @@ mod tests {
             password: Secret::new(vec![b'a'; MAX_PASSWORD + 1]),
         };
         assert_eq!(req.encode().unwrap_err(), WireError::Password);
-        let mut b = vec![1, 1, 0, 4];
+        let mut b = vec![2, 1, 0, 4];
         b.extend_from_slice(b"sshd");
         b.extend_from_slice(&17u16.to_be_bytes());
         b.extend_from_slice(b"user-00112233aabb");
@@ -541,8 +647,56 @@ mod tests {
         let r = Reply::new(ReplyStatus::Denied, "wrong password");
         assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
         assert_eq!(
-            Reply::decode(&[1, 9, 0, 0]).unwrap_err(),
+            Reply::decode(&[2, 9, 0, 0]).unwrap_err(),
             WireError::Kind(9)
         );
+    }
+
+    /// The bytes of PROTOCOL.md's examples: a session request in version 2
+    /// (no pid) and as a version-1 module sent it (pid 4242 = 0x1092 at the
+    /// end).
+    #[test]
+    fn given_the_documented_session_frames_then_they_decode_as_documented() {
+        let v2: &[u8] = b"\x02\x03\x00\x04sshd\x00\x11user-00112233aabb\x00\x09127.0.0.1";
+        let req = Request::OpenSession {
+            service: "sshd".into(),
+            user: user(),
+            rhost: "127.0.0.1".into(),
+        };
+        assert_eq!(req.encode().unwrap().as_slice(), v2);
+        let v1 = [&[1u8][..], &v2[1..], &[0, 0, 0x10, 0x92]].concat();
+        assert_eq!(req.encode_v1(4242).unwrap().as_slice(), v1.as_slice());
+        let got = Request::decode_any(&v1).unwrap();
+        assert_eq!(
+            (got.version, got.claimed_pid),
+            (PROTOCOL_VERSION_1, Some(4242))
+        );
+        assert_eq!(format!("{:?}", got.request), format!("{req:?}"));
+    }
+
+    #[test]
+    fn given_a_pid_appended_to_a_v2_session_request_or_missing_from_a_v1_one_then_refused() {
+        let req = Request::CloseSession {
+            service: "sshd".into(),
+            user: user(),
+        };
+        // A version-2 sender cannot smuggle a pid in: trailing bytes.
+        let mut b = req.encode().unwrap().to_vec();
+        b.extend_from_slice(&4242u32.to_be_bytes());
+        assert_eq!(Request::decode_any(&b).unwrap_err(), WireError::Trailing);
+        // A version-1 session request must carry its pid.
+        let mut b = req.encode().unwrap().to_vec();
+        b[0] = PROTOCOL_VERSION_1;
+        assert_eq!(Request::decode_any(&b).unwrap_err(), WireError::Short);
+    }
+
+    #[test]
+    fn given_a_reply_in_version_1_then_only_a_version_1_reader_takes_it() {
+        let r = Reply::new(ReplyStatus::Ok, "session opened");
+        let old = r.encode_in(PROTOCOL_VERSION_1);
+        assert_eq!(old[0], 1);
+        assert_eq!(Reply::decode_in(&old, PROTOCOL_VERSION_1).unwrap(), r);
+        assert_eq!(Reply::decode(&old).unwrap_err(), WireError::Version(1));
+        assert_eq!(old[1..], r.encode()[1..]);
     }
 }

@@ -51,10 +51,6 @@ impl PamContext for Handle<'_> {
             .map(|t| Secret::copy_from(t.to_bytes()))
     }
 
-    fn pid(&self) -> u32 {
-        std::process::id()
-    }
-
     fn auth_info(&self) -> Option<String> {
         self.0
             .getenv("SSH_AUTH_INFO_0")

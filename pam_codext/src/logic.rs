@@ -70,8 +70,6 @@ pub trait PamContext {
     fn rhost(&self) -> Option<String>;
     /// The password (`pam_get_authtok`).
     fn authtok(&self) -> Option<Secret>;
-    /// The calling process (sshd's monitor for session hooks).
-    fn pid(&self) -> u32;
     /// Logs through `pam_syslog` (authpriv).
     fn log(&self, level: Level, message: &str);
     /// `SSH_AUTH_INFO_0` from the PAM environment: how sshd authenticated
@@ -194,12 +192,12 @@ pub fn decide<C: PamContext, H: Helper>(
             service,
             user: user.clone(),
             rhost: rhost.clone(),
-            pid: ctx.pid(),
         },
+        // No pid: the helper takes the session's process from the
+        // socket's peer credentials (protocol version 2).
         Hook::CloseSession => Request::CloseSession {
             service,
             user: user.clone(),
-            pid: ctx.pid(),
         },
     };
     let helper = helper(&opts);
@@ -310,9 +308,6 @@ mod tests {
         }
         fn authtok(&self) -> Option<Secret> {
             self.password.map(|p| Secret::copy_from(p.as_bytes()))
-        }
-        fn pid(&self) -> u32 {
-            4242
         }
         fn log(&self, _: Level, message: &str) {
             self.logs.borrow_mut().push(message.to_owned());
@@ -577,5 +572,32 @@ mod tests {
             "no session opened after a refused key"
         );
         assert_eq!(publickey_of("password\npublickey  "), None);
+    }
+
+    /// A helper that keeps the bytes it would be sent.
+    struct Frames(RefCell<Vec<Vec<u8>>>);
+
+    impl Helper for &Frames {
+        fn ask(&self, request: &Request) -> Result<Reply, String> {
+            self.0.borrow_mut().push(request.encode().unwrap().to_vec());
+            ok()
+        }
+    }
+
+    #[test]
+    fn given_session_hooks_then_the_module_sends_version_2_with_no_claimed_pid() {
+        let frames = Frames(RefCell::new(Vec::new()));
+        let c = ctx("user-00112233aabb");
+        for hook in [Hook::OpenSession, Hook::CloseSession] {
+            assert_eq!(decide(hook, &c, &[], |_| &frames), Code::Success);
+        }
+        let sent = frames.0.borrow();
+        assert_eq!(sent.len(), 2);
+        for bytes in sent.iter() {
+            assert_eq!(bytes[0], codext_wire::PROTOCOL_VERSION);
+            assert_eq!(bytes[0], 2);
+            let got = codext_wire::Request::decode_any(bytes).unwrap();
+            assert_eq!(got.claimed_pid, None);
+        }
     }
 }

@@ -66,7 +66,7 @@ sandbox_test! {
         let threads = proc_status(pid, "Threads:");
         let fds = open_fds(pid);
         // Each bad input gets a refusal or a closed connection, never a crash.
-                assert_eq!(probe("garbage"), "reply BadRequest protocol version 104 is not supported (want 1)");
+                assert_eq!(probe("garbage"), "reply BadRequest protocol version 104 is not supported (want 2); pam_codext and codext-helper must come from one release");
         assert_eq!(probe("reply-as-request"), "reply BadRequest unknown message kind 0");
         assert_eq!(probe("oversized"), "closed");
         assert_eq!(probe("truncated"), "closed");
@@ -130,6 +130,52 @@ sandbox_test! {
 }
 
 /// Every text form the token could take.
+sandbox_test! {
+    fn given_an_old_module_or_a_lying_root_client_then_version_1_still_works_and_a_claimed_pid_never_keys_a_session() {
+        let w = World::new();
+        // A version-1 frame is answered, in version 1.
+        assert_eq!(probe("v1-ping"), "reply Ok pong");
+        let a = w.arm();
+        let mut held = w.hold_session(&a.user, &a.password, 1);
+        let pids = |w: &World| -> Vec<u64> {
+            w.state()["users"][a.user.as_str()]["sessions"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|s| s["pid"].as_u64()).collect())
+                .unwrap_or_default()
+        };
+        let real = pids(&w);
+        assert_eq!(real.len(), 1);
+        // A root client claiming to be the real session's sshd process
+        // cannot close that session: it closes its own (none).
+        let out = probe(&format!("v1-close:{}:{}", a.user, real[0]));
+        assert!(out.ends_with("reply Ok session closed"), "{out}");
+        assert_eq!(pids(&w), real, "a claimed pid closed someone else's session");
+        // Nor can it open one under another process's pid: the session is
+        // keyed on its own pid, which the kernel names.
+        let out = probe(&format!("v1-open:{}:4242", a.user));
+        assert!(out.ends_with("reply Ok session opened"), "{out}");
+        let me: u64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("probe pid "))
+            .and_then(|p| p.parse().ok())
+            .expect("the probe's pid");
+        let opened: Vec<u64> = w
+            .audit()
+            .iter()
+            .filter(|e| e["event"] == "session_open" && e["user"] == a.user.as_str())
+            .filter_map(|e| e["pid"].as_u64())
+            .collect();
+        assert_eq!(opened, vec![real[0], me], "sessions were opened under {opened:?}");
+        let log = std::fs::read_to_string(codext_tests::world::HELPER_LOG).unwrap();
+        assert!(log.contains("open_session claims pid 4242; the peer's pid is used"), "{log}");
+        // The probe has exited: its session is dropped, the real one stays.
+        wait_until(Duration::from_secs(10), "the probe's session to be dropped", || pids(&w) == real);
+        let _ = held.kill();
+        let _ = held.wait();
+        w.wait_removed(&a.user, a.uid);
+    }
+}
+
 fn encodings(token: &[u8]) -> Vec<(String, Vec<u8>)> {
     use data_encoding::{
         BASE32, BASE32_NOPAD, BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD, HEXLOWER, HEXUPPER,

@@ -5,9 +5,13 @@
 //! length), `truncated` (a frame cut short, then the peer goes quiet),
 //! `reply-as-request` (a reply frame sent as a request), `two` (two
 //! requests on one connection), `idle:N` (N connections that send nothing,
-//! held until the helper closes them). Test support only.
+//! held until the helper closes them), and, as a PAM module of the previous
+//! release would send them (protocol version 1, answered in version 1):
+//! `v1-ping`, `v1-open:USER:PID` and `v1-close:USER:PID` (a session request
+//! claiming to come from process PID; the probe prints its own pid first,
+//! `probe pid N`). Test support only.
 
-use codext_wire::{read_frame, Reply, Request};
+use codext_wire::{read_frame, Reply, Request, UserName, PROTOCOL_VERSION_1};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -27,9 +31,33 @@ fn ping() -> Vec<u8> {
     )
 }
 
-fn report(s: &mut UnixStream) {
+/// A version-1 request (the claimed pid goes at the end of a session
+/// request): `v1-ping`, `v1-open:USER:PID`, `v1-close:USER:PID`.
+fn v1(mode: &str) -> Option<Vec<u8>> {
+    let mut parts = mode.split(':');
+    let kind = parts.next()?;
+    if kind == "v1-ping" {
+        return Some(frame(&Request::Ping.encode_v1(0).ok()?));
+    }
+    let user = UserName::parse(parts.next()?).ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let service = "sshd".to_owned();
+    let req = match kind {
+        "v1-open" => Request::OpenSession {
+            service,
+            user,
+            rhost: "127.0.0.1".into(),
+        },
+        "v1-close" => Request::CloseSession { service, user },
+        _ => return None,
+    };
+    println!("probe pid {}", std::process::id());
+    Some(frame(&req.encode_v1(pid).ok()?))
+}
+
+fn report(s: &mut UnixStream, version: u8) {
     match read_frame(s) {
-        Ok(f) => match Reply::decode(&f) {
+        Ok(f) => match Reply::decode_in(&f, version) {
             Ok(r) => println!("reply {:?} {}", r.status, r.reason),
             Err(e) => println!("error decode: {e}"),
         },
@@ -85,14 +113,20 @@ fn main() {
         "truncated" => b"\x00\x00\x00\x40abc".to_vec(),
         "reply-as-request" => frame(&Reply::new(codext_wire::ReplyStatus::Ok, "ok").encode()),
         "two" => [ping(), ping()].concat(),
+        m if m.starts_with("v1-") => v1(m).unwrap_or_default(),
         _ => Vec::new(),
+    };
+    let version = if mode.starts_with("v1-") {
+        PROTOCOL_VERSION_1
+    } else {
+        codext_wire::PROTOCOL_VERSION
     };
     if s.write_all(&bytes).is_err() {
         println!("closed");
         return;
     }
-    report(&mut s);
+    report(&mut s, version);
     if mode == "two" {
-        report(&mut s);
+        report(&mut s, version);
     }
 }
