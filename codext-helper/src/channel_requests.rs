@@ -23,6 +23,7 @@
 
 use crate::config::Config;
 use crate::error::{HelperError, Result};
+use crate::ids::{Gid, Uid};
 use crate::ops::Helper;
 use crate::store::{Entry, Phase};
 use codext_core::channel_wire::{
@@ -116,7 +117,7 @@ fn serve(helper: &Helper) -> Result<()> {
         let Ok(mut stream) = stream else { continue };
         let _ = stream.set_read_timeout(Some(IDLE));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(3)));
-        let peer = getsockopt(&stream, PeerCredentials).map(|c| c.uid());
+        let peer = getsockopt(&stream, PeerCredentials).map(|c| Uid::from_raw(c.uid()));
         if peer != Ok(uid) {
             eprintln!("codext-helper: channel socket: refused a peer with uid {peer:?}");
             let reply =
@@ -147,7 +148,7 @@ fn serve(helper: &Helper) -> Result<()> {
 
 /// The socket: its folder root:`gid` 0750, itself root:`gid` 0660, with
 /// no window in which it exists with looser permissions.
-fn bind(path: &Path, gid: u32) -> Result<UnixListener> {
+fn bind(path: &Path, gid: Gid) -> Result<UnixListener> {
     let sys = HelperError::System;
     let dir = path
         .parent()
@@ -157,7 +158,7 @@ fn bind(path: &Path, gid: u32) -> Result<UnixListener> {
         .mode(0o750)
         .create(dir)
         .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
-    let group = Some(nix::unistd::Gid::from_raw(gid));
+    let group = Some(nix::unistd::Gid::from_raw(gid.as_raw()));
     nix::unistd::chown(dir, Some(nix::unistd::Uid::from_raw(0)), group)
         .map_err(|e| sys(format!("cannot chown {}: {e}", dir.display())))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))

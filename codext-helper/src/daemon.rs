@@ -20,6 +20,7 @@
 
 use crate::config::Config;
 use crate::error::{HelperError, Result};
+use crate::ids::Pid;
 use crate::ops::{Helper, Removal, Verdict};
 use crate::store::Entry;
 use codext_wire::{
@@ -260,7 +261,7 @@ fn spawn_watcher(d: Arc<Daemon>) {
                 if watched.contains_key(&key) {
                     continue;
                 }
-                match crate::sys::pidfd_open(s.pid) {
+                match crate::sys::pidfd_open(Pid::from_raw(s.pid)) {
                     // Opened, and still the same process (not a reused pid).
                     Ok(fd)
                         if s.start_time == 0
@@ -426,7 +427,7 @@ impl Daemon {
                 return;
             }
         }
-        let reply = self.dispatch(req, u32::try_from(pid).ok().filter(|p| *p > 0));
+        let reply = self.dispatch(req, Pid::from_kernel(pid));
         if let Err(e) = write_frame(&mut stream, &reply.encode_in(version)) {
             eprintln!("codext-helper: connection {n}: cannot reply: {e}");
             // The module never heard that the login succeeded: sshd denied
@@ -445,7 +446,7 @@ impl Daemon {
     /// `peer` is the connecting process, when the kernel could name it
     /// (`SO_PEERCRED` gives 0 for a process outside the helper's PID
     /// namespace).
-    fn dispatch(&self, req: Request, peer: Option<u32>) -> Reply {
+    fn dispatch(&self, req: Request, peer: Option<Pid>) -> Reply {
         match self.decide(&req, peer) {
             Ok(Verdict::Ok(why)) => Reply::new(ReplyStatus::Ok, why),
             Ok(Verdict::Denied(why)) => Reply::new(ReplyStatus::Denied, why),
@@ -470,7 +471,7 @@ impl Daemon {
         ok
     }
 
-    fn decide(&self, req: &Request, peer: Option<u32>) -> Result<Verdict> {
+    fn decide(&self, req: &Request, peer: Option<Pid>) -> Result<Verdict> {
         match req {
             Request::Ping => Ok(Verdict::Ok("pong")),
             Request::Authenticate {
@@ -539,13 +540,16 @@ impl Daemon {
                     );
                     return Ok(Verdict::Denied("session process not visible to the helper"));
                 };
-                self.helper.open_session(user, pid, rhost)
+                self.helper.open_session(user, pid.as_raw(), rhost)
             }
             Request::CloseSession { user, .. } => {
                 // Closing is always honoured: it can only lead to removal.
                 // It closes the caller's own session, never another's.
                 if let Some(pid) = peer {
-                    if let Some(r) = self.helper.close_session(user, pid, "session_close")? {
+                    if let Some(r) =
+                        self.helper
+                            .close_session(user, pid.as_raw(), "session_close")?
+                    {
                         self.schedule(r);
                     }
                 }

@@ -563,7 +563,9 @@ fn uid_check(r: &mut Report, cfg: &Config) {
     // /etc/passwd, and every NSS source (LDAP, sssd, userdb…) by uid.
     let mut held: Vec<(String, u32)> = crate::accounts::passwd_file_entries()
         .into_iter()
-        .filter(|(_, uid)| (min..=max).contains(uid))
+        .filter_map(|(name, uid)| {
+            Some((name, uid.as_raw())).filter(|(_, u)| (min..=max).contains(u))
+        })
         .collect();
     for uid in min..=max {
         if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {

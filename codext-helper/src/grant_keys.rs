@@ -270,7 +270,7 @@ impl Helper {
         for dir in crate::paths::SWEEP_ROOTS {
             swept.merge(accounts::sweep::remove_owned(
                 Path::new(dir),
-                entry.uid,
+                crate::ids::Uid::from_raw(entry.uid),
                 deadline,
             ));
         }

@@ -8,6 +8,13 @@
 //! by the unprivileged `codext-channel` process, which reaches the helper
 //! only through the channel socket ([`channel_requests`]): no HTTP or TLS
 //! code is linked here.
+//!
+//! `unsafe` is denied everywhere but in [`sys`], the one module of raw
+//! system calls (fork/setresuid for the killer, waitpid, pidfd_open,
+//! mlockall, setpriority), where every block names its contract in a
+//! `// SAFETY:` comment (`clippy::undocumented_unsafe_blocks` is denied for
+//! the workspace).
+#![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -20,10 +27,12 @@ pub mod daemon;
 pub mod doctor;
 pub mod error;
 pub mod grant_keys;
+pub mod ids;
 pub mod ops;
 pub mod paths;
 pub mod procfs;
 pub mod setup;
 pub mod store;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod userdb;

@@ -12,6 +12,7 @@ use crate::accounts::sweep::Sweep;
 use crate::audit::{Audit, Stranger};
 use crate::config::Config;
 use crate::error::{HelperError, Result};
+use crate::ids::Uid;
 use crate::store::{Entry, Locked, Phase, Quarantine, RemovalProgress, Renewal, Session, Store};
 use crate::userdb;
 use codext_core::encoding::{hex, hex_decode};
@@ -159,9 +160,11 @@ impl Helper {
             created = true;
             public
         };
-        let gid = accounts::ensure_group(&self.cfg.accounts.group)?;
+        let gid = accounts::ensure_group(&self.cfg.accounts.group)?.as_raw();
         let a = &self.cfg.accounts;
-        let (killer_uid, _) = accounts::ensure_killer(&a.killer_user, (a.uid_min, a.uid_max))?;
+        let killer_uid = accounts::ensure_killer(&a.killer_user, (a.uid_min, a.uid_max))?
+            .0
+            .as_raw();
         // [channel] hook: the DigitalOcean channel process's own user.
         crate::channel_requests::ensure_channel_user(&self.cfg)?;
         self.log("init", json!({"fingerprint": public.fingerprint().to_string(), "created": created, "gid": gid, "killer_uid": killer_uid}));
@@ -189,12 +192,14 @@ impl Helper {
         client.require_bits(MIN_AGENT_BITS, "agent")?;
         let server = PrivateKey::load(&self.cfg.server_key)
             .map_err(|e| HelperError::Config(format!("{e} (run `codext-helper init` first)")))?;
-        let gid = accounts::lookup_group(&self.cfg.accounts.group)?.ok_or_else(|| {
-            HelperError::Config(format!(
-                "group {} does not exist: run `codext-helper init` first",
-                self.cfg.accounts.group
-            ))
-        })?;
+        let gid = accounts::lookup_group(&self.cfg.accounts.group)?
+            .ok_or_else(|| {
+                HelperError::Config(format!(
+                    "group {} does not exist: run `codext-helper init` first",
+                    self.cfg.accounts.group
+                ))
+            })?
+            .as_raw();
         let host_keys = hostkeys::fingerprints(&self.cfg.host_key_dir, &self.cfg.host_keys)?;
         let now = time::now();
         let expires_at = now + ttl.unwrap_or(self.cfg.ttl.puzzle).as_secs().max(1);
@@ -330,7 +335,7 @@ impl Helper {
             let uid = min + (start - min + i) % span;
             let in_state = locked.state.users.values().any(|e| e.uid == uid)
                 || locked.state.quarantine.contains_key(&uid);
-            if !in_state && !known.uid_taken(uid) {
+            if !in_state && !known.uid_taken(Uid::from_raw(uid)) {
                 locked.state.next_uid = Some(if uid == max { min } else { uid + 1 });
                 return Ok(uid);
             }
@@ -939,7 +944,11 @@ impl Helper {
             let _accounts = self.store.lock_accounts()?;
             accounts::delete_record(entry, timeout)?
         };
-        let swept = accounts::sweep_leftovers(entry.uid, &entry.home, self.cfg.limits.sweep_time);
+        let swept = accounts::sweep_leftovers(
+            Uid::from_raw(entry.uid),
+            &entry.home,
+            self.cfg.limits.sweep_time,
+        );
         if swept.unfinished {
             return Err(HelperError::Account(format!(
                 "the sweep of uid {}'s files did not finish within {}s ({} removed so far); the reaper continues",
@@ -963,7 +972,8 @@ impl Helper {
             .map(|(u, q)| (*u, q.clone()))
             .collect();
         for (uid, q) in held {
-            let swept = accounts::sweep_leftovers(uid, &q.home, self.cfg.limits.sweep_time);
+            let swept =
+                accounts::sweep_leftovers(Uid::from_raw(uid), &q.home, self.cfg.limits.sweep_time);
             let mut locked = self.store.lock()?;
             if swept.is_clean() {
                 locked.state.quarantine.remove(&uid);

@@ -10,6 +10,7 @@
 //! ([`visibility_problem`]) instead of removing accounts whose processes
 //! keep running.
 
+use crate::ids::{Pid, Uid};
 use crate::sys::IpcIds;
 
 /// The options of the `/proc` mount that matter here.
@@ -150,12 +151,12 @@ pub fn check_visibility() -> Result<(), String> {
 
 /// pids of every process whose real, effective, saved or filesystem uid is
 /// `uid` (zombies included: `userdel` counts them too).
-pub fn processes_of(uid: u32) -> Vec<u32> {
+pub fn processes_of(uid: Uid) -> Vec<Pid> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()))
         .filter(|pid| {
             let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
                 return false;
@@ -170,7 +171,7 @@ pub fn processes_of(uid: u32) -> Vec<u32> {
 }
 
 /// The System V IPC objects whose owner or creator is `uid`.
-pub fn ipc_of(uid: u32) -> IpcIds {
+pub fn ipc_of(uid: Uid) -> IpcIds {
     let read = |kind: &str| {
         std::fs::read_to_string(format!("/proc/sysvipc/{kind}"))
             .map(|t| ipc_ids_in(&t, uid))
@@ -185,7 +186,7 @@ pub fn ipc_of(uid: u32) -> IpcIds {
 
 /// Ids in one `/proc/sysvipc/*` table whose `uid` or `cuid` column is
 /// `uid` (columns are found by name from the header line).
-pub fn ipc_ids_in(table: &str, uid: u32) -> Vec<i32> {
+pub fn ipc_ids_in(table: &str, uid: Uid) -> Vec<i32> {
     let mut lines = table.lines();
     let Some(header) = lines.next() else {
         return Vec::new();
@@ -204,7 +205,7 @@ pub fn ipc_ids_in(table: &str, uid: u32) -> Vec<i32> {
             let f: Vec<&str> = l.split_whitespace().collect();
             let owned = [u, cu]
                 .iter()
-                .any(|&c| f.get(c).and_then(|v| v.parse::<u32>().ok()) == Some(uid));
+                .any(|&c| f.get(c).and_then(|v| v.parse::<Uid>().ok()) == Some(uid));
             owned.then(|| f.get(id)?.parse().ok()).flatten()
         })
         .collect()
@@ -289,11 +290,11 @@ mod tests {
                    0x00000000      32769   600                 1024  100   0     0 59001 59000 59001 59000 0 0 0 4096 0\n\
                    0x00000001      32770   600                 1024  100   0     0 1000 1000 59001 59000 0 0 0 4096 0\n\
                    0x00000002      32771   600                 1024  100   0     0 1000 1000 1000 1000 0 0 0 4096 0\n";
-        assert_eq!(ipc_ids_in(shm, 59001), vec![32769, 32770]);
+        assert_eq!(ipc_ids_in(shm, Uid::from_raw(59001)), vec![32769, 32770]);
         let msg = "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime\n\
                    0x1   5   644  0 0 0 0 59002 59000 59002 59000 0 0 0\n";
-        assert_eq!(ipc_ids_in(msg, 59002), vec![5]);
-        assert!(ipc_ids_in("", 1).is_empty());
-        assert!(ipc_ids_in("no columns here\n1 2 3\n", 1).is_empty());
+        assert_eq!(ipc_ids_in(msg, Uid::from_raw(59002)), vec![5]);
+        assert!(ipc_ids_in("", Uid::from_raw(1)).is_empty());
+        assert!(ipc_ids_in("no columns here\n1 2 3\n", Uid::from_raw(1)).is_empty());
     }
 }

@@ -38,6 +38,7 @@
 //! watched through a pidfd with a deadline; past it the child is killed by
 //! root (which nothing can prevent) and the caller is told.
 
+use crate::ids::{Gid, Pid, Uid};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -69,11 +70,11 @@ impl IpcIds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KillerIds {
     /// The temporary user's uid (U).
-    pub target: u32,
+    pub target: Uid,
     /// The killer account's uid (X).
-    pub killer_uid: u32,
+    pub killer_uid: Uid,
     /// The killer account's gid.
-    pub killer_gid: u32,
+    pub killer_gid: Gid,
 }
 
 /// Forks a killer (see the module docs) that sends `SIGKILL` to every
@@ -86,12 +87,14 @@ pub fn kill_all_as(ids: KillerIds, ipc: &IpcIds, deadline: Duration) -> io::Resu
         killer_uid,
         killer_gid,
     } = ids;
-    if target == 0 || killer_uid == 0 || killer_gid == 0 || target == killer_uid {
+    if target.is_root() || killer_uid.is_root() || killer_gid.is_root() || target == killer_uid {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "refusing to run a killer with root or identical uids",
         ));
     }
+    let (target, killer_uid, killer_gid) =
+        (target.as_raw(), killer_uid.as_raw(), killer_gid.as_raw());
     let _one = KILLER
         .lock()
         .map_err(|_| io::Error::other("killer lock poisoned"))?;
@@ -132,6 +135,7 @@ pub fn kill_all_as(ids: KillerIds, ipc: &IpcIds, deadline: Duration) -> io::Resu
             libc::_exit(0);
         }
     }
+    let pid = Pid::from_kernel(pid).ok_or_else(|| io::Error::other("fork returned no pid"))?;
     match wait_pid(pid, deadline)? {
         Waited::Exited(0) => Ok(()),
         Waited::Exited(code) => Err(io::Error::other(format!(
@@ -163,8 +167,11 @@ pub enum Waited {
 
 /// Waits for our child `pid` until `deadline` has passed; then `SIGKILL`s
 /// it (as root: nothing can block that) and reaps it.
-pub fn wait_pid(pid: libc::pid_t, deadline: Duration) -> io::Result<Waited> {
-    let pidfd = pidfd_open(u32::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?)?;
+pub fn wait_pid(child: Pid, deadline: Duration) -> io::Result<Waited> {
+    let pid = child
+        .as_pid_t()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pidfd = pidfd_open(child)?;
     let killed = !wait_readable(&pidfd, deadline)?;
     if killed {
         // SAFETY: `pid` is our own unreaped child (the pidfd above pins
@@ -221,9 +228,10 @@ pub fn wait_readable(fd: &impl AsFd, limit: Duration) -> io::Result<bool> {
 /// `pidfd_open(2)`: a descriptor that becomes readable when `pid` exits,
 /// so the helper notices a dead sshd monitor at once and waits for its
 /// children with a deadline. (Linux ≥ 5.3.)
-pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    let pid = pid
+        .as_pid_t()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // or -1; no pointers are involved.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

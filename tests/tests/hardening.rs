@@ -129,7 +129,6 @@ sandbox_test! {
     }
 }
 
-/// Every text form the token could take.
 sandbox_test! {
     fn given_an_old_module_or_a_lying_root_client_then_version_1_still_works_and_a_claimed_pid_never_keys_a_session() {
         let w = World::new();
@@ -176,6 +175,7 @@ sandbox_test! {
     }
 }
 
+/// Every text form the token could take.
 fn encodings(token: &[u8]) -> Vec<(String, Vec<u8>)> {
     use data_encoding::{
         BASE32, BASE32_NOPAD, BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD, HEXLOWER, HEXUPPER,

@@ -4,9 +4,10 @@
 //! account it did not create.
 
 use crate::error::{HelperError, Result};
+use crate::ids::{Gid, Uid};
 use crate::store::Entry;
 use crate::sys::KillerIds;
-use nix::unistd::{Group, Uid, User};
+use nix::unistd::{Group, User};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ pub mod tools;
 use tools::{GROUPADD, USERADD, USERDEL};
 
 /// The gid of `group`, creating it as a system group if it does not exist.
-pub fn ensure_group(group: &str) -> Result<u32> {
+pub fn ensure_group(group: &str) -> Result<Gid> {
     if let Some(g) = lookup_group(group)? {
         return Ok(g);
     }
@@ -38,9 +39,9 @@ pub fn ensure_group(group: &str) -> Result<u32> {
 }
 
 /// The gid of `group`, if it exists.
-pub fn lookup_group(group: &str) -> Result<Option<u32>> {
+pub fn lookup_group(group: &str) -> Result<Option<Gid>> {
     Group::from_name(group)
-        .map(|g| g.map(|g| g.gid.as_raw()))
+        .map(|g| g.map(|g| Gid::from_raw(g.gid.as_raw())))
         .map_err(|e| HelperError::System(format!("cannot look up group {group}: {e}")))
 }
 
@@ -49,7 +50,7 @@ pub fn lookup_group(group: &str) -> Result<Option<u32>> {
 /// file is read once per snapshot).
 #[derive(Debug)]
 pub struct Known {
-    passwd: Vec<(String, u32)>,
+    passwd: Vec<(String, Uid)>,
 }
 
 impl Known {
@@ -61,9 +62,11 @@ impl Known {
     }
 
     /// True when NSS or `/etc/passwd` knows `uid`.
-    pub fn uid_taken(&self, uid: u32) -> bool {
-        !matches!(User::from_uid(Uid::from_raw(uid)), Ok(None))
-            || self.passwd.iter().any(|(_, u)| *u == uid)
+    pub fn uid_taken(&self, uid: Uid) -> bool {
+        !matches!(
+            User::from_uid(nix::unistd::Uid::from_raw(uid.as_raw())),
+            Ok(None)
+        ) || self.passwd.iter().any(|(_, u)| *u == uid)
     }
 
     /// True when NSS or `/etc/passwd` knows `name`.
@@ -73,7 +76,7 @@ impl Known {
 }
 
 /// `(name, uid)` of every line of `/etc/passwd`.
-pub fn passwd_file_entries() -> Vec<(String, u32)> {
+pub fn passwd_file_entries() -> Vec<(String, Uid)> {
     let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
         return Vec::new();
     };
@@ -163,13 +166,13 @@ pub fn verify_created(entry: &Entry) -> Result<()> {
 pub fn is_ours_on_disk(entry: &Entry) -> bool {
     passwd_file_entries()
         .iter()
-        .any(|(n, u)| n == &entry.user && *u == entry.uid)
+        .any(|(n, u)| n == &entry.user && u.as_raw() == entry.uid)
 }
 
 /// The killer's uid and gid: a locked system account in `/etc/passwd`,
 /// created by `init` (see [`crate::sys`] for why it must exist and be used
 /// by nothing else).
-pub fn killer_ids(name: &str) -> Result<(u32, u32)> {
+pub fn killer_ids(name: &str) -> Result<(Uid, Gid)> {
     let line = std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|t| {
@@ -183,13 +186,15 @@ pub fn killer_ids(name: &str) -> Result<(u32, u32)> {
             ))
         })?;
     let mut f = line.split(':').skip(2);
-    let (Some(Ok(uid)), Some(Ok(gid))) = (f.next().map(str::parse), f.next().map(str::parse))
-    else {
+    let (Some(Ok(uid)), Some(Ok(gid))) = (
+        f.next().map(str::parse::<Uid>),
+        f.next().map(str::parse::<Gid>),
+    ) else {
         return Err(HelperError::Config(format!(
             "/etc/passwd line of {name} is malformed"
         )));
     };
-    if uid == 0 || gid == 0 {
+    if uid.is_root() || gid.is_root() {
         return Err(HelperError::Config(format!(
             "the killer account {name} must not have uid or gid 0"
         )));
@@ -199,7 +204,7 @@ pub fn killer_ids(name: &str) -> Result<(u32, u32)> {
 
 /// Creates the killer account if it is missing: a system user with its own
 /// group, no home, no shell, a locked password, no sub-ids.
-pub fn ensure_killer(name: &str, range: (u32, u32)) -> Result<(u32, u32)> {
+pub fn ensure_killer(name: &str, range: (u32, u32)) -> Result<(Uid, Gid)> {
     ensure_system_account(name, "codext killer (never logs in)", range)
 }
 
@@ -207,7 +212,7 @@ pub fn ensure_killer(name: &str, range: (u32, u32)) -> Result<(u32, u32)> {
 /// password locked) unless it exists, and checks it is outside `range`
 /// and has no usable password: the killer, and the channel process's
 /// user (`codext-channel`, never logs in either).
-pub fn ensure_system_account(name: &str, comment: &str, range: (u32, u32)) -> Result<(u32, u32)> {
+pub fn ensure_system_account(name: &str, comment: &str, range: (u32, u32)) -> Result<(Uid, Gid)> {
     if killer_ids(name).is_err() {
         let out = tools::run(
             USERADD,
@@ -238,7 +243,7 @@ pub fn ensure_system_account(name: &str, comment: &str, range: (u32, u32)) -> Re
         }
     }
     let (uid, gid) = killer_ids(name)?;
-    if (range.0..=range.1).contains(&uid) {
+    if (range.0..=range.1).contains(&uid.as_raw()) {
         return Err(HelperError::Config(format!(
             "the system account {name} has uid {uid}, inside the temporary users' range"
         )));
@@ -283,10 +288,10 @@ pub fn check_ours(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
 }
 
 /// Step one of a removal: every process and IPC object of the uid ends.
-pub fn kill(entry: &Entry, killer: (u32, u32), deadline: Duration) -> Result<()> {
+pub fn kill(entry: &Entry, killer: (Uid, Gid), deadline: Duration) -> Result<()> {
     kill::kill_everything(
         KillerIds {
-            target: entry.uid,
+            target: Uid::from_raw(entry.uid),
             killer_uid: killer.0,
             killer_gid: killer.1,
         },
@@ -339,7 +344,7 @@ pub fn delete_record(entry: &Entry, deadline: Duration) -> Result<Option<String>
 pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
     sweep::remove_owned(
         Path::new("/var/spool/cron"),
-        entry.uid,
+        Uid::from_raw(entry.uid),
         Instant::now() + budget,
     )
 }
@@ -347,7 +352,7 @@ pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
 /// Step three: what the uid left outside the account record — its home if
 /// `userdel` could not remove it, and its files in every folder a user may
 /// write to ([`crate::paths::SWEEP_ROOTS`]) — within `budget`.
-pub fn sweep_leftovers(uid: u32, home: &Path, budget: Duration) -> sweep::Sweep {
+pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep {
     let deadline = Instant::now() + budget;
     let mut report = sweep::remove_owned_tree(home, uid, deadline);
     for dir in crate::paths::SWEEP_ROOTS {

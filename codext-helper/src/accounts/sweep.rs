@@ -16,6 +16,7 @@
 //! * **Leftovers are a failure**: anything of the uid that could not be
 //!   removed is reported, and the caller quarantines the uid.
 
+use crate::ids::Uid;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 use nix::unistd::UnlinkatFlags;
@@ -115,12 +116,12 @@ fn is_dir(st: &FileStat) -> bool {
 
 /// Deletes, below `root`, every entry owned by `uid` (with everything
 /// inside a folder of the uid); stops at `deadline`.
-pub fn remove_owned(root: &Path, uid: u32, deadline: Instant) -> Sweep {
+pub fn remove_owned(root: &Path, uid: Uid, deadline: Instant) -> Sweep {
     walk(root, uid, deadline, false)
 }
 
 /// The walker: `all` when everything below `root` goes.
-fn walk(root: &Path, uid: u32, deadline: Instant, all: bool) -> Sweep {
+fn walk(root: &Path, uid: Uid, deadline: Instant, all: bool) -> Sweep {
     let mut report = Sweep::default();
     let Ok(croot) = CString::new(root.as_os_str().as_bytes()) else {
         return report;
@@ -194,7 +195,7 @@ fn walk(root: &Path, uid: u32, deadline: Instant, all: bool) -> Sweep {
         ) else {
             continue;
         };
-        let mine = all || st.st_uid == uid;
+        let mine = all || st.st_uid == uid.as_raw();
         if is_dir(&st) {
             let Ok(fd) = open_dir(Some(cur.as_raw_fd()), &name) else {
                 if mine {
@@ -248,7 +249,7 @@ fn walk(root: &Path, uid: u32, deadline: Instant, all: bool) -> Sweep {
 
 /// Removes `path` entirely if it is owned by `uid` (a home `userdel`
 /// could not remove); never follows a symlink.
-pub fn remove_owned_tree(path: &Path, uid: u32, deadline: Instant) -> Sweep {
+pub fn remove_owned_tree(path: &Path, uid: Uid, deadline: Instant) -> Sweep {
     let mut report = Sweep::default();
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return report;
@@ -269,7 +270,7 @@ pub fn remove_owned_tree(path: &Path, uid: u32, deadline: Instant) -> Sweep {
     ) else {
         return report;
     };
-    if st.st_uid != uid {
+    if st.st_uid != uid.as_raw() {
         return report;
     }
     if !is_dir(&st) {

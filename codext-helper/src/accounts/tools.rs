@@ -4,6 +4,7 @@
 //! reported, never waited for without end.
 
 use crate::error::{HelperError, Result};
+use crate::ids::Pid;
 use crate::sys::{self, Waited};
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -72,7 +73,7 @@ pub fn run(program: &str, args: &[&str], deadline: Duration) -> Result<ToolRun> 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| cannot(&e))?;
-    let pid = libc::pid_t::try_from(child.id()).map_err(|e| cannot(&e))?;
+    let pid = Pid::from_raw(child.id());
     // Collect stderr while waiting, without ever blocking on it: a tool
     // that fills the pipe must not stall, and one that leaves the pipe
     // open must not stall the helper.
@@ -80,7 +81,7 @@ pub fn run(program: &str, args: &[&str], deadline: Duration) -> Result<ToolRun> 
     let mut stderr = Vec::new();
     if let Some(mut pipe) = child.stderr.take() {
         sys::set_nonblocking(&pipe).map_err(|e| cannot(&e))?;
-        let pidfd = sys::pidfd_open(child.id()).map_err(|e| cannot(&e))?;
+        let pidfd = sys::pidfd_open(pid).map_err(|e| cannot(&e))?;
         loop {
             let mut buf = [0u8; 1024];
             match pipe.read(&mut buf) {

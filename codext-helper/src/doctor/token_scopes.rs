@@ -48,7 +48,7 @@ pub(super) fn check(r: &mut Report, cfg: &Config, token: &Zeroizing<String>) {
         // The channel-user check above already failed with its advice.
         return;
     };
-    let lines = match probe(&binary, cfg, uid, gid, token) {
+    let lines = match probe(&binary, cfg, uid.as_raw(), gid.as_raw(), token) {
         Ok(lines) => lines,
         Err(why) => {
             r.fail(
@@ -106,7 +106,7 @@ fn probe(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start: {e}"))?;
-    let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
+    let pid = crate::ids::Pid::from_raw(child.id());
     if let Some(mut stdin) = child.stdin.take() {
         // A child that exits early closes the pipe: its stderr says why.
         let _ = stdin.write_all(token.as_bytes());
