@@ -668,8 +668,8 @@ impl Audit {
                 }
             }
             if stuck {
-                eprintln!(
-                    "codext-helper: the system log is not keeping up; {} audit line copies dropped so far (the trail has them all)",
+                crate::log::warn!(
+                    "the system log is not keeping up; {} audit line copies dropped so far (the trail has them all)",
                     sys.dropped.load(Ordering::Relaxed)
                 );
             }

@@ -24,6 +24,7 @@
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::ids::{Gid, Uid};
+use crate::log::{error, info, warn};
 use crate::ops::Helper;
 use crate::store::{Entry, Phase};
 use codext_core::channel_wire::{
@@ -75,7 +76,7 @@ pub fn spawn(helper: Helper) {
         .stack_size(256 * 1024)
         .spawn(move || loop {
             if let Err(e) = serve(&helper) {
-                eprintln!("codext-helper: channel socket not served: {e}");
+                error!("channel socket not served: {e}");
             }
             std::thread::sleep(
                 helper
@@ -103,8 +104,8 @@ fn serve(helper: &Helper) -> Result<()> {
         ))
     })?;
     let listener = bind(&d.channel_socket, gid)?;
-    eprintln!(
-        "codext-helper: channel socket on {} for uid {uid}",
+    info!(
+        "channel socket on {} for uid {uid}",
         d.channel_socket.display()
     );
     let shared = Arc::new(Shared {
@@ -119,7 +120,10 @@ fn serve(helper: &Helper) -> Result<()> {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(3)));
         let peer = getsockopt(&stream, PeerCredentials).map(|c| Uid::from_raw(c.uid()));
         if peer != Ok(uid) {
-            eprintln!("codext-helper: channel socket: refused a peer with uid {peer:?}");
+            match &peer {
+                Ok(uid) => warn!("channel socket: refused a peer with uid {uid}"),
+                Err(e) => warn!("channel socket: refused a peer without credentials ({e})"),
+            }
             let reply =
                 Reply::refused(Refusal::Foreign, "this socket serves the channel user only");
             let _ = write_frame(&mut stream, &reply.encode());
@@ -181,10 +185,7 @@ impl Shared {
             let reply = if !self.take_token() {
                 let n = self.limited.fetch_add(1, Ordering::Relaxed);
                 if n % 1000 == 0 {
-                    eprintln!(
-                        "codext-helper: channel socket: rate limit hit ({} so far)",
-                        n + 1
-                    );
+                    warn!("channel socket: rate limit hit ({} so far)", n + 1);
                 }
                 Reply::refused(Refusal::RateLimited, "too many requests; slow down")
             } else {
@@ -212,7 +213,7 @@ impl Shared {
                         )
                     }
                     Ok(req) => self.dispatch(req).unwrap_or_else(|e| {
-                        eprintln!("codext-helper: channel socket: {e}");
+                        error!("channel socket: {e}");
                         Reply::refused(Refusal::Failed, "helper error")
                     }),
                 }

@@ -7,6 +7,7 @@
 
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::{HelperError, Result};
+use crate::log::{error, warn};
 use crate::ops::Helper;
 use clap::{Parser, Subcommand};
 use codext_core::keys::PublicKey;
@@ -162,10 +163,15 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // The daemon's stderr is the journal (or a collector): its lines carry
+    // their priority. A verb's carry it only when its stderr is the journal.
+    crate::log::set_priority_prefix(
+        matches!(cli.command, Command::Serve) || crate::log::stderr_is_journal(),
+    );
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("codext-helper: {e}");
+            error!("{e}");
             e.exit_code()
         }
     }
@@ -177,6 +183,9 @@ fn print_json(v: &serde_json::Value) {
 
 fn run(cli: Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
+    if let Some(why) = crate::log::set_level(cfg.log_level) {
+        warn!("{why}");
+    }
     if let Command::Serve = cli.command {
         return crate::daemon::serve(cfg);
     }
@@ -195,7 +204,7 @@ fn run(cli: Cli) -> Result<()> {
         );
         if !r.warnings.is_empty() {
             for w in &r.warnings {
-                eprintln!("codext-helper: warning: {w}");
+                warn!("{w}");
             }
             return Err(HelperError::AuditGaps(format!(
                 "the chain links, but {} recover{} could not rule out lost entries",

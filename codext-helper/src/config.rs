@@ -35,6 +35,9 @@ pub struct Config {
     pub host_keys: Vec<PathBuf>,
     /// PAM services allowed to use the daemon (checked by the daemon too).
     pub pam_services: Vec<String>,
+    /// Lowest level of the daemon's stderr lines kept: `error`, `warning`,
+    /// `info` or `debug` (every connection); `CODEXT_LOG_LEVEL` overrides it.
+    pub log_level: crate::log::Level,
     /// Temporary accounts.
     pub accounts: Accounts,
     /// Attempt and rate limits.
@@ -225,6 +228,7 @@ impl Default for Config {
             host_key_dir: PathBuf::from("/etc/ssh"),
             host_keys: Vec::new(),
             pam_services: vec!["sshd".into()],
+            log_level: crate::log::Level::Info,
             accounts: Accounts::default(),
             limits: Limits::default(),
             ttl: Ttl::default(),
@@ -540,6 +544,7 @@ mod tests {
             ("[audit]\nsummary_window = \"2h\"", "summary_window"),
             ("[audit]\nsummary_sources = 0", "summary_sources"),
             ("version = ", "invalid"),
+            ("log_level = \"loud\"", "unknown variant"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(

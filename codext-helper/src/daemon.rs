@@ -21,10 +21,11 @@
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::ids::Pid;
+use crate::log::{debug, error, info, warn};
 use crate::ops::{Helper, Removal, Verdict};
 use crate::store::Entry;
 use codext_wire::{
-    read_frame, write_frame, Received, Reply, ReplyStatus, Request, PROTOCOL_VERSION,
+    read_frame, write_frame, FrameError, Received, Reply, ReplyStatus, Request, PROTOCOL_VERSION,
     PROTOCOL_VERSION_1,
 };
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -64,10 +65,10 @@ struct Daemon {
 pub fn serve(cfg: Config) -> Result<()> {
     // Never dumped, never swapped: passwords pass through this process.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        eprintln!("codext-helper: cannot mark the process non-dumpable: {e}");
+        warn!("cannot mark the process non-dumpable: {e}");
     }
     if let Err(e) = crate::sys::lock_memory() {
-        eprintln!("codext-helper: cannot lock memory ({e}); secrets could reach swap");
+        warn!("cannot lock memory ({e}); secrets could reach swap");
     }
     // Removal judges "nothing left" from /proc: it must show everything.
     crate::procfs::check_visibility()
@@ -90,7 +91,7 @@ pub fn serve(cfg: Config) -> Result<()> {
     spawn_creator(daemon.helper.clone(), crx);
     match daemon.helper.reconcile(codext_core::time::now()) {
         Ok(removals) => removals.into_iter().for_each(|r| daemon.schedule(r)),
-        Err(e) => eprintln!("codext-helper: reconciling at start: {e}"),
+        Err(e) => error!("reconciling at start: {e}"),
     }
     spawn_reaper(Arc::clone(&daemon));
     spawn_watcher(Arc::clone(&daemon));
@@ -99,23 +100,20 @@ pub fn serve(cfg: Config) -> Result<()> {
     if daemon.helper.cfg.digitalocean.enabled {
         crate::channel_requests::spawn(daemon.helper.clone());
     }
-    eprintln!(
-        "codext-helper: listening on {}",
-        daemon.helper.cfg.socket.display()
-    );
+    info!("listening on {}", daemon.helper.cfg.socket.display());
     // Type=notify: READY only now that the socket listens, so the unit's
     // Before=ssh.service means sshd never starts with the helper unreachable.
     // (No-op without NOTIFY_SOCKET. The variable stays: removing it from a
     // process whose threads already run would race with them, and every
     // program the helper runs gets a cleared environment anyway.)
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        eprintln!("codext-helper: cannot notify systemd: {e}");
+        warn!("cannot notify systemd: {e}");
     }
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("codext-helper: accept failed: {e}");
+                error!("accept failed: {e}");
                 continue;
             }
         };
@@ -125,21 +123,21 @@ pub fn serve(cfg: Config) -> Result<()> {
         let pid = match getsockopt(&stream, PeerCredentials) {
             Ok(c) if c.uid() == 0 => c.pid(),
             Ok(c) => {
-                eprintln!(
-                    "codext-helper: connection {n}: refused peer pid {} uid {} (only root may use this socket)",
+                warn!(
+                    "connection {n}: refused peer pid {} uid {} (only root may use this socket)",
                     c.pid(),
                     c.uid()
                 );
                 continue;
             }
             Err(e) => {
-                eprintln!("codext-helper: connection {n}: no peer credentials ({e}); closed");
+                warn!("connection {n}: no peer credentials ({e}); closed");
                 continue;
             }
         };
         let d = Arc::clone(&daemon);
         if !d.take_slot() {
-            eprintln!("codext-helper: connection {n}: no free slot within {SLOT_WAIT:?}; closed");
+            warn!("connection {n}: no free slot within {SLOT_WAIT:?}; closed");
             continue;
         }
         let spawned = thread("conn").spawn(move || {
@@ -153,7 +151,7 @@ pub fn serve(cfg: Config) -> Result<()> {
         });
         if let Err(e) = spawned {
             daemon.release_slot();
-            eprintln!("codext-helper: cannot start a connection thread: {e}");
+            error!("cannot start a connection thread: {e}");
         }
     }
     Ok(())
@@ -219,7 +217,7 @@ fn spawn_worker(helper: Helper, rx: Receiver<String>) {
     let _ = thread("removals").spawn(move || {
         for user in rx {
             if let Err(e) = helper.remove_account(&user) {
-                eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
+                error!("removing {user}: {e} (the reaper retries)");
             }
         }
     });
@@ -229,7 +227,7 @@ fn spawn_reaper(d: Arc<Daemon>) {
     let _ = thread("reaper").spawn(move || loop {
         std::thread::sleep(d.helper.cfg.limits.reaper_interval);
         if let Err(e) = d.helper.recheck_quarantine() {
-            eprintln!("codext-helper: quarantine: {e}");
+            error!("quarantine: {e}");
         }
         match d.helper.reap(codext_core::time::now()) {
             Ok(removals) => {
@@ -237,7 +235,7 @@ fn spawn_reaper(d: Arc<Daemon>) {
                     d.schedule(r);
                 }
             }
-            Err(e) => eprintln!("codext-helper: reaper: {e}"),
+            Err(e) => error!("reaper: {e}"),
         }
     });
 }
@@ -293,7 +291,7 @@ fn spawn_watcher(d: Arc<Daemon>) {
                 match d.helper.close_session(&user, pid, "session_lost") {
                     Ok(Some(r)) => d.schedule(r),
                     Ok(None) => {}
-                    Err(e) => eprintln!("codext-helper: watcher: {e}"),
+                    Err(e) => error!("watcher: {e}"),
                 }
             }
         }
@@ -368,14 +366,20 @@ impl Daemon {
         let frame = match read_frame(&mut stream) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("codext-helper: connection {n} (pid {}): {e}", pid);
+                // A peer that connects and closes without a word (a
+                // readiness check) is not worth a warning.
+                if matches!(e, FrameError::Truncated) {
+                    debug!("connection {n} (pid {pid}): {e}");
+                } else {
+                    warn!("connection {n} (pid {pid}): {e}");
+                }
                 return;
             }
         };
         let received = match Request::decode_any(&frame) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("codext-helper: connection {n} (pid {pid}): bad request: {e}");
+                warn!("connection {n} (pid {pid}): bad request: {e}");
                 // A module of the previous release reads only its version.
                 let version = match frame.first() {
                     Some(&PROTOCOL_VERSION_1) => PROTOCOL_VERSION_1,
@@ -394,8 +398,8 @@ impl Daemon {
             request: req,
             claimed_pid,
         } = received;
-        eprintln!(
-            "codext-helper: connection {n} (pid {pid}): {} (protocol {version})",
+        debug!(
+            "connection {n} (pid {pid}): {} (protocol {version})",
             req.kind_name()
         );
         // The session's process is the peer the kernel names. A version-1
@@ -404,8 +408,8 @@ impl Daemon {
         // different PID namespaces, where the claim means nothing here);
         // a different one is only logged.
         if let Some(claimed) = claimed_pid.filter(|c| i64::from(*c) != i64::from(pid)) {
-            eprintln!(
-                "codext-helper: connection {n} (pid {pid}): {} claims pid {claimed}; the peer's pid is used",
+            warn!(
+                "connection {n} (pid {pid}): {} claims pid {claimed}; the peer's pid is used",
                 req.kind_name()
             );
         }
@@ -429,7 +433,7 @@ impl Daemon {
         }
         let reply = self.dispatch(req, Pid::from_kernel(pid));
         if let Err(e) = write_frame(&mut stream, &reply.encode_in(version)) {
-            eprintln!("codext-helper: connection {n}: cannot reply: {e}");
+            warn!("connection {n}: cannot reply: {e}");
             // The module never heard that the login succeeded: sshd denied
             // it, so the account just made must not stay.
             if let (Some((user, _)), ReplyStatus::Ok) = (&login, reply.status) {
@@ -437,7 +441,7 @@ impl Daemon {
                     .helper
                     .revoke(user, "the PAM module did not get the answer")
                 {
-                    eprintln!("codext-helper: revoking {user}: {e}");
+                    error!("revoking {user}: {e}");
                 }
             }
         }
@@ -452,7 +456,7 @@ impl Daemon {
             Ok(Verdict::Denied(why)) => Reply::new(ReplyStatus::Denied, why),
             Ok(Verdict::CreateAccount(_)) => Reply::new(ReplyStatus::Unavailable, "internal error"),
             Err(e) => {
-                eprintln!("codext-helper: {} failed: {e}", req.kind_name());
+                error!("{} failed: {e}", req.kind_name());
                 Reply::new(ReplyStatus::Unavailable, "helper error")
             }
         }

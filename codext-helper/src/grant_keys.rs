@@ -169,7 +169,7 @@ impl Helper {
         match std::fs::remove_file(Path::new(KEYS_DIR).join(user)) {
             Ok(()) => self.log("key_withdraw", json!({"user": user})),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("codext-helper: cannot remove the grant key of {user}: {e}"),
+            Err(e) => crate::log::error!("cannot remove the grant key of {user}: {e}"),
         }
     }
 

@@ -28,6 +28,7 @@ pub mod doctor;
 pub mod error;
 pub mod grant_keys;
 pub mod ids;
+pub mod log;
 pub mod ops;
 pub mod paths;
 pub mod procfs;

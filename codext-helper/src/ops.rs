@@ -99,7 +99,7 @@ impl Helper {
         let audit = Audit::new(&cfg.audit_log, &cfg.state_dir, &cfg.audit);
         // Recover the trail's end after a crash before anything is added.
         if let Err(e) = audit.check() {
-            eprintln!("codext-helper: {e}");
+            crate::log::error!("{e}");
         }
         Ok(Helper { cfg, store, audit })
     }
@@ -108,7 +108,7 @@ impl Helper {
     /// fatal: the action it records has happened).
     pub(crate) fn log(&self, event: &str, fields: serde_json::Value) {
         if let Err(e) = self.audit.record(event, fields) {
-            eprintln!("codext-helper: {e}");
+            crate::log::error!("{e}");
         }
     }
 
@@ -117,7 +117,7 @@ impl Helper {
     /// or the system log without bound).
     pub(crate) fn log_stranger(&self, what: Stranger, user: &str, source: &str) {
         if let Err(e) = self.audit.stranger(what, user, source) {
-            eprintln!("codext-helper: {e}");
+            crate::log::error!("{e}");
         }
     }
 
@@ -665,7 +665,7 @@ impl Helper {
                 Ok(Verdict::Ok("account created"))
             }
             Err(e) => {
-                eprintln!("codext-helper: {e}");
+                crate::log::error!("{e}");
                 self.log(
                     "create",
                     json!({"user": entry.user, "result": "failed", "error": e.to_string()}),
@@ -1019,7 +1019,7 @@ impl Helper {
     /// the removals to run.
     pub fn reap(&self, now: u64) -> Result<Vec<Removal>> {
         if let Err(e) = self.audit.flush_summaries(now) {
-            eprintln!("codext-helper: {e}");
+            crate::log::error!("{e}");
         }
         let mut locked = self.store.lock()?;
         let mut events = Vec::new();

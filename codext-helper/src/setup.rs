@@ -824,10 +824,7 @@ fn check_sshd() -> std::result::Result<(), String> {
 fn rollback(applied: &[Change]) {
     for c in applied.iter().rev() {
         if let Err(e) = put_back(&c.path, c.before.as_deref()) {
-            eprintln!(
-                "codext-helper: ROLLBACK FAILED for {}: {e}",
-                c.path.display()
-            );
+            crate::log::error!("ROLLBACK FAILED for {}: {e}", c.path.display());
         } else {
             println!("rolled back {}", c.path.display());
         }
@@ -907,10 +904,7 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
             };
             match back {
                 Ok(()) => println!("rolled back {}", target.display()),
-                Err(e) => eprintln!(
-                    "codext-helper: ROLLBACK FAILED for {}: {e}",
-                    target.display()
-                ),
+                Err(e) => crate::log::error!("ROLLBACK FAILED for {}: {e}", target.display()),
             }
         }
     };

@@ -221,6 +221,17 @@ impl World {
     /// Like [`World::start_helper`], with `groups` as supplementary
     /// groups; the helper's stderr if it exits before its socket answers.
     pub fn try_start_helper(&mut self, groups: &[u32]) -> Result<(), String> {
+        self.try_start_helper_with(groups, &[])
+    }
+
+    /// Like [`World::try_start_helper`], with `env` added to the helper's
+    /// environment (e.g. `CODEXT_LOG_LEVEL=info` instead of the harness's
+    /// `debug`).
+    pub fn try_start_helper_with(
+        &mut self,
+        groups: &[u32],
+        env: &[(&str, &str)],
+    ) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -230,6 +241,7 @@ impl World {
             .unwrap_or_default()
             .len();
         let mut child = helper_serve_command(groups)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -579,7 +591,7 @@ pub fn unit_capabilities() -> String {
 /// `codext-helper serve` with exactly the shipped unit's `Nice=`,
 /// capability bounding set, no inheritable capabilities and `NoNewPrivileges`
 /// (through setpriv(1)), plus `groups` as supplementary groups (the unit's
-/// `SupplementaryGroups=`; none by default).
+/// `SupplementaryGroups=`; none by default), logging at `debug`.
 pub fn helper_serve_command(groups: &[u32]) -> Command {
     let caps: String = unit_capabilities()
         .split(',')
@@ -604,6 +616,8 @@ pub fn helper_serve_command(groups: &[u32]) -> Command {
         cmd.arg(format!("--groups={}", list.join(",")));
     }
     cmd.arg("--").arg(bin("codext-helper")).arg("serve");
+    // Every connection is logged (at debug): tests count them.
+    cmd.env("CODEXT_LOG_LEVEL", "debug");
     cmd
 }
 

@@ -129,6 +129,47 @@ sandbox_test! {
     }
 }
 
+/// The helper log from byte `from` on.
+fn log_since(from: usize) -> String {
+    let log = std::fs::read_to_string(codext_tests::world::HELPER_LOG).unwrap();
+    log.get(from..).unwrap_or("").to_owned()
+}
+
+fn log_len() -> usize {
+    std::fs::metadata(codext_tests::world::HELPER_LOG)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0)
+}
+
+sandbox_test! {
+    fn given_pings_then_the_helper_logs_them_at_debug_only_and_at_the_default_level_writes_nothing() {
+        let mut w = World::new();
+        // The harness runs the helper at debug: each ping is one <7> line.
+        let before = log_len();
+        for _ in 0..20 {
+            assert_eq!(probe("ping"), "reply Ok pong");
+        }
+        let lines = log_since(before);
+        let lines: Vec<&str> = lines.lines().collect();
+        assert_eq!(lines.iter().filter(|l| l.contains(": connection ") && l.ends_with("ping (protocol 2)")).count(), 20, "{lines:?}");
+        assert!(lines.iter().all(|l| l.starts_with("<7>codext-helper: ")), "{lines:?}");
+        // At the default level (info): the start-up lines, then not one
+        // line for any number of pings.
+        w.kill_helper();
+        w.try_start_helper_with(&[], &[("CODEXT_LOG_LEVEL", "info")]).unwrap();
+        let started = log_since(before);
+        assert!(started.contains("<6>codext-helper: listening on /run/codext/helper.sock"), "{started}");
+        let before = log_len();
+        for _ in 0..20 {
+            assert_eq!(probe("ping"), "reply Ok pong");
+        }
+        assert_eq!(log_since(before), "", "a ping wrote a line at the default level");
+        // A refusal is still a warning there.
+        assert_eq!(probe("garbage").split(';').next(), Some("reply BadRequest protocol version 104 is not supported (want 2)"));
+        assert!(log_since(before).starts_with("<4>codext-helper: connection "), "{}", log_since(before));
+    }
+}
+
 sandbox_test! {
     fn given_an_old_module_or_a_lying_root_client_then_version_1_still_works_and_a_claimed_pid_never_keys_a_session() {
         let w = World::new();
