@@ -482,16 +482,16 @@ impl Audit {
         }
     }
 
-    fn fail(&self, what: &str, e: &dyn std::fmt::Display) -> HelperError {
-        HelperError::System(format!(
-            "audit log {}: cannot {what}: {e}",
-            self.inner.log.display()
-        ))
+    fn fail(&self, what: &str, e: impl Into<std::io::Error>) -> HelperError {
+        HelperError::system(
+            format!("audit log {}: cannot {what}", self.inner.log.display()),
+            e,
+        )
     }
 
     fn sync(&self, f: &File, what: &str) -> Result<()> {
         self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
-        f.sync_data().map_err(|e| self.fail(what, &e))
+        f.sync_data().map_err(|e| self.fail(what, e))
     }
 
     /// Writes one batch under the lock: recovery events if the tail needs
@@ -507,7 +507,7 @@ impl Audit {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| self.fail("create folder", &e))?;
+                .map_err(|e| self.fail("create folder", e))?;
         }
         let lock_file = OpenOptions::new()
             .write(true)
@@ -515,15 +515,15 @@ impl Audit {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(inner.state_dir.join(LOCK_FILE))
-            .map_err(|e| self.fail("open the lock", &e))?;
+            .map_err(|e| self.fail("open the lock", e))?;
         let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| self.fail("lock", &e))?;
+            .map_err(|(_, e)| self.fail("lock", e))?;
         let now = time::now();
         let head = read_head(&inner.state_dir);
         let active_len = match std::fs::symlink_metadata(log) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(self.fail("stat", &e)),
+            Err(e) => return Err(self.fail("stat", e)),
         };
         let fast = head.as_ref().and_then(|h| match (h.files, h.size) {
             (Some(files), Some(size)) if size == active_len && (size > 0 || files == 0) => {
@@ -544,7 +544,7 @@ impl Audit {
             None if head.is_none()
                 && active_len == 0
                 && rotated_numbers(log)
-                    .map_err(|e| self.fail("list the rotated files", &e))?
+                    .map_err(|e| self.fail("list the rotated files", e))?
                     .is_empty() =>
             {
                 (
@@ -582,7 +582,7 @@ impl Audit {
             // (someone put files there), take the next free number and let
             // verify report the mismatch.
             let listed = rotated_numbers(log)
-                .map_err(|e| self.fail("list the rotated files", &e))?
+                .map_err(|e| self.fail("list the rotated files", e))?
                 .last()
                 .copied()
                 .unwrap_or(0);
@@ -595,7 +595,7 @@ impl Audit {
                 to.as_path(),
                 nix::fcntl::RenameFlags::RENAME_NOREPLACE,
             )
-            .map_err(|e| self.fail(&format!("rotate into {}", to.display()), &e))?;
+            .map_err(|e| self.fail(&format!("rotate into {}", to.display()), e))?;
             self.sync_dir()?;
             tail.files = number;
             tail.prev_file_lines = tail.lines;
@@ -649,9 +649,9 @@ impl Audit {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(log)
-            .map_err(|e| self.fail("open", &e))?;
+            .map_err(|e| self.fail("open", e))?;
         file.write_all(text.as_bytes())
-            .map_err(|e| self.fail("write", &e))?;
+            .map_err(|e| self.fail("write", e))?;
         self.sync(&file, "sync")?;
         if tail.size == 0 {
             // A new file: its name must be durable too.
@@ -679,9 +679,9 @@ impl Audit {
 
     fn sync_dir(&self) -> Result<()> {
         let dir = self.inner.log.parent().unwrap_or(Path::new("/"));
-        let d = File::open(dir).map_err(|e| self.fail("open the folder", &e))?;
+        let d = File::open(dir).map_err(|e| self.fail("open the folder", e))?;
         self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
-        d.sync_all().map_err(|e| self.fail("sync the folder", &e))
+        d.sync_all().map_err(|e| self.fail("sync the folder", e))
     }
 
     fn write_head(&self, t: &Tail) -> Result<()> {
@@ -720,20 +720,20 @@ impl Audit {
             }
         };
         let files = rotated_numbers(log)
-            .map_err(|e| self.fail("list the rotated files", &e))?
+            .map_err(|e| self.fail("list the rotated files", e))?
             .last()
             .copied()
             .unwrap_or(0);
-        let bytes = read_nofollow(log).map_err(|e| self.fail("read", &e))?;
+        let bytes = read_nofollow(log).map_err(|e| self.fail("read", e))?;
         let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if keep < bytes.len() {
             let f = OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(log)
-                .map_err(|e| self.fail("open", &e))?;
+                .map_err(|e| self.fail("open", e))?;
             f.set_len(keep as u64)
-                .map_err(|e| self.fail("truncate the torn tail", &e))?;
+                .map_err(|e| self.fail("truncate the torn tail", e))?;
             self.sync(&f, "sync")?;
             event(
                 json!({"what": "torn last line truncated (an interrupted write)",
@@ -747,7 +747,7 @@ impl Audit {
             (active, 0)
         } else if files > 0 {
             let p = rotated_path(log, files);
-            let b = read_nofollow(&p).map_err(|e| self.fail("read", &e))?;
+            let b = read_nofollow(&p).map_err(|e| self.fail("read", e))?;
             let w = walk(&String::from_utf8_lossy(&b), want);
             let n = w.count;
             (w, n)

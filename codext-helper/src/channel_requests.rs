@@ -153,25 +153,24 @@ fn serve(helper: &Helper) -> Result<()> {
 /// The socket: its folder root:`gid` 0750, itself root:`gid` 0660, with
 /// no window in which it exists with looser permissions.
 fn bind(path: &Path, gid: Gid) -> Result<UnixListener> {
-    let sys = HelperError::System;
     let dir = path
         .parent()
-        .ok_or_else(|| sys(format!("{} has no folder", path.display())))?;
+        .ok_or_else(|| HelperError::System(format!("{} has no folder", path.display())))?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
         .create(dir)
-        .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| HelperError::system(format!("cannot create {}", dir.display()), e))?;
     let group = Some(nix::unistd::Gid::from_raw(gid.as_raw()));
     nix::unistd::chown(dir, Some(nix::unistd::Uid::from_raw(0)), group)
-        .map_err(|e| sys(format!("cannot chown {}: {e}", dir.display())))?;
+        .map_err(|e| HelperError::system(format!("cannot chown {}", dir.display()), e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-        .map_err(|e| sys(format!("cannot chmod {}: {e}", dir.display())))?;
+        .map_err(|e| HelperError::system(format!("cannot chmod {}", dir.display()), e))?;
     let listener = crate::daemon::listen_fresh(path)?;
     nix::unistd::chown(path, None, group)
-        .map_err(|e| sys(format!("cannot chown {}: {e}", path.display())))?;
+        .map_err(|e| HelperError::system(format!("cannot chown {}", path.display()), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| sys(format!("cannot chmod {}: {e}", path.display())))?;
+        .map_err(|e| HelperError::system(format!("cannot chmod {}", path.display()), e))?;
     Ok(listener)
 }
 

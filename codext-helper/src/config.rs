@@ -294,12 +294,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Config::default().validated(path)
             }
-            Err(e) => {
-                return Err(HelperError::Config(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )))
-            }
+            Err(e) => return Err(HelperError::config_read(path, e)),
         };
         Config::from_toml_str(&text, path)
     }
@@ -313,7 +308,10 @@ impl Config {
             let at = line.map(|n| format!(" line {n}:")).unwrap_or_default();
             let msg = e.message().trim();
             let msg = if msg.is_empty() { "invalid TOML" } else { msg };
-            HelperError::Config(format!("{}:{at} {msg}", origin.display()))
+            HelperError::ConfigParse {
+                what: format!("{}:{at} {msg}", origin.display()),
+                source: e,
+            }
         })?;
         cfg.validated(origin)
     }

@@ -161,12 +161,12 @@ pub fn serve(cfg: Config) -> Result<()> {
 /// anything else refused), created 0600 by the umask: there is no window in
 /// which it exists with looser permissions.
 pub(crate) fn listen_fresh(path: &std::path::Path) -> Result<UnixListener> {
-    let sys = HelperError::System;
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
-            .map_err(|e| sys(format!("cannot remove stale {}: {e}", path.display())))?,
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(|e| {
+            HelperError::system(format!("cannot remove stale {}", path.display()), e)
+        })?,
         Ok(_) => {
-            return Err(sys(format!(
+            return Err(HelperError::System(format!(
                 "{} exists and is not a socket; not touching it",
                 path.display()
             )))
@@ -177,23 +177,22 @@ pub(crate) fn listen_fresh(path: &std::path::Path) -> Result<UnixListener> {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     nix::sys::stat::umask(old);
-    let listener =
-        listener.map_err(|e| sys(format!("cannot listen on {}: {e}", path.display())))?;
+    let listener = listener
+        .map_err(|e| HelperError::system(format!("cannot listen on {}", path.display()), e))?;
     Ok(listener)
 }
 
 fn bind(path: &std::path::Path) -> Result<UnixListener> {
-    let sys = |m: String| HelperError::System(m);
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| sys(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| HelperError::system(format!("cannot create {}", dir.display()), e))?;
     }
     let listener = listen_fresh(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| sys(format!("cannot chmod {}: {e}", path.display())))?;
+        .map_err(|e| HelperError::system(format!("cannot chmod {}", path.display()), e))?;
     Ok(listener)
 }
 

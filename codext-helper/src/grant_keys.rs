@@ -113,11 +113,11 @@ fn keys_dir() -> Result<PathBuf> {
             std::fs::DirBuilder::new()
                 .mode(0o711)
                 .create(&dir)
-                .map_err(|e| HelperError::System(format!("cannot create {KEYS_DIR}: {e}")))?;
+                .map_err(|e| HelperError::system(format!("cannot create {KEYS_DIR}"), e))?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| HelperError::System(format!("cannot chmod {KEYS_DIR}: {e}")))?;
+                .map_err(|e| HelperError::system(format!("cannot chmod {KEYS_DIR}"), e))?;
         }
-        Err(e) => return Err(HelperError::System(format!("cannot stat {KEYS_DIR}: {e}"))),
+        Err(e) => return Err(HelperError::system(format!("cannot stat {KEYS_DIR}"), e)),
         Ok(m) if !m.is_dir() || m.uid() != 0 || m.mode() & 0o022 != 0 => {
             return Err(HelperError::System(format!(
                 "{KEYS_DIR} must be a folder of root's that nobody else can write"
@@ -127,7 +127,7 @@ fn keys_dir() -> Result<PathBuf> {
         // as the user, who must be able to pass through.
         Ok(m) if m.mode() & 0o7777 != 0o711 => {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| HelperError::System(format!("cannot chmod {KEYS_DIR}: {e}")))?;
+                .map_err(|e| HelperError::system(format!("cannot chmod {KEYS_DIR}"), e))?;
         }
         Ok(_) => {}
     }

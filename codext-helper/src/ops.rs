@@ -131,9 +131,7 @@ impl Helper {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| {
-                    HelperError::System(format!("cannot create {}: {e}", dir.display()))
-                })?;
+                .map_err(|e| HelperError::system(format!("cannot create {}", dir.display()), e))?;
         }
         let public = if key_path.exists() {
             let key = PrivateKey::load(key_path)?;

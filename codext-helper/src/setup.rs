@@ -562,7 +562,10 @@ fn read_opt(path: &Path) -> Result<Option<String>> {
             ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(sys(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(HelperError::system(
+            format!("cannot read {}", path.display()),
+            e,
+        )),
     }
 }
 
@@ -584,8 +587,9 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 
 /// Like [`write_file`] with bytes; a new file gets `new_mode`.
 fn write_bytes(path: &Path, bytes: &[u8], new_mode: u32) -> Result<()> {
-    let fail =
-        |what: &str, e: std::io::Error| sys(format!("cannot {what} {}: {e}", path.display()));
+    let fail = |what: &str, e: std::io::Error| {
+        HelperError::system(format!("cannot {what} {}", path.display()), e)
+    };
     let dir = path
         .parent()
         .ok_or_else(|| sys(format!("{} has no folder", path.display())))?;
@@ -629,7 +633,10 @@ fn put_back(path: &Path, before: Option<&str>) -> Result<()> {
         None => match std::fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(sys(format!("cannot remove {}: {e}", path.display()))),
+            Err(e) => Err(HelperError::system(
+                format!("cannot remove {}", path.display()),
+                e,
+            )),
         },
     }
 }
@@ -692,18 +699,18 @@ pub fn load_manifest(cfg: &Config) -> Result<Option<Manifest>> {
     match std::fs::read(&path) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| HelperError::State(format!("{} is corrupt: {e}", path.display()))),
+            .map_err(|e| HelperError::state_data(format!("{} is corrupt", path.display()), e, "")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(HelperError::State(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(HelperError::state(
+            format!("cannot read {}", path.display()),
+            e,
+        )),
     }
 }
 
 fn save_manifest(cfg: &Config, m: &Manifest) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(m)
-        .map_err(|e| HelperError::State(format!("cannot encode the manifest: {e}")))?;
+        .map_err(|e| HelperError::state_data("cannot encode the manifest", e, ""))?;
     crate::store::write_atomic(&cfg.state_dir, MANIFEST, &bytes, 0o600)
 }
 
@@ -1058,7 +1065,7 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
             &["reload-or-restart", "ssh.service"][..],
         ] {
             let out = run_quiet(SYSTEMCTL, args)
-                .map_err(|e| sys(format!("cannot run systemctl: {e}")))?;
+                .map_err(|e| HelperError::system(format!("cannot run systemctl"), e))?;
             if !out.status.success() {
                 return Err(sys(format!(
                     "systemctl {} failed: {} (the files stay wired; fix this and run setup again)",
@@ -1169,8 +1176,9 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
                         r.path.display()
                     )),
                     None => {
-                        std::fs::remove_file(&r.path)
-                            .map_err(|e| sys(format!("cannot remove {}: {e}", r.path.display())))?;
+                        std::fs::remove_file(&r.path).map_err(|e| {
+                            HelperError::system(format!("cannot remove {}", r.path.display()), e)
+                        })?;
                         report.push(format!("removed {}", r.path.display()));
                     }
                 }
@@ -1192,7 +1200,7 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
     for u in m.users.iter().rev() {
         if names_in("/etc/passwd").contains(u) {
             let out = run_quiet("/usr/sbin/userdel", &["--", u])
-                .map_err(|e| sys(format!("cannot run userdel: {e}")))?;
+                .map_err(|e| HelperError::system(format!("cannot run userdel"), e))?;
             if !out.status.success() {
                 return Err(sys(format!(
                     "userdel {u}: {}",
@@ -1205,7 +1213,7 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
     for g in m.groups.iter().rev() {
         if names_in("/etc/group").contains(g) {
             let out = run_quiet("/usr/sbin/groupdel", &["--", g])
-                .map_err(|e| sys(format!("cannot run groupdel: {e}")))?;
+                .map_err(|e| HelperError::system(format!("cannot run groupdel"), e))?;
             if !out.status.success() {
                 return Err(sys(format!(
                     "groupdel {g}: {}",
@@ -1232,7 +1240,7 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
     }
     let path = manifest_path(cfg);
     std::fs::remove_file(&path)
-        .map_err(|e| HelperError::State(format!("cannot remove {}: {e}", path.display())))?;
+        .map_err(|e| HelperError::state(format!("cannot remove {}", path.display()), e))?;
     for line in report {
         println!("{line}");
     }

@@ -223,9 +223,9 @@ fn lock_file(path: &Path) -> Result<Flock<File>> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| HelperError::State(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| HelperError::state(format!("cannot open {}", path.display()), e))?;
     Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| HelperError::State(format!("cannot lock {}: {e}", path.display())))
+        .map_err(|(_, e)| HelperError::state(format!("cannot lock {}", path.display()), e))
 }
 
 impl Store {
@@ -239,14 +239,14 @@ impl Store {
                     .mode(0o700)
                     .create(dir)
                     .map_err(|e| {
-                        HelperError::State(format!("cannot create {}: {e}", dir.display()))
+                        HelperError::state(format!("cannot create {}", dir.display()), e)
                     })?;
             }
             Err(e) => {
-                return Err(HelperError::State(format!(
-                    "cannot stat {}: {e}",
-                    dir.display()
-                )))
+                return Err(HelperError::state(
+                    format!("cannot stat {}", dir.display()),
+                    e,
+                ))
             }
             Ok(m) => {
                 if !m.is_dir() {
@@ -279,17 +279,18 @@ impl Store {
         let path = self.dir.join(STATE_FILE);
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                HelperError::State(format!(
-                    "{} is corrupt ({e}); move it away to start afresh",
-                    path.display()
-                ))
+                HelperError::state_data(
+                    format!("{} is corrupt", path.display()),
+                    e,
+                    "move it away to start afresh",
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => {
-                return Err(HelperError::State(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )))
+                return Err(HelperError::state(
+                    format!("cannot read {}", path.display()),
+                    e,
+                ))
             }
         };
         Ok(Locked {
@@ -321,7 +322,7 @@ impl Locked {
     /// the folder.
     pub fn save(&self) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.state)
-            .map_err(|e| HelperError::State(format!("cannot encode state: {e}")))?;
+            .map_err(|e| HelperError::state_data("cannot encode state", e, ""))?;
         write_atomic(&self.dir, STATE_FILE, &bytes, 0o600)
     }
 }
@@ -330,7 +331,7 @@ impl Locked {
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let fail = |what: &str, e: std::io::Error| {
-        HelperError::State(format!("cannot {what} {}: {e}", tmp.display()))
+        HelperError::state(format!("cannot {what} {}", tmp.display()), e)
     };
     let _ = std::fs::remove_file(&tmp);
     let mut f = OpenOptions::new()

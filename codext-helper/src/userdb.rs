@@ -34,7 +34,7 @@ fn ensure_dir(dir: &Path) -> Result<()> {
         .recursive(true)
         .mode(0o755)
         .create(dir)
-        .map_err(|e| HelperError::System(format!("cannot create {}: {e}", dir.display())))
+        .map_err(|e| HelperError::system(format!("cannot create {}", dir.display()), e))
 }
 
 /// Writes the record and its uid link.
@@ -42,14 +42,14 @@ pub fn announce(dir: &Path, entry: &Entry) -> Result<()> {
     ensure_dir(dir)?;
     let name = format!("{}.user", entry.user);
     let bytes = serde_json::to_vec(&record(entry))
-        .map_err(|e| HelperError::System(format!("cannot encode user record: {e}")))?;
+        .map_err(|e| HelperError::state_data("cannot encode user record", e, ""))?;
     crate::store::write_atomic(dir, &name, &bytes, 0o644)?;
     let link = dir.join(format!("{}.user", entry.uid));
     let tmp = dir.join(format!(".{}.user.tmp", entry.uid));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&name, &tmp)
         .and_then(|()| std::fs::rename(&tmp, &link))
-        .map_err(|e| HelperError::System(format!("cannot link {}: {e}", link.display())))
+        .map_err(|e| HelperError::system(format!("cannot link {}", link.display()), e))
 }
 
 /// Removes the record and its uid link (absent ones are fine).
@@ -62,10 +62,10 @@ pub fn withdraw(dir: &Path, user: &str, uid: u32) -> Result<()> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(HelperError::System(format!(
-                    "cannot remove {}: {e}",
-                    path.display()
-                )))
+                return Err(HelperError::system(
+                    format!("cannot remove {}", path.display()),
+                    e,
+                ))
             }
         }
     }

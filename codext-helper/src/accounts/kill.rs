@@ -25,7 +25,7 @@ pub fn kill_everything(ids: KillerIds, deadline: Duration) -> Result<()> {
             .saturating_sub(start.elapsed())
             .max(Duration::from_secs(1));
         sys::kill_all_as(ids, &ipc, left).map_err(|e| {
-            HelperError::Account(format!("cannot kill the processes of uid {uid}: {e}"))
+            HelperError::account(format!("cannot kill the processes of uid {uid}"), e)
         })?;
         let procs = procfs::processes_of(uid);
         let ipc = procfs::ipc_of(uid);

@@ -42,7 +42,7 @@ pub fn ensure_group(group: &str) -> Result<Gid> {
 pub fn lookup_group(group: &str) -> Result<Option<Gid>> {
     Group::from_name(group)
         .map(|g| g.map(|g| Gid::from_raw(g.gid.as_raw())))
-        .map_err(|e| HelperError::System(format!("cannot look up group {group}: {e}")))
+        .map_err(|e| HelperError::account(format!("cannot look up group {group}"), e))
 }
 
 /// The accounts NSS and `/etc/passwd` know, for picking a free name and
@@ -140,7 +140,7 @@ pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
 /// Checks that the account NSS now reports is the announced one.
 pub fn verify_created(entry: &Entry) -> Result<()> {
     let user = User::from_name(&entry.user)
-        .map_err(|e| HelperError::Account(format!("cannot look up {}: {e}", entry.user)))?
+        .map_err(|e| HelperError::account(format!("cannot look up {}", entry.user), e))?
         .ok_or_else(|| {
             HelperError::Account(format!("{} does not resolve after useradd", entry.user))
         })?;

@@ -61,8 +61,12 @@ impl ToolRun {
 
 /// Runs `program args…` and waits for it at most `deadline`.
 pub fn run(program: &str, args: &[&str], deadline: Duration) -> Result<ToolRun> {
-    let cannot =
-        |e: &dyn std::fmt::Display| HelperError::Account(format!("cannot run {program}: {e}"));
+    let cannot = |e: &std::io::Error| {
+        HelperError::account(
+            format!("cannot run {program}"),
+            std::io::Error::new(e.kind(), e.to_string()),
+        )
+    };
     let mut child = Command::new(program)
         .args(args)
         .env_clear()
