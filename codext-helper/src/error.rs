@@ -98,9 +98,11 @@ impl fmt::Display for HelperError {
             HelperError::Input(m) => write!(f, "{m}"),
             HelperError::State(m) => write!(f, "state: {m}"),
             HelperError::StateIo { what, source } => write!(f, "state: {what}: {source}"),
-            HelperError::StateData { what, source, fix } if fix.is_empty() => {
-                write!(f, "state: {what}: {source}")
-            }
+            HelperError::StateData {
+                what,
+                source,
+                fix: "",
+            } => write!(f, "state: {what}: {source}"),
             HelperError::StateData { what, source, fix } => {
                 write!(f, "state: {what} ({source}); {fix}")
             }

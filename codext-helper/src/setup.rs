@@ -1065,7 +1065,7 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
             &["reload-or-restart", "ssh.service"][..],
         ] {
             let out = run_quiet(SYSTEMCTL, args)
-                .map_err(|e| HelperError::system(format!("cannot run systemctl"), e))?;
+                .map_err(|e| HelperError::system("cannot run systemctl", e))?;
             if !out.status.success() {
                 return Err(sys(format!(
                     "systemctl {} failed: {} (the files stay wired; fix this and run setup again)",
@@ -1200,7 +1200,7 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
     for u in m.users.iter().rev() {
         if names_in("/etc/passwd").contains(u) {
             let out = run_quiet("/usr/sbin/userdel", &["--", u])
-                .map_err(|e| HelperError::system(format!("cannot run userdel"), e))?;
+                .map_err(|e| HelperError::system("cannot run userdel", e))?;
             if !out.status.success() {
                 return Err(sys(format!(
                     "userdel {u}: {}",
@@ -1213,7 +1213,7 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
     for g in m.groups.iter().rev() {
         if names_in("/etc/group").contains(g) {
             let out = run_quiet("/usr/sbin/groupdel", &["--", g])
-                .map_err(|e| HelperError::system(format!("cannot run groupdel"), e))?;
+                .map_err(|e| HelperError::system("cannot run groupdel", e))?;
             if !out.status.success() {
                 return Err(sys(format!(
                     "groupdel {g}: {}",

@@ -33,7 +33,7 @@ pub fn remove_line(file: &Path, name: &str, deadline: Duration) -> Result<bool> 
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(PWD_LOCK)
-        .map_err(|e| fail("open the lock", e.into()))?;
+        .map_err(|e| fail("open the lock", e))?;
     let end = Instant::now() + deadline;
     let whole = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
@@ -52,8 +52,8 @@ pub fn remove_line(file: &Path, name: &str, deadline: Duration) -> Result<bool> 
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
-    let text = std::fs::read_to_string(file).map_err(|e| fail("read", e.into()))?;
-    let meta = std::fs::metadata(file).map_err(|e| fail("stat", e.into()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| fail("read", e))?;
+    let meta = std::fs::metadata(file).map_err(|e| fail("stat", e))?;
     let kept: String = text
         .lines()
         .filter(|l| l.split(':').next() != Some(name))
@@ -72,15 +72,15 @@ pub fn remove_line(file: &Path, name: &str, deadline: Duration) -> Result<bool> 
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(tmp)
-        .map_err(|e| fail("create", e.into()))?;
+        .map_err(|e| fail("create", e))?;
     out.write_all(kept.as_bytes())
         .and_then(|()| out.sync_all())
-        .map_err(|e| fail("write", e.into()))?;
+        .map_err(|e| fail("write", e))?;
     std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()))
-        .map_err(|e| fail("chown", e.into()))?;
+        .map_err(|e| fail("chown", e))?;
     out.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-        .map_err(|e| fail("chmod", e.into()))?;
-    std::fs::rename(tmp, file).map_err(|e| fail("rename", e.into()))?;
+        .map_err(|e| fail("chmod", e))?;
+    std::fs::rename(tmp, file).map_err(|e| fail("rename", e))?;
     if let Some(dir) = file.parent() {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
