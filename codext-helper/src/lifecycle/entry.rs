@@ -7,140 +7,17 @@
 //! records and audits. No method here touches a file, the clock or an
 //! account.
 //!
-//! The state file keeps the layout older helpers wrote: the first login's
-//! token slot is written as the entry's own `puzzle_id`, `login_hash`,
-//! `proof`, `answer_by` and `login_by` fields ([`EntryRecord`]), a
-//! renewal's as the nested `renewal` object, both with the same hex
-//! encoding; so an existing `state.json` loads unchanged.
+//! Its state-file layout is [`super::record`]'s.
 
+pub use super::slot::{Refused, Slot, TokenSlot};
 use super::table::{permit, Phase, Request};
-use super::types::{hex_array, hex_used, user_name, Channel, UnixTime};
+use super::types::{Channel, UnixTime};
 use crate::grant_keys::Linger;
-use codext_core::token::{password_matches, proof_matches, PROOF_LEN};
+use codext_core::token::PROOF_LEN;
 use codext_wire::UserName;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// One one-time token: what proves an answer, what checks the password,
-/// and its deadlines. The first login and every renewal use this type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSlot {
-    /// Puzzle id.
-    #[serde(with = "hex_array")]
-    pub puzzle_id: [u8; 16],
-    /// Login hash of the token; `None` (written `""`) once it was used.
-    #[serde(with = "hex_used")]
-    pub login_hash: Option<[u8; 32]>,
-    /// Expected proof.
-    #[serde(with = "hex_array")]
-    pub proof: [u8; PROOF_LEN],
-    /// Deadline for a valid answer.
-    pub answer_by: UnixTime,
-    /// Deadline for the login, once armed.
-    pub login_by: Option<UnixTime>,
-}
-
-/// Which token slot a refusal is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    /// The puzzle that made the account.
-    First,
-    /// A further token for a live account.
-    Renewal,
-}
-
-/// Why a transition did not happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    /// The table does not permit the request in this phase (or the entry
-    /// has no slot or account for it): the reason.
-    OutOfPhase(&'static str),
-    /// The renewal slot was answered already.
-    AlreadyArmed,
-    /// The slot's deadline passed; a renewal slot is cleared, a first
-    /// login's entry is to be forgotten by the caller.
-    Expired(Slot),
-    /// The proof does not match (nothing is counted: the proof cannot be
-    /// guessed, and counting would let anyone who writes to the channel
-    /// burn other agents' puzzles).
-    WrongProof(Slot),
-    /// The password does not match; `exhausted` when that was the last
-    /// attempt (a renewal slot is cleared, a first login's entry is to be
-    /// forgotten by the caller).
-    WrongPassword {
-        /// Which slot.
-        slot: Slot,
-        /// Attempts so far.
-        attempts: u32,
-        /// The attempt limit is reached.
-        exhausted: bool,
-    },
-}
-
-impl Refused {
-    /// The short reason given to the PAM module.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refused::OutOfPhase(why) => why,
-            Refused::AlreadyArmed => "already armed",
-            Refused::Expired(_) => "expired",
-            Refused::WrongProof(_) => "wrong proof",
-            Refused::WrongPassword { .. } => "wrong password",
-        }
-    }
-}
-
-impl TokenSlot {
-    /// True once its deadline passed: the answer deadline while unarmed,
-    /// the login deadline once armed.
-    pub fn expired(&self, now: UnixTime) -> bool {
-        now.past(self.login_by.unwrap_or(self.answer_by))
-    }
-
-    /// Arms the slot with a proof: login allowed until `now + armed_for`.
-    fn answer(
-        &mut self,
-        slot: Slot,
-        proof: &[u8; PROOF_LEN],
-        now: UnixTime,
-        armed_for: Duration,
-    ) -> Result<(), Refused> {
-        if self.login_by.is_some() {
-            return Err(Refused::AlreadyArmed);
-        }
-        if now.past(self.answer_by) {
-            return Err(Refused::Expired(slot));
-        }
-        if !proof_matches(&self.proof, proof) {
-            return Err(Refused::WrongProof(slot));
-        }
-        self.login_by = Some(now.plus(armed_for));
-        Ok(())
-    }
-
-    /// Checks a password against an armed, unused, unexpired slot (the
-    /// comparison is constant-time, of hashes).
-    fn check_password(
-        &self,
-        slot: Slot,
-        user: &UserName,
-        password: &[u8],
-        now: UnixTime,
-    ) -> Result<bool, Refused> {
-        let Some(login_by) = self.login_by else {
-            return Err(Refused::OutOfPhase("not armed"));
-        };
-        if now.past(login_by) {
-            return Err(Refused::Expired(slot));
-        }
-        let Some(hash) = &self.login_hash else {
-            return Err(Refused::OutOfPhase("token already used"));
-        };
-        Ok(password_matches(hash, user, password))
-    }
-}
 
 /// One open PAM session, tied to the sshd process that opened it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +46,10 @@ pub struct RemovalProgress {
 /// Everything the helper keeps about one temporary user. No secret: the
 /// token is represented by two one-way hashes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(from = "EntryRecord", into = "EntryRecord")]
+#[serde(
+    from = "super::record::EntryRecord",
+    into = "super::record::EntryRecord"
+)]
 pub struct Entry {
     /// The user name.
     pub user: UserName,
@@ -216,114 +96,6 @@ pub struct Entry {
     pub client_key: Option<String>,
     /// Linger state, see [`crate::grant_keys`].
     pub linger: Option<Linger>,
-}
-
-/// The state file's layout of an entry (format version 1, unchanged since
-/// the first release).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryRecord {
-    #[serde(with = "user_name")]
-    user: UserName,
-    uid: u32,
-    gid: u32,
-    home: PathBuf,
-    shell: PathBuf,
-    phase: Phase,
-    #[serde(with = "hex_array")]
-    puzzle_id: [u8; 16],
-    #[serde(with = "hex_used")]
-    login_hash: Option<[u8; 32]>,
-    #[serde(with = "hex_array")]
-    proof: [u8; PROOF_LEN],
-    client_fingerprint: String,
-    channel: Channel,
-    issued_at: UnixTime,
-    answer_by: UnixTime,
-    login_by: Option<UnixTime>,
-    created_at: Option<UnixTime>,
-    grant_until: Option<UnixTime>,
-    attempts: u32,
-    sessions: Vec<Session>,
-    account_created: bool,
-    #[serde(default)]
-    renewal: Option<TokenSlot>,
-    #[serde(default)]
-    removal: Option<RemovalProgress>,
-    #[serde(default)]
-    puzzle: Option<String>,
-    #[serde(default)]
-    published: bool,
-    #[serde(default)]
-    client_key: Option<String>,
-    #[serde(default)]
-    linger: Option<Linger>,
-}
-
-impl From<EntryRecord> for Entry {
-    fn from(r: EntryRecord) -> Entry {
-        Entry {
-            user: r.user,
-            uid: r.uid,
-            gid: r.gid,
-            home: r.home,
-            shell: r.shell,
-            phase: r.phase,
-            token: TokenSlot {
-                puzzle_id: r.puzzle_id,
-                login_hash: r.login_hash,
-                proof: r.proof,
-                answer_by: r.answer_by,
-                login_by: r.login_by,
-            },
-            client_fingerprint: r.client_fingerprint,
-            channel: r.channel,
-            issued_at: r.issued_at,
-            created_at: r.created_at,
-            grant_until: r.grant_until,
-            attempts: r.attempts,
-            sessions: r.sessions,
-            account_created: r.account_created,
-            renewal: r.renewal,
-            removal: r.removal,
-            puzzle: r.puzzle,
-            published: r.published,
-            client_key: r.client_key,
-            linger: r.linger,
-        }
-    }
-}
-
-impl From<Entry> for EntryRecord {
-    fn from(e: Entry) -> EntryRecord {
-        EntryRecord {
-            user: e.user,
-            uid: e.uid,
-            gid: e.gid,
-            home: e.home,
-            shell: e.shell,
-            phase: e.phase,
-            puzzle_id: e.token.puzzle_id,
-            login_hash: e.token.login_hash,
-            proof: e.token.proof,
-            client_fingerprint: e.client_fingerprint,
-            channel: e.channel,
-            issued_at: e.issued_at,
-            answer_by: e.token.answer_by,
-            login_by: e.token.login_by,
-            created_at: e.created_at,
-            grant_until: e.grant_until,
-            attempts: e.attempts,
-            sessions: e.sessions,
-            account_created: e.account_created,
-            renewal: e.renewal,
-            removal: e.removal,
-            puzzle: e.puzzle,
-            published: e.published,
-            client_key: e.client_key,
-            linger: e.linger,
-        }
-    }
 }
 
 /// Which slot an answer or a password armed or used.

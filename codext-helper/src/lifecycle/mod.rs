@@ -19,8 +19,10 @@ pub mod entry;
 pub mod host;
 mod issue;
 mod login;
+mod record;
 mod removal;
 pub mod session;
+pub mod slot;
 pub mod table;
 pub mod types;
 

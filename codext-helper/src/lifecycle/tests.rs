@@ -358,14 +358,9 @@ fn given_each_phase_then_each_request_is_served_exactly_where_the_table_permits_
             .is_ok();
         assert_eq!(renewed, live, "{}", at(Request::Renew));
         if renewed {
-            w.helper
-                .store
-                .lock()
-                .map(|mut l| {
-                    l.state.users.get_mut(user.as_str()).unwrap().renewal = None;
-                    l.save().unwrap();
-                })
-                .unwrap();
+            let mut locked = w.helper.store.lock().unwrap();
+            locked.state.users.get_mut(user.as_str()).unwrap().renewal = None;
+            locked.save().unwrap();
         }
         // CreateAccount: only while creating.
         let entry = w.entry(user).unwrap();
@@ -759,8 +754,7 @@ fn given_a_renewal_past_its_deadlines_then_it_is_refused_and_cleared() {
     assert!(w.entry(&first.user).unwrap().renewal.is_none());
 
     // The reaper clears an unanswered one after its deadline only.
-    let again = w.issue_at(T0, Some(&first.user));
-    let _ = again;
+    w.issue_at(T0, Some(&first.user));
     assert!(ok(&w.open(&first.user)));
     let by = w.entry(&first.user).unwrap().renewal.unwrap().answer_by;
     w.helper.reap(by).unwrap();
