@@ -187,13 +187,15 @@ fn world() -> World {
     let key = dir.join("server.key");
     std::fs::copy(vectors().join("server.key"), &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut cfg = crate::config::Config::default();
-    cfg.server_key = key;
-    cfg.server_id = "test-server".into();
-    cfg.host_key_dir = vectors().join("hostkeys");
-    cfg.state_dir = dir.join("state");
-    cfg.audit_log = dir.join("audit.log");
-    cfg.userdb_dir = dir.join("userdb");
+    let mut cfg = crate::config::Config {
+        server_key: key,
+        server_id: "test-server".into(),
+        host_key_dir: vectors().join("hostkeys"),
+        state_dir: dir.join("state"),
+        audit_log: dir.join("audit.log"),
+        userdb_dir: dir.join("userdb"),
+        ..Default::default()
+    };
     cfg.audit.system_log = false;
     let fake = Arc::new(Fake::default());
     let helper = Helper::with_host(cfg, fake.clone(), fake.clone()).unwrap();
