@@ -31,6 +31,9 @@ struct Machine {
     keys: BTreeMap<String, String>,
     processes: BTreeMap<u32, u64>,
     fail_create: bool,
+    fail_userdel: bool,
+    linger: u64,
+    leftovers: u64,
     calls: Vec<String>,
 }
 
@@ -91,17 +94,25 @@ impl AccountTool for Fake {
     fn delete_record(&self, e: &Entry) -> Result<Option<String>> {
         let mut m = self.m();
         m.calls.push(format!("userdel {}", e.user));
+        if m.fail_userdel {
+            return Err(HelperError::Account("userdel failed".into()));
+        }
         m.passwd.remove(e.user.as_str());
         Ok(None)
     }
     fn sweep_leftovers(&self, _: u32, _: &Path) -> Sweep {
-        Sweep::default()
+        let leftovers = self.m().leftovers;
+        Sweep {
+            leftovers,
+            named: (0..leftovers).map(|n| format!("/tmp/left-{n}")).collect(),
+            ..Sweep::default()
+        }
     }
     fn sweep_shared(&self, _: u32) -> Sweep {
         Sweep::default()
     }
     fn read_linger(&self, _: &Path, _: u32) -> u64 {
-        0
+        self.m().linger
     }
     fn process_start_time(&self, pid: u32) -> Option<u64> {
         self.m().processes.get(&pid).copied()
@@ -792,6 +803,113 @@ fn given_a_key_login_with_a_foreign_key_then_the_grant_is_revoked() {
     assert!(matches!(v, Verdict::Denied("not the grant's agent key")));
     assert_eq!(removal, Some(Removal::Remove(i.user.to_string())));
     assert_eq!(w.phase(&i.user), Some(Phase::Removing));
+}
+
+// ---- linger, failed and incomplete removals ---------------------------------
+
+#[test]
+fn given_a_linger_asked_for_then_the_account_stays_until_it_ends_and_a_session_ends_it() {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    w.fake.m().linger = 120;
+    assert!(ok(&w.open(&i.user)));
+    let r = w
+        .helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    assert!(r.is_some());
+    w.helper.remove_account(i.user.as_str(), T0).unwrap();
+    let e = w.entry(&i.user).unwrap();
+    assert_eq!(e.phase, Phase::Active, "lingering, not removed");
+    let until = T0.plus_secs(120);
+    assert_eq!(e.linger.unwrap().until, Some(until));
+    assert!(w.fake.m().passwd.contains_key(i.user.as_str()));
+    assert!(
+        w.fake.m().calls.iter().any(|c| c.starts_with("kill")),
+        "processes killed"
+    );
+    // Within the linger the reaper keeps it; after it, it goes.
+    assert!(w.helper.reap(until).unwrap().is_empty());
+    assert_eq!(w.helper.reap(until.plus_secs(1)).unwrap().len(), 1);
+    w.helper.remove_account(i.user.as_str(), until).unwrap();
+    assert!(w.entry(&i.user).is_none());
+
+    // A key login's session within the linger ends it.
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    w.fake.m().linger = 120;
+    assert!(ok(&w.open(&i.user)));
+    w.helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    w.helper.remove_account(i.user.as_str(), T0).unwrap();
+    assert!(ok(&w.open(&i.user)));
+    assert_eq!(w.entry(&i.user).unwrap().linger, None);
+}
+
+#[test]
+fn given_a_revoke_then_it_never_lingers() {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    w.fake.m().linger = 120;
+    assert!(ok(&w.open(&i.user)));
+    w.helper.revoke(&i.user, "operator", T0).unwrap();
+    assert!(w.entry(&i.user).is_none());
+}
+
+#[test]
+fn given_a_failing_userdel_then_the_removal_is_recorded_and_a_retry_finishes_it() {
+    let w = world();
+    let i = w.user_in(Phase::Removing);
+    w.fake.m().fail_userdel = true;
+    assert!(w.helper.remove_account(i.user.as_str(), T0).is_err());
+    let progress = w.entry(&i.user).unwrap().removal.unwrap();
+    assert_eq!((progress.started_at, progress.attempts), (T0, 1));
+    assert!(progress.last_error.unwrap().contains("userdel failed"));
+    assert_eq!(w.events("remove")[0]["result"], "failed");
+    // The reaper hands it back; the next attempt succeeds.
+    w.fake.m().fail_userdel = false;
+    assert_eq!(w.helper.reap(T0.plus_secs(5)).unwrap().len(), 1);
+    w.helper
+        .remove_account(i.user.as_str(), T0.plus_secs(5))
+        .unwrap();
+    assert!(w.entry(&i.user).is_none());
+}
+
+#[test]
+fn given_files_left_after_a_removal_then_the_uid_is_quarantined_until_they_go_or_the_operator_releases_it(
+) {
+    let w = world();
+    let i = w.user_in(Phase::Removing);
+    let uid = w.entry(&i.user).unwrap().uid;
+    w.fake.m().leftovers = 2;
+    w.helper.remove_account(i.user.as_str(), T0).unwrap();
+    assert!(w.entry(&i.user).is_none());
+    assert_eq!(w.helper.quarantined().unwrap()[&uid].leftovers, 2);
+    assert_eq!(w.events("remove")[0]["result"], "incomplete");
+    assert_eq!(
+        w.events("quarantine")[0]["named"].as_array().unwrap().len(),
+        2
+    );
+    // The range is one uid wide: nothing is handed out while it is held.
+    let mut narrow = w.helper.clone();
+    narrow.cfg.accounts.uid_min = uid;
+    narrow.cfg.accounts.uid_max = uid;
+    let e = narrow
+        .issue(&w.client, None, Channel::Manual, None, T0)
+        .unwrap_err();
+    assert!(e.to_string().contains("quarantined"), "{e}");
+    // Still there at the next look; gone once the files are.
+    w.helper.recheck_quarantine().unwrap();
+    assert!(w.helper.quarantined().unwrap().contains_key(&uid));
+    w.fake.m().leftovers = 0;
+    w.helper.recheck_quarantine().unwrap();
+    assert!(w.helper.quarantined().unwrap().is_empty());
+    assert_eq!(w.events("quarantine_release")[0]["by"], "sweep");
+    assert!(
+        w.helper.release_quarantine(uid).is_err(),
+        "not held any more"
+    );
 }
 
 // ---- reconcile after each crash point ---------------------------------------
