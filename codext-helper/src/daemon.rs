@@ -20,8 +20,8 @@
 
 use crate::config::Config;
 use crate::error::{HelperError, Result};
-use crate::ops::{Helper, Removal, Verdict};
-use crate::store::Entry;
+use crate::lifecycle::session::Closed;
+use crate::lifecycle::{Entry, Helper, Removal, UnixTime, Verdict};
 use codext_wire::{read_frame, write_frame, Reply, ReplyStatus, Request};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
@@ -84,7 +84,7 @@ pub fn serve(cfg: Config) -> Result<()> {
     });
     spawn_worker(daemon.helper.clone(), rx);
     spawn_creator(daemon.helper.clone(), crx);
-    match daemon.helper.reconcile(codext_core::time::now()) {
+    match daemon.helper.reconcile(UnixTime::now()) {
         Ok(removals) => removals.into_iter().for_each(|r| daemon.schedule(r)),
         Err(e) => eprintln!("codext-helper: reconciling at start: {e}"),
     }
@@ -214,7 +214,7 @@ fn spawn_creator(helper: Helper, rx: Receiver<Creation>) {
 fn spawn_worker(helper: Helper, rx: Receiver<String>) {
     let _ = thread("removals").spawn(move || {
         for user in rx {
-            if let Err(e) = helper.remove_account(&user) {
+            if let Err(e) = helper.remove_account(&user, UnixTime::now()) {
                 eprintln!("codext-helper: removing {user}: {e} (the reaper retries)");
             }
         }
@@ -227,7 +227,7 @@ fn spawn_reaper(d: Arc<Daemon>) {
         if let Err(e) = d.helper.recheck_quarantine() {
             eprintln!("codext-helper: quarantine: {e}");
         }
-        match d.helper.reap(codext_core::time::now()) {
+        match d.helper.reap(UnixTime::now()) {
             Ok(removals) => {
                 for r in removals {
                     d.schedule(r);
@@ -261,7 +261,8 @@ fn spawn_watcher(d: Arc<Daemon>) {
                     // Opened, and still the same process (not a reused pid).
                     Ok(fd)
                         if s.start_time == 0
-                            || crate::ops::process_start_time(s.pid) == Some(s.start_time) =>
+                            || crate::lifecycle::process_start_time(s.pid)
+                                == Some(s.start_time) =>
                     {
                         watched.insert(key, fd);
                     }
@@ -286,7 +287,7 @@ fn spawn_watcher(d: Arc<Daemon>) {
             }
             for (user, pid) in lost {
                 watched.remove(&(user.to_string(), pid));
-                match d.helper.close_session(&user, pid, "session_lost") {
+                match d.helper.close_session(&user, pid, Closed::Lost) {
                     Ok(Some(r)) => d.schedule(r),
                     Ok(None) => {}
                     Err(e) => eprintln!("codext-helper: watcher: {e}"),
@@ -408,10 +409,11 @@ impl Daemon {
             // The module never heard that the login succeeded: sshd denied
             // it, so the account just made must not stay.
             if let (Some((user, _)), ReplyStatus::Ok) = (&login, reply.status) {
-                if let Err(e) = self
-                    .helper
-                    .revoke(user, "the PAM module did not get the answer")
-                {
+                if let Err(e) = self.helper.revoke(
+                    user,
+                    "the PAM module did not get the answer",
+                    UnixTime::now(),
+                ) {
                     eprintln!("codext-helper: revoking {user}: {e}");
                 }
             }
@@ -463,7 +465,10 @@ impl Daemon {
                     );
                     return Ok(Verdict::Denied("too many failures from this source"));
                 }
-                match self.helper.authenticate(user, password, rhost)? {
+                match self
+                    .helper
+                    .authenticate(user, password, rhost, UnixTime::now())?
+                {
                     Verdict::CreateAccount(entry) => self.create(entry),
                     Verdict::Denied(why) => {
                         self.note_failure(rhost);
@@ -476,7 +481,7 @@ impl Daemon {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
-                self.helper.account(user)
+                self.helper.account(user, UnixTime::now())
             }
             Request::KeyAccount {
                 service,
@@ -487,7 +492,8 @@ impl Daemon {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
-                let (verdict, removal) = self.helper.key_account(user, key, rhost)?;
+                let (verdict, removal) =
+                    self.helper.key_account(user, key, rhost, UnixTime::now())?;
                 if let Some(r) = removal {
                     self.schedule(r);
                 }
@@ -502,11 +508,11 @@ impl Daemon {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
-                self.helper.open_session(user, *pid, rhost)
+                self.helper.open_session(user, *pid, rhost, UnixTime::now())
             }
             Request::CloseSession { user, pid, .. } => {
                 // Closing is always honoured: it can only lead to removal.
-                if let Some(r) = self.helper.close_session(user, *pid, "session_close")? {
+                if let Some(r) = self.helper.close_session(user, *pid, Closed::Closed)? {
                     self.schedule(r);
                 }
                 Ok(Verdict::Ok("session closed"))

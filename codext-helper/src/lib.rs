@@ -20,7 +20,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod error;
 pub mod grant_keys;
-pub mod ops;
+pub mod lifecycle;
 pub mod paths;
 pub mod procfs;
 pub mod setup;
