@@ -41,6 +41,9 @@
 //! per window, one `attempts_summary` line per source for at most
 //! `summary_sources` sources and one line for all the others.
 
+pub mod event;
+pub use event::AuditEvent;
+
 use crate::config::AuditConfig;
 use crate::error::{HelperError, Result};
 use codext_core::time;
@@ -361,6 +364,12 @@ impl Audit {
 
     /// Appends one event and returns once it is durable. `fields` must be
     /// an object and must not hold a secret.
+    pub fn event(&self, event: AuditEvent) -> Result<()> {
+        let (name, fields) = event.into_parts();
+        self.record(&name, fields)
+    }
+
+    /// Appends `event` with `fields` (an object); see [`Audit::event`].
     pub fn record(&self, event: &str, fields: Value) -> Result<()> {
         let fields = match fields {
             Value::Object(m) => m,

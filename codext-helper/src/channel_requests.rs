@@ -21,19 +21,18 @@
 //!
 //! The requests call the same [`Helper`] methods as the CLI verbs.
 
+use crate::audit::AuditEvent;
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::ids::{Gid, Uid};
+use crate::lifecycle::{Channel, Entry, Helper, Phase, UnixTime};
 use crate::log::{error, info, warn};
-use crate::ops::Helper;
-use crate::store::{Entry, Phase};
 use codext_core::channel_wire::{
     ChannelRequest, Refusal, Reply, ToPublish, CHANNEL_PROTOCOL, MAX_KEY_LINE, MAX_LIVE,
 };
 use codext_core::{Answer, Fingerprint, PublicKey};
 use codext_wire::{read_frame, write_frame};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use serde_json::json;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -259,7 +258,10 @@ impl Shared {
             .helper
             .status()?
             .into_iter()
-            .filter(|e| e.channel == CHANNEL && matches!(e.phase, Phase::Pending | Phase::Armed))
+            .filter(|e| {
+                e.channel == Channel::DigitalOcean
+                    && matches!(e.phase, Phase::Pending | Phase::Armed)
+            })
             .collect())
     }
 
@@ -269,16 +271,16 @@ impl Shared {
             ChannelRequest::Request { key, name } => self.request(&key, &name),
             ChannelRequest::Answer { text } => self.answer(&text),
             ChannelRequest::Next {} => {
-                let puzzle =
-                    self.helper
-                        .unpublished(CHANNEL)?
-                        .into_iter()
-                        .next()
-                        .map(|(user, id, text)| ToPublish {
-                            user,
-                            id: codext_core::encoding::hex(&id),
-                            text,
-                        });
+                let puzzle = self
+                    .helper
+                    .unpublished(Channel::DigitalOcean)?
+                    .into_iter()
+                    .next()
+                    .map(|(user, id, text)| ToPublish {
+                        user,
+                        id: codext_core::encoding::hex(&id),
+                        text,
+                    });
                 Ok(Reply::Next { puzzle })
             }
             ChannelRequest::Published { user, id } => self.published(&user, &id),
@@ -286,11 +288,23 @@ impl Shared {
         }
     }
 
-    fn refuse(&self, code: Refusal, what: serde_json::Value, reason: &str) -> Result<Reply> {
-        let mut fields = what;
-        fields["channel"] = json!(CHANNEL);
-        fields["reason"] = json!(reason);
-        self.helper.log("refuse", fields);
+    /// Refuses a request (`key` or `user` names what it was about).
+    fn refuse(
+        &self,
+        code: Refusal,
+        request: &str,
+        key: Option<String>,
+        user: Option<String>,
+        reason: &str,
+    ) -> Result<Reply> {
+        self.helper.log(AuditEvent::Refuse {
+            request: request.to_owned(),
+            user,
+            key,
+            reason: reason.to_owned(),
+            source: None,
+            channel: Some(CHANNEL),
+        });
         Ok(Reply::refused(code, reason))
     }
 
@@ -313,7 +327,9 @@ impl Shared {
         if !(d.allowed_keys.contains(&fp) || (d.issue_to_any_codext_key && named)) {
             return self.refuse(
                 Refusal::NotAllowed,
-                json!({"request": "puzzle", "key": fp}),
+                "puzzle",
+                Some(fp),
+                None,
                 "key not on the allow-list",
             );
         }
@@ -327,11 +343,16 @@ impl Shared {
         if live.len() >= MAX_PENDING {
             return self.refuse(
                 Refusal::RateLimited,
-                json!({"request": "puzzle", "key": fp}),
+                "puzzle",
+                Some(fp),
+                None,
                 "too many puzzles out on this channel",
             );
         }
-        match self.helper.issue(&key, None, CHANNEL, None) {
+        match self
+            .helper
+            .issue(&key, None, Channel::DigitalOcean, None, UnixTime::now())
+        {
             Ok(issued) => Ok(Reply::Ok {
                 user: Some(issued.user),
                 note: "issued".into(),
@@ -349,8 +370,8 @@ impl Shared {
             .helper
             .status()?
             .into_iter()
-            .find(|e| e.user == user)
-            .map(|e| e.channel == CHANNEL);
+            .find(|e| e.user.as_str() == user)
+            .map(|e| e.channel == Channel::DigitalOcean);
         match known {
             None => {
                 self.helper
@@ -362,12 +383,14 @@ impl Shared {
             }
             Some(false) => self.refuse(
                 Refusal::Foreign,
-                json!({"request": "answer", "user": user}),
+                "answer",
+                None,
+                Some(user),
                 "the user's puzzle went out on another channel",
             ),
-            Some(true) => match self.helper.answer(text, CHANNEL) {
+            Some(true) => match self.helper.answer(text, CHANNEL, UnixTime::now()) {
                 Ok(entry) => Ok(Reply::Ok {
-                    user: Some(entry.user),
+                    user: Some(entry.user.to_string()),
                     note: "armed".into(),
                 }),
                 Err(e) => Ok(Reply::refused(Refusal::Failed, e.to_string())),
@@ -378,7 +401,7 @@ impl Shared {
     fn published(&self, user: &str, id: &str) -> Result<Reply> {
         let waiting = self
             .helper
-            .unpublished(CHANNEL)?
+            .unpublished(Channel::DigitalOcean)?
             .into_iter()
             .any(|(u, i, _)| {
                 u == user && codext_core::encoding::hex(&i) == id.to_ascii_lowercase()
@@ -406,8 +429,8 @@ impl Shared {
                 keys.push(codext_core::encoding::hex(&fp.0[..16]));
             }
             match e.phase {
-                Phase::Pending => puzzles.push(e.puzzle_id.get(..8).unwrap_or("").to_owned()),
-                _ => armed.push(e.user.clone()),
+                Phase::Pending => puzzles.push(codext_core::encoding::hex(&e.token.puzzle_id[..4])),
+                _ => armed.push(e.user.to_string()),
             }
         }
         let complete =

@@ -7,8 +7,8 @@
 
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::{HelperError, Result};
+use crate::lifecycle::{Channel, Helper, UnixTime};
 use crate::log::{error, warn};
-use crate::ops::Helper;
 use clap::{Parser, Subcommand};
 use codext_core::keys::PublicKey;
 use codext_core::time::rfc3339;
@@ -271,13 +271,15 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|u| UserName::parse(&u).map_err(|e| HelperError::Input(format!("{u:?}: {e}"))))
                 .transpose()?;
             let key = PublicKey::load(&client_key)?;
-            if channel == "digitalocean" && !helper.cfg.digitalocean.enabled {
+            let channel = Channel::parse(&channel)
+                .ok_or_else(|| HelperError::Input(format!("unknown channel {channel:?}")))?;
+            if channel == Channel::DigitalOcean && !helper.cfg.digitalocean.enabled {
                 return Err(HelperError::Config(
                     "the digitalocean channel is not enabled ([digitalocean] enabled = true)"
                         .into(),
                 ));
             }
-            let issued = helper.issue(&key, ttl, &channel, renew.as_ref())?;
+            let issued = helper.issue(&key, ttl, channel, renew.as_ref(), UnixTime::now())?;
             if json {
                 print_json(&serde_json::json!({
                     "user": issued.user,
@@ -298,11 +300,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Answer { text, json } => {
-            let e = helper.answer(&text, "cli")?;
-            let login_by = e.login_by.map(rfc3339).unwrap_or_default();
+            let e = helper.answer(&text, "cli", UnixTime::now())?;
+            // A renewal's deadline when it armed one, else the first login's.
+            let slot = e.renewal.as_ref().unwrap_or(&e.token);
+            let login_by = slot.login_by.map(UnixTime::rfc3339).unwrap_or_default();
             if json {
                 print_json(
-                    &serde_json::json!({"user": e.user, "uid": e.uid, "armed": true, "login_by": login_by}),
+                    &serde_json::json!({"user": e.user.as_str(), "uid": e.uid, "armed": true, "login_by": login_by}),
                 );
             } else {
                 println!(
@@ -318,12 +322,12 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|e| {
                         serde_json::json!({
-                            "user": e.user, "uid": e.uid, "phase": e.phase, "channel": e.channel,
+                            "user": e.user.as_str(), "uid": e.uid, "phase": e.phase, "channel": e.channel,
                             "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
-                            "sessions": e.sessions.len(), "answer_by": rfc3339(e.answer_by),
-                            "login_by": e.login_by.map(rfc3339), "grant_until": e.grant_until.map(rfc3339),
+                            "sessions": e.sessions.len(), "answer_by": e.token.answer_by.rfc3339(),
+                            "login_by": e.token.login_by.map(UnixTime::rfc3339), "grant_until": e.grant_until.map(UnixTime::rfc3339),
                             "removal": e.removal.as_ref().map(|r| serde_json::json!({
-                                "started_at": rfc3339(r.started_at), "attempts": r.attempts,
+                                "started_at": r.started_at.rfc3339(), "attempts": r.attempts,
                                 "last_error": r.last_error,
                             })),
                         })
@@ -338,20 +342,23 @@ fn run(cli: Cli) -> Result<()> {
                     "USER", "UID", "PHASE", "SESSIONS", "DEADLINE"
                 );
                 for e in entries {
-                    let deadline = e.grant_until.or(e.login_by).unwrap_or(e.answer_by);
-                    let phase = format!("{:?}", e.phase).to_lowercase();
+                    let deadline = e
+                        .grant_until
+                        .or(e.token.login_by)
+                        .unwrap_or(e.token.answer_by);
+                    let phase = e.phase.as_str();
                     println!(
                         "{:<18} {:>6} {:<9} {:>8} {:<20}",
                         e.user,
                         e.uid,
                         phase,
                         e.sessions.len(),
-                        rfc3339(deadline)
+                        deadline.rfc3339()
                     );
                     if let Some(r) = &e.removal {
                         println!(
                             "    removal since {}, {} attempt(s){}",
-                            rfc3339(r.started_at),
+                            r.started_at.rfc3339(),
                             r.attempts,
                             r.last_error
                                 .as_ref()
@@ -403,7 +410,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Revoke { user } => {
             let user =
                 UserName::parse(&user).map_err(|e| HelperError::Input(format!("{user:?}: {e}")))?;
-            helper.revoke(&user, "operator")?;
+            helper.revoke(&user, "operator", UnixTime::now())?;
             println!("{user} revoked");
         }
         Command::Serve

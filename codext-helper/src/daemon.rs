@@ -21,9 +21,9 @@
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::ids::Pid;
+use crate::lifecycle::session::Closed;
+use crate::lifecycle::{Entry, Helper, Removal, UnixTime, Verdict};
 use crate::log::{debug, error, info, warn};
-use crate::ops::{Helper, Removal, Verdict};
-use crate::store::Entry;
 use codext_wire::{
     read_frame, write_frame, FrameError, Received, Reply, ReplyStatus, Request, PROTOCOL_VERSION,
     PROTOCOL_VERSION_1,
@@ -89,7 +89,7 @@ pub fn serve(cfg: Config) -> Result<()> {
     });
     spawn_worker(daemon.helper.clone(), rx);
     spawn_creator(daemon.helper.clone(), crx);
-    match daemon.helper.reconcile(codext_core::time::now()) {
+    match daemon.helper.reconcile(UnixTime::now()) {
         Ok(removals) => removals.into_iter().for_each(|r| daemon.schedule(r)),
         Err(e) => error!("reconciling at start: {e}"),
     }
@@ -215,7 +215,7 @@ fn spawn_creator(helper: Helper, rx: Receiver<Creation>) {
 fn spawn_worker(helper: Helper, rx: Receiver<String>) {
     let _ = thread("removals").spawn(move || {
         for user in rx {
-            if let Err(e) = helper.remove_account(&user) {
+            if let Err(e) = helper.remove_account(&user, UnixTime::now()) {
                 error!("removing {user}: {e} (the reaper retries)");
             }
         }
@@ -228,7 +228,7 @@ fn spawn_reaper(d: Arc<Daemon>) {
         if let Err(e) = d.helper.recheck_quarantine() {
             error!("quarantine: {e}");
         }
-        match d.helper.reap(codext_core::time::now()) {
+        match d.helper.reap(UnixTime::now()) {
             Ok(removals) => {
                 for r in removals {
                     d.schedule(r);
@@ -262,7 +262,8 @@ fn spawn_watcher(d: Arc<Daemon>) {
                     // Opened, and still the same process (not a reused pid).
                     Ok(fd)
                         if s.start_time == 0
-                            || crate::ops::process_start_time(s.pid) == Some(s.start_time) =>
+                            || crate::lifecycle::process_start_time(s.pid)
+                                == Some(s.start_time) =>
                     {
                         watched.insert(key, fd);
                     }
@@ -287,7 +288,7 @@ fn spawn_watcher(d: Arc<Daemon>) {
             }
             for (user, pid) in lost {
                 watched.remove(&(user.to_string(), pid));
-                match d.helper.close_session(&user, pid, "session_lost") {
+                match d.helper.close_session(&user, pid, Closed::Lost) {
                     Ok(Some(r)) => d.schedule(r),
                     Ok(None) => {}
                     Err(e) => error!("watcher: {e}"),
@@ -436,10 +437,11 @@ impl Daemon {
             // The module never heard that the login succeeded: sshd denied
             // it, so the account just made must not stay.
             if let (Some((user, _)), ReplyStatus::Ok) = (&login, reply.status) {
-                if let Err(e) = self
-                    .helper
-                    .revoke(user, "the PAM module did not get the answer")
-                {
+                if let Err(e) = self.helper.revoke(
+                    user,
+                    "the PAM module did not get the answer",
+                    UnixTime::now(),
+                ) {
                     error!("revoking {user}: {e}");
                 }
             }
@@ -494,7 +496,10 @@ impl Daemon {
                     );
                     return Ok(Verdict::Denied("too many failures from this source"));
                 }
-                match self.helper.authenticate(user, password, rhost)? {
+                match self
+                    .helper
+                    .authenticate(user, password, rhost, UnixTime::now())?
+                {
                     Verdict::CreateAccount(entry) => self.create(entry),
                     Verdict::Denied(why) => {
                         self.note_failure(rhost);
@@ -507,7 +512,7 @@ impl Daemon {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
-                self.helper.account(user)
+                self.helper.account(user, UnixTime::now())
             }
             Request::KeyAccount {
                 service,
@@ -518,7 +523,8 @@ impl Daemon {
                 if !self.service_allowed(req, service, user.as_str()) {
                     return Ok(Verdict::Denied("service not allowed"));
                 }
-                let (verdict, removal) = self.helper.key_account(user, key, rhost)?;
+                let (verdict, removal) =
+                    self.helper.key_account(user, key, rhost, UnixTime::now())?;
                 if let Some(r) = removal {
                     self.schedule(r);
                 }
@@ -543,7 +549,8 @@ impl Daemon {
                     );
                     return Ok(Verdict::Denied("session process not visible to the helper"));
                 };
-                self.helper.open_session(user, pid.as_raw(), rhost)
+                self.helper
+                    .open_session(user, pid.as_raw(), rhost, UnixTime::now())
             }
             Request::CloseSession { user, .. } => {
                 // Closing is always honoured: it can only lead to removal.
@@ -551,7 +558,7 @@ impl Daemon {
                 if let Some(pid) = peer {
                     if let Some(r) =
                         self.helper
-                            .close_session(user, pid.as_raw(), "session_close")?
+                            .close_session(user, pid.as_raw(), Closed::Closed)?
                     {
                         self.schedule(r);
                     }

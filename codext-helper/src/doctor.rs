@@ -553,9 +553,9 @@ fn uid_check(r: &mut Report, cfg: &Config) {
     let (min, max) = (cfg.accounts.uid_min, cfg.accounts.uid_max);
     // Only read the state when it exists: opening it would create the folder.
     let ours: Vec<String> = if cfg.state_dir.is_dir() {
-        crate::ops::Helper::new(cfg.clone())
+        crate::lifecycle::Helper::new(cfg.clone())
             .and_then(|h| h.status())
-            .map(|v| v.into_iter().map(|e| e.user).collect())
+            .map(|v| v.into_iter().map(|e| e.user.to_string()).collect())
             .unwrap_or_default()
     } else {
         Vec::new()
@@ -613,7 +613,7 @@ fn quarantine_check(r: &mut Report, cfg: &Config) {
         r.ok("quarantine", "no state yet: no uid is quarantined");
         return;
     }
-    let held = match crate::ops::Helper::new(cfg.clone()).and_then(|h| h.quarantined()) {
+    let held = match crate::lifecycle::Helper::new(cfg.clone()).and_then(|h| h.quarantined()) {
         Ok(held) => held,
         Err(e) => {
             r.fail(

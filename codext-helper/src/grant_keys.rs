@@ -31,19 +31,17 @@
 //! linger ends with no session, the account is removed as usual. A linger
 //! of 0 (no file, `codext close`) is the old behaviour: removed at once.
 
-use crate::accounts;
+use crate::audit::AuditEvent;
 use crate::error::{HelperError, Result};
-use crate::ops::{Helper, Removal, Verdict};
-use crate::store::{Entry, Phase};
+use crate::lifecycle::{Entry, Helper, Phase, Removal, UnixTime, Verdict};
 use codext_core::keys::PublicKey;
 use codext_core::time;
 use codext_wire::UserName;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The folder of grant keys; the sshd drop-in names `KEYS_DIR/%u`.
 pub const KEYS_DIR: &str = "/run/codext-keys";
@@ -62,25 +60,7 @@ pub struct Linger {
     pub at_last_close: bool,
     /// Lingering until then (seconds since the epoch): the account stays,
     /// with no process, for a key reconnect.
-    pub until: Option<u64>,
-}
-
-/// Is `entry` lingering at `now`?
-pub fn lingering(entry: &Entry, now: u64) -> bool {
-    entry
-        .linger
-        .as_ref()
-        .and_then(|l| l.until)
-        .is_some_and(|t| now <= t)
-}
-
-/// Did `entry`'s linger end before `now`?
-pub fn linger_over(entry: &Entry, now: u64) -> bool {
-    entry
-        .linger
-        .as_ref()
-        .and_then(|l| l.until)
-        .is_some_and(|t| now > t)
+    pub until: Option<UnixTime>,
 }
 
 /// `expiry-time` text for `secs` (UTC): `YYYYMMDDHHMMSSZ`.
@@ -104,6 +84,11 @@ pub fn key_line(key: &PublicKey, grant_until: u64, user: &str) -> Result<String>
         "restrict,pty,expiry-time=\"{}\" {algo} {blob} codext-grant-{user}\n",
         expiry_time(grant_until)
     ))
+}
+
+/// Writes `user`'s grant key file (the real [`crate::lifecycle::host::Records`]).
+pub fn write_key(user: &str, line: &str) -> Result<()> {
+    crate::store::write_atomic(&keys_dir()?, user, line.as_bytes(), 0o644)
 }
 
 fn keys_dir() -> Result<PathBuf> {
@@ -148,27 +133,36 @@ impl Helper {
             let until = entry
                 .grant_until
                 .ok_or_else(|| HelperError::System("no grant end recorded".into()))?;
-            let line = key_line(&key, until, &entry.user)?;
-            crate::store::write_atomic(&keys_dir()?, &entry.user, line.as_bytes(), 0o644)?;
+            let line = key_line(&key, until.0, entry.user.as_str())?;
+            self.records.write_grant_key(entry.user.as_str(), &line)?;
             Ok(key.fingerprint().to_string())
         })();
-        match made {
-            Ok(fp) => self.log(
-                "key_authorize",
-                json!({"user": entry.user, "fingerprint": fp, "until": entry.grant_until}),
-            ),
-            Err(e) => self.log(
-                "key_authorize",
-                json!({"user": entry.user, "result": "failed", "error": e.to_string()}),
-            ),
-        }
+        let user = entry.user.to_string();
+        self.log(match made {
+            Ok(fp) => AuditEvent::KeyAuthorize {
+                user,
+                fingerprint: Some(fp),
+                until: Some(entry.grant_until.map(|t| t.0)),
+                result: None,
+                error: None,
+            },
+            Err(e) => AuditEvent::KeyAuthorize {
+                user,
+                fingerprint: None,
+                until: None,
+                result: Some("failed"),
+                error: Some(e.to_string()),
+            },
+        });
     }
 
     /// Withdraws `user`'s grant key (idempotent).
     pub fn withdraw_grant_key(&self, user: &str) {
-        match std::fs::remove_file(Path::new(KEYS_DIR).join(user)) {
-            Ok(()) => self.log("key_withdraw", json!({"user": user})),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        match self.records.remove_grant_key(user) {
+            Ok(true) => self.log(AuditEvent::KeyWithdraw {
+                user: user.to_owned(),
+            }),
+            Ok(false) => {}
             Err(e) => crate::log::error!("cannot remove the grant key of {user}: {e}"),
         }
     }
@@ -176,11 +170,7 @@ impl Helper {
     /// (reconcile) Removes every grant key whose user is not a live grant
     /// (a crash between an account's removal and its key's).
     pub fn withdraw_stray_grant_keys(&self, live: &[String]) {
-        let Ok(dir) = std::fs::read_dir(KEYS_DIR) else {
-            return;
-        };
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
+        for name in self.records.grant_key_users() {
             if !live.contains(&name) {
                 self.withdraw_grant_key(&name);
             }
@@ -200,29 +190,27 @@ impl Helper {
         user: &UserName,
         offered: &str,
         source: &str,
+        now: UnixTime,
     ) -> Result<(Verdict, Option<Removal>)> {
         let fp = PublicKey::from_openssh(offered)
             .map(|k| k.fingerprint().to_string())
             .ok();
-        let now = time::now();
         let mut removal = None;
         let verdict = {
             let mut locked = self.store.lock()?;
             match locked.state.users.get_mut(user.as_str()) {
-                Some(e) if e.phase == Phase::Active && e.account_created => {
-                    if e.grant_until.is_none_or(|t| now > t) {
-                        Verdict::Denied("grant expired")
-                    } else if fp.as_deref() != Some(e.client_fingerprint.as_str()) {
-                        e.phase = Phase::Removing;
-                        e.linger = None;
-                        removal = Some(Removal::Remove(e.user.clone()));
+                None => Verdict::Denied("not a live codext account"),
+                Some(e) => match e.check_key_login(now) {
+                    Err(r) => Verdict::Denied(r.reason()),
+                    Ok(()) if fp.as_deref() != Some(e.client_fingerprint.as_str()) => {
+                        e.begin_removal()
+                            .map_err(|r| HelperError::System(r.reason().into()))?;
+                        removal = Some(Removal::Remove(e.user.to_string()));
                         locked.save()?;
                         Verdict::Denied("not the grant's agent key")
-                    } else {
-                        Verdict::Ok("key login within the grant")
                     }
-                }
-                _ => Verdict::Denied("not a live codext account"),
+                    Ok(()) => Verdict::Ok("key login within the grant"),
+                },
             }
         };
         let result = match &verdict {
@@ -230,15 +218,17 @@ impl Helper {
             Verdict::Denied(why) => why,
             Verdict::CreateAccount(_) => "internal error",
         };
-        self.log(
-            "key_login",
-            json!({"user": user.as_str(), "fingerprint": fp, "result": result, "source": source}),
-        );
+        self.log(AuditEvent::KeyLogin {
+            user: user.to_string(),
+            fingerprint: fp,
+            result: result.to_owned(),
+            source: source.to_owned(),
+        });
         if removal.is_some() {
-            self.log(
-                "revoke",
-                json!({"user": user.as_str(), "reason": "a key login with a key that is not the grant's"}),
-            );
+            self.log(AuditEvent::Revoke {
+                user: user.to_string(),
+                reason: "a key login with a key that is not the grant's".into(),
+            });
         }
         Ok((verdict, removal))
     }
@@ -247,10 +237,9 @@ impl Helper {
     /// asked for a linger, kills every process (as a removal does), sweeps
     /// the shared folders and keeps the account record and home until the
     /// linger ends. True when it lingers (the caller stops there).
-    pub fn linger_instead(&self, entry: &Entry) -> Result<bool> {
-        let now = time::now();
+    pub fn linger_instead(&self, entry: &Entry, now: UnixTime) -> Result<bool> {
         let cap = self.cfg.ttl.linger_max.as_secs();
-        let grant_left = entry.grant_until.map_or(0, |t| t.saturating_sub(now));
+        let grant_left = entry.grant_until.map_or(0, |t| now.until(t));
         if !entry.account_created
             || !entry.linger.as_ref().is_some_and(|l| l.at_last_close)
             || cap == 0
@@ -260,23 +249,15 @@ impl Helper {
         }
         self.stop_everything_of(entry)?;
         // Nothing of the user runs now: the file cannot change under us.
-        let asked = read_linger(&entry.home, entry.uid);
+        let asked = self.accounts.read_linger(&entry.home, entry.uid);
         let linger = asked.min(cap).min(grant_left);
         if linger == 0 {
             return Ok(false);
         }
-        let deadline = Instant::now() + self.cfg.limits.sweep_time;
-        let mut swept = accounts::sweep::Sweep::default();
-        for dir in crate::paths::SWEEP_ROOTS {
-            swept.merge(accounts::sweep::remove_owned(
-                Path::new(dir),
-                crate::ids::Uid::from_raw(entry.uid),
-                deadline,
-            ));
-        }
-        let until = now + linger;
+        let swept = self.accounts.sweep_shared(entry.uid);
+        let until = now.plus_secs(linger);
         let mut locked = self.store.lock()?;
-        let Some(e) = locked.state.users.get_mut(&entry.user) else {
+        let Some(e) = locked.state.users.get_mut(entry.user.as_str()) else {
             return Ok(false);
         };
         // A revoke since the close cleared the flag: remove after all.
@@ -294,11 +275,15 @@ impl Helper {
         });
         locked.save()?;
         drop(locked);
-        self.log(
-            "linger",
-            json!({"user": entry.user, "uid": entry.uid, "asked": asked, "seconds": linger, "until": until,
-                   "swept": swept.removed, "leftovers": swept.leftovers}),
-        );
+        self.log(AuditEvent::Linger {
+            user: entry.user.to_string(),
+            uid: entry.uid,
+            asked,
+            seconds: linger,
+            until: until.0,
+            swept: swept.removed,
+            leftovers: swept.leftovers,
+        });
         Ok(true)
     }
 }

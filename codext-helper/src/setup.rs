@@ -20,7 +20,7 @@
 
 use crate::config::Config;
 use crate::error::{HelperError, Result};
-use crate::ops::Helper;
+use crate::lifecycle::Helper;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;

@@ -1,5 +1,6 @@
-//! The pending state: who is pending, armed, logged in or being removed,
-//! with token *hashes* only, shared by the daemon and the CLI verbs.
+//! The pending state: who is pending, armed, logged in or being removed
+//! ([`crate::lifecycle::Entry`]), with token *hashes* only, shared by the
+//! daemon and the CLI verbs.
 //!
 //! One exclusive `flock` on `<state_dir>/state.lock` guards every
 //! read-modify-write, whichever process does it; the state file is replaced
@@ -7,6 +8,7 @@
 //! a crash leaves either the old or the new state, never a torn one.
 
 use crate::error::{HelperError, Result};
+use crate::lifecycle::Entry;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,134 +21,6 @@ const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "state.lock";
 const ACCOUNTS_LOCK_FILE: &str = "accounts.lock";
 const REMOVALS_LOCK_FILE: &str = "removals.lock";
-
-/// Where a temporary user is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    /// Puzzle issued, no valid answer yet. The name does not resolve.
-    Pending,
-    /// Valid answer received: the userdb record announces the name.
-    Armed,
-    /// Password accepted (token consumed); `useradd` is about to run or
-    /// running. Recorded (and fsynced) before `useradd` starts, so a crash
-    /// or a revoke at any point leaves a state that says an account may
-    /// exist.
-    Creating,
-    /// Password accepted, account created, sessions may be open.
-    Active,
-    /// Being removed (processes killed, `userdel`); only the removal
-    /// worker touches it.
-    Removing,
-}
-
-/// One open PAM session, tied to the sshd process that opened it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// pid of the process that called `pam_open_session`.
-    pub pid: u32,
-    /// Its start time (field 22 of `/proc/<pid>/stat`), so a reused pid is
-    /// not mistaken for it.
-    pub start_time: u64,
-    /// When it opened (seconds since the epoch).
-    pub opened_at: u64,
-}
-
-/// Everything the helper keeps about one temporary user. No secret: the
-/// token is represented by two one-way hashes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    /// The user name.
-    pub user: String,
-    /// Announced and created uid.
-    pub uid: u32,
-    /// Announced and created gid (the codext group).
-    pub gid: u32,
-    /// Announced home folder.
-    pub home: PathBuf,
-    /// Announced shell.
-    pub shell: PathBuf,
-    /// Life phase.
-    pub phase: Phase,
-    /// Puzzle id, hex.
-    pub puzzle_id: String,
-    /// Login hash of the token, hex; emptied once the token is used.
-    pub login_hash: String,
-    /// Expected proof, hex.
-    pub proof: String,
-    /// Fingerprint of the agent key the puzzle was sealed to.
-    pub client_fingerprint: String,
-    /// Channel the puzzle went out on (`manual`, `digitalocean`).
-    pub channel: String,
-    /// Issue time.
-    pub issued_at: u64,
-    /// Deadline for a valid answer.
-    pub answer_by: u64,
-    /// Deadline for the login, once armed.
-    pub login_by: Option<u64>,
-    /// When the account was created.
-    pub created_at: Option<u64>,
-    /// End of the grant, once logged in.
-    pub grant_until: Option<u64>,
-    /// Wrong answers and passwords so far.
-    pub attempts: u32,
-    /// Open sessions.
-    pub sessions: Vec<Session>,
-    /// True once `useradd` created the account: only then may the helper
-    /// ever remove an account of this name.
-    pub account_created: bool,
-    /// A further token for a live account (a second connection).
-    #[serde(default)]
-    pub renewal: Option<Renewal>,
-    /// How the removal is going, once one was attempted.
-    #[serde(default)]
-    pub removal: Option<RemovalProgress>,
-    /// The puzzle's text, kept (it is public) while a channel still has to
-    /// publish it.
-    #[serde(default)]
-    pub puzzle: Option<String>,
-    /// True once the channel published the puzzle.
-    #[serde(default)]
-    pub published: bool,
-    /// (issue 15) The agent key the puzzle was sealed to, OpenSSH text
-    /// form: authorised for key reconnects once the token login succeeded.
-    #[serde(default)]
-    pub client_key: Option<String>,
-    /// (issue 15) Linger state, see [`crate::grant_keys`].
-    #[serde(default)]
-    pub linger: Option<crate::grant_keys::Linger>,
-}
-
-/// A removal that has been tried and has not finished: shown by `status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RemovalProgress {
-    /// When the first attempt started.
-    pub started_at: u64,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// Why the last attempt did not finish.
-    pub last_error: Option<String>,
-}
-
-/// A further one-time token for a user that is already logged in, so the
-/// agent can open another connection: same account, new puzzle, same
-/// rules (proof to arm, single use, attempt limit, time limits).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Renewal {
-    /// Puzzle id, hex.
-    pub puzzle_id: String,
-    /// Login hash of the new token, hex.
-    pub login_hash: String,
-    /// Expected proof, hex.
-    pub proof: String,
-    /// Deadline for the answer.
-    pub answer_by: u64,
-    /// Deadline for the login, once armed.
-    pub login_by: Option<u64>,
-}
 
 /// The whole state file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

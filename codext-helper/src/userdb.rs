@@ -12,14 +12,14 @@
 //! `<uid>.user` symlink (for lookups by uid) through a rename of a symlink.
 
 use crate::error::{HelperError, Result};
-use crate::store::Entry;
+use crate::lifecycle::Entry;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// The JSON user record for `entry`.
 pub fn record(entry: &Entry) -> serde_json::Value {
     serde_json::json!({
-        "userName": entry.user,
+        "userName": entry.user.as_str(),
         "uid": entry.uid,
         "gid": entry.gid,
         "realName": "codext temporary user",

@@ -123,6 +123,7 @@ pub fn files_of_uids(dir: &Path, uids: std::ops::RangeInclusive<u32>) -> Vec<Pat
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
+        let here = d.symlink_metadata().map(|m| m.dev()).unwrap_or(0);
         for e in entries.flatten() {
             let Ok(m) = e.path().symlink_metadata() else {
                 continue;
@@ -130,12 +131,22 @@ pub fn files_of_uids(dir: &Path, uids: std::ops::RangeInclusive<u32>) -> Vec<Pat
             if uids.contains(&m.uid()) {
                 found.push(e.path());
             }
-            if m.is_dir() {
+            if m.is_dir() && !read_only_mount_below(&e.path(), here, &m) {
                 stack.push(e.path());
             }
         }
     }
     found
+}
+
+/// Is `path` (a folder whose parent lies on device `parent_dev`) the top of
+/// another, read-only mount? Walks skip those: nothing can have been written
+/// there during a test, and the sandbox keeps a checkout under `/tmp` (and
+/// its build folder, hundreds of thousands of files) as such a mount.
+pub fn read_only_mount_below(path: &Path, parent_dev: u64, meta: &std::fs::Metadata) -> bool {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    use std::os::unix::fs::MetadataExt;
+    meta.dev() != parent_dev && statvfs(path).is_ok_and(|v| v.flags().contains(FsFlags::ST_RDONLY))
 }
 
 fn install_file(from: &Path, to: &Path, mode: u32) {

@@ -244,7 +244,7 @@ sandbox_test! {
         let out = w.ssh_password(
             &a.user,
             &a.password,
-            "echo 'touch /tmp/at-ran-as-$(id -u)-from-the-previous-holder' | at now 2>&1; \
+            "cd /tmp && echo 'touch /tmp/at-ran-as-$(id -u)-from-the-previous-holder' | at now 2>&1; cd; \
              echo '* * * * * touch /tmp/cron-ran-from-the-previous-holder' | crontab - && echo crontab-ok; \
              ls /var/spool/cron/atjobs 2>&1; atq",
         );

@@ -194,6 +194,36 @@ sandbox_test! {
 }
 
 sandbox_test! {
+    fn given_a_userdel_that_never_returns_then_it_is_killed_at_its_deadline_shown_and_the_removal_completes_once_userdel_works() {
+        let w = World::with_config("[limits]\ntool_timeout = \"2s\"\nreaper_interval = \"1s\"\n");
+        let baseline = shadow_checks();
+        let a = w.arm();
+        let mut held = w.hold_session(&a.user, &a.password, 1);
+        // A userdel that hangs for good (the lock hook above only makes it
+        // wait ~15 s and give up by itself): without a deadline the removal
+        // would wait on it for ever.
+        sh("printf '#!/bin/sh\\nexec sleep 1000\\n' > /run/hanging-userdel && chmod 755 /run/hanging-userdel \
+            && mount --bind /run/hanging-userdel /usr/sbin/userdel");
+        let _ = held.kill();
+        let _ = held.wait();
+        wait_until(Duration::from_secs(20), "a removal failed at its deadline in status", || {
+            let out = World::helper_cli(&["status", "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v.as_array().into_iter().flatten().any(|e| {
+                e["user"] == a.user.as_str() && e["removal"]["last_error"].as_str().is_some_and(|m| m.contains("deadline"))
+            })
+        });
+        assert!(in_passwd(&a.user), "removed while userdel hung?");
+        // Each hanging userdel was killed at its deadline, none piles up.
+        let hanging: u32 = sh("pgrep -fc 'sleep 1000' || true").trim().parse().unwrap_or(0);
+        assert!(hanging <= 1, "{hanging} hanging userdel runs: they were not killed at their deadline");
+        sh("umount /usr/sbin/userdel");
+        w.wait_removed(&a.user, a.uid);
+        assert_eq!(shadow_checks(), baseline);
+    }
+}
+
+sandbox_test! {
     fn given_a_userdel_killed_between_passwd_and_shadow_then_the_shadow_line_is_repaired_and_pwck_shows_nothing_new() {
         let w = World::new();
         let baseline = shadow_checks();

@@ -5,7 +5,7 @@
 
 use crate::error::{HelperError, Result};
 use crate::ids::{Gid, Uid};
-use crate::store::Entry;
+use crate::lifecycle::Entry;
 use crate::sys::KillerIds;
 use nix::unistd::{Group, User};
 use std::path::Path;
@@ -123,7 +123,7 @@ pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
             "--key",
             "SUB_GID_COUNT=0",
             "--",
-            &entry.user,
+            entry.user.as_str(),
         ],
         deadline,
     )?;
@@ -139,7 +139,7 @@ pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
 
 /// Checks that the account NSS now reports is the announced one.
 pub fn verify_created(entry: &Entry) -> Result<()> {
-    let user = User::from_name(&entry.user)
+    let user = User::from_name(entry.user.as_str())
         .map_err(|e| HelperError::account(format!("cannot look up {}", entry.user), e))?
         .ok_or_else(|| {
             HelperError::Account(format!("{} does not resolve after useradd", entry.user))
@@ -166,7 +166,7 @@ pub fn verify_created(entry: &Entry) -> Result<()> {
 pub fn is_ours_on_disk(entry: &Entry) -> bool {
     passwd_file_entries()
         .iter()
-        .any(|(n, u)| n == &entry.user && u.as_raw() == entry.uid)
+        .any(|(n, u)| n == entry.user.as_str() && u.as_raw() == entry.uid)
 }
 
 /// The killer's uid and gid: a locked system account in `/etc/passwd`,
@@ -275,10 +275,8 @@ pub fn password_locked(name: &str) -> bool {
 
 /// Refuses anything that is not demonstrably an account codext created.
 pub fn check_ours(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
-    if codext_wire::UserName::parse(&entry.user).is_err()
-        || entry.uid < uid_range.0
-        || entry.uid > uid_range.1
-    {
+    // The name is a valid codext name by type; the uid must be in range.
+    if entry.uid < uid_range.0 || entry.uid > uid_range.1 {
         return Err(HelperError::Account(format!(
             "{} is not an account codext created; not touching it",
             entry.user
@@ -309,16 +307,22 @@ pub fn delete_record(entry: &Entry, deadline: Duration) -> Result<Option<String>
     if is_ours_on_disk(entry) {
         tool = Some(tools::run(
             USERDEL,
-            &["--remove", "--", &entry.user],
+            &["--remove", "--", entry.user.as_str()],
             deadline,
         )?);
-    } else if passwd_file_entries().iter().any(|(n, _)| n == &entry.user) {
+    } else if passwd_file_entries()
+        .iter()
+        .any(|(n, _)| n == entry.user.as_str())
+    {
         return Err(HelperError::Account(format!(
             "{} in /etc/passwd no longer has uid {}: someone else's account now; not touching it",
             entry.user, entry.uid
         )));
     }
-    if passwd_file_entries().iter().any(|(n, _)| n == &entry.user) {
+    if passwd_file_entries()
+        .iter()
+        .any(|(n, _)| n == entry.user.as_str())
+    {
         let how = tool.map(|t| t.describe()).unwrap_or_default();
         return Err(HelperError::Account(format!(
             "userdel {} left it in /etc/passwd: {how}",
@@ -326,7 +330,8 @@ pub fn delete_record(entry: &Entry, deadline: Duration) -> Result<Option<String>
         )));
     }
     let shadow = Path::new("/etc/shadow");
-    if shadow::has_line(shadow, &entry.user) && shadow::remove_line(shadow, &entry.user, deadline)?
+    if shadow::has_line(shadow, entry.user.as_str())
+        && shadow::remove_line(shadow, entry.user.as_str(), deadline)?
     {
         let how = tool
             .map(|t| t.describe())

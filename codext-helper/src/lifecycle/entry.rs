@@ -1,0 +1,398 @@
+//! One temporary user's entry and its transitions.
+//!
+//! Every transition is a method that first asks the table
+//! ([`super::table::permit`]) whether its request is permitted in the
+//! entry's phase, takes the time as `now`, and returns a `Result`: the
+//! caller (holding the state lock) saves the entry, withdraws or writes
+//! records and audits. No method here touches a file, the clock or an
+//! account.
+//!
+//! Its state-file layout is [`super::record`]'s.
+
+pub use super::slot::{Refused, Slot, TokenSlot};
+use super::table::{permit, Phase, Request};
+use super::types::{Channel, UnixTime};
+use crate::grant_keys::Linger;
+use codext_core::token::PROOF_LEN;
+use codext_wire::UserName;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One open PAM session, tied to the sshd process that opened it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// pid of the process that called `pam_open_session`.
+    pub pid: u32,
+    /// Its start time (field 22 of `/proc/<pid>/stat`), so a reused pid is
+    /// not mistaken for it.
+    pub start_time: u64,
+    /// When it opened.
+    pub opened_at: UnixTime,
+}
+
+/// A removal that has been tried and has not finished: shown by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovalProgress {
+    /// When the first attempt started.
+    pub started_at: UnixTime,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt did not finish.
+    pub last_error: Option<String>,
+}
+
+/// Everything the helper keeps about one temporary user. No secret: the
+/// token is represented by two one-way hashes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(
+    from = "super::record::EntryRecord",
+    into = "super::record::EntryRecord"
+)]
+pub struct Entry {
+    /// The user name.
+    pub user: UserName,
+    /// Announced and created uid.
+    pub uid: u32,
+    /// Announced and created gid (the codext group).
+    pub gid: u32,
+    /// Announced home folder.
+    pub home: PathBuf,
+    /// Announced shell.
+    pub shell: PathBuf,
+    /// Life phase.
+    pub phase: Phase,
+    /// The first login's token.
+    pub token: TokenSlot,
+    /// Fingerprint of the agent key the puzzle was sealed to.
+    pub client_fingerprint: String,
+    /// Channel the puzzle went out on.
+    pub channel: Channel,
+    /// Issue time.
+    pub issued_at: UnixTime,
+    /// When the account was created.
+    pub created_at: Option<UnixTime>,
+    /// End of the grant, once logged in.
+    pub grant_until: Option<UnixTime>,
+    /// Wrong passwords so far (both slots).
+    pub attempts: u32,
+    /// Open sessions.
+    pub sessions: Vec<Session>,
+    /// True once `useradd` created the account: only then may the helper
+    /// ever remove an account of this name.
+    pub account_created: bool,
+    /// A further token for a live account (a second connection).
+    pub renewal: Option<TokenSlot>,
+    /// How the removal is going, once one was attempted.
+    pub removal: Option<RemovalProgress>,
+    /// The puzzle's text, kept (it is public) while a channel still has to
+    /// publish it.
+    pub puzzle: Option<String>,
+    /// True once the channel published the puzzle.
+    pub published: bool,
+    /// The agent key the puzzle was sealed to, OpenSSH text form:
+    /// authorised for key reconnects once the token login succeeded.
+    pub client_key: Option<String>,
+    /// Linger state, see [`crate::grant_keys`].
+    pub linger: Option<Linger>,
+}
+
+/// Which slot an answer or a password armed or used.
+pub type Armed = Slot;
+
+/// What one reaper pass decided for an entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Forget the entry: its puzzle (pending) or login window (armed)
+    /// expired; the phase it expired in.
+    pub forget: Option<Phase>,
+    /// The renewal slot expired and was cleared.
+    pub renewal_expired: bool,
+    /// Sessions whose sshd process is gone, dropped.
+    pub dropped: usize,
+    /// The entry moved to [`Phase::Removing`] (idle, or grant over).
+    pub remove: bool,
+    /// The grant ended (one cause of `remove`).
+    pub grant_expired: bool,
+}
+
+/// How long an account may exist with no session before it is removed
+/// (sshd opens the session right after authentication; a client that
+/// vanished in between leaves an account nobody will close).
+pub const LOGIN_GRACE_SECS: u64 = 60;
+
+impl Entry {
+    /// Asks the table.
+    pub fn permit(&self, request: Request) -> Result<(), Refused> {
+        permit(self.phase, request).map_err(Refused::OutOfPhase)
+    }
+
+    /// True for an account codext created whose grant is running or
+    /// lingering: the only state in which PAM requests are answered.
+    pub fn is_live(&self) -> bool {
+        self.phase == Phase::Active && self.account_created
+    }
+
+    fn live(&self, request: Request) -> Result<(), Refused> {
+        self.permit(request)?;
+        if !self.account_created {
+            return Err(Refused::OutOfPhase("not a live codext account"));
+        }
+        Ok(())
+    }
+
+    /// An answer's proof: arms the first login's slot (the entry becomes
+    /// [`Phase::Armed`]; the caller announces the record) or the renewal's.
+    pub fn arm(
+        &mut self,
+        proof: &[u8; PROOF_LEN],
+        now: UnixTime,
+        armed_for: Duration,
+    ) -> Result<Armed, Refused> {
+        self.permit(Request::Answer)?;
+        if self.phase == Phase::Active {
+            let renewal = self
+                .renewal
+                .as_mut()
+                .ok_or(Refused::OutOfPhase("not waiting for an answer"))?;
+            return match renewal.answer(Slot::Renewal, proof, now, armed_for) {
+                Err(Refused::Expired(s)) => {
+                    self.renewal = None;
+                    Err(Refused::Expired(s))
+                }
+                other => other.map(|()| Slot::Renewal),
+            };
+        }
+        self.token.answer(Slot::First, proof, now, armed_for)?;
+        self.phase = Phase::Armed;
+        Ok(Slot::First)
+    }
+
+    /// A password: on a match the token is consumed before anything else
+    /// (a second use fails even if account creation is slow or fails).
+    /// The first login's moves the entry to [`Phase::Creating`] with its
+    /// grant running from `now`; a renewal's is cleared.
+    pub fn consume_token(
+        &mut self,
+        password: &[u8],
+        now: UnixTime,
+        max_attempts: u32,
+        grant: Duration,
+    ) -> Result<Armed, Refused> {
+        self.permit(Request::Authenticate)?;
+        let slot = if self.phase == Phase::Active {
+            Slot::Renewal
+        } else {
+            Slot::First
+        };
+        let token = match slot {
+            Slot::Renewal => self
+                .renewal
+                .as_ref()
+                .filter(|r| r.login_by.is_some())
+                .ok_or(Refused::OutOfPhase("token already used"))?,
+            Slot::First => &self.token,
+        };
+        match token.check_password(slot, &self.user, password, now) {
+            Err(Refused::Expired(s)) => {
+                if s == Slot::Renewal {
+                    self.renewal = None;
+                }
+                Err(Refused::Expired(s))
+            }
+            Err(e) => Err(e),
+            Ok(false) => {
+                self.attempts += 1;
+                let exhausted = self.attempts >= max_attempts;
+                if exhausted && slot == Slot::Renewal {
+                    self.renewal = None;
+                }
+                Err(Refused::WrongPassword {
+                    slot,
+                    attempts: self.attempts,
+                    exhausted,
+                })
+            }
+            Ok(true) => {
+                match slot {
+                    Slot::Renewal => self.renewal = None,
+                    Slot::First => {
+                        self.token.login_hash = None;
+                        self.phase = Phase::Creating;
+                        self.created_at = Some(now);
+                        self.grant_until = Some(now.plus(grant));
+                    }
+                }
+                Ok(slot)
+            }
+        }
+    }
+
+    /// May `useradd` run for this entry now? (A revoke that came first
+    /// moved it on, and no account may be made for it then.)
+    pub fn may_create(&self) -> Result<(), Refused> {
+        self.permit(Request::CreateAccount)
+    }
+
+    /// `useradd` made the account: it is codext's to remove from now on,
+    /// and live unless a revoke came in between.
+    pub fn account_made(&mut self) {
+        self.account_created = true;
+        if self.phase == Phase::Creating {
+            self.phase = Phase::Active;
+        }
+    }
+
+    /// PAM account management for the token login.
+    pub fn check_account(&self, now: UnixTime) -> Result<(), Refused> {
+        self.live(Request::Account)?;
+        if self.grant_until.is_some_and(|t| now.past(t)) {
+            return Err(Refused::OutOfPhase("grant expired"));
+        }
+        Ok(())
+    }
+
+    /// A key login: permitted for a live grant only; the caller compares
+    /// the key.
+    pub fn check_key_login(&self, now: UnixTime) -> Result<(), Refused> {
+        self.live(Request::KeyAccount)?;
+        if self.grant_until.is_none_or(|t| now.past(t)) {
+            return Err(Refused::OutOfPhase("grant expired"));
+        }
+        Ok(())
+    }
+
+    /// A further token for this live account.
+    pub fn renew(&mut self, slot: TokenSlot) -> Result<(), Refused> {
+        self.live(Request::Renew)?;
+        self.renewal = Some(slot);
+        Ok(())
+    }
+
+    /// The channel published the puzzle: its text is no longer kept.
+    pub fn mark_published(&mut self) -> Result<(), Refused> {
+        self.permit(Request::Publish)?;
+        self.published = true;
+        self.puzzle = None;
+        Ok(())
+    }
+
+    /// A session opens in sshd process `pid` (started at `start_time`);
+    /// returns how many are open. A session ends any linger.
+    pub fn open_session(
+        &mut self,
+        pid: u32,
+        start_time: u64,
+        now: UnixTime,
+    ) -> Result<usize, Refused> {
+        self.live(Request::OpenSession)?;
+        self.linger = None;
+        self.sessions.retain(|s| s.pid != pid);
+        self.sessions.push(Session {
+            pid,
+            start_time,
+            opened_at: now,
+        });
+        Ok(self.sessions.len())
+    }
+
+    /// The session of `pid` closes: `None` when it was not open; else how
+    /// many are left and whether this began the removal (the last one of
+    /// a live account: the removal may become a linger).
+    pub fn close_session(&mut self, pid: u32) -> Option<(usize, bool)> {
+        self.permit(Request::CloseSession).ok()?;
+        let before = self.sessions.len();
+        self.sessions.retain(|s| s.pid != pid);
+        if self.sessions.len() == before {
+            return None;
+        }
+        let left = self.sessions.len();
+        let removing = left == 0 && self.phase == Phase::Active;
+        if removing {
+            self.phase = Phase::Removing;
+            self.linger = Some(Linger {
+                at_last_close: true,
+                until: None,
+            });
+        }
+        Some((left, removing))
+    }
+
+    /// Begins the removal for a revoke (which never lingers). `Ok(true)`
+    /// when an account may exist (the removal worker must run), `Ok(false)`
+    /// when the entry is only to be forgotten (pending or armed).
+    pub fn begin_removal(&mut self) -> Result<bool, Refused> {
+        self.permit(Request::Revoke)?;
+        match self.phase {
+            Phase::Pending | Phase::Armed => Ok(false),
+            Phase::Creating | Phase::Active | Phase::Removing => {
+                self.phase = Phase::Removing;
+                self.linger = None;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The removal worker's turn: counts the attempt (first one at `now`).
+    pub fn start_removal_attempt(&mut self, now: UnixTime) -> Result<(), Refused> {
+        self.permit(Request::Remove)?;
+        let progress = self.removal.get_or_insert(RemovalProgress {
+            started_at: now,
+            attempts: 0,
+            last_error: None,
+        });
+        progress.attempts += 1;
+        Ok(())
+    }
+
+    /// Is it lingering at `now`?
+    pub fn lingering(&self, now: UnixTime) -> bool {
+        self.linger
+            .as_ref()
+            .and_then(|l| l.until)
+            .is_some_and(|t| !now.past(t))
+    }
+
+    /// Did its linger end before `now`?
+    pub fn linger_over(&self, now: UnixTime) -> bool {
+        self.linger
+            .as_ref()
+            .and_then(|l| l.until)
+            .is_some_and(|t| now.past(t))
+    }
+
+    /// One reaper pass at `now`; `alive` says whether a session's sshd
+    /// process still runs.
+    pub fn reap(&mut self, now: UnixTime, alive: impl Fn(&Session) -> bool) -> Reaped {
+        let mut out = Reaped::default();
+        match self.phase {
+            Phase::Pending if self.token.expired(now) => out.forget = Some(Phase::Pending),
+            Phase::Armed if self.token.expired(now) => out.forget = Some(Phase::Armed),
+            Phase::Active if self.account_created => {
+                if self.renewal.as_ref().is_some_and(|r| r.expired(now)) {
+                    self.renewal = None;
+                    out.renewal_expired = true;
+                }
+                let before = self.sessions.len();
+                self.sessions.retain(&alive);
+                out.dropped = before - self.sessions.len();
+                let idle = self.sessions.is_empty()
+                    && !self.lingering(now)
+                    && (out.dropped > 0
+                        || self
+                            .created_at
+                            .is_some_and(|t| now.past(t.plus_secs(LOGIN_GRACE_SECS)))
+                        || self.linger_over(now));
+                out.grant_expired = self.grant_until.is_some_and(|t| now.past(t));
+                if idle || out.grant_expired {
+                    self.phase = Phase::Removing;
+                    out.remove = true;
+                }
+            }
+            Phase::Removing => out.remove = true,
+            _ => {}
+        }
+        out
+    }
+}

@@ -1,0 +1,320 @@
+//! `init` and puzzle issuing: a fresh name and uid (or a renewal of a live
+//! user), a sealed puzzle, and the pending entry holding only the token's
+//! hashes; and the channel's view of puzzles still to publish.
+
+use super::entry::{Entry, TokenSlot};
+use super::table::{Phase, Request};
+use super::types::{Channel, UnixTime};
+use super::Helper;
+use crate::audit::AuditEvent;
+use crate::error::{HelperError, Result};
+use crate::lifecycle::host::KnownAccounts;
+use crate::store::Locked;
+use codext_core::encoding::hex;
+use codext_core::keys::{PrivateKey, PublicKey, MIN_AGENT_BITS, SERVER_BITS};
+use codext_core::{hostkeys, Puzzle, PuzzleContent, Token};
+use codext_wire::UserName;
+use std::os::unix::fs::DirBuilderExt;
+use std::time::Duration;
+
+/// What `init` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct InitReport {
+    /// Path of the public key the agent pins.
+    pub server_public_key: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// True when this run created the key.
+    pub created: bool,
+    /// The temporary users' group.
+    pub group: String,
+    /// Its gid.
+    pub gid: u32,
+    /// The killer's system account.
+    pub killer_user: String,
+    /// Its uid.
+    pub killer_uid: u32,
+}
+
+/// What `issue` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Issued {
+    /// The user the puzzle is for.
+    pub user: String,
+    /// Its uid.
+    pub uid: u32,
+    /// The puzzle's text form.
+    pub puzzle: String,
+    /// Puzzle id, hex.
+    pub puzzle_id: String,
+    /// Answer deadline (seconds since the epoch).
+    pub expires_at: u64,
+}
+
+impl Helper {
+    /// Creates the server key (if missing), the group and the state folder.
+    pub fn init(&self) -> Result<InitReport> {
+        let key_path = &self.cfg.server_key;
+        let pub_path = self.cfg.server_public_key();
+        let mut created = false;
+        if let Some(dir) = key_path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| HelperError::system(format!("cannot create {}", dir.display()), e))?;
+        }
+        let comment = format!("codext-server@{}", self.cfg.server_identity());
+        let write_public = |public: &PublicKey| {
+            codext_core::keys::write_new_file(
+                &pub_path,
+                format!("{}\n", public.to_openssh()?).as_bytes(),
+                0o644,
+            )
+        };
+        let public = if key_path.exists() {
+            let public = PrivateKey::load(key_path)?.public(&comment)?;
+            public.require_bits(SERVER_BITS, "server")?;
+            if !pub_path.exists() {
+                write_public(&public)?;
+            }
+            public
+        } else {
+            let key = PrivateKey::generate(SERVER_BITS)?;
+            key.save(key_path)?;
+            let public = key.public(&comment)?;
+            let _ = std::fs::remove_file(&pub_path);
+            write_public(&public)?;
+            created = true;
+            public
+        };
+        let gid = crate::accounts::ensure_group(&self.cfg.accounts.group)?.as_raw();
+        let a = &self.cfg.accounts;
+        let killer_uid = crate::accounts::ensure_killer(&a.killer_user, (a.uid_min, a.uid_max))?
+            .0
+            .as_raw();
+        // [channel] hook: the DigitalOcean channel process's own user.
+        crate::channel_requests::ensure_channel_user(&self.cfg)?;
+        self.log(AuditEvent::Init {
+            fingerprint: public.fingerprint().to_string(),
+            created,
+            gid,
+            killer_uid,
+        });
+        Ok(InitReport {
+            server_public_key: pub_path.display().to_string(),
+            fingerprint: public.fingerprint().to_string(),
+            created,
+            group: self.cfg.accounts.group.clone(),
+            gid,
+            killer_user: self.cfg.accounts.killer_user.clone(),
+            killer_uid,
+        })
+    }
+
+    /// Issues a puzzle for `client` at `now` and records the pending user;
+    /// with `renew`, a further token for that live user (same account,
+    /// same agent key) so the agent can open another connection.
+    pub fn issue(
+        &self,
+        client: &PublicKey,
+        ttl: Option<Duration>,
+        channel: Channel,
+        renew: Option<&UserName>,
+        now: UnixTime,
+    ) -> Result<Issued> {
+        client.require_bits(MIN_AGENT_BITS, "agent")?;
+        let server = PrivateKey::load(&self.cfg.server_key)
+            .map_err(|e| HelperError::Config(format!("{e} (run `codext-helper init` first)")))?;
+        let gid = self
+            .accounts
+            .lookup_group(&self.cfg.accounts.group)?
+            .ok_or_else(|| {
+                HelperError::Config(format!(
+                    "group {} does not exist: run `codext-helper init` first",
+                    self.cfg.accounts.group
+                ))
+            })?;
+        let host_keys = hostkeys::fingerprints(&self.cfg.host_key_dir, &self.cfg.host_keys)?;
+        let expires_at = now.plus(
+            ttl.unwrap_or(self.cfg.ttl.puzzle)
+                .max(Duration::from_secs(1)),
+        );
+        let puzzle_id = codext_core::random::bytes::<16>()?;
+        let fingerprint = client.fingerprint().to_string();
+
+        let mut locked = self.store.lock()?;
+        let (user, uid) = match renew {
+            Some(user) => {
+                let entry = locked
+                    .state
+                    .users
+                    .get(user.as_str())
+                    .filter(|e| e.permit(Request::Renew).is_ok() && e.account_created)
+                    .ok_or_else(|| {
+                        HelperError::Refused(format!("{user} is not logged in: nothing to renew"))
+                    })?;
+                if entry.client_fingerprint != fingerprint {
+                    return Err(HelperError::Refused(format!(
+                        "{user} belongs to another agent key"
+                    )));
+                }
+                (user.clone(), entry.uid)
+            }
+            None => {
+                let known = self.accounts.known();
+                (
+                    self.fresh_name(&locked, known.as_ref())?,
+                    self.allocate_uid(&mut locked, known.as_ref())?,
+                )
+            }
+        };
+        let content = PuzzleContent {
+            puzzle_id,
+            issued_at: now.0,
+            expires_at: expires_at.0,
+            user: user.clone(),
+            server_id: self.cfg.server_identity(),
+            host_keys,
+            token: Token::generate()?,
+        };
+        let puzzle = Puzzle::seal(&content, client, &server)?;
+        let slot = TokenSlot {
+            puzzle_id,
+            login_hash: Some(content.token.login_hash(&user)),
+            proof: content.token.proof(&puzzle_id, &user),
+            answer_by: expires_at,
+            login_by: None,
+        };
+        drop(content);
+        match renew {
+            Some(_) => {
+                if let Some(entry) = locked.state.users.get_mut(user.as_str()) {
+                    entry
+                        .renew(slot)
+                        .map_err(|e| HelperError::Refused(format!("{user}: {}", e.reason())))?;
+                }
+            }
+            None => {
+                let entry = Entry {
+                    user: user.clone(),
+                    uid,
+                    gid,
+                    home: self.cfg.accounts.home_base.join(user.as_str()),
+                    shell: self.cfg.accounts.shell.clone(),
+                    phase: Phase::Pending,
+                    token: slot,
+                    client_fingerprint: fingerprint.clone(),
+                    channel,
+                    issued_at: now,
+                    created_at: None,
+                    grant_until: None,
+                    attempts: 0,
+                    sessions: Vec::new(),
+                    account_created: false,
+                    renewal: None,
+                    removal: None,
+                    puzzle: (channel != Channel::Manual).then(|| puzzle.to_text()),
+                    published: false,
+                    // Kept for the grant key after the login.
+                    client_key: client.to_openssh().ok(),
+                    linger: None,
+                };
+                locked.state.users.insert(user.to_string(), entry);
+            }
+        }
+        locked.save()?;
+        drop(locked);
+        self.log(AuditEvent::Issue {
+            user: user.to_string(),
+            uid,
+            puzzle_id: hex(&puzzle_id),
+            renewal: renew.is_some(),
+            client_fingerprint: fingerprint,
+            channel: channel.to_string(),
+            expires_at: expires_at.0,
+        });
+        Ok(Issued {
+            user: user.to_string(),
+            uid,
+            puzzle: puzzle.to_text(),
+            puzzle_id: hex(&puzzle_id),
+            expires_at: expires_at.0,
+        })
+    }
+
+    fn fresh_name(&self, locked: &Locked, known: &dyn KnownAccounts) -> Result<UserName> {
+        for _ in 0..32 {
+            let name = UserName::from_random(codext_core::random::bytes::<6>()?);
+            if !locked.state.users.contains_key(name.as_str()) && !known.name_taken(name.as_str()) {
+                return Ok(name);
+            }
+        }
+        Err(HelperError::System(
+            "could not find a free user name".into(),
+        ))
+    }
+
+    /// Next free uid after the cursor: not in the state, unknown to NSS
+    /// and to `/etc/passwd`. The cursor only moves forward (wrapping), so a
+    /// uid is handed out again only after the whole range has been used.
+    fn allocate_uid(&self, locked: &mut Locked, known: &dyn KnownAccounts) -> Result<u32> {
+        let (min, max) = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
+        let span = max - min + 1;
+        let start = locked
+            .state
+            .next_uid
+            .filter(|u| (min..=max).contains(u))
+            .unwrap_or(min);
+        for i in 0..span {
+            let uid = min + (start - min + i) % span;
+            let in_state = locked.state.users.values().any(|e| e.uid == uid)
+                || locked.state.quarantine.contains_key(&uid);
+            if !in_state && !known.uid_taken(uid) {
+                locked.state.next_uid = Some(if uid == max { min } else { uid + 1 });
+                return Ok(uid);
+            }
+        }
+        if !locked.state.quarantine.is_empty() {
+            return Err(HelperError::Refused(format!(
+                "no free uid in {min}..={max}: {} are quarantined because their last holders left files behind; \
+                 inspect them with `codext-helper quarantine list`, clean up, then `codext-helper quarantine release UID`",
+                locked.state.quarantine.len()
+            )));
+        }
+        Err(HelperError::NoUid)
+    }
+
+    /// Puzzles a channel has yet to publish: (user, puzzle id, text).
+    pub fn unpublished(&self, channel: Channel) -> Result<Vec<(String, [u8; 16], String)>> {
+        let locked = self.store.lock()?;
+        Ok(locked
+            .state
+            .users
+            .values()
+            .filter(|e| e.channel == channel && e.permit(Request::Publish).is_ok() && !e.published)
+            .filter_map(|e| Some((e.user.to_string(), e.token.puzzle_id, e.puzzle.clone()?)))
+            .collect())
+    }
+
+    /// Marks `user`'s puzzle as published (its text is no longer kept).
+    pub fn mark_published(&self, user: &str) -> Result<()> {
+        let mut locked = self.store.lock()?;
+        let Some(e) = locked.state.users.get_mut(user) else {
+            return Ok(());
+        };
+        // Only a pending puzzle is published; anything later is left be.
+        if e.mark_published().is_err() {
+            return Ok(());
+        }
+        let event = AuditEvent::Publish {
+            user: e.user.to_string(),
+            channel: e.channel.to_string(),
+            puzzle_id: hex(&e.token.puzzle_id),
+        };
+        locked.save()?;
+        drop(locked);
+        self.log(event);
+        Ok(())
+    }
+}

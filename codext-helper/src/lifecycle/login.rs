@@ -1,0 +1,305 @@
+//! From an answer to a live account: arming a token slot ([`Helper::answer`]),
+//! consuming it with the password ([`Helper::authenticate`]), `useradd`
+//! ([`Helper::create_accounts`], [`Helper::finish_creation`]) and PAM
+//! account management ([`Helper::account`]). The first login and a renewal
+//! go through the same code: only the slot differs.
+
+use super::entry::{Entry, Refused, Slot};
+use super::types::UnixTime;
+use super::{Helper, Verdict};
+use crate::audit::{AuditEvent, Stranger};
+use crate::error::{HelperError, Result};
+use crate::lifecycle::table::Phase;
+use codext_core::Answer;
+use codext_wire::{Secret, UserName};
+
+impl Helper {
+    /// Checks an answer at `now` and arms its slot: for a first login the
+    /// userdb record appears.
+    pub fn answer(&self, text: &str, source: &str, now: UnixTime) -> Result<Entry> {
+        let answer = Answer::parse(text)?;
+        let user = answer.user.to_string();
+        let log = |result: &'static str, renewal: bool, uid: Option<u32>| AuditEvent::Answer {
+            user: user.clone(),
+            result,
+            uid,
+            renewal,
+            source: source.to_owned(),
+        };
+        let mut locked = self.store.lock()?;
+        let Some(entry) = locked.state.users.get_mut(&user) else {
+            drop(locked);
+            // An operator's typo is worth a line; a channel is open to
+            // strangers, whose answers are counted.
+            if source == "cli" {
+                self.log(log("unknown user", false, None));
+            } else {
+                self.log_stranger(Stranger::UnknownUser, &user, source);
+            }
+            return Err(HelperError::UnknownUser(user));
+        };
+        let armed_for = self.cfg.ttl.armed;
+        match entry.arm(&answer.proof, now, armed_for) {
+            Ok(slot) => {
+                let armed = entry.clone();
+                if slot == Slot::First {
+                    self.records.announce(&armed)?;
+                }
+                locked.save()?;
+                drop(locked);
+                let uid = (slot == Slot::First).then_some(armed.uid);
+                self.log(log("armed", slot == Slot::Renewal, uid));
+                Ok(armed)
+            }
+            Err(Refused::OutOfPhase(_)) => {
+                let phase = entry.phase.as_str();
+                drop(locked);
+                self.log(log("not pending", false, None));
+                Err(HelperError::Refused(format!(
+                    "{user} is {phase}, not waiting for an answer"
+                )))
+            }
+            Err(Refused::AlreadyArmed) => Err(HelperError::Refused(format!(
+                "the renewal for {user} is already armed"
+            ))),
+            Err(Refused::Expired(Slot::Renewal)) => {
+                locked.save()?;
+                Err(HelperError::Refused(format!(
+                    "the renewal puzzle for {user} expired"
+                )))
+            }
+            Err(Refused::Expired(Slot::First)) => {
+                locked.state.users.remove(&user);
+                locked.save()?;
+                drop(locked);
+                self.log(AuditEvent::Expire {
+                    user: user.clone(),
+                    phase: "pending",
+                });
+                Err(HelperError::Refused(format!(
+                    "the puzzle for {user} expired"
+                )))
+            }
+            Err(Refused::WrongProof(slot)) | Err(Refused::WrongPassword { slot, .. }) => {
+                drop(locked);
+                self.log(log("wrong proof", slot == Slot::Renewal, None));
+                Err(HelperError::Refused(format!("wrong proof for {user}")))
+            }
+        }
+    }
+
+    /// PAM authentication at `now`: checks the password; on success the
+    /// token is consumed (and, for a first login, the record withdrawn and
+    /// the account is to be created).
+    pub fn authenticate(
+        &self,
+        user: &UserName,
+        password: &Secret,
+        source: &str,
+        now: UnixTime,
+    ) -> Result<Verdict> {
+        let name = user.to_string();
+        let verify =
+            |result: &'static str, renewal: bool, attempts: Option<u32>| AuditEvent::Verify {
+                user: name.clone(),
+                result,
+                renewal,
+                attempts,
+                source: source.to_owned(),
+            };
+        let mut locked = self.store.lock()?;
+        let Some(entry) = locked.state.users.get_mut(&name) else {
+            drop(locked);
+            self.log_stranger(Stranger::UnknownUser, &name, source);
+            return Ok(Verdict::Denied("unknown user"));
+        };
+        let (max, grant) = (self.cfg.limits.max_attempts, self.cfg.ttl.grant);
+        let uid = entry.uid;
+        match entry.consume_token(password.expose(), now, max, grant) {
+            Ok(Slot::First) => {
+                // The record goes before `useradd`, which refuses a name
+                // NSS already reports.
+                self.records.withdraw(&name, uid)?;
+                let snapshot = entry.clone();
+                locked.save()?;
+                drop(locked);
+                self.log(verify("ok", false, None));
+                Ok(Verdict::CreateAccount(Box::new(snapshot)))
+            }
+            Ok(Slot::Renewal) => {
+                locked.save()?;
+                drop(locked);
+                self.log(verify("ok", true, None));
+                Ok(Verdict::Ok("further session allowed"))
+            }
+            Err(Refused::Expired(slot)) => {
+                if slot == Slot::First {
+                    self.records.withdraw(&name, uid)?;
+                    locked.state.users.remove(&name);
+                }
+                locked.save()?;
+                drop(locked);
+                let phase = if slot == Slot::First {
+                    "armed"
+                } else {
+                    "renewal"
+                };
+                self.log(AuditEvent::Expire {
+                    user: name.clone(),
+                    phase,
+                });
+                Ok(Verdict::Denied("expired"))
+            }
+            Err(Refused::WrongPassword {
+                slot,
+                attempts,
+                exhausted,
+            }) => {
+                let revoked = exhausted && slot == Slot::First;
+                if revoked {
+                    self.records.withdraw(&name, uid)?;
+                    locked.state.users.remove(&name);
+                }
+                locked.save()?;
+                drop(locked);
+                self.log(verify(
+                    "wrong password",
+                    slot == Slot::Renewal,
+                    Some(attempts),
+                ));
+                if revoked {
+                    self.log(AuditEvent::Revoke {
+                        user: name.clone(),
+                        reason: "too many wrong passwords".into(),
+                    });
+                }
+                Ok(Verdict::Denied("wrong password"))
+            }
+            Err(refused) => {
+                drop(locked);
+                let reason = refused.reason();
+                self.log(verify(reason, false, None));
+                Ok(Verdict::Denied(reason))
+            }
+        }
+    }
+
+    /// Second half of a successful login: creates the account announced by
+    /// `entry` (the token is already consumed). On failure the user is
+    /// forgotten and the login denied.
+    pub fn finish_login(&self, entry: &Entry) -> Result<Verdict> {
+        let made = self.create_accounts(std::slice::from_ref(entry)).pop();
+        self.finish_creation(
+            entry,
+            made.unwrap_or_else(|| Err(HelperError::System("no result".into()))),
+        )
+    }
+
+    /// What follows `useradd` for one login (its result in `made`): the
+    /// check that the account is the announced one and the audit line; on
+    /// failure the user is forgotten, or its half-made account handed to
+    /// the reaper.
+    pub fn finish_creation(&self, entry: &Entry, made: Result<()>) -> Result<Verdict> {
+        match made.and_then(|()| self.accounts.verify_created(entry)) {
+            Ok(()) => {
+                self.log(AuditEvent::Create {
+                    user: entry.user.to_string(),
+                    uid: entry.uid,
+                    gid: entry.gid,
+                    home: entry.home.clone(),
+                });
+                // The agent key may now reconnect within the grant.
+                self.authorize_grant_key(entry);
+                Ok(Verdict::Ok("account created"))
+            }
+            Err(e) => {
+                crate::log::error!("{e}");
+                self.log(AuditEvent::CreateFailed {
+                    user: entry.user.to_string(),
+                    result: "failed",
+                    error: e.to_string(),
+                });
+                let mut locked = self.store.lock()?;
+                // If useradd did create it (and something after failed),
+                // it is ours to remove: the reaper's next pass does that.
+                // A revoke that came first already handed it to the
+                // remover. Otherwise there is nothing to clean up.
+                let name = entry.user.as_str();
+                match locked.state.users.get_mut(name) {
+                    Some(e) if self.accounts.is_ours_on_disk(entry) => {
+                        e.account_made();
+                        e.phase = Phase::Removing;
+                    }
+                    Some(e) if e.phase == Phase::Removing => {}
+                    _ => {
+                        locked.state.users.remove(name);
+                    }
+                }
+                locked.save()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `useradd` for each of `entries` (logins whose token was just
+    /// consumed), under one hold of the account lock and two of the state
+    /// lock for the whole batch: a burst of logins costs one `useradd`
+    /// each and little else. Only what must be exclusive happens here —
+    /// the table's check (a revoke that came first moved the user on, and
+    /// no account may be made for it now), `useradd`, and the record of its
+    /// success (a remover waiting for the lock then sees the account).
+    pub fn create_accounts(&self, entries: &[Entry]) -> Vec<Result<()>> {
+        let fail = |e: &HelperError| HelperError::System(e.to_string());
+        let _accounts = match self.store.lock_accounts() {
+            Ok(l) => l,
+            Err(e) => return entries.iter().map(|_| Err(fail(&e))).collect(),
+        };
+        let permitted: Vec<Result<()>> = match self.store.lock() {
+            Ok(locked) => entries
+                .iter()
+                .map(|e| match locked.state.users.get(e.user.as_str()) {
+                    Some(now) if now.may_create().is_ok() => Ok(()),
+                    _ => Err(HelperError::Refused(format!(
+                        "{} was revoked before its account was made",
+                        e.user
+                    ))),
+                })
+                .collect(),
+            Err(e) => return entries.iter().map(|_| Err(fail(&e))).collect(),
+        };
+        let mut results: Vec<Result<()>> = entries
+            .iter()
+            .zip(permitted)
+            .map(|(entry, ok)| ok.and_then(|()| self.accounts.create(entry)))
+            .collect();
+        let saved = self.store.lock().and_then(|mut locked| {
+            for (entry, _) in entries.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
+                if let Some(e) = locked.state.users.get_mut(entry.user.as_str()) {
+                    e.account_made();
+                }
+            }
+            locked.save()
+        });
+        if let Err(e) = saved {
+            // The accounts exist but the state does not say so: reported
+            // as failures, whose handling marks them for removal.
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(fail(&e));
+            }
+        }
+        results
+    }
+
+    /// PAM account management at `now`: only an account codext created
+    /// and whose grant runs is valid.
+    pub fn account(&self, user: &UserName, now: UnixTime) -> Result<Verdict> {
+        let locked = self.store.lock()?;
+        Ok(match locked.state.users.get(user.as_str()) {
+            None => Verdict::Denied("not a live codext account"),
+            Some(e) => match e.check_account(now) {
+                Ok(()) => Verdict::Ok("account valid"),
+                Err(r) => Verdict::Denied(r.reason()),
+            },
+        })
+    }
+}
