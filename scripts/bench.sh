@@ -4,6 +4,8 @@
 #  * the audit trail under a flood of unknown names (codext-audit-bench);
 #  * a whole codext login against a plain ssh password login through the
 #    same sshd, in the sandbox (release build), and the helper's memory;
+#  * the helper's memory over 300 sequential JIT logins and 10 bursts of
+#    50, against its own size at start;
 #  * 100 concurrent JIT logins against 100 concurrent plain logins, and how
 #    soon after the last logout every account is gone;
 #  * DigitalOcean logins against the emulator with real-world API latency.
@@ -16,6 +18,11 @@ cargo bench --locked -p codext-core --bench puzzle
 cargo build --release --locked --workspace --quiet
 target/release/codext-sandbox -- target/release/codext-bench
 target/release/codext-sandbox -- target/release/codext-bench burst "${CODEXT_BURST:-100}"
+# The helper's memory (RSS, peak, locked, arenas, stacks) over sequential
+# logins and then bursts: it must level off. CODEXT_MEMORY="1000 10 50"
+# for the long run quoted in README.md (about 20 minutes on 2 cores).
+# shellcheck disable=SC2086
+target/release/codext-sandbox -- target/release/codext-bench memory ${CODEXT_MEMORY:-300 10 50}
 # What strangers cost the audit trail: 10,000 unknown names from 1 and from
 # 1,000 sources, straight at the helper's socket, and a known user's login
 # latency meanwhile against an idle helper.

@@ -13,6 +13,10 @@
 //!   seconds, and hold only the removal lock).
 //! * Connections beyond the cap wait briefly for a slot (the kernel's
 //!   listen backlog holds the rest) instead of being dropped.
+//! * Memory is bounded although it is locked: at most [`MAX_CONNECTIONS`]
+//!   connection threads with small stacks (glibc caches and reuses them),
+//!   and one malloc arena for every thread (`sys::limit_malloc_arenas`);
+//!   `codext-bench memory` measures it.
 //! * A reaper thread expires puzzles, armed users and grants and notices
 //!   sessions whose sshd process died.
 //! * Failed verifications are rate-limited per source address, never
@@ -63,6 +67,11 @@ struct Daemon {
 
 /// Runs the daemon until killed.
 pub fn serve(cfg: Config) -> Result<()> {
+    // First, before any thread: one malloc arena, so memory stays bounded
+    // under locking (see `sys::limit_malloc_arenas`).
+    if let Err(e) = crate::sys::limit_malloc_arenas(crate::sys::MALLOC_ARENAS) {
+        eprintln!("codext-helper: cannot cap malloc arenas ({e}); memory may grow with bursts");
+    }
     // Never dumped, never swapped: passwords pass through this process.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         warn!("cannot mark the process non-dumpable: {e}");

@@ -1,5 +1,5 @@
 //! The helper's only `unsafe` code: the killer child, bounded waits on
-//! children, pidfds and memory locking.
+//! children, pidfds, memory locking and the allocator's arena cap.
 //!
 //! # The killer
 //!
@@ -267,6 +267,46 @@ pub fn lock_memory() -> io::Result<()> {
     }
 }
 
+/// How many glibc malloc arenas the daemon's threads share: one, the main
+/// arena (see [`limit_malloc_arenas`]).
+pub const MALLOC_ARENAS: i32 = 1;
+
+/// Caps glibc's malloc arenas at `n` (`mallopt(M_ARENA_MAX)`). Call it
+/// before the first thread starts: glibc fixes the cap once more than
+/// eight arenas exist (malloc/arena.c, `arena_get2`).
+///
+/// Why the daemon needs it: by default glibc gives each thread that
+/// allocates while the others hold their arenas an arena of its own, up
+/// to 8 per core, each reserved as a 64 MiB block (mallopt(3)). Under
+/// [`lock_memory`] every page a thread touched in its arena stays
+/// resident — glibc gives freed arena memory back with
+/// `madvise(MADV_DONTNEED)`, which the kernel refuses on locked pages
+/// (madvise(2): EINVAL "advice is MADV_DONTNEED … and the pages are
+/// locked") — and every reservation counts as locked memory in full
+/// (`MCL_ONFAULT` defers the faulting, not the accounting). A burst of 50
+/// logins on 2 cores left 15 arenas, 4.9 MB resident and 1 GB locked
+/// (`codext-bench memory`). With one arena, freed memory returns to the
+/// main heap, which shrinks with `brk` even when locked; each thread's
+/// tcache keeps the shared arena's lock off the common path.
+pub fn limit_malloc_arenas(n: i32) -> io::Result<()> {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallopt takes two integers and only sets a parameter of
+        // the allocator (under its own lock); it returns 1 on success.
+        let r = unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
+        if r == 1 {
+            Ok(())
+        } else {
+            Err(io::Error::other("mallopt(M_ARENA_MAX) refused"))
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let _ = n;
+        Ok(())
+    }
+}
+
 /// Raises the calling thread's nice value by `by` (lowers its priority;
 /// always allowed). On Linux the nice value is per thread, and a child
 /// inherits its creator thread's: the helper's own lanes keep the unit's
@@ -297,4 +337,64 @@ pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
     // SAFETY: the caller passes a descriptor it just received from the
     // kernel and hands over; no other owner exists.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(all(test, target_env = "gnu"))]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::sync::{Arc, Barrier};
+
+    const CHILD: &str = "CODEXT_ARENA_TEST_CHILD";
+    const THREADS: usize = 16;
+
+    /// The daemon's cap holds: many threads allocating at once share the
+    /// capped arenas instead of each taking one (without the cap glibc
+    /// makes up to 8 per core). Counted by glibc itself: `malloc_stats`
+    /// prints one `Arena N:` block per arena. Runs in a fresh copy of the
+    /// test binary, because this process's other test threads have arenas
+    /// already.
+    #[test]
+    fn given_the_arena_cap_then_threads_allocating_at_once_share_the_main_arena() {
+        let name =
+            "sys::tests::given_the_arena_cap_then_threads_allocating_at_once_share_the_main_arena";
+        if std::env::var_os(CHILD).is_some() {
+            limit_malloc_arenas(MALLOC_ARENAS).unwrap();
+            let all = Arc::new(Barrier::new(THREADS + 1));
+            let threads: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let all = Arc::clone(&all);
+                    std::thread::spawn(move || {
+                        let held = vec![i as u8; 4096 + i];
+                        all.wait(); // everyone holds an allocation
+                        all.wait(); // until the arenas are counted
+                        held.len()
+                    })
+                })
+                .collect();
+            all.wait();
+            // SAFETY: malloc_stats only reads the allocator's state (under
+            // its locks) and writes to stderr.
+            unsafe { libc::malloc_stats() };
+            all.wait();
+            for t in threads {
+                t.join().unwrap();
+            }
+            return;
+        }
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let arenas = stderr.lines().filter(|l| l.starts_with("Arena ")).count();
+        // The main arena, plus the one libtest's thread for this test may
+        // have taken before the cap was set.
+        assert!(
+            (1..=MALLOC_ARENAS as usize + 1).contains(&arenas),
+            "{arenas} arenas for {THREADS} threads:\n{stderr}"
+        );
+    }
 }
