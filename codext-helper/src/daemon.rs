@@ -70,7 +70,7 @@ pub fn serve(cfg: Config) -> Result<()> {
     // First, before any thread: one malloc arena, so memory stays bounded
     // under locking (see `sys::limit_malloc_arenas`).
     if let Err(e) = crate::sys::limit_malloc_arenas(crate::sys::MALLOC_ARENAS) {
-        eprintln!("codext-helper: cannot cap malloc arenas ({e}); memory may grow with bursts");
+        warn!("cannot cap malloc arenas ({e}); memory may grow with bursts");
     }
     // Never dumped, never swapped: passwords pass through this process.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
