@@ -215,7 +215,7 @@ sandbox_test! {
         });
         assert!(in_passwd(&a.user), "removed while userdel hung?");
         // Each hanging userdel was killed at its deadline, none piles up.
-        let hanging: u32 = sh("pgrep -fc 'sleep 1000' || true").trim().parse().unwrap_or(0);
+        let hanging: u32 = sh("pgrep -fc '^sleep 1000' || true").trim().parse().unwrap_or(0);
         assert!(hanging <= 1, "{hanging} hanging userdel runs: they were not killed at their deadline");
         sh("umount /usr/sbin/userdel");
         w.wait_removed(&a.user, a.uid);
