@@ -32,7 +32,7 @@ grep -q 'ExecStart=/usr/sbin/codext-helper serve' "$P/codext-helper.service"
     sed -e '1,2d' -e '/^version = /b' -e 's/^\([^#]\)/# \1/' docs/helper.toml
 } > "$P/helper.toml"
 for c in changelog changelog-agent; do
-    sed "s/@VERSION@/$version/" "packaging/debian/$c" > "$P/$c"
+    sed "s/@VERSION@/$version/" "packaging/debian/$c" | gzip -9n > "$P/$c.gz"
 done
 
 cargo deb --locked --no-build -p codext-helper --output "target/debian/codext_${version}_amd64.deb"
