@@ -166,7 +166,8 @@ echo "$OUT"
     || { echo "docker-test: expected to log in as $USER_NAME and run a command" >&2; exit 1; }
 gone=
 for _ in $(seq 300); do
-    if ! srv getent passwd "$USER_NAME" >/dev/null && ! srv test -d "/home/$USER_NAME"; then gone=1; break; fi
+    if ! srv getent passwd "$USER_NAME" >/dev/null && ! srv test -d "/home/$USER_NAME" \
+        && [ "$(srv codext-helper status)" = "no codext users" ]; then gone=1; break; fi
     sleep 0.1
 done
 [ -n "$gone" ] || { echo "docker-test: $USER_NAME still there after logout" >&2; exit 1; }
