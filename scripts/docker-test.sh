@@ -33,7 +33,8 @@ say() { printf '\n=> docker-test: %s\n' "$*"; }
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/lock"
-flock 9   # one run at a time per cache (dockerd's data root is shared)
+flock 9   # one run at a time per cache (dockerd's data root is shared);
+          # dockerd does not inherit fd 9, so a leftover one never holds it
 
 # What this test needs beyond scripts/setup.sh (kept out of it: the demo
 # and the other tests need none of it). docker.io's maintainer scripts
@@ -79,10 +80,31 @@ export DOCKER_HOST="unix://$RUN/docker.sock"
 docker() { /usr/bin/docker "$@"; }
 
 say "probe: a private dockerd on this kernel"
+# A run killed outright (SIGKILL skips the trap) leaves its dockerd behind:
+# the pid file beside the data root names it; stop that one process, only
+# if it is a dockerd on this data root.
+PIDFILE="$CACHE/dockerd.pid"
+if [ -s "$PIDFILE" ]; then
+    stale=$(cat "$PIDFILE")
+    cmdline=$(tr '\0' ' ' < "/proc/$stale/cmdline" 2>/dev/null || true)
+    if grep -q "^dockerd .*--data-root $CACHE/docker-data " <<<"$cmdline"; then
+        echo "docker-test: stopping the dockerd (pid $stale) an interrupted run left"
+        kill "$stale" 2>/dev/null || true
+        for _ in $(seq 200); do kill -0 "$stale" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$stale" 2>/dev/null && kill -KILL "$stale" 2>/dev/null || true
+        # and that run's folder (its exec root, with dockerd's bind mounts)
+        old_run=$(sed -n 's#.*--exec-root \(/tmp/codext-docker\.[A-Za-z0-9]*\)/exec .*#\1#p' <<<"$cmdline")
+        if [ -n "$old_run" ]; then
+            grep -F " $old_run/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+            rm -rf "$old_run"
+        fi
+    fi
+    rm -f "$PIDFILE"
+fi
 mkdir -p "$CACHE/docker-data"
 dockerd --data-root "$CACHE/docker-data" --exec-root "$RUN/exec" -H "$DOCKER_HOST" \
-    --pidfile "$RUN/docker.pid" --storage-driver=vfs --bridge=none --iptables=false \
-    --ip6tables=false --ip-masq=false >"$RUN/dockerd.log" 2>&1 &
+    --pidfile "$PIDFILE" --storage-driver=vfs --bridge=none --iptables=false \
+    --ip6tables=false --ip-masq=false >"$RUN/dockerd.log" 2>&1 9>&- &
 DOCKER_PID=$!
 probe_fail() {
     echo "docker-test: the probe failed: $1" >&2
