@@ -5,7 +5,8 @@
 set -eu
 port="${SSH_PORT:-2222}"
 ssh-keygen -A >/dev/null
-mkdir -p /run/sshd /run/codext /run/userdb
+# /run/codext is the helper's to make (root's, 0700: doctor checks it).
+mkdir -p /run/sshd /run/userdb
 chmod 0755 /run/sshd /run/userdb
 codext-helper serve &
 helper=$!

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check codext has, as CI does: formatting, lints, the build,
 # all tests (unit, protocol vectors, the real PAM/sshd/useradd end-to-end
-# tests in a sandbox), the PAM module's exported symbols, fuzz smoke runs
-# and the dependency audit. Run as root on Debian 12.
+# tests in a sandbox), the Debian packages and the docker images exercised
+# for real (scripts/docker-test.sh), the PAM module's exported symbols, fuzz
+# smoke runs and the dependency audit. Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -25,6 +26,8 @@ if ! scripts/test-unprivileged.sh > "$unprivileged_log" 2>&1; then
 fi
 grep -E '^(test result|codext-tests: skipping)' "$unprivileged_log" | sort | uniq -c
 rm -f "$unprivileged_log"
+step "the Debian packages and docker/ (scripts/docker-test.sh): lintian, the package round trip on a pristine bookworm, two containers"
+scripts/docker-test.sh
 step "what sshd loads: the PAM module's dependency closure (tests/tests/packaging.rs keeps it minimal)"
 cargo tree --locked -p pam_codext -e normal --prefix none | sort -u
 step "the root helper links no HTTP/TLS crate (the channel process does)"

@@ -76,9 +76,7 @@ pub fn serve(cfg: Config) -> Result<()> {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         warn!("cannot mark the process non-dumpable: {e}");
     }
-    if let Err(e) = crate::sys::lock_memory() {
-        warn!("cannot lock memory ({e}); secrets could reach swap");
-    }
+    lock_memory();
     // Removal judges "nothing left" from /proc: it must show everything.
     crate::procfs::check_visibility()
         .map_err(|why| HelperError::Config(format!("refusing to serve: {why}")))?;
@@ -164,6 +162,60 @@ pub fn serve(cfg: Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `CAP_IPC_LOCK`'s bit in a capability mask (capabilities(7)).
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Locks the daemon's present and future memory when that cannot starve
+/// it, and otherwise says on stderr why it runs unlocked (`doctor` warns).
+fn lock_memory() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    // Raising the soft limit up to the hard one needs no privilege.
+    let limit = match getrlimit(Resource::RLIMIT_MEMLOCK) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_MEMLOCK, hard, hard).is_ok() {
+                Some(hard)
+            } else {
+                Some(soft)
+            }
+        }
+        Err(_) => None,
+    }
+    .filter(|&l| l != RLIM_INFINITY);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = crate::procfs::effective_capabilities(&status);
+    if let Some(why) = memory_lock_obstacle(caps, limit) {
+        warn!(
+            "not locking memory: {why}; a password being checked could reach swap \
+             -- give the daemon CAP_IPC_LOCK (the shipped unit does; docker: --cap-add IPC_LOCK)"
+        );
+        return;
+    }
+    if let Err(e) = crate::sys::lock_memory() {
+        warn!("cannot lock memory ({e}); secrets could reach swap");
+    }
+}
+
+/// Why `mlockall(MCL_CURRENT | MCL_FUTURE)` would starve a process with
+/// effective capabilities `cap_eff` under an `RLIMIT_MEMLOCK` of `limit`
+/// bytes (`None`: unlimited), or `None` when it is safe. With `MCL_FUTURE`
+/// every later mapping — a thread's stack, a malloc arena's 64 MiB
+/// reservation — is locked as it is made, and without `CAP_IPC_LOCK` it is
+/// counted whole against the limit and refused past it (mmap(2): EAGAIN;
+/// mlock(2)). Under a finite limit the daemon would soon fail to start a
+/// connection thread, so every login is refused, or abort when its heap
+/// cannot grow. Docker's defaults are exactly that: an 8 MiB limit and no
+/// `CAP_IPC_LOCK`.
+fn memory_lock_obstacle(cap_eff: u64, limit: Option<u64>) -> Option<String> {
+    match limit {
+        Some(bytes) if cap_eff & (1 << CAP_IPC_LOCK) == 0 => Some(format!(
+            "it lacks CAP_IPC_LOCK and RLIMIT_MEMLOCK is {} KiB: every later thread stack and \
+             heap reservation would count against that and soon be refused",
+            bytes / 1024
+        )),
+        _ => None,
+    }
 }
 
 /// Listens on a fresh socket at `path` (a stale socket there is replaced,
@@ -617,5 +669,27 @@ impl Daemon {
                 map.retain(|_, q| q.back().is_some_and(|t| cutoff.is_none_or(|c| *t >= c)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_finite_memlock_limit_and_no_cap_ipc_lock_then_memory_is_not_locked() {
+        // Docker's defaults: 8 MiB, CapEff without bit 14.
+        let why = memory_lock_obstacle(0xa80425fb, Some(8 << 20));
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("8192 KiB")),
+            "{why:?}"
+        );
+        // The unit's set holds CAP_IPC_LOCK: the limit does not apply.
+        assert_eq!(
+            memory_lock_obstacle(0xa80425fb | (1 << 14), Some(8 << 20)),
+            None
+        );
+        // No limit at all.
+        assert_eq!(memory_lock_obstacle(0, None), None);
     }
 }

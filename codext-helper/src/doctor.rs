@@ -89,6 +89,7 @@ pub fn run(cfg: &Config) -> Vec<Check> {
     let daemon = helper_check(&mut r, cfg);
     mode_checks(&mut r, cfg);
     proc_check(&mut r, daemon);
+    memory_check(&mut r, daemon);
     uid_check(&mut r, cfg);
     quarantine_check(&mut r, cfg);
     host_key_check(&mut r, cfg);
@@ -543,6 +544,29 @@ fn proc_check(r: &mut Report, daemon: Option<i32>) {
             "proc",
             format!("{why}: teardown could miss a temporary user's processes"),
             "remount /proc without hidepid (or with gid= of a group the helper is in): mount -o remount,hidepid=0 /proc, and fix /etc/fstab",
+        ),
+    }
+}
+
+/// Whether the running daemon locked its memory (it does not when that
+/// would starve it: no `CAP_IPC_LOCK` under a finite `RLIMIT_MEMLOCK`).
+fn memory_check(r: &mut Report, daemon: Option<i32>) {
+    let Some(pid) = daemon else {
+        return; // `helper` already fails.
+    };
+    let locked = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .as_deref()
+        .and_then(crate::procfs::locked_kib);
+    match locked {
+        Some(kib) if kib > 0 => r.ok(
+            "memory",
+            format!("the daemon's memory is locked ({kib} kB): passwords it checks never reach swap"),
+        ),
+        _ => r.warn(
+            "memory",
+            format!("the daemon (pid {pid}) has not locked its memory: a password being checked could be written to swap"),
+            "give the daemon CAP_IPC_LOCK (the shipped unit does; docker: --cap-add IPC_LOCK) and restart it",
         ),
     }
 }

@@ -87,11 +87,7 @@ impl Viewer {
     /// effective capabilities (`CapEff`) and every gid (`Gid:`, `Groups:`).
     pub fn from_status(status: &str) -> Viewer {
         const CAP_SYS_PTRACE: u32 = 19;
-        let cap_eff = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0);
+        let cap_eff = effective_capabilities(status);
         Viewer {
             sys_ptrace: cap_eff & (1 << CAP_SYS_PTRACE) != 0,
             groups: status
@@ -101,6 +97,25 @@ impl Viewer {
                 .collect(),
         }
     }
+}
+
+/// The effective capability set (`CapEff:`, a hex mask) of the process
+/// whose `/proc/<pid>/status` text is `status`; none when unreadable.
+pub fn effective_capabilities(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// The memory locked by the process whose `/proc/<pid>/status` text is
+/// `status`, in kB (`VmLck:`); `None` when the line is missing.
+pub fn locked_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Why `/proc` may hide processes or IPC objects of other users from
