@@ -18,9 +18,10 @@
 //!   `hot_for` ([`Mode::Flight`]) is exempt: its few polls finish a login
 //!   someone is waiting for, and stop by themselves; everything else
 //!   (idle polling, the hot tail after a login) yields;
-//! * the *reserve*: with `reserve` requests or fewer left, nothing polls
-//!   until the oldest counted request has expired (at least `idle`), so
-//!   publishing puzzles and answers always has requests left;
+//! * the *reserve*: with `reserve` requests or fewer left, the pressure is
+//!   at its height (the longest pause), and a login in flight polls only
+//!   when the oldest counted request has expired (at least `idle` apart),
+//!   so publishing puzzles and answers always has requests left;
 //! * the *minute*: the token also allows only 250 requests a minute, which
 //!   no header reports. [`Pacing`] measures how fast the token's budget is
 //!   draining (the fall of `ratelimit-remaining` over the last minute, every
@@ -98,7 +99,7 @@ pub fn next_pause(
         return base;
     };
     let cpp = calls_per_pass.max(1.0);
-    if b.remaining <= p.reserve {
+    if b.remaining <= p.reserve && mode == Mode::Flight {
         let until_reset = Duration::from_secs(b.reset.saturating_sub(now_unix));
         return until_reset.max(p.idle).min(MAX_PAUSE);
     }
@@ -110,7 +111,11 @@ pub fn next_pause(
     } else {
         Duration::ZERO
     };
-    let spendable = (b.remaining - p.reserve) as f64;
+    // At or below the reserve this is the pressure at one request left:
+    // the longest pause. (Waiting only "until the oldest request expires"
+    // let a fleet's idle polls take every slot a sliding window frees, and
+    // its publications then ate the reserve to nothing.)
+    let spendable = b.remaining.saturating_sub(p.reserve) as f64;
     let half = limit / 2.0;
     let pressure = if spendable < half && mode != Mode::Flight {
         sustained.mul_f64(half / spendable.max(1.0))
@@ -287,7 +292,7 @@ mod tests {
     #[test]
     fn given_budget_draining_then_pause_grows_monotonically() {
         let mut last = Duration::ZERO;
-        for remaining in [5000, 3000, 2000, 1000, 600, 300] {
+        for remaining in [5000, 3000, 2000, 1000, 600, 300, 251, 250, 100, 0] {
             let d = next_pause(&policy(), Mode::Hot, budget(remaining), 1.0, 0, 0);
             assert!(d >= last, "{remaining}: {d:?} < {last:?}");
             last = d;
@@ -296,20 +301,26 @@ mod tests {
     }
 
     #[test]
-    fn given_reserve_reached_then_wait_for_the_reset_at_least_idle() {
-        assert_eq!(
-            next_pause(&policy(), Mode::Hot, budget(250), 1.0, 0, 900),
-            Duration::from_secs(100)
-        );
-        assert_eq!(
-            next_pause(&policy(), Mode::Hot, budget(10), 1.0, 0, 999),
-            Duration::from_secs(15)
-        );
-        assert_eq!(next_pause(&policy(), Mode::Hot, budget(0), 1.0, 0, 0), MAX_PAUSE);
-        // A login in flight is no exception to the reserve.
+    fn given_reserve_reached_then_the_longest_pause_and_a_login_in_flight_waits_for_the_reset() {
+        for remaining in [251, 250, 10, 0] {
+            assert_eq!(
+                next_pause(&policy(), Mode::Hot, budget(remaining), 1.0, 0, 900),
+                MAX_PAUSE
+            );
+            assert_eq!(
+                next_pause(&policy(), Mode::Idle, budget(remaining), 1.0, 0, 900),
+                MAX_PAUSE
+            );
+        }
+        // A login in flight waits until the oldest request expires, at
+        // least the idle period.
         assert_eq!(
             next_pause(&policy(), Mode::Flight, budget(250), 1.0, 0, 900),
             Duration::from_secs(100)
+        );
+        assert_eq!(
+            next_pause(&policy(), Mode::Flight, budget(10), 1.0, 0, 999),
+            Duration::from_secs(15)
         );
     }
 

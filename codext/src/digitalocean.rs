@@ -10,7 +10,10 @@
 //! rules as the server's channel (`codext_do::budget`): every `interval`
 //! while the budget allows, slower as `ratelimit-remaining` falls below
 //! half the limit, and none at all with `RESERVE` requests or fewer left
-//! (those are kept for posting the answer). After posting a request or an
+//! (those are kept for posting the answer). A long wait backs off: the pause
+//! is at least a tenth of the time waited so far, at most `BACKOFF_MAX` (the
+//! server's idle period: a server that has not answered yet is polling no
+//! faster). After posting a request or an
 //! answer the agent waits one pause before its first read: the server
 //! cannot have answered yet, and the read would be a wasted call.
 //!
@@ -44,6 +47,8 @@ pub struct Access {
 
 /// Requests of the agent token's budget never spent on waiting.
 pub const RESERVE: u64 = 250;
+/// Longest back-off of a long wait.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(15);
 /// Share of the agent token's hourly budget its waits may spend.
 pub const SHARE: f64 = 0.5;
 
@@ -91,7 +96,8 @@ impl Waits {
             },
             c.budget(),
         );
-        clock.sleep(d);
+        let backoff = (self.elapsed(c) / 10).min(BACKOFF_MAX);
+        clock.sleep(d.max(backoff));
         self.calls = c.calls();
     }
 }
