@@ -15,7 +15,7 @@
 //! * the *pressure*: once less than half the budget is left, the pause grows
 //!   as the remainder shrinks, so servers sharing a token slow down together
 //!   instead of exhausting it. A login in flight whose last step was within
-//!   `hot_for` ([`Mode::Flight`]) is exempt: its few polls finish a login
+//!   [`FLIGHT_WINDOW`] ([`Mode::Flight`]) is exempt: its few polls finish a login
 //!   someone is waiting for, and stop by themselves; everything else
 //!   (idle polling, the hot tail after a login) yields;
 //! * the *reserve*: with `reserve` requests or fewer left, the pressure is
@@ -67,8 +67,16 @@ pub const MINUTE_TARGET: f64 = 0.8 * 250.0 / 60.0;
 const DRAIN_WINDOW: Duration = Duration::from_secs(60);
 const DRAIN_MIN_SPAN: Duration = Duration::from_secs(5);
 
-/// Longest pause ever chosen.
-pub const MAX_PAUSE: Duration = Duration::from_secs(600);
+/// Longest pause ever chosen: what a login at a server of a saturated
+/// fleet may wait for its first poll. (It also bounds a fleet: 5,000 an
+/// hour carry at most ~100 servers' polls at this pace with room left for
+/// logins.)
+pub const MAX_PAUSE: Duration = Duration::from_secs(180);
+/// A login in flight is exempt from the pressure this long after its last
+/// step (a publication, an answer): long enough for an agent to read the
+/// puzzle and answer, short enough that a login nobody finishes does not
+/// poll fast on the fleet's budget.
+pub const FLIGHT_WINDOW: Duration = Duration::from_secs(20);
 
 /// What the poller is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +84,11 @@ pub enum Mode {
     /// Nothing in flight, nothing happened within `hot_for`.
     Idle,
     /// Something happened within `hot_for`, or a login has been in flight
-    /// longer than that: fast, but yields to pressure.
+    /// longer than [`FLIGHT_WINDOW`] since its last step: fast, but yields
+    /// to pressure.
     Hot,
-    /// A login in flight whose last step was within `hot_for`: fast, and
-    /// exempt from pressure (not from the share or the reserve).
+    /// A login in flight whose last step was within [`FLIGHT_WINDOW`]:
+    /// fast, and exempt from pressure (not from the share or the reserve).
     Flight,
 }
 
@@ -197,13 +206,13 @@ impl Pacing {
         if activity.happened {
             self.last_activity = Some(now);
         }
-        let recent = self
-            .last_activity
-            .is_some_and(|t| now.saturating_sub(t) < self.policy.hot_for);
-        let mode = match (activity.in_flight, recent) {
-            (true, true) => Mode::Flight,
-            (true, false) | (false, true) => Mode::Hot,
-            (false, false) => Mode::Idle,
+        let since = self.last_activity.map(|t| now.saturating_sub(t));
+        let recent = since.is_some_and(|d| d < self.policy.hot_for);
+        let urgent = since.is_some_and(|d| d < FLIGHT_WINDOW.min(self.policy.hot_for));
+        let mode = match (activity.in_flight, recent, urgent) {
+            (true, _, true) => Mode::Flight,
+            (true, _, false) | (false, true, _) => Mode::Hot,
+            (false, false, _) => Mode::Idle,
         };
         if let Some(b) = budget {
             self.seen.push_back((now, b.remaining));
@@ -353,9 +362,9 @@ mod tests {
         };
         // Under pressure: in flight and recent keeps the busy pace.
         assert_eq!(pacing.after_pass(s(0), 0, 1, flight, budget(400)), s(1));
-        assert_eq!(pacing.after_pass(s(30), 0, 1, waiting, budget(400)), s(1));
-        // A puzzle nobody answers stops being urgent after hot_for.
-        assert!(pacing.after_pass(s(61), 0, 1, waiting, budget(400)) > s(20));
+        assert_eq!(pacing.after_pass(s(15), 0, 1, waiting, budget(400)), s(1));
+        // A puzzle nobody answers stops being urgent after FLIGHT_WINDOW.
+        assert!(pacing.after_pass(s(21), 0, 1, waiting, budget(400)) > s(20));
         // Idle without pressure: the idle pace.
         assert_eq!(
             pacing.after_pass(s(200), 0, 1, Activity::default(), budget(5000)),
