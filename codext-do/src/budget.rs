@@ -28,7 +28,10 @@
 //!   poller's calls together); above [`MINUTE_TARGET`] (80 % of 250 a
 //!   minute) the pause stretches by the excess, so a fleet that starts at
 //!   once spreads itself out instead of meeting 429s (a login in flight is
-//!   exempt, as from the pressure).
+//!   exempt, as from the pressure). Under pressure the target is also no
+//!   more than what is left above the reserve can sustain until
+//!   `ratelimit-reset` ([`drain_target`]): in a token's first hour nothing
+//!   expires, and the budget must last until something does.
 //!
 //! With `N` pollers at idle on one token of limit `L` and reserve `R` (and
 //! a share of 50 %), the pressure settles where the fleet's polls use what
@@ -134,6 +137,23 @@ pub fn next_pause(
     base.max(share).max(pressure).min(MAX_PAUSE)
 }
 
+/// The token-wide drain (requests a second) the pollers aim below:
+/// [`MINUTE_TARGET`], and under pressure (less than half the limit left)
+/// no faster than what is left above the reserve lasts until
+/// `ratelimit-reset` (in a sliding hour that is filled evenly the reset is
+/// near and this allows much; early in the hour, before anything expires,
+/// it spreads what is left over the time until something does).
+pub fn drain_target(p: &Policy, budget: Option<Budget>, now_unix: u64) -> f64 {
+    match budget {
+        Some(b) if b.limit > 0 && b.remaining < b.limit / 2 => {
+            let spendable = b.remaining.saturating_sub(p.reserve) as f64;
+            let until_reset = b.reset.saturating_sub(now_unix).max(1) as f64;
+            MINUTE_TARGET.min(spendable / until_reset)
+        }
+        _ => MINUTE_TARGET,
+    }
+}
+
 /// What one pass saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Activity {
@@ -233,9 +253,10 @@ impl Pacing {
             spent,
             now_unix,
         );
+        let target = drain_target(&self.policy, budget, now_unix);
         match self.drain() {
-            Some(rate) if rate > MINUTE_TARGET && mode != Mode::Flight => {
-                pause.mul_f64(rate / MINUTE_TARGET).min(MAX_PAUSE)
+            Some(rate) if rate > target && mode != Mode::Flight => {
+                pause.mul_f64(rate / target.max(1e-3)).min(MAX_PAUSE)
             }
             _ => pause,
         }
@@ -399,5 +420,17 @@ mod tests {
         pacing.after_pass(s(0), 0, 1, idle, budget(4000));
         assert_eq!(pacing.after_pass(s(30), 0, 1, idle, budget(3950)), s(15));
         assert_eq!(pacing.after_pass(s(60), 0, 1, idle, budget(4500)), s(15));
+    }
+
+    #[test]
+    fn given_pressure_early_in_the_hour_then_the_drain_target_spreads_the_rest_until_the_reset() {
+        let p = policy();
+        // Plenty left: the minute's target.
+        assert_eq!(drain_target(&p, budget(4000), 0), MINUTE_TARGET);
+        // 1,250 above the reserve, 1,000 s to the reset: 1.25 a second.
+        assert_eq!(drain_target(&p, budget(1500), 0), 1.25);
+        // A reset close by allows up to the minute's target.
+        assert_eq!(drain_target(&p, budget(1500), 999), MINUTE_TARGET);
+        assert_eq!(drain_target(&p, budget(200), 0), 0.0);
     }
 }
