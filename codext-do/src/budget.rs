@@ -18,6 +18,8 @@
 //!   [`FLIGHT_WINDOW`] ([`Mode::Flight`]) is exempt: its few polls finish a login
 //!   someone is waiting for, and stop by themselves; everything else
 //!   (idle polling, the hot tail after a login) yields;
+//! * the *jitter*: idle pauses vary by ±10 % so pollers that started together
+//!   drift apart;
 //! * the *reserve*: with `reserve` requests or fewer left, the pressure is
 //!   at its height (the longest pause), and a login in flight polls only
 //!   when the oldest counted request has expired (at least `idle` apart),
@@ -254,11 +256,21 @@ impl Pacing {
             now_unix,
         );
         let target = drain_target(&self.policy, budget, now_unix);
-        match self.drain() {
+        let pause = match self.drain() {
             Some(rate) if rate > target && mode != Mode::Flight => {
                 pause.mul_f64(rate / target.max(1e-3)).min(MAX_PAUSE)
             }
             _ => pause,
+        };
+        if mode == Mode::Idle {
+            // ±10 %: servers that started together (a fleet's boot, the
+            // end of an outage) drift apart instead of polling in step.
+            let r = codext_core::random::bytes::<2>().map_or(0.5, |b| {
+                f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+            });
+            pause.mul_f64(0.9 + 0.2 * r)
+        } else {
+            pause
         }
     }
 }
@@ -275,6 +287,14 @@ mod tests {
             share: 0.5,
             reserve: 250,
         }
+    }
+
+    /// Within the ±10 % jitter of idle pauses.
+    fn near(got: Duration, want: Duration) {
+        assert!(
+            got >= want.mul_f64(0.9) && got <= want.mul_f64(1.1),
+            "{got:?} is not {want:?} ± 10 %"
+        );
     }
 
     fn budget(remaining: u64) -> Option<Budget> {
@@ -387,9 +407,9 @@ mod tests {
         // A puzzle nobody answers stops being urgent after FLIGHT_WINDOW.
         assert!(pacing.after_pass(s(21), 0, 1, waiting, budget(400)) > s(20));
         // Idle without pressure: the idle pace.
-        assert_eq!(
+        near(
             pacing.after_pass(s(200), 0, 1, Activity::default(), budget(5000)),
-            s(15)
+            s(15),
         );
         // The hour's spending: 2,500 calls an hour ago no longer count.
         let mut pacing = Pacing::new(policy());
@@ -405,10 +425,10 @@ mod tests {
         let mut pacing = Pacing::new(policy());
         assert_eq!(pacing.drain(), None);
         // 400 requests in 15 s by the whole fleet: 26.7 a second.
-        assert_eq!(pacing.after_pass(s(0), 0, 1, idle, budget(4600)), s(15));
+        near(pacing.after_pass(s(0), 0, 1, idle, budget(4600)), s(15));
         let stretched = pacing.after_pass(s(15), 0, 1, idle, budget(4200));
         assert!((pacing.drain().unwrap() - 400.0 / 15.0).abs() < 1e-9);
-        assert_eq!(stretched, s(15).mul_f64(400.0 / 15.0 / MINUTE_TARGET));
+        near(stretched, s(15).mul_f64(400.0 / 15.0 / MINUTE_TARGET));
         // A login in flight keeps its pace.
         let flight = Activity {
             happened: true,
@@ -418,8 +438,8 @@ mod tests {
         // A slow drain changes nothing; a budget refilling is no drain.
         let mut pacing = Pacing::new(policy());
         pacing.after_pass(s(0), 0, 1, idle, budget(4000));
-        assert_eq!(pacing.after_pass(s(30), 0, 1, idle, budget(3950)), s(15));
-        assert_eq!(pacing.after_pass(s(60), 0, 1, idle, budget(4500)), s(15));
+        near(pacing.after_pass(s(30), 0, 1, idle, budget(3950)), s(15));
+        near(pacing.after_pass(s(60), 0, 1, idle, budget(4500)), s(15));
     }
 
     #[test]

@@ -363,6 +363,10 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64) -> Run
             let (mut link, settings) = Link::over(ours).expect("hello");
             let mut pacing = Pacing::new(settings.policy);
             let mut pass = Pass::with_client(c, droplet);
+            // Servers boot at different times: the first pass comes at a
+            // random point of the first idle period.
+            let offset = Lcg(seed ^ droplet).unit() * IDLE.as_secs_f64();
+            pass.client().clock().sleep(Duration::from_secs_f64(offset));
             while !stop.load(Ordering::SeqCst) {
                 let (pause, result) = codext_channel::step(&mut pass, &mut link, &mut pacing);
                 watch.passes.fetch_add(1, Ordering::Relaxed);
