@@ -68,8 +68,9 @@ fn each<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()>
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(ChannelError::Helper("an API call panicked".into())))
+                    h.join().unwrap_or_else(|_| {
+                        Err(ChannelError::Helper("an API call panicked".into()))
+                    })
                 })
                 .collect()
         });
@@ -188,7 +189,9 @@ impl Pass {
                     ChannelError::Helper("next: a puzzle id that is not 32 hex".into())
                 })?;
             let tags = self.space.puzzle_tags(&p.text, &id);
-            each(&tags, |tag| Ok(self.client.attach_new_tag(tag, self.droplet)?))?;
+            each(&tags, |tag| {
+                Ok(self.client.attach_new_tag(tag, self.droplet)?)
+            })?;
             let r = link.call(&ChannelRequest::Published {
                 user: p.user,
                 id: p.id,
@@ -318,7 +321,9 @@ impl Pass {
                 delete.push(raw);
             }
         }
-        each(&detach, |raw| Ok(self.client.untag_droplet(raw, self.droplet)?))?;
+        each(&detach, |raw| {
+            Ok(self.client.untag_droplet(raw, self.droplet)?)
+        })?;
         each(&delete, |raw| Ok(self.client.delete_tag(raw)?))
     }
 }

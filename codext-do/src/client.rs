@@ -21,10 +21,10 @@
 //! Every operation is safe to repeat (creating an existing tag or key is
 //! not an error), which is what makes the retries safe.
 
+use crate::clock::{self, SharedClock};
 use crate::models::{
     parse_created_key, parse_droplet, parse_error, parse_keys_page, parse_tag_name, Droplet, SshKey,
 };
-use crate::clock::{self, SharedClock};
 use crate::pacing::{ceil_secs, Limits, Pacer};
 use codext_core::tags::is_valid_tag;
 use codext_core::{Error, Result};

@@ -98,7 +98,10 @@ mod tests {
         let real = Instant::now();
         c.sleep(Duration::from_secs(5));
         let took = real.elapsed();
-        assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(50) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
         assert!(c.now() >= Duration::from_secs(5), "{:?}", c.now());
         assert!(c.unix() >= Duration::from_secs(1005));
     }

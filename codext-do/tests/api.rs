@@ -487,7 +487,11 @@ fn given_a_time_scaled_emulator_and_a_client_on_its_clock_then_the_minute_limit_
     assert_eq!(statuses(&emu), [200, 200, 429, 200]);
     let waited = c.clock().now() - scaled;
     assert!(waited >= Duration::from_secs(50), "{waited:?}");
-    assert!(real.elapsed() < Duration::from_secs(20), "{:?}", real.elapsed());
+    assert!(
+        real.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        real.elapsed()
+    );
     // The reported budget is in the scaled clock's Unix time.
     let b = c.budget().unwrap();
     assert!(b.reset >= unix0.as_secs() + 3600, "{b:?}");

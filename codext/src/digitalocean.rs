@@ -162,7 +162,14 @@ pub fn wait_puzzle(
     agent: &PrivateKey,
     server: &PublicKey,
 ) -> Result<(String, OpenedPuzzle)> {
-    wait_puzzle_with(c, access, droplet, agent, server, &mut Waits::new(c, access))
+    wait_puzzle_with(
+        c,
+        access,
+        droplet,
+        agent,
+        server,
+        &mut Waits::new(c, access),
+    )
 }
 
 fn wait_puzzle_with(

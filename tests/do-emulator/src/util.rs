@@ -32,7 +32,11 @@ impl SimClock {
             unix_at_start: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default(),
-            scale: if scale.is_finite() { scale.max(1.0) } else { 1.0 },
+            scale: if scale.is_finite() {
+                scale.max(1.0)
+            } else {
+                1.0
+            },
         }
     }
 

@@ -88,7 +88,11 @@ fn main() {
         let start = Instant::now();
         let out = w.login(&armed.puzzle, &["true"]);
         base.push(start.elapsed());
-        assert!(out.status.success(), "baseline login: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "baseline login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     base.sort();
     let before_routes = emu.calls().len();
@@ -136,8 +140,14 @@ fn main() {
     }
     let mut routes: std::collections::BTreeMap<(String, String), usize> = Default::default();
     for c in &emu.calls()[before_routes..] {
-        let side = if c.token.as_deref() == Some(SERVER_TOKEN) { "server" } else { "agent" };
-        *routes.entry((side.to_string(), emu.route(&c.method, &c.path))).or_default() += 1;
+        let side = if c.token.as_deref() == Some(SERVER_TOKEN) {
+            "server"
+        } else {
+            "agent"
+        };
+        *routes
+            .entry((side.to_string(), emu.route(&c.method, &c.path)))
+            .or_default() += 1;
     }
     times.sort();
     let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
@@ -161,7 +171,10 @@ fn main() {
         mean(&server_calls) + mean(&agent_calls)
     );
     for ((side, route), count) in &routes {
-        println!("    {side} {route}: {:.1} a login", *count as f64 / n as f64);
+        println!(
+            "    {side} {route}: {:.1} a login",
+            *count as f64 / n as f64
+        );
     }
     // Idle: let the hot window pass, then count a minute.
     std::thread::sleep(Duration::from_secs(65));

@@ -104,7 +104,10 @@ impl Helper {
 
     fn issue(&self, key: &PublicKey) -> Pending {
         let token = Token::generate().expect("token");
-        let user = format!("user-{}", hex(&codext_core::random::bytes::<6>().expect("rng")));
+        let user = format!(
+            "user-{}",
+            hex(&codext_core::random::bytes::<6>().expect("rng"))
+        );
         let user = UserName::parse(&user).expect("user name");
         let id = codext_core::random::bytes::<16>().expect("rng");
         // Puzzle times are real Unix time: the agent checks them against
@@ -377,7 +380,9 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64) -> Run
                 }
                 let clock = pass.client().clock().clone();
                 if let Some(b) = pass.budget() {
-                    watch.min_remaining.fetch_min(b.remaining, Ordering::Relaxed);
+                    watch
+                        .min_remaining
+                        .fetch_min(b.remaining, Ordering::Relaxed);
                     let now = clock.now().as_millis() as u64;
                     if b.remaining < b.limit / 2 {
                         let _ = watch.pressure_at_ms.compare_exchange(
@@ -476,7 +481,10 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64) -> Run
                         error: Some(e.to_string()),
                     },
                 };
-                results.lock().unwrap_or_else(|e| e.into_inner()).push(login);
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(login);
             }
         }));
     }
