@@ -140,14 +140,15 @@ pub fn next_pause(
 }
 
 /// The token-wide drain (requests a second) the pollers aim below:
-/// [`MINUTE_TARGET`], and under pressure (less than half the limit left)
-/// no faster than what is left above the reserve lasts until
+/// [`MINUTE_TARGET`], and under pressure (less than half the limit left) or
+/// when `shared` (others spend more of the token than this poller) no
+/// faster than what is left above the reserve lasts until
 /// `ratelimit-reset` (in a sliding hour that is filled evenly the reset is
 /// near and this allows much; early in the hour, before anything expires,
 /// it spreads what is left over the time until something does).
-pub fn drain_target(p: &Policy, budget: Option<Budget>, now_unix: u64) -> f64 {
+pub fn drain_target(p: &Policy, budget: Option<Budget>, now_unix: u64, shared: bool) -> f64 {
     match budget {
-        Some(b) if b.limit > 0 && b.remaining < b.limit / 2 => {
+        Some(b) if b.limit > 0 && (shared || b.remaining < b.limit / 2) => {
             let spendable = b.remaining.saturating_sub(p.reserve) as f64;
             let until_reset = b.reset.saturating_sub(now_unix).max(1) as f64;
             MINUTE_TARGET.min(spendable / until_reset)
@@ -189,6 +190,21 @@ impl Pacing {
             spent: VecDeque::new(),
             seen: VecDeque::new(),
         }
+    }
+
+    /// This poller's own calls a second over the span of [`Pacing::drain`].
+    fn own_rate(&self, now: Duration) -> f64 {
+        let Some((t0, _)) = self.seen.front() else {
+            return 0.0;
+        };
+        let span = now.saturating_sub(*t0).as_secs_f64().max(1.0);
+        let calls: u64 = self
+            .spent
+            .iter()
+            .filter(|(t, _)| t > t0)
+            .map(|(_, c)| c)
+            .sum();
+        calls as f64 / span
     }
 
     /// The token's net drain (requests a second, every poller's together)
@@ -255,7 +271,11 @@ impl Pacing {
             spent,
             now_unix,
         );
-        let target = drain_target(&self.policy, budget, now_unix);
+        // Others share the token when it drains faster than twice this
+        // poller's own calls explain.
+        let own = self.own_rate(now);
+        let shared = self.drain().is_some_and(|d| d > 2.0 * own);
+        let target = drain_target(&self.policy, budget, now_unix, shared);
         let pause = match self.drain() {
             Some(rate) if rate > target && mode != Mode::Flight => {
                 pause.mul_f64(rate / target.max(1e-3)).min(MAX_PAUSE)
@@ -446,11 +466,14 @@ mod tests {
     fn given_pressure_early_in_the_hour_then_the_drain_target_spreads_the_rest_until_the_reset() {
         let p = policy();
         // Plenty left: the minute's target.
-        assert_eq!(drain_target(&p, budget(4000), 0), MINUTE_TARGET);
+        assert_eq!(drain_target(&p, budget(4000), 0, false), MINUTE_TARGET);
         // 1,250 above the reserve, 1,000 s to the reset: 1.25 a second.
-        assert_eq!(drain_target(&p, budget(1500), 0), 1.25);
+        assert_eq!(drain_target(&p, budget(1500), 0, false), 1.25);
         // A reset close by allows up to the minute's target.
-        assert_eq!(drain_target(&p, budget(1500), 999), MINUTE_TARGET);
-        assert_eq!(drain_target(&p, budget(200), 0), 0.0);
+        assert_eq!(drain_target(&p, budget(1500), 999, false), MINUTE_TARGET);
+        assert_eq!(drain_target(&p, budget(200), 0, false), 0.0);
+        // Shared with others: the spread applies before the pressure does.
+        assert_eq!(drain_target(&p, budget(3000), 0, true), 2.75);
+        assert_eq!(drain_target(&p, budget(3000), 0, false), MINUTE_TARGET);
     }
 }
