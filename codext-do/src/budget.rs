@@ -30,8 +30,10 @@
 //!   poller's calls together); above [`MINUTE_TARGET`] (80 % of 250 a
 //!   minute) the pause stretches by the excess, so a fleet that starts at
 //!   once spreads itself out instead of meeting 429s (a login in flight is
-//!   exempt, as from the pressure). Under pressure the target is also no
-//!   more than what is left above the reserve can sustain until
+//!   exempt, as from the pressure). Under pressure, or when the token drains
+//!   faster than twice this poller's own calls (others share it), the
+//!   target is also no more than what is left above the reserve can sustain
+//!   until
 //!   `ratelimit-reset` ([`drain_target`]): in a token's first hour nothing
 //!   expires, and the budget must last until something does.
 //!
