@@ -8,7 +8,9 @@
 #    50, against its own size at start;
 #  * 100 concurrent JIT logins against 100 concurrent plain logins, and how
 #    soon after the last logout every account is gone;
-#  * DigitalOcean logins against the emulator with real-world API latency.
+#  * DigitalOcean logins against the emulator with real-world API latency;
+#  * fleets of 20 and 100 droplets sharing one token (the real limits, time
+#    scaled x20), agents arriving at random.
 # Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +32,9 @@ target/release/codext-sandbox -- target/release/codext-audit-bench
 # DigitalOcean logins through the unprivileged channel, 150-250 ms per API
 # call: time to the command, API calls per login, calls an hour at idle.
 target/release/codext-sandbox -- target/release/codext-do-bench "${CODEXT_DO_LOGINS:-20}"
+# Fleets sharing one token: 20 and 100 droplets, each the real channel code
+# on a thread (see the binary's doc comment), 60 logins an hour arriving at
+# random, 90 simulated minutes at 20x (4.5 real minutes each): time to a
+# shell, 429s, starved logins, the budget's low point against the reserve.
+target/release/codext-fleet-bench 20
+target/release/codext-fleet-bench 100

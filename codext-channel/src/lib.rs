@@ -20,7 +20,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod budget;
+/// The pacing policy (shared with the agent: it lives in `codext-do`).
+pub use codext_do::budget;
 pub mod check;
 pub mod link;
 pub mod pass;
@@ -152,12 +153,7 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let mut pass: Option<pass::Pass> = None;
-    let mut last_activity: Option<std::time::Instant> = None;
-    // What a pass costs, smoothed (API calls).
-    let mut calls_per_pass = 1.0f64;
-    // This server's calls in the last hour: (when, how many) per pass.
-    let mut spent: std::collections::VecDeque<(std::time::Instant, u64)> =
-        std::collections::VecDeque::new();
+    let mut pacing: Option<budget::Pacing> = None;
     loop {
         let pause = match link::Link::connect(&args.socket) {
             Ok((mut link, settings)) => {
@@ -170,42 +166,15 @@ pub fn run(args: &Args) -> Result<()> {
                         Err(e) => eprintln!("codext-channel: cannot start: {e}"),
                     }
                 }
-                let before = pass.as_ref().map_or(0, pass::Pass::calls);
-                let result = pass.as_mut().map(|p| p.run(&mut link));
-                let after = pass.as_ref().map_or(0, pass::Pass::calls);
-                let cost = after.saturating_sub(before);
-                calls_per_pass = 0.8 * calls_per_pass + 0.2 * cost as f64;
-                spent.push_back((std::time::Instant::now(), cost));
-                while spent
-                    .front()
-                    .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(3600))
-                {
-                    spent.pop_front();
-                }
-                let spent_last_hour: u64 = spent.iter().map(|(_, c)| c).sum();
-                match result {
-                    Some(Ok(happened)) => {
-                        if happened {
-                            last_activity = Some(std::time::Instant::now());
+                let pacing = pacing.get_or_insert_with(|| budget::Pacing::new(settings.policy));
+                pacing.set_policy(settings.policy);
+                match pass.as_mut() {
+                    Some(p) => {
+                        let (pause, result) = step(p, &mut link, pacing);
+                        if let Err(e) = result {
+                            eprintln!("codext-channel: {e}");
                         }
-                        let hot =
-                            last_activity.is_some_and(|t| t.elapsed() < settings.policy.hot_for);
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs());
-                        let budget = pass.as_ref().and_then(pass::Pass::budget);
-                        budget::next_pause(
-                            &settings.policy,
-                            hot,
-                            budget,
-                            calls_per_pass,
-                            spent_last_hour,
-                            now,
-                        )
-                    }
-                    Some(Err(e)) => {
-                        eprintln!("codext-channel: {e}");
-                        settings.poll_busy.max(Duration::from_secs(5))
+                        pause
                     }
                     None => settings.poll_idle,
                 }
@@ -218,6 +187,39 @@ pub fn run(args: &Args) -> Result<()> {
         if args.once {
             return Ok(());
         }
-        std::thread::sleep(pause);
+        match pass.as_ref() {
+            Some(p) => p.client().clock().sleep(pause),
+            None => std::thread::sleep(pause),
+        }
+    }
+}
+
+/// Pause after a failed pass at least.
+pub const AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// One pass, then the pause before the next (by the token's budget, see
+/// [`budget`]; at least [`AFTER_FAILURE`] after a failure) and how the
+/// pass went. A failed pass counts too: its calls were spent. The fleet
+/// benchmark runs the same step.
+pub fn step(
+    p: &mut pass::Pass,
+    link: &mut link::Link,
+    pacing: &mut budget::Pacing,
+) -> (Duration, Result<()>) {
+    let before = p.calls();
+    let result = p.run(link);
+    let cost = p.calls().saturating_sub(before);
+    let clock = p.client().clock();
+    let activity = result.as_ref().copied().unwrap_or_default();
+    let pause = pacing.after_pass(
+        clock.now(),
+        clock.unix().as_secs(),
+        cost,
+        activity,
+        p.budget(),
+    );
+    match result {
+        Ok(_) => (pause, Ok(())),
+        Err(e) => (pause.max(AFTER_FAILURE), Err(e)),
     }
 }

@@ -37,6 +37,12 @@ impl Link {
     pub fn connect(path: &Path) -> Result<(Link, Settings)> {
         let stream = UnixStream::connect(path)
             .map_err(|e| ChannelError::Helper(format!("cannot reach {}: {e}", path.display())))?;
+        Link::over(stream)
+    }
+
+    /// Says `hello` over a connected stream (the fleet benchmark's
+    /// stand-in helpers serve one end of a socket pair).
+    pub fn over(stream: UnixStream) -> Result<(Link, Settings)> {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
         let mut link = Link { stream };

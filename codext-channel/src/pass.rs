@@ -18,6 +18,11 @@
 //!
 //! codext never renames the droplet: tags are a set several agents can add
 //! to at once without losing anything.
+//!
+//! The API calls of one step that do not depend on each other (a puzzle's
+//! chunk tags, the deletions) go out at once, a few at a time: at 150–250 ms
+//! a call, publishing eight chunk tags one after another took over three
+//! seconds of every login.
 
 use crate::link::{Link, Settings};
 use crate::{ChannelError, Result};
@@ -25,12 +30,22 @@ use codext_core::channel_wire::{ChannelRequest, Reply};
 use codext_core::encoding::hex;
 use codext_core::tags::{is_codext_tag, Space};
 use codext_core::PublicKey;
+use codext_do::budget::Activity;
 use codext_do::{metadata_droplet_id, ApiConfig, Client, SshKey};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// How long a listing of the account's keys is reused.
 const KEYS_CACHE: Duration = Duration::from_secs(60);
+/// How long a key found in the account is trusted to still be there
+/// without listing the keys again. A fingerprint names one key, so what
+/// is cached cannot change, only disappear from the account: a key removed
+/// from the account is still honoured this long (the helper's allow-list
+/// decides either way). Listing the keys (10 a minute per token) for every
+/// request would let a fleet sharing a token run into that limit.
+const FOUND_KEY_CACHE: Duration = Duration::from_secs(15 * 60);
+/// API calls in flight at once within one step.
+const PARALLEL: usize = 8;
 /// Puzzles published per pass at most.
 const MAX_PUBLISH: usize = 16;
 
@@ -40,7 +55,32 @@ pub struct Pass {
     client: Client,
     droplet: u64,
     space: Space,
-    keys: Option<(Instant, Vec<SshKey>)>,
+    keys: Option<(Duration, Vec<SshKey>)>,
+    found: Vec<(Duration, [u8; 16], SshKey)>,
+}
+
+/// Runs `f` on every item, up to [`PARALLEL`] at once; the first error.
+fn each<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let mut first = Ok(());
+    for batch in items.chunks(PARALLEL) {
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch.iter().map(|i| s.spawn(|| f(i))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ChannelError::Helper("an API call panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            if first.is_ok() {
+                first = r;
+            }
+        }
+    }
+    first
 }
 
 fn unexpected(verb: &str, r: &Reply) -> ChannelError {
@@ -60,12 +100,24 @@ impl Pass {
         } else {
             metadata_droplet_id(&settings.metadata_url, Duration::from_secs(5))?
         };
-        Ok(Pass {
+        Ok(Pass::with_client(client, droplet))
+    }
+
+    /// A pass over `droplet` with a client made elsewhere (the fleet
+    /// benchmark's, on a simulated clock).
+    pub fn with_client(client: Client, droplet: u64) -> Pass {
+        Pass {
             client,
             droplet,
             space: Space::new(droplet),
             keys: None,
-        })
+            found: Vec::new(),
+        }
+    }
+
+    /// The API client (its clock paces the passes).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The droplet watched.
@@ -78,9 +130,9 @@ impl Pass {
         self.client.calls()
     }
 
-    /// One pass; returns whether anything is in flight or happened (poll
-    /// fast).
-    pub fn run(&mut self, link: &mut Link) -> Result<bool> {
+    /// One pass; returns whether anything happened and whether a login is
+    /// in flight (see [`codext_do::budget`]).
+    pub fn run(&mut self, link: &mut Link) -> Result<Activity> {
         let mut happened = self.publish(link)? > 0;
         let droplet = self.client.droplet(self.droplet)?;
         let mut handled = Vec::new();
@@ -93,12 +145,11 @@ impl Pass {
                 handled.push(raw.clone());
             }
         }
-        for raw in &handled {
-            self.client.delete_tag(raw)?;
-        }
-        // Publish what the requests just issued, then tidy up.
+        // Publish what the requests just issued (an agent waits for it),
+        // then remove what was handled and tidy up.
         happened |= !handled.is_empty();
         happened |= self.publish(link)? > 0;
+        each(&handled, |raw| Ok(self.client.delete_tag(raw)?))?;
         let Reply::Live {
             puzzles,
             armed,
@@ -111,7 +162,10 @@ impl Pass {
         if complete {
             self.tidy(&droplet.tags, &handled, &puzzles, &armed)?;
         }
-        Ok(happened || !puzzles.is_empty() || !armed.is_empty())
+        Ok(Activity {
+            happened,
+            in_flight: !puzzles.is_empty() || !armed.is_empty(),
+        })
     }
 
     /// The token's budget as last reported.
@@ -134,9 +188,10 @@ impl Pass {
                 .ok_or_else(|| {
                     ChannelError::Helper("next: a puzzle id that is not 32 hex".into())
                 })?;
-            for tag in self.space.puzzle_tags(&p.text, &id) {
-                self.client.attach_new_tag(&tag, self.droplet)?;
-            }
+            let tags = self.space.puzzle_tags(&p.text, &id);
+            each(&tags, |tag| {
+                Ok(self.client.attach_new_tag(tag, self.droplet)?)
+            })?;
             let r = link.call(&ChannelRequest::Published {
                 user: p.user,
                 id: p.id,
@@ -171,12 +226,13 @@ impl Pass {
     }
 
     fn account_keys(&mut self, refresh: bool) -> Result<Vec<SshKey>> {
+        let now = self.client.clock().now();
         let fresh = self
             .keys
             .as_ref()
-            .is_some_and(|(t, _)| t.elapsed() < KEYS_CACHE);
+            .is_some_and(|(t, _)| now.saturating_sub(*t) < KEYS_CACHE);
         if !fresh || refresh {
-            self.keys = Some((Instant::now(), self.client.list_keys()?));
+            self.keys = Some((now, self.client.list_keys()?));
         }
         Ok(self
             .keys
@@ -186,6 +242,12 @@ impl Pass {
     }
 
     fn find_key(&mut self, prefix: &[u8; 16]) -> Result<Option<SshKey>> {
+        let now = self.client.clock().now();
+        self.found
+            .retain(|(t, _, _)| now.saturating_sub(*t) < FOUND_KEY_CACHE);
+        if let Some((_, _, key)) = self.found.iter().find(|(_, p, _)| p == prefix) {
+            return Ok(Some(key.clone()));
+        }
         for refresh in [false, true] {
             let keys = self.account_keys(refresh)?;
             let found = keys.into_iter().find(|k| {
@@ -193,8 +255,9 @@ impl Pass {
                     && PublicKey::from_openssh(&k.public_key)
                         .is_ok_and(|key| key.fingerprint().0[..16] == prefix[..])
             });
-            if found.is_some() {
-                return Ok(found);
+            if let Some(key) = found {
+                self.found.push((now, *prefix, key.clone()));
+                return Ok(Some(key));
             }
         }
         Ok(None)
@@ -235,13 +298,15 @@ impl Pass {
         puzzles: &[String],
         armed: &[String],
     ) -> Result<()> {
+        let mut detach = Vec::new();
+        let mut delete = Vec::new();
         for raw in seen {
             if handled.contains(raw) || !is_codext_tag(raw) {
                 continue;
             }
             if !self.space.owns(raw) {
                 // Not provably ours: take it off our droplet only.
-                self.client.untag_droplet(raw, self.droplet)?;
+                detach.push(raw);
                 continue;
             }
             let live_puzzle = self
@@ -253,9 +318,12 @@ impl Pass {
                 .ready_user(raw)
                 .is_some_and(|u| armed.contains(&u));
             if !(live_puzzle || live_ready) {
-                self.client.delete_tag(raw)?;
+                delete.push(raw);
             }
         }
-        Ok(())
+        each(&detach, |raw| {
+            Ok(self.client.untag_droplet(raw, self.droplet)?)
+        })?;
+        each(&delete, |raw| Ok(self.client.delete_tag(raw)?))
     }
 }

@@ -21,6 +21,7 @@
 //! Every operation is safe to repeat (creating an existing tag or key is
 //! not an error), which is what makes the retries safe.
 
+use crate::clock::{self, SharedClock};
 use crate::models::{
     parse_created_key, parse_droplet, parse_error, parse_keys_page, parse_tag_name, Droplet, SshKey,
 };
@@ -32,7 +33,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// DigitalOcean's API.
@@ -66,6 +67,9 @@ pub struct ApiConfig {
     pub keys_per_page: u32,
     /// First backoff after a 5xx or transport failure; doubled each retry.
     pub backoff: Duration,
+    /// The clock waits are measured and slept by (the real one but in
+    /// simulations).
+    pub clock: SharedClock,
 }
 
 impl ApiConfig {
@@ -80,6 +84,7 @@ impl ApiConfig {
             keys_spacing: Duration::from_secs(6),
             keys_per_page: 200,
             backoff: Duration::from_millis(500),
+            clock: clock::system(),
         }
     }
 }
@@ -121,6 +126,7 @@ pub struct Client {
     keys_per_page: u32,
     backoff: Duration,
     pacer: Mutex<Pacer>,
+    clock: SharedClock,
     calls: AtomicU64,
     budget: Mutex<Option<Budget>>,
 }
@@ -208,9 +214,15 @@ impl Client {
             keys_per_page: cfg.keys_per_page.clamp(1, 200),
             backoff: cfg.backoff,
             pacer: Mutex::new(Pacer::default()),
+            clock: cfg.clock,
             calls: AtomicU64::new(0),
             budget: Mutex::new(None),
         }
+    }
+
+    /// The clock this client paces itself by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// Requests sent so far, retries included.
@@ -360,14 +372,15 @@ impl Client {
 
     /// Waits for the rate limits to allow a request.
     fn pace(&self, keys_list: bool) -> Result<()> {
-        let wait =
-            self.lock_pacer()
-                .reserve(Instant::now(), keys_list, self.keys_spacing, self.max_wait);
+        let wait = self.lock_pacer().reserve(
+            self.clock.now(),
+            keys_list,
+            self.keys_spacing,
+            self.max_wait,
+        );
         match wait {
             Ok(d) => {
-                if !d.is_zero() {
-                    std::thread::sleep(d);
-                }
+                self.clock.sleep(d);
                 Ok(())
             }
             Err(d) => Err(Error::RateLimited {
@@ -393,11 +406,9 @@ impl Client {
                 reset,
             });
         }
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let unix = self.clock.unix();
         self.lock_pacer()
-            .observe(Instant::now(), unix, status, limits)
+            .observe(self.clock.now(), unix, status, limits)
     }
 
     /// `METHOD path?query`, for error messages.
@@ -477,7 +488,7 @@ impl Client {
                             continue;
                         }
                         500..=599 if failures < MAX_RETRIES => {
-                            std::thread::sleep(self.backoff_wait(failures));
+                            self.clock.sleep(self.backoff_wait(failures));
                             failures += 1;
                             continue;
                         }
@@ -495,7 +506,7 @@ impl Client {
                     "{what}: {transport_problem} (still failing after {MAX_RETRIES} retries)"
                 )));
             }
-            std::thread::sleep(self.backoff_wait(failures));
+            self.clock.sleep(self.backoff_wait(failures));
             failures += 1;
         }
     }

@@ -19,11 +19,14 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod budget;
 pub mod client;
+pub mod clock;
 pub mod models;
 mod pacing;
 
 pub use client::{
     metadata_droplet_id, ApiConfig, Budget, Client, DEFAULT_API_URL, DEFAULT_METADATA_URL,
 };
+pub use clock::{Clock, ScaledClock, SharedClock};
 pub use models::{Droplet, SshKey};

@@ -8,8 +8,10 @@
 //! freeing a slot); a `429` carries `retry-after` in seconds. The account's
 //! `GET /v2/account/keys` is further limited to 10 a minute, which the client
 //! avoids by spacing those requests itself rather than by running into 429s.
+//!
+//! Instants are the monotonic time of the client's [`crate::clock::Clock`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The rate-limit headers of one answer (absent or unparsable: `None`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,9 +28,9 @@ pub(crate) struct Limits {
 #[derive(Debug, Default)]
 pub(crate) struct Pacer {
     /// No request before this (rate limit exhausted, or a 429's retry-after).
-    not_before: Option<Instant>,
+    not_before: Option<Duration>,
     /// No account-keys listing before this.
-    next_keys_list: Option<Instant>,
+    next_keys_list: Option<Duration>,
 }
 
 /// Whole seconds, rounded up.
@@ -46,7 +48,7 @@ impl Pacer {
     /// apart instead of all going at once.
     pub fn reserve(
         &mut self,
-        now: Instant,
+        now: Duration,
         keys_list: bool,
         spacing: Duration,
         max_wait: Duration,
@@ -60,7 +62,7 @@ impl Pacer {
                 at = at.max(t);
             }
         }
-        let wait = at.saturating_duration_since(now);
+        let wait = at.saturating_sub(now);
         if wait > max_wait {
             return Err(wait);
         }
@@ -75,7 +77,7 @@ impl Pacer {
     /// before retrying; every later request of this client waits as well.
     pub fn observe(
         &mut self,
-        now: Instant,
+        now: Duration,
         unix_now: Duration,
         status: u16,
         limits: Limits,
@@ -101,7 +103,7 @@ impl Pacer {
         None
     }
 
-    fn hold_until(&mut self, t: Instant) {
+    fn hold_until(&mut self, t: Duration) {
         self.not_before = Some(self.not_before.map_or(t, |old| old.max(t)));
     }
 }
@@ -124,7 +126,7 @@ mod tests {
     #[test]
     fn given_remaining_left_then_no_wait() {
         let mut p = Pacer::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         assert_eq!(p.observe(t0, S(1000), 200, limits(3, 1030)), None);
         assert_eq!(p.reserve(t0, false, S(6), BIG), Ok(Duration::ZERO));
     }
@@ -132,7 +134,7 @@ mod tests {
     #[test]
     fn given_remaining_zero_then_waits_until_reset() {
         let mut p = Pacer::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         p.observe(t0, S(1000), 200, limits(0, 1030));
         assert_eq!(p.reserve(t0, false, S(6), BIG), Ok(S(30)));
         assert_eq!(p.reserve(t0 + S(10), false, S(6), BIG), Ok(S(20)));
@@ -149,7 +151,7 @@ mod tests {
     #[test]
     fn given_reset_beyond_max_wait_then_refused_with_the_wait() {
         let mut p = Pacer::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         p.observe(t0, S(1000), 200, limits(0, 4600));
         assert_eq!(p.reserve(t0, false, S(6), BIG), Err(S(3600)));
     }
@@ -157,7 +159,7 @@ mod tests {
     #[test]
     fn given_reset_in_the_past_then_no_wait() {
         let mut p = Pacer::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         p.observe(t0, S(1000), 200, limits(0, 990));
         assert_eq!(p.reserve(t0, false, S(6), BIG), Ok(Duration::ZERO));
     }
@@ -165,7 +167,7 @@ mod tests {
     #[test]
     fn given_429_then_retry_after_wins_over_hourly_reset() {
         let mut p = Pacer::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         let l = Limits {
             retry_after: Some(2),
             ..limits(0, 4600)
@@ -185,7 +187,7 @@ mod tests {
     #[test]
     fn given_keys_lists_then_spaced_and_slots_reserved() {
         let mut p = Pacer::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         assert_eq!(p.reserve(t0, true, S(6), BIG), Ok(Duration::ZERO));
         // Other requests are not held back by a listing.
         assert_eq!(p.reserve(t0, false, S(6), BIG), Ok(Duration::ZERO));

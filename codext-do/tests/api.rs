@@ -6,7 +6,7 @@
 
 use codext_core::tags::Space;
 use codext_core::{Answer, Error, Puzzle};
-use codext_do::{metadata_droplet_id, ApiConfig, Client};
+use codext_do::{metadata_droplet_id, ApiConfig, Client, ScaledClock};
 use codext_do_emulator::{Emulator, EmulatorConfig, Fault};
 use codext_wire::UserName;
 use std::path::Path;
@@ -459,5 +459,41 @@ fn given_metadata_service_then_droplet_id_read() {
         metadata_droplet_id(&wrong, t),
         Err(Error::Http(m)) if m.contains("404")
     ));
+    emu.assert_no_violations();
+}
+
+#[test]
+fn given_a_time_scaled_emulator_and_a_client_on_its_clock_then_the_minute_limit_is_waited_out_in_scaled_time(
+) {
+    // 30 times faster: the minute limit's wait (~60 scaled seconds) takes
+    // about two real seconds.
+    let emu = emulator(|c| {
+        c.rate_limit_per_minute = 2;
+        c.time_scale = 30.0;
+    });
+    let id = emu.add_droplet("box", "203.0.113.7", &[]);
+    let (start, unix0, scale) = emu.clock_origin();
+    let mut cfg = config(&emu);
+    cfg.max_wait = Duration::from_secs(90);
+    cfg.clock = Arc::new(ScaledClock::new(start, unix0, scale));
+    let c = Client::new(cfg);
+    let real = Instant::now();
+    let scaled = c.clock().now();
+    for _ in 0..3 {
+        c.droplet(id).unwrap();
+    }
+    // One 429, obeyed once: its retry-after (scaled seconds) was slept in
+    // scaled time.
+    assert_eq!(statuses(&emu), [200, 200, 429, 200]);
+    let waited = c.clock().now() - scaled;
+    assert!(waited >= Duration::from_secs(50), "{waited:?}");
+    assert!(
+        real.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        real.elapsed()
+    );
+    // The reported budget is in the scaled clock's Unix time.
+    let b = c.budget().unwrap();
+    assert!(b.reset >= unix0.as_secs() + 3600, "{b:?}");
     emu.assert_no_violations();
 }

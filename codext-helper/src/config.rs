@@ -143,7 +143,7 @@ impl Default for DigitalOcean {
             channel_user: "codext-channel".into(),
             channel_socket: PathBuf::from("/run/codext-channel/helper.sock"),
             droplet_id: 0,
-            poll_busy: Duration::from_secs(2),
+            poll_busy: Duration::from_secs(1),
             poll_idle: Duration::from_secs(15),
             hot_for: Duration::from_secs(60),
             budget_share: 50,

@@ -235,7 +235,7 @@ struct ApiArgs {
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Poll period.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     interval: std::time::Duration,
     /// Give up waiting after this long.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
@@ -249,6 +249,7 @@ impl ApiArgs {
             token_file: self.token_file.clone(),
             interval: self.interval,
             timeout: self.timeout,
+            progress: true,
         }
     }
 }

@@ -6,6 +6,17 @@
 //! The API token comes from `DIGITALOCEAN_TOKEN` or a file only the agent
 //! can read (`--token-file`); never from the command line, never logged.
 //!
+//! Waits between reads of the droplet follow the token's budget by the same
+//! rules as the server's channel (`codext_do::budget`): every `interval`
+//! while the budget allows, slower as `ratelimit-remaining` falls below
+//! half the limit, and none at all with `RESERVE` requests or fewer left
+//! (those are kept for posting the answer). A long wait backs off: the pause
+//! is at least a tenth of the time waited so far, at most `BACKOFF_MAX` (the
+//! server's idle period: a server that has not answered yet is polling no
+//! faster). After posting a request or an
+//! answer the agent waits one pause before its first read: the server
+//! cannot have answered yet, and the read would be a wasted call.
+//!
 //! Tags are channel format v2 (`codext_core::tags`): every tag the agent
 //! writes or reads names the droplet it is for, so agents of two servers
 //! in one account never see each other's requests, puzzles or answers.
@@ -14,8 +25,9 @@ use crate::error::{ClientError, Result};
 use codext_core::secret_file::{read_secret, Owner};
 use codext_core::tags::Space;
 use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
+use codext_do::budget::{Activity, Pacing, Policy};
 use codext_do::{ApiConfig, Client, Droplet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Where and how to reach the API.
@@ -29,6 +41,65 @@ pub struct Access {
     pub interval: Duration,
     /// Give up after this long.
     pub timeout: Duration,
+    /// Say on stderr what is being waited for.
+    pub progress: bool,
+}
+
+/// Requests of the agent token's budget never spent on waiting.
+pub const RESERVE: u64 = 250;
+/// Longest back-off of a long wait.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// Share of the agent token's hourly budget its waits may spend.
+pub const SHARE: f64 = 0.5;
+
+/// The agent's waits: [`codext_do::budget`] with `interval` as the pace.
+#[derive(Debug)]
+pub struct Waits {
+    pacing: Pacing,
+    calls: u64,
+    start: Duration,
+}
+
+impl Waits {
+    /// Starts the clock of a wait for `c`'s calls.
+    pub fn new(c: &Client, access: &Access) -> Waits {
+        Waits {
+            pacing: Pacing::new(Policy {
+                busy: access.interval,
+                idle: access.interval,
+                hot_for: access.timeout,
+                share: SHARE,
+                reserve: RESERVE,
+            }),
+            calls: c.calls(),
+            start: c.clock().now(),
+        }
+    }
+
+    /// Time since the wait began.
+    pub fn elapsed(&self, c: &Client) -> Duration {
+        c.clock().now().saturating_sub(self.start)
+    }
+
+    /// Sleeps the pause the budget allows after the calls made since the
+    /// last pause.
+    pub fn pause(&mut self, c: &Client) {
+        let clock = c.clock();
+        let cost = c.calls().saturating_sub(self.calls);
+        let d = self.pacing.after_pass(
+            clock.now(),
+            clock.unix().as_secs(),
+            cost,
+            Activity {
+                happened: true,
+                in_flight: false,
+            },
+            c.budget(),
+        );
+        let backoff = (self.elapsed(c) / 10).min(BACKOFF_MAX);
+        clock.sleep(d.max(backoff));
+        self.calls = c.calls();
+    }
 }
 
 /// Reads the token: the token file (the agent's own, not readable by
@@ -75,10 +146,10 @@ pub fn request(c: &Client, droplet: u64, public: &PublicKey) -> Result<()> {
     )?)
 }
 
-fn progress(what: &str, droplet: u64, start: Instant) {
+fn progress(what: &str, droplet: u64, elapsed: Duration) {
     eprintln!(
         "codext: waiting for {what} on droplet {droplet} ({} s)",
-        start.elapsed().as_secs()
+        elapsed.as_secs()
     );
 }
 
@@ -91,8 +162,25 @@ pub fn wait_puzzle(
     agent: &PrivateKey,
     server: &PublicKey,
 ) -> Result<(String, OpenedPuzzle)> {
+    wait_puzzle_with(
+        c,
+        access,
+        droplet,
+        agent,
+        server,
+        &mut Waits::new(c, access),
+    )
+}
+
+fn wait_puzzle_with(
+    c: &Client,
+    access: &Access,
+    droplet: u64,
+    agent: &PrivateKey,
+    server: &PublicKey,
+    waits: &mut Waits,
+) -> Result<(String, OpenedPuzzle)> {
     let mine = agent.public("")?.fingerprint();
-    let start = Instant::now();
     let mut refused = std::collections::HashSet::new();
     loop {
         let d = c.droplet(droplet)?;
@@ -115,14 +203,16 @@ pub fn wait_puzzle(
                 }
             }
         }
-        if start.elapsed() > access.timeout {
+        if waits.elapsed(c) > access.timeout {
             return Err(ClientError::Other(format!(
                 "no puzzle for this key on droplet {droplet} after {} s (is the key on the server's allow-list?)",
                 access.timeout.as_secs()
             )));
         }
-        progress("a puzzle", droplet, start);
-        std::thread::sleep(access.interval);
+        if access.progress {
+            progress("a puzzle", droplet, waits.elapsed(c));
+        }
+        waits.pause(c);
     }
 }
 
@@ -131,28 +221,31 @@ pub fn answer(c: &Client, droplet: u64, answer: &codext_core::Answer) -> Result<
     Ok(c.attach_new_tag(&Space::new(droplet).answer_tag(answer), droplet)?)
 }
 
-/// Polls until the server says the user is armed; returns the droplet as
-/// last seen (for its address).
+/// Polls until the server says the user is armed, the first read one
+/// pause after the answer was posted; returns the droplet as last seen
+/// (for its address).
 pub fn wait_ready(
     c: &Client,
     access: &Access,
     droplet: u64,
     user: &codext_wire::UserName,
 ) -> Result<Droplet> {
-    let start = Instant::now();
+    let mut waits = Waits::new(c, access);
     loop {
+        waits.pause(c);
         let d = c.droplet(droplet)?;
         if Space::new(droplet).is_ready(&d.tags, user) {
             return Ok(d);
         }
-        if start.elapsed() > access.timeout {
+        if waits.elapsed(c) > access.timeout {
             return Err(ClientError::Other(format!(
                 "the server did not accept the answer for {user} within {} s",
                 access.timeout.as_secs()
             )));
         }
-        progress("the server to arm the user", droplet, start);
-        std::thread::sleep(access.interval);
+        if access.progress {
+            progress("the server to arm the user", droplet, waits.elapsed(c));
+        }
     }
 }
 
@@ -166,8 +259,10 @@ pub fn fetch_puzzle(
     server: &PublicKey,
     ask: bool,
 ) -> Result<(String, OpenedPuzzle)> {
+    let mut waits = Waits::new(c, access);
     if ask {
         request(c, droplet, &agent.public("")?)?;
+        waits.pause(c);
     }
-    wait_puzzle(c, access, droplet, agent, server)
+    wait_puzzle_with(c, access, droplet, agent, server, &mut waits)
 }

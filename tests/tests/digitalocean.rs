@@ -553,8 +553,11 @@ sandbox_test! {
         let foreign = format!("codext2:999:q:{}", "cd".repeat(16));
         let s = setup_with_tags("", &["prod", &v1, &foreign]);
         let other = s.emu.add_droplet("other", "203.0.113.50", &[&v1, &foreign]);
+        // The emulator records a call once it has answered it, and the two
+        // detachments go out at once: wait for both records too.
         wait_until(Duration::from_secs(30), "the foreign tags to leave this droplet", || {
             s.look().1 == BTreeSet::from(["prod".to_string()])
+                && s.calls(SERVER_TOKEN).iter().filter(|c| c.starts_with("DELETE /v2/tags/") && c.contains("/resources")).count() >= 2
         });
         // Still in the account, still on the other droplet: never deleted.
         let on_other: BTreeSet<String> = s.emu.droplet(other).unwrap()["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();

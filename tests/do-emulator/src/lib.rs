@@ -63,6 +63,12 @@ pub struct EmulatorConfig {
     /// `security` entry in the description) that the token lacks gets 403
     /// `forbidden`. Tokens not listed have full access.
     pub token_scopes: std::collections::BTreeMap<String, Vec<String>>,
+    /// How much faster than real time the rate-limit windows pass (1: real
+    /// time). At 60 the hour is a real minute and the minute a real second;
+    /// `ratelimit-reset` and `retry-after` are in the scaled clock's
+    /// seconds, and the latency above is scaled down likewise, so clients
+    /// must pace by the same clock ([`Emulator::clock_origin`]).
+    pub time_scale: f64,
 }
 
 impl Default for EmulatorConfig {
@@ -80,6 +86,7 @@ impl Default for EmulatorConfig {
             log_requests: false,
             latency: (Duration::ZERO, Duration::ZERO),
             token_scopes: std::collections::BTreeMap::new(),
+            time_scale: 1.0,
         }
     }
 }
@@ -157,7 +164,9 @@ impl Emulator {
         let http = Arc::new(http);
         let base_url = format!("http://{addr}");
         let seed = config.seed.unwrap_or_else(util::Rng::clock_seed);
+        let clock = util::SimClock::new(config.time_scale);
         let shared = Arc::new(server::Shared {
+            clock,
             state: Mutex::new(state::State::new(seed)),
             faults: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
@@ -191,6 +200,22 @@ impl Emulator {
     /// `http://127.0.0.1:PORT/metadata/v1`; `GET {metadata_url}/id` gives the droplet id.
     pub fn metadata_url(&self) -> String {
         format!("{}/metadata/v1", self.shared.base_url)
+    }
+
+    /// The clock's origin: the real instant it started, the Unix time
+    /// then, and its scale (for a client's `codext_do::ScaledClock`).
+    pub fn clock_origin(&self) -> (std::time::Instant, Duration, f64) {
+        self.shared.clock.origin()
+    }
+
+    /// `METHOD /v2/template/{param}` of an API call (its operation in the
+    /// description), for counting calls per route; the plain path when it
+    /// is not an operation.
+    pub fn route(&self, method: &str, path: &str) -> String {
+        match self.shared.spec.find(method, path) {
+            spec::Match::Found(op, _) => format!("{method} {}", op.template),
+            _ => format!("{method} {path}"),
+        }
     }
 
     /// The socket address served.

@@ -5,7 +5,8 @@
 //! do-emulator --listen 127.0.0.1:PORT --token TOKEN [TOKEN...] [--token TOKEN]
 //!             [--droplet NAME:IPV4[:TAG,TAG...]]... [--rename-delay-ms N]
 //!             [--rate-per-hour N] [--rate-per-minute N] [--keys-per-minute N]
-//!             [--spec PATH] [--strict-tag-case] [--latency-ms MIN[-MAX]] [--verbose]
+//!             [--spec PATH] [--strict-tag-case] [--latency-ms MIN[-MAX]] [--time-scale N]
+//!             [--verbose]
 //! ```
 //!
 //! Prints `listening http://127.0.0.1:PORT droplet=<id>` (the first droplet, the one the
@@ -21,7 +22,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: do-emulator --listen ADDR --token TOKEN... [--droplet NAME:IPV4[:TAG,...]]... \
          [--rename-delay-ms N] [--rate-per-hour N] [--rate-per-minute N] [--keys-per-minute N] \
-         [--spec PATH] [--strict-tag-case] [--latency-ms MIN[-MAX]] [--verbose]"
+         [--spec PATH] [--strict-tag-case] [--latency-ms MIN[-MAX]] [--time-scale N] [--verbose]"
     );
     std::process::exit(2)
 }
@@ -97,6 +98,7 @@ fn main() {
                 let hi: u64 = number(&flag, Some(hi.to_string()));
                 cfg.latency = (Duration::from_millis(lo), Duration::from_millis(hi.max(lo)));
             }
+            "--time-scale" => cfg.time_scale = number(&flag, value(&mut i)),
             "--verbose" | "-v" => cfg.log_requests = true,
             "--help" | "-h" => usage(),
             other => {

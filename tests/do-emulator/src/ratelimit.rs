@@ -2,11 +2,15 @@
 //! plus a separate per-minute limit for `GET /v2/account/keys`. Every answer carries
 //! `ratelimit-limit` (the hourly limit), `ratelimit-remaining` (what is left of the hour) and
 //! `ratelimit-reset` (Unix time when the oldest counted request expires).
+//!
+//! Time is the emulator's [`SimClock`]: with a time scale above 1 the
+//! windows pass that much faster, and `ratelimit-reset` and `retry-after`
+//! are in the scaled clock's seconds.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::unix_now;
+use crate::util::SimClock;
 use crate::EmulatorConfig;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -15,8 +19,8 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// Requests counted per token.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    all: HashMap<String, VecDeque<Instant>>,
-    keys_list: HashMap<String, VecDeque<Instant>>,
+    all: HashMap<String, VecDeque<Duration>>,
+    keys_list: HashMap<String, VecDeque<Duration>>,
 }
 
 /// The three rate-limit headers.
@@ -34,8 +38,8 @@ pub struct Refused {
     pub retry_after: u64,
 }
 
-fn secs_until(oldest: Instant, window: Duration, now: Instant) -> u64 {
-    let left = (oldest + window).saturating_duration_since(now);
+fn secs_until(oldest: Duration, window: Duration, now: Duration) -> u64 {
+    let left = (oldest + window).saturating_sub(now);
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
@@ -46,17 +50,19 @@ impl RateLimiter {
         token: &str,
         keys_list: bool,
         cfg: &EmulatorConfig,
+        clock: &SimClock,
     ) -> Result<Headers, Refused> {
-        let now = Instant::now();
+        let now = clock.now();
+        let unix = clock.unix();
         let q = self.all.entry(token.to_string()).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
+        while q.front().is_some_and(|t| now.saturating_sub(*t) >= HOUR) {
             q.pop_front();
         }
         let kq = self.keys_list.entry(token.to_string()).or_default();
-        while kq.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+        while kq.front().is_some_and(|t| now.saturating_sub(*t) >= MINUTE) {
             kq.pop_front();
         }
-        let minute_start = q.iter().position(|t| now.duration_since(*t) < MINUTE);
+        let minute_start = q.iter().position(|t| now.saturating_sub(*t) < MINUTE);
         let in_minute = minute_start.map_or(0, |p| q.len() - p);
         let mut retry = None;
         if q.len() >= cfg.rate_limit_per_hour as usize {
@@ -72,7 +78,7 @@ impl RateLimiter {
                 kq.push_back(now);
             }
         }
-        let headers = Self::headers_of(q, cfg, now);
+        let headers = Self::headers_of(q, cfg, now, unix);
         match retry {
             Some(r) => Err(Refused {
                 headers,
@@ -83,16 +89,21 @@ impl RateLimiter {
     }
 
     /// The headers for a token without counting a request.
-    pub fn peek(&self, token: Option<&str>, cfg: &EmulatorConfig) -> Headers {
+    pub fn peek(&self, token: Option<&str>, cfg: &EmulatorConfig, clock: &SimClock) -> Headers {
         let empty = VecDeque::new();
         let q = token.and_then(|t| self.all.get(t)).unwrap_or(&empty);
-        Self::headers_of(q, cfg, Instant::now())
+        Self::headers_of(q, cfg, clock.now(), clock.unix())
     }
 
-    fn headers_of(q: &VecDeque<Instant>, cfg: &EmulatorConfig, now: Instant) -> Headers {
+    fn headers_of(
+        q: &VecDeque<Duration>,
+        cfg: &EmulatorConfig,
+        now: Duration,
+        unix: u64,
+    ) -> Headers {
         let reset = match q.front() {
-            Some(t) => unix_now() + secs_until(*t, HOUR, now),
-            None => unix_now(),
+            Some(t) => unix + secs_until(*t, HOUR, now),
+            None => unix,
         };
         Headers {
             limit: cfg.rate_limit_per_hour,

@@ -21,6 +21,7 @@ use crate::{CallRecord, EmulatorConfig};
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: EmulatorConfig,
+    pub clock: crate::util::SimClock,
     pub spec: Arc<Spec>,
     pub state: Mutex<State>,
     pub faults: Mutex<Vec<Fault>>,
@@ -220,7 +221,7 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
             } else {
                 shared.lock_state().rng.next_u64() % (spread + 1)
             };
-            std::thread::sleep(lo + Duration::from_millis(extra));
+            std::thread::sleep(shared.clock.real(lo + Duration::from_millis(extra)));
         }
         api(shared, &inc)
     };
@@ -370,7 +371,7 @@ fn api(shared: &Shared, inc: &Incoming) -> (Reply, Option<String>) {
     let token = match &inc.token {
         Some(t) if cfg.tokens.iter().any(|k| k == t) => t.clone(),
         _ => {
-            let h = lock(&shared.rate).peek(None, cfg);
+            let h = lock(&shared.rate).peek(None, cfg, &shared.clock);
             let reply = Reply::error(
                 401,
                 "unauthorized",
@@ -384,7 +385,7 @@ fn api(shared: &Shared, inc: &Incoming) -> (Reply, Option<String>) {
     // Rate limits.
     let template = op.map(|o| o.template.as_str()).unwrap_or("");
     let keys_list = inc.method == "GET" && template == "/v2/account/keys";
-    let headers = match lock(&shared.rate).check(&token, keys_list, cfg) {
+    let headers = match lock(&shared.rate).check(&token, keys_list, cfg, &shared.clock) {
         Ok(h) => h,
         Err(refused) => {
             let reply = Reply::error(

@@ -13,6 +13,54 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The emulator's clock for rate limits and latency: real time, or time
+/// running `scale` times faster (simulations of a fleet spending an hour's
+/// budget in minutes). A client pacing itself must run on the same clock
+/// (`codext_do::ScaledClock` from [`SimClock::origin`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock {
+    start: std::time::Instant,
+    unix_at_start: std::time::Duration,
+    scale: f64,
+}
+
+impl SimClock {
+    /// Starts now, `scale` (at least 1) times faster than real time.
+    pub fn new(scale: f64) -> SimClock {
+        SimClock {
+            start: std::time::Instant::now(),
+            unix_at_start: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            scale: if scale.is_finite() {
+                scale.max(1.0)
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// Monotonic scaled time since the start.
+    pub fn now(&self) -> std::time::Duration {
+        self.start.elapsed().mul_f64(self.scale)
+    }
+
+    /// Scaled Unix time, whole seconds.
+    pub fn unix(&self) -> u64 {
+        (self.unix_at_start + self.now()).as_secs()
+    }
+
+    /// Real time for `d` of scaled time.
+    pub fn real(&self, d: std::time::Duration) -> std::time::Duration {
+        d.div_f64(self.scale)
+    }
+
+    /// The real instant the clock started, the Unix time then, the scale.
+    pub fn origin(&self) -> (std::time::Instant, std::time::Duration, f64) {
+        (self.start, self.unix_at_start, self.scale)
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
 pub fn rfc3339(unix: u64) -> String {
     let days = (unix / 86_400) as i64;

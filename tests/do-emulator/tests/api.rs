@@ -898,3 +898,39 @@ fn given_emulator_dropped_then_port_is_closed() {
     drop(emu);
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err());
 }
+
+#[test]
+fn given_time_scale_then_the_windows_and_the_headers_follow_the_scaled_clock() {
+    // Time 20 times faster: the minute is 3 real seconds.
+    let emu = start_with(|c| {
+        c.rate_limit_per_minute = 3;
+        c.time_scale = 20.0;
+    });
+    let (_, unix0, scale) = emu.clock_origin();
+    assert_eq!(scale, 20.0);
+    let id = emu.add_droplet("box", "203.0.113.7", &[]);
+    let path = format!("/v2/droplets/{id}");
+    let first = get(&emu, &path);
+    let reset: u64 = first
+        .header("ratelimit-reset")
+        .expect("reset")
+        .parse()
+        .expect("n");
+    // The oldest request expires an hour of scaled time after it was made.
+    assert!(reset >= unix0.as_secs() + 3600, "{reset} vs {unix0:?}");
+    let statuses: Vec<u16> = (0..3).map(|_| get(&emu, &path).status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = get(&emu, &path);
+    let retry: u64 = refused
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .expect("n");
+    // In scaled seconds: most of the minute is still to run.
+    assert!((30..=60).contains(&retry), "{retry}");
+    // retry-after scaled seconds later (in real time: divided by 20) the
+    // minute has passed.
+    std::thread::sleep(Duration::from_secs_f64(retry as f64 / 20.0 + 0.2));
+    assert_eq!(get(&emu, &path).status, 200);
+    emu.assert_no_violations();
+}

@@ -4,8 +4,10 @@
 //! helper, the unprivileged `codext-channel`, sshd, and the agent's
 //! `codext connect`, N logins one after the other. Prints the time from
 //! `connect` to the remote command's output (median, p90) and the API
-//! calls per login on each side, then the server's calls during a minute
-//! at idle (scaled to an hour).
+//! calls per login on each side (and by route), then the server's calls
+//! during a minute at idle (scaled to an hour). The baseline, measured in
+//! the same run: the same login with the user armed by hand (`codext ssh`
+//! of a solved puzzle), i.e. everything but the API.
 
 use codext_do_emulator::{Emulator, EmulatorConfig};
 use codext_tests::world::{ids, run, sh, write_file, World, WORK};
@@ -79,6 +81,21 @@ fn main() {
             .filter(|c| c.token.as_deref() == Some(token))
             .count()
     };
+    // Baseline: the SSH part alone (the user armed without the API).
+    let mut base = Vec::new();
+    for _ in 0..5 {
+        let armed = w.arm();
+        let start = Instant::now();
+        let out = w.login(&armed.puzzle, &["true"]);
+        base.push(start.elapsed());
+        assert!(
+            out.status.success(),
+            "baseline login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    base.sort();
+    let before_routes = emu.calls().len();
     let d = droplet.to_string();
     let mut times = Vec::new();
     let (mut server_calls, mut agent_calls) = (Vec::new(), Vec::new());
@@ -121,6 +138,17 @@ fn main() {
         server_calls.push(count(SERVER_TOKEN) - s0);
         agent_calls.push(count(AGENT_TOKEN) - a0);
     }
+    let mut routes: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for c in &emu.calls()[before_routes..] {
+        let side = if c.token.as_deref() == Some(SERVER_TOKEN) {
+            "server"
+        } else {
+            "agent"
+        };
+        *routes
+            .entry((side.to_string(), emu.route(&c.method, &c.path)))
+            .or_default() += 1;
+    }
     times.sort();
     let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len() as f64;
@@ -133,11 +161,21 @@ fn main() {
         times[times.len() - 1].as_secs_f64()
     );
     println!(
+        "  baseline, the same login with the user armed by hand (no API): median {:.1} s",
+        base[base.len() / 2].as_secs_f64()
+    );
+    println!(
         "  API calls per login (incl. tidying afterwards): server {:.1}, agent {:.1}, both {:.1}",
         mean(&server_calls),
         mean(&agent_calls),
         mean(&server_calls) + mean(&agent_calls)
     );
+    for ((side, route), count) in &routes {
+        println!(
+            "    {side} {route}: {:.1} a login",
+            *count as f64 / n as f64
+        );
+    }
     // Idle: let the hot window pass, then count a minute.
     std::thread::sleep(Duration::from_secs(65));
     let s0 = count(SERVER_TOKEN);
