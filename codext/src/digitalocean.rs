@@ -204,15 +204,47 @@ fn wait_puzzle_with(
             }
         }
         if waits.elapsed(c) > access.timeout {
-            return Err(ClientError::Other(format!(
-                "no puzzle for this key on droplet {droplet} after {} s (is the key on the server's allow-list?)",
-                access.timeout.as_secs()
-            )));
+            return Err(no_puzzle(c, droplet, &mine, access.timeout));
         }
         if access.progress {
             progress("a puzzle", droplet, waits.elapsed(c));
         }
         waits.pause(c);
+    }
+}
+
+/// Why no puzzle came, as far as the agent can tell: the server cannot say
+/// that a key is off its allow-list, but the agent can check (one call,
+/// only now) whether its key is in the account at all.
+fn no_puzzle(
+    c: &Client,
+    droplet: u64,
+    mine: &codext_core::Fingerprint,
+    waited: Duration,
+) -> ClientError {
+    let waited = waited.as_secs();
+    match c.list_keys() {
+        Ok(keys) => {
+            let published = keys.iter().find(|k| {
+                PublicKey::from_openssh(&k.public_key).is_ok_and(|p| &p.fingerprint() == mine)
+            });
+            ClientError::Other(match published {
+                None => format!(
+                    "no puzzle for this key on droplet {droplet} after {waited} s: the key is not \
+                     in the DigitalOcean account; run `codext publish-key` first"
+                ),
+                Some(k) => format!(
+                    "no puzzle for this key on droplet {droplet} after {waited} s, although it is \
+                     in the account as {:?}: the server issues puzzles only to keys on its \
+                     allow-list (ask its operator to add {mine}), or its channel is not running",
+                    k.name
+                ),
+            })
+        }
+        Err(e) => ClientError::Other(format!(
+            "no puzzle for this key on droplet {droplet} after {waited} s (is the key on the \
+             server's allow-list?); listing the account's keys to tell more failed: {e}"
+        )),
     }
 }
 

@@ -323,6 +323,14 @@ sandbox_test! {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("no puzzle for this key"), "{err}");
+        // The agent says what it can tell: its key is in the account, so the
+        // allow-list (which the server cannot report) is the likely cause.
+        assert!(err.contains("although it is in the account") && err.contains("allow-list"), "{err}");
+        // A key never published gets told to publish it.
+        let out = s.codext(&["poll", "--droplet", &droplet, "--key", "/home/agent/agent.key", "--server-key", "/home/agent/server.pub", "--timeout", "2s"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not in the DigitalOcean account") && err.contains("codext publish-key"), "{err}");
         wait_until(Duration::from_secs(20), "the refusal in the audit trail", || {
             s.w.audit().iter().any(|e| e["event"] == "refuse" && e["reason"] == "key not on the allow-list")
         });
