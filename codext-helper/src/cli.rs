@@ -4,6 +4,10 @@
 //! configuration, 3: refused — for `audit verify`: the chain is broken —,
 //! 4: `audit verify` found the chain intact but recorded losses to look at,
 //! 1: other).
+//!
+//! Why one file over 400 lines: the clap definition of every verb and the one
+//! `run` where each verb parses its arguments, calls the library and prints
+//! the result as text or JSON; no verb holds logic of its own to move out.
 
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::{HelperError, Result};

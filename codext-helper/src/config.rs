@@ -1,6 +1,10 @@
 //! `helper.toml`: versioned, unknown keys rejected, a missing file means
 //! the safe defaults below. Every path is absolute; durations are written
 //! like `"10m"` or `"8h"`.
+//!
+//! Why one file over 400 lines: it is one schema — every `helper.toml` table,
+//! its defaults and the checks across tables — which a reviewer reads together;
+//! the unit tests are the last 60 lines.
 
 use crate::error::{HelperError, Result};
 use serde::Deserialize;
