@@ -181,6 +181,17 @@ pub fn main() -> i32 {
     }
 }
 
+/// One withheld uid, as `status` and `quarantine list` print it.
+fn quarantine_line(uid: u32, q: &crate::store::Quarantine) -> String {
+    format!(
+        "uid {uid} (last {}) since {}: {} entries left: {}",
+        q.user,
+        rfc3339(q.since),
+        q.leftovers,
+        q.named.join("; ")
+    )
+}
+
 fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -375,13 +386,7 @@ fn run(cli: Cli) -> Result<()> {
             if !json {
                 // Why a uid is withheld: its last holder left files behind.
                 for (uid, q) in helper.quarantined()? {
-                    println!(
-                        "quarantined uid {uid} (last {}) since {}: {} entries left: {}",
-                        q.user,
-                        rfc3339(q.since),
-                        q.leftovers,
-                        q.named.join("; ")
-                    );
+                    println!("quarantined {}", quarantine_line(uid, &q));
                 }
             }
         }
@@ -395,13 +400,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("no quarantined uid");
             } else {
                 for (uid, q) in held {
-                    println!(
-                        "uid {uid} (last {}) since {}: {} entries left: {}",
-                        q.user,
-                        rfc3339(q.since),
-                        q.leftovers,
-                        q.named.join("; ")
-                    );
+                    println!("{}", quarantine_line(uid, &q));
                 }
             }
         }

@@ -120,27 +120,13 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
     }
     for u in m.users.iter().rev() {
         if names_in("/etc/passwd").contains(u) {
-            let out = run_quiet("/usr/sbin/userdel", &["--", u])
-                .map_err(|e| HelperError::system("cannot run userdel", e))?;
-            if !out.status.success() {
-                return Err(sys(format!(
-                    "userdel {u}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+            run_del("userdel", u)?;
             report.push(format!("removed system account {u}"));
         }
     }
     for g in m.groups.iter().rev() {
         if names_in("/etc/group").contains(g) {
-            let out = run_quiet("/usr/sbin/groupdel", &["--", g])
-                .map_err(|e| HelperError::system("cannot run groupdel", e))?;
-            if !out.status.success() {
-                return Err(sys(format!(
-                    "groupdel {g}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+            run_del("groupdel", g)?;
             report.push(format!("removed group {g}"));
         }
     }
@@ -169,6 +155,20 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
         println!(
             "stop `codext-helper serve` if it runs, and restart sshd so it forgets {SSHD_DROP_IN}"
         );
+    }
+    Ok(())
+}
+
+/// Runs `/usr/sbin/<tool> -- <name>` (`userdel` or `groupdel`); a failure
+/// carries the tool's own message.
+fn run_del(tool: &str, name: &str) -> Result<()> {
+    let out = run_quiet(&format!("/usr/sbin/{tool}"), &["--", name])
+        .map_err(|e| HelperError::system(format!("cannot run {tool}"), e))?;
+    if !out.status.success() {
+        return Err(sys(format!(
+            "{tool} {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
