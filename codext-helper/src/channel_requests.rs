@@ -20,6 +20,10 @@
 //!   allowed keys (which only their holders can open).
 //!
 //! The requests call the same [`Helper`] methods as the CLI verbs.
+//!
+//! Why one file over 400 lines: the listener, the rate limit and the
+//! phase-checked handler of each request are the whole boundary with the
+//! channel process, kept together so it is reviewed in one reading.
 
 use crate::audit::AuditEvent;
 use crate::config::Config;

@@ -4,6 +4,10 @@
 //! configuration, 3: refused — for `audit verify`: the chain is broken —,
 //! 4: `audit verify` found the chain intact but recorded losses to look at,
 //! 1: other).
+//!
+//! Why one file over 400 lines: the clap definition of every verb and the one
+//! `run` where each verb parses its arguments, calls the library and prints
+//! the result as text or JSON; no verb holds logic of its own to move out.
 
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::{HelperError, Result};
@@ -175,6 +179,17 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// One withheld uid, as `status` and `quarantine list` print it.
+fn quarantine_line(uid: u32, q: &crate::store::Quarantine) -> String {
+    format!(
+        "uid {uid} (last {}) since {}: {} entries left: {}",
+        q.user,
+        rfc3339(q.since),
+        q.leftovers,
+        q.named.join("; ")
+    )
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -371,13 +386,7 @@ fn run(cli: Cli) -> Result<()> {
             if !json {
                 // Why a uid is withheld: its last holder left files behind.
                 for (uid, q) in helper.quarantined()? {
-                    println!(
-                        "quarantined uid {uid} (last {}) since {}: {} entries left: {}",
-                        q.user,
-                        rfc3339(q.since),
-                        q.leftovers,
-                        q.named.join("; ")
-                    );
+                    println!("quarantined {}", quarantine_line(uid, &q));
                 }
             }
         }
@@ -391,13 +400,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("no quarantined uid");
             } else {
                 for (uid, q) in held {
-                    println!(
-                        "uid {uid} (last {}) since {}: {} entries left: {}",
-                        q.user,
-                        rfc3339(q.since),
-                        q.leftovers,
-                        q.named.join("; ")
-                    );
+                    println!("{}", quarantine_line(uid, &q));
                 }
             }
         }

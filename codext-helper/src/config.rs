@@ -1,6 +1,10 @@
 //! `helper.toml`: versioned, unknown keys rejected, a missing file means
 //! the safe defaults below. Every path is absolute; durations are written
 //! like `"10m"` or `"8h"`.
+//!
+//! Why one file over 400 lines: it is one schema — every `helper.toml` table,
+//! its defaults and the checks across tables — which a reviewer reads together;
+//! the unit tests are the last 60 lines.
 
 use crate::error::{HelperError, Result};
 use serde::Deserialize;
@@ -350,13 +354,7 @@ impl Config {
                 a.uid_min, a.uid_max
             ));
         }
-        if a.group.is_empty()
-            || a.group.len() > 32
-            || !a
-                .group
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
+        if !system_name(&a.group) {
             return bad(format!(
                 "accounts.group {:?} is not a valid group name",
                 a.group
@@ -368,14 +366,9 @@ impl Config {
         if !(1..=60).contains(&self.limits.tool_timeout.as_secs()) {
             return bad("limits.tool_timeout must be between 1s and 60s".into());
         }
-        if a.killer_user.is_empty()
-            || a.killer_user.len() > 32
+        if !system_name(&a.killer_user)
             || a.killer_user == a.group
             || a.killer_user.starts_with("user-")
-            || !a
-                .killer_user
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
             return bad(format!(
                 "accounts.killer_user {:?} is not a valid, distinct system user name",
@@ -487,6 +480,16 @@ impl Config {
             host
         }
     }
+}
+
+/// A group or system user name `useradd`/`groupadd` take everywhere: 1 to
+/// 32 of `a-z`, `0-9`, `_`, `-`.
+fn system_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

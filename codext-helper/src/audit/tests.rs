@@ -3,6 +3,12 @@
 //! copy — all in temporary folders, no root needed.
 
 use super::*;
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 

@@ -1,0 +1,315 @@
+//! The append-only audit trail: one JSON object per line for every issue,
+//! answer, verification, creation, removal, expiry and revoke — never a
+//! secret.
+//!
+//! **Chain.** Each line carries `seq`, `prev` (the previous line's hash)
+//! and `hash` = SHA-256 of `prev` and the line's canonical JSON without
+//! `hash` (keys sorted, as serde_json writes them). The latest `seq` and
+//! hash are also kept in `<state_dir>/audit.head`, outside the log, so
+//! editing, deleting, reordering lines or cutting off the tail are all
+//! detected by [`verify`]. The head is unkeyed: it proves the trail is
+//! what this host wrote only as long as nobody with root rewrote both;
+//! anchoring it elsewhere (every line also goes to the system log with its
+//! `seq` and `hash`) is what makes a rewrite detectable (see
+//! `docs/THREAT_MODEL.md`).
+//!
+//! **Rotation.** The active file rotates by size or age into
+//! `<log>.1`, `<log>.2`, … (1 is the oldest; numbers only grow, nothing is
+//! renamed twice). Each new active file starts with a `checkpoint` line
+//! carrying the previous file's number of entries and final hash, itself a
+//! link of the chain, so [`verify`] walks every file in order and names the
+//! file and line where the chain breaks.
+//!
+//! **Group commit.** Writers queue their lines; one of them writes the
+//! whole queue with one `write`, one `fdatasync` and one head update (two
+//! more fsyncs), while the others wait. [`Audit::record`] returns only once
+//! its line is durable, so a request that depends on a line is answered
+//! after it. Appends from the daemon and the CLI are serialised with an
+//! exclusive `flock` on `<state_dir>/audit.lock`.
+//!
+//! **Crash recovery.** The line is made durable before the head. Every
+//! batch checks the active file's size against the head; when they differ
+//! (a crash, a concurrent writer that died, an old head format) the tail is
+//! re-derived: a torn last line is truncated, a head left behind by a crash
+//! is moved forward over the valid lines after it, a head newer than the
+//! log (entries lost, or cut) is recorded with the missing range, and each
+//! of these is written as a `recover` event. Genuine damage (an edited or
+//! removed line) is recorded too and still reported by [`verify`].
+//!
+//! **Strangers.** Attempts at names codext does not know and rate-limit
+//! refusals are counted ([`Audit::stranger`]), not written one line each:
+//! per window, one `attempts_summary` line per source for at most
+//! `summary_sources` sources and one line for all the others.
+
+mod chain;
+pub mod event;
+mod recover;
+mod summary;
+mod system_log;
+mod verify;
+mod write;
+
+pub use event::AuditEvent;
+pub use verify::{verify, Report};
+
+use chain::{
+    check_line, file_name, line_hash, read_head, read_nofollow, rotated_numbers, rotated_path,
+    walk, Head, Tail, Walk,
+};
+use summary::Summary;
+use system_log::SystemLog;
+
+use crate::config::AuditConfig;
+use crate::error::{HelperError, Result};
+use codext_core::time;
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+const HEAD_FILE: &str = "audit.head";
+const LOCK_FILE: &str = "audit.lock";
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// journald's native socket (`systemd-journald.service(8)`).
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+/// The classic syslog socket (`syslog(3)`).
+const SYSLOG_SOCKET: &str = "/dev/log";
+/// syslog facility authpriv (`syslog(3)`: LOG_AUTHPRIV = 10 << 3).
+const AUTHPRIV: u8 = 10;
+/// Distinct sources beyond the per-source lines that are still told apart
+/// in a window (memory bound; past it the count is a lower bound).
+const OTHER_SOURCES_TRACKED: usize = 4096;
+/// Longest source text kept (the PAM module passes `PAM_RHOST`).
+const SOURCE_MAX: usize = 64;
+/// How long one copy to the system log may wait for room in its queue.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// What a counted (not individually written) attempt was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stranger {
+    /// A name codext does not know: never issued, expired or removed.
+    UnknownUser,
+    /// Refused by the per-source failure limit before being looked at.
+    RateLimited,
+}
+
+/// The audit trail: where it and its head live, the writers' queue and the
+/// strangers' counters. Clones share all of it.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    log: PathBuf,
+    state_dir: PathBuf,
+    cfg: AuditConfig,
+    queue: Mutex<Queue>,
+    written: Condvar,
+    summary: Mutex<Summary>,
+    system_log: Option<SystemLog>,
+    fsyncs: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// Ticket of the next line queued.
+    next: u64,
+    /// Every ticket below this one has been written (or failed).
+    done: u64,
+    /// A writer is writing a batch.
+    writing: bool,
+    /// Recent failed batches: tickets `[from, to)` and the error.
+    failures: VecDeque<(u64, u64, String)>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    event: String,
+    fields: Map<String, Value>,
+    time: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Audit {
+    /// The trail at `log`, its head and lock in `state_dir`, with the
+    /// rotation, summary and system-log settings of `cfg`.
+    pub fn new(log: &Path, state_dir: &Path, cfg: &AuditConfig) -> Audit {
+        let system_log = cfg
+            .system_log
+            .then(|| SystemLog::open(Path::new(JOURNAL_SOCKET), Path::new(SYSLOG_SOCKET)))
+            .flatten();
+        Audit::build(log, state_dir, cfg, system_log)
+    }
+
+    fn build(
+        log: &Path,
+        state_dir: &Path,
+        cfg: &AuditConfig,
+        system_log: Option<SystemLog>,
+    ) -> Audit {
+        Audit {
+            inner: Arc::new(Inner {
+                log: log.to_path_buf(),
+                state_dir: state_dir.to_path_buf(),
+                cfg: cfg.clone(),
+                queue: Mutex::new(Queue::default()),
+                written: Condvar::new(),
+                summary: Mutex::new(Summary::default()),
+                system_log,
+                fsyncs: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Appends one event and returns once it is durable. `fields` must be
+    /// an object and must not hold a secret.
+    pub fn event(&self, event: AuditEvent) -> Result<()> {
+        let (name, fields) = event.into_parts();
+        self.record(&name, fields)
+    }
+
+    /// Appends `event` with `fields` (an object); see [`Audit::event`].
+    pub fn record(&self, event: &str, fields: Value) -> Result<()> {
+        let fields = match fields {
+            Value::Object(m) => m,
+            other => {
+                let mut m = Map::new();
+                m.insert("detail".into(), other);
+                m
+            }
+        };
+        let mut items = self.due_summaries(time::now());
+        items.push(Pending {
+            event: event.to_owned(),
+            fields,
+            time: time::now(),
+        });
+        self.commit(items, false)
+    }
+
+    /// Checks the trail's end against its head and recovers from a crash
+    /// (see the module docs), writing the `recover` events; writes nothing
+    /// when all is consistent. Run when a process starts using the trail.
+    pub fn check(&self) -> Result<()> {
+        self.commit(Vec::new(), true)
+    }
+
+    /// Counts an attempt by a stranger (see [`Stranger`]) from `source`
+    /// at `user`; summaries are written when the window ends.
+    pub fn stranger(&self, what: Stranger, user: &str, source: &str) -> Result<()> {
+        let now = time::now();
+        let due = {
+            let mut s = lock(&self.inner.summary);
+            let due = s.take_due(now, &self.inner.cfg);
+            s.count(
+                now,
+                what,
+                user,
+                source,
+                self.inner.cfg.summary_sources as usize,
+            );
+            due
+        };
+        if due.is_empty() {
+            Ok(())
+        } else {
+            self.commit(due, false)
+        }
+    }
+
+    /// Writes the summaries of a window that has ended by `now` (the
+    /// daemon's reaper calls this, so a quiet helper still reports).
+    pub fn flush_summaries(&self, now: u64) -> Result<()> {
+        let due = self.due_summaries(now);
+        if due.is_empty() {
+            Ok(())
+        } else {
+            self.commit(due, false)
+        }
+    }
+
+    /// fsync/fdatasync calls made by this process's writers so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.inner.fsyncs.load(Ordering::Relaxed)
+    }
+
+    fn due_summaries(&self, now: u64) -> Vec<Pending> {
+        lock(&self.inner.summary).take_due(now, &self.inner.cfg)
+    }
+
+    /// Group commit: queue `items`, then either write the queue (the first
+    /// writer to find nobody writing) or wait for the writer to finish.
+    fn commit(&self, items: Vec<Pending>, force: bool) -> Result<()> {
+        let inner = &self.inner;
+        let mut q = lock(&inner.queue);
+        let first = q.next;
+        q.next += items.len() as u64;
+        let end = q.next;
+        q.pending.extend(items);
+        let mut forced = !force;
+        loop {
+            if q.done >= end && forced {
+                let failed = q
+                    .failures
+                    .iter()
+                    .find(|(from, to, _)| *from < end && first < *to)
+                    .map(|(_, _, e)| e.clone());
+                return match failed {
+                    Some(e) => Err(HelperError::System(e)),
+                    None => Ok(()),
+                };
+            }
+            if !q.writing {
+                q.writing = true;
+                let batch = std::mem::take(&mut q.pending);
+                let from = q.done;
+                let to = from + batch.len() as u64;
+                drop(q);
+                let result = self.write_batch(batch);
+                q = lock(&inner.queue);
+                q.writing = false;
+                q.done = to;
+                forced = true;
+                if let Err(e) = result {
+                    q.failures.push_back((from, to, e.to_string()));
+                    if q.failures.len() > 32 {
+                        q.failures.pop_front();
+                    }
+                    if force {
+                        inner.written.notify_all();
+                        return Err(e);
+                    }
+                }
+                inner.written.notify_all();
+                continue;
+            }
+            q = inner
+                .written
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn fail(&self, what: &str, e: impl Into<std::io::Error>) -> HelperError {
+        HelperError::system(
+            format!("audit log {}: cannot {what}", self.inner.log.display()),
+            e,
+        )
+    }
+
+    fn sync(&self, f: &File, what: &str) -> Result<()> {
+        self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+        f.sync_data().map_err(|e| self.fail(what, e))
+    }
+}
+
+#[cfg(test)]
+mod tests;
