@@ -516,7 +516,8 @@ awk '{{print $5}}' /proc/self/mountinfo | sort -u | while read -r m; do
   mount -o remount,bind,ro "$m"
 done
 for p in {rw}; do
-  if [ -e "$p" ]; then mount --bind "$p" "$p" && mount -o remount,bind,rw "$p"; fi
+  # --rbind: a checkout under /tmp (a read-only mount inside it) stays visible.
+  if [ -e "$p" ]; then mount --rbind "$p" "$p" && mount -o remount,bind,rw "$p"; fi
 done
 touch /usr/.codext-probe 2>/dev/null && {{ echo "/usr is writable: not confined" >&2; exit 1; }}
 exec setpriv --bounding-set={caps} --inh-caps=-all --no-new-privs {helper} serve"#,
@@ -532,12 +533,14 @@ exec setpriv --bounding-set={caps} --inh-caps=-all --no-new-privs {helper} serve
             .stderr(log)
             .spawn()
             .unwrap();
-        wait_until(Duration::from_secs(10), "the confined helper's socket", || {
-            std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
-        });
+        let log = || std::fs::read_to_string(format!("{WORK}/confined.log")).unwrap_or_default();
+        let start = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "the confined helper's socket never came up:\n{}", log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let a = w.arm();
         let out = w.login(&a.puzzle, &["id -un; touch /tmp/left-behind; nohup sleep 300 >/dev/null 2>&1 </dev/null & echo started"]);
-        let log = || std::fs::read_to_string(format!("{WORK}/confined.log")).unwrap_or_default();
         assert!(out.status.success(), "{}\n{}", text(&out), log());
         w.wait_removed(&a.user, a.uid);
         confined.kill().unwrap();
