@@ -31,7 +31,7 @@
 //! linger ends with no session, the account is removed as usual. A linger
 //! of 0 (no file, `codext close`) is the old behaviour: removed at once.
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, Stranger};
 use crate::error::{HelperError, Result};
 use crate::lifecycle::{Entry, Helper, Phase, Removal, UnixTime, Verdict};
 use codext_core::keys::PublicKey;
@@ -196,10 +196,22 @@ impl Helper {
             .map(|k| k.fingerprint().to_string())
             .ok();
         let mut removal = None;
+        // A name codext does not know is a stranger's: counted, not a
+        // line each (as for passwords), and never behind the state lock.
+        let unknown = || {
+            self.log_stranger(Stranger::UnknownUser, user.as_str(), source);
+            Ok((Verdict::Denied("not a live codext account"), None))
+        };
+        if !self.store.may_know(user.as_str()) {
+            return unknown();
+        }
         let verdict = {
             let mut locked = self.store.lock()?;
             match locked.state.users.get_mut(user.as_str()) {
-                None => Verdict::Denied("not a live codext account"),
+                None => {
+                    drop(locked);
+                    return unknown();
+                }
                 Some(e) => match e.check_key_login(now) {
                     Err(r) => Verdict::Denied(r.reason()),
                     Ok(()) if fp.as_deref() != Some(e.client_fingerprint.as_str()) => {

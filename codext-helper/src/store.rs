@@ -6,16 +6,24 @@
 //! read-modify-write, whichever process does it; the state file is replaced
 //! atomically (write a temporary file, fsync, rename, fsync the folder), so
 //! a crash leaves either the old or the new state, never a torn one.
+//!
+//! Because the file is only ever replaced whole, a reader without the lock
+//! still sees one complete version: [`Store::may_know`] answers "is this
+//! name in the state at all?" from the names of the version last read,
+//! re-read only when the file was replaced. A flood of attempts at names
+//! codext never issued is refused without queueing on the lock in front
+//! of real logins.
 
 use crate::error::{HelperError, Result};
 use crate::lifecycle::Entry;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "state.lock";
@@ -69,6 +77,32 @@ impl Default for State {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    names: Arc<Mutex<Names>>,
+}
+
+/// Which version of the state file a snapshot was read from: every save
+/// is a new file (a new inode), and the times and size tell apart a
+/// reused inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// The user names of the state version last read without the lock.
+#[derive(Debug, Default)]
+struct Names {
+    version: Option<Version>,
+    users: BTreeSet<String>,
+}
+
+/// Only the names, for [`Store::may_know`].
+#[derive(Deserialize)]
+struct NamesOnly {
+    users: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 /// The state, read under the exclusive lock; dropping it releases the lock.
@@ -139,7 +173,48 @@ impl Store {
         }
         Ok(Store {
             dir: dir.to_path_buf(),
+            names: Arc::default(),
         })
+    }
+
+    /// False only when the current state names no user `user`, read
+    /// without the state lock (see the module's text); true when it does
+    /// or when the file cannot be read (the caller then takes the lock,
+    /// which reports the problem). A name armed after this returned false
+    /// was armed after the request that asked.
+    pub fn may_know(&self, user: &str) -> bool {
+        let path = self.dir.join(STATE_FILE);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(_) => return true,
+        };
+        let Ok(m) = file.metadata() else {
+            return true;
+        };
+        let version = Version {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        };
+        let Ok(mut names) = self.names.lock() else {
+            return true;
+        };
+        if names.version != Some(version) {
+            let mut bytes = Vec::new();
+            let Ok(parsed) = file
+                .read_to_end(&mut bytes)
+                .map_err(drop)
+                .and_then(|_| serde_json::from_slice::<NamesOnly>(&bytes).map_err(drop))
+            else {
+                return true;
+            };
+            names.users = parsed.users.into_keys().collect();
+            names.version = Some(version);
+        }
+        names.users.contains(user)
     }
 
     /// The folder.

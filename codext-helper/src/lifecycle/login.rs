@@ -107,6 +107,12 @@ impl Helper {
                 attempts,
                 source: source.to_owned(),
             };
+        // Names nobody issued (most of what strangers try) are refused
+        // without waiting on the state lock behind real logins.
+        if !self.store.may_know(&name) {
+            self.log_stranger(Stranger::UnknownUser, &name, source);
+            return Ok(Verdict::Denied("unknown user"));
+        }
         let mut locked = self.store.lock()?;
         let Some(entry) = locked.state.users.get_mut(&name) else {
             drop(locked);

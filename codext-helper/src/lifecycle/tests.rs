@@ -1158,3 +1158,75 @@ fn given_durations_then_unix_times_add_and_compare_as_deadlines() {
     assert_eq!(t.until(UnixTime(4)), 0);
     assert_eq!(UnixTime(u64::MAX).plus_secs(1), UnixTime(u64::MAX));
 }
+
+// ---- strangers: names codext never issued -------------------------------
+
+#[test]
+fn given_the_state_lock_held_then_unknown_names_are_refused_without_waiting_for_it() {
+    let w = world();
+    let i = w.issue();
+    w.helper.answer(&i.answer(), "cli", T0).unwrap();
+    let held = w.helper.store.lock().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let stranger = UserName::from_random([1, 2, 3, 4, 5, 6]);
+            let v = w
+                .helper
+                .authenticate(&stranger, &Secret::copy_from(b"guess"), "198.18.0.1", T0)
+                .unwrap();
+            let k = w
+                .helper
+                .key_account(&stranger, "ssh-ed25519 AAAA", "198.18.0.1", T0)
+                .unwrap();
+            tx.send((v, k.0)).unwrap();
+        });
+        // Without the lock-free check the stranger queues behind the lock
+        // until it is dropped below, and nothing arrives.
+        let got = rx.recv_timeout(Duration::from_secs(30));
+        drop(held);
+        let (v, k) = got.expect("the stranger waited on the state lock");
+        assert!(matches!(v, Verdict::Denied("unknown user")), "{v:?}");
+        assert!(
+            matches!(k, Verdict::Denied("not a live codext account")),
+            "{k:?}"
+        );
+    });
+    // The armed user is still known, and its password still logs in.
+    w.password_and_useradd(&i);
+    // Neither attempt wrote a line of its own (a key login would).
+    assert!(w
+        .events("verify")
+        .iter()
+        .all(|e| e["user"] == i.user.as_str()));
+    assert!(
+        w.events("key_login").is_empty(),
+        "{:?}",
+        w.events("key_login")
+    );
+}
+
+#[test]
+fn given_names_issued_and_removed_then_the_lock_free_check_follows_each_state_version() {
+    let w = world();
+    let a = w.issue();
+    assert!(w.helper.store.may_know(a.user.as_str()));
+    let stranger = UserName::from_random([9, 9, 9, 9, 9, 9]);
+    assert!(!w.helper.store.may_know(stranger.as_str()));
+    // A second name appears in a new version of the file.
+    let b = w.issue();
+    assert!(w.helper.store.may_know(b.user.as_str()));
+    // Revoked: gone from the next version.
+    w.helper.revoke(&a.user, "test", T0).unwrap();
+    assert!(!w.helper.store.may_know(a.user.as_str()));
+    assert!(w.helper.store.may_know(b.user.as_str()));
+    // A file the check cannot parse sends the caller to the lock, which
+    // reports it.
+    let path = w.helper.cfg.state_dir.join("state.json");
+    std::fs::write(&path, b"{ not json").unwrap();
+    assert!(w.helper.store.may_know(stranger.as_str()));
+    assert!(w
+        .helper
+        .authenticate(&stranger, &Secret::copy_from(b"x"), "::1", T0)
+        .is_err());
+}

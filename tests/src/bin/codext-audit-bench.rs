@@ -6,9 +6,10 @@
 //!   source address, then from 1,000 (the request's `rhost`), and counts
 //!   the audit lines (and, where `perf` can count them, the fsyncs) they
 //!   add;
-//! * while each flood runs, real `authenticate` requests for known (armed)
-//!   users — each creates the account with `useradd` — timed against the
-//!   same requests to an idle helper, measured in the same run.
+//! * each flood goes in ten bursts; before each burst and while it runs,
+//!   real `authenticate` requests for known (armed) users — each creates
+//!   the account with `useradd` — are timed, so the idle baseline and the
+//!   flooded figure are measured alternately, in the same run.
 
 use codext_tests::flood::{authenticate, flood, Flood};
 use codext_tests::world::{wait_until, World};
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 
 const FLOOD: u64 = 10_000;
 const THREADS: usize = 4;
-const KNOWN: usize = 12;
+const KNOWN: usize = 30;
+const ROUNDS: usize = 10;
+const PER_ROUND: usize = 3;
 
 fn median(xs: &mut [Duration]) -> Duration {
     xs.sort();
@@ -100,33 +103,52 @@ struct Run {
     latency: Vec<Duration>,
 }
 
+/// One known user's `authenticate` (it creates the account).
+fn known_login(a: &codext_tests::world::Armed) -> Duration {
+    let (status, took) = authenticate(&a.user, &a.password, "192.0.2.201");
+    assert_eq!(status, Some(ReplyStatus::Ok), "known user {}", a.user);
+    took
+}
+
+/// The flood in `ROUNDS` bursts; in each round `PER_ROUND` known logins on
+/// the idle helper, then as many while the burst runs. Idle and flooded
+/// samples alternate within a second or so, so whatever else the machine
+/// does weighs on both alike.
 fn run(w: &World, sources: u64, first: u64, per_second: u64) -> Run {
     let before = w.audit().len();
     let counted = summary_total(w);
-    // The idle baseline just before, under the same background load.
-    let idle = known_logins(w, KNOWN);
-    // Armed before the flood: their RSA work is not what is measured.
-    let armed: Vec<_> = (0..KNOWN).map(|_| w.arm()).collect();
+    // Armed before: their RSA work is not what is measured.
+    let armed: Vec<_> = (0..2 * ROUNDS * PER_ROUND).map(|_| w.arm()).collect();
+    let mut known = armed.iter();
     let perf = count_fsyncs(w.helper_pid());
-    let busy = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&busy);
-    let start = Instant::now();
-    let flooder = std::thread::spawn(move || {
-        let f = flood(FLOOD, first, sources, THREADS, per_second);
-        flag.store(false, Ordering::SeqCst);
-        f
-    });
-    let mut latency = Vec::new();
-    for a in &armed {
-        if !busy.load(Ordering::SeqCst) {
-            break;
+    let (mut idle, mut latency, mut total) = (Vec::new(), Vec::new(), Flood::default());
+    let mut took = Duration::ZERO;
+    for _ in 0..ROUNDS {
+        idle.extend(known.by_ref().take(PER_ROUND).map(known_login));
+        let busy = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&busy);
+        let start = Instant::now();
+        let flooder = std::thread::spawn(move || {
+            let f = flood(FLOOD / ROUNDS as u64, first, sources, THREADS, per_second);
+            flag.store(false, Ordering::SeqCst);
+            f
+        });
+        for a in known.by_ref().take(PER_ROUND) {
+            if !busy.load(Ordering::SeqCst) {
+                break;
+            }
+            let t = known_login(a);
+            // Only a login the burst outlasted is a flooded sample.
+            if busy.load(Ordering::SeqCst) {
+                latency.push(t);
+            }
         }
-        let (status, took) = authenticate(&a.user, &a.password, "192.0.2.201");
-        assert_eq!(status, Some(ReplyStatus::Ok), "known user {}", a.user);
-        latency.push(took);
+        let f = flooder.join().expect("flood");
+        took += start.elapsed();
+        total.sent += f.sent;
+        total.denied += f.denied;
+        total.other += f.other;
     }
-    let flood = flooder.join().expect("flood");
-    let took = start.elapsed();
     for a in &armed {
         let _ = World::helper_cli(&["revoke", &a.user]);
     }
@@ -141,7 +163,7 @@ fn run(w: &World, sources: u64, first: u64, per_second: u64) -> Run {
         .count();
     Run {
         idle,
-        flood,
+        flood: total,
         took,
         lines,
         fsyncs,
@@ -186,7 +208,7 @@ fn main() {
         let m = median(&mut r.latency);
         let idle_median = median(&mut r.idle);
         println!(
-            "  {FLOOD} unknown names from {name}: {:.1?} ({:.0}/s, {} denied, {} other), {} audit lines added ({:.4} per request); helper fsyncs {} (with {} known logins)",
+            "  {FLOOD} unknown names from {name}: {:.1?} ({:.0}/s, {} denied, {} other), {} audit lines added ({:.4} per request); helper fsyncs {} (with {} known logins during it and {} between its bursts)",
             r.took,
             FLOOD as f64 / r.took.as_secs_f64(),
             r.flood.denied,
@@ -195,16 +217,19 @@ fn main() {
             r.lines as f64 / FLOOD as f64,
             count(r.fsyncs),
             r.latency.len(),
+            r.idle.len(),
         );
         if let (Some(all), Some(known)) = (r.fsyncs, idle_fsyncs) {
-            let theirs = known * r.latency.len() as u64 / idle.len().max(1) as u64;
+            // The flood's window also holds the idle logins between bursts.
+            let in_window = (r.latency.len() + r.idle.len()) as u64;
+            let theirs = known * in_window / idle.len().max(1) as u64;
             println!(
                 "    fsyncs for the flood itself (total less the known logins' share): about {}",
                 all.saturating_sub(theirs)
             );
         }
         println!(
-            "    known-user authenticate: idle just before, median of {}: {idle_median:.1?}; during the flood, median of {}: {m:.1?}; ratio {:.2}",
+            "    known-user authenticate: idle between the bursts, median of {}: {idle_median:.1?}; during the flood, median of {}: {m:.1?}; ratio {:.2}",
             r.idle.len(),
             r.latency.len(),
             m.as_secs_f64() / idle_median.as_secs_f64()
