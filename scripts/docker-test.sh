@@ -232,8 +232,8 @@ docker logs codext-server-do 2>&1 | grep 'codext-channel: watching droplet' \
     || { docker logs codext-server-do 2>&1 | tail -n 30; echo "docker-test: codext-channel did not start" >&2; exit 1; }
 for _ in $(seq 100); do sdo bash -c "exec 3<>/dev/tcp/127.0.0.1/$DO_SERVER_PORT" && break; sleep 0.1; done 2>/dev/null
 sdo cat /etc/passwd > "$RUN/passwd.before.do"
-sdo ps -o user=,comm= -C codext-channel | tee "$RUN/channel.ps"
-grep -qx 'codext-+ codext-channel' "$RUN/channel.ps" \
+sdo ps -o user:32=,comm= -C codext-channel | awk '{print $1, $2}' | tee "$RUN/channel.ps"
+grep -qx 'codext-channel codext-channel' "$RUN/channel.ps" \
     || { echo "docker-test: codext-channel does not run as the codext-channel user" >&2; exit 1; }
 # doctor with the channel on: the user, the token file, and the token's
 # scopes probed by `codext-channel --check` as the channel user against the emulator.

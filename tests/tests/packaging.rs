@@ -238,7 +238,9 @@ fn given_the_server_package_then_each_daemon_ships_with_its_unit_man_page_and_co
     }
     // No systemd-units key: cargo-deb would add snippets that enable and
     // start the units on install.
-    assert!(!manifest.lines().any(|l| l.trim_start().starts_with("systemd-units")));
+    assert!(!manifest
+        .lines()
+        .any(|l| l.trim_start().starts_with("systemd-units")));
 }
 
 sandbox_test! {
