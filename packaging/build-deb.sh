@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the two Debian packages into target/debian/:
-#   codext_<version>_amd64.deb        helper, PAM module, unit, shipped files
+#   codext_<version>_amd64.deb        helper, DigitalOcean channel process, PAM module,
+#                                     units, shipped files
 #   codext-agent_<version>_amd64.deb  the agent CLI
 # The version is the workspace's (Cargo.toml). Man pages and completions are
-# generated from the clap definitions (packaging/gen-docs); the unit is the
-# source tree's with the packaged path of the helper; the conffile is
+# generated from the clap definitions (packaging/gen-docs); the units are
+# the source tree's with the packaged paths of the binaries; the conffile is
 # docs/helper.toml with every setting commented out (a missing or empty
 # setting means the default). Then lintian, if installed, must report no
 # error and no warning. Installs cargo-deb when it is missing.
@@ -15,13 +16,16 @@ command -v cargo-deb >/dev/null 2>&1 || cargo install --quiet --locked cargo-deb
 P=target/packaging
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-cargo build --release --locked -p codext-helper -p codext -p pam_codext -p codext-gen-docs
+cargo build --release --locked -p codext-helper -p codext-channel -p codext -p pam_codext -p codext-gen-docs
 rm -rf "$P" && mkdir -p "$P"
 target/release/codext-gen-docs "$P"
 gzip -9n "$P"/man/*
 sed "s#/usr/local/sbin/codext-helper#/usr/sbin/codext-helper#; s#^Documentation=.*#Documentation=man:codext-helper(8)#" \
     systemd/codext-helper.service > "$P/codext-helper.service"
 grep -q 'ExecStart=/usr/sbin/codext-helper serve' "$P/codext-helper.service"
+sed "s#/usr/local/bin/codext-channel#/usr/sbin/codext-channel#; s#^Documentation=.*#Documentation=man:codext-channel(8)#" \
+    systemd/codext-channel.service > "$P/codext-channel.service"
+grep -q 'ExecStart=/usr/sbin/codext-channel ' "$P/codext-channel.service"
 {
     echo "# /etc/codext/helper.toml: codext-helper's settings. Every setting below is"
     echo "# commented out and shows its default; uncomment a line to change it."

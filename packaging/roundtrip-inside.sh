@@ -7,7 +7,11 @@
 # a real login (manual channel, plain ssh as user-<hex>) -> apt-get remove
 # (login paths as before install) -> apt-get purge -> /etc and every path
 # the package or codext touches compared with before install: identical but
-# for the backups the shadow tools always rewrite (listed below).
+# for the backups the shadow tools always rewrite (listed below). Then a
+# second, short round: install -> `codext-helper init` only (no setup, so no
+# manifest: the accounts are left for the purge script) -> apt-get purge ->
+# compared again, which shows that purge itself removes the codext-killer
+# and codext-channel accounts and the codext group.
 set -euo pipefail
 DEBS=$1 AGENT_BIN=$2 PORT=$3
 export DEBIAN_FRONTEND=noninteractive
@@ -28,7 +32,8 @@ wait_for() { local limit=$1 what=$2; shift 2
 AUTH_PATHS=(/etc/pam.d /etc/ssh /etc/security /etc/nsswitch.conf)
 ALL_PATHS=(/etc /usr/sbin /usr/bin /usr/lib/x86_64-linux-gnu/security /lib/systemd/system /usr/share/codext
            /usr/share/doc/codext /usr/share/man/man8 /usr/share/bash-completion /usr/share/zsh /usr/share/fish
-           /var/lib/codext /var/log/codext /run/codext /run/userdb /home /var/spool /var/mail)
+           /var/lib/codext /var/log/codext /run/codext /run/codext-channel /run/codext-keys /run/userdb
+           /home /var/spool /var/mail)
 snapshot() { # snapshot PATH...: type, mode, owner, size and content hash of everything below
     local p
     for p in "$@"; do
@@ -63,10 +68,18 @@ apt-get install -y --no-install-recommends "$DEBS"/codext_*_amd64.deb >/tmp/apt.
 snapshot "${AUTH_PATHS[@]}" | diff /tmp/before.auth - || fail "installing changed the login paths"
 echo "login paths unchanged by the install"
 test -x /usr/sbin/codext-helper && test -f /usr/lib/x86_64-linux-gnu/security/pam_codext.so || fail "files missing"
+test -x /usr/sbin/codext-channel && grep -qx 'ExecStart=/usr/sbin/codext-channel --socket /run/codext-channel/helper.sock' \
+    /lib/systemd/system/codext-channel.service || fail "codext-channel or its unit missing"
+test -f /usr/share/man/man8/codext-channel.8.gz && codext-channel --version >/dev/null || fail "codext-channel's man page or --version"
+getent passwd codext-channel >/dev/null && fail "installing created an account (setup does that)"
 dpkg-query -W -f='${Conffiles}\n' codext | grep -q /etc/codext/helper.toml || fail "helper.toml is not a conffile"
 
 stage "codext-helper setup"
 codext-helper setup | grep -v '^[-+@ ]' || fail "setup"
+# The accounts the units run as (codext-channel.service: User=codext-channel).
+for account in codext-killer codext-channel; do
+    getent passwd "$account" | grep -q ':/usr/sbin/nologin$' || fail "setup made no $account account"
+done
 
 stage "helper and sshd start; codext-helper doctor"
 codext-helper serve 2>/tmp/helper.log &
@@ -77,6 +90,14 @@ wait_for 10 "the helper" test -S /run/codext/helper.sock
 wait_for 10 "sshd" bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"
 codext-helper doctor | tee /tmp/doctor.txt || fail "doctor (reads the packaged /etc/codext/helper.toml)"
 ! grep -Eq '^(FAIL|warn)' /tmp/doctor.txt || fail "doctor: not all ok"
+# The channel installed, not configured: off, and doctor says how to turn it on.
+grep -q '^ok .*digitalocean.*codext-channel is installed' /tmp/doctor.txt || fail "doctor: no word on the installed channel"
+# Turned on without a token: doctor fails that line and says what to do.
+printf 'version = 1\n[digitalocean]\nenabled = true\n' > /tmp/do-on.toml
+echo "doctor with [digitalocean] enabled = true and no token (one FAIL expected):"
+codext-helper --config /tmp/do-on.toml doctor > /tmp/doctor-on.txt 2>&1 && fail "doctor: all ok with the channel on and no token"
+grep -E '^FAIL +digitalocean ' /tmp/doctor-on.txt || fail "doctor: no FAIL for the missing token"
+grep -E '^(FAIL|warn)' /tmp/doctor-on.txt | grep -v digitalocean && fail "doctor: other lines fail with the channel on"
 
 stage "a real login: plain ssh as user-<hex> with the token (manual channel)"
 as_agent() { runuser -u agent -- env -i HOME=/opt/agent PATH=/usr/local/bin:/usr/bin:/bin "$@"; }
@@ -106,18 +127,33 @@ snapshot "${AUTH_PATHS[@]}" | diff /tmp/before.auth - || fail "the login paths d
 echo "login paths as before the install"
 getent group codext >/dev/null && fail "the codext group is still there"
 getent passwd codext-killer >/dev/null && fail "codext-killer is still there"
+getent passwd codext-channel >/dev/null && fail "codext-channel is still there"
+
+compare_with_before() { # compare_with_before WHAT: the snapshot against the one before install
+    snapshot "${ALL_PATHS[@]}" > /tmp/after.all
+    diff /tmp/before.all /tmp/after.all > /tmp/diff.txt || true
+    echo "differences from before the install ($1):"
+    grep '^[<>]' /tmp/diff.txt | sed 's/^/  /' || echo "  (none)"
+    if grep '^[<>]' /tmp/diff.txt | cut -c3- | grep -Ev "$ALWAYS_REWRITTEN" | grep -Ev "$RUNTIME_DIR" | grep -q .; then
+        fail "paths other than the shadow tools' backups differ"
+    fi
+    [ ! -d /run/userdb ] || [ -z "$(ls -A /run/userdb)" ] || fail "/run/userdb is not empty: $(ls -A /run/userdb)"
+    echo "identical except the shadow tools' backups and lock file (rewritten by every useradd/userdel/groupadd/groupdel)"
+    echo "and an empty /run/userdb (a runtime folder on tmpfs, possibly shared with other userdb drop-ins)"
+}
 
 stage "apt-get purge codext"
 apt-get purge -y codext >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "purge"; }
-snapshot "${ALL_PATHS[@]}" > /tmp/after.all
-diff /tmp/before.all /tmp/after.all > /tmp/diff.txt || true
-echo "differences from before the install:"
-grep '^[<>]' /tmp/diff.txt | sed 's/^/  /' || echo "  (none)"
-if grep '^[<>]' /tmp/diff.txt | cut -c3- | grep -Ev "$ALWAYS_REWRITTEN" | grep -Ev "$RUNTIME_DIR" | grep -q .; then
-    fail "paths other than the shadow tools' backups differ"
-fi
-[ ! -d /run/userdb ] || [ -z "$(ls -A /run/userdb)" ] || fail "/run/userdb is not empty: $(ls -A /run/userdb)"
-echo "identical except the shadow tools' backups and lock file (rewritten by every useradd/userdel/groupadd/groupdel)"
-echo "and an empty /run/userdb (a runtime folder on tmpfs, possibly shared with other userdb drop-ins)"
+compare_with_before "remove, then purge"
+
+stage "again: install, codext-helper init only (no setup manifest), apt-get purge"
+apt-get install -y --no-install-recommends "$DEBS"/codext_*_amd64.deb >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "install"; }
+codext-helper init >/dev/null || fail "init"
+for account in codext-killer codext-channel; do getent passwd "$account" >/dev/null || fail "init made no $account"; done
+apt-get purge -y codext >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "purge"; }
+grep -i 'nothing to undo' /tmp/apt.log || true
+for name in codext-killer codext-channel; do getent passwd "$name" >/dev/null && fail "purge left the account $name"; done
+getent group codext >/dev/null && fail "purge left the codext group"
+compare_with_before "init, then purge: the purge script removed the accounts"
 stage "done"
 printf 'round trip: %.1f s in all\n' "$(awk "BEGIN{print $(date +%s.%N)-$T0}")"

@@ -104,6 +104,22 @@ kill "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true
 "$B/codext-helper" serve 2>>"$D/helper.log" &
 wait_for 10 "the helper" test -S /run/codext/helper.sock
 
+say "9b. The channel process starts: the only part that talks to the API, as the unprivileged user codext-channel"
+# What codext-channel.service does (systemd is not PID 1 here): the token in
+# a credentials folder only that user can read (LoadCredential=), no
+# capabilities, no_new_privs.
+cp "$B/codext-channel" "$D/bin/" && chmod 755 "$D/bin/codext-channel"
+mkdir -m 0700 "$D/channel-credentials"
+install -m 0600 /etc/codext/digitalocean.token "$D/channel-credentials/digitalocean.token"
+chown -R codext-channel: "$D/channel-credentials"
+show "setpriv --reuid=codext-channel … codext-channel   (CREDENTIALS_DIRECTORY holds the token)"
+setpriv --reuid=codext-channel --regid=codext-channel --clear-groups --no-new-privs \
+    --inh-caps=-all --bounding-set=-all \
+    env -i PATH=/usr/bin:/bin CREDENTIALS_DIRECTORY="$D/channel-credentials" \
+    "$D/bin/codext-channel" 2>"$D/channel.log" &
+wait_for 20 "the channel process" grep -q 'watching droplet' "$D/channel.log"
+cat "$D/channel.log"
+
 say "10. The agent publishes its key, then connects: request, puzzle, answer, ssh"
 printf '%s' "$AGENT_TOKEN" > /home/agent/do.token && chown agent: /home/agent/do.token && chmod 600 /home/agent/do.token
 show "DIGITALOCEAN_TOKEN=… codext publish-key --key ~/do.key"

@@ -7,7 +7,12 @@
 #   1. the package round trip in a pristine container (packaging/roundtrip-inside.sh);
 #   2. the server and agent images, and the whole flow between two
 #      containers: plain ssh as user-<hex>, a command, the account gone after
-#      logout, the server's /etc/passwd back to its original bytes.
+#      logout, the server's /etc/passwd back to its original bytes;
+#   3. the same through the DigitalOcean channel: an emulator container
+#      (tests/do-emulator) for the API, a server container running the
+#      helper and the unprivileged codext-channel pointed at it, and the
+#      agent's `codext connect`; also the emulator saw no request or
+#      response the API's OpenAPI description forbids.
 # Containers use the host's network (--network host), on 127.0.0.1 only.
 # The debootstrap tarball and dockerd's image store are cached under
 # $CODEXT_TEST_CACHE (default /var/cache/codext-test): made once per machine.
@@ -20,6 +25,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 CACHE=${CODEXT_TEST_CACHE:-/var/cache/codext-test}
 ROUNDTRIP_PORT=${CODEXT_ROUNDTRIP_PORT:-22931}
 SERVER_PORT=${CODEXT_DOCKER_SSH_PORT:-22932}
+EMULATOR_PORT=${CODEXT_DOCKER_EMULATOR_PORT:-22933}
+DO_SERVER_PORT=${CODEXT_DOCKER_DO_SSH_PORT:-22934}
 T_ALL=$(date +%s)
 t_stage=$T_ALL
 SUMMARY=
@@ -141,8 +148,8 @@ say "the packages (packaging/build-deb.sh; lintian must report no error)"
 packaging/build-deb.sh
 took "packages built"
 
-say "images from the packages (docker/build-images.sh): deps stage (cached), server, agent"
-DOCKER=/usr/bin/docker CODEXT_DEBS_BUILT=1 docker/build-images.sh test
+say "images from the packages (docker/build-images.sh): deps stage (cached), server, agent, emulator"
+DOCKER=/usr/bin/docker CODEXT_DEBS_BUILT=1 CODEXT_NEED_EMULATOR=1 docker/build-images.sh test
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CTX="$RUN/context"
 mkdir -p "$CTX"
@@ -161,7 +168,7 @@ docker run --rm --network host "${CAPS[@]}" -v "$CTX:/debs:ro" \
 took "package round trip"
 
 say "2. the flow between a server and an agent container"
-docker rm -f codext-server codext-agent >/dev/null 2>&1 || true
+docker rm -f codext-server codext-agent codext-do-emulator codext-server-do >/dev/null 2>&1 || true
 docker run -d --name codext-server --network host "${CAPS[@]}" -e SSH_PORT="$SERVER_PORT" codext-server:test >/dev/null
 docker run -d --name codext-agent --network host codext-agent:test >/dev/null
 srv() { docker exec -i codext-server "$@"; }
@@ -197,6 +204,77 @@ srv cat /etc/passwd | cmp - "$RUN/passwd.before" \
     || { echo "docker-test: the server's /etc/passwd differs from its original bytes" >&2; exit 1; }
 echo "$USER_NAME is gone; the server's /etc/passwd is back to its original bytes"
 took "two-container flow"
+
+say "3. the DigitalOcean flow: emulator, server (helper + codext-channel), agent (codext connect)"
+SERVER_TOKEN=dop_v1_docker_test_server_000000000000000000000000000000000000000000
+AGENT_TOKEN=dop_v1_docker_test_agent_0000000000000000000000000000000000000000000
+API="http://127.0.0.1:$EMULATOR_PORT"
+docker run -d --name codext-do-emulator --network host codext-do-emulator:test \
+    --listen "127.0.0.1:$EMULATOR_PORT" --token "$SERVER_TOKEN" --token "$AGENT_TOKEN" \
+    --droplet web-1:127.0.0.1:prod >/dev/null
+for _ in $(seq 300); do docker logs codext-do-emulator 2>/dev/null | grep -q '^listening' && break; sleep 0.1; done
+DROPLET=$(docker logs codext-do-emulator 2>/dev/null | sed -n 's/^listening .* droplet=\([0-9]*\)$/\1/p')
+[ -n "$DROPLET" ] || { docker logs codext-do-emulator; echo "docker-test: the emulator did not start" >&2; exit 1; }
+echo "emulator on $API: droplet $DROPLET (web-1, 127.0.0.1, tags: prod)"
+# The operator allows the agent's key: the agent makes it first.
+AGENT_FP=$(agt codext keygen --key do.key | sed -n 's/^fingerprint: //p')
+[ -n "$AGENT_FP" ] || { echo "docker-test: codext keygen printed no fingerprint" >&2; exit 1; }
+# The metadata service gives the droplet id (CODEXT_DO_DROPLET_ID unset), as on a droplet.
+docker run -d --name codext-server-do --network host "${CAPS[@]}" -e SSH_PORT="$DO_SERVER_PORT" \
+    -e CODEXT_DO_API_URL="$API" -e CODEXT_DO_METADATA_URL="$API/metadata/v1" \
+    -e CODEXT_DO_ALLOWED_KEYS="$AGENT_FP" -e CODEXT_DO_TOKEN="$SERVER_TOKEN" codext-server:test >/dev/null
+sdo() { docker exec -i codext-server-do "$@"; }
+adoc() { docker exec -i -e DIGITALOCEAN_TOKEN="$AGENT_TOKEN" codext-agent codext "$@"; }
+for _ in $(seq 300); do
+    docker logs codext-server-do 2>&1 | grep -q 'codext-channel: watching droplet' && break; sleep 0.1
+done
+docker logs codext-server-do 2>&1 | grep 'codext-channel: watching droplet' \
+    || { docker logs codext-server-do 2>&1 | tail -n 30; echo "docker-test: codext-channel did not start" >&2; exit 1; }
+for _ in $(seq 100); do sdo bash -c "exec 3<>/dev/tcp/127.0.0.1/$DO_SERVER_PORT" && break; sleep 0.1; done 2>/dev/null
+sdo cat /etc/passwd > "$RUN/passwd.before.do"
+sdo ps -o user:32=,comm= -C codext-channel | awk '{print $1, $2}' | tee "$RUN/channel.ps"
+grep -qx 'codext-channel codext-channel' "$RUN/channel.ps" \
+    || { echo "docker-test: codext-channel does not run as the codext-channel user" >&2; exit 1; }
+# doctor with the channel on: the user, the token file, and the token's
+# scopes probed by `codext-channel --check` as the channel user against the emulator.
+sdo codext-helper doctor > "$RUN/doctor.do.txt" || { cat "$RUN/doctor.do.txt"; exit 1; }
+grep digitalocean "$RUN/doctor.do.txt"
+if grep -E '^(FAIL|warn)' "$RUN/doctor.do.txt"; then
+    echo "docker-test: doctor in the DigitalOcean server container is not all ok" >&2; exit 1
+fi
+sdo cat /etc/codext/server_key.pub | agt sh -c 'cat > do-server.pub'
+adoc publish-key --key do.key --api-url "$API" >/dev/null
+t_login=$(date +%s.%N)
+OUT=$(adoc connect --droplet "$DROPLET" --key do.key --server-key do-server.pub --api-url "$API" \
+    --port "$DO_SERVER_PORT" --timeout 120s -- 'id -un; echo ran-a-command') \
+    || { docker logs codext-server-do 2>&1 | tail -n 30; exit 1; }
+LOGIN_S=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_login}")
+echo "$OUT"
+DO_USER=$(echo "$OUT" | head -n 1)
+[[ "$DO_USER" =~ ^user-[0-9a-f]+$ ]] && echo "$OUT" | grep -qx ran-a-command \
+    || { echo "docker-test: expected to log in as user-<hex> and run a command" >&2; exit 1; }
+echo "codext connect: a shell as $DO_USER through the DigitalOcean channel in $LOGIN_S s"
+gone=
+for _ in $(seq 300); do
+    if ! sdo getent passwd "$DO_USER" >/dev/null && ! sdo test -d "/home/$DO_USER" \
+        && [ "$(sdo codext-helper status)" = "no codext users" ]; then gone=1; break; fi
+    sleep 0.1
+done
+[ -n "$gone" ] || { echo "docker-test: $DO_USER still there after logout" >&2; exit 1; }
+sdo cat /etc/passwd | cmp - "$RUN/passwd.before.do" \
+    || { echo "docker-test: the DigitalOcean server's /etc/passwd differs from its original bytes" >&2; exit 1; }
+echo "$DO_USER is gone; the server's /etc/passwd is back to its original bytes"
+neutral=
+for _ in $(seq 600); do
+    adoc droplet --droplet "$DROPLET" --api-url "$API" 2>/dev/null | grep -qx 'tags: prod' && { neutral=1; break; }
+    sleep 0.1
+done
+[ -n "$neutral" ] || { adoc droplet --droplet "$DROPLET" --api-url "$API"; echo "docker-test: the droplet's tags are not back to 'prod'" >&2; exit 1; }
+echo "the droplet's tags are back to what they were (prod)"
+VIOLATIONS=$(agt bash -c "exec 3<>/dev/tcp/127.0.0.1/$EMULATOR_PORT; printf 'GET /_emulator/violations HTTP/1.0\r\n\r\n' >&3; cat <&3" | tail -n 1)
+[ "$VIOLATIONS" = "[]" ] || { echo "docker-test: the emulator saw traffic the API does not allow: $VIOLATIONS" >&2; exit 1; }
+echo "the emulator saw no request or response the OpenAPI description forbids"
+took "DigitalOcean flow (connect to shell: $LOGIN_S s)"
 docker image prune -f >/dev/null 2>&1 || true   # earlier builds' layers (vfs stores full copies)
 printf '\n=> docker-test: how long each part took\n%s' "$SUMMARY"
 printf '=> docker-test: all passed in %d s\n' "$(($(date +%s) - T_ALL))"

@@ -33,9 +33,6 @@ use std::time::Duration;
 
 /// Where the helper serves the channel socket by default.
 pub const DEFAULT_SOCKET: &str = "/run/codext-channel/helper.sock";
-/// The command line.
-pub const USAGE: &str =
-    "usage: codext-channel [--socket PATH] [--token-file PATH] [--once]\n       codext-channel --check [--token-stdin] [--api-url URL] [--metadata-url URL] [--droplet ID]\n  the token: $CREDENTIALS_DIRECTORY/digitalocean.token (systemd LoadCredential=), else --token-file, else DIGITALOCEAN_TOKEN\n  --check: which of the channel's calls the token may make (JSON lines; `codext-helper doctor` runs it)";
 
 /// Everything that can go wrong.
 #[derive(Debug)]
@@ -69,6 +66,56 @@ impl From<codext_core::Error> for ChannelError {
 /// Result with [`ChannelError`].
 pub type Result<T> = std::result::Result<T, ChannelError>;
 
+/// The command line as clap defines it: `--help`, the man page and the
+/// shell completions (`packaging/gen-docs`) come from this one definition.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "codext-channel",
+    version,
+    about = "The DigitalOcean channel of a codext server (unprivileged; talks to the API, asks codext-helper)",
+    long_about = "The DigitalOcean channel of a codext server: the only codext process that talks \
+to the API. It runs as the unprivileged system user codext-channel \
+(codext-channel.service), holds the API token and all HTTP/TLS code, and asks the \
+root codext-helper, over the channel socket, for whatever only root may do; the \
+helper re-checks every request. Its settings (API URL, droplet, allow-list, \
+polling) come from the helper ([digitalocean] in /etc/codext/helper.toml).\n\n\
+The API token: $CREDENTIALS_DIRECTORY/digitalocean.token (systemd's \
+LoadCredential=), else --token-file, else DIGITALOCEAN_TOKEN. It refuses to run as root."
+)]
+struct Cli {
+    /// The helper's channel socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// File holding the API token (this user's, mode 0600), read when there
+    /// is no $CREDENTIALS_DIRECTORY.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// One pass, then exit (for tests and systemd-run).
+    #[arg(long, conflicts_with = "check")]
+    once: bool,
+    /// Probe which of the channel's calls the token may make (one JSON line
+    /// per scope), then exit; `codext-helper doctor` runs it.
+    #[arg(long)]
+    check: bool,
+    /// Read the token from standard input (with --check).
+    #[arg(long, requires = "check")]
+    token_stdin: bool,
+    /// API base URL (with --check; the service takes it from the helper).
+    #[arg(long, value_name = "URL", requires = "check")]
+    api_url: Option<String>,
+    /// Metadata service base URL (with --check).
+    #[arg(long, value_name = "URL", requires = "check")]
+    metadata_url: Option<String>,
+    /// The droplet's id (with --check; 0 asks the metadata service).
+    #[arg(long, value_name = "ID", requires = "check")]
+    droplet: Option<u64>,
+}
+
+/// The clap definition, for generated man pages and shell completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// The command line, parsed.
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -85,52 +132,40 @@ pub struct Args {
 }
 
 impl Args {
-    /// Parses `--socket PATH`, `--token-file PATH`, `--once`.
-    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
-        let mut args = Args {
-            socket: PathBuf::from(DEFAULT_SOCKET),
-            token_file: None,
-            once: false,
-            check: None,
-            token_stdin: false,
-        };
-        let mut target = check::Target {
-            api_url: "https://api.digitalocean.com".into(),
-            metadata_url: "http://169.254.169.254/metadata/v1".into(),
-            droplet_id: 0,
-        };
-        let mut checking = false;
-        while let Some(a) = it.next() {
-            let mut value = || {
-                it.next()
-                    .map(PathBuf::from)
-                    .ok_or_else(|| ChannelError::Config(format!("{a} needs a value")))
-            };
-            match a.as_str() {
-                "--socket" => args.socket = value()?,
-                "--token-file" => args.token_file = Some(value()?),
-                "--once" => args.once = true,
-                "--check" => checking = true,
-                "--token-stdin" => args.token_stdin = true,
-                "--api-url" => target.api_url = value()?.to_string_lossy().into_owned(),
-                "--metadata-url" => target.metadata_url = value()?.to_string_lossy().into_owned(),
-                "--droplet" => {
-                    let v = value()?;
-                    target.droplet_id = v.to_string_lossy().parse().map_err(|_| {
-                        ChannelError::Config(format!("--droplet {v:?} is not a droplet id"))
-                    })?
-                }
-                other => return Err(ChannelError::Config(format!("unknown argument {other:?}"))),
-            }
+    /// The process's arguments, or the exit status after clap printed
+    /// its message (a usage error: one line, status 2; `--help` and
+    /// `--version`: status 0).
+    pub fn from_env() -> std::result::Result<Args, i32> {
+        codext_core::cli_args::parse_args::<Cli>("codext-channel").map(Args::from)
+    }
+
+    /// Parses `args` (without the program name), for tests.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("codext-channel".to_string()).chain(args))
+            .map(Args::from)
+            .map_err(|e| ChannelError::Config(e.to_string()))
+    }
+}
+
+impl From<Cli> for Args {
+    fn from(c: Cli) -> Args {
+        let check = c.check.then(|| check::Target {
+            api_url: c
+                .api_url
+                .unwrap_or_else(|| "https://api.digitalocean.com".into()),
+            metadata_url: c
+                .metadata_url
+                .unwrap_or_else(|| "http://169.254.169.254/metadata/v1".into()),
+            droplet_id: c.droplet.unwrap_or(0),
+        });
+        Args {
+            socket: c.socket,
+            token_file: c.token_file,
+            once: c.once,
+            check,
+            token_stdin: c.token_stdin,
         }
-        if checking {
-            args.check = Some(target);
-        } else if args.token_stdin {
-            return Err(ChannelError::Config(
-                "--token-stdin goes with --check".into(),
-            ));
-        }
-        Ok(args)
     }
 }
 
@@ -221,5 +256,54 @@ pub fn step(
     match result {
         Ok(_) => (pause, Ok(())),
         Err(e) => (pause.max(AFTER_FAILURE), Err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    fn parse(args: &[&str]) -> super::Result<Args> {
+        Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn given_no_arguments_then_the_service_defaults() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.socket, std::path::Path::new(super::DEFAULT_SOCKET));
+        assert!(a.check.is_none() && !a.once && !a.token_stdin && a.token_file.is_none());
+    }
+
+    #[test]
+    fn given_check_with_a_target_then_it_is_kept() {
+        let a = parse(&[
+            "--check",
+            "--token-stdin",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--droplet",
+            "7",
+        ])
+        .unwrap();
+        let t = a.check.unwrap();
+        assert_eq!(
+            (t.api_url.as_str(), t.droplet_id),
+            ("http://127.0.0.1:9", 7)
+        );
+        assert_eq!(t.metadata_url, "http://169.254.169.254/metadata/v1");
+        assert!(a.token_stdin);
+    }
+
+    #[test]
+    fn given_check_options_without_check_or_a_bad_droplet_then_refused() {
+        for bad in [
+            &["--token-stdin"][..],
+            &["--api-url", "http://x"],
+            &["--check", "--droplet", "web-1"],
+            &["--check", "--once"],
+            &["--bogus"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

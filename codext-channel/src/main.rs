@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 fn main() {
-    let code = match codext_channel::Args::parse(std::env::args().skip(1)) {
+    let code = match codext_channel::Args::from_env() {
         Ok(args) => match codext_channel::run(&args) {
             Ok(()) => 0,
             Err(e) => {
@@ -11,10 +11,7 @@ fn main() {
                 1
             }
         },
-        Err(e) => {
-            eprintln!("codext-channel: {e}\n{}", codext_channel::USAGE);
-            2
-        }
+        Err(code) => code,
     };
     std::process::exit(code);
 }

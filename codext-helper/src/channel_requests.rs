@@ -57,17 +57,23 @@ pub const MAX_PENDING: usize = 32;
 /// A connection idle this long is closed (the channel reconnects each pass).
 const IDLE: Duration = Duration::from_secs(30);
 
-/// Creates the channel process's system user when the channel is on
-/// (`init`; a no-op otherwise).
+/// The comment `init` gives the channel user: the Debian package's purge
+/// removes an account of that name only when it carries this comment.
+pub const CHANNEL_USER_COMMENT: &str = "codext DigitalOcean channel (never logs in)";
+
+/// Creates the channel process's system user (`init`, so `setup`),
+/// whether or not the channel is on: the package ships
+/// `codext-channel.service`, which runs as that user, and turning the
+/// channel on later must not need another account-making step. The
+/// account can do nothing by itself (no shell, no home, password locked;
+/// the helper serves the channel socket only when the channel is on).
 pub fn ensure_channel_user(cfg: &Config) -> Result<()> {
-    if cfg.digitalocean.enabled {
-        let a = &cfg.accounts;
-        crate::accounts::ensure_system_account(
-            &cfg.digitalocean.channel_user,
-            "codext DigitalOcean channel (never logs in)",
-            (a.uid_min, a.uid_max),
-        )?;
-    }
+    let a = &cfg.accounts;
+    crate::accounts::ensure_system_account(
+        &cfg.digitalocean.channel_user,
+        CHANNEL_USER_COMMENT,
+        (a.uid_min, a.uid_max),
+    )?;
     Ok(())
 }
 

@@ -35,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create the server key (if missing), the codext group and the state folder.
+    /// Create the server key (if missing), the codext group, the system
+    /// accounts (the killer's, the DigitalOcean channel's) and the state folder.
     Init {
         /// Print a JSON object.
         #[arg(long)]

@@ -702,7 +702,18 @@ fn host_key_check(r: &mut Report, cfg: &Config) {
 fn digitalocean_check(r: &mut Report, cfg: &Config) {
     let d = &cfg.digitalocean;
     if !d.enabled {
-        r.ok("digitalocean", "the DigitalOcean channel is off");
+        // The package carries codext-channel: say how to turn it on, so an
+        // installed but unconfigured channel reads as a choice, not a fault.
+        let detail = match token_scopes::channel_binary() {
+            Some(bin) => format!(
+                "the DigitalOcean channel is off ({} is installed; to use it: the API token in {}, \
+                 [digitalocean] enabled = true in helper.toml, then systemctl enable --now codext-channel)",
+                bin.display(),
+                d.token_file.display()
+            ),
+            None => "the DigitalOcean channel is off".to_owned(),
+        };
+        r.ok("digitalocean", detail);
         return;
     }
     match crate::accounts::killer_ids(&d.channel_user) {

@@ -19,7 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `codext-channel`: beside this executable (a build tree, the package's
 /// `/usr/sbin`), else in the usual system folders.
-fn channel_binary() -> Option<PathBuf> {
+pub(super) fn channel_binary() -> Option<PathBuf> {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("codext-channel")));

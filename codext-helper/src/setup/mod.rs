@@ -64,6 +64,8 @@ pub const INCLUDE_SESSION: &str = "@include codext-session";
 const SSHD: &str = "/usr/sbin/sshd";
 const SYSTEMCTL: &str = "/usr/bin/systemctl";
 const UNIT: &str = "codext-helper.service";
+/// The DigitalOcean channel's unit (unsetup stops it before removing its account).
+const CHANNEL_UNIT: &str = "codext-channel.service";
 
 /// What `setup` is asked to do.
 #[derive(Debug, Clone)]

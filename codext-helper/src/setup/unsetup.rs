@@ -3,7 +3,7 @@
 use super::files::{diff, load_manifest, manifest_path, names_in, put_back, read_opt, write_bytes};
 use super::host::{run_quiet, systemd_running};
 use super::pam::remove_lines;
-use super::{refused, sha256_bytes, sha256_hex, sys, SSHD_DROP_IN, SYSTEMCTL, UNIT};
+use super::{refused, sha256_bytes, sha256_hex, sys, CHANNEL_UNIT, SSHD_DROP_IN, SYSTEMCTL, UNIT};
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::lifecycle::Helper;
@@ -115,8 +115,12 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
         }
     }
     if systemd_running() {
-        let _ = run_quiet(SYSTEMCTL, &["disable", "--now", UNIT]);
-        report.push(format!("systemctl disable --now {UNIT}"));
+        // The channel first: it runs as an account removed below (userdel
+        // refuses a user with processes) and talks to the helper.
+        for unit in [CHANNEL_UNIT, UNIT] {
+            let _ = run_quiet(SYSTEMCTL, &["disable", "--now", unit]);
+            report.push(format!("systemctl disable --now {unit}"));
+        }
     }
     for u in m.users.iter().rev() {
         if names_in("/etc/passwd").contains(u) {

@@ -1,7 +1,7 @@
 //! `codext-gen-docs OUT`: man pages (`OUT/man/*.{1,8}`, one per command and
 //! subcommand) and shell completions (`OUT/completions/{bash,zsh,fish}/`)
-//! for `codext-helper` and `codext`, generated from their clap definitions
-//! so that they never drift from `--help`.
+//! for `codext-helper`, `codext-channel` and `codext`, generated from their
+//! clap definitions so that they never drift from `--help`.
 
 use clap_complete::Shell;
 use std::path::{Path, PathBuf};
@@ -11,10 +11,11 @@ fn main() -> std::process::ExitCode {
         eprintln!("usage: codext-gen-docs OUT_DIR");
         return std::process::ExitCode::from(2);
     };
-    // The helper is a system administration command (section 8, /usr/sbin);
-    // the agent CLI a user command (section 1).
+    // The helper and the channel process are system administration
+    // commands (section 8, /usr/sbin); the agent CLI a user command (1).
     for (cmd, section) in [
         (codext_helper::cli::command(), "8"),
+        (codext_channel::command(), "8"),
         (codext::cli::command(), "1"),
     ] {
         if let Err(e) = generate(cmd, section, &out) {
