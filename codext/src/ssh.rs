@@ -87,16 +87,18 @@ impl Drop for PrivateDir {
 
 /// What `codext known-hosts HOST TYPE KEY FINGERPRINT…` prints: the
 /// known-hosts line for the offered key if its fingerprint is among the
-/// signed ones, else nothing (ssh then refuses the host). An empty TYPE
-/// or KEY is ssh asking for its algorithm preferences before any key was
-/// offered: nothing to vouch for yet.
+/// signed ones, else nothing (ssh then refuses the host). ssh first asks
+/// for its algorithm preferences before any key was offered, passing
+/// `NONE` (OpenSSH 9.2; empty in other releases) as TYPE and KEY: nothing
+/// to vouch for yet.
 pub fn known_hosts_line(
     host: &str,
     key_type: &str,
     key: &str,
     signed: &[String],
 ) -> std::result::Result<Option<String>, String> {
-    if key_type.is_empty() || key.is_empty() {
+    let absent = |s: &str| s.is_empty() || s == "NONE";
+    if absent(key_type) || absent(key) {
         return Ok(None);
     }
     let fp = codext_core::hostkeys::fingerprint_line(&format!("{key_type} {key}"))
@@ -225,6 +227,11 @@ mod tests {
     #[test]
     fn given_no_key_yet_then_nothing_to_say() {
         assert_eq!(known_hosts_line("h", "", "", &[fp()]).unwrap(), None);
+        // What ssh 9.2 passes (seen with a KnownHostsCommand that logs).
+        assert_eq!(
+            known_hosts_line("h", "NONE", "NONE", &[fp()]).unwrap(),
+            None
+        );
     }
 
     #[test]

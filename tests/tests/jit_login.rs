@@ -15,6 +15,10 @@ sandbox_test! {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(stdout.lines().collect::<Vec<_>>(), vec![a.uid.to_string(), a.user.clone()]);
+        // A clean login says nothing of codext's own on stderr (ssh's
+        // first host-key question once printed a spurious complaint).
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("codext:"), "{stderr}");
         w.wait_removed(&a.user, a.uid);
         assert!(processes_of(a.uid).is_empty());
     }
