@@ -77,8 +77,10 @@ sandbox_test! {
         let idle = probe("idle:300");
         assert!(idle.starts_with("idle opened 300 closed 300"), "{idle}");
         assert_eq!(probe("ping"), "reply Ok pong");
-        // Nothing leaked: threads and descriptors are back where they were.
-        wait_until(Duration::from_secs(10), "connection threads to end", || proc_status(pid, "Threads:") == threads);
+        // Nothing leaked: descriptors are back where they were, and of the
+        // 64 connection threads at most the 8 the helper keeps for the next
+        // connections remain (each ends after 30 s without work).
+        wait_until(Duration::from_secs(10), "connection threads to end", || proc_status(pid, "Threads:") <= threads + 8);
         assert_eq!(open_fds(pid), fds);
         let log = std::fs::read_to_string(codext_tests::world::HELPER_LOG).unwrap();
         assert!(log.contains("no free slot within"));

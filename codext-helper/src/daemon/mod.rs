@@ -14,7 +14,8 @@
 //! * Connections beyond the cap wait briefly for a slot (the kernel's
 //!   listen backlog holds the rest) instead of being dropped.
 //! * Memory is bounded although it is locked: at most [`MAX_CONNECTIONS`]
-//!   connection threads with small stacks (glibc caches and reuses them),
+//!   connection threads with small stacks, kept for the next connection
+//!   (at most 8 idle, each for 30 s: [`pool`]),
 //!   and one malloc arena for every thread (`sys::limit_malloc_arenas`);
 //!   `codext-bench memory` measures it.
 //! * A reaper thread expires puzzles, armed users and grants and notices
@@ -22,6 +23,7 @@
 //! * Failed verifications are rate-limited per source address, never
 //!   globally: strangers cannot lock every agent out.
 
+mod pool;
 mod requests;
 
 use crate::config::Config;
@@ -114,6 +116,18 @@ pub fn serve(cfg: Config) -> Result<()> {
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         warn!("cannot notify systemd: {e}");
     }
+    let connections = pool::Pool::new(
+        || thread("conn"),
+        // The unit's Nice=-10 is for the lanes that create and remove
+        // accounts (and the tools they run), not for whoever connects: a
+        // flood of strangers' requests must not take a known user's
+        // useradd's CPU (issue 12; codext-audit-bench measures it).
+        || {
+            let _ = crate::sys::lower_thread_priority(CONNECTION_NICE);
+        },
+        IDLE_CONNECTION_THREADS,
+        Duration::from_secs(30),
+    );
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -145,12 +159,7 @@ pub fn serve(cfg: Config) -> Result<()> {
             warn!("connection {n}: no free slot within {SLOT_WAIT:?}; closed");
             continue;
         }
-        let spawned = thread("conn").spawn(move || {
-            // The unit's Nice=-10 is for the lanes that create and remove
-            // accounts (and the tools they run), not for whoever connects:
-            // a flood of strangers' requests must not take a known user's
-            // useradd's CPU (issue 12; codext-audit-bench measures it).
-            let _ = crate::sys::lower_thread_priority(CONNECTION_NICE);
+        let spawned = connections.run(move || {
             d.handle(stream, n, pid);
             d.release_slot();
         });
@@ -361,6 +370,8 @@ fn spawn_watcher(d: Arc<Daemon>) {
 /// small).
 /// How far a connection thread lowers its priority below the helper's.
 const CONNECTION_NICE: i32 = 10;
+/// Connection threads kept waiting for the next connection.
+const IDLE_CONNECTION_THREADS: usize = 8;
 
 fn thread(name: &str) -> std::thread::Builder {
     std::thread::Builder::new()
