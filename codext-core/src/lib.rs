@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod answer;
+pub mod bell;
 pub mod channel_wire;
 pub mod cli_args;
 pub mod encoding;

@@ -103,6 +103,10 @@ enum Command {
         /// Only wait (the operator issued the puzzle; do not request one).
         #[arg(long)]
         no_request: bool,
+        /// Do not knock on the SSH port after the request (the server then
+        /// finds it at its next idle poll).
+        #[arg(long)]
+        no_knock: bool,
         #[command(flatten)]
         api: ApiArgs,
         /// Keep the connection for the whole task, like `codext open`
@@ -250,6 +254,7 @@ impl ApiArgs {
             interval: self.interval,
             timeout: self.timeout,
             progress: true,
+            knock: digitalocean::Knock::Off,
         }
     }
 }
@@ -449,12 +454,16 @@ fn run(cli: Cli) -> Result<i32> {
             keys,
             port,
             no_request,
+            no_knock,
             api,
             persist,
             persist_args,
             command,
         } => {
-            let access = api.access();
+            let mut access = api.access();
+            if !no_knock {
+                access.knock = digitalocean::Knock::Ssh(port);
+            }
             let c = digitalocean::client(&access)?;
             let (_, opened) = {
                 let (agent, server) = keys.load()?;

@@ -253,6 +253,53 @@ sandbox_test! {
 }
 
 sandbox_test! {
+    fn given_a_server_polling_every_five_minutes_at_idle_when_the_agent_knocks_then_the_login_starts_at_once() {
+        // The idle pace at its longest: only the knock (an SSH attempt at an
+        // unknown codext name, which the helper passes on to the channel's
+        // `wait`) can make the channel see the request within seconds.
+        let s = setup("poll_idle = \"300s\"\nhot_for = \"1s\"\n");
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        let droplet_reads = || {
+            s.calls(SERVER_TOKEN)
+                .iter()
+                .filter(|c| c.starts_with("GET /v2/droplets/"))
+                .count()
+        };
+        // The channel's first pass at its start; the next idle one is
+        // four and a half minutes away at the least.
+        wait_until(Duration::from_secs(30), "the channel's first pass", || droplet_reads() >= 1);
+        std::thread::sleep(Duration::from_secs(2));
+        let start = Instant::now();
+        let out = s.connect("/home/agent/agent.key", "id -un");
+        let took = start.elapsed();
+        assert!(out.status.success(), "connect: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(user_of(&out).starts_with("user-"));
+        assert!(took < Duration::from_secs(60), "the login took {took:?}: the knock did not wake the channel");
+        // The knock reached the helper as an unknown codext name.
+        assert!(
+            s.w.audit().iter().any(|e| e.to_string().contains("unknown")),
+            "no unknown-name attempt in the audit trail"
+        );
+        // A stranger knocking over and over gets a few early passes, not
+        // one per knock: the wake bucket (3, refilled at ~4 a minute).
+        let reads = droplet_reads();
+        for _ in 0..15 {
+            let _ = Command::new("sshpass")
+                .args(["-p", "x", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                       "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+                       "-o", "NumberOfPasswordPrompts=1", "-l", "user-0123456789ab", "127.0.0.1", "true"])
+                .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let woken = droplet_reads() - reads;
+        eprintln!("login in {took:?}; 15 stranger knocks made {woken} droplet reads");
+        assert!(woken <= 8, "15 knocks made {woken} droplet reads");
+        s.emu.assert_no_violations();
+    }
+}
+
+sandbox_test! {
     fn given_operator_issued_puzzle_then_agent_waits_for_it_without_requesting() {
         let s = setup("");
         let before = s.look();
