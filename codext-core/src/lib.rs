@@ -22,6 +22,7 @@ pub mod puzzle;
 pub mod random;
 pub mod secret_file;
 pub mod tags;
+pub mod tags3;
 pub mod time;
 pub mod token;
 

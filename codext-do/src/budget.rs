@@ -144,7 +144,7 @@ pub fn fleet_pause(p: &Policy, budget: Option<Budget>, calls_per_pass: f64, flee
 ///   understates the spending);
 /// * `hour`: what the token has spent in its sliding hour
 ///   (`limit − remaining`) against this poller's own calls within the hour
-///   (`(token spent, own spent)`).
+///   (`(token spent, own spent)`), once the poller has run for an hour.
 ///
 /// At least 1: a poller alone on its token.
 pub fn fleet_size(window: Option<(f64, f64)>, hour: Option<(u64, u64)>) -> f64 {
@@ -256,6 +256,8 @@ pub struct Pacing {
     woken: bool,
     /// The last budget seen (for the wake bucket's refill).
     last_budget: Option<Budget>,
+    /// The first pass.
+    started: Option<Duration>,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -273,6 +275,7 @@ impl Pacing {
             wakes: (WAKE_BURST, None),
             woken: false,
             last_budget: None,
+            started: None,
         }
     }
 
@@ -400,7 +403,15 @@ impl Pacing {
         let window = self
             .drain_since(now.saturating_sub(FLEET_WINDOW))
             .map(|(drain, t0, span)| (drain, self.own_since(t0) as f64 / span.as_secs_f64()));
-        let hour = budget.map(|b| (b.limit.saturating_sub(b.remaining), spent));
+        // The hour's view only once this poller has seen a whole hour:
+        // before that the token's hour holds calls it never saw (another
+        // process's, this one's before a restart: each `codext connect` is
+        // a fresh poller on the agent's token) and would count them as a
+        // fleet.
+        let started = *self.started.get_or_insert(now);
+        let hour = budget
+            .filter(|_| now.saturating_sub(started) >= HOUR)
+            .map(|b| (b.limit.saturating_sub(b.remaining), spent));
         let estimate = fleet_size(window, hour);
         // Smoothed, so one odd observation does not swing the pace.
         self.fleet = if self.seen.len() < 3 {
@@ -690,6 +701,21 @@ mod tests {
         assert!((pacing.fleet() - 20.0).abs() < 2.0, "{}", pacing.fleet());
         near(pause, s(15).max(fleet_pause(&policy(), budget(remaining), 1.0, pacing.fleet())));
         assert!(pause > s(25), "{pause:?}");
+    }
+
+    #[test]
+    fn given_a_fresh_poller_on_a_token_others_spent_earlier_then_it_is_not_taken_for_a_fleet() {
+        // A new `codext connect` on an agent token that earlier logins
+        // spent 1,000 of: alone now, so the busy pace.
+        let s = Duration::from_secs;
+        let mut pacing = Pacing::new(policy());
+        let hot = Activity {
+            happened: true,
+            in_flight: false,
+        };
+        assert_eq!(pacing.after_pass(s(0), 0, 3, hot, budget(4000)), s(1));
+        assert_eq!(pacing.after_pass(s(6), 0, 1, hot, budget(3999)), s(1));
+        assert!(pacing.fleet() < 1.5, "{}", pacing.fleet());
     }
 
     #[test]

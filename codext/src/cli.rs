@@ -422,7 +422,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let access = api.access();
             let c = digitalocean::client(&access)?;
-            let (text, _) = {
+            let (text, _, _) = {
                 let (agent, server) = keys.load()?;
                 digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
             };
@@ -445,7 +445,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let answer = codext_core::Answer::parse(&answer)?;
             let c = digitalocean::client(&api.access())?;
-            digitalocean::answer(&c, droplet, &answer)?;
+            digitalocean::answer(&c, droplet, &answer, digitalocean::Format::V3)?;
             println!("answer posted for {}", answer.user);
             Ok(0)
         }
@@ -465,7 +465,7 @@ fn run(cli: Cli) -> Result<i32> {
                 access.knock = digitalocean::Knock::Ssh(port);
             }
             let c = digitalocean::client(&access)?;
-            let (_, opened) = {
+            let (_, opened, format) = {
                 let (agent, server) = keys.load()?;
                 digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
             };
@@ -473,8 +473,8 @@ fn run(cli: Cli) -> Result<i32> {
                 "codext: puzzle for {} solved; answering",
                 opened.content.user
             );
-            digitalocean::answer(&c, droplet, &opened.answer)?;
-            let d = digitalocean::wait_ready(&c, &access, droplet, &opened.content.user)?;
+            digitalocean::answer(&c, droplet, &opened.answer, format)?;
+            let d = digitalocean::wait_ready(&c, &access, droplet, &opened, format)?;
             let host = d.public_ipv4.ok_or_else(|| {
                 ClientError::Host(format!("droplet {droplet} has no public IPv4 address"))
             })?;

@@ -462,7 +462,7 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64, knock:
                 }
                 let began = clock.now();
                 let outcome = (|| -> codext::error::Result<String> {
-                    let (_, opened) = codext::digitalocean::fetch_puzzle(
+                    let (_, opened, format) = codext::digitalocean::fetch_puzzle(
                         &c,
                         &access,
                         helper.droplet,
@@ -470,12 +470,13 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64, knock:
                         &server_pub,
                         true,
                     )?;
-                    codext::digitalocean::answer(&c, helper.droplet, &opened.answer)?;
+                    codext::digitalocean::answer(&c, helper.droplet, &opened.answer, format)?;
                     codext::digitalocean::wait_ready(
                         &c,
                         &access,
                         helper.droplet,
-                        &opened.content.user,
+                        &opened,
+                        format,
                     )?;
                     Ok(opened.content.user.as_str().to_owned())
                 })();
