@@ -235,7 +235,12 @@ pub fn wait_for_next(
             return;
         }
         match listen(clock.real(left)) {
-            Some(true) if pacing.wake(clock.now()) => return,
+            Some(true) if pacing.wake(clock.now()) => {
+                if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
+                    eprintln!("codext-channel: woken at {:.1} s", clock.now().as_secs_f64());
+                }
+                return;
+            }
             Some(_) => {}
             None => return,
         }
@@ -266,6 +271,14 @@ pub fn step(
         activity,
         p.budget(),
     );
+    if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
+        eprintln!(
+            "codext-channel: pass at {:.1} s: {cost} calls, {activity:?}, fleet {:.1}, next in {:.1} s",
+            clock.now().as_secs_f64(),
+            pacing.fleet(),
+            pause.as_secs_f64()
+        );
+    }
     match result {
         Ok(_) => (pause, Ok(())),
         Err(e) => (pause.max(AFTER_FAILURE), Err(e)),

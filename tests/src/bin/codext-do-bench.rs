@@ -55,9 +55,16 @@ fn main() {
         .gid(gid)
         .env_clear()
         .env("CREDENTIALS_DIRECTORY", &creds)
+        .envs(
+            std::env::var_os("CODEXT_BENCH_VERBOSE").map(|_| ("CODEXT_CHANNEL_DEBUG", "1")),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(format!("{WORK}/channel.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("channel");
     let api = [
@@ -125,6 +132,15 @@ fn main() {
             "login {i}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if std::env::var_os("CODEXT_BENCH_VERBOSE").is_some() {
+            eprintln!(
+                "login {i} ({}) at {:?} took {:.1} s:\n{}",
+                if knock { "knock" } else { "no knock" },
+                std::time::SystemTime::now(),
+                took.as_secs_f64(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let until = Instant::now() + Duration::from_secs(60);
         while Instant::now() < until {
             let tags = emu
@@ -211,6 +227,12 @@ fn main() {
             took.as_secs_f64()
         );
         std::thread::sleep(Duration::from_secs(65));
+    }
+    if std::env::var_os("CODEXT_BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "--- channel log ---\n{}",
+            std::fs::read_to_string(format!("{WORK}/channel.log")).unwrap_or_default()
+        );
     }
     let _ = channel.kill();
     let _ = channel.wait();
