@@ -237,7 +237,10 @@ pub fn wait_for_next(
         match listen(clock.real(left)) {
             Some(true) if pacing.wake(clock.now()) => {
                 if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
-                    eprintln!("codext-channel: woken at {:.1} s", clock.now().as_secs_f64());
+                    eprintln!(
+                        "codext-channel: woken at {:.1} s",
+                        clock.now().as_secs_f64()
+                    );
                 }
                 return;
             }

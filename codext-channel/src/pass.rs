@@ -241,7 +241,9 @@ impl Pass {
             } else {
                 let tags = self.space3.puzzle_tags(&p.text, &id);
                 if tags.is_empty() {
-                    return Err(ChannelError::Helper("next: a puzzle text that is not a cdx1 envelope".into()));
+                    return Err(ChannelError::Helper(
+                        "next: a puzzle text that is not a cdx1 envelope".into(),
+                    ));
                 }
                 each(&tags, |tag| {
                     // base64url is not case-free: attach only a tag the API

@@ -314,7 +314,12 @@ mod tests {
         shuffled.swap(1, 4);
         assert_eq!(sp().collect_puzzles(&shuffled), vec![t]);
         // v2 needs eight for the same puzzle.
-        assert_eq!(crate::tags::Space::new(D).puzzle_tags(&text(1011, 1), &id(1)).len(), 8);
+        assert_eq!(
+            crate::tags::Space::new(D)
+                .puzzle_tags(&text(1011, 1), &id(1))
+                .len(),
+            8
+        );
     }
 
     #[test]
@@ -328,13 +333,26 @@ mod tests {
         }
         let mut conflict = tags.clone();
         let last = conflict[1].pop().unwrap();
-        conflict.push(format!("{}{}", &tags[1][..tags[1].len() - 1], if last == 'A' { 'B' } else { 'A' }));
+        conflict.push(format!(
+            "{}{}",
+            &tags[1][..tags[1].len() - 1],
+            if last == 'A' { 'B' } else { 'A' }
+        ));
         assert!(sp().collect_puzzles(&conflict).is_empty());
         // Another droplet's space, v2 tags and garbage read as nothing.
         assert!(Space3::new(41200000).collect_puzzles(&tags).is_empty());
-        for junk in ["codext3:412000001:p", "codext3:412000001:pzz00000101:abc", "codext3:412000001:p0000000010:abc",
-                     "codext3:412000001:p0000000001:a=b", "codext3:412000001:p00000000001:abc", "web"] {
-            assert!(sp().collect_puzzles(&[junk.to_string()]).is_empty(), "{junk}");
+        for junk in [
+            "codext3:412000001:p",
+            "codext3:412000001:pzz00000101:abc",
+            "codext3:412000001:p0000000010:abc",
+            "codext3:412000001:p0000000001:a=b",
+            "codext3:412000001:p00000000001:abc",
+            "web",
+        ] {
+            assert!(
+                sp().collect_puzzles(&[junk.to_string()]).is_empty(),
+                "{junk}"
+            );
             assert!(sp().puzzle_tag_id(junk).is_none(), "{junk}");
         }
         assert!(sp().puzzle_tags("cdx1", &id(1)).is_empty());
@@ -358,11 +376,16 @@ mod tests {
     #[test]
     fn given_answers_and_requests_then_they_round_trip_in_any_case() {
         let a = answer(1);
-        assert_eq!(sp().answer_in(&sp().answer_tag(&a).to_ascii_uppercase()), Some(a.clone()));
+        assert_eq!(
+            sp().answer_in(&sp().answer_tag(&a).to_ascii_uppercase()),
+            Some(a.clone())
+        );
         let fp = Fingerprint([0xcd; 32]);
         assert_eq!(sp().request_in(&sp().request_tag(&fp)), Some([0xcd; 16]));
         assert!(Space3::new(1).answer_in(&sp().answer_tag(&a)).is_none());
-        assert!(crate::tags::Space::new(D).answer_in(&sp().answer_tag(&a)).is_none());
+        assert!(crate::tags::Space::new(D)
+            .answer_in(&sp().answer_tag(&a))
+            .is_none());
     }
 
     #[test]

@@ -125,7 +125,12 @@ fn fleet_allowance(p: &Policy, b: &Budget) -> f64 {
 
 /// The fleet pace: the pause at which `fleet` pollers, each spending
 /// `calls_per_pass` a poll, spend the fleet's allowance an hour together.
-pub fn fleet_pause(p: &Policy, budget: Option<Budget>, calls_per_pass: f64, fleet: f64) -> Duration {
+pub fn fleet_pause(
+    p: &Policy,
+    budget: Option<Budget>,
+    calls_per_pass: f64,
+    fleet: f64,
+) -> Duration {
     match budget.filter(|b| b.limit > 0) {
         Some(b) => Duration::from_secs_f64(
             (3600.0 * calls_per_pass.max(1.0) * fleet.max(1.0) / fleet_allowance(p, &b))
@@ -300,13 +305,8 @@ impl Pacing {
         let (t0, r0) = *self.seen.iter().find(|(t, _)| *t >= from)?;
         let (t1, r1) = *self.seen.back()?;
         let span = t1.saturating_sub(t0);
-        (span >= DRAIN_MIN_SPAN).then(|| {
-            (
-                r0.saturating_sub(r1) as f64 / span.as_secs_f64(),
-                t0,
-                span,
-            )
-        })
+        (span >= DRAIN_MIN_SPAN)
+            .then(|| (r0.saturating_sub(r1) as f64 / span.as_secs_f64(), t0, span))
     }
 
     /// The token's net drain over the last minute (requests a second).
@@ -323,13 +323,10 @@ impl Pacing {
 
     fn refill_wakes(&mut self, now: Duration) {
         let (tokens, last) = self.wakes;
-        let per_hour = self
-            .last_budget
-            .filter(|b| b.limit > 0)
-            .map_or(WAKE_PART * 3600.0 / self.policy.busy.as_secs_f64().max(1.0), |b| {
-                WAKE_PART * fleet_allowance(&self.policy, &b)
-            })
-            / self.fleet.max(1.0);
+        let per_hour = self.last_budget.filter(|b| b.limit > 0).map_or(
+            WAKE_PART * 3600.0 / self.policy.busy.as_secs_f64().max(1.0),
+            |b| WAKE_PART * fleet_allowance(&self.policy, &b),
+        ) / self.fleet.max(1.0);
         let gained = last.map_or(0.0, |t| {
             now.saturating_sub(t).as_secs_f64() * per_hour / 3600.0
         });
@@ -514,7 +511,9 @@ mod tests {
             Duration::from_secs(15)
         );
         // Expensive passes slow down.
-        assert!(next_pause(&p, Mode::Hot, budget(5000), 5.0, 2500, 0, 1.0) > Duration::from_secs(7));
+        assert!(
+            next_pause(&p, Mode::Hot, budget(5000), 5.0, 2500, 0, 1.0) > Duration::from_secs(7)
+        );
     }
 
     #[test]
@@ -699,7 +698,15 @@ mod tests {
             remaining -= 20;
         }
         assert!((pacing.fleet() - 20.0).abs() < 2.0, "{}", pacing.fleet());
-        near(pause, s(15).max(fleet_pause(&policy(), budget(remaining), 1.0, pacing.fleet())));
+        near(
+            pause,
+            s(15).max(fleet_pause(
+                &policy(),
+                budget(remaining),
+                1.0,
+                pacing.fleet(),
+            )),
+        );
         assert!(pause > s(25), "{pause:?}");
     }
 
@@ -719,7 +726,8 @@ mod tests {
     }
 
     #[test]
-    fn given_wakes_then_a_burst_is_honoured_and_fruitless_ones_run_out_but_productive_ones_do_not() {
+    fn given_wakes_then_a_burst_is_honoured_and_fruitless_ones_run_out_but_productive_ones_do_not()
+    {
         let s = Duration::from_secs;
         let mut pacing = Pacing::new(policy());
         pacing.after_pass(s(0), 0, 1, Activity::default(), budget(5000));

@@ -332,11 +332,9 @@ pub fn wait_ready(
         waits.pause(c);
         let d = c.droplet(droplet)?;
         let ready = match format {
-            Format::V3 => Space3::new(droplet).accepted(
-                &d.tags,
-                &opened.answer,
-                &opened.content.puzzle_id,
-            ),
+            Format::V3 => {
+                Space3::new(droplet).accepted(&d.tags, &opened.answer, &opened.content.puzzle_id)
+            }
             Format::V2 => Space::new(droplet).is_ready(&d.tags, user),
         };
         if ready {

@@ -45,9 +45,9 @@
 use codext_channel::budget::{Pacing, MAX_IDLE_PAUSE};
 use codext_channel::link::Link;
 use codext_channel::pass::Pass;
+use codext_core::bell::Bell;
 use codext_core::channel_wire::{ChannelRequest, Refusal, Reply, ToPublish, CHANNEL_PROTOCOL};
 use codext_core::encoding::hex;
-use codext_core::bell::Bell;
 use codext_core::{Answer, PrivateKey, PublicKey, Puzzle, PuzzleContent, Token};
 use codext_do::{ApiConfig, Client, ScaledClock, SharedClock};
 use codext_do_emulator::{Emulator, EmulatorConfig};
@@ -471,13 +471,7 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64, knock:
                         true,
                     )?;
                     codext::digitalocean::answer(&c, helper.droplet, &opened.answer, format)?;
-                    codext::digitalocean::wait_ready(
-                        &c,
-                        &access,
-                        helper.droplet,
-                        &opened,
-                        format,
-                    )?;
+                    codext::digitalocean::wait_ready(&c, &access, helper.droplet, &opened, format)?;
                     Ok(opened.content.user.as_str().to_owned())
                 })();
                 let took = clock.now().saturating_sub(began);
