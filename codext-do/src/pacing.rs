@@ -43,6 +43,8 @@ pub(crate) struct Pacer {
     next_keys_list: Option<Duration>,
     /// When this client's requests of the last minute were sent.
     minute: VecDeque<Duration>,
+    /// At most this many in any minute (0: [`MINUTE_CAP`]).
+    minute_cap: usize,
 }
 
 /// Whole seconds, rounded up.
@@ -54,6 +56,14 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
 impl Pacer {
+    /// A pacer sending at most `cap` requests in any minute.
+    pub fn with_minute_cap(cap: usize) -> Pacer {
+        Pacer {
+            minute_cap: cap,
+            ..Pacer::default()
+        }
+    }
+
     /// How long to wait before sending a request at `now`, or `Err(wait)`
     /// when that wait would exceed `max_wait`. A keys listing reserves its
     /// slot here, so concurrent callers of one client queue up `spacing`
@@ -81,7 +91,12 @@ impl Pacer {
         {
             self.minute.pop_front();
         }
-        if let Some(t) = self.minute.iter().rev().nth(MINUTE_CAP - 1) {
+        let cap = if self.minute_cap == 0 {
+            MINUTE_CAP
+        } else {
+            self.minute_cap
+        };
+        if let Some(t) = self.minute.iter().rev().nth(cap - 1) {
             at = at.max(*t + MINUTE);
         }
         let wait = at.saturating_sub(now);
