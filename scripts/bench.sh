@@ -30,11 +30,15 @@ target/release/codext-sandbox -- target/release/codext-bench memory ${CODEXT_MEM
 # latency meanwhile against an idle helper.
 target/release/codext-sandbox -- target/release/codext-audit-bench
 # DigitalOcean logins through the unprivileged channel, 150-250 ms per API
-# call: time to the command, API calls per login, calls an hour at idle.
+# call, the agent with --no-knock (the baseline) and knocking (the wake),
+# in the same run: time to the command, API calls per login, calls an hour
+# at idle, the first login at an idle server each way.
 target/release/codext-sandbox -- target/release/codext-do-bench "${CODEXT_DO_LOGINS:-20}"
 # Fleets sharing one token: 20 and 100 droplets, each the real channel code
 # on a thread (see the binary's doc comment), 60 logins an hour arriving at
-# random, 90 simulated minutes at 20x (4.5 real minutes each): time to a
-# shell, 429s, starved logins, the budget's low point against the reserve.
+# random, 90 simulated minutes at 20x (4.5 real minutes each), the agents'
+# knock modelled by ringing the channel's bell (--no-knock: without): time
+# to a shell against the bound the budget justifies, 429s, starved logins,
+# the budget's low point against the reserve.
 target/release/codext-fleet-bench 20
 target/release/codext-fleet-bench 100

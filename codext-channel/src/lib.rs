@@ -27,6 +27,7 @@ pub mod link;
 pub mod pass;
 pub mod token;
 
+use codext_core::channel_wire::{ChannelRequest, Reply, MAX_WAIT_MS};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -190,8 +191,10 @@ pub fn run(args: &Args) -> Result<()> {
     let mut pass: Option<pass::Pass> = None;
     let mut pacing: Option<budget::Pacing> = None;
     loop {
+        let mut link = None;
         let pause = match link::Link::connect(&args.socket) {
-            Ok((mut link, settings)) => {
+            Ok((l, settings)) => {
+                let link = link.insert(l);
                 if pass.is_none() {
                     match pass::Pass::start(&settings, &token) {
                         Ok(p) => {
@@ -205,7 +208,7 @@ pub fn run(args: &Args) -> Result<()> {
                 pacing.set_policy(settings.policy);
                 match pass.as_mut() {
                     Some(p) => {
-                        let (pause, result) = step(p, &mut link, pacing);
+                        let (pause, result) = step(p, link, pacing);
                         if let Err(e) = result {
                             eprintln!("codext-channel: {e}");
                         }
@@ -222,9 +225,62 @@ pub fn run(args: &Args) -> Result<()> {
         if args.once {
             return Ok(());
         }
-        match pass.as_ref() {
-            Some(p) => p.client().clock().sleep(pause),
-            None => std::thread::sleep(pause),
+        match (pass.as_ref(), pacing.as_mut(), link.as_mut()) {
+            (Some(p), Some(pacing), Some(link)) => {
+                let clock = p.client().clock().clone();
+                wait_for_next(&clock, pacing, pause, |d| listen(link, d));
+            }
+            (Some(p), _, _) => p.client().clock().sleep(pause),
+            _ => std::thread::sleep(pause),
+        }
+    }
+}
+
+/// Asks the helper to wait up to `d` for a knock: whether one came. A
+/// helper that cannot (an older one without `wait`, a broken connection)
+/// is not listened to: the time is slept.
+fn listen(link: &mut link::Link, d: Duration) -> Option<bool> {
+    let ms = u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_WAIT_MS);
+    match link.call(&ChannelRequest::Wait { timeout_ms: ms }) {
+        Ok(Reply::Wait { woken }) => Some(woken),
+        _ => {
+            std::thread::sleep(d);
+            Some(false)
+        }
+    }
+}
+
+/// Waits out `pause` after a pass (on `clock`), ending it early when a
+/// knock comes and the pacing honours it ([`budget::Pacing::wake`]).
+/// `listen(d)` waits up to `d` of real time (or less) for a knock:
+/// `Some(true)` if one came, `Some(false)` if none did, `None` to stop
+/// waiting at once. The fleet benchmark passes a bell of its own.
+pub fn wait_for_next(
+    clock: &codext_do::SharedClock,
+    pacing: &mut budget::Pacing,
+    pause: Duration,
+    mut listen: impl FnMut(Duration) -> Option<bool>,
+) {
+    let until = clock.now() + pause;
+    loop {
+        let left = until.saturating_sub(clock.now());
+        if left.is_zero() {
+            return;
+        }
+        match listen(clock.real(left)) {
+            Some(true) if pacing.wake(clock.now()) => {
+                if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
+                    eprintln!(
+                        "codext-channel: woken at {:.1} s",
+                        clock.now().as_secs_f64()
+                    );
+                }
+                return;
+            }
+            Some(_) => {}
+            None => return,
         }
     }
 }
@@ -253,6 +309,14 @@ pub fn step(
         activity,
         p.budget(),
     );
+    if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
+        eprintln!(
+            "codext-channel: pass at {:.1} s: {cost} calls, {activity:?}, fleet {:.1}, next in {:.1} s",
+            clock.now().as_secs_f64(),
+            pacing.fleet(),
+            pause.as_secs_f64()
+        );
+    }
     match result {
         Ok(_) => (pause, Ok(())),
         Err(e) => (pause.max(AFTER_FAILURE), Err(e)),

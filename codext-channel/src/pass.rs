@@ -2,10 +2,13 @@
 //!
 //! Each pass reads the droplet once (`GET /v2/droplets/{id}`: one call
 //! serves every pending puzzle, answer and request on it) and then:
-//! * publishes new puzzles (asked of the helper with `next`) as chunk tags;
-//! * hands every answer tag of its namespace to the helper (`answer`); a
-//!   valid one arms its user and the channel attaches the ready tag so the
-//!   agent knows it may log in;
+//! * publishes new puzzles (asked of the helper with `next`) as chunk tags,
+//!   in channel format v3 ([`codext_core::tags3`]), or in v2 for a key whose
+//!   last request came in v2 tags (agents of the previous release);
+//! * hands every answer tag of its namespaces to the helper (`answer`); for
+//!   a v2 answer the channel attaches the ready tag so the agent knows it
+//!   may log in (a v3 agent waits for its answer and its puzzle's chunks to
+//!   be gone);
 //! * for every request tag, finds the account's `codext-…` key with that
 //!   fingerprint prefix and hands the key to the helper (`request`), which
 //!   decides from its own allow-list;
@@ -29,6 +32,7 @@ use crate::{ChannelError, Result};
 use codext_core::channel_wire::{ChannelRequest, Reply};
 use codext_core::encoding::hex;
 use codext_core::tags::{is_codext_tag, Space};
+use codext_core::tags3::Space3;
 use codext_core::PublicKey;
 use codext_do::budget::Activity;
 use codext_do::{metadata_droplet_id, ApiConfig, Client, SshKey};
@@ -48,6 +52,8 @@ const FOUND_KEY_CACHE: Duration = Duration::from_secs(15 * 60);
 const PARALLEL: usize = 8;
 /// Puzzles published per pass at most.
 const MAX_PUBLISH: usize = 16;
+/// How long a key's v2 request decides the format of its puzzles.
+const V2_MEMORY: Duration = Duration::from_secs(3600);
 
 /// The channel's state between passes.
 #[derive(Debug)]
@@ -55,8 +61,12 @@ pub struct Pass {
     client: Client,
     droplet: u64,
     space: Space,
+    space3: Space3,
     keys: Option<(Duration, Vec<SshKey>)>,
     found: Vec<(Duration, [u8; 16], SshKey)>,
+    /// Keys (fingerprint prefixes) whose last request came in v2 tags,
+    /// with when: their puzzles go out in v2.
+    v2_keys: Vec<(Duration, [u8; 16])>,
 }
 
 /// Runs `f` on every item, up to [`PARALLEL`] at once; the first error.
@@ -110,8 +120,10 @@ impl Pass {
             client,
             droplet,
             space: Space::new(droplet),
+            space3: Space3::new(droplet),
             keys: None,
             found: Vec::new(),
+            v2_keys: Vec::new(),
         }
     }
 
@@ -137,19 +149,25 @@ impl Pass {
         let droplet = self.client.droplet(self.droplet)?;
         let mut handled = Vec::new();
         for raw in &droplet.tags {
-            if let Some(answer) = self.space.answer_in(raw) {
-                self.take_answer(link, &answer.to_string())?;
-                handled.push(raw.clone());
-            } else if let Some(prefix) = self.space.request_in(raw) {
+            if let Some(answer) = self.space3.answer_in(raw) {
+                self.take_answer(link, &answer.to_string(), false)?;
+            } else if let Some(prefix) = self.space3.request_in(raw) {
+                self.note_request(prefix, false);
                 self.take_request(link, &prefix)?;
-                handled.push(raw.clone());
+            } else if let Some(answer) = self.space.answer_in(raw) {
+                self.take_answer(link, &answer.to_string(), true)?;
+            } else if let Some(prefix) = self.space.request_in(raw) {
+                self.note_request(prefix, true);
+                self.take_request(link, &prefix)?;
+            } else {
+                continue;
             }
+            handled.push(raw.clone());
         }
         // Publish what the requests just issued (an agent waits for it),
-        // then remove what was handled and tidy up.
+        // then remove what was handled and tidy up, in one batch.
         happened |= !handled.is_empty();
         happened |= self.publish(link)? > 0;
-        each(&handled, |raw| Ok(self.client.delete_tag(raw)?))?;
         let Reply::Live {
             puzzles,
             armed,
@@ -159,13 +177,36 @@ impl Pass {
         else {
             return Err(ChannelError::Helper("live: unexpected reply".into()));
         };
-        if complete {
-            self.tidy(&droplet.tags, &handled, &puzzles, &armed)?;
-        }
+        let (detach, mut delete) = if complete {
+            self.tidy(&droplet.tags, &handled, &puzzles, &armed)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        delete.extend(handled.iter());
+        each(&detach, |raw| {
+            Ok(self.client.untag_droplet(raw, self.droplet)?)
+        })?;
+        each(&delete, |raw| Ok(self.client.delete_tag(raw)?))?;
+        // A v2 ready notice stays until its user logged in: that needs a
+        // pass to remove it. v3 leaves nothing behind an armed user.
+        let ready_up = droplet
+            .tags
+            .iter()
+            .any(|t| self.space.ready_user(t).is_some());
         Ok(Activity {
             happened,
-            in_flight: !puzzles.is_empty() || !armed.is_empty(),
+            in_flight: !puzzles.is_empty() || ready_up,
         })
+    }
+
+    /// Remembers in which format a key last asked.
+    fn note_request(&mut self, prefix: [u8; 16], v2: bool) {
+        let now = self.client.clock().now();
+        self.v2_keys
+            .retain(|(t, p)| *p != prefix && now.saturating_sub(*t) < V2_MEMORY);
+        if v2 {
+            self.v2_keys.push((now, prefix));
+        }
     }
 
     /// The token's budget as last reported.
@@ -188,10 +229,34 @@ impl Pass {
                 .ok_or_else(|| {
                     ChannelError::Helper("next: a puzzle id that is not 32 hex".into())
                 })?;
-            let tags = self.space.puzzle_tags(&p.text, &id);
-            each(&tags, |tag| {
-                Ok(self.client.attach_new_tag(tag, self.droplet)?)
-            })?;
+            let recipient = codext_core::Puzzle::from_text(&p.text)
+                .map(|z| z.recipient.0)
+                .ok();
+            let v2 = recipient.is_some_and(|r| self.v2_keys.iter().any(|(_, k)| r[..16] == k[..]));
+            if v2 {
+                let tags = self.space.puzzle_tags(&p.text, &id);
+                each(&tags, |tag| {
+                    Ok(self.client.attach_new_tag(tag, self.droplet)?)
+                })?;
+            } else {
+                let tags = self.space3.puzzle_tags(&p.text, &id);
+                if tags.is_empty() {
+                    return Err(ChannelError::Helper(
+                        "next: a puzzle text that is not a cdx1 envelope".into(),
+                    ));
+                }
+                each(&tags, |tag| {
+                    // base64url is not case-free: attach only a tag the API
+                    // reports under exactly the name sent (tags3 docs).
+                    let canonical = self.client.create_tag(tag)?;
+                    if canonical != *tag {
+                        return Err(ChannelError::Helper(format!(
+                            "the API reports the new tag {tag} as {canonical}: a tag of that name in another capitalization exists"
+                        )));
+                    }
+                    Ok(self.client.tag_droplet(tag, self.droplet)?)
+                })?;
+            }
             let r = link.call(&ChannelRequest::Published {
                 user: p.user,
                 id: p.id,
@@ -203,11 +268,11 @@ impl Pass {
         Ok(MAX_PUBLISH)
     }
 
-    fn take_answer(&self, link: &mut Link, text: &str) -> Result<()> {
+    fn take_answer(&self, link: &mut Link, text: &str, v2: bool) -> Result<()> {
         match link.call(&ChannelRequest::Answer {
             text: text.to_owned(),
         })? {
-            Reply::Ok { user: Some(u), .. } => {
+            Reply::Ok { user: Some(u), .. } if v2 => {
                 if let Ok(user) = codext_wire::UserName::parse(&u) {
                     if let Err(e) = self
                         .client
@@ -217,6 +282,7 @@ impl Pass {
                     }
                 }
             }
+            Reply::Ok { .. } => {}
             Reply::Refused { code, reason } => {
                 eprintln!("codext-channel: answer refused ({code:?}): {reason}")
             }
@@ -290,21 +356,22 @@ impl Pass {
         }
     }
 
-    /// Removes codext tags that nothing live stands behind.
-    fn tidy(
+    /// The codext tags that nothing live stands behind: (to detach from
+    /// this droplet, to delete account-wide).
+    fn tidy<'a>(
         &self,
-        seen: &[String],
+        seen: &'a [String],
         handled: &[String],
         puzzles: &[String],
         armed: &[String],
-    ) -> Result<()> {
+    ) -> (Vec<&'a String>, Vec<&'a String>) {
         let mut detach = Vec::new();
         let mut delete = Vec::new();
         for raw in seen {
             if handled.contains(raw) || !is_codext_tag(raw) {
                 continue;
             }
-            if !self.space.owns(raw) {
+            if !self.space.owns(raw) && !self.space3.owns(raw) {
                 // Not provably ours: take it off our droplet only.
                 detach.push(raw);
                 continue;
@@ -312,6 +379,7 @@ impl Pass {
             let live_puzzle = self
                 .space
                 .puzzle_tag_id(raw)
+                .or_else(|| self.space3.puzzle_tag_id(raw))
                 .is_some_and(|id| puzzles.contains(&hex(&id)));
             let live_ready = self
                 .space
@@ -321,9 +389,6 @@ impl Pass {
                 delete.push(raw);
             }
         }
-        each(&detach, |raw| {
-            Ok(self.client.untag_droplet(raw, self.droplet)?)
-        })?;
-        each(&delete, |raw| Ok(self.client.delete_tag(raw)?))
+        (detach, delete)
     }
 }

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub const CHANNEL_PROTOCOL: u32 = 1;
 /// Longest OpenSSH public key line accepted (an RSA-16384 key is ~2.8 KB).
 pub const MAX_KEY_LINE: usize = 3000;
+/// Longest wait a [`ChannelRequest::Wait`] may ask for (below the helper's
+/// 30 s idle timeout of a connection and the channel's 20 s read timeout).
+pub const MAX_WAIT_MS: u64 = 15_000;
 /// Most entries of each list in a [`Reply::Live`].
 pub const MAX_LIVE: usize = 40;
 
@@ -56,6 +59,13 @@ pub enum ChannelRequest {
     },
     /// What stands behind the tags now: live puzzles and armed users.
     Live {},
+    /// Waits up to `timeout_ms` (at most [`MAX_WAIT_MS`]) for a knock: an
+    /// SSH attempt at an unknown codext name, which an agent makes right
+    /// after posting its request or answer. Answered with [`Reply::Wait`].
+    Wait {
+        /// How long to wait, ms.
+        timeout_ms: u64,
+    },
 }
 
 impl ChannelRequest {
@@ -68,12 +78,20 @@ impl ChannelRequest {
             ChannelRequest::Next {} => "next",
             ChannelRequest::Published { .. } => "published",
             ChannelRequest::Live {} => "live",
+            ChannelRequest::Wait { .. } => "wait",
         }
     }
 
     /// Every verb of this version.
-    pub const VERBS: [&'static str; 6] =
-        ["hello", "request", "answer", "next", "published", "live"];
+    pub const VERBS: [&'static str; 7] = [
+        "hello",
+        "request",
+        "answer",
+        "next",
+        "published",
+        "live",
+        "wait",
+    ];
 
     /// Decodes a frame body; a refusal says whether the verb is unknown
     /// or the request malformed.
@@ -185,6 +203,11 @@ pub enum Reply {
         /// withdraw anything this pass.
         complete: bool,
     },
+    /// To `wait`.
+    Wait {
+        /// A knock came.
+        woken: bool,
+    },
     /// Refused; nothing changed.
     Refused {
         /// Why.
@@ -233,6 +256,7 @@ mod tests {
                 id: "00".into(),
             },
             ChannelRequest::Live {},
+            ChannelRequest::Wait { timeout_ms: 5 },
         ] {
             assert_eq!(ChannelRequest::decode(&r.encode()).unwrap(), r);
         }

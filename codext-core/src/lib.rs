@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod answer;
+pub mod bell;
 pub mod channel_wire;
 pub mod cli_args;
 pub mod encoding;
@@ -21,6 +22,7 @@ pub mod puzzle;
 pub mod random;
 pub mod secret_file;
 pub mod tags;
+pub mod tags3;
 pub mod time;
 pub mod token;
 

@@ -57,10 +57,12 @@ fn has_prefix(tag: &str, prefix: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
-/// True for tags in codext's namespaces (v2 `codext2:` or v1 `codext:`,
+/// True for tags in codext's namespaces (v3 `codext3:`, v2 `codext2:` or v1 `codext:`,
 /// any capitalization), whatever droplet they name.
 pub fn is_codext_tag(tag: &str) -> bool {
-    has_prefix(tag, TAG_PREFIX) || has_prefix(tag, LEGACY_PREFIX)
+    has_prefix(tag, TAG_PREFIX)
+        || has_prefix(tag, LEGACY_PREFIX)
+        || has_prefix(tag, crate::tags3::TAG_PREFIX)
 }
 
 fn is_puzzle_char(b: u8) -> bool {

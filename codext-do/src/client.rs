@@ -67,6 +67,9 @@ pub struct ApiConfig {
     pub keys_per_page: u32,
     /// First backoff after a 5xx or transport failure; doubled each retry.
     pub backoff: Duration,
+    /// Requests this client sends in any 60 s at most (DigitalOcean
+    /// allows a token 250 a minute; the default keeps 10 % of it).
+    pub per_minute: usize,
     /// The clock waits are measured and slept by (the real one but in
     /// simulations).
     pub clock: SharedClock,
@@ -84,6 +87,7 @@ impl ApiConfig {
             keys_spacing: Duration::from_secs(6),
             keys_per_page: 200,
             backoff: Duration::from_millis(500),
+            per_minute: crate::pacing::MINUTE_CAP,
             clock: clock::system(),
         }
     }
@@ -99,6 +103,7 @@ impl fmt::Debug for ApiConfig {
             .field("keys_spacing", &self.keys_spacing)
             .field("keys_per_page", &self.keys_per_page)
             .field("backoff", &self.backoff)
+            .field("per_minute", &self.per_minute)
             .finish()
     }
 }
@@ -213,7 +218,7 @@ impl Client {
             keys_spacing: cfg.keys_spacing,
             keys_per_page: cfg.keys_per_page.clamp(1, 200),
             backoff: cfg.backoff,
-            pacer: Mutex::new(Pacer::default()),
+            pacer: Mutex::new(Pacer::with_minute_cap(cfg.per_minute)),
             clock: cfg.clock,
             calls: AtomicU64::new(0),
             budget: Mutex::new(None),

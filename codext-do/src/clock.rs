@@ -19,6 +19,11 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn unix(&self) -> Duration;
     /// Waits `d` of this clock's time.
     fn sleep(&self, d: Duration);
+    /// The real time that `d` of this clock's time takes (for waits that
+    /// are not sleeps: a condition variable's timeout).
+    fn real(&self, d: Duration) -> Duration {
+        d
+    }
 }
 
 /// A clock shared by a client and whoever paces with it.
@@ -85,6 +90,9 @@ impl Clock for ScaledClock {
         if !d.is_zero() {
             std::thread::sleep(d.div_f64(self.scale));
         }
+    }
+    fn real(&self, d: Duration) -> Duration {
+        d.div_f64(self.scale)
     }
 }
 

@@ -8,10 +8,20 @@
 //! freeing a slot); a `429` carries `retry-after` in seconds. The account's
 //! `GET /v2/account/keys` is further limited to 10 a minute, which the client
 //! avoids by spacing those requests itself rather than by running into 429s.
+//! The token's 250 requests a minute are reported by no header: the client
+//! sends at most [`MINUTE_CAP`] of its own in any minute (a server's logins
+//! one after another publish in bursts that would meet the limit; what
+//! other clients of the token spend, `crate::budget` paces against).
 //!
 //! Instants are the monotonic time of the client's [`crate::clock::Clock`].
 
+use std::collections::VecDeque;
 use std::time::Duration;
+
+/// Requests one client sends in any 60 s at most: 90 % of DigitalOcean's
+/// 250 a minute.
+pub(crate) const MINUTE_CAP: usize = 225;
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// The rate-limit headers of one answer (absent or unparsable: `None`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +41,10 @@ pub(crate) struct Pacer {
     not_before: Option<Duration>,
     /// No account-keys listing before this.
     next_keys_list: Option<Duration>,
+    /// When this client's requests of the last minute were sent.
+    minute: VecDeque<Duration>,
+    /// At most this many in any minute (0: [`MINUTE_CAP`]).
+    minute_cap: usize,
 }
 
 /// Whole seconds, rounded up.
@@ -42,6 +56,14 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
 impl Pacer {
+    /// A pacer sending at most `cap` requests in any minute.
+    pub fn with_minute_cap(cap: usize) -> Pacer {
+        Pacer {
+            minute_cap: cap,
+            ..Pacer::default()
+        }
+    }
+
     /// How long to wait before sending a request at `now`, or `Err(wait)`
     /// when that wait would exceed `max_wait`. A keys listing reserves its
     /// slot here, so concurrent callers of one client queue up `spacing`
@@ -62,6 +84,21 @@ impl Pacer {
                 at = at.max(t);
             }
         }
+        while self
+            .minute
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= MINUTE)
+        {
+            self.minute.pop_front();
+        }
+        let cap = if self.minute_cap == 0 {
+            MINUTE_CAP
+        } else {
+            self.minute_cap
+        };
+        if let Some(t) = self.minute.iter().rev().nth(cap - 1) {
+            at = at.max(*t + MINUTE);
+        }
         let wait = at.saturating_sub(now);
         if wait > max_wait {
             return Err(wait);
@@ -69,6 +106,7 @@ impl Pacer {
         if keys_list {
             self.next_keys_list = Some(at + spacing);
         }
+        self.minute.push_back(at);
         Ok(wait)
     }
 
@@ -197,6 +235,18 @@ mod tests {
         // A refused reservation does not take a slot.
         assert_eq!(p.reserve(t0, true, S(6), S(10)), Err(S(18)));
         assert_eq!(p.reserve(t0 + S(20), true, S(6), BIG), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn given_a_minute_of_requests_at_the_cap_then_the_next_waits_for_the_oldest_to_age() {
+        let mut p = Pacer::default();
+        let t0 = Duration::from_secs(100);
+        for _ in 0..MINUTE_CAP {
+            assert_eq!(p.reserve(t0, false, S(6), BIG), Ok(Duration::ZERO));
+        }
+        assert_eq!(p.reserve(t0 + S(10), false, S(6), BIG), Ok(S(50)));
+        // A minute later the window is free again.
+        assert_eq!(p.reserve(t0 + S(120), false, S(6), BIG), Ok(Duration::ZERO));
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::lifecycle::{Channel, Entry, Helper, Phase, UnixTime};
 use crate::log::{error, info, warn};
 use codext_core::channel_wire::{
     ChannelRequest, Refusal, Reply, ToPublish, CHANNEL_PROTOCOL, MAX_KEY_LINE, MAX_LIVE,
+    MAX_WAIT_MS,
 };
 use codext_core::{Answer, Fingerprint, PublicKey};
 use codext_wire::{read_frame, write_frame};
@@ -295,6 +296,9 @@ impl Shared {
             }
             ChannelRequest::Published { user, id } => self.published(&user, &id),
             ChannelRequest::Live {} => self.live(),
+            ChannelRequest::Wait { timeout_ms } => Ok(Reply::Wait {
+                woken: crate::wake::wait(Duration::from_millis(timeout_ms.min(MAX_WAIT_MS))),
+            }),
         }
     }
 

@@ -37,3 +37,4 @@ pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod userdb;
+pub mod wake;

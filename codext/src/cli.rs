@@ -103,6 +103,10 @@ enum Command {
         /// Only wait (the operator issued the puzzle; do not request one).
         #[arg(long)]
         no_request: bool,
+        /// Do not knock on the SSH port after the request (the server then
+        /// finds it at its next idle poll).
+        #[arg(long)]
+        no_knock: bool,
         #[command(flatten)]
         api: ApiArgs,
         /// Keep the connection for the whole task, like `codext open`
@@ -250,6 +254,7 @@ impl ApiArgs {
             interval: self.interval,
             timeout: self.timeout,
             progress: true,
+            knock: digitalocean::Knock::Off,
         }
     }
 }
@@ -417,7 +422,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let access = api.access();
             let c = digitalocean::client(&access)?;
-            let (text, _) = {
+            let (text, _, _) = {
                 let (agent, server) = keys.load()?;
                 digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
             };
@@ -440,7 +445,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let answer = codext_core::Answer::parse(&answer)?;
             let c = digitalocean::client(&api.access())?;
-            digitalocean::answer(&c, droplet, &answer)?;
+            digitalocean::answer(&c, droplet, &answer, digitalocean::Format::V3)?;
             println!("answer posted for {}", answer.user);
             Ok(0)
         }
@@ -449,14 +454,18 @@ fn run(cli: Cli) -> Result<i32> {
             keys,
             port,
             no_request,
+            no_knock,
             api,
             persist,
             persist_args,
             command,
         } => {
-            let access = api.access();
+            let mut access = api.access();
+            if !no_knock {
+                access.knock = digitalocean::Knock::Ssh(port);
+            }
             let c = digitalocean::client(&access)?;
-            let (_, opened) = {
+            let (_, opened, format) = {
                 let (agent, server) = keys.load()?;
                 digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
             };
@@ -464,8 +473,8 @@ fn run(cli: Cli) -> Result<i32> {
                 "codext: puzzle for {} solved; answering",
                 opened.content.user
             );
-            digitalocean::answer(&c, droplet, &opened.answer)?;
-            let d = digitalocean::wait_ready(&c, &access, droplet, &opened.content.user)?;
+            digitalocean::answer(&c, droplet, &opened.answer, format)?;
+            let d = digitalocean::wait_ready(&c, &access, droplet, &opened, format)?;
             let host = d.public_ipv4.ok_or_else(|| {
                 ClientError::Host(format!("droplet {droplet} has no public IPv4 address"))
             })?;

@@ -17,13 +17,17 @@
 //! answer the agent waits one pause before its first read: the server
 //! cannot have answered yet, and the read would be a wasted call.
 //!
-//! Tags are channel format v2 (`codext_core::tags`): every tag the agent
-//! writes or reads names the droplet it is for, so agents of two servers
-//! in one account never see each other's requests, puzzles or answers.
+//! Tags are channel format v3 (`codext_core::tags3`; puzzles in v2 tags,
+//! `codext_core::tags`, are read too, and answered in v2): every tag the
+//! agent writes or reads names the droplet it is for, so agents of two
+//! servers in one account never see each other's requests, puzzles or
+//! answers. A v3 answer is accepted when the server has removed it and
+//! the puzzle's chunks; a v2 one when its ready tag appears.
 
 use crate::error::{ClientError, Result};
 use codext_core::secret_file::{read_secret, Owner};
 use codext_core::tags::Space;
+use codext_core::tags3::Space3;
 use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
 use codext_do::budget::{Activity, Pacing, Policy};
 use codext_do::{ApiConfig, Client, Droplet};
@@ -43,6 +47,34 @@ pub struct Access {
     pub timeout: Duration,
     /// Say on stderr what is being waited for.
     pub progress: bool,
+    /// How to wake the server after posting a request.
+    pub knock: Knock,
+}
+
+/// How the agent wakes the server's channel after posting its request, so
+/// the server need not notice it at its next idle poll (see
+/// `codext_do::budget`, "Wakes").
+#[derive(Clone, Default)]
+pub enum Knock {
+    /// Not at all: the server finds the request at its own pace.
+    #[default]
+    Off,
+    /// An SSH attempt at a random codext name on this port of the
+    /// droplet's public address ([`crate::ssh::knock`]).
+    Ssh(u16),
+    /// A call (the fleet benchmark rings the simulated channel's bell
+    /// directly).
+    Call(std::sync::Arc<dyn Fn() + Send + Sync>),
+}
+
+impl std::fmt::Debug for Knock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Knock::Off => write!(f, "Off"),
+            Knock::Ssh(port) => write!(f, "Ssh({port})"),
+            Knock::Call(_) => write!(f, "Call"),
+        }
+    }
 }
 
 /// Requests of the agent token's budget never spent on waiting.
@@ -138,10 +170,21 @@ pub fn publish_key(c: &Client, public: &PublicKey, name: &str) -> Result<(u64, S
     Ok((key.id, key.fingerprint, existed))
 }
 
-/// Asks the server for a puzzle for `public` (a request tag on the droplet).
+/// The channel format a puzzle came in (and its answer goes out in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `codext2:` tags, with a ready notice (servers of the previous
+    /// release, or an operator's puzzle published by one).
+    V2,
+    /// `codext3:` tags.
+    V3,
+}
+
+/// Asks the server for a puzzle for `public` (a v3 request tag on the
+/// droplet).
 pub fn request(c: &Client, droplet: u64, public: &PublicKey) -> Result<()> {
     Ok(c.attach_new_tag(
-        &Space::new(droplet).request_tag(&public.fingerprint()),
+        &Space3::new(droplet).request_tag(&public.fingerprint()),
         droplet,
     )?)
 }
@@ -161,7 +204,7 @@ pub fn wait_puzzle(
     droplet: u64,
     agent: &PrivateKey,
     server: &PublicKey,
-) -> Result<(String, OpenedPuzzle)> {
+) -> Result<(String, OpenedPuzzle, Format)> {
     wait_puzzle_with(
         c,
         access,
@@ -179,12 +222,22 @@ fn wait_puzzle_with(
     agent: &PrivateKey,
     server: &PublicKey,
     waits: &mut Waits,
-) -> Result<(String, OpenedPuzzle)> {
+) -> Result<(String, OpenedPuzzle, Format)> {
     let mine = agent.public("")?.fingerprint();
     let mut refused = std::collections::HashSet::new();
     loop {
         let d = c.droplet(droplet)?;
-        for text in Space::new(droplet).collect_puzzles(&d.tags) {
+        let found = Space3::new(droplet)
+            .collect_puzzles(&d.tags)
+            .into_iter()
+            .map(|t| (t, Format::V3))
+            .chain(
+                Space::new(droplet)
+                    .collect_puzzles(&d.tags)
+                    .into_iter()
+                    .map(|t| (t, Format::V2)),
+            );
+        for (text, format) in found {
             let Ok(p) = Puzzle::from_text(&text) else {
                 continue;
             };
@@ -192,7 +245,7 @@ fn wait_puzzle_with(
                 continue;
             }
             match p.open(agent, server, codext_core::time::now()) {
-                Ok(opened) => return Ok((text, opened)),
+                Ok(opened) => return Ok((text, opened, format)),
                 Err(e) => {
                     // Anyone who can write tags could post a forgery: say
                     // so, ignore it, keep waiting for the real one.
@@ -248,25 +301,43 @@ fn no_puzzle(
     }
 }
 
-/// Posts the answer.
-pub fn answer(c: &Client, droplet: u64, answer: &codext_core::Answer) -> Result<()> {
-    Ok(c.attach_new_tag(&Space::new(droplet).answer_tag(answer), droplet)?)
+/// Posts the answer, in the format its puzzle came in.
+pub fn answer(
+    c: &Client,
+    droplet: u64,
+    answer: &codext_core::Answer,
+    format: Format,
+) -> Result<()> {
+    let tag = match format {
+        Format::V3 => Space3::new(droplet).answer_tag(answer),
+        Format::V2 => Space::new(droplet).answer_tag(answer),
+    };
+    Ok(c.attach_new_tag(&tag, droplet)?)
 }
 
-/// Polls until the server says the user is armed, the first read one
-/// pause after the answer was posted; returns the droplet as last seen
-/// (for its address).
+/// Polls until the server has taken the answer to `opened` (v3: the
+/// answer and the puzzle's chunks are gone; v2: the ready tag is up), the
+/// first read one pause after the answer was posted; returns the droplet
+/// as last seen (for its address).
 pub fn wait_ready(
     c: &Client,
     access: &Access,
     droplet: u64,
-    user: &codext_wire::UserName,
+    opened: &OpenedPuzzle,
+    format: Format,
 ) -> Result<Droplet> {
+    let user = &opened.content.user;
     let mut waits = Waits::new(c, access);
     loop {
         waits.pause(c);
         let d = c.droplet(droplet)?;
-        if Space::new(droplet).is_ready(&d.tags, user) {
+        let ready = match format {
+            Format::V3 => {
+                Space3::new(droplet).accepted(&d.tags, &opened.answer, &opened.content.puzzle_id)
+            }
+            Format::V2 => Space::new(droplet).is_ready(&d.tags, user),
+        };
+        if ready {
             return Ok(d);
         }
         if waits.elapsed(c) > access.timeout {
@@ -290,10 +361,41 @@ pub fn fetch_puzzle(
     agent: &PrivateKey,
     server: &PublicKey,
     ask: bool,
-) -> Result<(String, OpenedPuzzle)> {
+) -> Result<(String, OpenedPuzzle, Format)> {
     let mut waits = Waits::new(c, access);
     if ask {
-        request(c, droplet, &agent.public("")?)?;
+        // The droplet's address, to knock at: one read, made while the
+        // request is posted.
+        let public = agent.public("")?;
+        let (address, posted) = std::thread::scope(|s| {
+            let address = match access.knock {
+                Knock::Off => None,
+                _ => Some(s.spawn(|| c.droplet(droplet))),
+            };
+            let posted = request(c, droplet, &public);
+            let address = address.map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(codext_core::Error::Http("the droplet read panicked".into()))
+                })
+            });
+            (address, posted)
+        });
+        posted?;
+        let address = match address {
+            Some(d) => d?.public_ipv4,
+            None => None,
+        };
+        match (&access.knock, address) {
+            (Knock::Ssh(port), Some(host)) => {
+                // The knock runs in the background; a failure to start it
+                // only means the server finds the request later.
+                if let Err(e) = crate::ssh::knock(&host, *port) {
+                    eprintln!("codext: {e}");
+                }
+            }
+            (Knock::Call(f), _) => f(),
+            _ => {}
+        }
         waits.pause(c);
     }
     wait_puzzle_with(c, access, droplet, agent, server, &mut waits)

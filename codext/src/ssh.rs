@@ -15,6 +15,7 @@
 
 use crate::askpass;
 use crate::error::{ClientError, Result};
+use codext_core::encoding::hex;
 use codext_core::keys::Fingerprint;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -121,6 +122,71 @@ pub fn run(login: &Login) -> Result<ExitStatus> {
         .map_err(|e| ClientError::Other(format!("cannot run ssh: {e}")))?;
     server.finish();
     Ok(status)
+}
+
+/// Knocks on the server's SSH port so its channel polls the API at once
+/// (docs/PROTOCOL.md, "API budget"): one password attempt, in the
+/// background, at a random codext name no server knows, with a random
+/// throwaway password. The server's helper sees an unknown codext name and
+/// wakes its channel; the attempt itself fails. Nothing of value crosses:
+/// so the host key is not checked (the agent has no puzzle yet to check it
+/// against) and nothing is remembered of it.
+pub fn knock(host: &str, port: u16) -> Result<std::thread::JoinHandle<()>> {
+    let user = format!("user-{}", hex(&codext_core::random::bytes::<6>()?));
+    let password = Zeroizing::new(hex(&codext_core::random::bytes::<16>()?));
+    let me = PathBuf::from(my_path()?);
+    let host = host.to_owned();
+    std::thread::Builder::new()
+        .name("knock".into())
+        .spawn(move || {
+            let Ok(dir) = PrivateDir::new() else {
+                return;
+            };
+            let Ok(server) = askpass::Server::start(&dir.0, password) else {
+                return;
+            };
+            let mut cmd = Command::new("ssh");
+            cmd.arg("-F").arg("none");
+            for opt in [
+                "UserKnownHostsFile=/dev/null",
+                "GlobalKnownHostsFile=/dev/null",
+                "StrictHostKeyChecking=no",
+                "CheckHostIP=no",
+                "UpdateHostKeys=no",
+                "PreferredAuthentications=password",
+                "PubkeyAuthentication=no",
+                "KbdInteractiveAuthentication=no",
+                "GSSAPIAuthentication=no",
+                "HostbasedAuthentication=no",
+                "IdentitiesOnly=yes",
+                "IdentityAgent=none",
+                "NumberOfPasswordPrompts=1",
+                "ControlMaster=no",
+                "ControlPath=none",
+                "ConnectTimeout=5",
+                "LogLevel=QUIET",
+            ] {
+                cmd.arg("-o").arg(opt);
+            }
+            cmd.arg("-p")
+                .arg(port.to_string())
+                .arg("-l")
+                .arg(&user)
+                .arg("--")
+                .arg(&host)
+                .arg("true")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .env_remove("SSH_AUTH_SOCK")
+                .env_remove("DISPLAY")
+                .env("SSH_ASKPASS", &me)
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env(askpass::ENV, server.path());
+            let _ = cmd.status();
+            server.finish();
+        })
+        .map_err(|e| ClientError::Other(format!("cannot start the knock: {e}")))
 }
 
 /// This program's path, as it may be named in an ssh option.

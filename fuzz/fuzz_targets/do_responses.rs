@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = sp.collect_puzzles(&d.tags);
         let _ = sp.answers(&d.tags);
         let _ = sp.requests(&d.tags);
+        let _ = codext_core::tags3::Space3::new(d.id).collect_puzzles(&d.tags);
     }
     if let Some((keys, next)) = parse_keys_page(v) {
         for k in keys {

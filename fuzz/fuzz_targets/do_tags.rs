@@ -6,6 +6,7 @@
 #![no_main]
 
 use codext_core::tags::{is_valid_tag, Space, MAX_PUZZLE_CHUNKS};
+use codext_core::tags3::{self, Space3};
 use codext_core::Fingerprint;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeSet;
@@ -65,5 +66,43 @@ fuzz_target!(|data: &[u8]| {
         let t = sp.request_tag(&Fingerprint(fp));
         assert!(is_valid_tag(&t));
         assert_eq!(sp.requests(&[t]), vec![*r]);
+    }
+
+    // Channel format v3, same input.
+    let sp3 = Space3::new(4242);
+    let puzzles = sp3.collect_puzzles(&tags);
+    assert_eq!(
+        sp3.collect_puzzles(&reversed),
+        puzzles,
+        "v3 collect_puzzles depends on the order of the tags"
+    );
+    for (i, p) in puzzles.iter().enumerate() {
+        let id = [i as u8; 16];
+        let chunks = sp3.puzzle_tags(p, &id);
+        if chunks.is_empty() {
+            assert!(
+                p.len() > tags3::MAX_PUZZLE_CHUNKS * sp3.chunk_len(),
+                "v3 puzzle_tags refused a collected text"
+            );
+            continue;
+        }
+        for t in &chunks {
+            assert!(is_valid_tag(t), "v3 puzzle_tags made an invalid tag {t:?}");
+        }
+        assert_eq!(sp3.collect_puzzles(&chunks), vec![p.clone()]);
+    }
+    for t in &tags {
+        if let Some(a) = sp3.answer_in(t) {
+            let back = sp3.answer_tag(&a);
+            assert!(is_valid_tag(&back));
+            assert_eq!(sp3.answer_in(&back), Some(a.clone()));
+            assert!(!sp3.accepted(&[back], &a, &[0; 16]));
+            let _ = sp3.accepted(&tags, &a, &[0; 16]);
+        }
+        if let Some(r) = sp3.request_in(t) {
+            let mut fp = [0u8; 32];
+            fp[..16].copy_from_slice(&r);
+            assert_eq!(sp3.request_in(&sp3.request_tag(&Fingerprint(fp))), Some(r));
+        }
     }
 });

@@ -253,6 +253,87 @@ sandbox_test! {
 }
 
 sandbox_test! {
+    fn given_a_server_polling_every_five_minutes_at_idle_when_the_agent_knocks_then_the_login_starts_at_once() {
+        // The idle pace at its longest: only the knock (an SSH attempt at an
+        // unknown codext name, which the helper passes on to the channel's
+        // `wait`) can make the channel see the request within seconds.
+        let s = setup("poll_idle = \"300s\"\nhot_for = \"1s\"\n");
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        let droplet_reads = || {
+            s.calls(SERVER_TOKEN)
+                .iter()
+                .filter(|c| c.starts_with("GET /v2/droplets/"))
+                .count()
+        };
+        // The channel's first pass at its start; the next idle one is
+        // four and a half minutes away at the least.
+        wait_until(Duration::from_secs(30), "the channel's first pass", || droplet_reads() >= 1);
+        std::thread::sleep(Duration::from_secs(2));
+        let start = Instant::now();
+        let out = s.connect("/home/agent/agent.key", "id -un");
+        let took = start.elapsed();
+        assert!(out.status.success(), "connect: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(user_of(&out).starts_with("user-"));
+        assert!(took < Duration::from_secs(60), "the login took {took:?}: the knock did not wake the channel");
+        // The knock reached sshd as a password attempt at an unknown
+        // codext name (which PAM hands to the helper).
+        let sshd = std::fs::read_to_string(codext_tests::world::SSHD_LOG).unwrap_or_default();
+        assert!(
+            sshd.contains("Failed password for invalid user user-"),
+            "no knock in sshd's log:\n{sshd}"
+        );
+        // A stranger knocking over and over gets a few early passes, not
+        // one per knock: the wake bucket (3, refilled at ~4 a minute).
+        let reads = droplet_reads();
+        for _ in 0..15 {
+            let _ = Command::new("sshpass")
+                .args(["-p", "x", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                       "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+                       "-o", "NumberOfPasswordPrompts=1", "-l", "user-0123456789ab", "127.0.0.1", "true"])
+                .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let woken = droplet_reads() - reads;
+        eprintln!("login in {took:?}; 15 stranger knocks made {woken} droplet reads");
+        assert!(woken <= 8, "15 knocks made {woken} droplet reads");
+        s.emu.assert_no_violations();
+    }
+}
+
+sandbox_test! {
+    fn given_an_agent_of_the_previous_release_speaking_v2_tags_then_the_server_answers_it_in_v2_with_a_ready_notice() {
+        use codext_core::tags::Space;
+        let s = setup("");
+        let before = s.look();
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        let vectors = codext_tests::repo().join("docs/test-vectors/v1");
+        let agent = codext_core::PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(vectors.join("agent.key")).unwrap()).unwrap();
+        let server = codext_core::PublicKey::from_openssh(&std::fs::read_to_string("/home/agent/server.pub").unwrap()).unwrap();
+        let c = codext_do::Client::new(codext_do::ApiConfig::new(s.emu.base_url(), AGENT_TOKEN));
+        let v2 = Space::new(s.droplet);
+        // What a v2 agent does: a v2 request, a v2 puzzle, a v2 answer, the ready tag.
+        c.attach_new_tag(&v2.request_tag(&agent.public("").unwrap().fingerprint()), s.droplet).unwrap();
+        let mut found = None;
+        wait_until(Duration::from_secs(60), "a v2 puzzle", || {
+            let tags = c.droplet(s.droplet).unwrap().tags;
+            assert!(!tags.iter().any(|t| t.starts_with("codext3:")), "a v3 tag for a v2 agent: {tags:?}");
+            found = v2.collect_puzzles(&tags).into_iter().next();
+            found.is_some()
+        });
+        let text = found.unwrap();
+        let opened = codext_core::Puzzle::from_text(&text).unwrap().open(&agent, &server, codext_core::time::now()).unwrap();
+        c.attach_new_tag(&v2.answer_tag(&opened.answer), s.droplet).unwrap();
+        wait_until(Duration::from_secs(60), "the v2 ready tag", || v2.is_ready(&c.droplet(s.droplet).unwrap().tags, &opened.content.user));
+        let out = s.w.login(&text, &["id", "-un"]);
+        assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(user_of(&out), opened.content.user.as_str());
+        s.wait_neutral(&before);
+        s.emu.assert_no_violations();
+    }
+}
+
+sandbox_test! {
     fn given_operator_issued_puzzle_then_agent_waits_for_it_without_requesting() {
         let s = setup("");
         let before = s.look();
@@ -373,7 +454,7 @@ sandbox_test! {
         let before = s.look();
         let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--channel", "digitalocean", "--ttl", "4s"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with(&format!("codext2:{}:p:", s.droplet))));
+        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with(&format!("codext3:{}:p", s.droplet))));
         wait_until(Duration::from_secs(30), "the expired puzzle's tags to go", || s.look() == before);
         assert!(s.w.audit().iter().any(|e| e["event"] == "expire" && e["phase"] == "pending"));
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());

@@ -116,6 +116,7 @@ impl Helper {
         let mut locked = self.store.lock()?;
         let Some(entry) = locked.state.users.get_mut(&name) else {
             drop(locked);
+            crate::wake::knock();
             self.log_stranger(Stranger::UnknownUser, &name, source);
             return Ok(Verdict::Denied("unknown user"));
         };
