@@ -110,6 +110,7 @@ impl Helper {
         // Names nobody issued (most of what strangers try) are refused
         // without waiting on the state lock behind real logins.
         if !self.store.may_know(&name) {
+            crate::wake::knock();
             self.log_stranger(Stranger::UnknownUser, &name, source);
             return Ok(Verdict::Denied("unknown user"));
         }
