@@ -173,6 +173,20 @@ docker run -d --name codext-server --network host "${CAPS[@]}" -e SSH_PORT="$SER
 docker run -d --name codext-agent --network host codext-agent:test >/dev/null
 srv() { docker exec -i codext-server "$@"; }
 agt() { docker exec -i codext-agent "$@"; }
+# After logout: user $2 gone from the server container that $1 (srv, sdo)
+# runs commands in, and its /etc/passwd back to the bytes saved in $3.
+expect_gone() {
+    local in=$1 user=$2 before=$3 gone=
+    for _ in $(seq 300); do
+        if ! $in getent passwd "$user" >/dev/null && ! $in test -d "/home/$user" \
+            && [ "$($in codext-helper status)" = "no codext users" ]; then gone=1; break; fi
+        sleep 0.1
+    done
+    [ -n "$gone" ] || { echo "docker-test: $user still there after logout" >&2; exit 1; }
+    $in cat /etc/passwd | cmp - "$before" \
+        || { echo "docker-test: the server's /etc/passwd differs from its original bytes" >&2; exit 1; }
+    echo "$user is gone; the server's /etc/passwd is back to its original bytes"
+}
 for _ in $(seq 100); do srv test -S /run/codext/helper.sock && srv bash -c "exec 3<>/dev/tcp/127.0.0.1/$SERVER_PORT" && break; sleep 0.1; done 2>/dev/null
 srv cat /etc/passwd > "$RUN/passwd.before"
 srv codext-helper doctor > "$RUN/doctor.txt" || { cat "$RUN/doctor.txt"; docker logs codext-server | tail -n 30; exit 1; }
@@ -193,16 +207,7 @@ OUT=$(agt codext ssh --key agent.key --server-key server.pub --host 127.0.0.1 --
 echo "$OUT"
 [ "$(echo "$OUT" | head -n 1)" = "$USER_NAME" ] && echo "$OUT" | grep -qx ran-a-command \
     || { echo "docker-test: expected to log in as $USER_NAME and run a command" >&2; exit 1; }
-gone=
-for _ in $(seq 300); do
-    if ! srv getent passwd "$USER_NAME" >/dev/null && ! srv test -d "/home/$USER_NAME" \
-        && [ "$(srv codext-helper status)" = "no codext users" ]; then gone=1; break; fi
-    sleep 0.1
-done
-[ -n "$gone" ] || { echo "docker-test: $USER_NAME still there after logout" >&2; exit 1; }
-srv cat /etc/passwd | cmp - "$RUN/passwd.before" \
-    || { echo "docker-test: the server's /etc/passwd differs from its original bytes" >&2; exit 1; }
-echo "$USER_NAME is gone; the server's /etc/passwd is back to its original bytes"
+expect_gone srv "$USER_NAME" "$RUN/passwd.before"
 took "two-container flow"
 
 say "3. the DigitalOcean flow: emulator, server (helper + codext-channel), agent (codext connect)"
@@ -254,16 +259,7 @@ DO_USER=$(echo "$OUT" | head -n 1)
 [[ "$DO_USER" =~ ^user-[0-9a-f]+$ ]] && echo "$OUT" | grep -qx ran-a-command \
     || { echo "docker-test: expected to log in as user-<hex> and run a command" >&2; exit 1; }
 echo "codext connect: a shell as $DO_USER through the DigitalOcean channel in $LOGIN_S s"
-gone=
-for _ in $(seq 300); do
-    if ! sdo getent passwd "$DO_USER" >/dev/null && ! sdo test -d "/home/$DO_USER" \
-        && [ "$(sdo codext-helper status)" = "no codext users" ]; then gone=1; break; fi
-    sleep 0.1
-done
-[ -n "$gone" ] || { echo "docker-test: $DO_USER still there after logout" >&2; exit 1; }
-sdo cat /etc/passwd | cmp - "$RUN/passwd.before.do" \
-    || { echo "docker-test: the DigitalOcean server's /etc/passwd differs from its original bytes" >&2; exit 1; }
-echo "$DO_USER is gone; the server's /etc/passwd is back to its original bytes"
+expect_gone sdo "$DO_USER" "$RUN/passwd.before.do"
 neutral=
 for _ in $(seq 600); do
     adoc droplet --droplet "$DROPLET" --api-url "$API" 2>/dev/null | grep -qx 'tags: prod' && { neutral=1; break; }

@@ -73,12 +73,64 @@ fn is_puzzle_char(b: u8) -> bool {
 /// once two chunks contradict each other.
 type Group = Option<(u8, BTreeMap<u8, String>)>;
 
-/// One parsed puzzle chunk.
-struct Chunk {
-    id: [u8; 4],
-    index: u8,
-    count: u8,
-    data: String,
+/// One parsed puzzle chunk (of format v2 or v3).
+pub(crate) struct Chunk {
+    pub(crate) id: [u8; 4],
+    pub(crate) index: u8,
+    pub(crate) count: u8,
+    pub(crate) data: String,
+}
+
+impl Chunk {
+    /// A chunk, if `index` is below a non-zero `count` and `data` is
+    /// non-empty and made of `valid` characters.
+    pub(crate) fn checked(
+        id: [u8; 4],
+        index: u8,
+        count: u8,
+        data: &str,
+        valid: fn(u8) -> bool,
+    ) -> Option<Chunk> {
+        (count > 0 && index < count && !data.is_empty() && data.bytes().all(valid)).then(|| Chunk {
+            id,
+            index,
+            count,
+            data: data.to_owned(),
+        })
+    }
+}
+
+/// Groups `chunks` by puzzle id and joins each complete group's data in
+/// index order, ordered by id. A group with a missing chunk, two different
+/// counts, or two different texts for one index is left out.
+pub(crate) fn join_chunks(chunks: impl Iterator<Item = Chunk>) -> Vec<String> {
+    let mut groups: BTreeMap<[u8; 4], Group> = BTreeMap::new();
+    for chunk in chunks {
+        let entry = groups
+            .entry(chunk.id)
+            .or_insert_with(|| Some((chunk.count, BTreeMap::new())));
+        let consistent = match entry {
+            Some((count, parts)) if *count == chunk.count => match parts.get(&chunk.index) {
+                Some(existing) => *existing == chunk.data,
+                None => {
+                    parts.insert(chunk.index, chunk.data);
+                    true
+                }
+            },
+            _ => false,
+        };
+        if !consistent {
+            *entry = None;
+        }
+    }
+    groups
+        .into_values()
+        .flatten()
+        .filter(|(count, parts)| parts.len() == usize::from(*count))
+        // A BTreeMap iterates in key order, and len == count with every
+        // key < count means the keys are exactly 0..count.
+        .map(|(_, parts)| parts.into_values().collect::<String>())
+        .collect()
 }
 
 /// The tag namespace of one droplet: `codext2:<droplet id>:`. A tag in it
@@ -168,16 +220,7 @@ impl Space {
         let index = hex_decode(parts.next().filter(|p| p.len() == 2)?)?;
         let count = hex_decode(parts.next().filter(|p| p.len() == 2)?)?;
         let data = parts.next()?;
-        let (index, count) = (*index.first()?, *count.first()?);
-        if count == 0 || index >= count || data.is_empty() || !data.bytes().all(is_puzzle_char) {
-            return None;
-        }
-        Some(Chunk {
-            id,
-            index,
-            count,
-            data: data.to_owned(),
-        })
+        Chunk::checked(id, *index.first()?, *count.first()?, data, is_puzzle_char)
     }
 
     /// The 4-byte puzzle id of a well-formed chunk tag of this droplet.
@@ -193,33 +236,7 @@ impl Space {
     /// droplet. The texts come back lowercase, ordered by id;
     /// [`crate::Puzzle::from_text`] still has to parse and verify each.
     pub fn collect_puzzles(&self, tags: &[String]) -> Vec<String> {
-        let mut groups: BTreeMap<[u8; 4], Group> = BTreeMap::new();
-        for chunk in tags.iter().filter_map(|t| self.parse_chunk(t)) {
-            let entry = groups
-                .entry(chunk.id)
-                .or_insert_with(|| Some((chunk.count, BTreeMap::new())));
-            let consistent = match entry {
-                Some((count, parts)) if *count == chunk.count => match parts.get(&chunk.index) {
-                    Some(existing) => *existing == chunk.data,
-                    None => {
-                        parts.insert(chunk.index, chunk.data);
-                        true
-                    }
-                },
-                _ => false,
-            };
-            if !consistent {
-                *entry = None;
-            }
-        }
-        groups
-            .into_values()
-            .flatten()
-            .filter(|(count, parts)| parts.len() == usize::from(*count))
-            // A BTreeMap iterates in key order, and len == count with every
-            // key < count means the keys are exactly 0..count.
-            .map(|(_, parts)| parts.into_values().collect::<String>())
-            .collect()
+        join_chunks(tags.iter().filter_map(|t| self.parse_chunk(t)))
     }
 
     /// `codext2:<d>:a:<answer>`.

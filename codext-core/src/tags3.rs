@@ -40,9 +40,8 @@ use crate::answer::Answer;
 use crate::encoding::{b32_decode, b32_encode, hex, hex_decode};
 use crate::keys::Fingerprint;
 use crate::puzzle::TEXT_PREFIX;
-use crate::tags::MAX_TAG_LEN;
+use crate::tags::{join_chunks, Chunk, MAX_TAG_LEN};
 use data_encoding::BASE64URL_NOPAD;
-use std::collections::BTreeMap;
 
 /// Prefix of every v3 codext tag.
 pub const TAG_PREFIX: &str = "codext3:";
@@ -67,17 +66,6 @@ fn from_base36(c: char) -> Option<u8> {
 fn is_data_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
-
-/// One parsed chunk.
-struct Chunk {
-    id: [u8; 4],
-    index: u8,
-    count: u8,
-    data: String,
-}
-
-/// The chunks of one puzzle seen so far; `None` once two contradict.
-type Group = Option<(u8, BTreeMap<u8, String>)>;
 
 /// The v3 tag namespace of one droplet: `codext3:<droplet id>:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,15 +165,7 @@ impl Space3 {
         let mut tail = head.get(9..)?.chars();
         let index = from_base36(tail.next()?)?;
         let count = from_base36(tail.next()?)?;
-        if count == 0 || index >= count || data.is_empty() || !data.bytes().all(is_data_char) {
-            return None;
-        }
-        Some(Chunk {
-            id,
-            index,
-            count,
-            data: data.to_owned(),
-        })
+        Chunk::checked(id, index, count, data, is_data_char)
     }
 
     /// The 4-byte puzzle id of a well-formed chunk tag of this droplet.
@@ -199,31 +179,9 @@ impl Space3 {
     /// group with a missing chunk, two counts, two different texts for one
     /// index, or data that is not base64url is left out.
     pub fn collect_puzzles(&self, tags: &[String]) -> Vec<String> {
-        let mut groups: BTreeMap<[u8; 4], Group> = BTreeMap::new();
-        for chunk in tags.iter().filter_map(|t| self.parse_chunk(t)) {
-            let entry = groups
-                .entry(chunk.id)
-                .or_insert_with(|| Some((chunk.count, BTreeMap::new())));
-            let consistent = match entry {
-                Some((count, parts)) if *count == chunk.count => match parts.get(&chunk.index) {
-                    Some(existing) => *existing == chunk.data,
-                    None => {
-                        parts.insert(chunk.index, chunk.data);
-                        true
-                    }
-                },
-                _ => false,
-            };
-            if !consistent {
-                *entry = None;
-            }
-        }
-        groups
-            .into_values()
-            .flatten()
-            .filter(|(count, parts)| parts.len() == usize::from(*count))
-            .filter_map(|(_, parts)| {
-                let data: String = parts.into_values().collect();
+        join_chunks(tags.iter().filter_map(|t| self.parse_chunk(t)))
+            .into_iter()
+            .filter_map(|data| {
                 let bytes = BASE64URL_NOPAD.decode(data.as_bytes()).ok()?;
                 Some(format!("{TEXT_PREFIX}{}", b32_encode(&bytes)))
             })
