@@ -145,44 +145,25 @@ pub fn knock(host: &str, port: u16) -> Result<std::thread::JoinHandle<()>> {
             let Ok(server) = askpass::Server::start(&dir.0, password) else {
                 return;
             };
-            let mut cmd = Command::new("ssh");
-            cmd.arg("-F").arg("none");
-            for opt in [
-                "UserKnownHostsFile=/dev/null",
-                "GlobalKnownHostsFile=/dev/null",
-                "StrictHostKeyChecking=no",
-                "CheckHostIP=no",
-                "UpdateHostKeys=no",
-                "PreferredAuthentications=password",
-                "PubkeyAuthentication=no",
-                "KbdInteractiveAuthentication=no",
-                "GSSAPIAuthentication=no",
-                "HostbasedAuthentication=no",
-                "IdentitiesOnly=yes",
-                "IdentityAgent=none",
-                "NumberOfPasswordPrompts=1",
-                "ControlMaster=no",
-                "ControlPath=none",
-                "ConnectTimeout=5",
-                "LogLevel=QUIET",
-            ] {
-                cmd.arg("-o").arg(opt);
-            }
-            cmd.arg("-p")
-                .arg(port.to_string())
-                .arg("-l")
-                .arg(&user)
-                .arg("--")
-                .arg(&host)
-                .arg("true")
+            let mut cmd = password_ssh(
+                &me,
+                server.path(),
+                &[
+                    // Nothing of value crosses: any host key will do.
+                    "UserKnownHostsFile=/dev/null",
+                    "GlobalKnownHostsFile=/dev/null",
+                    "StrictHostKeyChecking=no",
+                    "ConnectTimeout=5",
+                    "LogLevel=QUIET",
+                ],
+                port,
+                &user,
+                &host,
+            );
+            cmd.arg("true")
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .env_remove("SSH_AUTH_SOCK")
-                .env_remove("DISPLAY")
-                .env("SSH_ASKPASS", &me)
-                .env("SSH_ASKPASS_REQUIRE", "force")
-                .env(askpass::ENV, server.path());
+                .stderr(std::process::Stdio::null());
             let _ = cmd.status();
             server.finish();
         })
@@ -214,53 +195,79 @@ pub(crate) fn known_hosts_command(host_keys: &[Fingerprint]) -> Result<String> {
     ))
 }
 
-fn ssh_command(login: &Login, socket: &Path) -> Result<Command> {
-    let me = PathBuf::from(my_path()?);
+/// What every ssh codext runs shares: the password, asked once through
+/// the askpass socket, and nothing else; no sharing, no forwarding.
+const PASSWORD_ONCE: [&str; 15] = [
+    "CheckHostIP=no",
+    "UpdateHostKeys=no",
+    "PreferredAuthentications=password",
+    "PubkeyAuthentication=no",
+    "KbdInteractiveAuthentication=no",
+    "GSSAPIAuthentication=no",
+    "HostbasedAuthentication=no",
+    "IdentitiesOnly=yes",
+    "IdentityAgent=none",
+    "NumberOfPasswordPrompts=1",
+    "ControlMaster=no",
+    "ControlPath=none",
+    "ForwardAgent=no",
+    "ForwardX11=no",
+    "ClearAllForwardings=yes",
+];
+
+/// `ssh` for `user@host:port` with [`PASSWORD_ONCE`] and `options` (host
+/// keys, timeouts, logging), its password served from `socket`; the
+/// remote command goes after.
+fn password_ssh(
+    me: &Path,
+    socket: &Path,
+    options: &[&str],
+    port: u16,
+    user: &str,
+    host: &str,
+) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.arg("-F").arg("none");
-    for opt in [
-        // Host keys: only what codext vouches for, strictly.
-        "UserKnownHostsFile=none".to_owned(),
-        "GlobalKnownHostsFile=none".into(),
-        format!(
-            "KnownHostsCommand={}",
-            known_hosts_command(&login.host_keys)?
-        ),
-        "StrictHostKeyChecking=yes".into(),
-        "CheckHostIP=no".into(),
-        "UpdateHostKeys=no".into(),
-        // Authentication: the password, once, and nothing else.
-        "PreferredAuthentications=password".into(),
-        "PubkeyAuthentication=no".into(),
-        "KbdInteractiveAuthentication=no".into(),
-        "GSSAPIAuthentication=no".into(),
-        "HostbasedAuthentication=no".into(),
-        "IdentitiesOnly=yes".into(),
-        "IdentityAgent=none".into(),
-        "NumberOfPasswordPrompts=1".into(),
-        // No sharing, no forwarding.
-        "ControlMaster=no".into(),
-        "ControlPath=none".into(),
-        "ForwardAgent=no".into(),
-        "ForwardX11=no".into(),
-        "ClearAllForwardings=yes".into(),
-        "ConnectTimeout=10".into(),
-        "LogLevel=ERROR".into(),
-    ] {
+    for opt in options.iter().chain(&PASSWORD_ONCE) {
         cmd.arg("-o").arg(opt);
     }
     cmd.arg("-p")
-        .arg(login.port.to_string())
+        .arg(port.to_string())
         .arg("-l")
-        .arg(&login.user)
+        .arg(user)
         .arg("--")
-        .arg(&login.host);
-    cmd.args(&login.command);
-    cmd.env_remove("SSH_AUTH_SOCK")
+        .arg(host)
+        .env_remove("SSH_AUTH_SOCK")
         .env_remove("DISPLAY")
-        .env("SSH_ASKPASS", &me)
+        .env("SSH_ASKPASS", me)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env(askpass::ENV, socket);
+    cmd
+}
+
+fn ssh_command(login: &Login, socket: &Path) -> Result<Command> {
+    let me = PathBuf::from(my_path()?);
+    // Host keys: only what codext vouches for, strictly.
+    let vouched = format!(
+        "KnownHostsCommand={}",
+        known_hosts_command(&login.host_keys)?
+    );
+    let mut cmd = password_ssh(
+        &me,
+        socket,
+        &[
+            "UserKnownHostsFile=none",
+            "GlobalKnownHostsFile=none",
+            &vouched,
+            "StrictHostKeyChecking=yes",
+            "ConnectTimeout=10",
+            "LogLevel=ERROR",
+        ],
+        login.port,
+        &login.user,
+        &login.host,
+    );
+    cmd.args(&login.command);
     Ok(cmd)
 }
 

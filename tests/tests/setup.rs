@@ -340,19 +340,7 @@ sandbox_test! {
                 let slot = std::rc::Rc::clone(&limited);
                 Box::new(move |w: &mut World| {
                     w.kill_helper();
-                    let child = Command::new("setpriv")
-                        .arg(format!("--bounding-set={caps}"))
-                        .args(["--inh-caps=-all", "--no-new-privs"])
-                        .arg(bin("codext-helper"))
-                        .arg("serve")
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .unwrap();
-                    wait_until(Duration::from_secs(10), "the helper socket", || {
-                        std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
-                    });
+                    let child = serve_confined(&caps, &[]);
                     assert!(!has_cap_sys_ptrace(child.id()));
                     *slot.borrow_mut() = Some(child);
                     sh("mount -o remount,hidepid=2,gid=4 /proc");
@@ -381,21 +369,7 @@ sandbox_test! {
                 let caps = caps_without_ipc_lock.clone();
                 Box::new(move |w: &mut World| {
                     w.kill_helper();
-                    let child = Command::new("prlimit")
-                        .arg("--memlock=8388608")
-                        .arg("setpriv")
-                        .arg(format!("--bounding-set={caps}"))
-                        .args(["--inh-caps=-all", "--no-new-privs"])
-                        .arg(bin("codext-helper"))
-                        .arg("serve")
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .unwrap();
-                    wait_until(Duration::from_secs(10), "the helper socket", || {
-                        std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
-                    });
+                    let child = serve_confined(&caps, &["prlimit", "--memlock=8388608"]);
                     *slot.borrow_mut() = Some(child);
                     let d = doctor();
                     assert_eq!(d["helper"].0, "ok", "{:?}", d["helper"]);
@@ -443,6 +417,33 @@ sandbox_test! {
 }
 
 /// Does `pid` hold `CAP_SYS_PTRACE` (bit 19 of `CapEff`)?
+/// `codext-helper serve` under `wrapper`, with only `caps` in its bounding
+/// set and no new privileges, once its socket answers.
+fn serve_confined(caps: &str, wrapper: &[&str]) -> std::process::Child {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg("setpriv");
+            c
+        }
+        None => Command::new("setpriv"),
+    };
+    let child = cmd
+        .arg(format!("--bounding-set={caps}"))
+        .args(["--inh-caps=-all", "--no-new-privs"])
+        .arg(bin("codext-helper"))
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the helper socket", || {
+        std::os::unix::net::UnixStream::connect("/run/codext/helper.sock").is_ok()
+    });
+    child
+}
+
 fn has_cap_sys_ptrace(pid: u32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let eff = status
