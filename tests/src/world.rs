@@ -498,6 +498,23 @@ impl World {
             .collect()
     }
 
+    /// Waits (10 s at most) for an audit line `pred` accepts and returns
+    /// it. The helper writes an event after the change it records (the
+    /// state saved, the account gone), so a test that saw the change waits
+    /// for the line rather than reading the trail at once.
+    pub fn wait_audit(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = None;
+        wait_until(Duration::from_secs(10), what, || {
+            found = self.audit().into_iter().find(|e| pred(e));
+            found.is_some()
+        });
+        found.expect("found")
+    }
+
     /// Starts `ssh user@127.0.0.1 sleep 120` with `password` in the
     /// background and waits until the helper counts `sessions` sessions.
     pub fn hold_session(&self, user: &str, password: &str, sessions: usize) -> Child {

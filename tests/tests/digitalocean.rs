@@ -456,7 +456,7 @@ sandbox_test! {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with(&format!("codext3:{}:p", s.droplet))));
         wait_until(Duration::from_secs(30), "the expired puzzle's tags to go", || s.look() == before);
-        assert!(s.w.audit().iter().any(|e| e["event"] == "expire" && e["phase"] == "pending"));
+        s.w.wait_audit("the expire event", |e| e["event"] == "expire" && e["phase"] == "pending");
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());
         s.emu.assert_no_violations();
         assert_no_root_connections(&s.emu);

@@ -94,7 +94,7 @@ sandbox_test! {
         let status = stdout(&World::helper_cli(&["status"]));
         eprintln!("{status}");
         assert!(status.contains(&format!("quarantined uid {}", a.uid)) && status.contains("/tmp/stuck"), "{status}");
-        assert!(w.audit().iter().any(|e| e["event"] == "quarantine" && e["uid"] == a.uid));
+        w.wait_audit("the quarantine event", |e| e["event"] == "quarantine" && e["uid"] == a.uid);
         // Wrap the range twice: only the two other uids come out.
         let mut seen = Vec::new();
         for _ in 0..4 {

@@ -57,7 +57,7 @@ sandbox_test! {
         let w = World::with_config("[ttl]\npuzzle = \"2s\"\n[limits]\nreaper_interval = \"1s\"\n");
         let (user, _) = w.issue();
         wait_state_empty(&w, Duration::from_secs(15));
-        assert!(events(&w, "expire").iter().any(|e| e["user"] == user.as_str() && e["phase"] == "pending"));
+        w.wait_audit("the expire event", |e| e["event"] == "expire" && e["user"] == user.as_str() && e["phase"] == "pending");
         assert!(!resolves(&user));
     }
 }
@@ -69,7 +69,7 @@ sandbox_test! {
         assert!(resolves(&a.user));
         wait_state_empty(&w, Duration::from_secs(15));
         assert!(!resolves(&a.user), "the record outlived the armed time limit");
-        assert!(events(&w, "expire").iter().any(|e| e["user"] == a.user.as_str() && e["phase"] == "armed"));
+        w.wait_audit("the expire event", |e| e["event"] == "expire" && e["user"] == a.user.as_str() && e["phase"] == "armed");
         assert!(!w.ssh_password(&a.user, &a.password, "true").status.success());
     }
 }
@@ -83,7 +83,7 @@ sandbox_test! {
         // The ssh client saw its session end.
         let status = session.wait().unwrap();
         assert!(!status.success());
-        assert!(events(&w, "expire").iter().any(|e| e["user"] == a.user.as_str() && e["phase"] == "active"));
+        w.wait_audit("the expire event", |e| e["event"] == "expire" && e["user"] == a.user.as_str() && e["phase"] == "active");
     }
 }
 
@@ -126,7 +126,7 @@ sandbox_test! {
         w.wait_removed(&a.user, a.uid);
         wait_state_empty(&w, Duration::from_secs(10));
         assert_zero_orphans(&w);
-        assert!(events(&w, "orphan").iter().any(|e| e["user"] == a.user.as_str()));
+        w.wait_audit("the orphan event", |e| e["event"] == "orphan" && e["user"] == a.user.as_str());
         assert_eq!(shadow_checks(), baseline);
     }
 }
@@ -148,7 +148,7 @@ sandbox_test! {
         assert!(took < Duration::from_secs(30), "took {took:?}");
         eprintln!("monitor killed -> account removed in {took:?}");
         let _ = session.wait();
-        assert!(events(&w, "session_lost").iter().any(|e| e["user"] == a.user.as_str()));
+        w.wait_audit("the session_lost event", |e| e["event"] == "session_lost" && e["user"] == a.user.as_str());
     }
 }
 
@@ -217,6 +217,7 @@ sandbox_test! {
         assert_zero_orphans(&w);
         assert_eq!(shadow_checks(), baseline);
         assert_eq!(events(&w, "create").len(), 100);
+        wait_until(Duration::from_secs(10), "a remove event for each", || events(&w, "remove").len() >= 100);
         assert_eq!(events(&w, "remove").len(), 100);
         let ok = std::process::Command::new(codext_tests::bin("codext-helper")).args(["audit", "verify"]).output().unwrap();
         assert!(ok.status.success());
@@ -277,7 +278,7 @@ sandbox_test! {
         let a = w.arm();
         let out = w.login(&a.puzzle, &["true"]);
         assert!(!out.status.success(), "logged in without a home");
-        assert!(events(&w, "create").iter().any(|e| e["user"] == a.user.as_str() && e["result"] == "failed"));
+        w.wait_audit("the create event", |e| e["event"] == "create" && e["user"] == a.user.as_str() && e["result"] == "failed");
         wait_state_empty(&w, Duration::from_secs(20));
         assert!(!in_passwd(&a.user), "the half-made account was left behind");
         assert_zero_orphans(&w);

@@ -230,7 +230,7 @@ sandbox_test! {
         assert!(connected["seconds_left"].as_u64().is_some_and(|s| s <= 8), "the agent keeps the key no longer than the grant: {connected}");
         ok(&agent(&w, "ssh", &["codext-web1", "true"]), "a command within the grant");
         w.wait_removed(&a.user, a.uid);
-        assert!(w.audit().iter().any(|e| e["event"] == "expire" && e["user"] == a.user.as_str() && e["phase"] == "active"));
+        w.wait_audit("the expire event", |e| e["event"] == "expire" && e["user"] == a.user.as_str() && e["phase"] == "active");
         assert!(!agent(&w, "ssh", &["codext-web1", "true"]).status.success(), "a key login after the grant");
     }
 }

@@ -242,7 +242,7 @@ sandbox_test! {
         assert!(processes_of(a.uid).is_empty());
         assert!(!std::path::Path::new(&format!("/home/{}", a.user)).exists());
         assert_eq!(shadow_checks(), baseline);
-        assert!(w.audit().iter().any(|e| e["event"] == "repair" && e["user"] == a.user.as_str()));
+        w.wait_audit("the repair event", |e| e["event"] == "repair" && e["user"] == a.user.as_str());
     }
 }
 
@@ -343,6 +343,8 @@ sandbox_test! {
         let passwd_after = std::fs::read_to_string("/etc/passwd").unwrap();
         assert!(passwd_after.lines().count() + 1 >= String::from_utf8_lossy(&passwd_before).lines().count());
         assert!(passwd_after.contains("root:"));
+        // Removed clean: no quarantine follows an "ok".
+        w.wait_audit("the remove event", |e| e["event"] == "remove" && e["user"] == a.user.as_str() && e["result"] == "ok");
         assert!(!w.audit().iter().any(|e| e["event"] == "quarantine"));
         assert_fresh_login_works(&w);
     }
@@ -363,7 +365,7 @@ sandbox_test! {
         let list = String::from_utf8_lossy(&World::helper_cli(&["quarantine", "list"]).stdout).into_owned();
         eprintln!("{list}");
         assert!(list.contains(&format!("uid {}", a.uid)) && list.contains("/tmp/other/kept"), "{list}");
-        assert!(w.audit().iter().any(|e| e["event"] == "remove" && e["result"] == "incomplete"));
+        w.wait_audit("the remove event", |e| e["event"] == "remove" && e["result"] == "incomplete");
         assert!(w.audit().iter().any(|e| e["event"] == "quarantine" && e["uid"] == a.uid));
         assert_eq!(doctor_quarantine(), ("warn".to_owned(), true), "doctor names the quarantined uid");
         // The other uid is handed out, then nothing: the quarantined one never.
