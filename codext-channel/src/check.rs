@@ -110,6 +110,16 @@ pub fn run(target: &Target, token: &Zeroizing<String>) -> Vec<Probe> {
             format!("{} keys in the account", k.len())
         }),
     });
+    probes.push(Probe {
+        scope: "tag:read",
+        call: "GET /v2/tags".into(),
+        outcome: outcome(client.list_tags(), |t| {
+            format!(
+                "{} tags in the account (read to find puzzle tags a crash left behind)",
+                t.len()
+            )
+        }),
+    });
     for (scope, call, why) in [
         (
             "tag:create",

@@ -1,10 +1,12 @@
 //! One pass of the channel over its droplet.
 //!
 //! Each pass reads the droplet once (`GET /v2/droplets/{id}`: one call
-//! serves every pending puzzle, answer and request on it) and then:
+//! serves every answer and request on it) and then:
 //! * publishes new puzzles (asked of the helper with `next`) as chunk tags,
-//!   in channel format v3 ([`codext_core::tags3`]), or in v2 for a key whose
-//!   last request came in v2 tags (agents of the previous release);
+//!   in channel format v3 ([`codext_core::tags3`]: tags of the account,
+//!   created but attached to nothing, which the agent reads in the
+//!   account's tag listing), or in v2 for a key whose last request came in
+//!   v2 tags (agents of the previous release: attached to the droplet);
 //! * hands every answer tag of its namespaces to the helper (`answer`); for
 //!   a v2 answer the channel attaches the ready tag so the agent knows it
 //!   may log in (a v3 agent waits for its answer and its puzzle's chunks to
@@ -17,7 +19,10 @@
 //!   provably its own (droplet ids are unique), so it is deleted
 //!   account-wide (`DELETE /v2/tags/{tag}`); a codext tag of another
 //!   namespace attached to this droplet (v1, or another droplet's) is only
-//!   detached from this droplet (`DELETE /v2/tags/{tag}/resources`).
+//!   detached from this droplet (`DELETE /v2/tags/{tag}/resources`). The
+//!   v3 chunk tags it created are deleted by name once their puzzle no
+//!   longer waits; what a crash left of them is found by reading the
+//!   account's tag listing when the channel starts and every hour.
 //!
 //! codext never renames the droplet: tags are a set several agents can add
 //! to at once without losing anything.
@@ -54,6 +59,10 @@ const PARALLEL: usize = 8;
 const MAX_PUBLISH: usize = 16;
 /// How long a key's v2 request decides the format of its puzzles.
 const V2_MEMORY: Duration = Duration::from_secs(3600);
+/// How often the account's tags are read for chunk tags of this droplet
+/// that nothing live stands behind (a crash between creating and deleting
+/// them); also at the first pass.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// The channel's state between passes.
 #[derive(Debug)]
@@ -67,6 +76,11 @@ pub struct Pass {
     /// Keys (fingerprint prefixes) whose last request came in v2 tags,
     /// with when: their puzzles go out in v2.
     v2_keys: Vec<(Duration, [u8; 16])>,
+    /// The v3 chunk tags created and not yet deleted, by the puzzle id's
+    /// first 8 hex (the id `live` reports).
+    published: Vec<(String, Vec<String>)>,
+    /// When the account's tags were last swept (`None`: not yet).
+    swept: Option<Duration>,
 }
 
 /// Runs `f` on every item, up to [`PARALLEL`] at once; the first error.
@@ -124,6 +138,8 @@ impl Pass {
             keys: None,
             found: Vec::new(),
             v2_keys: Vec::new(),
+            published: Vec::new(),
+            swept: None,
         }
     }
 
@@ -183,10 +199,28 @@ impl Pass {
             (Vec::new(), Vec::new())
         };
         delete.extend(handled.iter());
+        // The chunk tags of puzzles that no longer wait.
+        let spent: Vec<String> = match complete {
+            true => self
+                .published
+                .iter()
+                .filter(|(id, _)| !puzzles.contains(id))
+                .flat_map(|(_, names)| names.iter().cloned())
+                .collect(),
+            false => Vec::new(),
+        };
+        delete.extend(spent.iter());
         each(&detach, |raw| {
             Ok(self.client.untag_droplet(raw, self.droplet)?)
         })?;
         each(&delete, |raw| Ok(self.client.delete_tag(raw)?))?;
+        if complete {
+            self.published.retain(|(id, _)| puzzles.contains(id));
+            if let Err(e) = self.sweep(&puzzles) {
+                // Tried again at the next sweep; publishing does not need it.
+                eprintln!("codext-channel: reading the account's tags for stale chunk tags: {e}");
+            }
+        }
         // A v2 ready notice stays until its user logged in: that needs a
         // pass to remove it. v3 leaves nothing behind an armed user.
         let ready_up = droplet
@@ -197,6 +231,31 @@ impl Pass {
             happened,
             in_flight: !puzzles.is_empty() || ready_up,
         })
+    }
+
+    /// At the first pass and every [`SWEEP_EVERY`]: reads the account's
+    /// tags and deletes the v3 chunk tags of this droplet no live puzzle
+    /// stands behind and this channel is not tracking (what a crash or a
+    /// failed deletion left). One listing call per 200 tags of the account.
+    fn sweep(&mut self, puzzles: &[String]) -> Result<()> {
+        let now = self.client.clock().now();
+        if self
+            .swept
+            .is_some_and(|t| now.saturating_sub(t) < SWEEP_EVERY)
+        {
+            return Ok(());
+        }
+        self.swept = Some(now);
+        let names = self.client.list_tags()?;
+        let stale: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                self.space3
+                    .puzzle_tag_id(n)
+                    .is_some_and(|id| !puzzles.contains(&hex(&id)))
+            })
+            .collect();
+        each(&stale, |raw| Ok(self.client.delete_tag(raw)?))
     }
 
     /// Remembers in which format a key last asked.
@@ -215,7 +274,7 @@ impl Pass {
     }
 
     /// Publishes what waits; returns how many puzzles.
-    fn publish(&self, link: &mut Link) -> Result<usize> {
+    fn publish(&mut self, link: &mut Link) -> Result<usize> {
         for n in 0..MAX_PUBLISH {
             let r = link.call(&ChannelRequest::Next {})?;
             let Reply::Next { puzzle } = r else {
@@ -245,8 +304,11 @@ impl Pass {
                         "next: a puzzle text that is not a cdx1 envelope".into(),
                     ));
                 }
+                // Tracked before they exist: whatever part of them a
+                // failure leaves is deleted once the puzzle no longer waits.
+                self.published.push((p.id[..8].to_owned(), tags.clone()));
                 each(&tags, |tag| {
-                    // base64url is not case-free: attach only a tag the API
+                    // base64url is not case-free: publish only a tag the API
                     // reports under exactly the name sent (tags3 docs).
                     let canonical = self.client.create_tag(tag)?;
                     if canonical != *tag {
@@ -254,7 +316,7 @@ impl Pass {
                             "the API reports the new tag {tag} as {canonical}: a tag of that name in another capitalization exists"
                         )));
                     }
-                    Ok(self.client.tag_droplet(tag, self.droplet)?)
+                    Ok(())
                 })?;
             }
             let r = link.call(&ChannelRequest::Published {

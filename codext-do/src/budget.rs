@@ -9,7 +9,10 @@
 //! * the *base*: `busy` while a login is in flight (a puzzle out, a user
 //!   armed); otherwise the *fleet pace* (below), at least `idle`, and for
 //!   `hot_for` after anything happened (a request, an answer, a
-//!   publication) a tenth of the fleet pace, at least `busy`;
+//!   publication) a tenth of the fleet pace, at least `busy` — unless the
+//!   login that happened was announced by a wake (below): an agent that
+//!   knocks knocks again next time, and the hot tail is for those that do
+//!   not;
 //! * the *fleet pace*: the poller estimates how many pollers share the
 //!   token ([`fleet_size`]: the token's spending, every poller's calls
 //!   together, against its own) and paces itself so that the whole fleet
@@ -259,6 +262,10 @@ pub struct Pacing {
     wakes: (f64, Option<Duration>),
     /// The pass under way was started by a wake.
     woken: bool,
+    /// The last login began with a wake (no hot tail after it).
+    knocked: bool,
+    /// The last pass saw a login in flight.
+    was_in_flight: bool,
     /// The last budget seen (for the wake bucket's refill).
     last_budget: Option<Budget>,
     /// The first pass.
@@ -279,6 +286,8 @@ impl Pacing {
             fleet: 1.0,
             wakes: (WAKE_BURST, None),
             woken: false,
+            knocked: false,
+            was_in_flight: false,
             last_budget: None,
             started: None,
         }
@@ -362,7 +371,12 @@ impl Pacing {
         if std::mem::take(&mut self.woken) && activity.happened {
             // An agent's knock: it does not count against the bucket.
             self.wakes.0 = (self.wakes.0 + 1.0).min(WAKE_BURST);
+            self.knocked = true;
+        } else if activity.happened && !self.was_in_flight {
+            // A login found by polling: its agent does not knock.
+            self.knocked = false;
         }
+        self.was_in_flight = activity.in_flight;
         self.calls_per_pass = 0.8 * self.calls_per_pass + 0.2 * cost as f64;
         self.spent.push_back((now, cost));
         while self
@@ -380,8 +394,9 @@ impl Pacing {
         let urgent = since.is_some_and(|d| d < FLIGHT_WINDOW.min(self.policy.hot_for));
         let mode = match (activity.in_flight, recent, urgent) {
             (true, _, true) => Mode::Flight,
-            (true, _, false) | (false, true, _) => Mode::Hot,
-            (false, false, _) => Mode::Idle,
+            (true, _, false) => Mode::Hot,
+            (false, true, _) if !self.knocked => Mode::Hot,
+            (false, _, _) => Mode::Idle,
         };
         if let Some(b) = budget {
             self.seen.push_back((now, b.remaining));
@@ -594,6 +609,37 @@ mod tests {
         pacing.after_pass(s(0), 0, 2500, Activity::default(), budget(5000));
         assert!(pacing.after_pass(s(1), 0, 1, flight, budget(5000)) > s(1));
         assert_eq!(pacing.after_pass(s(3700), 0, 1, flight, budget(5000)), s(1));
+    }
+
+    #[test]
+    fn given_a_login_announced_by_a_knock_then_no_hot_tail_after_it_and_after_a_polled_login_one() {
+        let s = Duration::from_secs;
+        let flight = Activity {
+            happened: true,
+            in_flight: true,
+        };
+        let armed = Activity {
+            happened: true,
+            in_flight: false,
+        };
+        let quiet = Activity::default();
+        // Found by polling: the request, then the answer; afterwards the
+        // hot tail (a tenth of the fleet pace, at least busy).
+        let mut pacing = Pacing::new(policy());
+        assert_eq!(pacing.after_pass(s(0), 0, 8, flight, budget(4990)), s(1));
+        assert_eq!(pacing.after_pass(s(2), 0, 8, armed, budget(4980)), s(1));
+        let hot = pacing.after_pass(s(3), 0, 1, quiet, budget(4979));
+        assert!(hot < s(5), "{hot:?}");
+        // Announced by a knock: back to the idle pace once the user is armed.
+        let mut pacing = Pacing::new(policy());
+        assert!(pacing.wake(s(0)));
+        assert_eq!(pacing.after_pass(s(1), 0, 8, flight, budget(4990)), s(1));
+        near(pacing.after_pass(s(3), 0, 8, armed, budget(4980)), s(15));
+        near(pacing.after_pass(s(18), 0, 1, quiet, budget(4979)), s(15));
+        // The next login found by polling brings the hot tail back.
+        assert_eq!(pacing.after_pass(s(33), 0, 8, flight, budget(4970)), s(1));
+        assert_eq!(pacing.after_pass(s(35), 0, 8, armed, budget(4960)), s(1));
+        assert!(pacing.after_pass(s(36), 0, 1, quiet, budget(4959)) < s(5));
     }
 
     #[test]

@@ -23,7 +23,8 @@
 
 use crate::clock::{self, SharedClock};
 use crate::models::{
-    parse_created_key, parse_droplet, parse_error, parse_keys_page, parse_tag_name, Droplet, SshKey,
+    parse_created_key, parse_droplet, parse_error, parse_keys_page, parse_tag_name,
+    parse_tags_page, Droplet, SshKey,
 };
 use crate::pacing::{ceil_secs, Limits, Pacer};
 use codext_core::tags::is_valid_tag;
@@ -46,6 +47,8 @@ pub const MAX_RETRIES: u32 = 3;
 const MAX_RATE_RETRIES: u32 = 5;
 /// Pages of keys followed at most (200 keys a page).
 const MAX_PAGES: usize = 1000;
+/// Tags a page of `GET /v2/tags` (the API's most).
+const TAGS_PER_PAGE: u32 = 200;
 /// Longest error body quoted in an error.
 const MAX_QUOTED: usize = 200;
 
@@ -301,21 +304,39 @@ impl Client {
         self.tag_droplet(&canonical, droplet)
     }
 
-    /// `GET /v2/account/keys`, every page. Pages follow `links.pages.next`
-    /// as given, but only on the API's own origin; each page is one of the
-    /// 10 listings a minute, so consecutive pages are spaced.
+    /// `GET /v2/account/keys`, every page. Each page is one of the 10
+    /// listings a minute, so consecutive pages are spaced.
     pub fn list_keys(&self) -> Result<Vec<SshKey>> {
-        let mut url = format!(
+        let url = format!(
             "{}/v2/account/keys?per_page={}",
             self.api_url, self.keys_per_page
         );
-        let mut keys = Vec::new();
+        self.every_page(url, true, "SSH keys", parse_keys_page)
+    }
+
+    /// `GET /v2/tags`, every page (200 tags a page): the names of every
+    /// tag of the account, attached to something or not.
+    pub fn list_tags(&self) -> Result<Vec<String>> {
+        let url = format!("{}/v2/tags?per_page={}", self.api_url, TAGS_PER_PAGE);
+        self.every_page(url, false, "tags", parse_tags_page)
+    }
+
+    /// Every page of a listing from `url`. Pages follow `links.pages.next`
+    /// as given, but only on the API's own origin.
+    fn every_page<T>(
+        &self,
+        mut url: String,
+        keys: bool,
+        what: &str,
+        parse: impl Fn(&str) -> Option<(Vec<T>, Option<String>)>,
+    ) -> Result<Vec<T>> {
+        let mut items = Vec::new();
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
-            let (page, next) = self.call_json("GET", &url, None, true, parse_keys_page)?;
-            keys.extend(page);
+            let (page, next) = self.call_json("GET", &url, None, keys, &parse)?;
+            items.extend(page);
             let Some(next) = next else {
-                return Ok(keys);
+                return Ok(items);
             };
             if self.origin.is_none() || origin_of(&next) != self.origin {
                 return Err(Error::ApiFormat(format!(
@@ -332,7 +353,7 @@ impl Client {
             url = next;
         }
         Err(Error::ApiFormat(format!(
-            "more than {MAX_PAGES} pages of SSH keys"
+            "more than {MAX_PAGES} pages of {what}"
         )))
     }
 

@@ -70,6 +70,13 @@ struct KeysPage {
 }
 
 #[derive(Deserialize)]
+struct TagsPage {
+    tags: Vec<TagModel>,
+    #[serde(default)]
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
 struct Links {
     #[serde(default)]
     pages: Option<Pages>,
@@ -132,6 +139,13 @@ pub fn parse_keys_page(body: &str) -> Option<(Vec<SshKey>, Option<String>)> {
     let page = serde_json::from_str::<KeysPage>(body).ok()?;
     let next = page.links.and_then(|l| l.pages).and_then(|p| p.next);
     Some((page.ssh_keys, next))
+}
+
+/// One page of `GET /v2/tags`: the tags' names and the next page's URL.
+pub fn parse_tags_page(body: &str) -> Option<(Vec<String>, Option<String>)> {
+    let page = serde_json::from_str::<TagsPage>(body).ok()?;
+    let next = page.links.and_then(|l| l.pages).and_then(|p| p.next);
+    Some((page.tags.into_iter().map(|t| t.name).collect(), next))
 }
 
 /// The tag name in the body of `POST /v2/tags`.

@@ -744,7 +744,7 @@ fn digitalocean_check(r: &mut Report, cfg: &Config) {
         ),
         Ok(_) => r.ok(
             "digitalocean",
-            format!("{} is root's, 0600 (codext-channel.service reads it with LoadCredential=); the token needs droplet:read, tag:create, tag:delete, ssh_key:read", path.display()),
+            format!("{} is root's, 0600 (codext-channel.service reads it with LoadCredential=); the token needs droplet:read, tag:read, tag:create, tag:delete, ssh_key:read", path.display()),
         ),
     }
     let token = match std::fs::symlink_metadata(path) {

@@ -422,11 +422,11 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let access = api.access();
             let c = digitalocean::client(&access)?;
-            let (text, _, _) = {
+            let fetched = {
                 let (agent, server) = keys.load()?;
                 digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
             };
-            println!("{text}");
+            println!("{}", fetched.text);
             Ok(0)
         }
         Command::Droplet { droplet, api } => {
@@ -465,7 +465,12 @@ fn run(cli: Cli) -> Result<i32> {
                 access.knock = digitalocean::Knock::Ssh(port);
             }
             let c = digitalocean::client(&access)?;
-            let (_, opened, format) = {
+            let digitalocean::Fetched {
+                opened,
+                format,
+                address,
+                ..
+            } = {
                 let (agent, server) = keys.load()?;
                 digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
             };
@@ -474,10 +479,7 @@ fn run(cli: Cli) -> Result<i32> {
                 opened.content.user
             );
             digitalocean::answer(&c, droplet, &opened.answer, format)?;
-            let d = digitalocean::wait_ready(&c, &access, droplet, &opened, format)?;
-            let host = d.public_ipv4.ok_or_else(|| {
-                ClientError::Host(format!("droplet {droplet} has no public IPv4 address"))
-            })?;
+            let host = digitalocean::wait_ready(&c, &access, droplet, &opened, format, address)?;
             eprintln!(
                 "codext: {} is armed; ssh to {host} ({} API calls)",
                 opened.content.user,

@@ -21,8 +21,13 @@
 //! `codext_core::tags`, are read too, and answered in v2): every tag the
 //! agent writes or reads names the droplet it is for, so agents of two
 //! servers in one account never see each other's requests, puzzles or
-//! answers. A v3 answer is accepted when the server has removed it and
-//! the puzzle's chunks; a v2 one when its ready tag appears.
+//! answers. The agent attaches its request and its answer to the droplet
+//! (the server reads only the droplet); a v3 puzzle's chunk tags are
+//! attached to nothing, so the agent reads them, and its answer's removal,
+//! in the account's tag listing (`GET /v2/tags`: one call per 200 tags of
+//! the account). A v3 answer is accepted when the server has removed it
+//! and the puzzle's chunks; a v2 one when its ready tag appears on the
+//! droplet.
 
 use crate::error::{ClientError, Result};
 use codext_core::secret_file::{read_secret, Owner};
@@ -30,7 +35,7 @@ use codext_core::tags::Space;
 use codext_core::tags3::Space3;
 use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
 use codext_do::budget::{Activity, Pacing, Policy};
-use codext_do::{ApiConfig, Client, Droplet};
+use codext_do::{ApiConfig, Client};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -81,6 +86,13 @@ impl std::fmt::Debug for Knock {
 pub const RESERVE: u64 = 250;
 /// Longest back-off of a long wait.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// The first read after posting a request comes this many `interval`s
+/// later, after posting an answer [`ANSWER_WAIT`] (measured against the
+/// emulator at 150–250 ms a call: sooner reads mostly found nothing yet and
+/// cost a call each).
+pub const REQUEST_WAIT: f64 = 2.0;
+/// See [`REQUEST_WAIT`].
+pub const ANSWER_WAIT: f64 = 1.5;
 /// Share of the agent token's hourly budget its waits may spend.
 pub const SHARE: f64 = 0.5;
 
@@ -116,6 +128,11 @@ impl Waits {
     /// Sleeps the pause the budget allows after the calls made since the
     /// last pause.
     pub fn pause(&mut self, c: &Client) {
+        self.pause_at_least(c, Duration::ZERO);
+    }
+
+    /// Like [`Waits::pause`], at least `min`.
+    pub fn pause_at_least(&mut self, c: &Client, min: Duration) {
         let clock = c.clock();
         let cost = c.calls().saturating_sub(self.calls);
         let d = self.pacing.after_pass(
@@ -129,7 +146,7 @@ impl Waits {
             c.budget(),
         );
         let backoff = (self.elapsed(c) / 10).min(BACKOFF_MAX);
-        clock.sleep(d.max(backoff));
+        clock.sleep(d.max(backoff).max(min));
         self.calls = c.calls();
     }
 }
@@ -180,6 +197,20 @@ pub enum Format {
     V3,
 }
 
+/// A puzzle fetched from the channel.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Its text form.
+    pub text: String,
+    /// Opened with the agent's key.
+    pub opened: OpenedPuzzle,
+    /// The format its answer goes out in.
+    pub format: Format,
+    /// The droplet's public IPv4 address, if it was read on the way (for
+    /// the knock).
+    pub address: Option<String>,
+}
+
 /// Asks the server for a puzzle for `public` (a v3 request tag on the
 /// droplet).
 pub fn request(c: &Client, droplet: u64, public: &PublicKey) -> Result<()> {
@@ -196,26 +227,10 @@ fn progress(what: &str, droplet: u64, elapsed: Duration) {
     );
 }
 
-/// Polls the droplet until a puzzle for `agent` appears that opens with the
-/// pinned `server` key; returns it with its text.
-pub fn wait_puzzle(
-    c: &Client,
-    access: &Access,
-    droplet: u64,
-    agent: &PrivateKey,
-    server: &PublicKey,
-) -> Result<(String, OpenedPuzzle, Format)> {
-    wait_puzzle_with(
-        c,
-        access,
-        droplet,
-        agent,
-        server,
-        &mut Waits::new(c, access),
-    )
-}
-
-fn wait_puzzle_with(
+/// Reads the account's tags until a puzzle of `droplet` for `agent`
+/// appears that opens with the pinned `server` key; returns it with its
+/// text and format.
+fn wait_puzzle(
     c: &Client,
     access: &Access,
     droplet: u64,
@@ -226,14 +241,16 @@ fn wait_puzzle_with(
     let mine = agent.public("")?.fingerprint();
     let mut refused = std::collections::HashSet::new();
     loop {
-        let d = c.droplet(droplet)?;
+        // v3 chunks are attached to nothing, v2 ones to the droplet: the
+        // account's listing holds both.
+        let tags = c.list_tags()?;
         let found = Space3::new(droplet)
-            .collect_puzzles(&d.tags)
+            .collect_puzzles(&tags)
             .into_iter()
             .map(|t| (t, Format::V3))
             .chain(
                 Space::new(droplet)
-                    .collect_puzzles(&d.tags)
+                    .collect_puzzles(&tags)
                     .into_iter()
                     .map(|t| (t, Format::V2)),
             );
@@ -316,29 +333,46 @@ pub fn answer(
 }
 
 /// Polls until the server has taken the answer to `opened` (v3: the
-/// answer and the puzzle's chunks are gone; v2: the ready tag is up), the
-/// first read one pause after the answer was posted; returns the droplet
-/// as last seen (for its address).
+/// answer and the puzzle's chunks are gone from the account's tags; v2:
+/// the ready tag is up on the droplet), the first read one pause after the
+/// answer was posted; returns the droplet's public IPv4 address (`address`
+/// when it is already known, else read from the droplet).
 pub fn wait_ready(
     c: &Client,
     access: &Access,
     droplet: u64,
     opened: &OpenedPuzzle,
     format: Format,
-) -> Result<Droplet> {
+    mut address: Option<String>,
+) -> Result<String> {
     let user = &opened.content.user;
     let mut waits = Waits::new(c, access);
+    // The server sees the answer at its next poll (a login in flight polls
+    // every second), then reads and deletes: a read sooner than this
+    // mostly comes too early.
+    let mut first = access.interval.mul_f64(ANSWER_WAIT);
     loop {
-        waits.pause(c);
-        let d = c.droplet(droplet)?;
+        waits.pause_at_least(c, std::mem::take(&mut first));
         let ready = match format {
-            Format::V3 => {
-                Space3::new(droplet).accepted(&d.tags, &opened.answer, &opened.content.puzzle_id)
+            Format::V3 => Space3::new(droplet).accepted(
+                &c.list_tags()?,
+                &opened.answer,
+                &opened.content.puzzle_id,
+            ),
+            Format::V2 => {
+                let d = c.droplet(droplet)?;
+                address = d.public_ipv4;
+                Space::new(droplet).is_ready(&d.tags, user)
             }
-            Format::V2 => Space::new(droplet).is_ready(&d.tags, user),
         };
         if ready {
-            return Ok(d);
+            let address = match address {
+                Some(a) => Some(a),
+                None => c.droplet(droplet)?.public_ipv4,
+            };
+            return address.ok_or_else(|| {
+                ClientError::Host(format!("droplet {droplet} has no public IPv4 address"))
+            });
         }
         if waits.elapsed(c) > access.timeout {
             return Err(ClientError::Other(format!(
@@ -361,13 +395,14 @@ pub fn fetch_puzzle(
     agent: &PrivateKey,
     server: &PublicKey,
     ask: bool,
-) -> Result<(String, OpenedPuzzle, Format)> {
+) -> Result<Fetched> {
     let mut waits = Waits::new(c, access);
+    let mut address = None;
     if ask {
         // The droplet's address, to knock at: one read, made while the
         // request is posted.
         let public = agent.public("")?;
-        let (address, posted) = std::thread::scope(|s| {
+        let (read, posted) = std::thread::scope(|s| {
             let address = match access.knock {
                 Knock::Off => None,
                 _ => Some(s.spawn(|| c.droplet(droplet))),
@@ -381,22 +416,31 @@ pub fn fetch_puzzle(
             (address, posted)
         });
         posted?;
-        let address = match address {
+        address = match read {
             Some(d) => d?.public_ipv4,
             None => None,
         };
-        match (&access.knock, address) {
+        match (&access.knock, &address) {
             (Knock::Ssh(port), Some(host)) => {
                 // The knock runs in the background; a failure to start it
                 // only means the server finds the request later.
-                if let Err(e) = crate::ssh::knock(&host, *port) {
+                if let Err(e) = crate::ssh::knock(host, *port) {
                     eprintln!("codext: {e}");
                 }
             }
             (Knock::Call(f), _) => f(),
             _ => {}
         }
-        waits.pause(c);
+        // The server, woken, reads the droplet, has the helper issue the
+        // puzzle and publishes it: a read sooner than this mostly comes
+        // too early.
+        waits.pause_at_least(c, access.interval.mul_f64(REQUEST_WAIT));
     }
-    wait_puzzle_with(c, access, droplet, agent, server, &mut waits)
+    let (text, opened, format) = wait_puzzle(c, access, droplet, agent, server, &mut waits)?;
+    Ok(Fetched {
+        text,
+        opened,
+        format,
+        address,
+    })
 }

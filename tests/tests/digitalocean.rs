@@ -184,7 +184,9 @@ impl Setup {
     }
 
     /// The droplet's name and tags (as a set: the API lists them in no order).
-    fn look(&self) -> (String, BTreeSet<String>) {
+    /// The droplet's name, its tags, and the codext tags of the whole
+    /// account (v3 puzzle chunks are attached to nothing).
+    fn look(&self) -> (String, BTreeSet<String>, BTreeSet<String>) {
         let d = self.emu.droplet(self.droplet).unwrap();
         let tags = d["tags"]
             .as_array()
@@ -192,7 +194,13 @@ impl Setup {
             .iter()
             .map(|t| t.as_str().unwrap().to_owned())
             .collect();
-        (d["name"].as_str().unwrap().to_owned(), tags)
+        let account = self
+            .emu
+            .tags()
+            .into_iter()
+            .filter(|t| t.to_ascii_lowercase().starts_with("codext"))
+            .collect();
+        (d["name"].as_str().unwrap().to_owned(), tags, account)
     }
 
     fn calls(&self, token: &str) -> Vec<String> {
@@ -204,7 +212,7 @@ impl Setup {
             .collect()
     }
 
-    fn wait_neutral(&self, before: &(String, BTreeSet<String>)) {
+    fn wait_neutral(&self, before: &(String, BTreeSet<String>, BTreeSet<String>)) {
         wait_until(
             Duration::from_secs(60),
             "the droplet's tags to be neutral again",
@@ -454,12 +462,43 @@ sandbox_test! {
         let before = s.look();
         let out = World::helper_cli(&["issue", "--client-key", "/home/agent/agent.key.pub", "--channel", "digitalocean", "--ttl", "4s"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().1.iter().any(|t| t.starts_with(&format!("codext3:{}:p", s.droplet))));
+        // Published in the account, attached to nothing.
+        wait_until(Duration::from_secs(20), "the puzzle tags", || s.look().2.iter().any(|t| t.starts_with(&format!("codext3:{}:p", s.droplet))));
+        assert_eq!(s.look().1, before.1, "a v3 puzzle is attached to nothing");
         wait_until(Duration::from_secs(30), "the expired puzzle's tags to go", || s.look() == before);
         s.w.wait_audit("the expire event", |e| e["event"] == "expire" && e["phase"] == "pending");
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());
         s.emu.assert_no_violations();
         assert_no_root_connections(&s.emu);
+    }
+}
+
+sandbox_test! {
+    fn given_chunk_tags_a_crash_left_in_the_account_then_the_channel_deletes_its_own_at_start_and_never_another_droplets() {
+        let mut s = setup("");
+        // The channel "crashed" after creating a puzzle's chunk tags: they
+        // are attached to nothing, and no live puzzle stands behind them.
+        let _ = s.channel.kill();
+        let _ = s.channel.wait();
+        let data = "A".repeat(40);
+        let ours = [format!("codext3:{}:pdeadbeef12:{data}", s.droplet), format!("codext3:{}:pdeadbeef02:{data}", s.droplet)];
+        let theirs = format!("codext3:999:pdeadbeef12:{data}");
+        let request = format!("codext3:{}:q:{}", s.droplet, "ab".repeat(16));
+        for t in ours.iter().chain([&theirs, &request]) {
+            s.emu.add_tag(t);
+        }
+        s.channel = start_channel("/run/codext-channel/helper.sock", "channel");
+        wait_until(Duration::from_secs(30), "the stale chunk tags to go", || {
+            let tags = s.emu.tags();
+            !ours.iter().any(|t| tags.contains(t))
+        });
+        let tags = s.emu.tags();
+        // Another droplet's chunk is not ours to delete; an unattached
+        // request may be an agent's between creating and attaching it.
+        assert!(tags.contains(&theirs) && tags.contains(&request), "{tags:?}");
+        let listings = s.calls(SERVER_TOKEN).iter().filter(|c| c.starts_with("GET /v2/tags ") || c.starts_with("GET /v2/tags?")).count();
+        assert_eq!(listings, 1, "one listing at start: {:?}", s.calls(SERVER_TOKEN));
+        s.emu.assert_no_violations();
     }
 }
 
@@ -693,7 +732,7 @@ sandbox_test! {
     fn given_a_token_missing_a_scope_then_doctor_probes_the_read_calls_as_the_channel_user_and_names_the_missing_one() {
         // A fine-grained token that may read droplets and write tags but
         // not read the account's keys (the allow-list's lookups need it).
-        let s = setup_scoped("", &["prod"], Some(&["droplet:read", "tag:create", "tag:delete"]));
+        let s = setup_scoped("", &["prod"], Some(&["droplet:read", "tag:read", "tag:create", "tag:delete"]));
         // doctor finds codext-channel beside itself (as in /usr/sbin); both
         // copied where the channel user may execute them.
         let helper = format!("{WORK}/bin/codext-helper");
@@ -709,6 +748,8 @@ sandbox_test! {
         let read = check("digitalocean.scope.droplet:read");
         assert_eq!(read["status"], "ok", "{read}");
         assert!(read["detail"].as_str().unwrap().contains(&format!("GET /v2/droplets/{}", s.droplet)), "{read}");
+        let tags = check("digitalocean.scope.tag:read");
+        assert_eq!(tags["status"], "ok", "{tags}");
         let keys = check("digitalocean.scope.ssh_key:read");
         assert_eq!(keys["status"], "fail", "{keys}");
         assert!(keys["detail"].as_str().unwrap().contains("403"), "{keys}");

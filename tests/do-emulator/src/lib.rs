@@ -309,6 +309,12 @@ impl Emulator {
             .collect()
     }
 
+    /// Creates a tag attached to nothing (as `POST /v2/tags` would);
+    /// returns its canonical name.
+    pub fn add_tag(&self, name: &str) -> String {
+        self.shared.lock_state().ensure_tag(name)
+    }
+
     /// The tags of the account (canonical names).
     pub fn tags(&self) -> Vec<String> {
         self.shared

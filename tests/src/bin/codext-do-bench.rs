@@ -71,6 +71,27 @@ fn main() {
         "--token-file".into(),
         "/home/agent/do.token".into(),
     ];
+    // CODEXT_BENCH_TRACE=1: every new line of the helper's, sshd's and
+    // the channel's logs, with the time it was seen, on stderr (the root
+    // file system is read-only in the sandbox).
+    if std::env::var_os("CODEXT_BENCH_TRACE").is_some() {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out = std::io::stderr();
+            let mut seen = [0usize; 3];
+            let t0 = Instant::now();
+            loop {
+                for (i, f) in ["helper.log", "sshd.log", "channel.log"].iter().enumerate() {
+                    let text = std::fs::read_to_string(format!("{WORK}/{f}")).unwrap_or_default();
+                    for l in text.lines().skip(seen[i]) {
+                        let _ = writeln!(out, "{:8.3} {f}: {l}", t0.elapsed().as_secs_f64());
+                        seen[i] += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
     let codext = |args: &[&str]| {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let at = all.iter().position(|a| a == "--").unwrap_or(all.len());
@@ -130,6 +151,16 @@ fn main() {
             "login {i}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if std::env::var_os("CODEXT_BENCH_VERBOSE").is_some() && took > Duration::from_secs(8) {
+            for f in ["helper.log", "sshd.log", "channel.log"] {
+                let text = std::fs::read_to_string(format!("{WORK}/{f}")).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                eprintln!("--- {f} (last lines) ---");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
         if std::env::var_os("CODEXT_BENCH_VERBOSE").is_some() {
             eprintln!(
                 "login {i} ({}) at {:?} took {:.1} s:\n{}",
@@ -145,7 +176,12 @@ fn main() {
                 .droplet(droplet)
                 .and_then(|d| d["tags"].as_array().map(Vec::len))
                 .unwrap_or(0);
-            if tags == 1 && w.state()["users"].as_object().is_some_and(|u| u.is_empty()) {
+            let chunks = emu
+                .tags()
+                .iter()
+                .any(|t| t.to_ascii_lowercase().starts_with("codext"));
+            if tags == 1 && !chunks && w.state()["users"].as_object().is_some_and(|u| u.is_empty())
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));

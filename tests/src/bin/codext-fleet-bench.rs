@@ -470,7 +470,12 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64, knock:
                 }
                 let began = clock.now();
                 let outcome = (|| -> codext::error::Result<String> {
-                    let (_, opened, format) = codext::digitalocean::fetch_puzzle(
+                    let codext::digitalocean::Fetched {
+                        opened,
+                        format,
+                        address,
+                        ..
+                    } = codext::digitalocean::fetch_puzzle(
                         &c,
                         &access,
                         helper.droplet,
@@ -479,7 +484,14 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64, knock:
                         true,
                     )?;
                     codext::digitalocean::answer(&c, helper.droplet, &opened.answer, format)?;
-                    codext::digitalocean::wait_ready(&c, &access, helper.droplet, &opened, format)?;
+                    codext::digitalocean::wait_ready(
+                        &c,
+                        &access,
+                        helper.droplet,
+                        &opened,
+                        format,
+                        address,
+                    )?;
                     Ok(opened.content.user.as_str().to_owned())
                 })();
                 let took = clock.now().saturating_sub(began);
