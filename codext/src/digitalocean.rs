@@ -90,7 +90,7 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(15);
 /// later, after posting an answer [`ANSWER_WAIT`] (measured against the
 /// emulator at 150–250 ms a call: sooner reads mostly found nothing yet and
 /// cost a call each).
-pub const REQUEST_WAIT: f64 = 2.0;
+pub const REQUEST_WAIT: f64 = 1.5;
 /// See [`REQUEST_WAIT`].
 pub const ANSWER_WAIT: f64 = 1.5;
 /// Share of the agent token's hourly budget its waits may spend.

@@ -25,6 +25,7 @@ fn main() {
         .unwrap_or(20);
     let mut cfg = EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN]);
     cfg.latency = (Duration::from_millis(150), Duration::from_millis(250));
+    cfg.log_requests = std::env::var_os("CODEXT_BENCH_TRACE").is_some();
     let emu = Emulator::start(cfg).expect("emulator");
     let droplet = emu.add_droplet("web-1", "127.0.0.1", &["prod"]);
     let fp = std::fs::read_to_string(
