@@ -21,8 +21,12 @@
 //!   namespace attached to this droplet (v1, or another droplet's) is only
 //!   detached from this droplet (`DELETE /v2/tags/{tag}/resources`). The
 //!   v3 chunk tags it created are deleted by name once their puzzle no
-//!   longer waits; what a crash left of them is found by reading the
-//!   account's tag listing when the channel starts and every hour.
+//!   longer waits. Those of a puzzle another channel process published (the
+//!   one before a restart) are found by reading the account's tag listing
+//!   as soon as that puzzle no longer waits; what a crash left of puzzles
+//!   that ended while no channel ran, by a listing at a random time within
+//!   the first hour (a fleet restarted together does not list at once) and
+//!   every hour after.
 //!
 //! codext never renames the droplet: tags are a set several agents can add
 //! to at once without losing anything.
@@ -61,7 +65,7 @@ const MAX_PUBLISH: usize = 16;
 const V2_MEMORY: Duration = Duration::from_secs(3600);
 /// How often the account's tags are read for chunk tags of this droplet
 /// that nothing live stands behind (a crash between creating and deleting
-/// them); also at the first pass.
+/// them); the first time at a random moment within this long of the start.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// The channel's state between passes.
@@ -79,8 +83,12 @@ pub struct Pass {
     /// The v3 chunk tags created and not yet deleted, by the puzzle id's
     /// first 8 hex (the id `live` reports).
     published: Vec<(String, Vec<String>)>,
-    /// When the account's tags were last swept (`None`: not yet).
-    swept: Option<Duration>,
+    /// When the account's tags are next swept (`None`: not chosen yet).
+    next_sweep: Option<Duration>,
+    /// Puzzles seen waiting that this process did not publish (published
+    /// before a restart): their chunk tags are found by a sweep once they
+    /// no longer wait.
+    inherited: Vec<String>,
 }
 
 /// Runs `f` on every item, up to [`PARALLEL`] at once; the first error.
@@ -139,7 +147,8 @@ impl Pass {
             found: Vec::new(),
             v2_keys: Vec::new(),
             published: Vec::new(),
-            swept: None,
+            next_sweep: None,
+            inherited: Vec::new(),
         }
     }
 
@@ -233,19 +242,31 @@ impl Pass {
         })
     }
 
-    /// At the first pass and every [`SWEEP_EVERY`]: reads the account's
-    /// tags and deletes the v3 chunk tags of this droplet no live puzzle
-    /// stands behind and this channel is not tracking (what a crash or a
-    /// failed deletion left). One listing call per 200 tags of the account.
+    /// When due (see [`SWEEP_EVERY`]), or when a puzzle published before a
+    /// restart stopped waiting: reads the account's tags and deletes the
+    /// v3 chunk tags of this droplet no live puzzle stands behind (what a
+    /// crash or a failed deletion left). One listing call per 200 tags of
+    /// the account.
     fn sweep(&mut self, puzzles: &[String]) -> Result<()> {
         let now = self.client.clock().now();
-        if self
-            .swept
-            .is_some_and(|t| now.saturating_sub(t) < SWEEP_EVERY)
-        {
+        let published = &self.published;
+        let ended = self.inherited.iter().any(|id| !puzzles.contains(id));
+        self.inherited.retain(|id| puzzles.contains(id));
+        for id in puzzles {
+            if !published.iter().any(|(p, _)| p == id) && !self.inherited.contains(id) {
+                self.inherited.push(id.clone());
+            }
+        }
+        let due = *self.next_sweep.get_or_insert_with(|| {
+            let r = codext_core::random::bytes::<2>().map_or(0.5, |b| {
+                f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+            });
+            now + SWEEP_EVERY.mul_f64(r)
+        });
+        if !ended && now < due {
             return Ok(());
         }
-        self.swept = Some(now);
+        self.next_sweep = Some(now + SWEEP_EVERY);
         let names = self.client.list_tags()?;
         let stale: Vec<&String> = names
             .iter()
@@ -293,6 +314,8 @@ impl Pass {
                 .ok();
             let v2 = recipient.is_some_and(|r| self.v2_keys.iter().any(|(_, k)| r[..16] == k[..]));
             if v2 {
+                // Attached to the droplet: tidying finds them there.
+                self.published.push((p.id[..8].to_owned(), Vec::new()));
                 let tags = self.space.puzzle_tags(&p.text, &id);
                 each(&tags, |tag| {
                     Ok(self.client.attach_new_tag(tag, self.droplet)?)
