@@ -1,8 +1,10 @@
 //! Channel format **v3**: how puzzles, answers and puzzle requests travel
-//! in DigitalOcean droplet tags with fewer API calls than v2
-//! ([`crate::tags`]). Every chunk tag costs three calls (create, attach,
-//! delete), so v3 carries the same puzzle envelope in fewer tags, and drops
-//! the ready notice:
+//! in DigitalOcean tags with fewer API calls than v2 ([`crate::tags`]).
+//! Requests and answers are attached to the server's droplet; a puzzle's
+//! chunk tags are attached to nothing (the agent reads them in the
+//! account's tag listing), so each costs two calls (create, delete) where
+//! a v2 chunk costs three; v3 also carries the same puzzle envelope in
+//! fewer tags, and drops the ready notice:
 //!
 //! | what | tag |
 //! | --- | --- |
@@ -22,7 +24,7 @@
 //!   holds fresh ciphertext and signature bytes: no tag of that name can
 //!   exist before the server creates it (nobody can know the bytes), and
 //!   the server checks that the API reports back exactly the name it sent
-//!   before attaching it. Everything outside the data (prefix, hex,
+//!   and fails the publication otherwise. Everything outside the data (prefix, hex,
 //!   base-36, answers, requests) is lowercase and read case-insensitively.
 //! * **No ready notice**: the server deletes the answer tag once the helper
 //!   took the answer, and a puzzle's chunk tags once it is no longer
