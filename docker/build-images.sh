@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 TAG=${1:-test}
 DOCKER=${DOCKER:-docker}
 [ "${CODEXT_DEBS_BUILT:-}" = 1 ] || packaging/build-deb.sh
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(sed -n '/^version = "/{s/^version = "\(.*\)"/\1/p;q}' Cargo.toml)
 CTX=$(mktemp -d)
 trap 'rm -rf "$CTX"' EXIT
 cp "target/debian/codext_${version}_amd64.deb" "target/debian/codext-agent_${version}_amd64.deb" \

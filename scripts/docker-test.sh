@@ -150,7 +150,7 @@ took "packages built"
 
 say "images from the packages (docker/build-images.sh): deps stage (cached), server, agent, emulator"
 DOCKER=/usr/bin/docker CODEXT_DEBS_BUILT=1 CODEXT_NEED_EMULATOR=1 docker/build-images.sh test
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(sed -n '/^version = "/{s/^version = "\(.*\)"/\1/p;q}' Cargo.toml)
 CTX="$RUN/context"
 mkdir -p "$CTX"
 cp "target/debian/codext_${version}_amd64.deb" "target/debian/codext-agent_${version}_amd64.deb" "$CTX/"
@@ -205,7 +205,9 @@ srv codext-helper answer "$ANSWER" >/dev/null
 OUT=$(agt codext ssh --key agent.key --server-key server.pub --host 127.0.0.1 --port "$SERVER_PORT" "$PUZZLE" \
     -- 'id -un; echo ran-a-command') || { docker logs codext-server | tail -n 30; exit 1; }
 echo "$OUT"
-[ "$(echo "$OUT" | head -n 1)" = "$USER_NAME" ] && echo "$OUT" | grep -qx ran-a-command \
+# No pipes into head or grep -q here: under pipefail, echo writing its
+# second line after the reader quit is a SIGPIPE (exit 141).
+[ "${OUT%%$'\n'*}" = "$USER_NAME" ] && grep -qx ran-a-command <<<"$OUT" \
     || { echo "docker-test: expected to log in as $USER_NAME and run a command" >&2; exit 1; }
 expect_gone srv "$USER_NAME" "$RUN/passwd.before"
 took "two-container flow"
@@ -255,8 +257,8 @@ OUT=$(adoc connect --droplet "$DROPLET" --key do.key --server-key do-server.pub 
     || { docker logs codext-server-do 2>&1 | tail -n 30; exit 1; }
 LOGIN_S=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_login}")
 echo "$OUT"
-DO_USER=$(echo "$OUT" | head -n 1)
-[[ "$DO_USER" =~ ^user-[0-9a-f]+$ ]] && echo "$OUT" | grep -qx ran-a-command \
+DO_USER=${OUT%%$'\n'*}
+[[ "$DO_USER" =~ ^user-[0-9a-f]+$ ]] && grep -qx ran-a-command <<<"$OUT" \
     || { echo "docker-test: expected to log in as user-<hex> and run a command" >&2; exit 1; }
 echo "codext connect: a shell as $DO_USER through the DigitalOcean channel in $LOGIN_S s"
 expect_gone sdo "$DO_USER" "$RUN/passwd.before.do"
