@@ -518,22 +518,29 @@ impl World {
     /// Starts `ssh user@127.0.0.1 sleep 120` with `password` in the
     /// background and waits until the helper counts `sessions` sessions.
     pub fn hold_session(&self, user: &str, password: &str, sessions: usize) -> Child {
+        let child = self.spawn_ssh(user, password, "sleep 120");
+        wait_until(Duration::from_secs(20), "the session to open", || {
+            self.sessions_of(user) == sessions
+        });
+        child
+    }
+
+    /// Starts `ssh user@127.0.0.1 command` with `password` in the
+    /// background (stdout piped, stdin and stderr null) and returns at once.
+    pub fn spawn_ssh(&self, user: &str, password: &str, command: &str) -> Child {
         let mut cmd = Command::new("sshpass");
         cmd.arg("-e")
             .arg("ssh")
             .args(ssh_args(&[]))
             .arg(format!("{user}@127.0.0.1"))
-            .arg("sleep 120");
-        let child = self
-            .as_agent(&mut cmd)
+            .arg(command);
+        self.as_agent(&mut cmd)
             .env("SSHPASS", password)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
-            .expect("ssh");
-        wait_until(Duration::from_secs(20), "the session to open", || {
-            self.sessions_of(user) == sessions
-        });
-        child
+            .expect("ssh")
     }
 
     /// Open sessions the helper counts for `user`.
