@@ -54,57 +54,101 @@ fn as_b(w: &World, args: &[&str]) -> Child {
         .expect("hostile as agent")
 }
 
+/// How many times the racy cases run: `CODEXT_SOAK_ROUNDS` (scripts/soak.sh
+/// sets it high), else `default`.
+fn rounds(default: usize) -> usize {
+    std::env::var("CODEXT_SOAK_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 sandbox_test! {
     fn given_another_uid_running_the_users_setuid_file_with_only_its_effective_uid_then_it_is_killed_and_a_third_users_removal_is_not_delayed() {
         let w = World::with_config("[limits]\nreaper_interval = \"1s\"\n");
-        let (b_uid, _) = w.agent;
-        let u = w.arm();
-        // U plants a setuid copy of a program of its own in /tmp and stays
-        // until B runs it.
-        let mut session = w.spawn_ssh(
-            &u.user,
-            &u.password,
-            &format!("cp {WORK}/bin/hostile /tmp/planted && chmod 4755 /tmp/planted && echo planted; \
-                      while [ ! -e /tmp/go ]; do sleep 0.05; done"),
-        );
-        read_until(&mut session, "planted");
-        // B runs it detached (reparented to init, which reaps it) and keeps
-        // U only as its effective uid: kill(2) from a sender whose uids
-        // match U only in the effective slot cannot reach it.
-        let out = w.as_agent(Command::new("/bin/sh").args(["-c", "setsid -f /tmp/planted mixed-uids </dev/null >/tmp/mixed.out 2>&1"]))
-            .output()
-            .expect("sh");
-        assert!(out.status.success());
-        wait_until(Duration::from_secs(10), "the mixed-uid process", || {
-            std::fs::read_to_string("/tmp/mixed.out").unwrap_or_default().contains("mixed")
-        });
-        let said = std::fs::read_to_string("/tmp/mixed.out").unwrap();
-        assert!(said.contains(&format!("mixed {b_uid} {} {b_uid} ok", u.uid)), "{said}");
-        let mixed: Vec<u32> = processes_of(u.uid)
-            .into_iter()
-            .filter(|p| uid_line(*p).starts_with(&format!("{b_uid} {}", u.uid)))
-            .collect();
-        assert_eq!(mixed.len(), 1, "one process with Uid: B U B U");
-        eprintln!("planted process {}: Uid: {}", mixed[0], uid_line(mixed[0]));
-        // U logs out.
-        sh("touch /tmp/go");
-        let _ = session.wait();
-        let u_logout = Instant::now();
-        // A third user V logs in, leaves a process and logs out.
-        let v = w.arm();
-        let out = w.ssh_password(&v.user, &v.password, "nohup sleep 1000 >/dev/null 2>&1 & echo started");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "started");
-        let v_logout = Instant::now();
-        w.wait_removed(&v.user, v.uid);
-        let v_took = v_logout.elapsed();
-        w.wait_removed(&u.user, u.uid);
-        let u_took = u_logout.elapsed();
-        eprintln!("U removed {u_took:?} after its logout, V {v_took:?} after its own");
-        assert!(u_took < Duration::from_secs(30), "U took {u_took:?}");
-        assert!(v_took < Duration::from_secs(15), "V's removal was held up: {v_took:?}");
-        assert!(processes_of(u.uid).is_empty() && processes_of(v.uid).is_empty());
-        w.wait_audit("U's removal", |e| e["event"] == "remove" && e["user"] == u.user.as_str() && e["result"] == "ok");
+        for round in 0..rounds(1) {
+            eprintln!("round {round}");
+            mixed_uid_round(&w, round);
+        }
     }
+}
+
+/// One round of the mixed-uid case: U plants, B runs it keeping only U's
+/// effective uid (and forks more of the same), U logs out, V logs in and
+/// out; both are removed in time.
+fn mixed_uid_round(w: &World, round: usize) {
+    let (b_uid, _) = w.agent;
+    let u = w.arm();
+    // U plants a setuid copy of a program of its own in /tmp and stays
+    // until B runs it.
+    let mut session = w.spawn_ssh(
+        &u.user,
+        &u.password,
+        &format!(
+            "cp {WORK}/bin/hostile /tmp/planted && chmod 4755 /tmp/planted && echo planted; \
+                      while [ ! -e /tmp/go ]; do sleep 0.05; done"
+        ),
+    );
+    read_until(&mut session, "planted");
+    // B runs it detached (reparented to init, which reaps it) and keeps
+    // U only as its effective uid: kill(2) from a sender whose uids
+    // match U only in the effective slot cannot reach it.
+    let _ = std::fs::remove_file("/tmp/mixed.out");
+    let _ = std::fs::remove_file("/tmp/go");
+    let out = w
+        .as_agent(Command::new("/bin/sh").args([
+            "-c",
+            &format!(
+                "setsid -f /tmp/planted mixed-uids {} </dev/null >/tmp/mixed.out 2>&1",
+                round % 3 * 10
+            ),
+        ]))
+        .output()
+        .expect("sh");
+    assert!(out.status.success());
+    wait_until(Duration::from_secs(10), "the mixed-uid process", || {
+        std::fs::read_to_string("/tmp/mixed.out")
+            .unwrap_or_default()
+            .contains("mixed")
+    });
+    let said = std::fs::read_to_string("/tmp/mixed.out").unwrap();
+    assert!(
+        said.contains(&format!("mixed {b_uid} {} {b_uid} ok", u.uid)),
+        "{said}"
+    );
+    let mixed: Vec<u32> = processes_of(u.uid)
+        .into_iter()
+        .filter(|p| uid_line(*p).starts_with(&format!("{b_uid} {}", u.uid)))
+        .collect();
+    assert!(!mixed.is_empty(), "a process with Uid: B U B U");
+    eprintln!("planted process {}: Uid: {}", mixed[0], uid_line(mixed[0]));
+    // U logs out.
+    sh("touch /tmp/go");
+    let _ = session.wait();
+    let u_logout = Instant::now();
+    // A third user V logs in, leaves a process and logs out.
+    let v = w.arm();
+    let out = w.ssh_password(
+        &v.user,
+        &v.password,
+        "nohup sleep 1000 >/dev/null 2>&1 & echo started",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "started");
+    let v_logout = Instant::now();
+    w.wait_removed(&v.user, v.uid);
+    let v_took = v_logout.elapsed();
+    w.wait_removed(&u.user, u.uid);
+    let u_took = u_logout.elapsed();
+    eprintln!("U removed {u_took:?} after its logout, V {v_took:?} after its own");
+    assert!(u_took < Duration::from_secs(30), "U took {u_took:?}");
+    assert!(
+        v_took < Duration::from_secs(15),
+        "V's removal was held up: {v_took:?}"
+    );
+    assert!(processes_of(u.uid).is_empty() && processes_of(v.uid).is_empty());
+    w.wait_audit("U's removal", |e| {
+        e["event"] == "remove" && e["user"] == u.user.as_str() && e["result"] == "ok"
+    });
 }
 
 sandbox_test! {
@@ -206,7 +250,7 @@ sandbox_test! {
         let config = "[accounts]\nuid_min = 59700\nuid_max = 59701\n[limits]\nreaper_interval = \"1s\"\n";
         let mut w = World::with_config(config);
         let a = w.arm();
-        assert_eq!(a.uid, 59700);
+        assert_eq!(a.uid, codext_tests::uid(59700));
         let mut held = w.hold_session(&a.user, &a.password, 1);
         // A file of the uid the sweep cannot remove.
         sh(&format!("touch /tmp/stuck && chown {} /tmp/stuck && chattr +i /tmp/stuck", a.uid));
@@ -225,7 +269,7 @@ sandbox_test! {
         assert!(!std::path::Path::new("/var/lib/codext").exists());
         // Installed again: setup (init) and the daemon.
         std::fs::create_dir_all("/etc/codext").unwrap();
-        std::fs::write("/etc/codext/helper.toml", config).unwrap();
+        std::fs::write("/etc/codext/helper.toml", codext_tests::world::in_uid_block(config)).unwrap();
         let said = codext_tests::world::setup_host();
         eprintln!("{said}");
         sh("cp /etc/codext/server_key.pub /home/agent/server.pub && chown agent: /home/agent/server.pub");

@@ -16,7 +16,9 @@
 //!   file owner's uid U only as its *effective* uid (`setresuid(B, U, B)`:
 //!   `Uid: B U B U`), which puts it out of reach of a sender whose uids
 //!   match U only in the effective slot; prints `mixed RUID EUID SUID` and
-//!   sleeps for ever (its children, if it forks, inherit that).
+//!   sleeps for ever; `mixed-uids N` keeps forking children (each
+//!   inheriting those uids and sleeping) until it has N, 10 ms apart, so a
+//!   killer that lists and kills one by one has new ones to chase.
 //! * `hold-exec FILE`: opens FILE (say a setuid copy of this program) and
 //!   prints `held`; then reads one line (a path) from stdin and runs the
 //!   held file through the descriptor (`execveat(fd, "", AT_EMPTY_PATH)`)
@@ -101,7 +103,7 @@ fn mqueue(name: &str) {
     println!("mqueue ok");
 }
 
-fn mixed_uids() -> ! {
+fn mixed_uids(children: u32) -> ! {
     // SAFETY: plain system calls with integer arguments.
     let ok = unsafe { libc::setresuid(libc::getuid(), libc::geteuid(), libc::getuid()) } == 0;
     let (mut r, mut e, mut s) = (0, 0, 0);
@@ -110,6 +112,16 @@ fn mixed_uids() -> ! {
     println!("mixed {r} {e} {s} {}", if ok { "ok" } else { "failed" });
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    for _ in 0..children {
+        // SAFETY: the child only sleeps (no allocation, no lock).
+        if unsafe { libc::fork() } == 0 {
+            loop {
+                // SAFETY: plain sleep.
+                unsafe { libc::sleep(3600) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -282,7 +294,7 @@ fn main() {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     match arg(0) {
         "mqueue" => return mqueue(args.get(1).map(String::as_str).unwrap_or("codext-hostile")),
-        "mixed-uids" => mixed_uids(),
+        "mixed-uids" => mixed_uids(arg(1).parse().unwrap_or(0)),
         "hold-exec" => return hold_exec(arg(1)),
         "read" => return read(arg(1)),
         "keys" => return keys(),
