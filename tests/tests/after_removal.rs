@@ -66,7 +66,7 @@ fn rounds(default: usize) -> usize {
 sandbox_test! {
     fn given_another_uid_running_the_users_setuid_file_with_only_its_effective_uid_then_it_is_killed_and_a_third_users_removal_is_not_delayed() {
         let w = World::with_config("[limits]\nreaper_interval = \"1s\"\n");
-        for round in 0..rounds(1) {
+        for round in 0..rounds(2) {
             eprintln!("round {round}");
             mixed_uid_round(&w, round);
         }
@@ -78,6 +78,9 @@ sandbox_test! {
 /// out; both are removed in time.
 fn mixed_uid_round(w: &World, round: usize) {
     let (b_uid, _) = w.agent;
+    // The last round's signals go before this round's sessions start.
+    let _ = std::fs::remove_file("/tmp/mixed.out");
+    let _ = std::fs::remove_file("/tmp/go");
     let u = w.arm();
     // U plants a setuid copy of a program of its own in /tmp and stays
     // until B runs it.
@@ -93,8 +96,6 @@ fn mixed_uid_round(w: &World, round: usize) {
     // B runs it detached (reparented to init, which reaps it) and keeps
     // U only as its effective uid: kill(2) from a sender whose uids
     // match U only in the effective slot cannot reach it.
-    let _ = std::fs::remove_file("/tmp/mixed.out");
-    let _ = std::fs::remove_file("/tmp/go");
     let out = w
         .as_agent(Command::new("/bin/sh").args([
             "-c",

@@ -294,6 +294,7 @@ fn spawn_creator(helper: Helper, rx: Receiver<Creation>) {
 fn spawn_worker(helper: Helper, queue: Arc<removals::Queue>) {
     let _ = thread("removals").spawn(move || {
         while let Some(user) = queue.take() {
+            crate::log::debug!("removal worker: {user}");
             let result = helper.remove_account(&user, UnixTime::now());
             if let Err(e) = &result {
                 error!("removing {user}: {e} (the reaper retries)");

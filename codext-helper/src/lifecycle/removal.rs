@@ -182,7 +182,10 @@ impl Helper {
         if !entry.account_created {
             return Ok(Attempt::Removed(Removed::default()));
         }
+        let user = &entry.user;
+        crate::log::debug!("removing {user}: kill");
         self.stop_everything_of(entry)?;
+        crate::log::debug!("removing {user}: killed");
         if self.linger_after_kill(entry, now)? {
             return Ok(Attempt::Lingering);
         }
@@ -195,11 +198,14 @@ impl Helper {
                 if defused.unfinished { "; out of time" } else { "" }
             )));
         }
+        crate::log::debug!("removing {user}: userdel");
         let repaired = {
             let _accounts = self.store.lock_accounts()?;
             self.accounts.delete_record(entry)?
         };
+        crate::log::debug!("removing {user}: keyrings");
         let keys_left = self.accounts.clear_keyrings(entry.uid)?;
+        crate::log::debug!("removing {user}: sweep");
         let mut swept = self.accounts.sweep_leftovers(entry.uid, &entry.home);
         if swept.unfinished {
             return Err(HelperError::Account(format!(
