@@ -13,7 +13,7 @@
 //!
 //! The pause between passes follows the token's rate-limit budget
 //! ([`budget`]). Each pass ([`pass::Pass`]) reads the droplet once, hands answers and
-//! requests found in its tags (channel format v2, [`codext_core::tags`]) to
+//! requests found in its tags (channel format v2, [`codext_do::tags::v2`]) to
 //! the helper, publishes new puzzles, and removes every tag of its own
 //! droplet's namespace that nothing live stands behind.
 #![forbid(unsafe_code)]
@@ -43,7 +43,7 @@ pub enum ChannelError {
     /// The helper's socket: unreachable, closed, or an unexpected reply.
     Helper(String),
     /// The DigitalOcean API.
-    Api(codext_core::Error),
+    Api(codext_do::Error),
 }
 
 impl fmt::Display for ChannelError {
@@ -58,9 +58,15 @@ impl fmt::Display for ChannelError {
 
 impl std::error::Error for ChannelError {}
 
+impl From<codext_do::Error> for ChannelError {
+    fn from(e: codext_do::Error) -> ChannelError {
+        ChannelError::Api(e)
+    }
+}
+
 impl From<codext_core::Error> for ChannelError {
     fn from(e: codext_core::Error) -> ChannelError {
-        ChannelError::Api(e)
+        ChannelError::Api(codext_do::Error::Core(e))
     }
 }
 

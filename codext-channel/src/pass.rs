@@ -3,7 +3,7 @@
 //! Each pass reads the droplet once (`GET /v2/droplets/{id}`: one call
 //! serves every answer and request on it) and then:
 //! * publishes new puzzles (asked of the helper with `next`) as chunk tags,
-//!   in channel format v3 ([`codext_core::tags3`]: tags of the account,
+//!   in channel format v3 ([`codext_do::tags::v3`]: tags of the account,
 //!   created but attached to nothing, which the agent reads in the
 //!   account's tag listing), or in v2 for a key whose last request came in
 //!   v2 tags (agents of the previous release: attached to the droplet);
@@ -40,10 +40,9 @@ use crate::link::{Link, Settings};
 use crate::{ChannelError, Result};
 use codext_core::channel_wire::{ChannelRequest, Reply};
 use codext_core::encoding::hex;
-use codext_core::tags::{is_codext_tag, Space};
-use codext_core::tags3::Space3;
 use codext_core::PublicKey;
 use codext_do::budget::Activity;
+use codext_do::tags::{is_codext_tag, Space, Space3};
 use codext_do::{metadata_droplet_id, ApiConfig, Client, SshKey};
 use std::time::Duration;
 use zeroize::Zeroizing;

@@ -311,7 +311,7 @@ sandbox_test! {
 
 sandbox_test! {
     fn given_an_agent_of_the_previous_release_speaking_v2_tags_then_the_server_answers_it_in_v2_with_a_ready_notice() {
-        use codext_core::tags::Space;
+        use codext_do::tags::Space;
         let s = setup("");
         let before = s.look();
         assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
