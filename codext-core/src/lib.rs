@@ -14,6 +14,7 @@
 pub mod answer;
 pub mod bell;
 pub mod channel_wire;
+#[cfg(feature = "cli")]
 pub mod cli_args;
 pub mod encoding;
 pub mod error;
