@@ -163,6 +163,30 @@ const KEY_SPEC_PROCESS_KEYRING: libc::c_long = -2;
 const KEY_SPEC_USER_KEYRING: libc::c_long = -4;
 const KEY_SPEC_USER_SESSION_KEYRING: libc::c_long = -5;
 
+/// True when this process may use keyctl(2) at all. Docker's default
+/// seccomp profile (and some others) forbid it; then the temporary users,
+/// run in the same confinement by the same sshd, cannot have keys either,
+/// and there is nothing to clear. The probe asks for this thread's
+/// keyring without creating it: `ENOKEY` (or an id) means keyctl works,
+/// `EPERM`/`ENOSYS` that a filter stops it.
+pub fn keyrings_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        const KEY_SPEC_THREAD_KEYRING: libc::c_long = -1;
+        // SAFETY: keyctl with integer arguments only (create = 0).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_GET_KEYRING_ID,
+                KEY_SPEC_THREAD_KEYRING,
+                0 as libc::c_long,
+            )
+        };
+        let err = io::Error::last_os_error().raw_os_error();
+        r >= 0 || !matches!(err, Some(libc::EPERM) | Some(libc::ENOSYS))
+    })
+}
+
 /// Clears and invalidates the kernel keyrings of `uid` — its user keyring
 /// (`@u`), user-session keyring (`@us`) and persistent keyring — from a
 /// child that takes the uid in all three slots (keyctl(2) names a uid's

@@ -322,6 +322,11 @@ pub fn defuse_home(entry: &Entry, budget: Duration) -> sweep::Sweep {
 /// key the user linked into a keyring of someone else's survives (the
 /// caller quarantines the uid).
 pub fn clear_keyrings(uid: Uid, deadline: Duration, settle: Duration) -> Result<u64> {
+    if !crate::sys::keyrings_available() {
+        // keyctl is filtered here (see `sys::keyrings_available`): the user
+        // could hold no key, and `/proc/key-users` shows the host's.
+        return Ok(0);
+    }
     // Any gid but root's does: keyrings belong to uids. `nogroup`'s.
     crate::sys::clear_keyrings_as(uid, Gid::from_raw(65534), deadline)
         .map_err(|e| HelperError::account(format!("cannot clear the keyrings of uid {uid}"), e))?;

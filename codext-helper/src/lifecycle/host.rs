@@ -172,6 +172,12 @@ impl AccountTool for SystemAccounts {
         swept
     }
     fn keys_of(&self, uid: u32) -> u64 {
+        // Where keyctl is filtered no user can hold a key, and
+        // `/proc/key-users` may well show another kernel user's (a
+        // container's host).
+        if !crate::sys::keyrings_available() {
+            return 0;
+        }
         crate::procfs::keys_of(Uid::from_raw(uid))
     }
     fn leftovers_in_range(&self, uids: std::ops::RangeInclusive<u32>) -> BTreeMap<u32, Found> {
