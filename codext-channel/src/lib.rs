@@ -176,6 +176,23 @@ impl From<Cli> for Args {
     }
 }
 
+/// Sets up the log: lines named `codext-channel`, with their journald
+/// priority when stderr is the journal, at the level `CODEXT_LOG_LEVEL`
+/// names (default `info`); `CODEXT_CHANNEL_DEBUG` (any value) is `debug`.
+pub fn init_log() {
+    use codext_core::log;
+    log::set_program("codext-channel");
+    log::set_priority_prefix(log::stderr_is_journal());
+    let level = if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    if let Some(why) = log::set_level(level) {
+        codext_core::log_warn!("{why}");
+    }
+}
+
 /// Runs passes until killed (or one, with `--once`).
 pub fn run(args: &Args) -> Result<()> {
     if nix::unistd::geteuid().is_root() || nix::unistd::getuid().is_root() {
@@ -204,10 +221,10 @@ pub fn run(args: &Args) -> Result<()> {
                 if pass.is_none() {
                     match pass::Pass::start(&settings, &token) {
                         Ok(p) => {
-                            eprintln!("codext-channel: watching droplet {}", p.droplet());
+                            codext_core::log_info!("watching droplet {}", p.droplet());
                             pass = Some(p);
                         }
-                        Err(e) => eprintln!("codext-channel: cannot start: {e}"),
+                        Err(e) => codext_core::log_error!("cannot start: {e}"),
                     }
                 }
                 let pacing = pacing.get_or_insert_with(|| budget::Pacing::new(settings.policy));
@@ -216,7 +233,7 @@ pub fn run(args: &Args) -> Result<()> {
                     Some(p) => {
                         let (pause, result) = step(p, link, pacing);
                         if let Err(e) = result {
-                            eprintln!("codext-channel: {e}");
+                            codext_core::log_warn!("{e}");
                         }
                         pause
                     }
@@ -224,7 +241,7 @@ pub fn run(args: &Args) -> Result<()> {
                 }
             }
             Err(e) => {
-                eprintln!("codext-channel: {e}");
+                codext_core::log_warn!("{e}");
                 Duration::from_secs(2)
             }
         };
@@ -277,12 +294,7 @@ pub fn wait_for_next(
         }
         match listen(clock.real(left)) {
             Some(true) if pacing.wake(clock.now()) => {
-                if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
-                    eprintln!(
-                        "codext-channel: woken at {:.1} s",
-                        clock.now().as_secs_f64()
-                    );
-                }
+                codext_core::log_debug!("woken at {:.1} s", clock.now().as_secs_f64());
                 return;
             }
             Some(_) => {}
@@ -315,14 +327,12 @@ pub fn step(
         activity,
         p.budget(),
     );
-    if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
-        eprintln!(
-            "codext-channel: pass at {:.1} s: {cost} calls, {activity:?}, fleet {:.1}, next in {:.1} s",
-            clock.now().as_secs_f64(),
-            pacing.fleet(),
-            pause.as_secs_f64()
-        );
-    }
+    codext_core::log_debug!(
+        "pass at {:.1} s: {cost} calls, {activity:?}, fleet {:.1}, next in {:.1} s",
+        clock.now().as_secs_f64(),
+        pacing.fleet(),
+        pause.as_secs_f64()
+    );
     match result {
         Ok(_) => (pause, Ok(())),
         Err(e) => (pause.max(AFTER_FAILURE), Err(e)),

@@ -226,7 +226,7 @@ impl Pass {
             self.published.retain(|(id, _)| puzzles.contains(id));
             if let Err(e) = self.sweep(&puzzles) {
                 // Tried again at the next sweep; publishing does not need it.
-                eprintln!("codext-channel: reading the account's tags for stale chunk tags: {e}");
+                codext_core::log_warn!("reading the account's tags for stale chunk tags: {e}");
             }
         }
         // A v2 ready notice stays until its user logged in: that needs a
@@ -346,7 +346,7 @@ impl Pass {
                 id: p.id,
             })?;
             if let Reply::Refused { reason, .. } = r {
-                eprintln!("codext-channel: published: {reason}");
+                codext_core::log_warn!("the helper refused \"published\": {reason}");
             }
         }
         Ok(MAX_PUBLISH)
@@ -362,13 +362,13 @@ impl Pass {
                         .client
                         .attach_new_tag(&self.space.ready_tag(&user), self.droplet)
                     {
-                        eprintln!("codext-channel: cannot post the ready notice for {user}: {e}");
+                        codext_core::log_warn!("cannot post the ready notice for {user}: {e}");
                     }
                 }
             }
             Reply::Ok { .. } => {}
             Reply::Refused { code, reason } => {
-                eprintln!("codext-channel: answer refused ({code:?}): {reason}")
+                codext_core::log_info!("answer refused ({code:?}): {reason}")
             }
             other => return Err(unexpected("answer", &other)),
         }
@@ -421,8 +421,8 @@ impl Pass {
             }
         }
         let Some(key) = self.find_key(prefix)? else {
-            eprintln!(
-                "codext-channel: a request for key {} that is not a codext- key of the account",
+            codext_core::log_info!(
+                "a request for key {} that is not a codext- key of the account",
                 hex(prefix)
             );
             return Ok(());
@@ -433,7 +433,7 @@ impl Pass {
         })? {
             Reply::Ok { .. } => Ok(()),
             Reply::Refused { code, reason } => {
-                eprintln!("codext-channel: request refused ({code:?}): {reason}");
+                codext_core::log_info!("request refused ({code:?}): {reason}");
                 Ok(())
             }
             other => Err(unexpected("request", &other)),

@@ -20,6 +20,7 @@ pub mod encoding;
 pub mod error;
 pub mod hostkeys;
 pub mod keys;
+pub mod log;
 pub mod puzzle;
 pub mod random;
 pub mod secret_file;

@@ -164,6 +164,7 @@ pub fn command() -> clap::Command {
 
 /// Runs the CLI; returns the exit status.
 pub fn main() -> i32 {
+    crate::log::set_program("codext-helper");
     let cli: Cli = match codext_core::cli_args::parse_args("codext-helper") {
         Ok(c) => c,
         Err(code) => return code,
