@@ -12,10 +12,12 @@
 //! service and ask for puzzles for keys the operator allowed.
 //!
 //! The pause between passes follows the token's rate-limit budget
-//! ([`budget`]). Each pass ([`pass::Pass`]) reads the droplet once, hands answers and
-//! requests found in its tags (channel format v2, [`codext_do::tags::v2`]) to
-//! the helper, publishes new puzzles, and removes every tag of its own
-//! droplet's namespace that nothing live stands behind.
+//! ([`budget`]). Each pass is the channel-agnostic [`relay`] over a
+//! [`relay::Carrier`]: here DigitalOcean's ([`pass::Pass`]), which reads
+//! the droplet once, hands the answers and requests found in its tags
+//! (channel formats v3 and v2, [`codext_do::tags`]) to the helper,
+//! publishes new puzzles, and removes every tag of its own droplet's
+//! namespace that nothing live stands behind.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -25,6 +27,7 @@ pub use codext_do::budget;
 pub mod check;
 pub mod link;
 pub mod pass;
+pub mod relay;
 pub mod token;
 
 use codext_core::channel_wire::{ChannelRequest, Reply, MAX_WAIT_MS};
