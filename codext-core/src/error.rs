@@ -29,10 +29,10 @@ pub enum Error {
     BadSignature,
     /// The puzzle was signed by another server key than the pinned one.
     WrongSigner {
-        /// Fingerprint named in the puzzle.
-        signer: crate::keys::Fingerprint,
-        /// Fingerprint of the pinned key.
-        pinned: crate::keys::Fingerprint,
+        /// Fingerprint named in the puzzle (`SHA256:…`).
+        signer: String,
+        /// Fingerprint of the pinned key (`SHA256:…`).
+        pinned: String,
     },
     /// The puzzle is for another agent key.
     WrongRecipient,

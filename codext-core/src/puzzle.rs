@@ -354,8 +354,8 @@ impl Puzzle {
     pub fn open(&self, agent: &PrivateKey, server: &PublicKey, now: u64) -> Result<OpenedPuzzle> {
         if self.signer != server.fingerprint() {
             return Err(Error::WrongSigner {
-                signer: self.signer,
-                pinned: server.fingerprint(),
+                signer: self.signer.to_string(),
+                pinned: server.fingerprint().to_string(),
             });
         }
         let sig =
