@@ -18,6 +18,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// How much longer than one `useradd` a login waits for its account.
+const CREATION_MARGIN: Duration = Duration::from_secs(5);
+
 impl Daemon {
     pub(super) fn handle(&self, mut stream: UnixStream, n: usize, pid: i32) {
         let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
@@ -135,101 +138,48 @@ impl Daemon {
         ok
     }
 
+    /// The one gate of the PAM socket: the request's row of [`TABLE`]
+    /// says which checks come before its handler, and they are made here,
+    /// in the table's order, for every request alike.
     fn decide(&self, req: &Request, peer: Option<Pid>) -> Result<Verdict> {
-        match req {
-            Request::Ping => Ok(Verdict::Ok("pong")),
-            Request::Authenticate {
-                service,
-                user,
-                rhost,
-                password,
-            } => {
-                if !self.service_allowed(req, service, user.as_str()) {
-                    return Ok(Verdict::Denied("service not allowed"));
-                }
-                if self.too_many_failures(rhost) {
-                    self.helper.log_stranger(
-                        crate::audit::Stranger::RateLimited,
-                        user.as_str(),
-                        rhost,
-                    );
-                    return Ok(Verdict::Denied("too many failures from this source"));
-                }
-                match self
-                    .helper
-                    .authenticate(user, password, rhost, UnixTime::now())?
-                {
-                    Verdict::CreateAccount(entry) => self.create(entry),
-                    Verdict::Denied(why) => {
-                        self.note_failure(rhost);
-                        Ok(Verdict::Denied(why))
-                    }
-                    ok => Ok(ok),
-                }
-            }
-            Request::Account { service, user, .. } => {
-                if !self.service_allowed(req, service, user.as_str()) {
-                    return Ok(Verdict::Denied("service not allowed"));
-                }
-                self.helper.account(user, UnixTime::now())
-            }
-            Request::KeyAccount {
-                service,
-                user,
-                rhost,
-                key,
-            } => {
-                if !self.service_allowed(req, service, user.as_str()) {
-                    return Ok(Verdict::Denied("service not allowed"));
-                }
-                let (verdict, removal) =
-                    self.helper.key_account(user, key, rhost, UnixTime::now())?;
-                if let Some(r) = removal {
-                    self.schedule(r);
-                }
-                Ok(verdict)
-            }
-            Request::OpenSession {
-                service,
-                user,
-                rhost,
-            } => {
-                if !self.service_allowed(req, service, user.as_str()) {
-                    return Ok(Verdict::Denied("service not allowed"));
-                }
+        let Some(row) = TABLE.iter().find(|r| r.kind == req.kind_name()) else {
+            return Ok(Verdict::Denied("not a request this socket serves"));
+        };
+        let (service, user, rhost) = parts(req);
+        if row.service_checked && !self.service_allowed(req, service, user) {
+            return Ok(Verdict::Denied("service not allowed"));
+        }
+        if row.rate_limited && self.too_many_failures(rhost) {
+            self.helper
+                .log_stranger(crate::audit::Stranger::RateLimited, user, rhost);
+            return Ok(Verdict::Denied("too many failures from this source"));
+        }
+        let peer = match (row.peer_pid, peer) {
+            (PeerPid::Required, None) => {
                 // A session the helper cannot watch (no pid it can see)
                 // could never be noticed ending: refuse it.
-                let Some(pid) = peer else {
-                    self.helper.log_refusal(
-                        req.kind_name(),
-                        user.as_str(),
-                        "the peer's pid is not visible in the helper's PID namespace",
-                        rhost,
-                    );
-                    return Ok(Verdict::Denied("session process not visible to the helper"));
-                };
-                self.helper
-                    .open_session(user, pid.as_raw(), rhost, UnixTime::now())
+                self.helper.log_refusal(
+                    req.kind_name(),
+                    user,
+                    "the peer's pid is not visible in the helper's PID namespace",
+                    rhost,
+                );
+                return Ok(Verdict::Denied("session process not visible to the helper"));
             }
-            Request::CloseSession { user, .. } => {
-                // Closing is always honoured: it can only lead to removal.
-                // It closes the caller's own session, never another's.
-                if let Some(pid) = peer {
-                    if let Some(r) =
-                        self.helper
-                            .close_session(user, pid.as_raw(), Closed::Closed)?
-                    {
-                        self.schedule(r);
-                    }
-                }
-                Ok(Verdict::Ok("session closed"))
-            }
-        }
+            (_, p) => p,
+        };
+        (row.handler)(self, req, peer)
     }
 
     /// The creation lane, never behind a removal: the creation worker runs
     /// `useradd` for every login waiting (one batch per hold of the
     /// account lock); the rest of the login finishes on this thread.
+    ///
+    /// The wait is bounded: `useradd` has `limits.tool_timeout`, plus
+    /// [`CREATION_MARGIN`] for the logins queued before it in the batch.
+    /// Past that the login is refused (the PAM module gives up too); the
+    /// creation, if it still comes, is finished and the grant revoked on a
+    /// thread of its own, so no account is left without its login.
     fn create(&self, entry: Box<Entry>) -> Result<Verdict> {
         let (tx, rx) = mpsc::channel();
         self.creations
@@ -237,10 +187,35 @@ impl Daemon {
             .map_err(|_| HelperError::System("creation lane lock poisoned".into()))?
             .send((entry.as_ref().clone(), tx))
             .map_err(|_| HelperError::System("the creation worker is gone".into()))?;
-        let made = rx
-            .recv()
-            .map_err(|_| HelperError::System("the creation worker did not answer".into()))?;
-        self.helper.finish_creation(&entry, made)
+        let limit = self.helper.cfg.limits.tool_timeout + CREATION_MARGIN;
+        match rx.recv_timeout(limit) {
+            Ok(made) => self.helper.finish_creation(&entry, made),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(HelperError::System(
+                "the creation worker did not answer".into(),
+            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let helper = self.helper.clone();
+                let _ = std::thread::Builder::new()
+                    .name("late-creation".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        if let Ok(made) = rx.recv() {
+                            let _ = helper.finish_creation(&entry, made);
+                        }
+                        if let Err(e) = helper.revoke(
+                            &entry.user,
+                            "its account was made after the login had given up",
+                            UnixTime::now(),
+                        ) {
+                            error!("revoking {}: {e}", entry.user);
+                        }
+                    });
+                Err(HelperError::System(format!(
+                    "the account was not made within {}s",
+                    limit.as_secs()
+                )))
+            }
+        }
     }
 
     fn too_many_failures(&self, rhost: &str) -> bool {
@@ -270,6 +245,181 @@ impl Daemon {
     }
 }
 
+/// Whether a request uses the peer's pid (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PeerPid {
+    /// Not used.
+    Unused,
+    /// Refused when the kernel cannot name the peer in the helper's PID
+    /// namespace.
+    Required,
+    /// Used when visible; without it the request does nothing.
+    IfVisible,
+}
+
+/// One row of the PAM socket's dispatch table.
+pub(super) struct Row {
+    /// The request (`codext_wire::Request::kind_name`).
+    pub kind: &'static str,
+    /// Its PAM service must be one of `pam_services`.
+    pub service_checked: bool,
+    /// Refused while its source address has too many recent failures.
+    pub rate_limited: bool,
+    /// What it needs of the peer's pid.
+    pub peer_pid: PeerPid,
+    /// The lifecycle request it becomes (its row in the phase table,
+    /// `lifecycle::table`), which its handler's lifecycle call checks. Kept
+    /// here so the table reads whole; the test below compares them.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub lifecycle: Option<crate::lifecycle::Request>,
+    /// What answers it once the checks above passed.
+    pub handler: fn(&Daemon, &Request, Option<Pid>) -> Result<Verdict>,
+}
+
+/// Every request the PAM socket serves and the checks made before each,
+/// in one place (OpenSSH's `mon_table`): what is not here is refused.
+pub(super) const TABLE: &[Row] = &[
+    Row {
+        kind: "ping",
+        service_checked: false,
+        rate_limited: false,
+        peer_pid: PeerPid::Unused,
+        lifecycle: None,
+        handler: |_, _, _| Ok(Verdict::Ok("pong")),
+    },
+    Row {
+        kind: "authenticate",
+        service_checked: true,
+        rate_limited: true,
+        peer_pid: PeerPid::Unused,
+        lifecycle: Some(crate::lifecycle::Request::Authenticate),
+        handler: Daemon::authenticate,
+    },
+    Row {
+        kind: "account",
+        service_checked: true,
+        rate_limited: false,
+        peer_pid: PeerPid::Unused,
+        lifecycle: Some(crate::lifecycle::Request::Account),
+        handler: |d, req, _| match req {
+            Request::Account { user, .. } => d.helper.account(user, UnixTime::now()),
+            _ => Ok(Verdict::Denied("internal: wrong row")),
+        },
+    },
+    Row {
+        kind: "key_account",
+        service_checked: true,
+        rate_limited: false,
+        peer_pid: PeerPid::Unused,
+        lifecycle: Some(crate::lifecycle::Request::KeyAccount),
+        handler: Daemon::key_account,
+    },
+    Row {
+        kind: "open_session",
+        service_checked: true,
+        rate_limited: false,
+        peer_pid: PeerPid::Required,
+        lifecycle: Some(crate::lifecycle::Request::OpenSession),
+        handler: |d, req, peer| match (req, peer) {
+            (Request::OpenSession { user, rhost, .. }, Some(pid)) => {
+                d.helper
+                    .open_session(user, pid.as_raw(), rhost, UnixTime::now())
+            }
+            _ => Ok(Verdict::Denied("internal: wrong row")),
+        },
+    },
+    Row {
+        // Closing is always honoured (it can only lead to removal), and
+        // closes the caller's own session, never another's.
+        kind: "close_session",
+        service_checked: false,
+        rate_limited: false,
+        peer_pid: PeerPid::IfVisible,
+        lifecycle: Some(crate::lifecycle::Request::CloseSession),
+        handler: Daemon::close_session,
+    },
+];
+
+/// (service, user, source address) of a request; empty where it has none.
+fn parts(req: &Request) -> (&str, &str, &str) {
+    match req {
+        Request::Ping => ("", "", ""),
+        Request::Authenticate {
+            service,
+            user,
+            rhost,
+            ..
+        }
+        | Request::KeyAccount {
+            service,
+            user,
+            rhost,
+            ..
+        }
+        | Request::OpenSession {
+            service,
+            user,
+            rhost,
+        } => (service, user.as_str(), rhost),
+        Request::Account { service, user, .. } => (service, user.as_str(), ""),
+        Request::CloseSession { service, user, .. } => (service, user.as_str(), ""),
+    }
+}
+
+impl Daemon {
+    fn authenticate(&self, req: &Request, _: Option<Pid>) -> Result<Verdict> {
+        let Request::Authenticate {
+            user,
+            rhost,
+            password,
+            ..
+        } = req
+        else {
+            return Ok(Verdict::Denied("internal: wrong row"));
+        };
+        match self
+            .helper
+            .authenticate(user, password, rhost, UnixTime::now())?
+        {
+            Verdict::CreateAccount(entry) => self.create(entry),
+            Verdict::Denied(why) => {
+                self.note_failure(rhost);
+                Ok(Verdict::Denied(why))
+            }
+            ok => Ok(ok),
+        }
+    }
+
+    fn key_account(&self, req: &Request, _: Option<Pid>) -> Result<Verdict> {
+        let Request::KeyAccount {
+            user, rhost, key, ..
+        } = req
+        else {
+            return Ok(Verdict::Denied("internal: wrong row"));
+        };
+        let (verdict, removal) = self.helper.key_account(user, key, rhost, UnixTime::now())?;
+        if let Some(r) = removal {
+            self.schedule(r);
+        }
+        Ok(verdict)
+    }
+
+    fn close_session(&self, req: &Request, peer: Option<Pid>) -> Result<Verdict> {
+        let Request::CloseSession { user, .. } = req else {
+            return Ok(Verdict::Denied("internal: wrong row"));
+        };
+        if let Some(pid) = peer {
+            if let Some(r) = self
+                .helper
+                .close_session(user, pid.as_raw(), Closed::Closed)?
+            {
+                self.schedule(r);
+            }
+        }
+        Ok(Verdict::Ok("session closed"))
+    }
+}
+
 /// True when the peer has closed its end of `stream` (checked without
 /// waiting).
 fn peer_gone(stream: &UnixStream) -> bool {
@@ -281,4 +431,76 @@ fn peer_gone(stream: &UnixStream) -> bool {
         PollFlags::from_bits_retain(libc::POLLRDHUP),
     )];
     poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole table, written out again: a change to any row shows here.
+    #[test]
+    fn given_the_pam_socket_table_then_every_request_has_exactly_these_checks() {
+        let rendered: Vec<String> = TABLE
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} service={} rate={} pid={:?} lifecycle={:?}",
+                    r.kind, r.service_checked, r.rate_limited, r.peer_pid, r.lifecycle
+                )
+            })
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                "ping service=false rate=false pid=Unused lifecycle=None",
+                "authenticate service=true rate=true pid=Unused lifecycle=Some(Authenticate)",
+                "account service=true rate=false pid=Unused lifecycle=Some(Account)",
+                "key_account service=true rate=false pid=Unused lifecycle=Some(KeyAccount)",
+                "open_session service=true rate=false pid=Required lifecycle=Some(OpenSession)",
+                "close_session service=false rate=false pid=IfVisible lifecycle=Some(CloseSession)",
+            ]
+        );
+    }
+
+    #[test]
+    fn given_every_request_kind_then_the_table_has_its_row_once() {
+        use codext_wire::{Secret, UserName};
+        let user = UserName::parse("user-00112233aabb").unwrap();
+        let s = || "sshd".to_owned();
+        let all = [
+            Request::Ping,
+            Request::Authenticate {
+                service: s(),
+                user: user.clone(),
+                rhost: String::new(),
+                password: Secret::new(Vec::new()),
+            },
+            Request::Account {
+                service: s(),
+                user: user.clone(),
+                rhost: String::new(),
+            },
+            Request::KeyAccount {
+                service: s(),
+                user: user.clone(),
+                rhost: String::new(),
+                key: String::new(),
+            },
+            Request::OpenSession {
+                service: s(),
+                user: user.clone(),
+                rhost: String::new(),
+            },
+            Request::CloseSession { service: s(), user },
+        ];
+        for r in &all {
+            assert_eq!(
+                TABLE.iter().filter(|row| row.kind == r.kind_name()).count(),
+                1,
+                "{}",
+                r.kind_name()
+            );
+        }
+        assert_eq!(TABLE.len(), all.len());
+    }
 }
