@@ -211,7 +211,7 @@ pub struct Ttl {
     /// How long the whole grant lasts after login.
     #[serde(with = "humantime_serde_compat")]
     pub grant: Duration,
-    /// (issue 15) Longest linger an agent may ask for: how long an account
+    /// Longest linger an agent may ask for (a whole task on one grant): how long an account
     /// record and home may outlive the grant's last session, so the agent
     /// can reconnect with its key (never past the grant; 0 turns lingering
     /// off).

@@ -1,4 +1,4 @@
-//! (issue 15) One grant, many connections: the agent's key for reconnects,
+//! One grant, many connections (a whole task on one grant): the agent's key for reconnects,
 //! and the linger that lets a reconnect find the account.
 //!
 //! **Key reconnects.** After the first successful token login, the agent

@@ -714,7 +714,7 @@ sandbox_test! {
 
 sandbox_test! {
     fn given_connect_persist_then_the_alias_carries_the_task_and_close_ends_it() {
-        // issue 15 through the DigitalOcean channel: one puzzle round trip
+        // A whole task on one grant through the DigitalOcean channel: one puzzle round trip
         // for the whole task.
         let s = setup("");
         assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());

@@ -121,7 +121,7 @@ pub fn serve(cfg: Config) -> Result<()> {
         // The unit's Nice=-10 is for the lanes that create and remove
         // accounts (and the tools they run), not for whoever connects: a
         // flood of strangers' requests must not take a known user's
-        // useradd's CPU (issue 12; codext-audit-bench measures it).
+        // useradd's CPU (codext-audit-bench measures it).
         || {
             let _ = crate::sys::lower_thread_priority(CONNECTION_NICE);
         },
