@@ -125,7 +125,7 @@ pub fn run(login: &Login) -> Result<ExitStatus> {
 }
 
 /// Knocks on the server's SSH port so its channel polls the API at once
-/// (docs/PROTOCOL.md, "API budget"): one password attempt, in the
+/// (docs/DIGITALOCEAN.md, "API budget"): one password attempt, in the
 /// background, at a random codext name no server knows, with a random
 /// throwaway password. The server's helper sees an unknown codext name and
 /// wakes its channel; the attempt itself fails. Nothing of value crosses:

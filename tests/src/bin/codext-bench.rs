@@ -39,7 +39,8 @@
 //! the helper's tables (failures per source, strangers' summary, audit
 //! failures, watched sessions) have fixed bounds. The first logins add
 //! ~0.8 MB (code and tables touched for the first time). The figures of
-//! the 1,000-login run, before and after the arena cap, are in README.md.
+//! the 1,000-login run, before and after the arena cap, are in
+//! docs/BENCHMARKS.md.
 
 use codext_tests::world::{sh, World};
 use std::time::{Duration, Instant};
