@@ -434,7 +434,10 @@ fn run(cli: Cli) -> Result<i32> {
             let mut tags = d.tags.clone();
             tags.sort();
             println!("name: {}", d.name);
-            println!("ipv4: {}", d.public_ipv4.unwrap_or_default());
+            match d.public_address() {
+                Ok(a) => println!("ipv4: {a}"),
+                Err(why) => println!("ipv4: none ({why})"),
+            }
             println!("tags: {}", tags.join(" "));
             Ok(0)
         }
