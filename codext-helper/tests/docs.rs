@@ -51,8 +51,16 @@ fn given_the_protocols_state_diagram_then_its_phases_are_exactly_the_lifecycle_t
     let diagram = state_diagram();
     let nodes = main_line_nodes(diagram);
     let phases: Vec<String> = Phase::ALL.iter().map(|p| p.as_str().to_string()).collect();
-    assert_eq!(nodes.first().map(String::as_str), Some("issue"), "{nodes:?}");
-    assert_eq!(nodes.last().map(String::as_str), Some("(gone)"), "{nodes:?}");
+    assert_eq!(
+        nodes.first().map(String::as_str),
+        Some("issue"),
+        "{nodes:?}"
+    );
+    assert_eq!(
+        nodes.last().map(String::as_str),
+        Some("(gone)"),
+        "{nodes:?}"
+    );
     assert_eq!(
         nodes[1..nodes.len() - 1],
         phases[..],
@@ -79,7 +87,12 @@ fn given_every_phase_of_the_table_then_the_protocol_explains_it_below_the_diagra
 fn given_the_readme_then_it_fits_150_lines_with_both_commands_on_its_first_screen() {
     let lines: Vec<&str> = README.lines().collect();
     assert!(lines.len() <= 150, "README.md has {} lines", lines.len());
-    let first_screen = lines.iter().take(40).copied().collect::<Vec<_>>().join("\n");
+    let first_screen = lines
+        .iter()
+        .take(40)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
     for command in ["scripts/demo.sh", "scripts/test.sh"] {
         assert!(
             first_screen
@@ -102,8 +115,39 @@ fn given_the_ci_entry_point_then_it_runs_exactly_the_readmes_test_command() {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter(|l| !l.starts_with("set ") && !l.starts_with("cd "))
         .collect();
-    assert_eq!(commands, ["exec scripts/test.sh"], ".ci/run runs {commands:?}");
+    assert_eq!(
+        commands,
+        ["exec scripts/test.sh"],
+        ".ci/run runs {commands:?}"
+    );
     assert!(README
         .lines()
         .any(|l| l.split('#').next().unwrap_or_default().trim() == "scripts/test.sh"));
+}
+
+/// The module's shipped timeout, read from its source (pam_codext is a
+/// cdylib this crate does not link).
+fn pam_default_timeout_secs() -> u64 {
+    include_str!("../../pam_codext/src/options.rs")
+        .split("pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .expect("pam_codext/src/options.rs declares DEFAULT_TIMEOUT in seconds")
+}
+
+#[test]
+fn given_the_shipped_defaults_then_the_helper_gives_up_a_queued_connection_before_the_module_does_and_pam_d_says_the_default(
+) {
+    let secs = pam_default_timeout_secs();
+    assert!(
+        codext_helper::daemon::SLOT_WAIT < std::time::Duration::from_secs(secs),
+        "a connection waits {:?} for a slot, the module only {secs} s",
+        codext_helper::daemon::SLOT_WAIT
+    );
+    let pam = include_str!("../../pam.d/codext");
+    assert!(
+        pam.contains(&format!("#   timeout={secs} ")),
+        "pam.d/codext does not document the module's default timeout={secs}"
+    );
 }
