@@ -403,7 +403,7 @@ sandbox_test! {
 
 sandbox_test! {
     fn given_key_not_on_the_allow_list_then_no_puzzle_unless_the_operator_opted_in() {
-                let s = setup("poll_idle = \"2s\"\n");
+                let s = setup("poll_idle = \"2s\"\n[limits]\nreaper_interval = \"1s\"\n[audit]\nsummary_window = \"1s\"\n");
         std::fs::copy(codext_tests::repo().join("docs/test-vectors/v1/other-agent.key"), "/home/agent/other.key").unwrap();
         sh("chown agent: /home/agent/other.key && chmod 600 /home/agent/other.key");
         assert!(s.codext(&["publish-key", "--key", "/home/agent/other.key"]).status.success());
@@ -421,7 +421,7 @@ sandbox_test! {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not in the DigitalOcean account") && err.contains("codext publish-key"), "{err}");
         wait_until(Duration::from_secs(20), "the refusal in the audit trail", || {
-            s.w.audit().iter().any(|e| e["event"] == "refuse" && e["reason"] == "key not on the allow-list")
+            s.w.audit().iter().any(|e| e["event"] == "refusals_summary" && e["result"] == "key not on the allow-list")
         });
         assert!(s.w.state()["users"].as_object().unwrap().is_empty());
         s.emu.assert_no_violations();

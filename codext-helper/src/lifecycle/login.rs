@@ -7,7 +7,7 @@
 use super::entry::{Entry, Refused, Slot};
 use super::types::UnixTime;
 use super::{Helper, Verdict};
-use crate::audit::{AuditEvent, Stranger};
+use crate::audit::{AuditEvent, Counted, Stranger};
 use crate::error::{HelperError, Result};
 use crate::lifecycle::table::Phase;
 use codext_core::Answer;
@@ -25,6 +25,21 @@ impl Helper {
             uid,
             renewal,
             source: source.to_owned(),
+        };
+        // A refusal that changed nothing: the operator's is worth a line,
+        // a channel's (open to anyone who learnt the name) is counted.
+        let refused = |result: &'static str, renewal: bool| {
+            if source == "cli" {
+                self.log(log(result, renewal, None));
+            } else {
+                self.log_counted(Counted {
+                    request: "answer",
+                    user: Some(&user),
+                    key: None,
+                    result,
+                    source,
+                });
+            }
         };
         let mut locked = self.store.lock()?;
         let Some(entry) = locked.state.users.get_mut(&user) else {
@@ -54,7 +69,7 @@ impl Helper {
             Err(Refused::OutOfPhase(_)) => {
                 let phase = entry.phase.as_str();
                 drop(locked);
-                self.log(log("not pending", false, None));
+                refused("not pending", false);
                 Err(HelperError::Refused(format!(
                     "{user} is {phase}, not waiting for an answer"
                 )))
@@ -82,7 +97,7 @@ impl Helper {
             }
             Err(Refused::WrongProof(slot)) | Err(Refused::WrongPassword { slot, .. }) => {
                 drop(locked);
-                self.log(log("wrong proof", slot == Slot::Renewal, None));
+                refused("wrong proof", slot == Slot::Renewal);
                 Err(HelperError::Refused(format!("wrong proof for {user}")))
             }
         }
@@ -184,9 +199,17 @@ impl Helper {
                 Ok(Verdict::Denied("wrong password"))
             }
             Err(refused) => {
+                // Not armed, token already used, ...: nothing changed, and
+                // anyone who learnt the name can ask again from anywhere.
                 drop(locked);
                 let reason = refused.reason();
-                self.log(verify(reason, false, None));
+                self.log_counted(Counted {
+                    request: "verify",
+                    user: Some(&name),
+                    key: None,
+                    result: reason,
+                    source,
+                });
                 Ok(Verdict::Denied(reason))
             }
         }

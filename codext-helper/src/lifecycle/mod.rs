@@ -35,7 +35,7 @@ pub use issue::{InitReport, Issued};
 pub use table::{Phase, Request};
 pub use types::{Channel, UnixTime};
 
-use crate::audit::{Audit, AuditEvent, Stranger};
+use crate::audit::{Audit, AuditEvent, Counted, Stranger};
 use crate::config::Config;
 use crate::error::Result;
 use crate::store::Store;
@@ -120,6 +120,15 @@ impl Helper {
     /// or the system log without bound).
     pub(crate) fn log_stranger(&self, what: Stranger, user: &str, source: &str) {
         if let Err(e) = self.audit.stranger(what, user, source) {
+            crate::log::error!("{e}");
+        }
+    }
+
+    /// Counts a refused attempt at a known name that changed nothing (see
+    /// [`Counted`]) in the audit trail's summaries: anyone who learnt the
+    /// name can repeat it from any number of sources.
+    pub(crate) fn log_counted(&self, c: Counted<'_>) {
+        if let Err(e) = self.audit.refused(c) {
             crate::log::error!("{e}");
         }
     }
