@@ -146,13 +146,21 @@ impl Helper {
                 let snapshot = entry.clone();
                 locked.save()?;
                 drop(locked);
-                self.log(verify("ok", false, None));
+                if self.log_for_login(verify("ok", false, None)).is_err() {
+                    // No account without its line: nothing was made yet,
+                    // and the token is spent, so the user is forgotten
+                    // (the agent asks for a new puzzle once there is room).
+                    self.forget_unmade(&name)?;
+                    return Ok(Verdict::Denied("audit trail unavailable"));
+                }
                 Ok(Verdict::CreateAccount(Box::new(snapshot)))
             }
             Ok(Slot::Renewal) => {
                 locked.save()?;
                 drop(locked);
-                self.log(verify("ok", true, None));
+                if self.log_for_login(verify("ok", true, None)).is_err() {
+                    return Ok(Verdict::Denied("audit trail unavailable"));
+                }
                 Ok(Verdict::Ok("further session allowed"))
             }
             Err(Refused::Expired(slot)) => {
@@ -231,14 +239,21 @@ impl Helper {
     /// failure the user is forgotten, or its half-made account handed to
     /// the reaper.
     pub fn finish_creation(&self, entry: &Entry, made: Result<()>) -> Result<Verdict> {
-        match made.and_then(|()| self.accounts.verify_created(entry)) {
-            Ok(()) => {
-                self.log(AuditEvent::Create {
+        // The login is granted only once its `create` line is durable; if
+        // it cannot be written the made account goes to removal like any
+        // half-made one.
+        let recorded = made
+            .and_then(|()| self.accounts.verify_created(entry))
+            .and_then(|()| {
+                self.log_for_login(AuditEvent::Create {
                     user: entry.user.to_string(),
                     uid: entry.uid,
                     gid: entry.gid,
                     home: entry.home.clone(),
-                });
+                })
+            });
+        match recorded {
+            Ok(()) => {
                 // The agent key may now reconnect within the grant.
                 self.authorize_grant_key(entry);
                 Ok(Verdict::Ok("account created"))
@@ -319,6 +334,24 @@ impl Helper {
             }
         }
         results
+    }
+
+    /// Forgets `name` after its token was consumed but before any account
+    /// was made (its login line could not be recorded). A user a revoke
+    /// already handed to removal, or one whose account exists, is left to
+    /// the remover.
+    fn forget_unmade(&self, name: &str) -> Result<()> {
+        let mut locked = self.store.lock()?;
+        let unmade = locked
+            .state
+            .users
+            .get(name)
+            .is_some_and(|e| e.phase == Phase::Creating && !e.account_created);
+        if unmade {
+            locked.state.users.remove(name);
+            locked.save()?;
+        }
+        Ok(())
     }
 
     /// PAM account management at `now`: only an account codext created

@@ -108,11 +108,40 @@ impl Helper {
     }
 
     /// Appends an event to the audit trail (a failure is reported, not
-    /// fatal: the action it records has happened).
+    /// fatal: the action it records has happened — a removal, a session's
+    /// end — and must not be undone for want of room to record it).
     pub(crate) fn log(&self, event: AuditEvent) {
-        if let Err(e) = self.audit.event(event) {
-            crate::log::error!("{e}");
+        let (name, fields) = event.into_parts();
+        let user = fields
+            .get("user")
+            .and_then(|u| u.as_str())
+            .map(str::to_owned);
+        if let Err(e) = self.audit.record(&name, fields) {
+            crate::log::error!(
+                "{e} (not recorded: {name}{})",
+                user.map(|u| format!(" {u}")).unwrap_or_default()
+            );
         }
+    }
+
+    /// Appends an event a login depends on: a login is granted only once
+    /// its line is durable, so while the trail cannot be written (a full
+    /// or read-only file system) every login is refused. Removals never
+    /// come here: they go ahead unrecorded rather than leave an account
+    /// behind (see docs/THREAT_MODEL.md, "The audit trail").
+    pub(crate) fn log_for_login(&self, event: AuditEvent) -> Result<()> {
+        let (name, fields) = event.into_parts();
+        let user = fields
+            .get("user")
+            .and_then(|u| u.as_str())
+            .map(str::to_owned);
+        self.audit.record(&name, fields).map_err(|e| {
+            crate::log::error!(
+                "{e}: refusing the login of {} (its {name} line cannot be recorded)",
+                user.as_deref().unwrap_or("?")
+            );
+            e
+        })
     }
 
     /// Counts an attempt by a stranger in the audit trail's summaries
