@@ -31,7 +31,7 @@ mod tests;
 
 pub use entry::{Entry, Refused, RemovalProgress, Session, Slot, TokenSlot, LOGIN_GRACE_SECS};
 pub use host::process_start_time;
-pub use issue::{InitReport, Issued};
+pub use issue::{InitMade, InitReport, Issued};
 pub use table::{Phase, Request};
 pub use types::{Channel, UnixTime};
 
