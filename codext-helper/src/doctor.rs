@@ -126,32 +126,13 @@ fn module_file(codext: &str) -> Option<PathBuf> {
         .or_else(|| Some(PathBuf::from(module)))
 }
 
-/// The rules the shipped files hold, control values exactly.
-const EXPECTED_RULES: [(&str, &str, &str); 3] = [
-    (
-        "codext",
-        "auth",
-        "[success=done new_authtok_reqd=done ignore=ignore module_unknown=ignore default=die]",
-    ),
-    (
-        "codext",
-        "account",
-        "[success=ok ignore=ignore module_unknown=ignore default=bad]",
-    ),
-    (
-        "codext-session",
-        "session",
-        "[success=ok ignore=ignore module_unknown=ignore default=bad]",
-    ),
-];
-
 fn pam_checks(r: &mut Report, group: &str) {
     let rerun = "run `codext-helper setup` (or fix the file by hand, see docs/SECURITY_REVIEW.md)";
     // The codext stack files and their control values.
     let codext = std::fs::read_to_string("/etc/pam.d/codext").unwrap_or_default();
     let session = std::fs::read_to_string("/etc/pam.d/codext-session").unwrap_or_default();
     let mut bad = Vec::new();
-    for (file, kind, control) in EXPECTED_RULES {
+    for (file, kind, control) in setup::EXPECTED_RULES {
         let text = if file == "codext" { &codext } else { &session };
         let found: Vec<String> = text
             .lines()
@@ -304,45 +285,7 @@ fn sshd_checks(r: &mut Report) {
             .unwrap_or("")
     };
     let fix = format!("{} must be read first and win: run `codext-helper setup`, and set no conflicting value in a Match block above it", setup::SSHD_DROP_IN);
-    for (key, want, why) in [
-        ("usepam", "yes", "pam_codext only runs through PAM"),
-        (
-            "authenticationmethods",
-            "password publickey",
-            "the one-time token is the password; a key only from codext's own key folder",
-        ),
-        (
-            "passwordauthentication",
-            "yes",
-            "the token travels by the password method",
-        ),
-        (
-            "kbdinteractiveauthentication",
-            "no",
-            "keyboard-interactive runs PAM auth in a forked child",
-        ),
-        (
-            "authorizedkeysfile",
-            "/run/codext-keys/%u",
-            "any other key file would let the agent add keys of its own",
-        ),
-        (
-            "authorizedkeyscommand",
-            "none",
-            "only the grant key codext-helper wrote may log a codext user in",
-        ),
-        (
-            "trustedusercakeys",
-            "none",
-            "a certificate authority would log codext users in without a grant",
-        ),
-        (
-            "disableforwarding",
-            "yes",
-            "no tunnels, agents, X11 or sockets out of a codext session",
-        ),
-        ("permituserrc", "no", "~/.ssh/rc would run before the shell"),
-    ] {
+    for (key, want, why) in setup::USER_SSHD_SETTINGS {
         let check = format!("sshd.{key}");
         if get(key) == want {
             r.ok(&check, format!("{key} {want} for user-*"));

@@ -10,6 +10,7 @@ use super::host::{
     systemd_running,
 };
 use super::pam::{plan_job_stack, plan_pam_sshd, with_module};
+use super::shipped::{check_drop_in, check_limits, check_pam_file};
 use super::sshd::check_sshd;
 use super::{
     refused, sha256_bytes, sha256_hex, sys, Change, FileRecord, Manifest, ModuleRecord,
@@ -86,18 +87,36 @@ pub(super) fn plan(cfg: &Config, opts: &SetupOptions, module: &str) -> Result<Ve
         Ok(())
     };
     let d = &opts.data_dir;
-    whole(
-        "/etc/pam.d/codext",
-        with_module(&read_data(d, "codext")?, module),
-    )?;
-    whole(
-        "/etc/pam.d/codext-session",
-        with_module(&read_data(d, "codext-session")?, module),
-    )?;
-    whole(SSHD_DROP_IN, read_data(d, "sshd_config.d/codext.conf")?)?;
+    // What the shipped files say, sshd trusts for every login: they must
+    // be root's alone, and say exactly what codext ships.
+    root_only_path(d).map_err(|e| {
+        refused(format!(
+            "--data-dir {}: {e}. Nothing was changed.",
+            d.display()
+        ))
+    })?;
+    let shipped = |name: &str, check: &dyn Fn(&str) -> std::result::Result<(), String>| {
+        let text = read_data(d, name)?;
+        root_only_path(&d.join(name))
+            .and_then(|()| check(&text))
+            .map_err(|e| {
+                refused(format!(
+                    "{}: {e}. Nothing was changed.",
+                    d.join(name).display()
+                ))
+            })?;
+        Ok::<String, HelperError>(text)
+    };
+    let codext = shipped("codext", &|t| check_pam_file("codext", t))?;
+    let session = shipped("codext-session", &|t| check_pam_file("codext-session", t))?;
+    let drop_in = shipped("sshd_config.d/codext.conf", &check_drop_in)?;
+    let limits = shipped("limits.d/codext.conf", &check_limits)?;
+    whole("/etc/pam.d/codext", with_module(&codext, module))?;
+    whole("/etc/pam.d/codext-session", with_module(&session, module))?;
+    whole(SSHD_DROP_IN, drop_in)?;
     whole(
         LIMITS_FILE,
-        read_data(d, "limits.d/codext.conf")?.replace("@codext ", &format!("@{group} ")),
+        limits.replace("@codext ", &format!("@{group} ")),
     )?;
     let sshd = read_opt(Path::new(PAM_SSHD))?.ok_or_else(|| {
         refused(format!(

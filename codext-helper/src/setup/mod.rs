@@ -36,6 +36,7 @@ mod apply;
 mod files;
 mod host;
 mod pam;
+mod shipped;
 mod sshd;
 mod unsetup;
 
@@ -48,6 +49,7 @@ pub use host::{
 pub use pam::{
     job_rule, parse_pam_line, plan_job_stack, plan_pam_sshd, remove_lines, with_module, PamLine,
 };
+pub use shipped::{EXPECTED_RULES, USER_SSHD_SETTINGS};
 pub use sshd::sshd_effective;
 pub use unsetup::unsetup;
 
