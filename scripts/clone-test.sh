@@ -9,14 +9,15 @@
 # starts its private dockerd). Run by scripts/test.sh, as root.
 # Uncommitted changes are not in the clone: it tests HEAD.
 # Reused, because nothing in them can stand in for a file missing from the
-# clone: cargo's registry (~/.cargo), the clone's build folder
-# $CODEXT_TEST_CACHE/clone-target (compiled third-party crates; the clone's
-# own crates rebuild from its sources, which are newer), and docker-test's
-# cache (the debootstrapped bookworm, the image layers).
+# clone: cargo's registry (~/.cargo); a build folder (the clone's `target`
+# is a link to $CODEXT_CLONE_TARGET, by default this checkout's `target`,
+# whose compiled third-party crates cargo reuses while the clone's own
+# crates rebuild from the clone's sources — their artifacts, and the .debs
+# in target/debian, are then HEAD's); and docker-test's cache (the
+# debootstrapped bookworm, the image layers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-CACHE=${CODEXT_TEST_CACHE:-/var/cache/codext-test}
 head=$(git rev-parse HEAD)
 if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
     echo "clone-test: the working tree has uncommitted changes; testing the committed HEAD ($head) only"
@@ -25,8 +26,9 @@ dir=$(mktemp -d /tmp/codext-clone.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 git clone --quiet --no-hardlinks --no-checkout "$PWD" "$dir/codext"
 git -C "$dir/codext" checkout --quiet --detach "$head"
-mkdir -p "$CACHE/clone-target"
-ln -s "$CACHE/clone-target" "$dir/codext/target"
+build=${CODEXT_CLONE_TARGET:-$PWD/target}
+mkdir -p "$build"
+ln -s "$build" "$dir/codext/target"
 [ "$(ls -A "$dir")" = codext ] || { echo "clone-test: $dir holds more than the clone" >&2; exit 1; }
 cd "$dir/codext"
 unset DO_OPENAPI_SPEC CODEXT_ADVISORY_DB

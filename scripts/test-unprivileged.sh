@@ -27,7 +27,9 @@ fi
 chown -R "$uid:$gid" "$work"
 
 # Inside: the toolchain at its usual path, under a $HOME the user may enter.
-exec unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
+# Not `exec`: this shell must stay to run its EXIT trap, which removes the
+# copy (several GB with its target folder).
+unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     work=$1 uid=$2 gid=$3 cargo_home=$4 rustup_home=$5 home=$6
     mkdir -p "$work/.host-cargo" "$work/.host-rustup"
     mount --bind "$cargo_home" "$work/.host-cargo"
