@@ -4,10 +4,9 @@
 #   codext-server:TAG  codext installed from codext_<version>_amd64.deb, setup run
 #   codext-agent:TAG   codext-agent_<version>_amd64.deb and openssh-client only
 #   codext-do-emulator:TAG  the DigitalOcean API emulator (tests/do-emulator,
-#                      release build) for the DigitalOcean demo; needs
-#                      DigitalOcean's OpenAPI description: $DO_OPENAPI_SPEC,
-#                      else ../shared/digitalocean-openapi/bundled.json
-#                      beside the checkout (without it, this image is skipped)
+#                      release build) for the DigitalOcean demo, with the part
+#                      of DigitalOcean's OpenAPI description it validates
+#                      against built in (tests/do-emulator/openapi/)
 #   docker/build-images.sh [TAG]      (TAG defaults to `test`, what compose.yaml runs)
 # Builds the packages first (packaging/build-deb.sh) unless
 # CODEXT_DEBS_BUILT=1 says target/debian already holds this version's.
@@ -30,16 +29,8 @@ build docker/Dockerfile.server --target deps -t "codext-deps:$TAG"
 build docker/Dockerfile.server -t "codext-server:$TAG"
 build docker/Dockerfile.agent -t "codext-agent:$TAG"
 built="codext-deps:$TAG, codext-server:$TAG, codext-agent:$TAG"
-spec=${DO_OPENAPI_SPEC:-../shared/digitalocean-openapi/bundled.json}
-if [ -f "$spec" ]; then
-    cargo build --release --locked -q -p codext-do-emulator
-    cp target/release/do-emulator "$CTX/do-emulator"
-    cp "$spec" "$CTX/openapi.json"
-    build docker/Dockerfile.emulator -t "codext-do-emulator:$TAG"
-    built+=", codext-do-emulator:$TAG"
-else
-    echo "build-images.sh: no OpenAPI description at $spec (set DO_OPENAPI_SPEC):" \
-        "codext-do-emulator:$TAG not built, the DigitalOcean demo needs it" >&2
-    [ "${CODEXT_NEED_EMULATOR:-}" != 1 ] || exit 1
-fi
+cargo build --release --locked -q -p codext-do-emulator
+cp target/release/do-emulator "$CTX/do-emulator"
+build docker/Dockerfile.emulator -t "codext-do-emulator:$TAG"
+built+=", codext-do-emulator:$TAG"
 echo "built $built (codext $version)"

@@ -89,7 +89,10 @@ SSHD=$!
 wait_for 10 "the helper" test -S /run/codext/helper.sock
 wait_for 10 "sshd" bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"
 codext-helper doctor | tee /tmp/doctor.txt || fail "doctor (reads the packaged /etc/codext/helper.toml)"
-! grep -Eq '^(FAIL|warn)' /tmp/doctor.txt || fail "doctor: not all ok"
+# All ok, but the warning every stock Debian gets: /tmp and /var/tmp on the
+# root file system without nosuid (mounts.nosuid).
+not_ok=$(grep -E '^(FAIL|warn)' /tmp/doctor.txt | grep -v '^warn mounts\.nosuid ' || true)
+[ -z "$not_ok" ] || fail "doctor: not all ok"
 # The channel installed, not configured: off, and doctor says how to turn it on.
 grep -q '^ok .*digitalocean.*codext-channel is installed' /tmp/doctor.txt || fail "doctor: no word on the installed channel"
 # Turned on without a token: doctor fails that line and says what to do.
@@ -97,7 +100,8 @@ printf 'version = 1\n[digitalocean]\nenabled = true\n' > /tmp/do-on.toml
 echo "doctor with [digitalocean] enabled = true and no token (one FAIL expected):"
 codext-helper --config /tmp/do-on.toml doctor > /tmp/doctor-on.txt 2>&1 && fail "doctor: all ok with the channel on and no token"
 grep -E '^FAIL +digitalocean ' /tmp/doctor-on.txt || fail "doctor: no FAIL for the missing token"
-grep -E '^(FAIL|warn)' /tmp/doctor-on.txt | grep -v digitalocean && fail "doctor: other lines fail with the channel on"
+grep -E '^(FAIL|warn)' /tmp/doctor-on.txt | grep -v digitalocean | grep -v '^warn mounts\.nosuid ' \
+    && fail "doctor: other lines fail with the channel on"
 
 stage "a real login: plain ssh as user-<hex> with the token (manual channel)"
 as_agent() { runuser -u agent -- env -i HOME=/opt/agent PATH=/usr/local/bin:/usr/bin:/bin "$@"; }

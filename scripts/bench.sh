@@ -22,7 +22,7 @@ target/release/codext-sandbox -- target/release/codext-bench
 target/release/codext-sandbox -- target/release/codext-bench burst "${CODEXT_BURST:-100}"
 # The helper's memory (RSS, peak, locked, arenas, stacks) over sequential
 # logins and then bursts: it must level off. CODEXT_MEMORY="1000 10 50"
-# for the long run quoted in README.md (about 20 minutes on 2 cores).
+# for the long run quoted in docs/BENCHMARKS.md (about 20 minutes on 2 cores).
 # shellcheck disable=SC2086
 target/release/codext-sandbox -- target/release/codext-bench memory ${CODEXT_MEMORY:-300 10 50}
 # What strangers cost the audit trail: 10,000 unknown names from 1 and from

@@ -3,13 +3,14 @@
 # checkout, as a newcomer without root would run it: every unit test runs,
 # the sandboxed end-to-end tests are skipped with one printed reason.
 # Run as root (it sets up the copy and a private mount namespace in which
-# the root-owned toolchain under /root is readable); the machine is left as
+# the root-owned toolchain under root's $HOME is readable); the machine is left as
 # it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 user="${CODEXT_TEST_USER:-nobody}"
 uid=$(id -u "$user")
 gid=$(id -g "$user")
+case "$HOME" in /?*) ;; *) echo "test-unprivileged: HOME must be a folder below / (it is $HOME)" >&2; exit 1 ;; esac
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 rustup_home="${RUSTUP_HOME:-$HOME/.rustup}"
 
@@ -25,13 +26,15 @@ if [ -d target ]; then
 fi
 chown -R "$uid:$gid" "$work"
 
-# Inside: the toolchain at its usual path, under a /root the user may enter.
-exec unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
-    work=$1 uid=$2 gid=$3 cargo_home=$4 rustup_home=$5
+# Inside: the toolchain at its usual path, under a $HOME the user may enter.
+# Not `exec`: this shell must stay to run its EXIT trap, which removes the
+# copy (several GB with its target folder).
+unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
+    work=$1 uid=$2 gid=$3 cargo_home=$4 rustup_home=$5 home=$6
     mkdir -p "$work/.host-cargo" "$work/.host-rustup"
     mount --bind "$cargo_home" "$work/.host-cargo"
     mount --bind "$rustup_home" "$work/.host-rustup"
-    mount -t tmpfs -o mode=755 none /root
+    mount -t tmpfs -o mode=755 none "$home"
     mkdir -p "$cargo_home" "$rustup_home"
     chown "$uid:$gid" "$cargo_home"
     for d in bin registry git; do
@@ -41,7 +44,7 @@ exec unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     mount --bind "$work/.host-rustup" "$rustup_home"
     cd "$work"
     exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --reset-env -- \
-        env HOME=/root CARGO_HOME="$cargo_home" RUSTUP_HOME="$rustup_home" \
+        env HOME="$home" CARGO_HOME="$cargo_home" RUSTUP_HOME="$rustup_home" \
         PATH="$cargo_home/bin:/usr/bin:/bin" CI= \
         cargo test --workspace --locked --offline
-' _ "$work" "$uid" "$gid" "$cargo_home" "$rustup_home"
+' _ "$work" "$uid" "$gid" "$cargo_home" "$rustup_home" "$HOME"

@@ -2,8 +2,10 @@
 # Runs every check codext has, as CI does: formatting, lints, the build,
 # all tests (unit, protocol vectors, the real PAM/sshd/useradd end-to-end
 # tests in a sandbox), the Debian packages and the docker images exercised
-# for real (scripts/docker-test.sh), the PAM module's exported symbols, fuzz
-# smoke runs and the dependency audit. Run as root on Debian 12.
+# for real (scripts/docker-test.sh), a fresh clone of HEAD with nothing
+# beside it (scripts/clone-test.sh), the PAM module's exported symbols, fuzz
+# smoke runs and the dependency audit (offline with CODEXT_ADVISORY_DB=DIR).
+# Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -28,6 +30,8 @@ grep -E '^(test result|codext-tests: skipping)' "$unprivileged_log" | sort | uni
 rm -f "$unprivileged_log"
 step "the Debian packages and docker/ (scripts/docker-test.sh): lintian, the package round trip on a pristine bookworm, two containers"
 scripts/docker-test.sh
+step "a fresh clone of HEAD stands alone (scripts/clone-test.sh): the emulator's tests and docker/build-images.sh in an empty folder"
+scripts/clone-test.sh
 step "what sshd loads: the PAM module's dependency closure (tests/tests/packaging.rs keeps it minimal)"
 cargo tree --locked -p pam_codext -e normal --prefix none | sort -u
 step "the root helper links no HTTP/TLS crate (the channel process does)"
@@ -48,11 +52,12 @@ rm -rf "$unit_dir"
 step "fuzz smoke run (every parser of untrusted bytes, 15 s each)"
 scripts/fuzz-smoke.sh
 step "cargo audit (RUSTSEC-2023-0071 acknowledged in .cargo/audit.toml and docs/THREAT_MODEL.md)"
-db="${CODEXT_ADVISORY_DB:-../shared/advisory-db}"
-if [ -d "$db" ]; then
-    cargo audit --db "$db" --no-fetch
+# An offline copy of the RustSec advisory database when CODEXT_ADVISORY_DB
+# names one (a machine without network); otherwise cargo audit fetches it.
+if [ -n "${CODEXT_ADVISORY_DB:-}" ]; then
+    cargo audit --db "$CODEXT_ADVISORY_DB" --no-fetch
 else
-    echo "no offline advisory database at $db; fetching the current one"
+    echo "CODEXT_ADVISORY_DB not set: fetching the current advisory database"
     cargo audit
 fi
 step "all checks passed"

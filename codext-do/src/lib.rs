@@ -12,7 +12,7 @@
 //! protocol (`codext-core`) knows nothing of DigitalOcean.
 //!
 //! The API's rules relied on (from DigitalOcean's OpenAPI description, see
-//! `shared/digitalocean-openapi/README.md`): tags are `^[a-zA-Z0-9_\-:]+$`,
+//! `tests/do-emulator/openapi/README.md`): tags are `^[a-zA-Z0-9_\-:]+$`,
 //! at most 255 characters, their identity ignores case and the first
 //! creation's capitalization is kept; a tag must exist before it is
 //! attached; 5,000 requests an hour, 250 a minute, and 10 listings of the

@@ -7,6 +7,7 @@
 //! are fuzzed (`fuzz/fuzz_targets/do_responses.rs`).
 
 use serde::Deserialize;
+use std::net::Ipv4Addr;
 
 /// A droplet, as far as codext cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,28 @@ pub struct Droplet {
     pub tags: Vec<String>,
     /// The first public IPv4 address, if it has one.
     pub public_ipv4: Option<String>,
+}
+
+impl Droplet {
+    /// The droplet's public IPv4 address, parsed: the address is handed to
+    /// `ssh` as the host to connect to (and so to ssh's `%h`/`%H` tokens)
+    /// and to the knock, so only the dotted-quad form of a host's address
+    /// passes (`Ipv4Addr`'s parser: four decimal octets, no leading zeros,
+    /// nothing around them), and not the unspecified, broadcast or a
+    /// multicast address. The refusal quotes the value with its control
+    /// characters escaped.
+    pub fn public_address(&self) -> Result<Ipv4Addr, String> {
+        let Some(raw) = &self.public_ipv4 else {
+            return Err(format!("droplet {} has no public IPv4 address", self.id));
+        };
+        match raw.parse::<Ipv4Addr>() {
+            Ok(a) if !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()) => Ok(a),
+            _ => Err(format!(
+                "droplet {}'s public_ipv4 {raw:?} is not an IPv4 address of a host; not connecting to it",
+                self.id
+            )),
+        }
+    }
 }
 
 /// An SSH key of the account.
@@ -193,6 +216,60 @@ mod tests {
         let no_net = r#"{"droplet": {"id": 7, "name": "box", "tags": []}}"#;
         assert_eq!(parse_droplet(no_net).map(|d| d.public_ipv4), Some(None));
         assert_eq!(parse_droplet("not json"), None);
+    }
+
+    /// The address is handed to `ssh` as its host (and so to ssh's `%h`
+    /// and `%H`) and to the knock: only a dotted-quad IPv4 address of a
+    /// host passes; everything else an API (or whoever answers in its
+    /// place) could send is refused with the value escaped.
+    #[test]
+    fn given_hostile_public_ipv4_values_then_refused_and_only_a_host_address_passes() {
+        let droplet = |ip: Option<&str>| Droplet {
+            id: 7,
+            name: "box".into(),
+            tags: Vec::new(),
+            public_ipv4: ip.map(str::to_owned),
+        };
+        assert_eq!(
+            droplet(Some("203.0.113.7")).public_address(),
+            Ok(std::net::Ipv4Addr::new(203, 0, 113, 7))
+        );
+        assert_eq!(
+            droplet(Some("127.0.0.1")).public_address(),
+            Ok(std::net::Ipv4Addr::LOCALHOST)
+        );
+        for hostile in [
+            "-oProxyCommand=touch /tmp/pwned",
+            "203.0.113.7 -oProxyCommand=id",
+            "203.0.113.7;id",
+            "$(id)",
+            "203.0.113.7\n",
+            " 203.0.113.7",
+            "203.0.113.7\u{1b}[2J",
+            "example.com",
+            "[203.0.113.7]:22",
+            "203.0.113.7:22",
+            "::1",
+            "2001:db8::1",
+            "0203.0.113.7",
+            "203.0.113",
+            "203.0.113.7.1",
+            "256.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "",
+        ] {
+            let refused = droplet(Some(hostile)).public_address();
+            let err = refused.expect_err(hostile);
+            assert!(err.contains("droplet 7"), "{hostile:?}: {err}");
+            assert!(
+                !err.chars().any(char::is_control),
+                "{hostile:?}: the refusal carries a control character: {err:?}"
+            );
+        }
+        let err = droplet(None).public_address().unwrap_err();
+        assert!(err.contains("no public IPv4 address"), "{err}");
     }
 
     #[test]

@@ -25,7 +25,6 @@
 //! phase-checked handler of each request are the whole boundary with the
 //! channel process, kept together so it is reviewed in one reading.
 
-use crate::audit::AuditEvent;
 use crate::config::Config;
 use crate::error::{HelperError, Result};
 use crate::ids::{Gid, Uid};
@@ -302,7 +301,10 @@ impl Shared {
         }
     }
 
-    /// Refuses a request (`key` or `user` names what it was about).
+    /// Refuses a request (`key` or `user` names what it was about). The
+    /// refusal changes nothing and whoever writes to the account can repeat
+    /// it: it is counted in the audit trail's summaries, not written a line
+    /// each.
     fn refuse(
         &self,
         code: Refusal,
@@ -311,13 +313,12 @@ impl Shared {
         user: Option<String>,
         reason: &str,
     ) -> Result<Reply> {
-        self.helper.log(AuditEvent::Refuse {
-            request: request.to_owned(),
-            user,
-            key,
-            reason: reason.to_owned(),
-            source: None,
-            channel: Some(CHANNEL),
+        self.helper.log_counted(crate::audit::Counted {
+            request,
+            user: user.as_deref(),
+            key: key.as_deref(),
+            result: reason,
+            source: CHANNEL,
         });
         Ok(Reply::refused(code, reason))
     }

@@ -227,6 +227,14 @@ fn run(cli: Cli) -> Result<()> {
             r.files,
             if r.files == 1 { "" } else { "s" }
         );
+        if r.first_file > 1 {
+            println!(
+                "checked from the checkpoint of {}.{}: files 1 to {} were deleted by the retention, each deletion recorded in the trail",
+                cfg.audit_log.display(),
+                r.first_file,
+                r.first_file - 1
+            );
+        }
         if !r.warnings.is_empty() {
             for w in &r.warnings {
                 warn!("{w}");

@@ -64,6 +64,13 @@ pub struct AuditConfig {
     /// …or once it was started this long ago (1m to 366 days).
     #[serde(with = "humantime_serde_compat")]
     pub rotate_age: Duration,
+    /// Rotated files kept (1 to 100000): at each rotation the oldest go
+    /// beyond this many, each deletion itself an audit line.
+    pub retain_files: u64,
+    /// …and rotated files last written longer ago than this go too (1 day
+    /// to 3660 days); the newest rotated file is always kept.
+    #[serde(with = "humantime_serde_compat")]
+    pub retain_age: Duration,
     /// Attempts at names codext does not know, and rate-limit refusals,
     /// are counted over this window (1s to 1h) and written as summaries at
     /// its end.
@@ -82,6 +89,8 @@ impl Default for AuditConfig {
         AuditConfig {
             rotate_bytes: 16 << 20,
             rotate_age: Duration::from_secs(30 * 24 * 3600),
+            retain_files: 24,
+            retain_age: Duration::from_secs(400 * 24 * 3600),
             summary_window: Duration::from_secs(60),
             summary_sources: 16,
             system_log: true,
@@ -211,7 +220,7 @@ pub struct Ttl {
     /// How long the whole grant lasts after login.
     #[serde(with = "humantime_serde_compat")]
     pub grant: Duration,
-    /// (issue 15) Longest linger an agent may ask for: how long an account
+    /// Longest linger an agent may ask for (a whole task on one grant): how long an account
     /// record and home may outlive the grant's last session, so the agent
     /// can reconnect with its key (never past the grant; 0 turns lingering
     /// off).
@@ -441,6 +450,12 @@ impl Config {
         if !(60..=366 * 24 * 3600).contains(&au.rotate_age.as_secs()) {
             return bad("audit.rotate_age must be between 1m and 366 days".into());
         }
+        if !(1..=100_000).contains(&au.retain_files) {
+            return bad("audit.retain_files must be between 1 and 100000".into());
+        }
+        if !(24 * 3600..=3660 * 24 * 3600).contains(&au.retain_age.as_secs()) {
+            return bad("audit.retain_age must be between 1 day and 3660 days".into());
+        }
         if !(1..=3600).contains(&au.summary_window.as_secs()) {
             return bad("audit.summary_window must be between 1s and 1h".into());
         }
@@ -542,6 +557,8 @@ mod tests {
             ("[limits]\nmax_attempts = 0", "at least 1"),
             ("server_id = \"a b\"", "server_id"),
             ("[audit]\nrotate_bytes = 100", "rotate_bytes"),
+            ("[audit]\nretain_files = 0", "retain_files"),
+            ("[audit]\nretain_age = \"1h\"", "retain_age"),
             ("[audit]\nsummary_window = \"2h\"", "summary_window"),
             ("[audit]\nsummary_sources = 0", "summary_sources"),
             ("version = ", "invalid"),

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+mod mounts;
 mod token_scopes;
 
 /// How a check came out.
@@ -96,6 +97,7 @@ pub fn run(cfg: &Config) -> Vec<Check> {
     memory_check(&mut r, daemon);
     uid_check(&mut r, cfg);
     quarantine_check(&mut r, cfg);
+    mount_checks(&mut r, cfg);
     host_key_check(&mut r, cfg);
     digitalocean_check(&mut r, cfg);
     clock_check(&mut r, cfg);
@@ -126,32 +128,13 @@ fn module_file(codext: &str) -> Option<PathBuf> {
         .or_else(|| Some(PathBuf::from(module)))
 }
 
-/// The rules the shipped files hold, control values exactly.
-const EXPECTED_RULES: [(&str, &str, &str); 3] = [
-    (
-        "codext",
-        "auth",
-        "[success=done new_authtok_reqd=done ignore=ignore module_unknown=ignore default=die]",
-    ),
-    (
-        "codext",
-        "account",
-        "[success=ok ignore=ignore module_unknown=ignore default=bad]",
-    ),
-    (
-        "codext-session",
-        "session",
-        "[success=ok ignore=ignore module_unknown=ignore default=bad]",
-    ),
-];
-
 fn pam_checks(r: &mut Report, group: &str) {
     let rerun = "run `codext-helper setup` (or fix the file by hand, see docs/SECURITY_REVIEW.md)";
     // The codext stack files and their control values.
     let codext = std::fs::read_to_string("/etc/pam.d/codext").unwrap_or_default();
     let session = std::fs::read_to_string("/etc/pam.d/codext-session").unwrap_or_default();
     let mut bad = Vec::new();
-    for (file, kind, control) in EXPECTED_RULES {
+    for (file, kind, control) in setup::EXPECTED_RULES {
         let text = if file == "codext" { &codext } else { &session };
         let found: Vec<String> = text
             .lines()
@@ -312,45 +295,7 @@ fn sshd_checks(r: &mut Report) {
             .unwrap_or("")
     };
     let fix = format!("{} must be read first and win: run `codext-helper setup`, and set no conflicting value in a Match block above it", setup::SSHD_DROP_IN);
-    for (key, want, why) in [
-        ("usepam", "yes", "pam_codext only runs through PAM"),
-        (
-            "authenticationmethods",
-            "password publickey",
-            "the one-time token is the password; a key only from codext's own key folder",
-        ),
-        (
-            "passwordauthentication",
-            "yes",
-            "the token travels by the password method",
-        ),
-        (
-            "kbdinteractiveauthentication",
-            "no",
-            "keyboard-interactive runs PAM auth in a forked child",
-        ),
-        (
-            "authorizedkeysfile",
-            "/run/codext-keys/%u",
-            "any other key file would let the agent add keys of its own",
-        ),
-        (
-            "authorizedkeyscommand",
-            "none",
-            "only the grant key codext-helper wrote may log a codext user in",
-        ),
-        (
-            "trustedusercakeys",
-            "none",
-            "a certificate authority would log codext users in without a grant",
-        ),
-        (
-            "disableforwarding",
-            "yes",
-            "no tunnels, agents, X11 or sockets out of a codext session",
-        ),
-        ("permituserrc", "no", "~/.ssh/rc would run before the shell"),
-    ] {
+    for (key, want, why) in setup::USER_SSHD_SETTINGS {
         let check = format!("sshd.{key}");
         if get(key) == want {
             r.ok(&check, format!("{key} {want} for user-*"));
@@ -637,6 +582,78 @@ fn uid_check(r: &mut Report, cfg: &Config) {
         r.ok(
             "uids",
             format!("{min}..={max} holds only codext's accounts and is clear of systemd's ranges"),
+        );
+    }
+}
+
+/// Where a temporary user's files can go: the homes and the swept folders
+/// on `nosuid` mounts, and no world-writable folder on the root file
+/// system outside the swept set (see [`mounts`]). Warnings: codext works,
+/// but leftovers are less contained.
+fn mount_checks(r: &mut Report, cfg: &Config) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let all = mounts::parse_mountinfo(&info);
+    let mut folders = vec![cfg.accounts.home_base.clone()];
+    folders.extend(crate::paths::SWEEP_ROOTS.iter().map(PathBuf::from));
+    let bare = mounts::without_nosuid(&all, &folders);
+    if bare.is_empty() {
+        r.ok(
+            "mounts.nosuid",
+            "the homes and every swept folder are on nosuid mounts",
+        );
+    } else {
+        let list: Vec<String> = bare
+            .iter()
+            .map(|(f, m)| format!("{} (on {})", f.display(), m.display()))
+            .collect();
+        r.warn(
+            "mounts.nosuid",
+            format!("without nosuid: {}", list.join(", ")),
+            "mount them nosuid (a tmpfs for /tmp: `systemctl enable tmp.mount`, or `tmpfs /tmp tmpfs nosuid,nodev 0 0` in /etc/fstab; for a separate file system add nosuid to its options): until its removal sweeps it, a setuid file a temporary user leaves there runs as that user for anyone who finds it",
+        );
+    }
+    let skip: Vec<PathBuf> = folders
+        .iter()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    let walk = mounts::world_writable(Path::new("/"), &skip, Duration::from_secs(10));
+    let swept = crate::paths::SWEEP_ROOTS.join(", ");
+    if !walk.found.is_empty() {
+        let mut shown: Vec<String> = walk
+            .found
+            .iter()
+            .take(10)
+            .map(|p| p.display().to_string())
+            .collect();
+        if walk.found.len() > 10 {
+            shown.push(format!("and {} more", walk.found.len() - 10));
+        }
+        r.warn(
+            "mounts.world_writable",
+            format!(
+                "world-writable folders on the root file system that codext does not sweep: {}",
+                shown.join(", ")
+            ),
+            format!(
+                "this is the operator's job: take write permission from others (`chmod o-w FOLDER`), or give such a folder a file system of its own and clean it yourself; a temporary user can leave files there that outlive its account and belong to the next holder of its uid (codext sweeps only {swept} and the homes)"
+            ),
+        );
+    } else if walk.cut {
+        r.warn(
+            "mounts.world_writable",
+            format!(
+                "stopped after 10 s and {} folders of the root file system: not all were looked at",
+                walk.folders
+            ),
+            "look yourself: `find / -xdev -type d -perm -0002`; any folder it lists outside the swept ones can hold a temporary user's files after its removal",
+        );
+    } else {
+        r.ok(
+            "mounts.world_writable",
+            format!(
+                "no world-writable folder on the root file system outside {swept} and the homes ({} folders looked at)",
+                walk.folders
+            ),
         );
     }
 }

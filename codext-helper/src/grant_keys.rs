@@ -1,4 +1,4 @@
-//! (issue 15) One grant, many connections: the agent's key for reconnects,
+//! One grant, many connections (a whole task on one grant): the agent's key for reconnects,
 //! and the linger that lets a reconnect find the account.
 //!
 //! **Key reconnects.** After the first successful token login, the agent
@@ -230,12 +230,23 @@ impl Helper {
             Verdict::Denied(why) => why,
             Verdict::CreateAccount(_) => "internal error",
         };
-        self.log(AuditEvent::KeyLogin {
+        let line = AuditEvent::KeyLogin {
             user: user.to_string(),
             fingerprint: fp,
             result: result.to_owned(),
             source: source.to_owned(),
-        });
+        };
+        let verdict = match verdict {
+            // A key login is granted only once its line is durable.
+            Verdict::Ok(why) => match self.log_for_login(line) {
+                Ok(()) => Verdict::Ok(why),
+                Err(_) => Verdict::Denied("audit trail unavailable"),
+            },
+            other => {
+                self.log(line);
+                other
+            }
+        };
         if removal.is_some() {
             self.log(AuditEvent::Revoke {
                 user: user.to_string(),

@@ -55,7 +55,7 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
         "the channel socket the unprivileged codext-channel process connects to",
         false,
     ),
-    p("/run/codext-keys", "grant keys for reconnects within a grant (issue 15)", false),
+    p("/run/codext-keys", "grant keys for reconnects within a grant", false),
 ];
 
 /// The folders every user may write to, swept for a removed uid's files

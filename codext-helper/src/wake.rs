@@ -10,7 +10,7 @@
 //! an API call (a small bucket refilled from its budget share,
 //! `codext_do::budget::Pacing::wake`). Rings while the channel is busy are
 //! kept as one. Kept apart from the audit trail's counting of unknown
-//! names (issue 12): this only rings.
+//! names (strangers must not grow the trail): this only rings.
 
 use codext_core::bell::Bell;
 use std::time::Duration;

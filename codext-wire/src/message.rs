@@ -96,7 +96,7 @@ pub enum Request {
     },
     /// Liveness check.
     Ping,
-    /// (issue 15) Sent before [`Request::OpenSession`] for a login sshd
+    /// Sent before [`Request::OpenSession`] for a login sshd
     /// accepted by public key: `key` is the key sshd names in
     /// `SSH_AUTH_INFO_0` (`ssh-rsa AAAA…`). The helper allows it only for a
     /// live grant whose agent key it is, and records the key's fingerprint.

@@ -1,4 +1,4 @@
-//! (issue 15) The files of an open task under `~/.ssh/codext/` and the
+//! The files of an open task (a whole task on one grant) under `~/.ssh/codext/` and the
 //! ssh config that makes `codext-<name>` an alias stock tools find: the
 //! `Host` block (host keys pinned through `KnownHostsCommand`, the private
 //! agent, batch mode) and the `Include` at the top of `~/.ssh/config`.

@@ -110,7 +110,7 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
         /// Keep the connection for the whole task, like `codext open`
-        /// (issue 15; no COMMAND then).
+        /// (no COMMAND then).
         #[arg(long)]
         persist: bool,
         #[command(flatten)]
@@ -175,7 +175,7 @@ enum Command {
     },
 }
 
-/// `open`'s choices (issue 15).
+/// `open`'s choices: a whole task on one grant.
 #[derive(clap::Args, Debug)]
 struct PersistArgs {
     /// The alias is codext-NAME (default: from the host).
@@ -434,7 +434,10 @@ fn run(cli: Cli) -> Result<i32> {
             let mut tags = d.tags.clone();
             tags.sort();
             println!("name: {}", d.name);
-            println!("ipv4: {}", d.public_ipv4.unwrap_or_default());
+            match d.public_address() {
+                Ok(a) => println!("ipv4: {a}"),
+                Err(why) => println!("ipv4: none ({why})"),
+            }
             println!("tags: {}", tags.join(" "));
             Ok(0)
         }
@@ -486,7 +489,7 @@ fn run(cli: Cli) -> Result<i32> {
                 c.calls()
             );
             if persist {
-                // issue 15: one connection for the whole task.
+                // One connection for the whole task.
                 let reporter = crate::events::Reporter::new(persist_args.json);
                 let o = persist_args.open(&keys.key, &opened, host, port)?;
                 drop(opened);

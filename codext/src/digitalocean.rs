@@ -207,7 +207,7 @@ pub struct Fetched {
     pub format: Format,
     /// The droplet's public IPv4 address, if it was read on the way (for
     /// the knock).
-    pub address: Option<String>,
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// Asks the server for a puzzle for `public` (a v3 request tag on the
@@ -342,7 +342,7 @@ pub fn wait_ready(
     droplet: u64,
     opened: &OpenedPuzzle,
     format: Format,
-    mut address: Option<String>,
+    mut address: Option<std::net::Ipv4Addr>,
 ) -> Result<String> {
     let user = &opened.content.user;
     let mut waits = Waits::new(c, access);
@@ -360,18 +360,19 @@ pub fn wait_ready(
             ),
             Format::V2 => {
                 let d = c.droplet(droplet)?;
-                address = d.public_ipv4;
+                address = Some(d.public_address().map_err(ClientError::Host)?);
                 Space::new(droplet).is_ready(&d.tags, user)
             }
         };
         if ready {
             let address = match address {
-                Some(a) => Some(a),
-                None => c.droplet(droplet)?.public_ipv4,
+                Some(a) => a,
+                None => c
+                    .droplet(droplet)?
+                    .public_address()
+                    .map_err(ClientError::Host)?,
             };
-            return address.ok_or_else(|| {
-                ClientError::Host(format!("droplet {droplet} has no public IPv4 address"))
-            });
+            return Ok(address.to_string());
         }
         if waits.elapsed(c) > access.timeout {
             return Err(ClientError::Other(format!(
@@ -416,14 +417,14 @@ pub fn fetch_puzzle(
         });
         posted?;
         address = match read {
-            Some(d) => d?.public_ipv4,
+            Some(d) => Some(d?.public_address().map_err(ClientError::Host)?),
             None => None,
         };
         match (&access.knock, &address) {
             (Knock::Ssh(port), Some(host)) => {
                 // The knock runs in the background; a failure to start it
                 // only means the server finds the request later.
-                if let Err(e) = crate::ssh::knock(host, *port) {
+                if let Err(e) = crate::ssh::knock(&host.to_string(), *port) {
                     eprintln!("codext: {e}");
                 }
             }

@@ -1,4 +1,4 @@
-//! (issue 15) A whole task on one grant: `codext open` logs in once with
+//! A whole task on one grant: `codext open` logs in once with
 //! the token and leaves an OpenSSH ControlMaster running; stock `ssh`,
 //! `scp`, `rsync`, `git` and `sftp` then reach the server as
 //! `codext-<name>` through it; `codext close` ends the task.

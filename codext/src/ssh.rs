@@ -125,7 +125,7 @@ pub fn run(login: &Login) -> Result<ExitStatus> {
 }
 
 /// Knocks on the server's SSH port so its channel polls the API at once
-/// (docs/PROTOCOL.md, "API budget"): one password attempt, in the
+/// (docs/DIGITALOCEAN.md, "API budget"): one password attempt, in the
 /// background, at a random codext name no server knows, with a random
 /// throwaway password. The server's helper sees an unknown codext name and
 /// wakes its channel; the attempt itself fails. Nothing of value crosses:
@@ -186,10 +186,13 @@ pub(crate) fn my_path() -> Result<String> {
 }
 
 /// The `KnownHostsCommand` value that vouches for exactly `host_keys`.
+/// ssh expands its tokens and then splits the command into arguments
+/// itself, honouring quotes (OpenSSH's `argv_split`): every token is
+/// quoted, so no host name can add an argument.
 pub(crate) fn known_hosts_command(host_keys: &[Fingerprint]) -> Result<String> {
     let fingerprints: Vec<String> = host_keys.iter().map(|f| f.to_string()).collect();
     Ok(format!(
-        "{} known-hosts %H '%t' '%K' {}",
+        "{} known-hosts '%H' '%t' '%K' {}",
         my_path()?,
         fingerprints.join(" ")
     ))
@@ -305,6 +308,26 @@ mod tests {
             known_hosts_line("h", "NONE", "NONE", &[fp()]).unwrap(),
             None
         );
+    }
+
+    /// ssh splits a `KnownHostsCommand` into arguments after expanding its
+    /// tokens (argv_split in OpenSSH's misc.c honours single quotes): every
+    /// token whose value codext does not choose itself is quoted, so a
+    /// host name cannot add arguments to the command.
+    #[test]
+    fn given_the_known_hosts_command_then_every_token_ssh_expands_is_quoted() {
+        let command = known_hosts_command(&[]).unwrap();
+        let after = command
+            .split_once(" known-hosts ")
+            .map(|(_, rest)| rest)
+            .unwrap();
+        for token in ["%H", "%t", "%K"] {
+            assert!(
+                after.contains(&format!("'{token}'")),
+                "{token} unquoted in {command:?}"
+            );
+        }
+        assert!(!after.replace("'%H'", "").contains("%H"), "{command:?}");
     }
 
     #[test]

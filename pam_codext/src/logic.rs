@@ -182,7 +182,8 @@ pub fn decide<C: PamContext, H: Helper>(
             }
         }
         // A login sshd accepted by public key is named as such, key and
-        // all (issue 15): the helper allows only the grant's agent key.
+        // all: the helper allows only the grant's agent key (a reconnect
+        // within the grant).
         Hook::AcctMgmt => Request::Account {
             service,
             user: user.clone(),
@@ -201,7 +202,7 @@ pub fn decide<C: PamContext, H: Helper>(
         },
     };
     let helper = helper(&opts);
-    // A login sshd accepted by public key (issue 15): the helper must
+    // A login sshd accepted by public key (a grant's reconnect): the helper must
     // allow that key first. OpenSSH names it in SSH_AUTH_INFO_0 only from
     // the session on (its monitor records it after pam_acct_mgmt).
     if hook == Hook::OpenSession {

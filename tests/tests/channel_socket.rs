@@ -20,7 +20,8 @@ fn world() -> World {
     )
     .unwrap();
     World::with_config(&format!(
-        "[digitalocean]\nenabled = true\ndroplet_id = 7\napi_url = \"http://127.0.0.1:9\"\nallowed_keys = [\"{}\"]\n",
+        "[digitalocean]\nenabled = true\ndroplet_id = 7\napi_url = \"http://127.0.0.1:9\"\nallowed_keys = [\"{}\"]\n\
+         [limits]\nreaper_interval = \"1s\"\n[audit]\nsummary_window = \"1s\"\n",
         fp.trim()
     ))
 }
@@ -133,7 +134,11 @@ sandbox_test! {
         let r = probe(&[HELLO, &other]);
         assert!(refused(&r[1], "not_allowed"), "{r:?}");
         assert_eq!(snapshot(), before);
-        assert!(w.audit().iter().any(|e| e["event"] == "refuse" && e["reason"] == "key not on the allow-list" && e["channel"] == "digitalocean"));
+        // Counted, not a line each: the window's summary names the key.
+        codext_tests::world::wait_until(std::time::Duration::from_secs(10), "the refusals' summary", || {
+            w.audit().iter().any(|e| e["event"] == "refusals_summary" && e["result"] == "key not on the allow-list"
+                && e["last_source"] == "digitalocean" && e["count"] == 1 && e["key"].is_string())
+        });
         // The allowed key gets one puzzle, and only one however often it asks.
         let mine = format!(r#"{{"verb":"request","key":"{}","name":"codext-agent"}}"#, key_line("agent.pub"));
         let r = probe(&[HELLO, &mine, &mine, r#"{"verb":"next"}"#]);

@@ -72,8 +72,10 @@ sandbox_test! {
         assert_eq!(probe("truncated"), "closed");
         // One request per connection: the second is not read.
         assert_eq!(probe("two"), "reply Ok pong\nclosed");
-        // 300 idle connections: the helper serves 64 at once, closes the
-        // rest at once and the idle ones after its read timeout.
+        // 300 idle connections: the helper serves 64 at once, the rest wait
+        // for a slot (up to SLOT_WAIT, 10 s: a slot frees every read
+        // timeout, 3 s, so none waits that long here), and each is closed
+        // after its read timeout.
         let idle = probe("idle:300");
         assert!(idle.starts_with("idle opened 300 closed 300"), "{idle}");
         assert_eq!(probe("ping"), "reply Ok pong");
@@ -83,7 +85,6 @@ sandbox_test! {
         wait_until(Duration::from_secs(10), "connection threads to end", || proc_status(pid, "Threads:") <= threads + 8);
         assert_eq!(open_fds(pid), fds);
         let log = std::fs::read_to_string(codext_tests::world::HELPER_LOG).unwrap();
-        assert!(log.contains("no free slot within"));
         assert!(log.contains("frame length 2147483647 is outside"));
         // And it still logs people in.
         let a = w.arm();
@@ -477,5 +478,40 @@ sandbox_test! {
         assert!(w.login(&b.puzzle, &["true"]).status.success());
         w.wait_removed(&b.user, b.uid);
         assert_eq!(verify().status.code(), Some(4));
+    }
+}
+
+sandbox_test! {
+    fn given_two_thousand_attempts_at_a_pending_name_from_200_sources_then_the_trail_grows_by_a_summary_line_a_window() {
+        let window = 2;
+        let w = World::with_config(&format!("[limits]\nreaper_interval = \"1s\"\n[audit]\nsummary_window = \"{window}s\"\n"));
+        // The name is public once its puzzle is out; sshd hands PAM a junk
+        // password for a name that does not resolve, and the module still
+        // asks the helper.
+        let (pending, _) = w.issue();
+        let before = w.audit().len();
+        let start = Instant::now();
+        for i in 0..2000u32 {
+            let source = format!("198.19.{}.{}", (i % 200) / 100, i % 200);
+            assert_eq!(authenticate(&pending, "wrong", &source).0, Some(codext_wire::ReplyStatus::Denied));
+        }
+        let elapsed = start.elapsed();
+        let counted = |trail: &[serde_json::Value]| -> u64 {
+            trail
+                .iter()
+                .filter(|e| e["event"] == "refusals_summary" && e["user"] == pending.as_str() && e["result"] == "not armed")
+                .map(|e| e["count"].as_u64().unwrap_or(0))
+                .sum()
+        };
+        wait_until(Duration::from_secs(30), "every attempt in a summary", || counted(&w.audit()) == 2000);
+        let trail = w.audit();
+        let added = &trail[before..];
+        assert!(added.iter().all(|e| e["event"] == "refusals_summary"), "{added:#?}");
+        let windows = elapsed.as_secs() / window + 2;
+        assert!(added.len() as u64 <= windows, "{} lines for 2000 attempts in {elapsed:?}", added.len());
+        assert!(added.iter().all(|e| e["sources"].as_u64().unwrap() <= 200));
+        assert_eq!(w.state()["users"][pending.as_str()]["phase"], "pending");
+        println!("2000 attempts at a pending name from 200 sources in {elapsed:?}: {} audit lines", added.len());
+        assert!(World::helper_cli(&["audit", "verify"]).status.success());
     }
 }

@@ -1,4 +1,4 @@
-//! (issue 15) A whole task on one grant, for real: `codext open` leaves an
+//! A whole task on one grant, for real: `codext open` leaves an
 //! OpenSSH ControlMaster; stock ssh, scp, rsync, git and sftp go through
 //! it as one PAM session; the agent reconnects with its key within the
 //! grant and the linger; every other key, user and time is refused.

@@ -62,7 +62,9 @@ pub enum AuditEvent {
     Verify {
         /// Whose.
         user: String,
-        /// `ok`, `wrong password`, `not armed`, `token already used`.
+        /// `ok`, `wrong password` (a refusal that changed nothing, such as
+        /// `not armed` or `token already used`, is counted in a
+        /// `refusals_summary` line instead: [`crate::audit::Counted`]).
         result: &'static str,
         /// About a renewal slot.
         #[serde(skip_serializing_if = "is_false")]

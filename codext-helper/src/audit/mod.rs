@@ -39,7 +39,12 @@
 //! **Strangers.** Attempts at names codext does not know and rate-limit
 //! refusals are counted ([`Audit::stranger`]), not written one line each:
 //! per window, one `attempts_summary` line per source for at most
-//! `summary_sources` sources and one line for all the others.
+//! `summary_sources` sources and one line for all the others. Refused
+//! attempts at names codext knows that change nothing (a pending name's
+//! `not armed`, an active one's `token already used`, a wrong proof, a
+//! channel's refused request) are counted too ([`Audit::refused`]): one
+//! `refusals_summary` line per request, name and result for at most
+//! `summary_sources` of them, one more for the rest.
 
 mod chain;
 pub mod event;
@@ -93,6 +98,26 @@ pub enum Stranger {
     UnknownUser,
     /// Refused by the per-source failure limit before being looked at.
     RateLimited,
+}
+
+/// A refused attempt at a name (or key) codext knows, which changed
+/// nothing: counted in the window's `refusals_summary` lines
+/// ([`Audit::refused`]) instead of written one line each, because whoever
+/// learnt a name (names are public in the channel) can repeat it from as
+/// many sources as they have.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted<'a> {
+    /// The request: `verify` (a password), `answer`, or what a channel or
+    /// the PAM module asked that was refused before reaching a user.
+    pub request: &'a str,
+    /// The user it named, if any.
+    pub user: Option<&'a str>,
+    /// The key fingerprint it named (a channel's puzzle request), if any.
+    pub key: Option<&'a str>,
+    /// Why it was refused (never a secret).
+    pub result: &'a str,
+    /// Where it came from: the source address, or the channel's name.
+    pub source: &'a str,
 }
 
 /// The audit trail: where it and its head live, the writers' queue and the
@@ -216,6 +241,23 @@ impl Audit {
                 source,
                 self.inner.cfg.summary_sources as usize,
             );
+            due
+        };
+        if due.is_empty() {
+            Ok(())
+        } else {
+            self.commit(due, false)
+        }
+    }
+
+    /// Counts a refused attempt at a known name (see [`Counted`]);
+    /// summaries are written when the window ends.
+    pub fn refused(&self, c: Counted<'_>) -> Result<()> {
+        let now = time::now();
+        let due = {
+            let mut s = lock(&self.inner.summary);
+            let due = s.take_due(now, &self.inner.cfg);
+            s.count_refusal(now, &c, self.inner.cfg.summary_sources as usize);
             due
         };
         if due.is_empty() {

@@ -1,13 +1,15 @@
-//! The strangers' counters: one `attempts_summary` line per source and
-//! window instead of one line per attempt.
+//! The counters: one `attempts_summary` line per source and window for
+//! strangers' attempts, and one `refusals_summary` line per request, name
+//! and result and window for refused attempts at names codext knows,
+//! instead of one line per attempt.
 
-use super::{Pending, Stranger, OTHER_SOURCES_TRACKED, SOURCE_MAX};
+use super::{Counted, Pending, Stranger, OTHER_SOURCES_TRACKED, SOURCE_MAX};
 use crate::config::AuditConfig;
 use codext_core::time;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 
-/// The strangers' counters for the current window.
+/// The counters for the current window.
 #[derive(Debug, Default)]
 pub(super) struct Summary {
     pub(super) start: Option<u64>,
@@ -15,6 +17,36 @@ pub(super) struct Summary {
     pub(super) others: Counts,
     pub(super) other_sources: HashSet<String>,
     pub(super) other_saturated: bool,
+    /// Refused attempts at known names: (request, user, key, result).
+    pub(super) refusals: BTreeMap<RefusalKey, Tally>,
+    /// Those beyond the per-window cap of distinct keys, together.
+    pub(super) other_refusals: Tally,
+    pub(super) other_refusal_keys: u64,
+}
+
+/// What a refusal line is about: request, user, key, result.
+pub(super) type RefusalKey = (String, Option<String>, Option<String>, String);
+
+/// How often something was refused in a window, and from where.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Tally {
+    pub(super) count: u64,
+    pub(super) sources: HashSet<String>,
+    pub(super) sources_saturated: bool,
+    pub(super) last_source: String,
+}
+
+impl Tally {
+    fn add(&mut self, source: &str) {
+        self.count += 1;
+        if self.sources.len() < OTHER_SOURCES_TRACKED {
+            self.sources.insert(source.to_owned());
+        } else if !self.sources.contains(source) {
+            self.sources_saturated = true;
+        }
+        self.last_source.clear();
+        self.last_source.push_str(source);
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -56,6 +88,29 @@ impl Summary {
         }
     }
 
+    /// Counts one refused attempt at a known name (see [`Counted`]).
+    pub(super) fn count_refusal(&mut self, now: u64, c: &Counted<'_>, cap: usize) {
+        self.start.get_or_insert(now);
+        let short = |s: &str| -> String { s.chars().take(SOURCE_MAX).collect() };
+        let key: RefusalKey = (
+            short(c.request),
+            c.user.map(short),
+            c.key.map(|k| k.chars().take(128).collect()),
+            c.result.chars().take(128).collect(),
+        );
+        let source = short(c.source);
+        if let Some(t) = self.refusals.get_mut(&key) {
+            t.add(&source);
+        } else if self.refusals.len() < cap {
+            let mut t = Tally::default();
+            t.add(&source);
+            self.refusals.insert(key, t);
+        } else {
+            self.other_refusal_keys += 1;
+            self.other_refusals.add(&source);
+        }
+    }
+
     /// The summary lines of the window, if it has ended by `now`; starts a
     /// new one.
     pub(super) fn take_due(&mut self, now: u64, cfg: &AuditConfig) -> Vec<Pending> {
@@ -92,6 +147,34 @@ impl Summary {
                 &old.others,
                 Some((old.other_sources.len() as u64, old.other_saturated)),
             );
+        }
+        let mut refusal = |key: Option<&RefusalKey>, t: &Tally| {
+            let mut f = Map::new();
+            let opt = |v: Option<&String>| v.map_or(Value::Null, |s| Value::from(s.as_str()));
+            f.insert("request".into(), opt(key.map(|k| &k.0)));
+            f.insert("user".into(), opt(key.and_then(|k| k.1.as_ref())));
+            f.insert("key".into(), opt(key.and_then(|k| k.2.as_ref())));
+            f.insert("result".into(), opt(key.map(|k| &k.3)));
+            f.insert("count".into(), t.count.into());
+            f.insert("sources".into(), (t.sources.len() as u64).into());
+            f.insert("sources_at_least".into(), t.sources_saturated.into());
+            f.insert("last_source".into(), t.last_source.clone().into());
+            f.insert("window_start".into(), time::rfc3339(start).into());
+            f.insert("window_secs".into(), window.into());
+            if key.is_none() {
+                f.insert("other_refusals".into(), old.other_refusal_keys.into());
+            }
+            out.push(Pending {
+                event: "refusals_summary".into(),
+                fields: f,
+                time: now,
+            });
+        };
+        for (key, t) in &old.refusals {
+            refusal(Some(key), t);
+        }
+        if old.other_refusals.count > 0 {
+            refusal(None, &old.other_refusals);
         }
         out
     }

@@ -110,7 +110,8 @@ fn given_intact_log_then_verifies() {
         Ok(Report {
             entries: 5,
             files: 1,
-            warnings: vec![]
+            warnings: vec![],
+            first_file: 1,
         })
     );
 }
@@ -702,4 +703,100 @@ fn given_a_stray_file_where_the_next_rotation_goes_then_it_is_not_overwritten_an
     );
     let err = check(&dir).unwrap_err();
     assert!(err.contains(&format!("audit.jsonl.{next} line 1")), "{err}");
+}
+
+/// The retention's documented default (`[audit] retain_files`).
+const DEFAULT_RETAIN_FILES: u64 = 24;
+
+fn all_kept_events(dir: &Path) -> Vec<Value> {
+    let log = log_of(dir);
+    let mut files: Vec<PathBuf> = rotated_numbers(&log)
+        .unwrap()
+        .into_iter()
+        .map(|n| rotated_path(&log, n))
+        .collect();
+    files.push(log);
+    files
+        .iter()
+        .flat_map(|f| lines_of(f))
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect()
+}
+
+/// Rotated files are kept to a count (`[audit] retain_files`, 24 by
+/// default) and an age: the oldest go first, each deletion is itself a
+/// line of the chain written before the file goes, and `verify` checks
+/// every kept file from the first kept one's checkpoint — which must be
+/// the checkpoint a recorded deletion vouches for.
+#[test]
+fn given_more_rotated_files_than_the_retention_keeps_then_the_oldest_go_each_with_an_audit_line_and_verify_checks_the_rest(
+) {
+    let dir = scratch("retention");
+    let a = open(&dir, &cfg(4096));
+    let log = log_of(&dir);
+    let (mut i, mut highest) = (0, 0);
+    while highest < DEFAULT_RETAIN_FILES + 6 {
+        event(&a, i);
+        i += 1;
+        highest = rotated_numbers(&log).unwrap().last().copied().unwrap_or(0);
+    }
+    event(&a, i);
+    let kept = rotated_numbers(&log).unwrap();
+    assert_eq!(
+        kept,
+        (highest - DEFAULT_RETAIN_FILES + 1..=highest).collect::<Vec<_>>(),
+        "rotated files kept"
+    );
+    let deletions: Vec<Value> = all_kept_events(&dir)
+        .into_iter()
+        .filter(|e| e["event"] == "retention")
+        .collect();
+    assert_eq!(
+        deletions.len() as u64,
+        highest - DEFAULT_RETAIN_FILES,
+        "{deletions:#?}"
+    );
+    for (n, d) in (1..).zip(&deletions) {
+        assert_eq!(d["file"], n, "{d}");
+        assert_eq!(d["reason"], "count", "{d}");
+        assert!(d["entries"].as_u64().unwrap() > 0, "{d}");
+        assert_eq!(d["last_hash"].as_str().map(str::len), Some(64), "{d}");
+    }
+    let report = check(&dir).unwrap();
+    assert_eq!(report.entries, all_kept_events(&dir).len() as u64);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    // A kept file deleted by hand is still caught: no deletion vouches for
+    // the next file's checkpoint.
+    std::fs::remove_file(rotated_path(&log, kept[0])).unwrap();
+    let err = check(&dir).unwrap_err();
+    assert!(err.contains(&format!("audit.jsonl.{}", kept[0])), "{err}");
+}
+
+#[test]
+fn given_a_rotated_file_older_than_the_retention_age_then_it_goes_at_the_next_rotation() {
+    let (dir, a) = rotated("retention-age", 3);
+    let log = log_of(&dir);
+    let two_years = std::time::SystemTime::now() - Duration::from_secs(2 * 366 * 24 * 3600);
+    for n in [1, 2] {
+        OpenOptions::new()
+            .write(true)
+            .open(rotated_path(&log, n))
+            .unwrap()
+            .set_modified(two_years)
+            .unwrap();
+    }
+    let mut i = 1000;
+    while rotated_numbers(&log).unwrap().last() == Some(&3) {
+        event(&a, i);
+        i += 1;
+    }
+    event(&a, i);
+    assert_eq!(rotated_numbers(&log).unwrap(), vec![3, 4]);
+    let reasons: Vec<Value> = all_kept_events(&dir)
+        .into_iter()
+        .filter(|e| e["event"] == "retention")
+        .map(|e| json!([e["file"], e["reason"]]))
+        .collect();
+    assert_eq!(reasons, vec![json!([1, "age"]), json!([2, "age"])]);
+    assert!(check(&dir).is_ok(), "{:?}", check(&dir));
 }

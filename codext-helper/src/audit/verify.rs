@@ -16,18 +16,29 @@ pub struct Report {
     /// crash or a cut, a head that was gone): the chain links, but these
     /// need an operator's look.
     pub warnings: Vec<String>,
+    /// The first file checked: 1, or the oldest rotated file the retention
+    /// kept (the chain is checked from its checkpoint, which a recorded
+    /// deletion of the file before it vouches for).
+    pub first_file: u64,
 }
 
 /// Checks the whole chain, across every rotated file and the active one,
 /// against the head. Returns what it checked, or where the chain breaks
 /// (file and line) and how.
+///
+/// Files the retention deleted (the oldest rotated ones) cannot be
+/// checked; the chain is then checked from the first kept file's
+/// checkpoint, and that checkpoint must be the one a `retention` line in
+/// the kept files vouches for (the deleted file's number, entries and last
+/// hash). A file deleted any other way is reported as missing.
 pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, String> {
     let head = read_head(state_dir);
     let rotated =
         rotated_numbers(log).map_err(|e| format!("cannot list the rotated files: {e}"))?;
     let files = rotated.last().copied().unwrap_or(0);
+    let first_file = rotated.first().copied().unwrap_or(1);
     for (i, n) in rotated.iter().enumerate() {
-        let want = i as u64 + 1;
+        let want = i as u64 + first_file;
         if *n != want {
             return Err(format!(
                 "{} is missing (deleted or renamed): the files run {}",
@@ -45,7 +56,33 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
     let mut entries = 0u64;
     let mut prev_file_entries = 0u64;
     let mut warnings = Vec::new();
-    let order = (1..=files)
+    // Files before the first kept one: the chain starts at its checkpoint,
+    // which a `retention` line must vouch for (checked after the walk).
+    let mut anchor: Option<(u64, String, u64)> = None;
+    if first_file > 1 {
+        let path = rotated_path(log, first_file);
+        let bytes =
+            read_nofollow(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let first = text.lines().next().unwrap_or_default();
+        let cp = check_line(first, None).map_err(|e| format!("{} line 1: {e}", path.display()))?;
+        let entries_before = cp
+            .body
+            .get("previous_file_entries")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        prev = cp
+            .body
+            .get("prev")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        last_seq = cp.seq.saturating_sub(1);
+        prev_file_entries = entries_before;
+        anchor = Some((first_file - 1, prev.clone(), entries_before));
+    }
+    let mut retained: Vec<(u64, String, u64)> = Vec::new();
+    let order = (first_file.min(files + 1)..=files)
         .map(|n| (n, rotated_path(log, n)))
         .chain(std::iter::once((files + 1, log.to_path_buf())));
     for (index, path) in order {
@@ -105,6 +142,15 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
                     at(n)
                 ));
             }
+            if event == Some("retention") {
+                if let (Some(file), Some(hash), Some(count)) = (
+                    line.body.get("file").and_then(Value::as_u64),
+                    line.body.get("last_hash").and_then(Value::as_str),
+                    line.body.get("entries").and_then(Value::as_u64),
+                ) {
+                    retained.push((file, hash.to_owned(), count));
+                }
+            }
             if event == Some("recover") {
                 if let (Some(from), Some(to)) = (
                     line.body.get("lost_from").and_then(Value::as_u64),
@@ -128,6 +174,19 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
             in_file += 1;
         }
         prev_file_entries = in_file;
+    }
+    if let Some((file, hash, count)) = &anchor {
+        if !retained
+            .iter()
+            .any(|(f, h, c)| f == file && h == hash && c == count)
+        {
+            return Err(format!(
+                "{} is missing and no retention line in the kept files records its deletion \
+                 with the last hash and entries {}'s checkpoint names: deleted or renamed by hand",
+                rotated_path(log, *file).display(),
+                rotated_path(log, file + 1).display()
+            ));
+        }
     }
     match head {
         None if entries == 0 => {}
@@ -159,7 +218,8 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
     }
     Ok(Report {
         entries,
-        files: files + 1,
+        files: files + 2 - first_file.min(files + 1),
         warnings,
+        first_file,
     })
 }

@@ -3,15 +3,15 @@
 //! the head, and the system-log copies.
 
 use super::{
-    file_name, line_hash, read_head, rotated_numbers, rotated_path, Audit, Pending, Tail, GENESIS,
-    HEAD_FILE, LOCK_FILE,
+    check_line, file_name, line_hash, read_head, rotated_numbers, rotated_path, Audit, Pending,
+    Tail, GENESIS, HEAD_FILE, LOCK_FILE,
 };
 use crate::error::Result;
 use codext_core::time;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -97,6 +97,7 @@ impl Audit {
             return Ok(());
         }
         let cfg = &inner.cfg;
+        let mut rotated = false;
         if tail.size > 0
             && (tail.size >= cfg.rotate_bytes
                 || now.saturating_sub(tail.started) >= cfg.rotate_age.as_secs())
@@ -125,6 +126,7 @@ impl Audit {
             tail.size = 0;
             tail.lines = 0;
             tail.started = now;
+            rotated = true;
         }
         let mut lines = Vec::new();
         if tail.size == 0 && tail.files > 0 {
@@ -143,6 +145,18 @@ impl Audit {
             });
         }
         lines.extend(items);
+        self.append(&mut tail, lines)?;
+        if rotated {
+            self.retain(&mut tail, now)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `lines` to the active file at `tail` (one write, one
+    /// fdatasync), then the head, then the system-log copies.
+    fn append(&self, tail: &mut Tail, lines: Vec<Pending>) -> Result<()> {
+        let inner = &self.inner;
+        let log = &inner.log;
         let mut text = String::new();
         let mut bodies = Vec::with_capacity(lines.len());
         for p in lines {
@@ -181,7 +195,7 @@ impl Audit {
             self.sync_dir()?;
         }
         tail.size += text.len() as u64;
-        self.write_head(&tail)?;
+        self.write_head(tail)?;
         if let Some(sys) = &inner.system_log {
             let mut stuck = false;
             for line in &bodies {
@@ -198,6 +212,96 @@ impl Audit {
             }
         }
         Ok(())
+    }
+
+    /// The retention, run after a rotation: the oldest rotated files go
+    /// while more than `retain_files` are kept, or while the oldest was
+    /// last written more than `retain_age` ago — never the newest rotated
+    /// file, and never one whose successor does not start with a sound
+    /// checkpoint (that checkpoint is what vouches for it once it is gone).
+    /// Each deletion is first written as a `retention` line (the file's
+    /// number, entries, last sequence number and last hash, from its
+    /// successor's checkpoint), made durable, and only then is the file
+    /// removed: `verify` then checks the kept files from the first kept
+    /// one's checkpoint, which that line vouches for. A crash between the
+    /// two leaves a recorded file that is still there; the next rotation
+    /// records and removes it again.
+    fn retain(&self, tail: &mut Tail, now: u64) -> Result<()> {
+        let log = &self.inner.log;
+        let cfg = &self.inner.cfg;
+        let numbers = rotated_numbers(log).map_err(|e| self.fail("list the rotated files", e))?;
+        let Some((&newest, older)) = numbers.split_last() else {
+            return Ok(());
+        };
+        let mut lines = Vec::new();
+        let mut doomed = Vec::new();
+        for (i, &n) in older.iter().enumerate() {
+            let kept_if_stopped = numbers.len() - i;
+            let path = rotated_path(log, n);
+            let old = std::fs::symlink_metadata(&path)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|t| now.saturating_sub(t.as_secs()) > cfg.retain_age.as_secs());
+            let reason = if kept_if_stopped as u64 > cfg.retain_files {
+                "count"
+            } else if old {
+                "age"
+            } else {
+                break;
+            };
+            let next = if n + 1 == newest || older.get(i + 1) == Some(&(n + 1)) {
+                rotated_path(log, n + 1)
+            } else {
+                // A gap after it: nothing vouches for it; keep it for verify
+                // to report.
+                break;
+            };
+            let Some(cp) = first_line(&next).and_then(|l| check_line(&l, None).ok()) else {
+                break;
+            };
+            let body = &cp.body;
+            if body.get("event").and_then(Value::as_str) != Some("checkpoint")
+                || body.get("file").and_then(Value::as_u64) != Some(n + 1)
+            {
+                break;
+            }
+            let mut f = Map::new();
+            f.insert("file".into(), n.into());
+            f.insert("deleted_file".into(), file_name(&path).into());
+            f.insert(
+                "entries".into(),
+                body.get("previous_file_entries")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            f.insert("last_seq".into(), cp.seq.saturating_sub(1).into());
+            f.insert(
+                "last_hash".into(),
+                body.get("prev").cloned().unwrap_or(Value::Null),
+            );
+            f.insert("reason".into(), reason.into());
+            f.insert("retain_files".into(), cfg.retain_files.into());
+            f.insert("retain_age_secs".into(), cfg.retain_age.as_secs().into());
+            lines.push(Pending {
+                event: "retention".into(),
+                fields: f,
+                time: now,
+            });
+            doomed.push(path);
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.append(tail, lines)?;
+        for path in &doomed {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.fail(&format!("remove {}", path.display()), e)),
+            }
+        }
+        self.sync_dir()
     }
 
     pub(super) fn sync_dir(&self) -> Result<()> {
@@ -226,4 +330,19 @@ impl Audit {
             0o600,
         )
     }
+}
+
+/// The first line of `path` (without following a symlink), if it has one.
+fn first_line(path: &Path) -> Option<String> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(f)
+        .take(64 * 1024)
+        .read_line(&mut line)
+        .ok()?;
+    line.strip_suffix('\n').map(str::to_owned)
 }

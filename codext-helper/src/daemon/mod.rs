@@ -51,8 +51,10 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections served at once; more wait up to [`SLOT_WAIT`] for a slot.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long a connection beyond the cap waits for a slot before it is
-/// closed (well inside the PAM module's timeout).
-pub const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// closed: inside the PAM module's default timeout (15 s), so the module
+/// never waits for a connection the helper gave up, and long enough that
+/// a burst on a small machine queues instead of failing.
+pub const SLOT_WAIT: Duration = Duration::from_secs(10);
 
 /// A login waiting for its account, and where to send `useradd`'s result.
 type Creation = (Entry, Sender<Result<()>>);
@@ -132,7 +134,7 @@ pub fn serve(cfg: Config) -> Result<()> {
         // The unit's Nice=-10 is for the lanes that create and remove
         // accounts (and the tools they run), not for whoever connects: a
         // flood of strangers' requests must not take a known user's
-        // useradd's CPU (issue 12; codext-audit-bench measures it).
+        // useradd's CPU (codext-audit-bench measures it).
         || {
             let _ = crate::sys::lower_thread_priority(CONNECTION_NICE);
         },

@@ -128,12 +128,15 @@ impl Daemon {
     fn service_allowed(&self, req: &Request, service: &str, user: &str) -> bool {
         let ok = self.helper.cfg.pam_services.iter().any(|s| s == service);
         if !ok {
-            self.helper.log_refusal(
-                req.kind_name(),
-                user,
-                &format!("service {service:?} not allowed"),
-                "",
-            );
+            // Any local user can ask (`su user-…`): counted, not a line each.
+            let result = format!("service {service:?} not allowed");
+            self.helper.log_counted(crate::audit::Counted {
+                request: req.kind_name(),
+                user: Some(user),
+                key: None,
+                result: &result,
+                source: "",
+            });
         }
         ok
     }

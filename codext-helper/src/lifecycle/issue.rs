@@ -38,6 +38,27 @@ pub struct InitReport {
     /// holder no state remembers is still there (see
     /// [`Helper::rescan_range`]).
     pub quarantined: Vec<u32>,
+    /// What this run created, and nothing else: an account someone else
+    /// made meanwhile is never in it.
+    pub made: Vec<InitMade>,
+}
+
+/// One thing `init` is about to make ([`Helper::init_with`] says so before
+/// it makes it, so `setup` can record it first).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum InitMade {
+    /// The server key's folder.
+    Folder(std::path::PathBuf),
+    /// The server key (private half).
+    Key(std::path::PathBuf),
+    /// The server key's public half.
+    PublicKey(std::path::PathBuf),
+    /// A group (the temporary users' group).
+    Group(String),
+    /// A system account, with its own group of the same name (the killer,
+    /// the channel process's user).
+    Account(String),
 }
 
 /// What `issue` reports.
@@ -58,10 +79,31 @@ pub struct Issued {
 impl Helper {
     /// Creates the server key (if missing), the group and the state folder.
     pub fn init(&self, now: UnixTime) -> Result<InitReport> {
+        self.init_with(now, &mut |_| Ok(()))
+    }
+
+    /// [`Helper::init`], telling `before` about each thing just before it
+    /// makes it (only what is missing): `setup` records it in its manifest
+    /// first, so a crash at any point leaves nothing `unsetup` does not
+    /// know about. An error from `before` stops init there.
+    pub fn init_with(
+        &self,
+        now: UnixTime,
+        before: &mut dyn FnMut(&InitMade) -> Result<()>,
+    ) -> Result<InitReport> {
         let key_path = &self.cfg.server_key;
         let pub_path = self.cfg.server_public_key();
+        let mut made = Vec::new();
+        let mut step = |what: InitMade, made: &mut Vec<InitMade>| -> Result<()> {
+            before(&what)?;
+            made.push(what);
+            Ok(())
+        };
         let mut created = false;
         if let Some(dir) = key_path.parent() {
+            if !dir.exists() {
+                step(InitMade::Folder(dir.to_path_buf()), &mut made)?;
+            }
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -80,10 +122,13 @@ impl Helper {
             let public = PrivateKey::load(key_path)?.public(&comment)?;
             public.require_bits(SERVER_BITS, "server")?;
             if !pub_path.exists() {
+                step(InitMade::PublicKey(pub_path.clone()), &mut made)?;
                 write_public(&public)?;
             }
             public
         } else {
+            step(InitMade::Key(key_path.clone()), &mut made)?;
+            step(InitMade::PublicKey(pub_path.clone()), &mut made)?;
             let key = PrivateKey::generate(SERVER_BITS)?;
             key.save(key_path)?;
             let public = key.public(&comment)?;
@@ -92,13 +137,33 @@ impl Helper {
             created = true;
             public
         };
-        let gid = crate::accounts::ensure_group(&self.cfg.accounts.group)?.as_raw();
+        crate::setup::crash_point("the server key");
+        let group = &self.cfg.accounts.group;
+        if crate::accounts::lookup_group(group)?.is_none() {
+            step(InitMade::Group(group.clone()), &mut made)?;
+        }
+        let gid = crate::accounts::ensure_group(group)?.as_raw();
+        crate::setup::crash_point("the group");
         let a = &self.cfg.accounts;
+        let missing = |name: &str| -> Result<bool> {
+            nix::unistd::User::from_name(name)
+                .map(|u| u.is_none())
+                .map_err(|e| HelperError::account(format!("cannot look up {name}"), e))
+        };
+        if missing(&a.killer_user)? {
+            step(InitMade::Account(a.killer_user.clone()), &mut made)?;
+        }
         let killer_uid = crate::accounts::ensure_killer(&a.killer_user, (a.uid_min, a.uid_max))?
             .0
             .as_raw();
+        crate::setup::crash_point("the killer account");
         // [channel] hook: the DigitalOcean channel process's own user.
+        let channel_user = &self.cfg.digitalocean.channel_user;
+        if missing(channel_user)? {
+            step(InitMade::Account(channel_user.clone()), &mut made)?;
+        }
         crate::channel_requests::ensure_channel_user(&self.cfg)?;
+        crate::setup::crash_point("the channel account");
         // Before any uid is handed out: uids whose earlier holders left
         // something that no state remembers are held back.
         let quarantined = self.rescan_range(now)?;
@@ -117,6 +182,7 @@ impl Helper {
             killer_user: self.cfg.accounts.killer_user.clone(),
             killer_uid,
             quarantined,
+            made,
         })
     }
 

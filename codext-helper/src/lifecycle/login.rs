@@ -7,7 +7,7 @@
 use super::entry::{Entry, Refused, Slot};
 use super::types::UnixTime;
 use super::{Helper, Verdict};
-use crate::audit::{AuditEvent, Stranger};
+use crate::audit::{AuditEvent, Counted, Stranger};
 use crate::error::{HelperError, Result};
 use crate::lifecycle::table::Phase;
 use codext_core::Answer;
@@ -25,6 +25,21 @@ impl Helper {
             uid,
             renewal,
             source: source.to_owned(),
+        };
+        // A refusal that changed nothing: the operator's is worth a line,
+        // a channel's (open to anyone who learnt the name) is counted.
+        let refused = |result: &'static str, renewal: bool| {
+            if source == "cli" {
+                self.log(log(result, renewal, None));
+            } else {
+                self.log_counted(Counted {
+                    request: "answer",
+                    user: Some(&user),
+                    key: None,
+                    result,
+                    source,
+                });
+            }
         };
         let mut locked = self.store.lock()?;
         let Some(entry) = locked.state.users.get_mut(&user) else {
@@ -54,7 +69,7 @@ impl Helper {
             Err(Refused::OutOfPhase(_)) => {
                 let phase = entry.phase.as_str();
                 drop(locked);
-                self.log(log("not pending", false, None));
+                refused("not pending", false);
                 Err(HelperError::Refused(format!(
                     "{user} is {phase}, not waiting for an answer"
                 )))
@@ -82,7 +97,7 @@ impl Helper {
             }
             Err(Refused::WrongProof(slot)) | Err(Refused::WrongPassword { slot, .. }) => {
                 drop(locked);
-                self.log(log("wrong proof", slot == Slot::Renewal, None));
+                refused("wrong proof", slot == Slot::Renewal);
                 Err(HelperError::Refused(format!("wrong proof for {user}")))
             }
         }
@@ -131,13 +146,21 @@ impl Helper {
                 let snapshot = entry.clone();
                 locked.save()?;
                 drop(locked);
-                self.log(verify("ok", false, None));
+                if self.log_for_login(verify("ok", false, None)).is_err() {
+                    // No account without its line: nothing was made yet,
+                    // and the token is spent, so the user is forgotten
+                    // (the agent asks for a new puzzle once there is room).
+                    self.forget_unmade(&name)?;
+                    return Ok(Verdict::Denied("audit trail unavailable"));
+                }
                 Ok(Verdict::CreateAccount(Box::new(snapshot)))
             }
             Ok(Slot::Renewal) => {
                 locked.save()?;
                 drop(locked);
-                self.log(verify("ok", true, None));
+                if self.log_for_login(verify("ok", true, None)).is_err() {
+                    return Ok(Verdict::Denied("audit trail unavailable"));
+                }
                 Ok(Verdict::Ok("further session allowed"))
             }
             Err(Refused::Expired(slot)) => {
@@ -184,9 +207,17 @@ impl Helper {
                 Ok(Verdict::Denied("wrong password"))
             }
             Err(refused) => {
+                // Not armed, token already used, ...: nothing changed, and
+                // anyone who learnt the name can ask again from anywhere.
                 drop(locked);
                 let reason = refused.reason();
-                self.log(verify(reason, false, None));
+                self.log_counted(Counted {
+                    request: "verify",
+                    user: Some(&name),
+                    key: None,
+                    result: reason,
+                    source,
+                });
                 Ok(Verdict::Denied(reason))
             }
         }
@@ -208,14 +239,21 @@ impl Helper {
     /// failure the user is forgotten, or its half-made account handed to
     /// the reaper.
     pub fn finish_creation(&self, entry: &Entry, made: Result<()>) -> Result<Verdict> {
-        match made.and_then(|()| self.accounts.verify_created(entry)) {
-            Ok(()) => {
-                self.log(AuditEvent::Create {
+        // The login is granted only once its `create` line is durable; if
+        // it cannot be written the made account goes to removal like any
+        // half-made one.
+        let recorded = made
+            .and_then(|()| self.accounts.verify_created(entry))
+            .and_then(|()| {
+                self.log_for_login(AuditEvent::Create {
                     user: entry.user.to_string(),
                     uid: entry.uid,
                     gid: entry.gid,
                     home: entry.home.clone(),
-                });
+                })
+            });
+        match recorded {
+            Ok(()) => {
                 // The agent key may now reconnect within the grant.
                 self.authorize_grant_key(entry);
                 Ok(Verdict::Ok("account created"))
@@ -296,6 +334,24 @@ impl Helper {
             }
         }
         results
+    }
+
+    /// Forgets `name` after its token was consumed but before any account
+    /// was made (its login line could not be recorded). A user a revoke
+    /// already handed to removal, or one whose account exists, is left to
+    /// the remover.
+    fn forget_unmade(&self, name: &str) -> Result<()> {
+        let mut locked = self.store.lock()?;
+        let unmade = locked
+            .state
+            .users
+            .get(name)
+            .is_some_and(|e| e.phase == Phase::Creating && !e.account_created);
+        if unmade {
+            locked.state.users.remove(name);
+            locked.save()?;
+        }
+        Ok(())
     }
 
     /// PAM account management at `now`: only an account codext created

@@ -32,11 +32,11 @@ mod tests;
 
 pub use entry::{Entry, Refused, RemovalProgress, Session, Slot, TokenSlot, LOGIN_GRACE_SECS};
 pub use host::process_start_time;
-pub use issue::{InitReport, Issued};
+pub use issue::{InitMade, InitReport, Issued};
 pub use table::{Phase, Request};
 pub use types::{Channel, UnixTime};
 
-use crate::audit::{Audit, AuditEvent, Stranger};
+use crate::audit::{Audit, AuditEvent, Counted, Stranger};
 use crate::config::Config;
 use crate::error::Result;
 use crate::store::Store;
@@ -109,11 +109,40 @@ impl Helper {
     }
 
     /// Appends an event to the audit trail (a failure is reported, not
-    /// fatal: the action it records has happened).
+    /// fatal: the action it records has happened — a removal, a session's
+    /// end — and must not be undone for want of room to record it).
     pub(crate) fn log(&self, event: AuditEvent) {
-        if let Err(e) = self.audit.event(event) {
-            crate::log::error!("{e}");
+        let (name, fields) = event.into_parts();
+        let user = fields
+            .get("user")
+            .and_then(|u| u.as_str())
+            .map(str::to_owned);
+        if let Err(e) = self.audit.record(&name, fields) {
+            crate::log::error!(
+                "{e} (not recorded: {name}{})",
+                user.map(|u| format!(" {u}")).unwrap_or_default()
+            );
         }
+    }
+
+    /// Appends an event a login depends on: a login is granted only once
+    /// its line is durable, so while the trail cannot be written (a full
+    /// or read-only file system) every login is refused. Removals never
+    /// come here: they go ahead unrecorded rather than leave an account
+    /// behind (see docs/THREAT_MODEL.md, "The audit trail").
+    pub(crate) fn log_for_login(&self, event: AuditEvent) -> Result<()> {
+        let (name, fields) = event.into_parts();
+        let user = fields
+            .get("user")
+            .and_then(|u| u.as_str())
+            .map(str::to_owned);
+        self.audit.record(&name, fields).map_err(|e| {
+            crate::log::error!(
+                "{e}: refusing the login of {} (its {name} line cannot be recorded)",
+                user.as_deref().unwrap_or("?")
+            );
+            e
+        })
     }
 
     /// Counts an attempt by a stranger in the audit trail's summaries
@@ -121,6 +150,15 @@ impl Helper {
     /// or the system log without bound).
     pub(crate) fn log_stranger(&self, what: Stranger, user: &str, source: &str) {
         if let Err(e) = self.audit.stranger(what, user, source) {
+            crate::log::error!("{e}");
+        }
+    }
+
+    /// Counts a refused attempt at a known name that changed nothing (see
+    /// [`Counted`]) in the audit trail's summaries: anyone who learnt the
+    /// name can repeat it from any number of sources.
+    pub(crate) fn log_counted(&self, c: Counted<'_>) {
+        if let Err(e) = self.audit.refused(c) {
             crate::log::error!("{e}");
         }
     }

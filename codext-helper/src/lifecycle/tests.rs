@@ -770,9 +770,21 @@ fn given_a_live_user_then_a_renewal_token_allows_one_further_login() {
         .unwrap();
     assert!(matches!(v, Verdict::Denied("token already used")));
     assert_eq!(w.phase(&first.user), Some(Phase::Active));
-    assert_eq!(
-        w.events("verify").last().unwrap()["result"],
-        "token already used"
+    // The renewal's use is a line; the two refusals, which changed
+    // nothing, are counted in the window's summary.
+    assert_eq!(w.events("verify").last().unwrap()["result"], "ok");
+    w.helper
+        .audit
+        .flush_summaries(codext_core::time::now() + 3600)
+        .unwrap();
+    assert!(
+        w.events("refusals_summary")
+            .iter()
+            .any(|e| e["user"] == first.user.as_str()
+                && e["result"] == "token already used"
+                && e["count"] == 2),
+        "{:?}",
+        w.events("refusals_summary")
     );
 }
 
@@ -1462,4 +1474,70 @@ fn given_names_issued_and_removed_then_the_lock_free_check_follows_each_state_ve
         .helper
         .authenticate(&stranger, &Secret::copy_from(b"x"), "::1", T0)
         .is_err());
+}
+
+/// Attempts at names codext knows but that change nothing (a pending name
+/// is `not armed`, an active one's token is `already used`, an answer
+/// with a wrong proof) come from anyone who learnt the name (names are
+/// public in the channel), from as many sources as they have: they are
+/// counted like strangers' attempts, one `refusals_summary` line per
+/// request, name and result in a window, with exact counts.
+#[test]
+fn given_thousands_of_refused_attempts_at_known_names_from_many_sources_then_one_summary_line_per_name_and_result(
+) {
+    let w = world();
+    let pending = w.user_in(Phase::Pending);
+    let active = w.user_in(Phase::Active);
+    let wrong_proof = format!("{}-00112233445566778899aabbccddeeff", pending.user);
+    let before = w.audit().len();
+    for i in 0..1000u32 {
+        let source = format!("10.0.{}.{}", (i % 200) / 100, i % 200);
+        let v = w
+            .helper
+            .authenticate(&pending.user, &pending.password(), &source, T0)
+            .unwrap();
+        assert!(matches!(v, Verdict::Denied("not armed")), "{v:?}");
+        let v = w
+            .helper
+            .authenticate(&active.user, &active.password(), &source, T0)
+            .unwrap();
+        assert!(matches!(v, Verdict::Denied("token already used")), "{v:?}");
+        assert!(w.helper.answer(&wrong_proof, &source, T0).is_err());
+    }
+    assert_eq!(
+        w.audit().len(),
+        before,
+        "3,000 refused attempts wrote {} lines before their window ended",
+        w.audit().len() - before
+    );
+    w.helper
+        .audit
+        .flush_summaries(codext_core::time::now() + 3600)
+        .unwrap();
+    let added: Vec<serde_json::Value> = w.audit().into_iter().skip(before).collect();
+    assert_eq!(added.len(), 3, "{added:#?}");
+    let line = |request: &str, user: &UserName, result: &str| {
+        added
+            .iter()
+            .find(|e| {
+                e["event"] == "refusals_summary"
+                    && e["request"] == request
+                    && e["user"] == user.as_str()
+                    && e["result"] == result
+            })
+            .unwrap_or_else(|| panic!("no summary of {request} {user} {result}: {added:#?}"))
+            .clone()
+    };
+    for e in [
+        line("verify", &pending.user, "not armed"),
+        line("verify", &active.user, "token already used"),
+        line("answer", &pending.user, "wrong proof"),
+    ] {
+        assert_eq!(e["count"], 1000, "{e}");
+        assert_eq!(e["sources"], 200, "{e}");
+    }
+    // Nothing changed meanwhile: the pending user still waits, the active
+    // one is still active.
+    assert_eq!(w.phase(&pending.user), Some(Phase::Pending));
+    assert_eq!(w.phase(&active.user), Some(Phase::Active));
 }

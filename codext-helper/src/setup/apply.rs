@@ -2,14 +2,15 @@
 //! sshd, rolling back on any failure, then `init` and the manifest.
 
 use super::files::{
-    diff, load_manifest, manifest_path, names_in, put_back, read_data, read_opt, save_manifest,
-    write_bytes, write_file,
+    diff, load_manifest, manifest_path, put_back, read_data, read_opt, save_manifest, write_bytes,
+    write_file,
 };
 use super::host::{
     nss_problem, nss_systemd_installed, pam_module_dirs, resolve_module, root_only_path, run_quiet,
     systemd_running,
 };
 use super::pam::{plan_job_stack, plan_pam_sshd, with_module};
+use super::shipped::{check_drop_in, check_limits, check_pam_file};
 use super::sshd::check_sshd;
 use super::{
     refused, sha256_bytes, sha256_hex, sys, Change, FileRecord, Manifest, ModuleRecord,
@@ -17,8 +18,58 @@ use super::{
 };
 use crate::config::Config;
 use crate::error::{HelperError, Result};
-use crate::lifecycle::Helper;
+use crate::lifecycle::{Helper, InitMade};
 use std::path::Path;
+
+/// The copy of the module setup replaced, in the state folder.
+const MODULE_BACKUP: &str = "pam_codext.so.before";
+
+/// Records `c` in the manifest (before it is made): a file first changed
+/// now keeps its previous content; one changed before keeps its first
+/// `before` and remembers the content it had from setup.
+fn record_file(m: &mut Manifest, c: &Change) {
+    let after_sha256 = sha256_hex(&c.after);
+    match m.files.iter_mut().find(|r| r.path == c.path) {
+        Some(r) => {
+            if r.after_sha256 != after_sha256 && !r.earlier_sha256.contains(&r.after_sha256) {
+                r.earlier_sha256.push(r.after_sha256.clone());
+            }
+            r.after_sha256 = after_sha256;
+            for a in &c.added {
+                if !r.added.contains(a) {
+                    r.added.push(a.clone());
+                }
+            }
+        }
+        None => m.files.push(FileRecord {
+            path: c.path.clone(),
+            before: c.before.clone(),
+            after_sha256,
+            earlier_sha256: Vec::new(),
+            added: c.added.clone(),
+        }),
+    }
+}
+
+/// Records something `init` is about to make.
+fn record_made(m: &mut Manifest, made: &InitMade) {
+    fn add<T: PartialEq + Clone>(list: &mut Vec<T>, item: &T) {
+        if !list.contains(item) {
+            list.push(item.clone());
+        }
+    }
+    match made {
+        InitMade::Folder(p) => add(&mut m.created_dirs, p),
+        InitMade::Key(p) | InitMade::PublicKey(p) => add(&mut m.created_files, p),
+        InitMade::Group(g) => add(&mut m.groups, g),
+        // useradd --user-group makes its group of the same name; userdel
+        // usually removes it, unsetup removes it if not.
+        InitMade::Account(u) => {
+            add(&mut m.users, u);
+            add(&mut m.groups, u);
+        }
+    }
+}
 
 pub(super) fn plan(cfg: &Config, opts: &SetupOptions, module: &str) -> Result<Vec<Change>> {
     let group = &cfg.accounts.group;
@@ -36,18 +87,36 @@ pub(super) fn plan(cfg: &Config, opts: &SetupOptions, module: &str) -> Result<Ve
         Ok(())
     };
     let d = &opts.data_dir;
-    whole(
-        "/etc/pam.d/codext",
-        with_module(&read_data(d, "codext")?, module),
-    )?;
-    whole(
-        "/etc/pam.d/codext-session",
-        with_module(&read_data(d, "codext-session")?, module),
-    )?;
-    whole(SSHD_DROP_IN, read_data(d, "sshd_config.d/codext.conf")?)?;
+    // What the shipped files say, sshd trusts for every login: they must
+    // be root's alone, and say exactly what codext ships.
+    root_only_path(d).map_err(|e| {
+        refused(format!(
+            "--data-dir {}: {e}. Nothing was changed.",
+            d.display()
+        ))
+    })?;
+    let shipped = |name: &str, check: &dyn Fn(&str) -> std::result::Result<(), String>| {
+        let text = read_data(d, name)?;
+        root_only_path(&d.join(name))
+            .and_then(|()| check(&text))
+            .map_err(|e| {
+                refused(format!(
+                    "{}: {e}. Nothing was changed.",
+                    d.join(name).display()
+                ))
+            })?;
+        Ok::<String, HelperError>(text)
+    };
+    let codext = shipped("codext", &|t| check_pam_file("codext", t))?;
+    let session = shipped("codext-session", &|t| check_pam_file("codext-session", t))?;
+    let drop_in = shipped("sshd_config.d/codext.conf", &check_drop_in)?;
+    let limits = shipped("limits.d/codext.conf", &check_limits)?;
+    whole("/etc/pam.d/codext", with_module(&codext, module))?;
+    whole("/etc/pam.d/codext-session", with_module(&session, module))?;
+    whole(SSHD_DROP_IN, drop_in)?;
     whole(
         LIMITS_FILE,
-        read_data(d, "limits.d/codext.conf")?.replace("@codext ", &format!("@{group} ")),
+        limits.replace("@codext ", &format!("@{group} ")),
     )?;
     let sshd = read_opt(Path::new(PAM_SSHD))?.ok_or_else(|| {
         refused(format!(
@@ -153,6 +222,28 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
         println!("dry run: nothing was changed");
         return Ok(());
     }
+    // The manifest first: a pending record of every change, each written
+    // before the change it records (see the module docs).
+    let previous = load_manifest(cfg)?;
+    let mut m = previous.clone().unwrap_or(Manifest {
+        version: 1,
+        ..Manifest::default()
+    });
+    m.pending = true;
+    let put_back_manifest = || {
+        let back = match &previous {
+            Some(p) => save_manifest(cfg, p),
+            None => std::fs::remove_file(manifest_path(cfg))
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(|e| sys(e.to_string())),
+        };
+        if let Err(e) = back {
+            crate::log::error!("cannot put the manifest back: {e}");
+        }
+    };
     let mut applied: Vec<Change> = Vec::new();
     let undo_module = || {
         if let Some((target, _, old)) = &install {
@@ -166,101 +257,79 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
             }
         }
     };
-    if let Some((target, new, _)) = &install {
+    if let Some((target, new, old)) = &install {
+        let backup = match (&m.module, old) {
+            (Some(r), _) => r.backup.clone(),
+            (None, Some(old)) => {
+                crate::store::write_atomic(&cfg.state_dir, MODULE_BACKUP, old, 0o600)?;
+                Some(cfg.state_dir.join(MODULE_BACKUP))
+            }
+            (None, None) => None,
+        };
+        let mut earlier = m
+            .module
+            .as_ref()
+            .map(|r| {
+                let mut e = r.earlier_sha256.clone();
+                e.push(r.after_sha256.clone());
+                e
+            })
+            .unwrap_or_default();
+        earlier.retain(|h| *h != sha256_bytes(new));
+        earlier.dedup();
+        m.module = Some(ModuleRecord {
+            path: target.clone(),
+            after_sha256: sha256_bytes(new),
+            backup,
+            earlier_sha256: earlier,
+        });
+        save_manifest(cfg, &m)?;
         write_bytes(target, new, 0o644)?;
+        crate::setup::crash_point("installing pam_codext.so");
         if let Err(e) = root_only_path(target) {
             undo_module();
+            put_back_manifest();
             return Err(refused(e));
         }
     }
     for c in &changes {
-        if let Err(e) = write_file(&c.path, &c.after) {
+        record_file(&mut m, c);
+        let done = save_manifest(cfg, &m).and_then(|()| write_file(&c.path, &c.after));
+        if let Err(e) = done {
             rollback(&applied);
             undo_module();
+            put_back_manifest();
             return Err(e);
         }
         applied.push(c.clone());
+        crate::setup::crash_point(&c.path.display().to_string());
     }
     if let Err(e) = check_sshd() {
         rollback(&applied);
         undo_module();
+        put_back_manifest();
         return Err(sys(format!("{e}; every file is back as it was")));
     }
-    // init: server key, group, system accounts (whatever init makes).
-    let (users_before, groups_before) = (names_in("/etc/passwd"), names_in("/etc/group"));
-    let key_dir = cfg.server_key.parent().map(Path::to_path_buf);
-    let key_dir_missing = key_dir.as_ref().is_some_and(|d| !d.exists());
-    let pub_missing = !cfg.server_public_key().exists();
-    let init = Helper::new(cfg.clone()).and_then(|h| h.init(crate::lifecycle::UnixTime::now()));
+    // init: server key, group, system accounts. It says what it is about
+    // to make, and the manifest records each before it is made.
+    let init = Helper::new(cfg.clone()).and_then(|h| {
+        h.init_with(crate::lifecycle::UnixTime::now(), &mut |made| {
+            record_made(&mut m, made);
+            save_manifest(cfg, &m)
+        })
+    });
     let report = match init {
         Ok(r) => r,
         Err(e) => {
             rollback(&applied);
             undo_module();
-            return Err(e);
+            // What init made stays in the (pending) manifest.
+            return Err(sys(format!(
+                "{e}; the files are back as they were; `codext-helper unsetup` removes what init made"
+            )));
         }
     };
-    let mut m = load_manifest(cfg)?.unwrap_or(Manifest {
-        version: 1,
-        ..Manifest::default()
-    });
-    for c in &applied {
-        let after_sha256 = sha256_hex(&c.after);
-        match m.files.iter_mut().find(|r| r.path == c.path) {
-            Some(r) => {
-                r.after_sha256 = after_sha256;
-                for a in &c.added {
-                    if !r.added.contains(a) {
-                        r.added.push(a.clone());
-                    }
-                }
-            }
-            None => m.files.push(FileRecord {
-                path: c.path.clone(),
-                before: c.before.clone(),
-                after_sha256,
-                added: c.added.clone(),
-            }),
-        }
-    }
-    for u in names_in("/etc/passwd")
-        .into_iter()
-        .filter(|u| !users_before.contains(u))
-    {
-        m.users.push(u);
-    }
-    for g in names_in("/etc/group")
-        .into_iter()
-        .filter(|g| !groups_before.contains(g))
-    {
-        m.groups.push(g);
-    }
-    if key_dir_missing {
-        m.created_dirs.extend(key_dir);
-    }
-    if key_missing {
-        m.created_files.push(cfg.server_key.clone());
-    }
-    if key_missing || pub_missing {
-        m.created_files.push(cfg.server_public_key());
-    }
-    m.created_files.dedup();
-    if let Some((target, new, old)) = &install {
-        let backup = match (&m.module, old) {
-            (Some(r), _) => r.backup.clone(),
-            (None, Some(old)) => {
-                let b = cfg.state_dir.join("pam_codext.so.before");
-                crate::store::write_atomic(&cfg.state_dir, "pam_codext.so.before", old, 0o600)?;
-                Some(b)
-            }
-            (None, None) => None,
-        };
-        m.module = Some(ModuleRecord {
-            path: target.clone(),
-            after_sha256: sha256_bytes(new),
-            backup,
-        });
-    }
+    m.pending = false;
     save_manifest(cfg, &m)?;
     for c in &applied {
         let what = match (&c.before, c.added.is_empty()) {
@@ -301,10 +370,16 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
         "group: {} (gid {}){}",
         report.group,
         report.gid,
-        if group_missing { ", created" } else { "" }
+        if report.made.contains(&InitMade::Group(report.group.clone())) {
+            ", created"
+        } else {
+            ""
+        }
     );
-    for u in m.users.iter().filter(|u| !users_before.contains(u)) {
-        println!("system account: {u}, created");
+    for made in &report.made {
+        if let InitMade::Account(u) = made {
+            println!("system account: {u}, created");
+        }
     }
     println!(
         "manifest: {} (codext-helper unsetup undoes exactly this)",

@@ -151,5 +151,10 @@ pub fn load_manifest(cfg: &Config) -> Result<Option<Manifest>> {
 pub(super) fn save_manifest(cfg: &Config, m: &Manifest) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(m)
         .map_err(|e| HelperError::state_data("cannot encode the manifest", e, ""))?;
+    // The manifest comes before anything else setup makes: the state
+    // folder too, the first time.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&cfg.state_dir)
+        .map_err(|e| HelperError::state(format!("cannot create {}", cfg.state_dir.display()), e))?;
     crate::store::write_atomic(&cfg.state_dir, MANIFEST, &bytes, 0o600)
 }

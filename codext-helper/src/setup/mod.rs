@@ -6,10 +6,19 @@
 //! the files atomically, runs `sshd -t` and checks the effective sshd
 //! configuration for a codext user, and only then keeps them; any failure
 //! puts back the byte-identical previous files. Then it runs
-//! [`Helper::init`](crate::lifecycle::Helper::init) (server key, group, system accounts) and records what it
-//! did in a manifest under the state folder, so that `unsetup` removes
-//! exactly that: previous files back byte for byte where nothing else
-//! changed since, only codext's lines where the operator edited a file.
+//! [`Helper::init`](crate::lifecycle::Helper::init) (server key, group, system accounts).
+//!
+//! **The manifest comes first.** Every change is recorded in a manifest
+//! under the state folder *before* it is made: the manifest is written as a
+//! pending record before the first edit, updated before each file, the
+//! module and each thing `init` makes (init says what it is about to make,
+//! and only what it makes itself), and marked complete at the end. A crash
+//! at any point (tested after every step: [`crash_point`]) leaves a
+//! manifest that covers every change made, so `unsetup` removes exactly
+//! that: previous files back byte for byte where nothing else changed
+//! since, only codext's lines where the operator edited a file; a record
+//! whose change never happened finds the file as it was before and leaves
+//! it.
 //!
 //! The lines it adds are the ones the shipped files document:
 //! `@include codext` as the first rule of `/etc/pam.d/sshd`,
@@ -27,6 +36,7 @@ mod apply;
 mod files;
 mod host;
 mod pam;
+mod shipped;
 mod sshd;
 mod unsetup;
 
@@ -39,6 +49,7 @@ pub use host::{
 pub use pam::{
     job_rule, parse_pam_line, plan_job_stack, plan_pam_sshd, remove_lines, with_module, PamLine,
 };
+pub use shipped::{EXPECTED_RULES, USER_SSHD_SETTINGS};
 pub use sshd::sshd_effective;
 pub use unsetup::unsetup;
 
@@ -89,8 +100,13 @@ pub struct FileRecord {
     pub path: PathBuf,
     /// Its content before the first setup (`None`: it did not exist).
     pub before: Option<String>,
-    /// SHA-256 (hex) of the content setup wrote last.
+    /// SHA-256 (hex) of the content setup wrote last (or is about to
+    /// write: the record comes first).
     pub after_sha256: String,
+    /// SHA-256 of contents an earlier setup wrote there, which a crash may
+    /// have left in place of `after_sha256`'s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_sha256: Vec<String>,
     /// The lines setup inserted into an existing file (empty: setup wrote
     /// the whole file).
     pub added: Vec<String>,
@@ -102,9 +118,13 @@ pub struct FileRecord {
 pub struct Manifest {
     /// Format version (1).
     pub version: u32,
+    /// Setup is under way (or was interrupted): the records may name
+    /// changes that were not made yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
     /// Files written or edited, in the order they were.
     pub files: Vec<FileRecord>,
-    /// Accounts `init` created (they appeared in `/etc/passwd`).
+    /// Accounts `init` created (each with its own group of the same name).
     pub users: Vec<String>,
     /// Groups `init` created.
     pub groups: Vec<String>,
@@ -127,6 +147,10 @@ pub struct ModuleRecord {
     pub after_sha256: String,
     /// A copy of the module it replaced, in the state folder.
     pub backup: Option<PathBuf>,
+    /// SHA-256 of modules an earlier setup installed, which a crash may
+    /// have left in place of `after_sha256`'s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_sha256: Vec<String>,
 }
 
 fn sha256_bytes(b: &[u8]) -> String {
@@ -144,6 +168,29 @@ struct Change {
 
 fn sha256_hex(text: &str) -> String {
     codext_core::encoding::hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// A point where `setup` (and `init` under it) has made one change. Debug
+/// builds only, for the tests: with `CODEXT_SETUP_CRASH_AT=N` the process
+/// kills itself with SIGKILL (as a power cut would: no unwinding, nothing
+/// flushed) after the Nth such point, saying which on stderr. Release
+/// builds compile this to nothing.
+pub fn crash_point(what: &str) {
+    #[cfg(debug_assertions)]
+    {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static STEP: AtomicU32 = AtomicU32::new(0);
+        let step = STEP.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = std::env::var("CODEXT_SETUP_CRASH_AT")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok());
+        if at == Some(step) {
+            eprintln!("codext-helper: crash injected after {what} (step {step})");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = what;
 }
 
 fn refused(m: impl Into<String>) -> HelperError {

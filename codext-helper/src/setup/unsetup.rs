@@ -30,13 +30,25 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
         )));
     }
     let mut report = Vec::new();
+    if m.pending {
+        report.push(
+            "setup did not finish (it was interrupted or failed): undoing what it recorded".into(),
+        );
+    }
     for r in m.files.iter().rev() {
         let now = read_opt(&r.path)?;
+        if now == r.before {
+            // Recorded, but the change was never made (setup stopped
+            // between the record and the write), or already undone.
+            report.push(format!("{}: as it was before setup", r.path.display()));
+            continue;
+        }
         let Some(now) = now else {
             report.push(format!("{}: already gone", r.path.display()));
             continue;
         };
-        let next = if sha256_hex(&now) == r.after_sha256 {
+        let sha = sha256_hex(&now);
+        let next = if sha == r.after_sha256 || r.earlier_sha256.contains(&sha) {
             match &r.before {
                 Some(_) => (
                     r.before.clone(),
@@ -82,8 +94,18 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
         return Ok(());
     }
     if let Some(r) = &m.module {
+        let before = r.backup.as_ref().and_then(|b| std::fs::read(b).ok());
         match std::fs::read(&r.path) {
-            Ok(now) if sha256_bytes(&now) == r.after_sha256 => {
+            Ok(now) if before.as_deref() == Some(now.as_slice()) => {
+                report.push(format!("{}: as it was before setup", r.path.display()));
+                if let Some(b) = &r.backup {
+                    let _ = std::fs::remove_file(b);
+                }
+            }
+            Ok(now)
+                if sha256_bytes(&now) == r.after_sha256
+                    || r.earlier_sha256.contains(&sha256_bytes(&now)) =>
+            {
                 match r.backup.as_ref().map(std::fs::read) {
                     Some(Ok(old)) => {
                         write_bytes(&r.path, &old, 0o644)?;
@@ -120,6 +142,23 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
         for unit in [CHANNEL_UNIT, UNIT] {
             let _ = run_quiet(SYSTEMCTL, &["disable", "--now", unit]);
             report.push(format!("systemctl disable --now {unit}"));
+        }
+        // As setup does: sshd forgets the drop-in and the PAM lines now,
+        // not at its next restart.
+        let args = ["reload-or-restart", "ssh.service"];
+        match run_quiet(SYSTEMCTL, &args) {
+            Ok(out) if out.status.success() => {
+                report.push(format!("systemctl {}: done", args.join(" ")))
+            }
+            Ok(out) => report.push(format!(
+                "systemctl {} failed: {} (restart sshd yourself)",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => report.push(format!(
+                "cannot run systemctl {}: {e} (restart sshd yourself)",
+                args.join(" ")
+            )),
         }
     }
     for u in m.users.iter().rev() {

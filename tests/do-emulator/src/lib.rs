@@ -16,6 +16,7 @@ mod ratelimit;
 mod server;
 pub mod spec;
 pub mod state;
+pub mod subset;
 pub mod util;
 
 use std::net::SocketAddr;
@@ -35,7 +36,8 @@ pub struct EmulatorConfig {
     pub tokens: Vec<String>,
     /// How long a droplet action (rename) stays `in-progress`.
     pub rename_delay: Duration,
-    /// The OpenAPI description; `None`: [`spec::default_spec_path`].
+    /// The OpenAPI description; `None`: `$DO_OPENAPI_SPEC`, else the vendored subset
+    /// ([`spec::Spec::load_default`]).
     pub spec_path: Option<PathBuf>,
     /// Where to listen; port 0 picks a free one.
     pub listen: SocketAddr,

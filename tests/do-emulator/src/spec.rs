@@ -1,6 +1,8 @@
 //! The DigitalOcean OpenAPI 3.0 description, indexed for validation.
 //!
-//! The description (`bundled.json`) is loaded once per process and path, converted from
+//! The description (by default the subset vendored in `tests/do-emulator/openapi/`, see
+//! [`crate::subset`]; `$DO_OPENAPI_SPEC` or `--spec` may name a full one) is loaded once per
+//! process and path, converted from
 //! OpenAPI 3.0 schema dialect to JSON Schema draft 4 (the draft OpenAPI 3.0 builds on), and
 //! registered with the `jsonschema` crate so that the internal `#/components/...` references
 //! that remain in the bundle resolve. Two converted copies are kept: one for requests (where
@@ -113,25 +115,17 @@ impl std::fmt::Debug for Spec {
     }
 }
 
-/// Where the description is looked for when no path is configured: `$DO_OPENAPI_SPEC`, then
-/// `shared/digitalocean-openapi/bundled.json` beside the repository (two levels above this
-/// crate's workspace), then `/work/shared/...`.
-pub fn default_spec_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("DO_OPENAPI_SPEC") {
-        return PathBuf::from(p);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("../../../shared/digitalocean-openapi/bundled.json"),
-        manifest.join("../../shared/digitalocean-openapi/bundled.json"),
-        PathBuf::from("/work/shared/digitalocean-openapi/bundled.json"),
-    ];
-    for c in &candidates {
-        if c.is_file() {
-            return c.clone();
-        }
-    }
-    candidates[0].clone()
+/// The part of DigitalOcean's description the emulator validates against, carried in the
+/// repository (`tests/do-emulator/openapi/`: its source, license and SHA-256) and built into
+/// the binary, so the emulator needs no file beside it.
+pub const VENDORED: &str = include_str!("../openapi/digitalocean-v2.json");
+
+/// The description to use instead of [`VENDORED`]: `$DO_OPENAPI_SPEC`, when set (e.g. a full
+/// description).
+pub fn spec_override() -> Option<PathBuf> {
+    std::env::var_os("DO_OPENAPI_SPEC")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
 }
 
 /// A compiled schema, or why it could not be compiled.
@@ -159,9 +153,22 @@ impl Spec {
         Ok(spec)
     }
 
-    /// The description at [`default_spec_path`].
+    /// The description at [`spec_override`], else the [`VENDORED`] one (parsed and indexed
+    /// once per process).
     pub fn load_default() -> std::io::Result<Arc<Spec>> {
-        Spec::load(&default_spec_path())
+        if let Some(path) = spec_override() {
+            return Spec::load(&path);
+        }
+        static VENDORED_SPEC: OnceLock<Result<Arc<Spec>, String>> = OnceLock::new();
+        VENDORED_SPEC
+            .get_or_init(|| {
+                let raw: Value = serde_json::from_str(VENDORED).map_err(|e| e.to_string())?;
+                Spec::from_value(PathBuf::from("<vendored digitalocean-v2.json>"), raw)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     fn from_value(path: PathBuf, raw: Value) -> std::io::Result<Spec> {
@@ -981,6 +988,34 @@ mod tests {
             failures.is_empty(),
             "{} of {count}: {failures:#?}",
             failures.len()
+        );
+    }
+
+    /// The vendored subset is what `openapi-subset` makes of itself (so every `$ref` in it
+    /// resolves inside it: nothing was cut that a kept operation needs), and its bytes are
+    /// those `SHA256SUMS` names.
+    #[test]
+    fn given_the_vendored_subset_then_it_is_closed_under_its_refs_and_matches_its_sha256() {
+        use sha2::Digest;
+        let raw: Value = serde_json::from_str(VENDORED).expect("the vendored subset is JSON");
+        let again = crate::subset::subset(&raw).expect("subset of the subset");
+        assert!(
+            crate::subset::to_bytes(&again) == VENDORED.as_bytes(),
+            "tests/do-emulator/openapi/digitalocean-v2.json is not a fixed point of \
+             openapi-subset: regenerate it with tests/do-emulator/openapi/regenerate.sh"
+        );
+        let sums = include_str!("../openapi/SHA256SUMS");
+        let listed = sums
+            .lines()
+            .find_map(|l| l.strip_suffix("  digitalocean-v2.json"))
+            .expect("SHA256SUMS names digitalocean-v2.json");
+        let actual: String = sha2::Sha256::digest(VENDORED.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            listed, actual,
+            "SHA256SUMS does not match the vendored subset"
         );
     }
 
