@@ -29,14 +29,16 @@ fn doctor() -> BTreeMap<String, (String, String, String)> {
 sandbox_test! {
     fn given_swept_folders_on_mounts_without_nosuid_then_doctor_warns_naming_each_and_is_ok_once_they_are_nosuid() {
         let _w = World::new();
-        // The sandbox mounts /tmp and /var/tmp without nosuid, as Debian's
-        // root file system holds them; the other swept folders and /home
-        // are nosuid tmpfs mounts here.
+        // The sandbox mounts /tmp, /var/tmp and /home without nosuid, as
+        // Debian's root file system holds them; the other swept folders are
+        // nosuid tmpfs mounts here.
         let d = doctor();
         let (status, detail, advice) = &d["mounts.nosuid"];
         assert_eq!(status, "warn", "{detail}");
-        assert!(detail.contains("/tmp (on /tmp)") && detail.contains("/var/tmp (on /var/tmp)"), "{detail}");
-        assert!(!detail.contains("/home"), "{detail}");
+        for f in ["/home (on /home)", "/tmp (on /tmp)", "/var/tmp (on /var/tmp)"] {
+            assert!(detail.contains(f), "{f} not named: {detail}");
+        }
+        assert!(!detail.contains("/run/lock") && !detail.contains("/var/mail"), "{detail}");
         assert!(advice.contains("nosuid") && advice.contains("setuid"), "{advice}");
         // What the root file system holds is the host's (a test must not
         // write there): whatever is listed lies outside the swept folders
@@ -48,7 +50,7 @@ sandbox_test! {
                 assert!(!["/tmp", "/var/tmp", "/run/lock", "/var/spool/cron", "/var/mail", "/home"].iter().any(|s| f.starts_with(s)), "{f} is swept: {detail}");
             }
         }
-        sh("mount -o remount,nosuid /tmp && mount -o remount,nosuid /var/tmp");
+        sh("mount -o remount,nosuid /tmp && mount -o remount,nosuid /var/tmp && mount -o remount,nosuid /home");
         let d = doctor();
         assert_eq!(d["mounts.nosuid"].0, "ok", "{:?}", d["mounts.nosuid"]);
         assert!(d.values().all(|(s, _, _)| s != "fail"), "{d:#?}");
