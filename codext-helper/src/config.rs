@@ -52,6 +52,73 @@ pub struct Config {
     pub digitalocean: DigitalOcean,
     /// The audit trail: rotation, strangers' summaries, the system-log copy.
     pub audit: AuditConfig,
+    /// Session recording (issue 23; on by default).
+    pub recording: Recording,
+}
+
+/// Session recording ([`crate::recording`]): every channel of every codext
+/// session runs through the recorder, the accounts' login shell, which
+/// streams it to the helper; records are kept under
+/// `<state_dir>/recordings`, their SHA-256 in the audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recording {
+    /// Record (the accounts' login shell is then [`Recording::recorder`],
+    /// which runs `[accounts] shell`).
+    pub enabled: bool,
+    /// The installed recorder: root's, setgid [`Recording::group`].
+    pub recorder: PathBuf,
+    /// The recorder's own group (created by `init`): the recorder runs
+    /// with it as its effective group, which is how the helper knows a
+    /// recording connection comes from the recorder.
+    pub group: String,
+    /// Also record what is typed into terminal sessions (off: passwords
+    /// typed at prompts stay out of the record).
+    pub input: bool,
+    /// Bytes of events kept per channel (terminal output, stdout, stderr,
+    /// stdin, resizes, sftp operations); beyond it the first and the last
+    /// halves are kept and the record says how much was dropped between.
+    pub output_bytes: u64,
+    /// Bytes of a command's standard input kept per channel (the first
+    /// ones; the rest is counted).
+    pub input_bytes: u64,
+    /// The store never holds more (oldest records expire first).
+    pub store_bytes: u64,
+    /// Records older than this expire.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_age: Duration,
+    /// When the helper cannot store a record: run the channel unrecorded,
+    /// with an audit line (true), or refuse it (false, the default).
+    pub fail_open: bool,
+}
+
+impl Default for Recording {
+    fn default() -> Recording {
+        Recording {
+            enabled: true,
+            recorder: PathBuf::from("/usr/lib/codext/codext-record"),
+            group: "codext-record".into(),
+            input: false,
+            output_bytes: 8 << 20,
+            input_bytes: 1 << 20,
+            store_bytes: 2 << 30,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+            fail_open: false,
+        }
+    }
+}
+
+impl Recording {
+    /// Disk one channel's record may take at most while it is written and
+    /// sealed (the store reserves it for every open record): the kept
+    /// first half, the raw last part waiting in two segments, its encoded
+    /// copy, the header, and room for frames that straddle a limit.
+    pub fn reservation(&self) -> u64 {
+        self.output_bytes
+            .saturating_mul(3)
+            .saturating_div(2)
+            .saturating_add(1 << 20)
+    }
 }
 
 /// The audit trail ([`crate::audit`]).
@@ -238,6 +305,7 @@ impl Default for Config {
             ttl: Ttl::default(),
             digitalocean: DigitalOcean::default(),
             audit: AuditConfig::default(),
+            recording: Recording::default(),
         }
     }
 }
@@ -337,6 +405,7 @@ impl Config {
             ("host_key_dir", &self.host_key_dir),
             ("accounts.home_base", &self.accounts.home_base),
             ("accounts.shell", &self.accounts.shell),
+            ("recording.recorder", &self.recording.recorder),
         ] {
             if !p.is_absolute() {
                 return bad(format!(
@@ -450,7 +519,55 @@ impl Config {
         if self.pam_services.is_empty() {
             return bad("pam_services must name at least one service".into());
         }
+        let r = &self.recording;
+        if !system_name(&r.group)
+            || r.group == a.group
+            || r.group == a.killer_user
+            || r.group == d.channel_user
+        {
+            return bad(format!(
+                "recording.group {:?} must be a valid group name of its own",
+                r.group
+            ));
+        }
+        if !(64 << 10..=1 << 30).contains(&r.output_bytes) {
+            return bad("recording.output_bytes must be between 65536 and 1073741824".into());
+        }
+        if r.input_bytes > r.output_bytes {
+            return bad("recording.input_bytes must be at most recording.output_bytes".into());
+        }
+        if r.store_bytes < r.reservation().saturating_mul(4) {
+            return bad(format!(
+                "recording.store_bytes must hold at least 4 channels' records at once: at least {} with output_bytes = {}",
+                r.reservation().saturating_mul(4),
+                r.output_bytes
+            ));
+        }
+        if !(3600..=10 * 366 * 24 * 3600).contains(&r.max_age.as_secs()) {
+            return bad("recording.max_age must be between 1h and 10 years".into());
+        }
+        if r.enabled && r.recorder == self.accounts.shell {
+            return bad(
+                "recording.recorder must not be accounts.shell (the recorder runs the shell)"
+                    .into(),
+            );
+        }
         Ok(self)
+    }
+
+    /// The login shell temporary accounts get: the recorder when recording
+    /// is on (it runs `[accounts] shell`), else `[accounts] shell`.
+    pub fn login_shell(&self) -> PathBuf {
+        if self.recording.enabled {
+            self.recording.recorder.clone()
+        } else {
+            self.accounts.shell.clone()
+        }
+    }
+
+    /// Where records are kept (root's, 0700).
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.state_dir.join("recordings")
     }
 
     /// The server's public key file.
@@ -546,6 +663,12 @@ mod tests {
             ("[audit]\nsummary_sources = 0", "summary_sources"),
             ("version = ", "invalid"),
             ("log_level = \"loud\"", "unknown variant"),
+            ("[recording]\nbogus = 1", "unknown field"),
+            ("[recording]\noutput_bytes = 10", "output_bytes"),
+            ("[recording]\nstore_bytes = 1000", "store_bytes"),
+            ("[recording]\ngroup = \"codext\"", "recording.group"),
+            ("[recording]\nmax_age = \"1s\"", "max_age"),
+            ("[recording]\nrecorder = \"rel\"", "absolute"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(

@@ -283,6 +283,66 @@ pub enum AuditEvent {
         /// Files left.
         leftovers: u64,
     },
+    /// (issue 23) A channel's recording began.
+    RecordOpen {
+        /// The record's id (`<session>.<n>`).
+        id: String,
+        /// Whose.
+        user: String,
+        /// The SSH connection (PAM session) it belongs to.
+        session: String,
+        /// `shell`, `command`, `sftp`, `scp`, `rsync`, `git`.
+        kind: &'static str,
+        /// The command, cut to 256 characters (none for a shell).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
+        /// The record it continues after a helper restart.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        continues: Option<String>,
+    },
+    /// A channel's record was sealed; its SHA-256 is what `audit verify`
+    /// checks the stored record against.
+    Record {
+        /// The record's id.
+        id: String,
+        /// Whose.
+        user: String,
+        /// SHA-256 of the record file, hex.
+        sha256: String,
+        /// Its size.
+        bytes: u64,
+        /// How the channel's command ended (`0`, `3`, `signal 9`), if known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit: Option<String>,
+        /// The record is incomplete.
+        #[serde(skip_serializing_if = "is_false")]
+        truncated: bool,
+        /// Why (when truncated).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A record left the store (age or the store's size).
+    RecordExpire {
+        /// The record's id.
+        id: String,
+        /// Whose, when its header said.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// `age` or `size`.
+        reason: &'static str,
+        /// Its size.
+        bytes: u64,
+    },
+    /// A channel could not be recorded: refused (fail closed), or run
+    /// unrecorded because the operator chose to fail open.
+    RecordRefuse {
+        /// Whose (the peer's uid when it is no codext account).
+        user: String,
+        /// `refused` or `unrecorded`.
+        result: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl AuditEvent {

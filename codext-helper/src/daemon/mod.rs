@@ -24,6 +24,7 @@
 //!   globally: strangers cannot lock every agent out.
 
 mod pool;
+pub mod recording;
 mod requests;
 
 use crate::config::Config;
@@ -106,6 +107,10 @@ pub fn serve(cfg: Config) -> Result<()> {
     // codext-channel process (which does the DigitalOcean API calls).
     if daemon.helper.cfg.digitalocean.enabled {
         crate::channel_requests::spawn(daemon.helper.clone());
+    }
+    // [recording] hook: the socket every channel's recorder streams to.
+    if daemon.helper.cfg.recording.enabled {
+        recording::spawn(daemon.helper.clone());
     }
     info!("listening on {}", daemon.helper.cfg.socket.display());
     // Type=notify: READY only now that the socket listens, so the unit's

@@ -95,6 +95,8 @@ impl Helper {
             .as_raw();
         // [channel] hook: the DigitalOcean channel process's own user.
         crate::channel_requests::ensure_channel_user(&self.cfg)?;
+        // [recording] hook: the recorder's group, and the recorder's mode.
+        crate::recording::host::ensure(&self.cfg)?;
         self.log(AuditEvent::Init {
             fingerprint: public.fingerprint().to_string(),
             created,
@@ -201,7 +203,7 @@ impl Helper {
                     uid,
                     gid,
                     home: self.cfg.accounts.home_base.join(user.as_str()),
-                    shell: self.cfg.accounts.shell.clone(),
+                    shell: self.cfg.login_shell(),
                     phase: Phase::Pending,
                     token: slot,
                     client_fingerprint: fingerprint.clone(),

@@ -24,6 +24,11 @@
 //!   inside); `/tmp` and `/var/tmp` without `nosuid`, as on Debian, so a
 //!   setuid leftover is a real one; a fresh `/proc` for the new PID
 //!   namespace;
+//! * the session recorder, built statically by `tests/build.rs`, where the
+//!   package installs it (`/usr/lib/codext/codext-record`, root's, 0755;
+//!   `codext-helper init` gives it its group and setgid mode): `/usr/lib`
+//!   gets a read-only overlay that adds the folder, and the folder itself
+//!   a small tmpfs (setuid allowed) holding the file;
 //! * the network namespace has only `lo`, brought up;
 //! * this process becomes PID 1 of the namespace: it reaps every orphan
 //!   (as init must, or `userdel` would see zombies) and, when COMMAND ends,
@@ -137,6 +142,7 @@ fn setup(keep: &[PathBuf]) {
     }
     spool();
     fs::restore(&stashed);
+    fs::recorder(Path::new(env!("CODEXT_RECORD_STATIC")));
     let lo = Command::new("/usr/sbin/ip")
         .args(["link", "set", "lo", "up"])
         .status();

@@ -1,0 +1,192 @@
+//! `codext-record`: the session recorder, the login shell of every codext
+//! account (installed root-owned, setgid to the recorder's own group, at
+//! `/usr/lib/codext/codext-record`).
+//!
+//! sshd runs every channel of a codext user through it — `-codext-record`
+//! for a login shell, `codext-record -c COMMAND` for a command or a
+//! subsystem — so it runs before anything the user controls (no
+//! `~/.bashrc`, no `BASH_ENV`: no shell has started yet). It
+//!
+//! 1. makes itself non-dumpable before it reads anything, and refuses to
+//!    run under a tracer (`TracerPid` of `/proc/self/status`). The setgid
+//!    exec already made it non-dumpable and its group differs from the
+//!    user's, so the user can neither ptrace it nor read its memory; this
+//!    is the belt to those braces;
+//! 2. tells `codext-helper` over the recording socket what the channel is
+//!    ([`codext_record::proto::Hello`]); the helper checks the peer's
+//!    credentials (the recorder's group, which only this binary gives, the
+//!    uid of a live codext account with an open session) and answers with
+//!    the real shell to run, or a refusal (the channel then does not run);
+//! 3. runs the real shell as its child — with a pseudo-terminal of its own
+//!    when sshd gave the channel one (window size followed on SIGWINCH),
+//!    else with pipes — and relays every byte, recording each one before
+//!    passing it on; signals sshd sends it go to the child; its exit status
+//!    (or signal) becomes the recorder's;
+//! 4. ends the record with the exit status and waits for the helper to
+//!    seal it.
+//!
+//! It is linked statically (no dynamic loader, so `LD_PRELOAD` and friends
+//! from `~/.pam_environment` load nothing into it), reads no setting from
+//! its environment (it passes the environment, as sshd built it, to the
+//! shell untouched but for `SHELL`), and never writes a file.
+#![deny(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod link;
+mod relay;
+#[allow(unsafe_code)]
+mod sys;
+
+use codext_record::proto::{Hello, MAX_COMMAND};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::time::Instant;
+
+/// What sshd (or a user) asked the shell to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `-codext-record`: a login shell.
+    Login,
+    /// `codext-record` with no argument: an interactive shell.
+    Interactive,
+    /// `codext-record -c COMMAND`.
+    Command(Vec<u8>),
+}
+
+/// Says why on stderr (the user's) and exits 1: the channel does not run.
+fn refuse(why: &str) -> ! {
+    eprintln!("codext: {why}");
+    std::process::exit(1)
+}
+
+/// `TracerPid` from `/proc/self/status`.
+fn tracer() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Longest environment read back (the kernel's own limit on arguments and
+/// environment together is a few MiB).
+const MAX_ENVIRON: u64 = 8 << 20;
+
+/// The environment exactly as sshd passed it, from the kernel's copy
+/// (`/proc/self/environ`): glibc drops variables such as `TMPDIR` or
+/// `LD_LIBRARY_PATH` from a setgid program's own environment (its secure
+/// mode), and the shell must still get them — they are the user's.
+fn original_env() -> Vec<(OsString, OsString)> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let read = std::fs::File::open("/proc/self/environ")
+        .and_then(|f| f.take(MAX_ENVIRON).read_to_end(&mut raw));
+    if read.is_err() {
+        return std::env::vars_os().collect();
+    }
+    raw.split(|b| *b == 0)
+        .filter(|kv| !kv.is_empty())
+        .filter_map(|kv| {
+            let eq = kv.iter().position(|b| *b == b'=')?;
+            Some((
+                OsString::from_vec(kv[..eq].to_vec()),
+                OsString::from_vec(kv[eq + 1..].to_vec()),
+            ))
+        })
+        .collect()
+}
+
+fn parse_args(args: &[OsString]) -> Result<Mode, String> {
+    let login = args
+        .first()
+        .is_some_and(|a| a.as_bytes().first() == Some(&b'-'));
+    match args.get(1..).unwrap_or(&[]) {
+        [] if login => Ok(Mode::Login),
+        [] => Ok(Mode::Interactive),
+        [flag, command, ..] if flag.as_bytes() == b"-c" => {
+            Ok(Mode::Command(command.as_bytes().to_vec()))
+        }
+        _ => Err("usage: codext-record [-c COMMAND] (it is a login shell)".into()),
+    }
+}
+
+fn env_text(env: &[(OsString, OsString)], key: &str) -> String {
+    env.iter()
+        .find(|(k, _)| k.as_bytes() == key.as_bytes())
+        .map(|(_, v)| v.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn main() {
+    let start = Instant::now();
+    // 1. Before anything is read.
+    if let Err(e) = sys::set_non_dumpable() {
+        refuse(&format!("the session recorder cannot protect itself ({e})"));
+    }
+    if sys::is_dumpable() {
+        refuse("the session recorder is still dumpable; refused");
+    }
+    match tracer() {
+        Some(0) => {}
+        Some(pid) => refuse(&format!(
+            "the session recorder is being traced (by pid {pid}); refused"
+        )),
+        None => refuse("the session recorder cannot read /proc/self/status; refused"),
+    }
+    let env = original_env();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let mode = parse_args(&args).unwrap_or_else(|e| refuse(&e));
+    let tty = sys::isatty(0);
+    let (cols, rows) = if tty {
+        sys::winsize(0).unwrap_or((80, 24))
+    } else {
+        (0, 0)
+    };
+    let (command, command_cut) = match &mode {
+        Mode::Command(c) => (
+            c[..c.len().min(MAX_COMMAND)].to_vec(),
+            c.len() > MAX_COMMAND,
+        ),
+        _ => (Vec::new(), false),
+    };
+    let hello = Hello {
+        tty,
+        login: !matches!(mode, Mode::Command(_)),
+        cols,
+        rows,
+        t_us: 0,
+        command,
+        command_cut,
+        term: env_text(&env, "TERM"),
+        ssh_connection: env_text(&env, "SSH_CONNECTION"),
+        continues: String::new(),
+    };
+    // 2. The helper decides.
+    let opened = link::open(hello, start).unwrap_or_else(|why| {
+        refuse(&format!(
+            "this session cannot be recorded, so it does not run: {why}"
+        ))
+    });
+    // 3. and 4.
+    relay::run(opened, mode, env, tty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn given_how_sshd_runs_a_shell_then_the_mode_is_read() {
+        assert_eq!(parse_args(&os(&["-codext-record"])), Ok(Mode::Login));
+        assert_eq!(parse_args(&os(&["codext-record"])), Ok(Mode::Interactive));
+        assert_eq!(
+            parse_args(&os(&["codext-record", "-c", "echo hi"])),
+            Ok(Mode::Command(b"echo hi".to_vec()))
+        );
+        assert!(parse_args(&os(&["codext-record", "--help"])).is_err());
+    }
+}

@@ -1,0 +1,683 @@
+//! The recording protocol between `codext-record` (the recorder, running as
+//! the temporary user) and `codext-helper` (root), over the recording
+//! socket [`SOCKET`].
+//!
+//! **Frames.** A 4-byte big-endian length, then that many bytes (as
+//! `codext-wire`'s frames). The length is checked against [`MAX_FRAME`]
+//! *before* anything is read into the caller's buffer, which is allocated
+//! once per connection at [`MAX_FRAME`] bytes: a peer can make neither side
+//! allocate more, and a short or garbled frame ends the connection.
+//!
+//! **Messages.** The first byte of a frame is its kind; the fields follow in
+//! a fixed order; integers are big-endian; a text or byte field is a 2-byte
+//! length and the bytes, capped per field. Decoding is strict: unknown
+//! kinds, over-long fields, short fields and trailing bytes are errors.
+//!
+//! **Conversation.** The recorder opens with [`Hello`]; the helper checks
+//! the peer (see `codext-helper/src/daemon/recording.rs`) and answers
+//! [`ToRecorder::Accept`] or [`ToRecorder::Refuse`]. Then the recorder
+//! streams `Data`, `Resize` and `Sftp` frames and ends with `End`; the
+//! helper seals the record and answers [`ToRecorder::Closed`] with the
+//! record's SHA-256 (as written to the audit trail). Nothing else is valid
+//! in either direction.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+/// Protocol version carried in [`Hello`] and [`ToRecorder::Accept`].
+pub const PROTOCOL: u8 = 1;
+/// The folder of the recording socket: root's, group the recorder's group,
+/// mode 0750 (only a process running the setgid recorder can enter it).
+pub const SOCKET_DIR: &str = "/run/codext-record";
+/// The recording socket. A fixed path: the recorder has no trusted way to
+/// learn another one (its environment and files belong to the user).
+pub const SOCKET: &str = "/run/codext-record/socket";
+/// Most bytes of terminal or pipe data in one `Data` frame.
+pub const MAX_DATA: usize = 64 * 1024;
+/// Largest frame body either side accepts: a full `Data` frame and its
+/// header, or a `Hello` with the longest command.
+pub const MAX_FRAME: usize = MAX_DATA + 64;
+/// Longest command line carried (longer ones are cut, and say so).
+pub const MAX_COMMAND: usize = 32 * 1024;
+/// Longest short text (terminal type, client address, ids, reasons).
+pub const MAX_TEXT: usize = 512;
+/// Longest path in an sftp operation (longer ones are cut).
+pub const MAX_PATH: usize = 4096;
+
+const HELLO: u8 = 1;
+const DATA: u8 = 2;
+const RESIZE: u8 = 3;
+const SFTP: u8 = 4;
+const END: u8 = 5;
+const ACCEPT: u8 = 16;
+const REFUSE: u8 = 17;
+const CLOSED: u8 = 18;
+
+/// Which descriptor a `Data` frame came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// What the client sent: keystrokes of a terminal (only when the
+    /// operator turned input recording on), or a command's standard input.
+    In,
+    /// Terminal output, or a command's standard output.
+    Out,
+    /// A command's standard error (a terminal has none of its own).
+    Err,
+}
+
+impl Stream {
+    fn byte(self) -> u8 {
+        match self {
+            Stream::In => 0,
+            Stream::Out => 1,
+            Stream::Err => 2,
+        }
+    }
+    fn from_byte(b: u8) -> Option<Stream> {
+        match b {
+            0 => Some(Stream::In),
+            1 => Some(Stream::Out),
+            2 => Some(Stream::Err),
+            _ => None,
+        }
+    }
+    /// The event code in a record (`i`, `o`, `e`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Stream::In => "i",
+            Stream::Out => "o",
+            Stream::Err => "e",
+        }
+    }
+}
+
+/// How the channel's command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+/// The recorder's first frame: what this channel is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hello {
+    /// sshd gave the channel a terminal.
+    pub tty: bool,
+    /// A login shell (sshd ran `-codext-record`), not `-c COMMAND`.
+    pub login: bool,
+    /// Terminal size (0 without a terminal).
+    pub cols: u16,
+    /// Terminal size (0 without a terminal).
+    pub rows: u16,
+    /// The recorder's clock (µs since it started) when it said hello; the
+    /// events' times are on the same clock.
+    pub t_us: u64,
+    /// The command (`-c COMMAND`), at most [`MAX_COMMAND`] bytes.
+    pub command: Vec<u8>,
+    /// The command was longer and was cut.
+    pub command_cut: bool,
+    /// `TERM`.
+    pub term: String,
+    /// `SSH_CONNECTION` (client address and port, server address and port).
+    pub ssh_connection: String,
+    /// After the helper restarted mid-channel: the record this one
+    /// continues (empty otherwise).
+    pub continues: String,
+}
+
+/// A frame from the recorder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToHelper<'a> {
+    /// The first frame.
+    Hello(Hello),
+    /// Bytes that went through the channel.
+    Data {
+        /// Which way.
+        stream: Stream,
+        /// When (µs on the recorder's clock).
+        t_us: u64,
+        /// The bytes (at most [`MAX_DATA`]).
+        bytes: &'a [u8],
+    },
+    /// The terminal was resized.
+    Resize {
+        /// When.
+        t_us: u64,
+        /// New size.
+        cols: u16,
+        /// New size.
+        rows: u16,
+    },
+    /// An sftp request the client made (decoded by the recorder).
+    Sftp {
+        /// When.
+        t_us: u64,
+        /// `open`, `remove`, `rename`, …
+        op: &'a str,
+        /// The path it names.
+        path: &'a [u8],
+        /// A second path (rename, symlink, hardlink), else empty.
+        path2: &'a [u8],
+        /// Flags or byte counts, as text; may be empty.
+        detail: &'a str,
+    },
+    /// The command ended; nothing follows.
+    End {
+        /// When.
+        t_us: u64,
+        /// How.
+        exit: Exit,
+    },
+}
+
+/// A frame from the helper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToRecorder {
+    /// Go ahead.
+    Accept {
+        /// The record's id (empty when not recording).
+        id: String,
+        /// The real shell to run (`[accounts] shell`).
+        shell: Vec<u8>,
+        /// Stream the channel (false: the helper cannot store it and the
+        /// operator chose to fail open — run unrecorded).
+        record: bool,
+        /// Send a terminal's keystrokes too (`[recording] input`).
+        input: bool,
+        /// If the helper becomes unreachable mid-channel and stays so, run
+        /// on unrecorded (true) or end the channel (false).
+        fail_open: bool,
+    },
+    /// No: the channel must not run. The reason is for the user.
+    Refuse {
+        /// Why.
+        reason: String,
+    },
+    /// The record is sealed (answer to `End`).
+    Closed {
+        /// Its SHA-256, hex, as written to the audit trail.
+        sha256: String,
+    },
+}
+
+/// Why a frame could not be read, written or understood.
+#[derive(Debug)]
+pub enum ProtoError {
+    /// A frame length of 0 or above [`MAX_FRAME`].
+    BadLength(u32),
+    /// The peer closed the connection at a frame boundary.
+    Closed,
+    /// The peer closed the connection mid-frame.
+    Truncated,
+    /// The socket failed.
+    Io(io::Error),
+    /// A frame that is not a valid message.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtoError::BadLength(n) => write!(f, "frame length {n} is outside 1..={MAX_FRAME}"),
+            ProtoError::Closed => write!(f, "the peer closed the connection"),
+            ProtoError::Truncated => write!(f, "the peer closed the connection mid-frame"),
+            ProtoError::Io(e) => write!(f, "socket error: {e}"),
+            ProtoError::Malformed(what) => write!(f, "malformed frame: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+/// Reads one frame body into `buf` (cleared first; its capacity should be
+/// [`MAX_FRAME`] so that nothing is allocated per frame) and returns it.
+pub fn read_frame<'b>(r: &mut impl Read, buf: &'b mut Vec<u8>) -> Result<&'b [u8], ProtoError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(ProtoError::Closed),
+            Ok(0) => return Err(ProtoError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ProtoError::Io(e)),
+        }
+    }
+    let n = u32::from_be_bytes(len);
+    let size = usize::try_from(n).map_err(|_| ProtoError::BadLength(n))?;
+    if size == 0 || size > MAX_FRAME {
+        return Err(ProtoError::BadLength(n));
+    }
+    buf.clear();
+    buf.resize(size, 0);
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            ProtoError::Truncated
+        } else {
+            ProtoError::Io(e)
+        }
+    })?;
+    Ok(&buf[..])
+}
+
+/// Writes `body` as one frame (one `write` of prefix and body, from
+/// `scratch`, which is reused).
+pub fn write_frame(w: &mut impl Write, body: &[u8], scratch: &mut Vec<u8>) -> io::Result<()> {
+    if body.is_empty() || body.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame body outside 1..=MAX_FRAME",
+        ));
+    }
+    scratch.clear();
+    // Lossless: checked against MAX_FRAME above.
+    scratch.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    scratch.extend_from_slice(body);
+    w.write_all(scratch)
+}
+
+/// Appends `b` as a 2-byte length and the bytes, cut to `max`.
+fn put_bytes(out: &mut Vec<u8>, b: &[u8], max: usize) {
+    let b = &b[..b.len().min(max).min(u16::MAX as usize)];
+    // Lossless: at most u16::MAX.
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+pub fn cut_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
+        if self.b.len() < n {
+            return Err(ProtoError::Malformed("short field"));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, ProtoError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ProtoError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u64(&mut self) -> Result<u64, ProtoError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn i32(&mut self) -> Result<i32, ProtoError> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(i32::from_be_bytes(a))
+    }
+    fn bytes(&mut self, max: usize) -> Result<&'a [u8], ProtoError> {
+        let n = usize::from(self.u16()?);
+        if n > max {
+            return Err(ProtoError::Malformed("field too long"));
+        }
+        self.take(n)
+    }
+    fn text(&mut self, max: usize) -> Result<&'a str, ProtoError> {
+        std::str::from_utf8(self.bytes(max)?).map_err(|_| ProtoError::Malformed("text not UTF-8"))
+    }
+    fn done(&self) -> Result<(), ProtoError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtoError::Malformed("trailing bytes"))
+        }
+    }
+}
+
+impl ToHelper<'_> {
+    /// Encodes into `out` (cleared first).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        match self {
+            ToHelper::Hello(h) => {
+                out.push(HELLO);
+                out.push(PROTOCOL);
+                out.push(
+                    u8::from(h.tty) | (u8::from(h.login) << 1) | (u8::from(h.command_cut) << 2),
+                );
+                out.extend_from_slice(&h.cols.to_be_bytes());
+                out.extend_from_slice(&h.rows.to_be_bytes());
+                out.extend_from_slice(&h.t_us.to_be_bytes());
+                put_bytes(out, &h.command, MAX_COMMAND);
+                put_bytes(out, cut_str(&h.term, MAX_TEXT).as_bytes(), MAX_TEXT);
+                put_bytes(
+                    out,
+                    cut_str(&h.ssh_connection, MAX_TEXT).as_bytes(),
+                    MAX_TEXT,
+                );
+                put_bytes(out, cut_str(&h.continues, MAX_TEXT).as_bytes(), MAX_TEXT);
+            }
+            ToHelper::Data {
+                stream,
+                t_us,
+                bytes,
+            } => {
+                out.push(DATA);
+                out.push(stream.byte());
+                out.extend_from_slice(&t_us.to_be_bytes());
+                out.extend_from_slice(&bytes[..bytes.len().min(MAX_DATA)]);
+            }
+            ToHelper::Resize { t_us, cols, rows } => {
+                out.push(RESIZE);
+                out.extend_from_slice(&t_us.to_be_bytes());
+                out.extend_from_slice(&cols.to_be_bytes());
+                out.extend_from_slice(&rows.to_be_bytes());
+            }
+            ToHelper::Sftp {
+                t_us,
+                op,
+                path,
+                path2,
+                detail,
+            } => {
+                out.push(SFTP);
+                out.extend_from_slice(&t_us.to_be_bytes());
+                put_bytes(out, cut_str(op, MAX_TEXT).as_bytes(), MAX_TEXT);
+                put_bytes(out, path, MAX_PATH);
+                put_bytes(out, path2, MAX_PATH);
+                put_bytes(out, cut_str(detail, MAX_TEXT).as_bytes(), MAX_TEXT);
+            }
+            ToHelper::End { t_us, exit } => {
+                out.push(END);
+                out.extend_from_slice(&t_us.to_be_bytes());
+                let (kind, code) = match exit {
+                    Exit::Code(c) => (0u8, *c),
+                    Exit::Signal(s) => (1u8, *s),
+                };
+                out.push(kind);
+                out.extend_from_slice(&code.to_be_bytes());
+            }
+        }
+    }
+
+    /// Decodes one frame body; `Data` and `Sftp` borrow from it.
+    pub fn decode(body: &[u8]) -> Result<ToHelper<'_>, ProtoError> {
+        let mut r = Reader { b: body };
+        let msg = match r.u8()? {
+            HELLO => {
+                if r.u8()? != PROTOCOL {
+                    return Err(ProtoError::Malformed("unknown protocol version"));
+                }
+                let flags = r.u8()?;
+                if flags & !0b111 != 0 {
+                    return Err(ProtoError::Malformed("unknown hello flags"));
+                }
+                let cols = r.u16()?;
+                let rows = r.u16()?;
+                let t_us = r.u64()?;
+                let command = r.bytes(MAX_COMMAND)?.to_vec();
+                let term = r.text(MAX_TEXT)?.to_owned();
+                let ssh_connection = r.text(MAX_TEXT)?.to_owned();
+                let continues = r.text(MAX_TEXT)?.to_owned();
+                ToHelper::Hello(Hello {
+                    tty: flags & 1 != 0,
+                    login: flags & 2 != 0,
+                    command_cut: flags & 4 != 0,
+                    cols,
+                    rows,
+                    t_us,
+                    command,
+                    term,
+                    ssh_connection,
+                    continues,
+                })
+            }
+            DATA => {
+                let stream =
+                    Stream::from_byte(r.u8()?).ok_or(ProtoError::Malformed("unknown stream"))?;
+                let t_us = r.u64()?;
+                let bytes = r.b;
+                if bytes.is_empty() || bytes.len() > MAX_DATA {
+                    return Err(ProtoError::Malformed("data frame size"));
+                }
+                r.b = &[];
+                ToHelper::Data {
+                    stream,
+                    t_us,
+                    bytes,
+                }
+            }
+            RESIZE => ToHelper::Resize {
+                t_us: r.u64()?,
+                cols: r.u16()?,
+                rows: r.u16()?,
+            },
+            SFTP => ToHelper::Sftp {
+                t_us: r.u64()?,
+                op: r.text(MAX_TEXT)?,
+                path: r.bytes(MAX_PATH)?,
+                path2: r.bytes(MAX_PATH)?,
+                detail: r.text(MAX_TEXT)?,
+            },
+            END => {
+                let t_us = r.u64()?;
+                let kind = r.u8()?;
+                let code = r.i32()?;
+                let exit = match kind {
+                    0 => Exit::Code(code),
+                    1 => Exit::Signal(code),
+                    _ => return Err(ProtoError::Malformed("unknown exit kind")),
+                };
+                ToHelper::End { t_us, exit }
+            }
+            _ => return Err(ProtoError::Malformed("unknown message kind")),
+        };
+        r.done()?;
+        Ok(msg)
+    }
+}
+
+impl ToRecorder {
+    /// Encodes into a fresh buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            ToRecorder::Accept {
+                id,
+                shell,
+                record,
+                input,
+                fail_open,
+            } => {
+                out.push(ACCEPT);
+                out.push(PROTOCOL);
+                out.push(u8::from(*record) | (u8::from(*input) << 1) | (u8::from(*fail_open) << 2));
+                put_bytes(&mut out, cut_str(id, MAX_TEXT).as_bytes(), MAX_TEXT);
+                put_bytes(&mut out, shell, MAX_PATH);
+            }
+            ToRecorder::Refuse { reason } => {
+                out.push(REFUSE);
+                put_bytes(&mut out, cut_str(reason, MAX_TEXT).as_bytes(), MAX_TEXT);
+            }
+            ToRecorder::Closed { sha256 } => {
+                out.push(CLOSED);
+                put_bytes(&mut out, cut_str(sha256, MAX_TEXT).as_bytes(), MAX_TEXT);
+            }
+        }
+        out
+    }
+
+    /// Decodes one frame body.
+    pub fn decode(body: &[u8]) -> Result<ToRecorder, ProtoError> {
+        let mut r = Reader { b: body };
+        let msg = match r.u8()? {
+            ACCEPT => {
+                if r.u8()? != PROTOCOL {
+                    return Err(ProtoError::Malformed("unknown protocol version"));
+                }
+                let flags = r.u8()?;
+                if flags & !0b111 != 0 {
+                    return Err(ProtoError::Malformed("unknown accept flags"));
+                }
+                ToRecorder::Accept {
+                    record: flags & 1 != 0,
+                    input: flags & 2 != 0,
+                    fail_open: flags & 4 != 0,
+                    id: r.text(MAX_TEXT)?.to_owned(),
+                    shell: r.bytes(MAX_PATH)?.to_vec(),
+                }
+            }
+            REFUSE => ToRecorder::Refuse {
+                reason: r.text(MAX_TEXT)?.to_owned(),
+            },
+            CLOSED => ToRecorder::Closed {
+                sha256: r.text(MAX_TEXT)?.to_owned(),
+            },
+            _ => return Err(ProtoError::Malformed("unknown message kind")),
+        };
+        r.done()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(m: ToHelper<'_>) {
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        assert_eq!(ToHelper::decode(&buf).unwrap(), m);
+        // Every strict prefix is refused, never misread.
+        for cut in 0..buf.len() {
+            assert!(ToHelper::decode(&buf[..cut]).is_err() || matches!(m, ToHelper::Data { .. }));
+        }
+        // A trailing byte is refused (a data frame's payload is its tail).
+        let mut longer = buf.clone();
+        longer.push(0);
+        if !matches!(m, ToHelper::Data { .. }) {
+            assert!(ToHelper::decode(&longer).is_err());
+        }
+    }
+
+    #[test]
+    fn given_each_message_then_it_survives_encoding_and_its_prefixes_are_refused() {
+        roundtrip(ToHelper::Hello(Hello {
+            tty: true,
+            login: false,
+            cols: 80,
+            rows: 24,
+            t_us: 12,
+            command: b"echo hi".to_vec(),
+            command_cut: true,
+            term: "xterm".into(),
+            ssh_connection: "127.0.0.1 5000 127.0.0.1 22".into(),
+            continues: String::new(),
+        }));
+        roundtrip(ToHelper::Data {
+            stream: Stream::Err,
+            t_us: 5,
+            bytes: b"\x1b]52;c;AAAA\x07",
+        });
+        roundtrip(ToHelper::Resize {
+            t_us: 1,
+            cols: 100,
+            rows: 40,
+        });
+        roundtrip(ToHelper::Sftp {
+            t_us: 9,
+            op: "rename",
+            path: b"/a",
+            path2: b"/b",
+            detail: "",
+        });
+        roundtrip(ToHelper::End {
+            t_us: 10,
+            exit: Exit::Signal(9),
+        });
+        for m in [
+            ToRecorder::Accept {
+                id: "abc.1".into(),
+                shell: b"/bin/bash".to_vec(),
+                record: true,
+                input: false,
+                fail_open: true,
+            },
+            ToRecorder::Refuse {
+                reason: "no".into(),
+            },
+            ToRecorder::Closed {
+                sha256: "00".into(),
+            },
+        ] {
+            assert_eq!(ToRecorder::decode(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn given_hostile_frames_then_refused_before_any_allocation() {
+        let mut buf = Vec::with_capacity(MAX_FRAME);
+        // Oversized, zero and truncated lengths.
+        for bytes in [
+            &(MAX_FRAME as u32 + 1).to_be_bytes()[..],
+            &u32::MAX.to_be_bytes()[..],
+            &0u32.to_be_bytes()[..],
+        ] {
+            let e = read_frame(&mut &bytes[..], &mut buf).unwrap_err();
+            assert!(matches!(e, ProtoError::BadLength(_)), "{e}");
+            assert!(buf.capacity() <= MAX_FRAME);
+        }
+        let e = read_frame(&mut &[0u8, 0, 0, 9, 1, 2][..], &mut buf).unwrap_err();
+        assert!(matches!(e, ProtoError::Truncated), "{e}");
+        let e = read_frame(&mut &[0u8, 0][..], &mut buf).unwrap_err();
+        assert!(matches!(e, ProtoError::Truncated), "{e}");
+        let e = read_frame(&mut &[][..], &mut buf).unwrap_err();
+        assert!(matches!(e, ProtoError::Closed), "{e}");
+        // Garbage kinds and fields.
+        for body in [
+            &[0u8][..],
+            &[99],
+            &[DATA, 7, 0, 0, 0, 0, 0, 0, 0, 0, b'x'],
+            &[DATA, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[END, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0],
+            &[HELLO, 9],
+            &[SFTP, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
+        ] {
+            assert!(ToHelper::decode(body).is_err(), "{body:?}");
+        }
+        // A frame written and read back.
+        let mut wire = Vec::new();
+        let mut scratch = Vec::new();
+        write_frame(&mut wire, b"hello", &mut scratch).unwrap();
+        assert_eq!(read_frame(&mut &wire[..], &mut buf).unwrap(), b"hello");
+        assert!(write_frame(&mut Vec::new(), &vec![0u8; MAX_FRAME + 1], &mut scratch).is_err());
+    }
+
+    #[test]
+    fn given_a_long_command_then_it_is_cut_at_the_cap() {
+        let m = ToHelper::Hello(Hello {
+            command: vec![b'a'; MAX_COMMAND + 10],
+            ..Hello::default()
+        });
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        assert!(buf.len() <= MAX_FRAME);
+        match ToHelper::decode(&buf).unwrap() {
+            ToHelper::Hello(h) => assert_eq!(h.command.len(), MAX_COMMAND),
+            other => panic!("{other:?}"),
+        }
+    }
+}
