@@ -1,5 +1,6 @@
 //! The command line: `setup`, `unsetup`, `doctor`, `init`, `issue`,
-//! `answer`, `status`, `revoke`, `serve` and `audit verify`. Each failure
+//! `answer`, `status`, `revoke`, `serve`, `audit verify` and `sessions`
+//! (recorded sessions: `list`, `show`, `play`, `export`). Each failure
 //! prints one line on stderr and exits non-zero (2: bad input or
 //! configuration, 3: refused — for `audit verify`: the chain is broken —,
 //! 4: `audit verify` found the chain intact but recorded losses to look at,
@@ -122,6 +123,58 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Recorded sessions (every channel of every codext session).
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionsCommand {
+    /// The recorded sessions and their channels (every text escaped).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only those that ended after this time (2026-01-31T12:00:00Z) or
+        /// this long ago (2h), or are still recorded.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session (10 hex digits) or channel (<session>.<n>): commands,
+    /// times, exit codes, bytes, sftp operations, truncation.
+    Show {
+        /// Session or channel id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replays a session's or a channel's output in this terminal, through
+    /// a filter that drops what would act on the terminal beyond drawing.
+    Play {
+        /// Session or channel id.
+        id: String,
+        /// Times the recorded pace.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause, in recorded seconds.
+        #[arg(long, default_value_t = 2.0)]
+        idle_limit: f64,
+    },
+    /// Writes one self-contained HTML page (the commands, and a player per
+    /// channel) that needs no network to view.
+    Export {
+        /// Session or channel id.
+        id: String,
+        /// The page to write (0600).
+        #[arg(long)]
+        html: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -218,6 +271,19 @@ fn run(cli: Cli) -> Result<()> {
             r.files,
             if r.files == 1 { "" } else { "s" }
         );
+        // [recording] hook: every record against the SHA-256 the trail holds.
+        let (records, problems) =
+            crate::recording::verify::verify(&cfg.audit_log, &cfg.recordings_dir());
+        if !problems.is_empty() {
+            for p in &problems {
+                error!("{p}");
+            }
+            return Err(HelperError::Refused(format!(
+                "{} of the recorded sessions' records do not match the audit trail",
+                problems.len()
+            )));
+        }
+        println!("records intact: {records} sealed records match the audit trail");
         if !r.warnings.is_empty() {
             for w in &r.warnings {
                 warn!("{w}");
@@ -229,6 +295,9 @@ fn run(cli: Cli) -> Result<()> {
             )));
         }
         return Ok(());
+    }
+    if let Command::Sessions { command } = &cli.command {
+        return sessions(&cfg, command);
     }
     match &cli.command {
         Command::Setup {
@@ -419,9 +488,44 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve
         | Command::Audit { .. }
+        | Command::Sessions { .. }
         | Command::Setup { .. }
         | Command::Unsetup { .. }
         | Command::Doctor { .. } => {}
+    }
+    Ok(())
+}
+
+/// `sessions …` (read-only: the records and nothing else).
+fn sessions(cfg: &Config, command: &SessionsCommand) -> Result<()> {
+    use crate::recording::view;
+    match command {
+        SessionsCommand::List { user, since, json } => {
+            let since = since
+                .as_deref()
+                .map(|s| view::parse_since(s, codext_core::time::now()))
+                .transpose()
+                .map_err(HelperError::Input)?;
+            print!("{}", view::list(cfg, user.as_deref(), since, *json));
+        }
+        SessionsCommand::Show { id, json } => print!("{}", view::show(cfg, id, *json)?),
+        SessionsCommand::Play {
+            id,
+            speed,
+            idle_limit,
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            view::play(cfg, id, *speed, *idle_limit, &mut out, std::thread::sleep)?;
+        }
+        SessionsCommand::Export { id, html } => {
+            let n = view::export(cfg, id, html)?;
+            eprintln!(
+                "wrote {} ({n} channel{}): open it in a browser, no network needed",
+                html.display(),
+                if n == 1 { "" } else { "s" }
+            );
+        }
     }
     Ok(())
 }

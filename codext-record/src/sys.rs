@@ -151,7 +151,8 @@ pub fn openpty(
 /// What the child does between fork and exec: give up the recorder's
 /// group (the setgid bit's), take back the default action of the job
 /// control signals the recorder ignores (ignored signals survive exec),
-/// and — for a channel the recorder relays — start its own session, with
+/// unblock every signal, and — for a channel the recorder relays — start
+/// its own session, with
 /// `tty` (its standard input by then) as controlling terminal.
 ///
 /// # Safety
@@ -167,6 +168,19 @@ pub unsafe fn child_setup(new_session: bool, tty: bool) -> io::Result<()> {
     for s in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
         // SAFETY: SIG_DFL is a valid disposition for these signals.
         unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
+    // The recorder blocks the signals it waits for; a blocked mask survives
+    // fork and exec (std does not clear it), and the shell must get them.
+    // SAFETY: an all-zero sigset_t is valid storage for sigemptyset, which
+    // fills it; sigprocmask reads it. Both are async-signal-safe.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        check(libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &none,
+            std::ptr::null_mut(),
+        ))?;
     }
     if new_session {
         // SAFETY: setsid takes nothing.

@@ -293,10 +293,23 @@ pub fn to_asciicast(p: &Parsed) -> String {
         Some(c) => format!("{} {}: {}", p.meta.id, p.meta.kind, c),
         None => format!("{} {}", p.meta.id, p.meta.kind),
     };
+    // A command's output has no screen of its own: as tall as its lines
+    // (3 to the header's height).
+    let height = if p.meta.tty {
+        p.height
+    } else {
+        let lines: usize = p
+            .events
+            .iter()
+            .filter(|e| e.code == "o" || e.code == "e")
+            .map(|e| e.data.matches('\n').count())
+            .sum();
+        (lines as u64 + 1).clamp(3, p.height.max(3))
+    };
     let header = serde_json::json!({
         "version": 2,
         "width": p.width,
-        "height": p.height,
+        "height": height,
         "timestamp": p.meta.started,
         "title": title,
         "env": {"TERM": p.term},

@@ -170,8 +170,9 @@ pub fn dynamically_linked(path: &Path) -> std::result::Result<bool, String> {
 /// One doctor line: (check, fail?, detail, advice).
 pub type Line = (&'static str, Option<bool>, String, String);
 
-/// Doctor's checks (`Some(true)`: fail, `Some(false)`: warn, `None`: ok).
-pub fn doctor(cfg: &Config, sftp_internal: bool) -> Vec<Line> {
+/// Doctor's checks (`Some(true)`: fail, `Some(false)`: warn, `None`: ok);
+/// `sshd.sftp` (internal-sftp would bypass the recorder) is doctor's own.
+pub fn doctor(cfg: &Config) -> Vec<Line> {
     let mut out: Vec<Line> = Vec::new();
     let r = &cfg.recording;
     if !r.enabled {
@@ -251,22 +252,6 @@ pub fn doctor(cfg: &Config, sftp_internal: bool) -> Vec<Line> {
             ),
             "set accounts.shell to the real shell (e.g. /bin/bash)".into(),
         )),
-    }
-    if sftp_internal {
-        out.push((
-            "recording.sftp",
-            Some(true),
-            "`Subsystem sftp internal-sftp` applies to user-*: sftp would bypass the recorder"
-                .into(),
-            "use the stock `Subsystem sftp /usr/lib/openssh/sftp-server` for user-*".into(),
-        ));
-    } else {
-        out.push((
-            "recording.sftp",
-            None,
-            "sftp for user-* runs through the recorder".into(),
-            String::new(),
-        ));
     }
     let dir = Path::new(codext_record::proto::SOCKET_DIR);
     match std::fs::symlink_metadata(dir) {

@@ -270,3 +270,16 @@ pub fn recorder(built: &Path) {
     std::fs::set_permissions(&to, PermissionsExt::from_mode(0o755))
         .unwrap_or_else(|e| die(&format!("chmod {}: {e}", to.display())));
 }
+
+/// Makes `dir` (a folder of the read-only root) writable again, alone.
+pub fn writable(dir: &Path) {
+    bind(dir, dir, false);
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| die(&format!("making {} writable: {e}", dir.display())));
+}
