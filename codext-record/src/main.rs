@@ -68,22 +68,12 @@ fn tracer() -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Longest environment read back (the kernel's own limit on arguments and
-/// environment together is a few MiB).
-const MAX_ENVIRON: u64 = 8 << 20;
-
-/// The environment exactly as sshd passed it, from the kernel's copy
-/// (`/proc/self/environ`): glibc drops variables such as `TMPDIR` or
-/// `LD_LIBRARY_PATH` from a setgid program's own environment (its secure
-/// mode), and the shell must still get them — they are the user's.
+/// The environment exactly as sshd passed it (see
+/// [`sys::original_environment`]).
 fn original_env() -> Vec<(OsString, OsString)> {
-    use std::io::Read;
-    let mut raw = Vec::new();
-    let read = std::fs::File::open("/proc/self/environ")
-        .and_then(|f| f.take(MAX_ENVIRON).read_to_end(&mut raw));
-    if read.is_err() {
+    let Some(raw) = sys::original_environment() else {
         return std::env::vars_os().collect();
-    }
+    };
     raw.split(|b| *b == 0)
         .filter(|kv| !kv.is_empty())
         .filter_map(|kv| {

@@ -29,6 +29,38 @@ pub fn is_dumpable() -> bool {
     unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 }
 }
 
+/// Longest environment read back (the kernel's own limit on arguments and
+/// environment together is a few MiB).
+const MAX_ENVIRON: usize = 8 << 20;
+
+/// The environment exactly as the kernel placed it on this process's stack
+/// at exec (`NAME=value` strings, each ending in a NUL). glibc's secure
+/// mode (this is a setgid program) removes variables such as `TMPDIR` or
+/// `LD_LIBRARY_PATH` from the process's own `environ` — so they never
+/// reach the recorder — but the shell must still get them, they are the
+/// user's; and `/proc/self/environ` is root's in a non-dumpable process,
+/// so it cannot be opened. The area's bounds are fields 50 and 51 of
+/// `/proc/self/stat` (proc(5): `env_start`, `env_end`; shown to the
+/// process itself).
+pub fn original_environment() -> Option<Vec<u8>> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields from the third on, after the command name in parentheses.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let start: usize = fields.get(50 - 3)?.parse().ok()?;
+    let end: usize = fields.get(51 - 3)?.parse().ok()?;
+    if start == 0 || end <= start || end - start > MAX_ENVIRON {
+        return None;
+    }
+    // SAFETY: [start, end) is this process's own environment area, which
+    // the kernel copied onto the initial stack at exec and reports for it;
+    // it stays mapped and initialised for the life of the process, and
+    // nothing writes to it (glibc's unsetenv only edits the pointer array,
+    // and the recorder never calls setenv). It is copied out at once.
+    let area = unsafe { std::slice::from_raw_parts(start as *const u8, end - start) };
+    Some(area.to_vec())
+}
+
 /// True when `fd` is a terminal.
 pub fn isatty(fd: RawFd) -> bool {
     // SAFETY: isatty only inspects the descriptor number.

@@ -206,8 +206,15 @@ sandbox_test! {
         let page = format!("{WORK}/session.html");
         helper(&["sessions", "export", &session, "--html", &page]);
         let dom = chromium_dom(&page, "recording-export");
-        for want in ["echo out-line; echo err-line &gt;&amp;2; exit 7", "bash -s", "mux-2", "interactive-42"] {
+        // The commands, in the page's table and headings...
+        for want in ["echo out-line; echo err-line &gt;&amp;2; exit 7", "bash -s", "sleep 0.3; echo mux-2; exit 2", "scp -t legacy.bin", "/usr/lib/openssh/sftp-server"] {
             assert!(dom.contains(want), "{want:?} not in the page's DOM:\n{}", &dom[..dom.len().min(4000)]);
+        }
+        // ...and the players drew each channel's screen (outside the JSON).
+        let drawn = &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())];
+        assert_eq!(drawn.matches("class=\"ap-term\"").count(), 10, "one player per channel");
+        for want in ["interactive-42", "from-stdin-script 5", "mux-3"] {
+            assert!(drawn.contains(want), "{want:?} not drawn by the player");
         }
 
         let close = w.agent_cli(&["close", "web1"]);
@@ -446,6 +453,284 @@ sandbox_test! {
         assert!(out.contains("rc=1"), "{out}");
         assert!(out.contains("Device or resource busy"), "{out}");
         ok(&w.agent_cli(&["close", "web1"]), "codext close");
+        w.wait_removed(&a.user, a.uid);
+    }
+}
+
+sandbox_test! {
+    fn given_bashrc_bash_env_ld_preload_and_pam_environment_left_by_an_earlier_channel_then_the_recorder_runs_first_and_records_them() {
+        let w = World::new();
+        let a = w.arm();
+        open(&w, &a.puzzle);
+        // A library that notes every program it is loaded into.
+        std::fs::write(format!("{WORK}/evil.c"), r#"
+#include <stdio.h>
+#include <unistd.h>
+#include <fcntl.h>
+__attribute__((constructor)) static void noted(void) {
+    char exe[512] = {0}, path[64];
+    if (readlink("/proc/self/exe", exe, sizeof exe - 1) < 0) return;
+    snprintf(path, sizeof path, "/tmp/preloaded.%d", (int) getuid());
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd >= 0) { dprintf(fd, "%s\n", exe); close(fd); }
+}
+"#).unwrap();
+        sh(&format!("gcc -shared -fPIC -o {WORK}/evil.so {WORK}/evil.c && chmod 0755 {WORK}/evil.so"));
+        // An earlier channel leaves the files a shell or PAM reads.
+        let plant = format!(
+            "sed -i '1i echo BASHRC-RAN' ~/.bashrc; echo 'echo BASH-ENV-RAN' > ~/bash_env.sh; \
+             printf 'LD_PRELOAD DEFAULT={WORK}/evil.so\\nBASH_ENV DEFAULT=@{{HOME}}/bash_env.sh\\n' > ~/.pam_environment"
+        );
+        ok(&agent(&w, "ssh", &["codext-web1", &plant]), "plant the files");
+        // A new connection (a new PAM session, so pam_env reads them): the
+        // grant's key logs in again.
+        // (bash sources ~/.bashrc, not BASH_ENV, when it sees it was run
+        // by sshd; a bash that does not see it sources BASH_ENV.)
+        let command = "echo second-connection; printenv LD_PRELOAD; env -u SSH_CLIENT bash -c true";
+        let out = w.ssh_key(&a.user, &w.agent_key, command);
+        let stdout = ok(&out, "the second connection");
+        assert!(stdout.contains("second-connection"), "{stdout}");
+        assert!(stdout.contains(&format!("{WORK}/evil.so")), "LD_PRELOAD reached the session: {stdout}");
+        let chan = wait_until_channel(&a.user, command);
+        assert_eq!(chan["truncated"], false, "{chan:#?}");
+        let played = helper(&["sessions", "play", chan["id"].as_str().unwrap(), "--speed", "1000"]);
+        for want in ["BASHRC-RAN", "BASH-ENV-RAN", "second-connection", "evil.so"] {
+            assert!(played.contains(want), "{want:?} ran outside the record: {played}");
+        }
+        // The library loaded into the shell and what it ran, never into the
+        // recorder (static: no dynamic loader runs in it).
+        let noted = std::fs::read_to_string(format!("/tmp/preloaded.{}", a.uid)).unwrap_or_default();
+        assert!(noted.lines().any(|l| l.ends_with("/bash")), "{noted}");
+        assert!(!noted.contains("codext-record"), "loaded into the recorder: {noted}");
+        // The recorder's parent chain still ties it to the second session.
+        let sessions = list(&["--user", &a.user]);
+        assert_eq!(sessions.len(), 2, "two connections, two sessions: {sessions:#?}");
+        ok(&w.agent_cli(&["close", "web1"]), "codext close");
+        w.wait_removed(&a.user, a.uid);
+    }
+}
+
+sandbox_test! {
+    fn given_an_edited_deleted_or_planted_record_then_audit_verify_fails_naming_it() {
+        let w = World::new();
+        let a = w.arm();
+        let out = w.login(&a.puzzle, &["echo a-record-to-tamper-with"]);
+        ok(&out, "login");
+        let rec = wait_sealed(&w, &a.user, 1).remove(0);
+        let id = rec["id"].as_str().unwrap().to_owned();
+        w.wait_removed(&a.user, a.uid);
+        let verify = || World::helper_cli(&["audit", "verify"]);
+        assert!(ok(&verify(), "verify").contains("records intact: 1 sealed"));
+        let path = format!("/var/lib/codext/recordings/{id}.rec");
+        let original = std::fs::read(&path).unwrap();
+        let check_fails = |what: &str, want: &str| {
+            let out = verify();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{what}: {stderr}");
+            assert!(stderr.contains(want), "{what}: {stderr}");
+        };
+        // Edited: one byte of the output.
+        let text = String::from_utf8(original.clone()).unwrap().replace("a-record-to-tamper", "a-record-to-tamper-WITH");
+        std::fs::write(&path, text).unwrap();
+        check_fails("edited", &format!("record {id}: {path} was changed"));
+        // Deleted.
+        std::fs::remove_file(&path).unwrap();
+        check_fails("deleted", &format!("record {id}: the audit trail sealed it"));
+        // Planted beside the real one.
+        std::fs::write(&path, &original).unwrap();
+        let planted = format!("/var/lib/codext/recordings/{}.77.rec", id.split('.').next().unwrap());
+        std::fs::write(&planted, &original).unwrap();
+        check_fails("planted", "not a record the audit trail knows");
+        std::fs::remove_file(&planted).unwrap();
+        assert!(ok(&verify(), "verify").contains("records intact"));
+    }
+}
+
+/// `[recording]` for small caps: 64 KiB kept per channel, a store of four
+/// channels' reservations.
+fn small_store(extra: &str) -> String {
+    format!("version = 1\n[recording]\noutput_bytes = 65536\ninput_bytes = 16384\nstore_bytes = 4587520\n{extra}")
+}
+
+/// Starts `n` channels that stay open (each waits after its first line).
+fn hold(w: &World, uid: u32, n: usize) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|i| {
+            start_victim(
+                w,
+                uid,
+                &format!("echo held-{i}; exec sleep 60"),
+                &format!("held-{i}"),
+            )
+            .0
+        })
+        .collect()
+}
+
+fn release(uid: u32, held: Vec<std::process::Child>) {
+    sh(&format!("pkill -u {uid} -x sleep; true"));
+    for mut c in held {
+        let _ = c.wait();
+    }
+}
+
+sandbox_test! {
+    fn given_a_store_that_cannot_take_another_record_then_the_channel_is_refused_and_with_fail_open_it_runs_unrecorded_audited() {
+        let mut w = World::with_config(&small_store(""));
+        let a = w.arm();
+        open(&w, &a.puzzle);
+        // Four open channels reserve the whole store: a fifth cannot be kept.
+        let held = hold(&w, a.uid, 4);
+        let out = agent(&w, "ssh", &["codext-web1", "echo fifth-channel"]);
+        assert!(!out.status.success());
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("fifth-channel"), "it ran unrecorded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("cannot be recorded") && stderr.contains("store is full"), "{stderr}");
+        w.wait_audit("the refusal", |e| e["event"] == "record_refuse" && e["result"] == "refused" && e["user"] == a.user.as_str());
+        release(a.uid, held);
+        // With fail_open the same channel runs, unrecorded, with an audit line.
+        w.kill_helper();
+        std::fs::write("/etc/codext/helper.toml", small_store("fail_open = true\n")).unwrap();
+        w.start_helper();
+        let held = hold(&w, a.uid, 4);
+        let out = agent(&w, "ssh", &["codext-web1", "echo fifth-channel"]);
+        assert_eq!(ok(&out, "the fifth channel, failing open"), "fifth-channel\n");
+        w.wait_audit("the unrecorded line", |e| e["event"] == "record_refuse" && e["result"] == "unrecorded" && e["user"] == a.user.as_str());
+        assert!(!channels(&a.user).iter().any(|c| c["command"] == "echo fifth-channel"));
+        release(a.uid, held);
+        ok(&w.agent_cli(&["close", "web1"]), "codext close");
+        w.wait_removed(&a.user, a.uid);
+    }
+}
+
+sandbox_test! {
+    fn given_output_over_the_cap_and_more_records_than_the_store_holds_then_ends_are_kept_drops_said_and_the_oldest_expire_first() {
+        let w = World::with_config(&small_store(""));
+        let a = w.arm();
+        open(&w, &a.puzzle);
+        // 588,895 bytes of output, 64 KiB kept.
+        let out = agent(&w, "ssh", &["codext-web1", "seq 1 100000"]);
+        assert_eq!(ok(&out, "seq").len(), 588_895);
+        let chan = wait_until_channel(&a.user, "seq 1 100000");
+        let dropped = chan["dropped"]["out"].as_u64().unwrap();
+        assert!(dropped > 500_000, "{chan:#?}");
+        assert!(chan["size"].as_u64().unwrap() < 70_000, "{chan:#?}");
+        let id = chan["id"].as_str().unwrap().to_owned();
+        let shown = helper(&["sessions", "show", &id]);
+        assert!(shown.contains(&format!("codext: {dropped} bytes dropped here")), "{shown}");
+        let played = helper(&["sessions", "play", &id, "--speed", "100000"]);
+        assert!(played.starts_with(&format!("\r\n--- {id} command: seq 1 100000 ---\r\n1\n2\n3\n")), "{}", &played[..200]);
+        assert!(played.contains("\n99999\n100000\n"), "the last part is kept");
+        assert!(!played.contains("\n50000\n"), "the middle is dropped");
+        // More records than the store holds: never over its size, the
+        // oldest expire first, each an audit line.
+        let store_bytes = 4_587_520u64;
+        for i in 0..90 {
+            ok(&agent(&w, "ssh", &["codext-web1", &format!("seq {i} 20000")]), "seq");
+            let used: u64 = std::fs::read_dir("/var/lib/codext/recordings")
+                .unwrap()
+                .flatten()
+                .map(|e| e.metadata().unwrap().len())
+                .sum();
+            assert!(used <= store_bytes, "the store holds {used} > {store_bytes}");
+        }
+        let sealed_ids: Vec<String> = sealed(&w, &a.user).iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+        let expired: Vec<String> = w
+            .audit()
+            .iter()
+            .filter(|e| e["event"] == "record_expire")
+            .map(|e| {
+                assert_eq!(e["reason"], "size");
+                assert_eq!(e["user"], a.user.as_str());
+                e["id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert!(!expired.is_empty(), "{:#?}", channels(&a.user).iter().map(|c| c["size"].clone()).collect::<Vec<_>>());
+        assert_eq!(expired, sealed_ids[..expired.len()].to_vec(), "oldest first");
+        // Expired records are gone, and that is not tampering.
+        for id in &expired {
+            assert!(!std::path::Path::new(&format!("/var/lib/codext/recordings/{id}.rec")).exists());
+        }
+        assert!(helper(&["audit", "verify"]).contains("records intact"));
+        ok(&w.agent_cli(&["close", "web1"]), "codext close");
+        w.wait_removed(&a.user, a.uid);
+    }
+}
+
+sandbox_test! {
+    fn given_the_helper_restarted_mid_channel_then_the_channel_goes_on_and_its_record_continues_in_a_new_one() {
+        use std::io::BufRead;
+        let mut w = World::new();
+        let a = w.arm();
+        open(&w, &a.puzzle);
+        let command = "for i in $(seq 1 20); do echo tick-$i; read line; done";
+        let mut c = Command::new("ssh");
+        let mut child = w
+            .as_agent(c.args(["codext-web1", command]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        use std::io::Write;
+        for i in 1..=20 {
+            assert_eq!(lines.next().unwrap().unwrap(), format!("tick-{i}"));
+            if i == 5 {
+                w.kill_helper();
+                w.start_helper();
+            }
+            writeln!(input, "go").unwrap();
+        }
+        drop(input);
+        assert!(child.wait().unwrap().success());
+        let chans: Vec<Value> = channels(&a.user).into_iter().filter(|c| c["command"] == command).collect();
+        wait_until(Duration::from_secs(20), "both records sealed", || {
+            channels(&a.user).iter().filter(|c| c["command"] == command && c["recording"] == false).count() == 2
+        });
+        let chans: Vec<Value> = if chans.len() == 2 && chans.iter().all(|c| c["recording"] == false) {
+            chans
+        } else {
+            channels(&a.user).into_iter().filter(|c| c["command"] == command).collect()
+        };
+        let (first, second) = (&chans[0], &chans[1]);
+        assert_eq!(first["truncated"], true, "{first:#?}");
+        assert!(first["reason"].as_str().unwrap().contains("helper stopped"), "{first:#?}");
+        assert_eq!(second["continues"], first["id"], "{second:#?}");
+        assert_eq!(exit_code(second), Some(0));
+        let both = format!(
+            "{}{}",
+            helper(&["sessions", "play", first["id"].as_str().unwrap(), "--speed", "1000"]),
+            helper(&["sessions", "play", second["id"].as_str().unwrap(), "--speed", "1000"])
+        );
+        for i in 1..=20 {
+            assert!(both.contains(&format!("tick-{i}\n")), "tick-{i} missing from the records:\n{both}");
+        }
+        assert!(helper(&["audit", "verify"]).contains("records intact"));
+        ok(&w.agent_cli(&["close", "web1"]), "codext close");
+        w.wait_removed(&a.user, a.uid);
+    }
+}
+
+sandbox_test! {
+    fn given_a_record_full_of_script_closing_markup_then_the_exported_page_runs_none_of_it() {
+        let w = World::new();
+        let a = w.arm();
+        let payload = r#"</script><img src=x onerror="document.title='PWN'+'ED'"><script>document.title='PWN'+'ED2'</script><!--<svg onload="document.title='PWN'+'ED3'">"#;
+        let command = format!("printf '%s\\n' '{}' >&2; echo '{}'", payload.replace('\'', "'\\''"), payload.replace('\'', "'\\''"));
+        let out = w.login(&a.puzzle, &[&command]);
+        ok(&out, "the hostile output");
+        let rec = wait_sealed(&w, &a.user, 1).remove(0);
+        let id = rec["id"].as_str().unwrap().to_owned();
+        let page = format!("{WORK}/hostile.html");
+        helper(&["sessions", "export", &id, "--html", &page]);
+        let dom = chromium_dom(&page, "recording-hostile");
+        assert!(!dom.contains("PWNED"), "a payload ran:\n{dom}");
+        let body = &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())];
+        assert!(!body.contains("<img") && !body.contains("<svg onload"), "markup from the record became elements");
+        assert!(dom.contains("<title>codext channel"), "the title is the page's own");
+        // The page's own scripts did run: the player drew the channel.
+        assert_eq!(dom.matches("class=\"ap-term\"").count(), 1, "no player: the page's own script did not run");
         w.wait_removed(&a.user, a.uid);
     }
 }

@@ -643,8 +643,11 @@ impl Writer {
     }
 
     fn write_part(&mut self, bytes: &[u8]) -> Result<(), String> {
+        // Written through at once: a helper that dies keeps what it had
+        // (the next one seals the part), only the page cache in between.
         self.part
             .write_all(bytes)
+            .and_then(|()| self.part.flush())
             .map_err(|e| io_err("write", &self.part_path, e))?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
@@ -745,9 +748,18 @@ impl Writer {
         } else {
             bytes
         };
-        if bytes.is_empty() {
-            return Ok(());
+        // Events of at most a sixteenth of the budget, so the first and
+        // the last parts keep whole events however the reads fell.
+        let piece = usize::try_from(self.head_budget / 8)
+            .unwrap_or(usize::MAX)
+            .clamp(256, 4096);
+        for chunk in bytes.chunks(piece) {
+            self.data_event(stream, t_us, chunk)?;
         }
+        Ok(())
+    }
+
+    fn data_event(&mut self, stream: Stream, t_us: u64, bytes: &[u8]) -> Result<(), String> {
         let t = self.time(t_us);
         let msg = ToHelper::Data {
             stream,
