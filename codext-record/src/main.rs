@@ -26,9 +26,10 @@
 //!    seal it.
 //!
 //! It is linked statically (no dynamic loader, so `LD_PRELOAD` and friends
-//! from `~/.pam_environment` load nothing into it), reads no setting from
-//! its environment (it passes the environment, as sshd built it, to the
-//! shell untouched but for `SHELL`), and never writes a file.
+//! from `~/.pam_environment` load nothing into it), reads nothing from its
+//! environment but `TERM` and `SSH_CONNECTION`, which it only reports (it
+//! passes the environment, as sshd built it, to the shell untouched but
+//! for `SHELL`), and never writes a file.
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

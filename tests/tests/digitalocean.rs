@@ -547,8 +547,10 @@ fn second_server(emu: &Emulator, droplet: u64) -> Second {
     )
     .unwrap();
     sh("mkdir -p -m 0700 /etc/codext2 /var/lib/codext2 /var/log/codext2");
+    // One helper per host serves the recording socket (a fixed path the
+    // recorder knows): the first server's; the second records nothing.
     let toml = format!(
-        "server_key = \"/etc/codext2/server_key\"\nstate_dir = \"/var/lib/codext2\"\nsocket = \"/run/codext2/helper.sock\"\naudit_log = \"/var/log/codext2/audit.jsonl\"\nserver_id = \"web-2\"\npam_services = [\"sshd2\"]\n[accounts]\nuid_min = 59500\nuid_max = 59999\n[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\ndroplet_id = {droplet}\nchannel_socket = \"/run/codext-channel2/helper.sock\"\nallowed_keys = [\"{}\"]\n",
+        "server_key = \"/etc/codext2/server_key\"\nstate_dir = \"/var/lib/codext2\"\nsocket = \"/run/codext2/helper.sock\"\naudit_log = \"/var/log/codext2/audit.jsonl\"\nserver_id = \"web-2\"\npam_services = [\"sshd2\"]\n[accounts]\nuid_min = 59500\nuid_max = 59999\n[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\ndroplet_id = {droplet}\nchannel_socket = \"/run/codext-channel2/helper.sock\"\nallowed_keys = [\"{}\"]\n[recording]\nenabled = false\n",
         emu.base_url(),
         emu.metadata_url(),
         agent_fp.trim()

@@ -392,6 +392,11 @@ sandbox_test! {
             ("hostkeys", "ssh-keygen -A", shell("mkdir -p /run/codext-test/keep/hk && mv /etc/ssh/ssh_host_*_key.pub /run/codext-test/keep/hk/"), shell("mv /run/codext-test/keep/hk/* /etc/ssh/")),
             ("digitalocean", "others may read the API token", shell("printf 'version = 1\\n[digitalocean]\\nenabled = true\\n' > /etc/codext/helper.toml && echo tok > /etc/codext/digitalocean.token && chmod 644 /etc/codext/digitalocean.token"), shell("rm /etc/codext/helper.toml /etc/codext/digitalocean.token")),
             ("clock", "the clock went back", shell("touch -d '+1 day' /etc/codext/server_key"), shell("touch /etc/codext/server_key")),
+            // (issue 23) Session recording.
+            ("recording.recorder", "codext-helper setup", shell("chmod 0755 /usr/lib/codext/codext-record"), shell("/run/codext-test/bin/codext-helper init >/dev/null")),
+            ("recording.shell", "the real shell", shell("printf 'version = 1\n[accounts]\nshell = \"/bin/no-such-shell\"\n' > /etc/codext/helper.toml"), shell("rm /etc/codext/helper.toml")),
+            ("recording.socket", "restart codext-helper", shell("chmod 755 /run/codext-record"), shell("chmod 750 /run/codext-record")),
+            ("recording.store", "chmod 0700", shell("chmod 755 /var/lib/codext/recordings"), shell("chmod 700 /var/lib/codext/recordings")),
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (check, advice_has, break_it, repair) in cases.iter_mut() {

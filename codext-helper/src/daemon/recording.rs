@@ -76,11 +76,35 @@ fn prepare(gid: u32) -> Result<std::os::unix::net::UnixListener, String> {
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)))
         .map_err(|e| format!("cannot set up {}: {e}", dir.display()))?;
     let sock = Path::new(proto::SOCKET);
+    // The path is fixed (the recorder knows no other): a second helper on
+    // the host must not take it from a running one, whose recordings would
+    // then all be refused. A socket nobody listens on (a helper that died)
+    // is replaced.
+    if listening(sock) {
+        return Err(format!(
+            "another codext-helper serves {}: one helper per host records",
+            sock.display()
+        ));
+    }
     let listener = super::listen_fresh(sock).map_err(|e| e.to_string())?;
     std::os::unix::fs::chown(sock, Some(0), Some(gid))
         .and_then(|()| std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o660)))
         .map_err(|e| format!("cannot set up {}: {e}", sock.display()))?;
     Ok(listener)
+}
+
+/// True when a socket bound to `path` is listening (`/proc/net/unix`:
+/// flags `00010000`, `__SO_ACCEPTCON`), found without connecting to it.
+fn listening(path: &Path) -> bool {
+    let want = path.to_string_lossy();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(3) == Some(&"00010000") && f.get(7) == Some(&want.as_ref())
+        })
 }
 
 struct Shared {
