@@ -506,7 +506,7 @@ fn sessions(cfg: &Config, command: &SessionsCommand) -> Result<()> {
                 .map(|s| view::parse_since(s, codext_core::time::now()))
                 .transpose()
                 .map_err(HelperError::Input)?;
-            print!("{}", view::list(cfg, user.as_deref(), since, *json));
+            print!("{}", view::list(cfg, user.as_deref(), since, *json)?);
         }
         SessionsCommand::Show { id, json } => print!("{}", view::show(cfg, id, *json)?),
         SessionsCommand::Play {

@@ -59,12 +59,21 @@ fn read_summary(path: &Path) -> Option<Summary> {
     })
 }
 
-/// Every channel in the store, sealed and being recorded, oldest first.
-pub fn all(cfg: &Config) -> Vec<Summary> {
+/// Every channel in the store, sealed and being recorded, oldest first
+/// (none when there is no store yet; refused when it cannot be read).
+pub fn all(cfg: &Config) -> Result<Vec<Summary>> {
     let dir = cfg.recordings_dir();
-    let mut out: Vec<Summary> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(HelperError::system(
+                format!("cannot read the records in {} (run as root)", dir.display()),
+                e,
+            ))
+        }
+    };
+    let mut out: Vec<Summary> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -81,7 +90,7 @@ pub fn all(cfg: &Config) -> Vec<Summary> {
             channel_no(&b.meta.id),
         ))
     });
-    out
+    Ok(out)
 }
 
 fn channel_no(id: &str) -> u32 {
@@ -99,7 +108,7 @@ fn select(cfg: &Config, id: &str) -> Result<Vec<Summary>> {
             escape(id)
         )));
     }
-    let mut chosen: Vec<Summary> = all(cfg)
+    let mut chosen: Vec<Summary> = all(cfg)?
         .into_iter()
         .filter(|s| s.meta.id == id || s.meta.session == id)
         .collect();
@@ -167,8 +176,8 @@ fn channel_json(s: &Summary) -> serde_json::Value {
 }
 
 /// `sessions list`.
-pub fn list(cfg: &Config, user: Option<&str>, since: Option<u64>, json: bool) -> String {
-    let chosen: Vec<Summary> = all(cfg)
+pub fn list(cfg: &Config, user: Option<&str>, since: Option<u64>, json: bool) -> Result<String> {
+    let chosen: Vec<Summary> = all(cfg)?
         .into_iter()
         .filter(|s| user.is_none_or(|u| s.meta.user == u))
         .filter(|s| since.is_none_or(|t| s.end.as_ref().map_or(u64::MAX, |e| e.ended) >= t))
@@ -197,10 +206,10 @@ pub fn list(cfg: &Config, user: Option<&str>, since: Option<u64>, json: bool) ->
                 })
             })
             .collect();
-        return serde_json::to_string_pretty(&list).unwrap_or_default() + "\n";
+        return Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n");
     }
     if sessions.is_empty() {
-        return "no recorded sessions\n".into();
+        return Ok("no recorded sessions\n".into());
     }
     let mut out = format!(
         "{:<12} {:<18} {:<21} {:>8}  {}\n",
@@ -240,7 +249,7 @@ pub fn list(cfg: &Config, user: Option<&str>, since: Option<u64>, json: bool) ->
             ));
         }
     }
-    out
+    Ok(out)
 }
 
 fn sha256_file(path: &Path) -> Option<String> {
