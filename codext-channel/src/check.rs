@@ -63,11 +63,11 @@ impl Probe {
     }
 }
 
-fn outcome<T>(r: codext_core::Result<T>, ok: impl FnOnce(T) -> String) -> Outcome {
+fn outcome<T>(r: codext_do::Result<T>, ok: impl FnOnce(T) -> String) -> Outcome {
     match r {
         Ok(v) => Outcome::Ok(ok(v)),
         Err(
-            e @ codext_core::Error::Api {
+            e @ codext_do::Error::Api {
                 status: 401 | 403, ..
             },
         ) => Outcome::Refused(e.to_string()),
@@ -158,7 +158,7 @@ mod tests {
             p.to_json(),
             json!({"scope": "droplet:read", "call": "GET /v2/droplets/7", "result": "refused", "detail": "403"})
         );
-        let api = |status| codext_core::Error::Api {
+        let api = |status| codext_do::Error::Api {
             status,
             id: "forbidden".into(),
             message: "no".into(),

@@ -12,10 +12,12 @@
 //! service and ask for puzzles for keys the operator allowed.
 //!
 //! The pause between passes follows the token's rate-limit budget
-//! ([`budget`]). Each pass ([`pass::Pass`]) reads the droplet once, hands answers and
-//! requests found in its tags (channel format v2, [`codext_core::tags`]) to
-//! the helper, publishes new puzzles, and removes every tag of its own
-//! droplet's namespace that nothing live stands behind.
+//! ([`budget`]). Each pass is the channel-agnostic [`relay`] over a
+//! [`relay::Carrier`]: here DigitalOcean's ([`pass::Pass`]), which reads
+//! the droplet once, hands the answers and requests found in its tags
+//! (channel formats v3 and v2, [`codext_do::tags`]) to the helper,
+//! publishes new puzzles, and removes every tag of its own droplet's
+//! namespace that nothing live stands behind.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -25,6 +27,7 @@ pub use codext_do::budget;
 pub mod check;
 pub mod link;
 pub mod pass;
+pub mod relay;
 pub mod token;
 
 use codext_core::channel_wire::{ChannelRequest, Reply, MAX_WAIT_MS};
@@ -43,7 +46,7 @@ pub enum ChannelError {
     /// The helper's socket: unreachable, closed, or an unexpected reply.
     Helper(String),
     /// The DigitalOcean API.
-    Api(codext_core::Error),
+    Api(codext_do::Error),
 }
 
 impl fmt::Display for ChannelError {
@@ -58,9 +61,15 @@ impl fmt::Display for ChannelError {
 
 impl std::error::Error for ChannelError {}
 
+impl From<codext_do::Error> for ChannelError {
+    fn from(e: codext_do::Error) -> ChannelError {
+        ChannelError::Api(e)
+    }
+}
+
 impl From<codext_core::Error> for ChannelError {
     fn from(e: codext_core::Error) -> ChannelError {
-        ChannelError::Api(e)
+        ChannelError::Api(codext_do::Error::Core(e))
     }
 }
 
@@ -170,6 +179,23 @@ impl From<Cli> for Args {
     }
 }
 
+/// Sets up the log: lines named `codext-channel`, with their journald
+/// priority when stderr is the journal, at the level `CODEXT_LOG_LEVEL`
+/// names (default `info`); `CODEXT_CHANNEL_DEBUG` (any value) is `debug`.
+pub fn init_log() {
+    use codext_core::log;
+    log::set_program("codext-channel");
+    log::set_priority_prefix(log::stderr_is_journal());
+    let level = if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    if let Some(why) = log::set_level(level) {
+        codext_core::log_warn!("{why}");
+    }
+}
+
 /// Runs passes until killed (or one, with `--once`).
 pub fn run(args: &Args) -> Result<()> {
     if nix::unistd::geteuid().is_root() || nix::unistd::getuid().is_root() {
@@ -198,10 +224,10 @@ pub fn run(args: &Args) -> Result<()> {
                 if pass.is_none() {
                     match pass::Pass::start(&settings, &token) {
                         Ok(p) => {
-                            eprintln!("codext-channel: watching droplet {}", p.droplet());
+                            codext_core::log_info!("watching droplet {}", p.droplet());
                             pass = Some(p);
                         }
-                        Err(e) => eprintln!("codext-channel: cannot start: {e}"),
+                        Err(e) => codext_core::log_error!("cannot start: {e}"),
                     }
                 }
                 let pacing = pacing.get_or_insert_with(|| budget::Pacing::new(settings.policy));
@@ -210,7 +236,7 @@ pub fn run(args: &Args) -> Result<()> {
                     Some(p) => {
                         let (pause, result) = step(p, link, pacing);
                         if let Err(e) = result {
-                            eprintln!("codext-channel: {e}");
+                            codext_core::log_warn!("{e}");
                         }
                         pause
                     }
@@ -218,7 +244,7 @@ pub fn run(args: &Args) -> Result<()> {
                 }
             }
             Err(e) => {
-                eprintln!("codext-channel: {e}");
+                codext_core::log_warn!("{e}");
                 Duration::from_secs(2)
             }
         };
@@ -271,12 +297,7 @@ pub fn wait_for_next(
         }
         match listen(clock.real(left)) {
             Some(true) if pacing.wake(clock.now()) => {
-                if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
-                    eprintln!(
-                        "codext-channel: woken at {:.1} s",
-                        clock.now().as_secs_f64()
-                    );
-                }
+                codext_core::log_debug!("woken at {:.1} s", clock.now().as_secs_f64());
                 return;
             }
             Some(_) => {}
@@ -309,14 +330,12 @@ pub fn step(
         activity,
         p.budget(),
     );
-    if std::env::var_os("CODEXT_CHANNEL_DEBUG").is_some() {
-        eprintln!(
-            "codext-channel: pass at {:.1} s: {cost} calls, {activity:?}, fleet {:.1}, next in {:.1} s",
-            clock.now().as_secs_f64(),
-            pacing.fleet(),
-            pause.as_secs_f64()
-        );
-    }
+    codext_core::log_debug!(
+        "pass at {:.1} s: {cost} calls, {activity:?}, fleet {:.1}, next in {:.1} s",
+        clock.now().as_secs_f64(),
+        pacing.fleet(),
+        pause.as_secs_f64()
+    );
     match result {
         Ok(_) => (pause, Ok(())),
         Err(e) => (pause.max(AFTER_FAILURE), Err(e)),

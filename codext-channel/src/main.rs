@@ -3,11 +3,12 @@
 #![forbid(unsafe_code)]
 
 fn main() {
+    codext_channel::init_log();
     let code = match codext_channel::Args::from_env() {
         Ok(args) => match codext_channel::run(&args) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("codext-channel: {e}");
+                codext_core::log_error!("{e}");
                 1
             }
         },

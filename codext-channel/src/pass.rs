@@ -3,7 +3,7 @@
 //! Each pass reads the droplet once (`GET /v2/droplets/{id}`: one call
 //! serves every answer and request on it) and then:
 //! * publishes new puzzles (asked of the helper with `next`) as chunk tags,
-//!   in channel format v3 ([`codext_core::tags3`]: tags of the account,
+//!   in channel format v3 ([`codext_do::tags::v3`]: tags of the account,
 //!   created but attached to nothing, which the agent reads in the
 //!   account's tag listing), or in v2 for a key whose last request came in
 //!   v2 tags (agents of the previous release: attached to the droplet);
@@ -37,13 +37,13 @@
 //! seconds of every login.
 
 use crate::link::{Link, Settings};
+use crate::relay::{Carrier, Live, Posted};
 use crate::{ChannelError, Result};
-use codext_core::channel_wire::{ChannelRequest, Reply};
+use codext_core::channel_wire::ToPublish;
 use codext_core::encoding::hex;
-use codext_core::tags::{is_codext_tag, Space};
-use codext_core::tags3::Space3;
 use codext_core::PublicKey;
 use codext_do::budget::Activity;
+use codext_do::tags::{is_codext_tag, Space, Space3};
 use codext_do::{metadata_droplet_id, ApiConfig, Client, SshKey};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -59,8 +59,6 @@ const KEYS_CACHE: Duration = Duration::from_secs(60);
 const FOUND_KEY_CACHE: Duration = Duration::from_secs(15 * 60);
 /// API calls in flight at once within one step.
 const PARALLEL: usize = 8;
-/// Puzzles published per pass at most.
-const MAX_PUBLISH: usize = 16;
 /// How long a key's v2 request decides the format of its puzzles.
 const V2_MEMORY: Duration = Duration::from_secs(3600);
 /// How often the account's tags are read for chunk tags of this droplet
@@ -89,6 +87,8 @@ pub struct Pass {
     /// before a restart): their chunk tags are found by a sweep once they
     /// no longer wait.
     inherited: Vec<String>,
+    /// The droplet's tags as this pass read them.
+    seen: Vec<String>,
 }
 
 /// Runs `f` on every item, up to [`PARALLEL`] at once; the first error.
@@ -113,10 +113,6 @@ fn each<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()>
         }
     }
     first
-}
-
-fn unexpected(verb: &str, r: &Reply) -> ChannelError {
-    ChannelError::Helper(format!("{verb}: unexpected reply {r:?}"))
 }
 
 impl Pass {
@@ -149,6 +145,7 @@ impl Pass {
             published: Vec::new(),
             next_sweep: None,
             inherited: Vec::new(),
+            seen: Vec::new(),
         }
     }
 
@@ -167,79 +164,11 @@ impl Pass {
         self.client.calls()
     }
 
-    /// One pass; returns whether anything happened and whether a login is
-    /// in flight (see [`codext_do::budget`]).
+    /// One pass ([`crate::relay`] over this droplet); returns whether
+    /// anything happened and whether a login is in flight (see
+    /// [`codext_do::budget`]).
     pub fn run(&mut self, link: &mut Link) -> Result<Activity> {
-        let mut happened = self.publish(link)? > 0;
-        let droplet = self.client.droplet(self.droplet)?;
-        let mut handled = Vec::new();
-        for raw in &droplet.tags {
-            if let Some(answer) = self.space3.answer_in(raw) {
-                self.take_answer(link, &answer.to_string(), false)?;
-            } else if let Some(prefix) = self.space3.request_in(raw) {
-                self.note_request(prefix, false);
-                self.take_request(link, &prefix)?;
-            } else if let Some(answer) = self.space.answer_in(raw) {
-                self.take_answer(link, &answer.to_string(), true)?;
-            } else if let Some(prefix) = self.space.request_in(raw) {
-                self.note_request(prefix, true);
-                self.take_request(link, &prefix)?;
-            } else {
-                continue;
-            }
-            handled.push(raw.clone());
-        }
-        // Publish what the requests just issued (an agent waits for it),
-        // then remove what was handled and tidy up, in one batch.
-        happened |= !handled.is_empty();
-        happened |= self.publish(link)? > 0;
-        let Reply::Live {
-            puzzles,
-            armed,
-            complete,
-            ..
-        } = link.call(&ChannelRequest::Live {})?
-        else {
-            return Err(ChannelError::Helper("live: unexpected reply".into()));
-        };
-        let (detach, mut delete) = if complete {
-            self.tidy(&droplet.tags, &handled, &puzzles, &armed)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        delete.extend(handled.iter());
-        // The chunk tags of puzzles that no longer wait.
-        let spent: Vec<String> = match complete {
-            true => self
-                .published
-                .iter()
-                .filter(|(id, _)| !puzzles.contains(id))
-                .flat_map(|(_, names)| names.iter().cloned())
-                .collect(),
-            false => Vec::new(),
-        };
-        delete.extend(spent.iter());
-        each(&detach, |raw| {
-            Ok(self.client.untag_droplet(raw, self.droplet)?)
-        })?;
-        each(&delete, |raw| Ok(self.client.delete_tag(raw)?))?;
-        if complete {
-            self.published.retain(|(id, _)| puzzles.contains(id));
-            if let Err(e) = self.sweep(&puzzles) {
-                // Tried again at the next sweep; publishing does not need it.
-                eprintln!("codext-channel: reading the account's tags for stale chunk tags: {e}");
-            }
-        }
-        // A v2 ready notice stays until its user logged in: that needs a
-        // pass to remove it. v3 leaves nothing behind an armed user.
-        let ready_up = droplet
-            .tags
-            .iter()
-            .any(|t| self.space.ready_user(t).is_some());
-        Ok(Activity {
-            happened,
-            in_flight: !puzzles.is_empty() || ready_up,
-        })
+        crate::relay::relay(self, link)
     }
 
     /// When due (see [`SWEEP_EVERY`]), or when a puzzle published before a
@@ -294,88 +223,6 @@ impl Pass {
         self.client.budget()
     }
 
-    /// Publishes what waits; returns how many puzzles.
-    fn publish(&mut self, link: &mut Link) -> Result<usize> {
-        for n in 0..MAX_PUBLISH {
-            let r = link.call(&ChannelRequest::Next {})?;
-            let Reply::Next { puzzle } = r else {
-                return Err(unexpected("next", &r));
-            };
-            let Some(p) = puzzle else {
-                return Ok(n);
-            };
-            let id: [u8; 16] = codext_core::encoding::hex_decode(&p.id)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    ChannelError::Helper("next: a puzzle id that is not 32 hex".into())
-                })?;
-            let recipient = codext_core::Puzzle::from_text(&p.text)
-                .map(|z| z.recipient.0)
-                .ok();
-            let v2 = recipient.is_some_and(|r| self.v2_keys.iter().any(|(_, k)| r[..16] == k[..]));
-            if v2 {
-                // Attached to the droplet: tidying finds them there.
-                self.published.push((p.id[..8].to_owned(), Vec::new()));
-                let tags = self.space.puzzle_tags(&p.text, &id);
-                each(&tags, |tag| {
-                    Ok(self.client.attach_new_tag(tag, self.droplet)?)
-                })?;
-            } else {
-                let tags = self.space3.puzzle_tags(&p.text, &id);
-                if tags.is_empty() {
-                    return Err(ChannelError::Helper(
-                        "next: a puzzle text that is not a cdx1 envelope".into(),
-                    ));
-                }
-                // Tracked before they exist: whatever part of them a
-                // failure leaves is deleted once the puzzle no longer waits.
-                self.published.push((p.id[..8].to_owned(), tags.clone()));
-                each(&tags, |tag| {
-                    // base64url is not case-free: publish only a tag the API
-                    // reports under exactly the name sent (tags3 docs).
-                    let canonical = self.client.create_tag(tag)?;
-                    if canonical != *tag {
-                        return Err(ChannelError::Helper(format!(
-                            "the API reports the new tag {tag} as {canonical}: a tag of that name in another capitalization exists"
-                        )));
-                    }
-                    Ok(())
-                })?;
-            }
-            let r = link.call(&ChannelRequest::Published {
-                user: p.user,
-                id: p.id,
-            })?;
-            if let Reply::Refused { reason, .. } = r {
-                eprintln!("codext-channel: published: {reason}");
-            }
-        }
-        Ok(MAX_PUBLISH)
-    }
-
-    fn take_answer(&self, link: &mut Link, text: &str, v2: bool) -> Result<()> {
-        match link.call(&ChannelRequest::Answer {
-            text: text.to_owned(),
-        })? {
-            Reply::Ok { user: Some(u), .. } if v2 => {
-                if let Ok(user) = codext_wire::UserName::parse(&u) {
-                    if let Err(e) = self
-                        .client
-                        .attach_new_tag(&self.space.ready_tag(&user), self.droplet)
-                    {
-                        eprintln!("codext-channel: cannot post the ready notice for {user}: {e}");
-                    }
-                }
-            }
-            Reply::Ok { .. } => {}
-            Reply::Refused { code, reason } => {
-                eprintln!("codext-channel: answer refused ({code:?}): {reason}")
-            }
-            other => return Err(unexpected("answer", &other)),
-        }
-        Ok(())
-    }
-
     fn account_keys(&mut self, refresh: bool) -> Result<Vec<SshKey>> {
         let now = self.client.clock().now();
         let fresh = self
@@ -392,7 +239,7 @@ impl Pass {
             .unwrap_or_default())
     }
 
-    fn find_key(&mut self, prefix: &[u8; 16]) -> Result<Option<SshKey>> {
+    fn account_key(&mut self, prefix: &[u8; 16]) -> Result<Option<SshKey>> {
         let now = self.client.clock().now();
         self.found
             .retain(|(t, _, _)| now.saturating_sub(*t) < FOUND_KEY_CACHE);
@@ -412,33 +259,6 @@ impl Pass {
             }
         }
         Ok(None)
-    }
-
-    fn take_request(&mut self, link: &mut Link, prefix: &[u8; 16]) -> Result<()> {
-        // A key with a puzzle out needs no account listing.
-        if let Reply::Live { keys, .. } = link.call(&ChannelRequest::Live {})? {
-            if keys.contains(&hex(prefix)) {
-                return Ok(());
-            }
-        }
-        let Some(key) = self.find_key(prefix)? else {
-            eprintln!(
-                "codext-channel: a request for key {} that is not a codext- key of the account",
-                hex(prefix)
-            );
-            return Ok(());
-        };
-        match link.call(&ChannelRequest::Request {
-            key: key.public_key,
-            name: key.name,
-        })? {
-            Reply::Ok { .. } => Ok(()),
-            Reply::Refused { code, reason } => {
-                eprintln!("codext-channel: request refused ({code:?}): {reason}");
-                Ok(())
-            }
-            other => Err(unexpected("request", &other)),
-        }
     }
 
     /// The codext tags that nothing live stands behind: (to detach from
@@ -475,5 +295,135 @@ impl Pass {
             }
         }
         (detach, delete)
+    }
+}
+
+/// The DigitalOcean side of the relay: puzzles go out in v3 chunk tags
+/// (v2 for a key that last asked in v2), answers and requests are read in
+/// the droplet's tags.
+impl Carrier for Pass {
+    fn publish(&mut self, p: &ToPublish) -> Result<()> {
+        let id: [u8; 16] = codext_core::encoding::hex_decode(&p.id)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ChannelError::Helper("next: a puzzle id that is not 32 hex".into()))?;
+        let recipient = codext_core::Puzzle::from_text(&p.text)
+            .map(|z| z.recipient.0)
+            .ok();
+        let v2 = recipient.is_some_and(|r| self.v2_keys.iter().any(|(_, k)| r[..16] == k[..]));
+        if v2 {
+            // Attached to the droplet: tidying finds them there.
+            self.published.push((p.id[..8].to_owned(), Vec::new()));
+            let tags = self.space.puzzle_tags(&p.text, &id);
+            return each(&tags, |tag| {
+                Ok(self.client.attach_new_tag(tag, self.droplet)?)
+            });
+        }
+        let tags = self.space3.puzzle_tags(&p.text, &id);
+        if tags.is_empty() {
+            return Err(ChannelError::Helper(
+                "next: a puzzle text that is not a cdx1 envelope".into(),
+            ));
+        }
+        // Tracked before they exist: whatever part of them a failure
+        // leaves is deleted once the puzzle no longer waits.
+        self.published.push((p.id[..8].to_owned(), tags.clone()));
+        each(&tags, |tag| {
+            // base64url is not case-free: publish only a tag the API
+            // reports under exactly the name sent (tags3 docs).
+            let canonical = self.client.create_tag(tag)?;
+            if canonical != *tag {
+                return Err(ChannelError::Helper(format!(
+                    "the API reports the new tag {tag} as {canonical}: a tag of that name in another capitalization exists"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn read(&mut self) -> Result<Vec<Posted>> {
+        let droplet = self.client.droplet(self.droplet)?;
+        let mut posted = Vec::new();
+        for raw in &droplet.tags {
+            let item = raw.clone();
+            if let Some(answer) = self.space3.answer_in(raw) {
+                posted.push(Posted::Answer {
+                    text: answer.to_string(),
+                    item,
+                });
+            } else if let Some(prefix) = self.space3.request_in(raw) {
+                self.note_request(prefix, false);
+                posted.push(Posted::Request {
+                    key_prefix: prefix,
+                    item,
+                });
+            } else if let Some(answer) = self.space.answer_in(raw) {
+                posted.push(Posted::Answer {
+                    text: answer.to_string(),
+                    item,
+                });
+            } else if let Some(prefix) = self.space.request_in(raw) {
+                self.note_request(prefix, true);
+                posted.push(Posted::Request {
+                    key_prefix: prefix,
+                    item,
+                });
+            }
+        }
+        self.seen = droplet.tags;
+        Ok(posted)
+    }
+
+    fn find_key(&mut self, prefix: &[u8; 16]) -> Result<Option<(String, String)>> {
+        Ok(self.account_key(prefix)?.map(|k| (k.public_key, k.name)))
+    }
+
+    fn accepted(&mut self, answer: &Posted, user: &str) -> Result<()> {
+        // A v2 agent waits for the ready notice; a v3 agent for its
+        // answer and its puzzle's chunks to be gone.
+        if self.space.answer_in(answer.item()).is_none() {
+            return Ok(());
+        }
+        let Ok(user) = codext_wire::UserName::parse(user) else {
+            return Ok(());
+        };
+        self.client
+            .attach_new_tag(&self.space.ready_tag(&user), self.droplet)?;
+        Ok(())
+    }
+
+    fn clear(&mut self, handled: &[Posted], live: &Live) -> Result<bool> {
+        let handled: Vec<String> = handled.iter().map(|p| p.item().to_owned()).collect();
+        let seen = std::mem::take(&mut self.seen);
+        let (detach, mut delete) = if live.complete {
+            self.tidy(&seen, &handled, &live.puzzles, &live.armed)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        delete.extend(handled.iter());
+        // The chunk tags of puzzles that no longer wait.
+        let spent: Vec<String> = match live.complete {
+            true => self
+                .published
+                .iter()
+                .filter(|(id, _)| !live.puzzles.contains(id))
+                .flat_map(|(_, names)| names.iter().cloned())
+                .collect(),
+            false => Vec::new(),
+        };
+        delete.extend(spent.iter());
+        each(&detach, |raw| {
+            Ok(self.client.untag_droplet(raw, self.droplet)?)
+        })?;
+        each(&delete, |raw| Ok(self.client.delete_tag(raw)?))?;
+        if live.complete {
+            self.published.retain(|(id, _)| live.puzzles.contains(id));
+            if let Err(e) = self.sweep(&live.puzzles) {
+                // Tried again at the next sweep; publishing does not need it.
+                codext_core::log_warn!("reading the account's tags for stale chunk tags: {e}");
+            }
+        }
+        // A v2 ready notice stays until its user logged in: that needs a
+        // pass to remove it. v3 leaves nothing behind an armed user.
+        Ok(seen.iter().any(|t| self.space.ready_user(t).is_some()))
     }
 }

@@ -53,31 +53,6 @@ pub enum Error {
     Crypto(String),
     /// The OS random generator failed.
     Random(String),
-    /// The DigitalOcean API refused a request (a 4xx other than 429, or a
-    /// 5xx that persisted through the retries).
-    Api {
-        /// HTTP status.
-        status: u16,
-        /// DigitalOcean's error `id` (e.g. `unauthorized`); empty if none.
-        id: String,
-        /// DigitalOcean's error `message`.
-        message: String,
-        /// DigitalOcean's `request_id`, for its support; empty if none.
-        request_id: String,
-    },
-    /// An HTTP service (the DigitalOcean API, the droplet metadata service)
-    /// could not be reached or answered nonsense at the transport level.
-    Http(String),
-    /// Going on would mean waiting longer for the API's rate limit than the
-    /// configured maximum.
-    RateLimited {
-        /// How long the API asks to wait, in seconds.
-        wait_secs: u64,
-    },
-    /// A successful API answer that is not in the documented shape.
-    ApiFormat(String),
-    /// A string that cannot be a DigitalOcean tag name.
-    TagName(String),
 }
 
 impl fmt::Display for Error {
@@ -109,38 +84,6 @@ impl fmt::Display for Error {
             Error::AnswerFormat(m) => write!(f, "not a valid codext answer: {m}"),
             Error::Crypto(m) => write!(f, "cryptographic failure: {m}"),
             Error::Random(m) => write!(f, "the OS random generator failed: {m}"),
-            Error::Api {
-                status,
-                id,
-                message,
-                request_id,
-            } => {
-                write!(f, "the DigitalOcean API answered HTTP {status}")?;
-                if !id.is_empty() {
-                    write!(f, " {id}")?;
-                }
-                if !message.is_empty() {
-                    write!(f, ": {message}")?;
-                }
-                if !request_id.is_empty() {
-                    write!(f, " (request id {request_id})")?;
-                }
-                match status {
-                    401 => write!(f, "; check the API token (is it valid and not expired?)"),
-                    403 => write!(f, "; the API token lacks a scope this needs (tag, droplet, ssh_key)"),
-                    _ => Ok(()),
-                }
-            }
-            Error::Http(m) => write!(f, "HTTP request failed: {m}"),
-            Error::RateLimited { wait_secs } => write!(
-                f,
-                "the DigitalOcean API rate limit asks to wait {wait_secs} s, longer than allowed: try again later"
-            ),
-            Error::ApiFormat(m) => write!(f, "unexpected answer from the DigitalOcean API: {m}"),
-            Error::TagName(m) => write!(
-                f,
-                "not a valid DigitalOcean tag name (letters, digits, '_', '-', ':', at most 255): {m}"
-            ),
         }
     }
 }

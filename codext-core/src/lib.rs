@@ -1,8 +1,9 @@
 //! The codext protocol, shared by `codext-helper` (the server) and `codext`
 //! (the agent): keys, one-time tokens, the v1 puzzle and its answer, the
-//! SSH host-key fingerprints a puzzle binds, and the DigitalOcean channel's
-//! tag formats ([`tags`]). The channel's HTTP client is in the `codext-do`
-//! crate, so nothing here speaks HTTP or TLS.
+//! SSH host-key fingerprints a puzzle binds, and the messages of the
+//! helper's channel socket ([`channel_wire`]). How a channel carries them
+//! (DigitalOcean's tags, its API and its errors) is the `codext-do` crate's:
+//! nothing here knows a cloud, speaks HTTP or TLS.
 //!
 //! `docs/PROTOCOL.md` is the written specification; the test vectors in
 //! `docs/test-vectors/` are checked against this code by the tests.
@@ -13,16 +14,16 @@
 pub mod answer;
 pub mod bell;
 pub mod channel_wire;
+#[cfg(feature = "cli")]
 pub mod cli_args;
 pub mod encoding;
 pub mod error;
 pub mod hostkeys;
 pub mod keys;
+pub mod log;
 pub mod puzzle;
 pub mod random;
 pub mod secret_file;
-pub mod tags;
-pub mod tags3;
 pub mod time;
 pub mod token;
 

@@ -22,13 +22,13 @@
 //! not an error), which is what makes the retries safe.
 
 use crate::clock::{self, SharedClock};
+use crate::error::{Error, Result};
 use crate::models::{
     parse_created_key, parse_droplet, parse_error, parse_keys_page, parse_tag_name,
     parse_tags_page, Droplet, SshKey,
 };
 use crate::pacing::{ceil_secs, Limits, Pacer};
-use codext_core::tags::is_valid_tag;
-use codext_core::{Error, Result};
+use crate::tags::is_valid_tag;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::fmt;
@@ -373,7 +373,9 @@ impl Client {
                 ..
             }) if message.to_ascii_lowercase().contains("already in use") => {
                 let blob = key_blob(public_key).ok_or_else(|| {
-                    Error::KeyFormat("the public key is not an OpenSSH key line".into())
+                    Error::Core(codext_core::Error::KeyFormat(
+                        "the public key is not an OpenSSH key line".into(),
+                    ))
                 })?;
                 self.list_keys()?
                     .into_iter()

@@ -6,8 +6,10 @@
 //! rustls, ring, webpki-roots, url/idna). It is linked into the
 //! unprivileged `codext-channel` process and the agent's `codext` CLI,
 //! never into the root `codext-helper` (a check in `scripts/test.sh` and
-//! `tests/tests/packaging.rs` fails if it appears there). The tag formats
-//! are protocol and live in [`codext_core::tags`].
+//! `tests/tests/packaging.rs` fails if it appears there). It also holds how
+//! codext writes puzzles, answers and requests into DigitalOcean tag names
+//! ([`tags`]) and the errors of talking to DigitalOcean ([`Error`]): the
+//! protocol (`codext-core`) knows nothing of DigitalOcean.
 //!
 //! The API's rules relied on (from DigitalOcean's OpenAPI description, see
 //! `shared/digitalocean-openapi/README.md`): tags are `^[a-zA-Z0-9_\-:]+$`,
@@ -22,11 +24,14 @@
 pub mod budget;
 pub mod client;
 pub mod clock;
+pub mod error;
 pub mod models;
 mod pacing;
+pub mod tags;
 
 pub use client::{
     metadata_droplet_id, ApiConfig, Budget, Client, DEFAULT_API_URL, DEFAULT_METADATA_URL,
 };
 pub use clock::{Clock, ScaledClock, SharedClock};
+pub use error::{Error, Result};
 pub use models::{Droplet, SshKey};

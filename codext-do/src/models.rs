@@ -1,7 +1,7 @@
 //! The parts of DigitalOcean's answers that codext reads, as serde models
 //! (fields codext does not read are ignored; a field it reads that is
 //! missing or of the wrong type makes the whole answer unreadable, which
-//! the client reports as [`codext_core::Error::ApiFormat`]).
+//! the client reports as [`crate::Error::ApiFormat`]).
 //!
 //! Every answer comes over the network and is untrusted: these parsers
 //! are fuzzed (`fuzz/fuzz_targets/do_responses.rs`).

@@ -1,11 +1,12 @@
 //! The DigitalOcean client and the tag formats against the DigitalOcean API
 //! emulator (`tests/do-emulator`), through the real ureq path (tags in
-//! channel format v2, see `codext_core::tags`). The emulator
+//! channel format v2, see `codext_do::tags::v2`). The emulator
 //! checks every request and answer against DigitalOcean's OpenAPI
 //! description, so each test ends with `assert_no_violations`.
 
-use codext_core::tags::Space;
-use codext_core::{Answer, Error, Puzzle};
+use codext_core::{Answer, Puzzle};
+use codext_do::tags::Space;
+use codext_do::Error;
 use codext_do::{metadata_droplet_id, ApiConfig, Client, ScaledClock};
 use codext_do_emulator::{Emulator, EmulatorConfig, Fault};
 use codext_wire::UserName;

@@ -217,6 +217,7 @@ pub fn command() -> clap::Command {
 
 /// Runs the CLI; returns the exit status.
 pub fn main() -> i32 {
+    crate::log::set_program("codext-helper");
     let cli: Cli = match codext_core::cli_args::parse_args("codext-helper") {
         Ok(c) => c,
         Err(code) => return code,
@@ -236,13 +237,21 @@ pub fn main() -> i32 {
 }
 
 /// One withheld uid, as `status` and `quarantine list` print it.
+/// One quarantined uid, for the operator's terminal: the leftovers' names
+/// are the temporary user's choosing, so control characters are escaped
+/// (a name could otherwise carry terminal escape sequences).
 fn quarantine_line(uid: u32, q: &crate::store::Quarantine) -> String {
+    let named: Vec<String> = q
+        .named
+        .iter()
+        .map(|n| n.escape_debug().to_string())
+        .collect();
     format!(
         "uid {uid} (last {}) since {}: {} entries left: {}",
         q.user,
         rfc3339(q.since),
         q.leftovers,
-        q.named.join("; ")
+        named.join("; ")
     )
 }
 
@@ -331,7 +340,7 @@ fn run(cli: Cli) -> Result<()> {
     let helper = Helper::new(cfg)?;
     match cli.command {
         Command::Init { json } => {
-            let r = helper.init()?;
+            let r = helper.init(UnixTime::now())?;
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {
@@ -342,6 +351,12 @@ fn run(cli: Cli) -> Result<()> {
                     "killer account:    {} (uid {})",
                     r.killer_user, r.killer_uid
                 );
+                if !r.quarantined.is_empty() {
+                    println!(
+                        "quarantined:       uid(s) {:?}: files or keys of earlier holders are still there (codext-helper quarantine list)",
+                        r.quarantined
+                    );
+                }
                 println!("Give the public key file to the agent; it pins it with `codext solve --server-key`.");
             }
         }
@@ -414,6 +429,7 @@ fn run(cli: Cli) -> Result<()> {
                             "removal": e.removal.as_ref().map(|r| serde_json::json!({
                                 "started_at": r.started_at.rfc3339(), "attempts": r.attempts,
                                 "last_error": r.last_error,
+                                "next_retry": r.next_retry.map(UnixTime::rfc3339),
                             })),
                         })
                     })
@@ -442,12 +458,15 @@ fn run(cli: Cli) -> Result<()> {
                     );
                     if let Some(r) = &e.removal {
                         println!(
-                            "    removal since {}, {} attempt(s){}",
+                            "    removal since {}, {} attempt(s){}{}",
                             r.started_at.rfc3339(),
                             r.attempts,
                             r.last_error
                                 .as_ref()
-                                .map(|m| format!(", last failure: {m}"))
+                                .map(|m| format!(", last failure: {}", m.escape_debug()))
+                                .unwrap_or_default(),
+                            r.next_retry
+                                .map(|t| format!(", next try at {}", t.rfc3339()))
                                 .unwrap_or_default()
                         );
                     }

@@ -205,7 +205,15 @@ fn pam_checks(r: &mut Report, group: &str) {
         Ok(text) => match setup::plan_pam_sshd(&text) {
             Ok((_, missing)) if missing.is_empty() => r.ok(
                 "pam.sshd",
-                "`@include codext` is the first rule, `@include codext-session` just before pam_selinux open (close stays first), once each",
+                "`@include codext` is the first rule, `@include codext-session` right after pam_selinux close (before pam_env), once each",
+            ),
+            Ok((_, missing)) if text.lines().any(|l| l.trim() == setup::INCLUDE_SESSION) && missing == [setup::INCLUDE_SESSION] => r.fail(
+                "pam.sshd",
+                format!(
+                    "`{}` is not the rule right after `pam_selinux.so close` (an earlier release put it just before `pam_selinux.so open`): pam_env runs before it and reads a temporary user's ~/.pam_environment, which can replace what sshd says about the key that logged in (SSH_AUTH_INFO_0) and so skip the grant key check and its audit line",
+                    setup::INCLUDE_SESSION
+                ),
+                rerun,
             ),
             Ok((_, missing)) => r.fail("pam.sshd", format!("{} lacks {}", setup::PAM_SSHD, missing.join(", ")), rerun),
             Err(e) => r.fail("pam.sshd", e.to_string(), "put the stock stack back, then run `codext-helper setup`"),

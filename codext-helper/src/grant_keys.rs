@@ -245,11 +245,13 @@ impl Helper {
         Ok((verdict, removal))
     }
 
-    /// The removal hook: when `entry`'s last session closed and its agent
-    /// asked for a linger, kills every process (as a removal does), sweeps
-    /// the shared folders and keeps the account record and home until the
-    /// linger ends. True when it lingers (the caller stops there).
-    pub fn linger_instead(&self, entry: &Entry, now: UnixTime) -> Result<bool> {
+    /// The removal's turn after the kill: when `entry`'s last session
+    /// closed and its agent asked for a linger (read now that nothing of
+    /// the user runs: the file cannot change under us), sweeps the shared
+    /// folders and keeps the account record and home until the linger
+    /// ends. True when it lingers (the removal stops there). The kill
+    /// itself is the removal's: it runs once either way.
+    pub fn linger_after_kill(&self, entry: &Entry, now: UnixTime) -> Result<bool> {
         let cap = self.cfg.ttl.linger_max.as_secs();
         let grant_left = entry.grant_until.map_or(0, |t| now.until(t));
         if !entry.account_created
@@ -259,8 +261,6 @@ impl Helper {
         {
             return Ok(false);
         }
-        self.stop_everything_of(entry)?;
-        // Nothing of the user runs now: the file cannot change under us.
         let asked = self.accounts.read_linger(&entry.home, entry.uid);
         let linger = asked.min(cap).min(grant_left);
         if linger == 0 {

@@ -185,6 +185,62 @@ pub fn processes_of(uid: Uid) -> Vec<Pid> {
         .collect()
 }
 
+/// pids of every process of `uid` (as [`processes_of`]) that is not a
+/// zombie: the ones that can still run code.
+pub fn live_processes_of(uid: Uid) -> Vec<Pid> {
+    processes_of(uid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .map(|s| !is_zombie(&s))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The real, effective, saved and filesystem uids of `pid`, if it runs.
+pub fn uids_of(pid: Pid) -> Option<[Uid; 4]> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    uids_in(&status)
+}
+
+/// The four uids of a `/proc/<pid>/status` text's `Uid:` line.
+pub fn uids_in(status: &str) -> Option<[Uid; 4]> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let mut ids = line.split_whitespace().map(|v| v.parse::<Uid>().ok());
+    Some([ids.next()??, ids.next()??, ids.next()??, ids.next()??])
+}
+
+/// True when a `/proc/<pid>/status` text is a zombie's (`State:\tZ`).
+pub fn is_zombie(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .is_some_and(|s| s.trim_start().starts_with('Z'))
+}
+
+/// How many kernel keys `uid` owns, from `/proc/key-users` (`uid: usage
+/// nkeys/nikeys …`); 0 when the uid has no line (no key at all).
+pub fn keys_of(uid: Uid) -> u64 {
+    std::fs::read_to_string("/proc/key-users")
+        .map(|t| keys_in(&t, uid))
+        .unwrap_or(0)
+}
+
+/// [`keys_of`] over the text of `/proc/key-users`.
+pub fn keys_in(table: &str, uid: Uid) -> u64 {
+    table
+        .lines()
+        .find_map(|l| {
+            let (id, rest) = l.trim_start().split_once(':')?;
+            (id.parse::<Uid>().ok()? == uid).then_some(rest)
+        })
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|keys| keys.split('/').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The System V IPC objects whose owner or creator is `uid`.
 pub fn ipc_of(uid: Uid) -> IpcIds {
     let read = |kind: &str| {
@@ -290,6 +346,27 @@ mod tests {
         assert!(v.sys_ptrace);
         assert_eq!(v.groups, vec![0, 0, 0, 0, 4, 27]);
         assert!(!Viewer::from_status("CapEff:\t00000000000001c1\n").sys_ptrace);
+    }
+
+    #[test]
+    fn given_key_users_then_the_uids_key_count() {
+        let table = "    0:     9 8/8 3/1000000 40/25000000\n59601:     3 3/3 3/200 120/20000\n";
+        assert_eq!(keys_in(table, Uid::from_raw(59601)), 3);
+        assert_eq!(keys_in(table, Uid::from_raw(0)), 8);
+        assert_eq!(keys_in(table, Uid::from_raw(59602)), 0);
+        assert_eq!(keys_in("garbage\n59601: x\n", Uid::from_raw(59601)), 0);
+    }
+
+    #[test]
+    fn given_status_texts_then_the_four_uids_and_zombies() {
+        let mixed = "Name:\tplanted\nState:\tS (sleeping)\nUid:\t1000\t59001\t1000\t59001\n";
+        let ids = uids_in(mixed).unwrap();
+        assert_eq!(ids.map(|u| u.as_raw()), [1000, 59001, 1000, 59001]);
+        assert!(!is_zombie(mixed));
+        assert!(is_zombie("State:\tZ (zombie)\nUid:\t1\t1\t1\t1\n"));
+        assert_eq!(uids_in("Uid:\t1\t2\n"), None, "a short line");
+        assert_eq!(uids_in("Uid:\t1\tx\t1\t1\n"), None, "garbage");
+        assert_eq!(uids_in(""), None);
     }
 
     #[test]

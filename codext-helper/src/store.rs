@@ -28,7 +28,11 @@ use std::sync::{Arc, Mutex};
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "state.lock";
 const ACCOUNTS_LOCK_FILE: &str = "accounts.lock";
-const REMOVALS_LOCK_FILE: &str = "removals.lock";
+/// Killers share one uid and would kill each other: one at a time across
+/// the daemon and the CLI (see [`crate::sys`]).
+pub const KILLER_LOCK_FILE: &str = "killer.lock";
+/// Per-user removal locks live here (`<user>.lock`).
+const REMOVING_DIR: &str = "removing";
 
 /// The whole state file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,13 +40,27 @@ const REMOVALS_LOCK_FILE: &str = "removals.lock";
 pub struct State {
     /// File format version.
     pub version: u32,
-    /// Next uid to try (monotonic, wraps within the range).
+    /// Where the next never-used uid is looked for (moves forward,
+    /// wrapping within the range); uids below it that [`State::freed`]
+    /// does not name were handed out before it existed.
     pub next_uid: Option<u32>,
+    /// When each uid was last given back (seconds since the epoch): the
+    /// uid free the longest is handed out first, after the never-used
+    /// ones (see `lifecycle::issue`'s allocation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub freed: BTreeMap<u32, u64>,
     /// Entries by user name.
     pub users: BTreeMap<String, Entry>,
     /// uids whose removal left files behind: never handed out while here.
     #[serde(default)]
     pub quarantine: BTreeMap<u32, Quarantine>,
+}
+
+impl State {
+    /// `uid` is free again from `at` (seconds since the epoch).
+    pub fn release_uid(&mut self, uid: u32, at: u64) {
+        self.freed.insert(uid, at);
+    }
 }
 
 /// A uid held back because its last holder left files the sweep could not
@@ -67,6 +85,7 @@ impl Default for State {
         State {
             version: 1,
             next_uid: None,
+            freed: BTreeMap::new(),
             users: BTreeMap::new(),
             quarantine: BTreeMap::new(),
         }
@@ -256,14 +275,60 @@ impl Store {
         })
     }
 
-    /// Takes the removal lock: one removal at a time across the daemon and
-    /// the CLI (killers share one uid and would kill each other). Lock
-    /// order: removals, then accounts, then state.
-    pub fn lock_removals(&self) -> Result<AccountsLock> {
-        Ok(AccountsLock {
-            _lock: lock_file(&self.dir.join(REMOVALS_LOCK_FILE))?,
+    /// Takes `user`'s removal lock: one removal of a user at a time across
+    /// the daemon and the CLI, while removals of different users run side
+    /// by side (only their killer passes take turns, under
+    /// [`lock_killer`]). Lock order: a user's removal, then accounts, then
+    /// state. The lock file goes with [`RemovalLock::finish`]; a process
+    /// that opened it before then finds the user gone once it holds it.
+    pub fn lock_removal_of(&self, user: &str) -> Result<RemovalLock> {
+        // The name becomes a file name: only a codext name may.
+        let user = codext_wire::UserName::parse(user)
+            .map_err(|_| HelperError::State(format!("{user:?} is not a codext user name")))?;
+        let dir = self.dir.join(REMOVING_DIR);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(HelperError::state(
+                    format!("cannot create {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+        let path = dir.join(format!("{user}.lock"));
+        Ok(RemovalLock {
+            _lock: lock_file(&path)?,
+            path,
         })
     }
+
+    /// The killer lock's path (see [`lock_killer`]).
+    pub fn killer_lock_path(&self) -> PathBuf {
+        self.dir.join(KILLER_LOCK_FILE)
+    }
+}
+
+/// One user's removal lock (see [`Store::lock_removal_of`]).
+#[derive(Debug)]
+pub struct RemovalLock {
+    _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl RemovalLock {
+    /// The user is gone from the state: its lock file goes too (while
+    /// still held, so nobody takes it in between and acts on a stale
+    /// view: whoever waits on the unlinked file finds the user gone).
+    pub fn finish(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Takes the killer lock at `path` (exclusive `flock`): held for one
+/// killer pass at a time.
+pub fn lock_killer(path: &Path) -> Result<Flock<File>> {
+    lock_file(path)
 }
 
 impl Locked {

@@ -17,8 +17,8 @@
 //! answer the agent waits one pause before its first read: the server
 //! cannot have answered yet, and the read would be a wasted call.
 //!
-//! Tags are channel format v3 (`codext_core::tags3`; puzzles in v2 tags,
-//! `codext_core::tags`, are read too, and answered in v2): every tag the
+//! Tags are channel format v3 (`codext_do::tags::v3`; puzzles in v2 tags,
+//! `codext_do::tags::v2`, are read too, and answered in v2): every tag the
 //! agent writes or reads names the droplet it is for, so agents of two
 //! servers in one account never see each other's requests, puzzles or
 //! answers. The agent attaches its request and its answer to the droplet
@@ -31,10 +31,9 @@
 
 use crate::error::{ClientError, Result};
 use codext_core::secret_file::{read_secret, Owner};
-use codext_core::tags::Space;
-use codext_core::tags3::Space3;
 use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
 use codext_do::budget::{Activity, Pacing, Policy};
+use codext_do::tags::{Space, Space3};
 use codext_do::{ApiConfig, Client};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -410,7 +409,7 @@ pub fn fetch_puzzle(
             let posted = request(c, droplet, &public);
             let address = address.map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(codext_core::Error::Http("the droplet read panicked".into()))
+                    Err(codext_do::Error::Http("the droplet read panicked".into()))
                 })
             });
             (address, posted)

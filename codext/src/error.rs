@@ -10,6 +10,8 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 pub enum ClientError {
     /// Protocol or key problem.
     Core(codext_core::Error),
+    /// The DigitalOcean API or metadata service.
+    Api(codext_do::Error),
     /// Bad command-line input.
     Input(String),
     /// The server could not be verified or reached.
@@ -24,6 +26,7 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Core(e) => write!(f, "{e}"),
+            ClientError::Api(e) => write!(f, "{e}"),
             ClientError::Input(m)
             | ClientError::Host(m)
             | ClientError::Other(m)
@@ -37,6 +40,16 @@ impl std::error::Error for ClientError {}
 impl From<codext_core::Error> for ClientError {
     fn from(e: codext_core::Error) -> ClientError {
         ClientError::Core(e)
+    }
+}
+
+impl From<codext_do::Error> for ClientError {
+    fn from(e: codext_do::Error) -> ClientError {
+        match e {
+            // A key or protocol problem keeps its own exit status.
+            codext_do::Error::Core(e) => ClientError::Core(e),
+            e => ClientError::Api(e),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! the tags of a parsed droplet through the channel's tag decoders.
 #![no_main]
 
-use codext_core::tags::Space;
+use codext_do::tags::Space;
 use codext_do::models::{parse_droplet, parse_keys_page};
 use libfuzzer_sys::fuzz_target;
 
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = sp.collect_puzzles(&d.tags);
         let _ = sp.answers(&d.tags);
         let _ = sp.requests(&d.tags);
-        let _ = codext_core::tags3::Space3::new(d.id).collect_puzzles(&d.tags);
+        let _ = codext_do::tags::Space3::new(d.id).collect_puzzles(&d.tags);
     }
     if let Some((keys, next)) = parse_keys_page(v) {
         for k in keys {

@@ -5,8 +5,9 @@
 //! and that what they return encodes back to tags that decode to it again.
 #![no_main]
 
-use codext_core::tags::{is_valid_tag, Space, MAX_PUZZLE_CHUNKS};
-use codext_core::tags3::{self, Space3};
+use codext_do::tags::v2::MAX_PUZZLE_CHUNKS;
+use codext_do::tags::{is_valid_tag, Space};
+use codext_do::tags::v3::{self as tags3, Space3};
 use codext_core::Fingerprint;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeSet;

@@ -79,6 +79,69 @@ pub fn sandbox_available() -> bool {
     false
 }
 
+/// The uids a sandboxed test's temporary users get: the test's own block
+/// of 1,000 (see [`UidBlock`]), in place of the default 59000–59999.
+/// Outside a sandbox (or before one was given a block), the default.
+pub fn uid_base() -> u32 {
+    std::env::var("CODEXT_TEST_UID_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_UID_BASE)
+}
+
+/// The helper's default `uid_min`.
+pub const DEFAULT_UID_BASE: u32 = 59_000;
+
+/// `n`, a uid written for the default range (59000–59999), moved into
+/// this test's block: tests name uids as the defaults and get their own.
+pub fn uid(n: u32) -> u32 {
+    n - DEFAULT_UID_BASE + uid_base()
+}
+
+/// Every uid a test block may use (for checks that nothing of any of them
+/// reached the host).
+pub const TEST_UIDS: std::ops::RangeInclusive<u32> = 10_000..=59_999;
+
+/// A block of 1,000 uids held by one sandboxed test while it runs.
+///
+/// Sandboxes have their own mounts, processes and network, but the
+/// kernel keys what it keeps per uid (keyrings, key quotas, the
+/// per-uid process count) by the uid alone: two sandboxes with a user of
+/// the same uid at once would see each other's keys — and the helper,
+/// rightly, does not hand out a uid something else still holds. So each
+/// running test takes a block of its own, held by binding an abstract Unix
+/// socket named after it in the host's network namespace (atomic, and
+/// released by the kernel when the holder exits, leaving nothing behind).
+#[derive(Debug)]
+pub struct UidBlock {
+    /// The first uid of the block.
+    pub base: u32,
+    _held: std::os::unix::net::UnixListener,
+}
+
+impl UidBlock {
+    /// Takes a free block (waiting for one if every block is taken).
+    pub fn take() -> UidBlock {
+        use std::os::linux::net::SocketAddrExt;
+        loop {
+            for slot in 0..49u32 {
+                let name = format!("codext-test-uids-{slot}");
+                let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                else {
+                    continue;
+                };
+                if let Ok(held) = std::os::unix::net::UnixListener::bind_addr(&addr) {
+                    return UidBlock {
+                        base: 10_000 + slot * 1_000,
+                        _held: held,
+                    };
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
 /// Runs `body` inside the sandbox (see the crate docs).
 pub fn run_in_sandbox(name: &str, body: impl FnOnce()) {
     if std::env::var(INNER).as_deref() == Ok(name) {
@@ -94,6 +157,7 @@ pub fn run_in_sandbox(name: &str, body: impl FnOnce()) {
         return;
     }
     let exe = std::env::current_exe().expect("test executable path");
+    let block = UidBlock::take();
     // The checkout and the built binaries stay visible inside even when
     // they lie under /tmp, which the sandbox covers.
     let artifacts = artifacts_dir();
@@ -109,8 +173,10 @@ pub fn run_in_sandbox(name: &str, body: impl FnOnce()) {
         .arg(exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(INNER, name)
+        .env("CODEXT_TEST_UID_BASE", block.base.to_string())
         .output()
         .expect("run codext-sandbox");
+    drop(block);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ok = out.status.success() && stdout.contains("test result: ok. 1 passed");

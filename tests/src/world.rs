@@ -179,10 +179,10 @@ impl World {
         ] {
             install_file(&bin(name), &Path::new(WORK).join("bin").join(name), 0o755);
         }
-        if !helper_toml.is_empty() {
-            std::fs::create_dir_all("/etc/codext").expect("mkdir /etc/codext");
-            std::fs::write("/etc/codext/helper.toml", helper_toml).expect("write helper.toml");
-        }
+        // Always a file: the test's own uid block (see `UidBlock`).
+        std::fs::create_dir_all("/etc/codext").expect("mkdir /etc/codext");
+        std::fs::write("/etc/codext/helper.toml", in_uid_block(helper_toml))
+            .expect("write helper.toml");
         // The operator's one command: PAM lines, sshd drop-in, limits,
         // at/cron rules, server key and group.
         setup_host();
@@ -518,22 +518,29 @@ impl World {
     /// Starts `ssh user@127.0.0.1 sleep 120` with `password` in the
     /// background and waits until the helper counts `sessions` sessions.
     pub fn hold_session(&self, user: &str, password: &str, sessions: usize) -> Child {
+        let child = self.spawn_ssh(user, password, "sleep 120");
+        wait_until(Duration::from_secs(20), "the session to open", || {
+            self.sessions_of(user) == sessions
+        });
+        child
+    }
+
+    /// Starts `ssh user@127.0.0.1 command` with `password` in the
+    /// background (stdout piped, stdin and stderr null) and returns at once.
+    pub fn spawn_ssh(&self, user: &str, password: &str, command: &str) -> Child {
         let mut cmd = Command::new("sshpass");
         cmd.arg("-e")
             .arg("ssh")
             .args(ssh_args(&[]))
             .arg(format!("{user}@127.0.0.1"))
-            .arg("sleep 120");
-        let child = self
-            .as_agent(&mut cmd)
+            .arg(command);
+        self.as_agent(&mut cmd)
             .env("SSHPASS", password)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
-            .expect("ssh");
-        wait_until(Duration::from_secs(20), "the session to open", || {
-            self.sessions_of(user) == sessions
-        });
-        child
+            .expect("ssh")
     }
 
     /// Open sessions the helper counts for `user`.
@@ -677,6 +684,48 @@ pub fn ids(user: &str) -> (u32, u32) {
     (it.next().expect("uid"), it.next().expect("gid"))
 }
 
+/// `helper_toml` with its uid range moved into this test's block
+/// ([`crate::uid`]): `uid_min`/`uid_max` lines are moved, and a file that
+/// sets no range gets the default range, moved.
+pub fn in_uid_block(helper_toml: &str) -> String {
+    let shift = |line: &str, key: &str| -> Option<String> {
+        let v = line
+            .trim()
+            .strip_prefix(key)?
+            .trim_start()
+            .strip_prefix('=')?;
+        let n: u32 = v.trim().parse().ok()?;
+        Some(format!("{key} = {}", crate::uid(n)))
+    };
+    let mut out = String::new();
+    let mut has_range = false;
+    for line in helper_toml.lines() {
+        match shift(line, "uid_min").or_else(|| shift(line, "uid_max")) {
+            Some(moved) => {
+                has_range = true;
+                out.push_str(&moved);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    if has_range {
+        return out;
+    }
+    let range = format!(
+        "uid_min = {}\nuid_max = {}\n",
+        crate::uid(59_000),
+        crate::uid(59_999)
+    );
+    match out.find("[accounts]\n") {
+        Some(at) => {
+            let at = at + "[accounts]\n".len();
+            format!("{}{range}{}", &out[..at], &out[at..])
+        }
+        None => format!("{out}[accounts]\n{range}"),
+    }
+}
+
 /// Runs `codext-helper setup` with the checkout's shipped files and the
 /// built module (what [`World::with_config`] does); panics unless it
 /// succeeds. Returns its stdout.
@@ -727,14 +776,14 @@ pub fn install_pam(module: &Path) {
     let mut out = String::from("@include codext\n");
     let mut placed = false;
     for line in sshd.lines() {
-        if line.contains("pam_selinux.so open") && !placed {
+        out.push_str(line);
+        out.push('\n');
+        if line.contains("pam_selinux.so close") && !placed {
             out.push_str("@include codext-session\n");
             placed = true;
         }
-        out.push_str(line);
-        out.push('\n');
     }
-    assert!(placed, "no pam_selinux open line in /etc/pam.d/sshd");
+    assert!(placed, "no pam_selinux close line in /etc/pam.d/sshd");
     std::fs::write("/etc/pam.d/sshd", out).expect("write /etc/pam.d/sshd");
 }
 

@@ -311,7 +311,7 @@ sandbox_test! {
 
 sandbox_test! {
     fn given_an_agent_of_the_previous_release_speaking_v2_tags_then_the_server_answers_it_in_v2_with_a_ready_notice() {
-        use codext_core::tags::Space;
+        use codext_do::tags::Space;
         let s = setup("");
         let before = s.look();
         assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
@@ -555,7 +555,11 @@ fn second_server(emu: &Emulator, droplet: u64) -> Second {
         emu.metadata_url(),
         agent_fp.trim()
     );
-    std::fs::write("/etc/codext2/helper.toml", toml).unwrap();
+    std::fs::write(
+        "/etc/codext2/helper.toml",
+        codext_tests::world::in_uid_block(&toml),
+    )
+    .unwrap();
     let out = World::helper_cli(&["--config", "/etc/codext2/helper.toml", "init"]);
     assert!(
         out.status.success(),
@@ -671,8 +675,8 @@ sandbox_test! {
         let ((u1, uid1), (u2, uid2)) = (parse(&out1), parse(&out2));
         assert_ne!(u1, u2);
         // Each login went through its own server: its uid range, its audit trail.
-        assert!((59000..=59499).contains(&uid1), "{uid1}");
-        assert!((59500..=59999).contains(&uid2), "{uid2}");
+        assert!((codext_tests::uid(59000)..=codext_tests::uid(59499)).contains(&uid1), "{uid1}");
+        assert!((codext_tests::uid(59500)..=codext_tests::uid(59999)).contains(&uid2), "{uid2}");
         assert!(s.w.audit().iter().any(|e| e["event"] == "create" && e["user"] == u1.as_str()));
         assert!(audit_of("/var/log/codext2/audit.jsonl").iter().any(|e| e["event"] == "create" && e["user"] == u2.as_str()));
         assert!(!s.w.audit().iter().any(|e| e["user"] == u2.as_str()));

@@ -88,7 +88,8 @@ fn given_full_flow_in_the_sandbox_then_the_host_is_unchanged() {
     // Shared temporary folders change with whatever else runs; what must
     // not be there is anything of a codext uid.
     for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
-        let left = codext_tests::world::files_of_uids(std::path::Path::new(dir), 59000..=59999);
+        let left =
+            codext_tests::world::files_of_uids(std::path::Path::new(dir), codext_tests::TEST_UIDS);
         assert!(left.is_empty(), "files of codext uids in {dir}: {left:?}");
     }
 }

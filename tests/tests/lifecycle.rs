@@ -34,7 +34,7 @@ fn assert_zero_orphans(w: &World) {
         .collect();
     assert!(records.is_empty(), "records left: {records:?}");
     assert_eq!(w.state()["users"], serde_json::json!({}), "state left");
-    for uid in 59000..59100 {
+    for uid in codext_tests::uid(59000)..codext_tests::uid(59100) {
         assert!(processes_of(uid).is_empty(), "processes of uid {uid} left");
     }
 }
@@ -230,10 +230,10 @@ sandbox_test! {
         let mut w = World::new();
         // An operator's own accounts: a user-… name inside the range, and
         // a plain name on the next uid codext would hand out.
-        sh("useradd --uid 59000 --create-home user-0123456789ab && useradd --uid 59001 --create-home bob");
+        sh(&format!("useradd --uid {} --create-home user-0123456789ab && useradd --uid {} --create-home bob", codext_tests::uid(59000), codext_tests::uid(59001)));
         sh("su -s /bin/sh -c 'touch /tmp/owned-by-them' user-0123456789ab");
         let a = w.arm();
-        assert!(a.uid > 59001, "codext handed out a uid NSS already knows ({})", a.uid);
+        assert!(a.uid > codext_tests::uid(59001), "codext handed out a uid NSS already knows ({})", a.uid);
         let out = World::helper_cli(&["revoke", "user-0123456789ab"]);
         assert!(!out.status.success());
         let out = w.login(&a.puzzle, &["true"]);

@@ -258,3 +258,29 @@ sandbox_test! {
         assert!(!Path::new("/run/codext-keys/user-000000000000").exists(), "a key with no live grant behind it");
     }
 }
+
+sandbox_test! {
+    fn given_the_user_overrides_ssh_auth_info_0_in_its_pam_environment_then_a_foreign_key_login_is_still_checked_audited_and_revoked() {
+        let w = World::new();
+        let agent_key = w.agent_key.clone();
+        let a = w.arm();
+        let mut held = w.hold_session(&a.user, &a.password, 1);
+        // The user, within its grant, tells pam_env (Debian's sshd stack
+        // runs it with user_readenv=1) to replace what sshd says about
+        // the key that logged in.
+        ok(&w.ssh_key(&a.user, &agent_key, "printf 'SSH_AUTH_INFO_0 OVERRIDE=password\\n' > ~/.pam_environment"), "writing ~/.pam_environment");
+        // A key that is not the grant's gets into root's key file.
+        let own = format!("{WORK}/own");
+        ok(&run(Command::new(codext_tests::bin("codext")).args(["keygen", "--key", &own])), "codext keygen");
+        let keyfile = format!("/run/codext-keys/{}", a.user);
+        std::fs::write(&keyfile, format!("{}\n", std::fs::read_to_string(format!("{own}.pub")).unwrap().trim())).unwrap();
+        let fp = sh(&format!("ssh-keygen -l -f {own}.pub | cut -d' ' -f2")).trim().to_owned();
+        let out = w.ssh_key(&a.user, Path::new(&own), "sleep 5; echo survived");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"), "a key that is not the grant's ran a command");
+        w.wait_audit("the foreign key's login line", |e| e["event"] == "key_login" && e["user"] == a.user.as_str()
+            && e["result"] == "not the grant's agent key" && e["fingerprint"] == fp.as_str());
+        w.wait_removed(&a.user, a.uid);
+        let _ = held.kill();
+        let _ = held.wait();
+    }
+}

@@ -254,6 +254,11 @@ fn unit_capabilities() -> String {
 
 type Step = Box<dyn Fn(&mut World)>;
 
+/// A text built at run time where a case wants a `&'static str`.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn shell(script: &'static str) -> Step {
     Box::new(move |_| {
         sh(script);
@@ -309,7 +314,9 @@ sandbox_test! {
             }, shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
             ("pam.sshd", "lacks @include codext-session", shell("sed -i '/^@include codext-session/d' /etc/pam.d/sshd"), shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
             // pam_selinux ordering: codext's session line after `open`.
-            ("pam.sshd", "just before `pam_selinux.so open`", shell("sed -i '/^@include codext-session/d' /etc/pam.d/sshd && echo '@include codext-session' >> /etc/pam.d/sshd"), shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
+            ("pam.sshd", "right after `pam_selinux.so close`", shell("sed -i '/^@include codext-session/d' /etc/pam.d/sshd && echo '@include codext-session' >> /etc/pam.d/sshd"), shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
+            // An earlier release's place, after pam_env.
+            ("pam.sshd", "~/.pam_environment", shell("sed -i '/^@include codext-session/d' /etc/pam.d/sshd && sed -i 's/^\\(session.*pam_selinux.so open\\)/@include codext-session\\n\\1/' /etc/pam.d/sshd"), shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
             ("pam.sshd", "first session rule", shell("sed -i '/pam_selinux.so close/d' /etc/pam.d/sshd"), shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
             ("pam.atd", "outlive their account", shell("sed -i '/notingroup codext/d' /etc/pam.d/atd"), shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
             ("pam.cron", "outlive their account", shell("sed -i '/notingroup codext/d' /etc/pam.d/cron"), shell("rm -rf /etc/pam.d && cp -a /run/codext-test/keep/pam.d /etc/pam.d")),
@@ -384,13 +391,13 @@ sandbox_test! {
                     w.start_helper();
                 })
             }),
-            ("uids", "foreigner (59500)", shell("useradd -u 59500 -M foreigner"), shell("userdel foreigner")),
+            ("uids", leak(format!("foreigner ({})", codext_tests::uid(59500))), shell(leak(format!("useradd -u {} -M foreigner", codext_tests::uid(59500)))), shell("userdel foreigner")),
             // An account only NSS knows (here a userdb record nobody armed).
-            ("uids", "nssonly (59501)", shell(r#"printf '{"userName":"nssonly","uid":59501,"gid":59501,"homeDirectory":"/","shell":"/bin/false","disposition":"regular"}' > /run/userdb/nssonly.user && ln -s nssonly.user /run/userdb/59501.user"#), shell("rm /run/userdb/nssonly.user /run/userdb/59501.user")),
+            ("uids", leak(format!("nssonly ({})", codext_tests::uid(59501))), shell(leak(format!(r#"printf '{{"userName":"nssonly","uid":{u},"gid":{u},"homeDirectory":"/","shell":"/bin/false","disposition":"regular"}}' > /run/userdb/nssonly.user && ln -s nssonly.user /run/userdb/{u}.user"#, u = codext_tests::uid(59501)))), shell(leak(format!("rm /run/userdb/nssonly.user /run/userdb/{}.user", codext_tests::uid(59501))))),
             // A state doctor cannot read (the full-range case is in teardown.rs).
             ("quarantine", "cannot read the state", shell("cp /var/lib/codext/state.json /run/codext-test/keep-state.json && echo '{' > /var/lib/codext/state.json"), shell("cp /run/codext-test/keep-state.json /var/lib/codext/state.json")),
             ("hostkeys", "ssh-keygen -A", shell("mkdir -p /run/codext-test/keep/hk && mv /etc/ssh/ssh_host_*_key.pub /run/codext-test/keep/hk/"), shell("mv /run/codext-test/keep/hk/* /etc/ssh/")),
-            ("digitalocean", "others may read the API token", shell("printf 'version = 1\\n[digitalocean]\\nenabled = true\\n' > /etc/codext/helper.toml && echo tok > /etc/codext/digitalocean.token && chmod 644 /etc/codext/digitalocean.token"), shell("rm /etc/codext/helper.toml /etc/codext/digitalocean.token")),
+            ("digitalocean", "others may read the API token", shell("cp /etc/codext/helper.toml /run/codext-test/keep-helper.toml && printf '[digitalocean]\\nenabled = true\\n' >> /etc/codext/helper.toml && echo tok > /etc/codext/digitalocean.token && chmod 644 /etc/codext/digitalocean.token"), shell("mv /run/codext-test/keep-helper.toml /etc/codext/helper.toml && rm /etc/codext/digitalocean.token")),
             ("clock", "the clock went back", shell("touch -d '+1 day' /etc/codext/server_key"), shell("touch /etc/codext/server_key")),
             // (issue 23) Session recording.
             ("recording.recorder", "codext-helper setup", shell("chmod 0755 /usr/lib/codext/codext-record"), shell("/run/codext-test/bin/codext-helper init >/dev/null")),

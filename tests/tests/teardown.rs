@@ -187,7 +187,11 @@ sandbox_test! {
         });
         let text = String::from_utf8_lossy(&World::helper_cli(&["status"]).stdout).into_owned();
         eprintln!("{text}");
-        assert!(text.contains("removal since") && text.contains("last failure"), "{text}");
+        assert!(text.contains("removal since") && text.contains("last failure") && text.contains("next try at"), "{text}");
+        let out = World::helper_cli(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let stuck = v.as_array().into_iter().flatten().find(|e| e["user"] == a.user.as_str()).cloned().unwrap_or_default();
+        assert!(stuck["removal"]["next_retry"].is_string(), "{stuck}");
         assert!(in_passwd(&a.user), "removed while the password files were locked?");
         drop(lock);
         w.wait_removed(&a.user, a.uid);

@@ -285,16 +285,60 @@ pub fn check_ours(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
     Ok(())
 }
 
-/// Step one of a removal: every process and IPC object of the uid ends.
-pub fn kill(entry: &Entry, killer: (Uid, Gid), deadline: Duration) -> Result<()> {
+/// Step one of a removal: every process and IPC object of the uid ends
+/// (each killer pass under the killer lock at `killer_lock`).
+pub fn kill(
+    entry: &Entry,
+    killer: (Uid, Gid),
+    killer_lock: &Path,
+    deadline: Duration,
+) -> Result<()> {
     kill::kill_everything(
         KillerIds {
             target: Uid::from_raw(entry.uid),
             killer_uid: killer.0,
             killer_gid: killer.1,
         },
+        killer_lock,
         deadline,
     )
+}
+
+/// Before `userdel -r`: the setuid and setgid bits of every file of the
+/// uid in its home go (see [`sweep`]): the home's files are unlinked by
+/// `userdel`, whose descriptors another process may hold.
+pub fn defuse_home(entry: &Entry, budget: Duration) -> sweep::Sweep {
+    sweep::defuse_owned(
+        &entry.home,
+        Uid::from_raw(entry.uid),
+        Instant::now() + budget,
+    )
+}
+
+/// After the kill and `userdel`, while no process of `uid` can run: its
+/// kernel keyrings are cleared and invalidated (see
+/// [`crate::sys::clear_keyrings_as`]). Returns how many keys the uid still
+/// owns once the kernel's key collector has had `settle` to free them: a
+/// key the user linked into a keyring of someone else's survives (the
+/// caller quarantines the uid).
+pub fn clear_keyrings(uid: Uid, deadline: Duration, settle: Duration) -> Result<u64> {
+    if !crate::sys::keyrings_available() {
+        // keyctl is filtered here (see `sys::keyrings_available`): the user
+        // could hold no key, and `/proc/key-users` shows the host's.
+        return Ok(0);
+    }
+    // Any gid but root's does: keyrings belong to uids. `nogroup`'s.
+    crate::sys::clear_keyrings_as(uid, Gid::from_raw(65534), deadline)
+        .map_err(|e| HelperError::account(format!("cannot clear the keyrings of uid {uid}"), e))?;
+    // Invalidated keys are freed by the kernel's key collector, soon after.
+    let end = Instant::now() + settle;
+    loop {
+        let left = crate::procfs::keys_of(uid);
+        if left == 0 || Instant::now() >= end {
+            return Ok(left);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Step two: the account record goes (`userdel -r`, run under the account
@@ -364,4 +408,32 @@ pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep 
         report.merge(sweep::remove_owned(Path::new(dir), uid, deadline));
     }
     report
+}
+
+/// Every uid in `uids` that a file still belongs to — a folder directly in
+/// the home base (a home), or anything in a swept folder — with how much
+/// and the first few names (see [`sweep::owners_in`]).
+pub fn leftovers_in_range(
+    uids: std::ops::RangeInclusive<u32>,
+    home_base: &Path,
+    budget: Duration,
+) -> std::collections::BTreeMap<u32, sweep::Found> {
+    let deadline = Instant::now() + budget;
+    let mut all: std::collections::BTreeMap<u32, sweep::Found> = Default::default();
+    // Homes only at the top of the home base (real users' homes may be
+    // large); the swept folders whole, as the sweep walks them.
+    let scans = std::iter::once((home_base, Some(1))).chain(
+        crate::paths::SWEEP_ROOTS
+            .iter()
+            .map(|r| (Path::new(*r), None)),
+    );
+    for (root, depth) in scans {
+        for (uid, f) in sweep::owners_in(root, uids.clone(), depth, deadline) {
+            let into = all.entry(uid).or_default();
+            into.count += f.count;
+            into.named.extend(f.named);
+            into.named.truncate(10);
+        }
+    }
+    all
 }

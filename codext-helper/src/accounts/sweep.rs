@@ -15,6 +15,15 @@
 //!   caller retries (the removal stays pending, the uid is not reused).
 //! * **Leftovers are a failure**: anything of the uid that could not be
 //!   removed is reported, and the caller quarantines the uid.
+//! * **Defused before unlinked**: a regular file of the uid with its setuid
+//!   or setgid bit loses both bits before its name goes. Unlinking alone
+//!   would not do: a descriptor another process holds to it keeps the
+//!   inode, and `execveat(fd, "", AT_EMPTY_PATH)` would still run it as the
+//!   uid — as the *next* holder of the uid once it is handed out again.
+//!   The file is opened without following links or blocking
+//!   (`O_NOFOLLOW | O_NONBLOCK`), checked to be the inode looked at, and
+//!   changed with `fchmod` on that descriptor. [`defuse_owned`] does only
+//!   this (the home, before `userdel -r` removes it).
 
 use crate::ids::Uid;
 use nix::fcntl::{openat, AtFlags, OFlag};
@@ -46,6 +55,8 @@ pub struct Sweep {
     pub named: Vec<String>,
     /// The deadline passed before the walk finished.
     pub unfinished: bool,
+    /// Setuid or setgid files of the uid whose bits were cleared.
+    pub defused: u64,
 }
 
 impl Sweep {
@@ -66,6 +77,7 @@ impl Sweep {
             }
         }
         self.unfinished |= other.unfinished;
+        self.defused += other.defused;
     }
 
     /// True when nothing of the uid is known to remain.
@@ -114,14 +126,60 @@ fn is_dir(st: &FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
-/// Deletes, below `root`, every entry owned by `uid` (with everything
-/// inside a folder of the uid); stops at `deadline`.
-pub fn remove_owned(root: &Path, uid: Uid, deadline: Instant) -> Sweep {
-    walk(root, uid, deadline, false)
+/// The setuid and setgid bits.
+const SET_ID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
+
+/// Clears the setuid and setgid bits of `name` in `dir` if it is a
+/// regular file with either, still the inode `st` describes. Ok(true)
+/// when it cleared them, Ok(false) when there was nothing to do.
+fn defuse(dir: RawFd, name: &CStr, st: &FileStat) -> nix::Result<bool> {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_mode & SET_ID_BITS == 0 {
+        return Ok(false);
+    }
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = crate::sys::own_fd(openat(Some(dir), name, flags, Mode::empty())?);
+    let now = fstat(fd.as_raw_fd())?;
+    if now.st_dev != st.st_dev || now.st_ino != st.st_ino {
+        // Swapped since it was looked at: the caller looks again.
+        return Err(nix::errno::Errno::EAGAIN);
+    }
+    if now.st_mode & SET_ID_BITS == 0 {
+        return Ok(false);
+    }
+    let keep = Mode::from_bits_truncate((now.st_mode & 0o7777 & !SET_ID_BITS) as libc::mode_t);
+    nix::sys::stat::fchmod(fd.as_raw_fd(), keep)?;
+    Ok(true)
 }
 
-/// The walker: `all` when everything below `root` goes.
-fn walk(root: &Path, uid: Uid, deadline: Instant, all: bool) -> Sweep {
+/// What a walk does to the entries of the uid it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Defuse, then delete.
+    Remove,
+    /// Only defuse (the entries stay).
+    Defuse,
+}
+
+/// Deletes, below `root`, every entry owned by `uid` (with everything
+/// inside a folder of the uid), each setuid or setgid file defused first;
+/// stops at `deadline`.
+pub fn remove_owned(root: &Path, uid: Uid, deadline: Instant) -> Sweep {
+    walk(root, uid, deadline, false, Action::Remove)
+}
+
+/// Clears the setuid and setgid bits of every regular file below `root`
+/// owned by `uid`, deleting nothing; stops at `deadline`. Run on a home
+/// before `userdel -r` deletes it (see the module's text).
+pub fn defuse_owned(root: &Path, uid: Uid, deadline: Instant) -> Sweep {
+    walk(root, uid, deadline, false, Action::Defuse)
+}
+
+/// The walker: `all` when everything below `root` is the uid's.
+fn walk(root: &Path, uid: Uid, deadline: Instant, all: bool, action: Action) -> Sweep {
     let mut report = Sweep::default();
     let Ok(croot) = CString::new(root.as_os_str().as_bytes()) else {
         return report;
@@ -171,6 +229,9 @@ fn walk(root: &Path, uid: Uid, deadline: Instant, all: bool) -> Sweep {
                     report.leftover(&done.path, &format!("cannot climb back: {e}"));
                     return report;
                 }
+            }
+            if action == Action::Defuse {
+                continue;
             }
             if done.all && !done.foreign {
                 match nix::unistd::unlinkat(
@@ -231,6 +292,19 @@ fn walk(root: &Path, uid: Uid, deadline: Instant, all: bool) -> Sweep {
             });
             cur = fd;
         } else if mine {
+            match defuse(cur.as_raw_fd(), &name, &st) {
+                Ok(true) => report.defused += 1,
+                Ok(false) => {}
+                // Gone meanwhile: nothing to defuse or delete.
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => {
+                    report.leftover(&path, &format!("cannot clear its setuid/setgid bits: {e}"));
+                    continue;
+                }
+            }
+            if action == Action::Defuse {
+                continue;
+            }
             if foreign || st.st_dev != root_dev {
                 report.leftover(&path, "on another file system");
                 continue;
@@ -274,6 +348,15 @@ pub fn remove_owned_tree(path: &Path, uid: Uid, deadline: Instant) -> Sweep {
         return report;
     }
     if !is_dir(&st) {
+        match defuse(dir.as_raw_fd(), &cname, &st) {
+            Ok(true) => report.defused += 1,
+            Ok(false) => {}
+            Err(nix::errno::Errno::ENOENT) => return report,
+            Err(e) => {
+                report.leftover(path, &format!("cannot clear its setuid/setgid bits: {e}"));
+                return report;
+            }
+        }
         match nix::unistd::unlinkat(
             Some(dir.as_raw_fd()),
             cname.as_c_str(),
@@ -285,7 +368,7 @@ pub fn remove_owned_tree(path: &Path, uid: Uid, deadline: Instant) -> Sweep {
         return report;
     }
     // Empty it (everything inside goes), then remove it.
-    report.merge(walk(path, uid, deadline, true));
+    report.merge(walk(path, uid, deadline, true, Action::Remove));
     if report.is_clean() {
         match nix::unistd::unlinkat(
             Some(dir.as_raw_fd()),
@@ -297,4 +380,58 @@ pub fn remove_owned_tree(path: &Path, uid: Uid, deadline: Instant) -> Sweep {
         }
     }
     report
+}
+
+/// What [`owners_in`] found of one uid.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Entries owned by the uid.
+    pub count: u64,
+    /// The first few of them.
+    pub named: Vec<String>,
+}
+
+/// Looks (deleting nothing) below `root`, on its file system only, without
+/// following links and at most `depth` levels down (`None`: all), for
+/// entries owned by a uid in `uids`; stops at `deadline` (what was found
+/// so far is returned). For `init`, which must
+/// not hand out a uid whose earlier holder left files that no state
+/// remembers (a purge deleted it).
+pub fn owners_in(
+    root: &Path,
+    uids: std::ops::RangeInclusive<u32>,
+    depth: Option<usize>,
+    deadline: Instant,
+) -> std::collections::BTreeMap<u32, Found> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found: std::collections::BTreeMap<u32, Found> = Default::default();
+    let Ok(top) = std::fs::symlink_metadata(root) else {
+        return found;
+    };
+    let mut stack = vec![(root.to_path_buf(), 1usize)];
+    while let Some((dir, level)) = stack.pop() {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if uids.contains(&m.uid()) {
+                let f = found.entry(m.uid()).or_default();
+                f.count += 1;
+                if f.named.len() < MAX_NAMED {
+                    f.named.push(path.display().to_string());
+                }
+            }
+            if m.is_dir() && m.dev() == top.dev() && depth.is_none_or(|d| level < d) {
+                stack.push((path, level + 1));
+            }
+        }
+    }
+    found
 }

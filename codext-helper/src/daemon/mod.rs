@@ -7,10 +7,11 @@
 //!   ([`codext_wire`]), with short read and write timeouts and a cap on
 //!   connections in flight, so idle or slow peers cannot pile up.
 //! * Two lanes for account changes, so a login never waits behind a
-//!   removal: a creation runs on its connection's thread (only `useradd`
-//!   itself is serialised, by the account lock shared with the CLI); every
-//!   removal goes through one removal worker (killing and sweeping take
-//!   seconds, and hold only the removal lock).
+//!   removal: creations go through the creation lane (only `useradd`
+//!   itself is serialised, by the account lock shared with the CLI);
+//!   removals through the removal queue ([`removals`]): each user once,
+//!   a few side by side, a failing one never ahead of a first attempt
+//!   (killing and sweeping take seconds).
 //! * Connections beyond the cap wait briefly for a slot (the kernel's
 //!   listen backlog holds the rest) instead of being dropped.
 //! * Memory is bounded although it is locked: at most [`MAX_CONNECTIONS`]
@@ -25,6 +26,7 @@
 
 mod pool;
 pub mod recording;
+mod removals;
 mod requests;
 
 use crate::config::Config;
@@ -59,7 +61,7 @@ type Creation = (Entry, Sender<Result<()>>);
 struct Daemon {
     helper: Helper,
     creations: Mutex<Sender<Creation>>,
-    removals: Mutex<Sender<String>>,
+    removals: Arc<removals::Queue>,
     in_flight: AtomicUsize,
     slots: (Mutex<()>, Condvar),
     served: AtomicUsize,
@@ -84,22 +86,31 @@ pub fn serve(cfg: Config) -> Result<()> {
     crate::accounts::killer_ids(&cfg.accounts.killer_user)?;
     let helper = Helper::new(cfg)?;
     let listener = bind(&helper.cfg.socket)?;
-    let (tx, rx) = mpsc::channel();
+    let queue = Arc::new(removals::Queue::default());
     let (ctx, crx) = mpsc::channel();
     let daemon = Arc::new(Daemon {
         helper,
         creations: Mutex::new(ctx),
-        removals: Mutex::new(tx),
+        removals: Arc::clone(&queue),
         in_flight: AtomicUsize::new(0),
         slots: (Mutex::new(()), Condvar::new()),
         served: AtomicUsize::new(0),
         failures: Mutex::new(HashMap::new()),
     });
-    spawn_worker(daemon.helper.clone(), rx);
+    for _ in 0..removals::WORKERS {
+        spawn_worker(daemon.helper.clone(), Arc::clone(&queue));
+    }
     spawn_creator(daemon.helper.clone(), crx);
     match daemon.helper.reconcile(UnixTime::now()) {
         Ok(removals) => removals.into_iter().for_each(|r| daemon.schedule(r)),
         Err(e) => error!("reconciling at start: {e}"),
+    }
+    // Before the first uid is handed out: what earlier holders left that
+    // no state remembers (see Helper::rescan_range).
+    match daemon.helper.rescan_range(UnixTime::now()) {
+        Ok(held) if !held.is_empty() => warn!("quarantined uid(s) {held:?}: earlier holders left files or keys (codext-helper quarantine list)"),
+        Ok(_) => {}
+        Err(e) => error!("rescanning the uid range at start: {e}"),
     }
     spawn_reaper(Arc::clone(&daemon));
     spawn_watcher(Arc::clone(&daemon));
@@ -284,13 +295,16 @@ fn spawn_creator(helper: Helper, rx: Receiver<Creation>) {
     });
 }
 
-/// The removal lane: one removal at a time, in order.
-fn spawn_worker(helper: Helper, rx: Receiver<String>) {
+/// A removal worker: takes users from the queue (see [`removals`]).
+fn spawn_worker(helper: Helper, queue: Arc<removals::Queue>) {
     let _ = thread("removals").spawn(move || {
-        for user in rx {
-            if let Err(e) = helper.remove_account(&user, UnixTime::now()) {
+        while let Some(user) = queue.take() {
+            crate::log::debug!("removal worker: {user}");
+            let result = helper.remove_account(&user, UnixTime::now());
+            if let Err(e) = &result {
                 error!("removing {user}: {e} (the reaper retries)");
             }
+            queue.done(&user, result.is_err());
         }
     });
 }
@@ -387,9 +401,7 @@ fn thread(name: &str) -> std::thread::Builder {
 impl Daemon {
     fn schedule(&self, r: Removal) {
         let Removal::Remove(user) = r;
-        if let Ok(tx) = self.removals.lock() {
-            let _ = tx.send(user);
-        }
+        self.removals.push(&user);
     }
 
     /// Takes a connection slot, waiting up to [`SLOT_WAIT`] for one.

@@ -41,6 +41,21 @@ pub struct RemovalProgress {
     pub attempts: u32,
     /// Why the last attempt did not finish.
     pub last_error: Option<String>,
+    /// Not tried again before then (each failure doubles the wait, see
+    /// [`retry_delay`]); `None` while an attempt may run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry: Option<UnixTime>,
+}
+
+/// The longest wait between two attempts at a stuck removal.
+pub const MAX_RETRY_DELAY_SECS: u64 = 300;
+
+/// How long a removal waits after its `failures`-th failed attempt: 2 s,
+/// doubling, at most [`MAX_RETRY_DELAY_SECS`]. A removal that keeps
+/// failing is retried ever less often, so it never crowds out the others.
+pub fn retry_delay(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    (2u64 << doublings).min(MAX_RETRY_DELAY_SECS)
 }
 
 /// Everything the helper keeps about one temporary user. No secret: the
@@ -341,9 +356,28 @@ impl Entry {
             started_at: now,
             attempts: 0,
             last_error: None,
+            next_retry: None,
         });
         progress.attempts += 1;
         Ok(())
+    }
+
+    /// The attempt that [`Entry::start_removal_attempt`] counted failed at
+    /// `now` with `error`: recorded for `status`, and the next attempt
+    /// waits ([`retry_delay`]).
+    pub fn removal_failed(&mut self, error: String, now: UnixTime) {
+        if let Some(p) = self.removal.as_mut() {
+            p.last_error = Some(error);
+            p.next_retry = Some(now.plus_secs(retry_delay(p.attempts)));
+        }
+    }
+
+    /// May a removal attempt run at `now` (no failure's wait pending)?
+    pub fn removal_due(&self, now: UnixTime) -> bool {
+        self.removal
+            .as_ref()
+            .and_then(|p| p.next_retry)
+            .is_none_or(|t| now >= t)
     }
 
     /// Is it lingering at `now`?

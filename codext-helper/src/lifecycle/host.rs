@@ -6,10 +6,11 @@
 //! the unit tests use fakes, so the whole lifecycle runs without root.
 
 use super::entry::Entry;
-use crate::accounts::{self, sweep::Sweep};
+use crate::accounts::{self, sweep::Found, sweep::Sweep};
 use crate::config::Config;
 use crate::error::Result;
 use crate::ids::Uid;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,13 +47,24 @@ pub trait AccountTool: Send + Sync + Debug {
     /// Removes the uid's jobs, then kills every process and IPC object of
     /// it (the entry was checked to be codext's).
     fn stop_everything(&self, entry: &Entry) -> Result<()>;
+    /// Clears the setuid and setgid bits of the uid's files in its home
+    /// (before `userdel -r` unlinks them).
+    fn defuse_home(&self, entry: &Entry) -> Sweep;
     /// `userdel -r` and its repair; a description of any repair made.
     fn delete_record(&self, entry: &Entry) -> Result<Option<String>>;
+    /// Clears and invalidates `uid`'s kernel keyrings (no process of it
+    /// runs); how many keys of the uid are still left.
+    fn clear_keyrings(&self, uid: u32) -> Result<u64>;
     /// Sweeps the uid's files from its home and the shared folders.
     fn sweep_leftovers(&self, uid: u32, home: &Path) -> Sweep;
     /// Sweeps the uid's files from the shared folders only (a linger keeps
     /// the home).
     fn sweep_shared(&self, uid: u32) -> Sweep;
+    /// Kernel keys `uid` still owns.
+    fn keys_of(&self, uid: u32) -> u64;
+    /// Files that still belong to uids of `uids` (homes in the home base,
+    /// anything in the swept folders), by uid.
+    fn leftovers_in_range(&self, uids: std::ops::RangeInclusive<u32>) -> BTreeMap<u32, Found>;
     /// The linger the user asked for in its home, in seconds.
     fn read_linger(&self, home: &Path, uid: u32) -> u64;
     /// Start time of process `pid` (field 22 of its stat), if it runs.
@@ -83,7 +95,9 @@ pub trait Records: Send + Sync + Debug {
 #[derive(Debug, Clone)]
 pub struct SystemAccounts {
     uid_range: (u32, u32),
+    home_base: PathBuf,
     killer_user: String,
+    killer_lock: PathBuf,
     tool_timeout: Duration,
     sweep_time: Duration,
 }
@@ -93,7 +107,9 @@ impl SystemAccounts {
     pub fn new(cfg: &Config) -> SystemAccounts {
         SystemAccounts {
             uid_range: (cfg.accounts.uid_min, cfg.accounts.uid_max),
+            home_base: cfg.accounts.home_base.clone(),
             killer_user: cfg.accounts.killer_user.clone(),
+            killer_lock: cfg.state_dir.join(crate::store::KILLER_LOCK_FILE),
             tool_timeout: cfg.limits.tool_timeout,
             sweep_time: cfg.limits.sweep_time,
         }
@@ -120,10 +136,25 @@ impl AccountTool for SystemAccounts {
         accounts::check_ours(entry, self.uid_range)?;
         let killer = accounts::killer_ids(&self.killer_user)?;
         accounts::remove_jobs(entry, self.sweep_time);
-        accounts::kill(entry, killer, self.tool_timeout)
+        accounts::kill(entry, killer, &self.killer_lock, self.tool_timeout)
+    }
+    fn defuse_home(&self, entry: &Entry) -> Sweep {
+        accounts::defuse_home(entry, self.sweep_time)
     }
     fn delete_record(&self, entry: &Entry) -> Result<Option<String>> {
         accounts::delete_record(entry, self.tool_timeout)
+    }
+    fn clear_keyrings(&self, uid: u32) -> Result<u64> {
+        if !(self.uid_range.0..=self.uid_range.1).contains(&uid) {
+            return Err(crate::error::HelperError::Account(format!(
+                "uid {uid} is not in codext's range; not touching its keyrings"
+            )));
+        }
+        accounts::clear_keyrings(
+            Uid::from_raw(uid),
+            self.tool_timeout,
+            Duration::from_secs(2),
+        )
     }
     fn sweep_leftovers(&self, uid: u32, home: &Path) -> Sweep {
         accounts::sweep_leftovers(Uid::from_raw(uid), home, self.sweep_time)
@@ -139,6 +170,18 @@ impl AccountTool for SystemAccounts {
             ));
         }
         swept
+    }
+    fn keys_of(&self, uid: u32) -> u64 {
+        // Where keyctl is filtered no user can hold a key, and
+        // `/proc/key-users` may well show another kernel user's (a
+        // container's host).
+        if !crate::sys::keyrings_available() {
+            return 0;
+        }
+        crate::procfs::keys_of(Uid::from_raw(uid))
+    }
+    fn leftovers_in_range(&self, uids: std::ops::RangeInclusive<u32>) -> BTreeMap<u32, Found> {
+        accounts::leftovers_in_range(uids, &self.home_base, self.sweep_time)
     }
     fn read_linger(&self, home: &Path, uid: u32) -> u64 {
         crate::grant_keys::read_linger(home, uid)

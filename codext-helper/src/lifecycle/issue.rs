@@ -34,6 +34,10 @@ pub struct InitReport {
     pub killer_user: String,
     /// Its uid.
     pub killer_uid: u32,
+    /// uids of the range held back because something of an earlier
+    /// holder no state remembers is still there (see
+    /// [`Helper::rescan_range`]).
+    pub quarantined: Vec<u32>,
 }
 
 /// What `issue` reports.
@@ -53,7 +57,7 @@ pub struct Issued {
 
 impl Helper {
     /// Creates the server key (if missing), the group and the state folder.
-    pub fn init(&self) -> Result<InitReport> {
+    pub fn init(&self, now: UnixTime) -> Result<InitReport> {
         let key_path = &self.cfg.server_key;
         let pub_path = self.cfg.server_public_key();
         let mut created = false;
@@ -97,6 +101,9 @@ impl Helper {
         crate::channel_requests::ensure_channel_user(&self.cfg)?;
         // [recording] hook: the recorder's group, and the recorder's mode.
         crate::recording::host::ensure(&self.cfg)?;
+        // Before any uid is handed out: uids whose earlier holders left
+        // something that no state remembers are held back.
+        let quarantined = self.rescan_range(now)?;
         self.log(AuditEvent::Init {
             fingerprint: public.fingerprint().to_string(),
             created,
@@ -111,6 +118,7 @@ impl Helper {
             gid,
             killer_user: self.cfg.accounts.killer_user.clone(),
             killer_uid,
+            quarantined,
         })
     }
 
@@ -257,34 +265,32 @@ impl Helper {
         ))
     }
 
-    /// Next free uid after the cursor: not in the state, unknown to NSS
-    /// and to `/etc/passwd`. The cursor only moves forward (wrapping), so a
-    /// uid is handed out again only after the whole range has been used.
+    /// A free uid for a new user (see [`super::uids::choose`]); moves the
+    /// never-used cursor when it hands out a never-used uid.
     fn allocate_uid(&self, locked: &mut Locked, known: &dyn KnownAccounts) -> Result<u32> {
-        let (min, max) = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
-        let span = max - min + 1;
-        let start = locked
-            .state
-            .next_uid
-            .filter(|u| (min..=max).contains(u))
-            .unwrap_or(min);
-        for i in 0..span {
-            let uid = min + (start - min + i) % span;
-            let in_state = locked.state.users.values().any(|e| e.uid == uid)
-                || locked.state.quarantine.contains_key(&uid);
-            if !in_state && !known.uid_taken(uid) {
-                locked.state.next_uid = Some(if uid == max { min } else { uid + 1 });
-                return Ok(uid);
+        let range = super::uids::UidRange::of(&self.cfg);
+        let state = &locked.state;
+        let in_use: std::collections::BTreeSet<u32> = state.users.values().map(|e| e.uid).collect();
+        let pool = super::uids::Pool {
+            in_use: &in_use,
+            quarantined: &state.quarantine.keys().copied().collect(),
+            freed: &state.freed,
+            cursor: state.next_uid,
+        };
+        match range.choose(&pool, |uid| known.uid_taken(uid)) {
+            Some((uid, never_used)) => {
+                if never_used {
+                    locked.state.next_uid = Some(range.after(uid));
+                }
+                Ok(uid)
             }
-        }
-        if !locked.state.quarantine.is_empty() {
-            return Err(HelperError::Refused(format!(
-                "no free uid in {min}..={max}: {} are quarantined because their last holders left files behind; \
+            None if !locked.state.quarantine.is_empty() => Err(HelperError::Refused(format!(
+                "no free uid in {range}: {} are quarantined because their last holders left files behind; \
                  inspect them with `codext-helper quarantine list`, clean up, then `codext-helper quarantine release UID`",
                 locked.state.quarantine.len()
-            )));
+            ))),
+            None => Err(HelperError::NoUid),
         }
-        Err(HelperError::NoUid)
     }
 
     /// Puzzles a channel has yet to publish: (user, puzzle id, text).

@@ -25,6 +25,7 @@ pub mod session;
 pub mod slot;
 pub mod table;
 pub mod types;
+pub mod uids;
 
 #[cfg(test)]
 mod tests;

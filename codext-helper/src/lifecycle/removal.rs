@@ -7,6 +7,26 @@ use super::entry::Entry;
 use super::table::Phase;
 use super::types::UnixTime;
 use super::{Helper, Removal};
+
+/// How one removal attempt ended (when it did not fail).
+enum Attempt {
+    /// The agent asked for a linger: the account stays for a while, with
+    /// no process.
+    Lingering,
+    /// The account is gone.
+    Removed(Removed),
+}
+
+/// What a finished removal did.
+#[derive(Default)]
+struct Removed {
+    /// A repair `userdel` needed.
+    repaired: Option<String>,
+    /// The sweep of the home's rest and the shared folders.
+    swept: Sweep,
+    /// Kernel keys of the uid still linked somewhere.
+    keys_left: u64,
+}
 use crate::accounts::sweep::Sweep;
 use crate::audit::AuditEvent;
 use crate::error::{HelperError, Result};
@@ -29,6 +49,7 @@ impl Helper {
             let uid = entry.uid;
             self.records.withdraw(user.as_str(), uid)?;
             locked.state.users.remove(user.as_str());
+            locked.state.release_uid(uid, now.0);
         }
         locked.save()?;
         drop(locked);
@@ -44,16 +65,22 @@ impl Helper {
 
     /// Removes the account of a user in [`Phase::Removing`] and forgets it.
     /// Idempotent: a user already gone is fine. An attempt that does not
-    /// finish is recorded in the entry (`status` shows it) and retried by
-    /// the reaper.
+    /// finish — whichever step fails, the kill before a linger included —
+    /// is recorded in the entry (`status` shows it with its next retry),
+    /// audited as a failed removal, and retried by the reaper once its
+    /// wait is over ([`super::entry::retry_delay`]).
+    ///
+    /// Removals of different users run side by side (only the killer
+    /// passes take turns); one user's removal holds that user's lock.
     pub fn remove_account(&self, user: &str, now: UnixTime) -> Result<()> {
-        let _removals = self.store.lock_removals()?;
+        let held = self.store.lock_removal_of(user)?;
         let entry = {
             // Taking the account lock waits out a `useradd` in flight, so
             // the entry says for certain whether an account exists.
             let _accounts = self.store.lock_accounts()?;
             let mut locked = self.store.lock()?;
             let Some(e) = locked.state.users.get_mut(user) else {
+                held.finish();
                 return Ok(());
             };
             if e.start_removal_attempt(now).is_err() {
@@ -66,25 +93,13 @@ impl Helper {
             locked.save()?;
             snapshot
         };
-        // At the last session's close the grant may linger.
-        if self.linger_instead(&entry, now)? {
-            return Ok(());
-        }
-        let removed = match entry.account_created {
-            true => self.remove_created(&entry),
-            false => Ok((None, Sweep::default())),
-        };
-        let (repaired, swept) = match removed {
-            Ok(r) => r,
+        let removed = match self.remove_attempt(&entry, now) {
+            Ok(Attempt::Lingering) => return Ok(()),
+            Ok(Attempt::Removed(r)) => r,
             Err(e) => {
                 let mut locked = self.store.lock()?;
-                if let Some(p) = locked
-                    .state
-                    .users
-                    .get_mut(user)
-                    .and_then(|x| x.removal.as_mut())
-                {
-                    p.last_error = Some(e.to_string());
+                if let Some(x) = locked.state.users.get_mut(user) {
+                    x.removal_failed(e.to_string(), now);
                 }
                 locked.save()?;
                 drop(locked);
@@ -99,17 +114,28 @@ impl Helper {
                 return Err(e);
             }
         };
-        if let Some(what) = repaired {
+        if let Some(what) = removed.repaired {
             self.log(AuditEvent::Repair {
                 user: user.to_owned(),
                 what,
                 account_created: None,
             });
         }
+        let mut swept = removed.swept;
+        if removed.keys_left > 0 {
+            // Keys of the uid someone else's keyring still holds: the next
+            // holder of the uid would own them.
+            swept.leftovers += removed.keys_left;
+            swept.named.push(format!(
+                "{} kernel key(s) of uid {} still linked somewhere (/proc/key-users)",
+                removed.keys_left, entry.uid
+            ));
+        }
         self.records.withdraw(entry.user.as_str(), entry.uid)?;
         self.withdraw_grant_key(entry.user.as_str());
         let mut locked = self.store.lock()?;
         locked.state.users.remove(user);
+        locked.state.release_uid(entry.uid, now.0);
         let clean = swept.is_clean();
         if !clean {
             // Files of the uid remain: it is not handed out again until a
@@ -127,6 +153,7 @@ impl Helper {
         }
         locked.save()?;
         drop(locked);
+        held.finish();
         self.log(AuditEvent::Remove {
             user: user.to_owned(),
             uid: Some(entry.uid),
@@ -146,25 +173,40 @@ impl Helper {
         Ok(())
     }
 
-    /// The first steps of every removal (and of a linger): checks the
-    /// entry is codext's, removes its at jobs and crontab, then kills every
-    /// process of the uid and its IPC objects.
-    pub(crate) fn stop_everything_of(&self, entry: &Entry) -> Result<()> {
-        let a = &self.cfg.accounts;
-        crate::accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
-        self.accounts.stop_everything(entry)
-    }
-
-    /// Kills, deletes the record, sweeps (see [`crate::accounts`]); only
-    /// the `userdel` step holds the account lock, so logins are never
-    /// queued behind a slow kill or sweep.
-    fn remove_created(&self, entry: &Entry) -> Result<(Option<String>, Sweep)> {
+    /// One attempt, in this order: the kill (once), then either the linger
+    /// the agent asked for or the rest of the removal — the home's setuid
+    /// files defused, `userdel -r` (the only step under the account lock,
+    /// so logins never queue behind a slow kill or sweep), the uid's
+    /// keyrings cleared, the shared folders swept.
+    fn remove_attempt(&self, entry: &Entry, now: UnixTime) -> Result<Attempt> {
+        if !entry.account_created {
+            return Ok(Attempt::Removed(Removed::default()));
+        }
+        let user = &entry.user;
+        crate::log::debug!("removing {user}: kill");
         self.stop_everything_of(entry)?;
+        crate::log::debug!("removing {user}: killed");
+        if self.linger_after_kill(entry, now)? {
+            return Ok(Attempt::Lingering);
+        }
+        let defused = self.accounts.defuse_home(entry);
+        if !defused.is_clean() {
+            return Err(HelperError::Account(format!(
+                "cannot clear the setuid/setgid bits of every file in {} ({}{}); not removing it yet",
+                entry.home.display(),
+                defused.named.join(", "),
+                if defused.unfinished { "; out of time" } else { "" }
+            )));
+        }
+        crate::log::debug!("removing {user}: userdel");
         let repaired = {
             let _accounts = self.store.lock_accounts()?;
             self.accounts.delete_record(entry)?
         };
-        let swept = self.accounts.sweep_leftovers(entry.uid, &entry.home);
+        crate::log::debug!("removing {user}: keyrings");
+        let keys_left = self.accounts.clear_keyrings(entry.uid)?;
+        crate::log::debug!("removing {user}: sweep");
+        let mut swept = self.accounts.sweep_leftovers(entry.uid, &entry.home);
         if swept.unfinished {
             return Err(HelperError::Account(format!(
                 "the sweep of uid {}'s files did not finish within {}s ({} removed so far); the reaper continues",
@@ -173,7 +215,21 @@ impl Helper {
                 swept.removed
             )));
         }
-        Ok((repaired, swept))
+        swept.defused += defused.defused;
+        Ok(Attempt::Removed(Removed {
+            repaired,
+            swept,
+            keys_left,
+        }))
+    }
+
+    /// The first steps of every removal (and of a linger): checks the
+    /// entry is codext's, removes its at jobs and crontab, then kills every
+    /// process of the uid and its IPC objects.
+    pub(crate) fn stop_everything_of(&self, entry: &Entry) -> Result<()> {
+        let a = &self.cfg.accounts;
+        crate::accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
+        self.accounts.stop_everything(entry)
     }
 
     /// Looks again at every quarantined uid (reaper pass): one whose files
@@ -188,7 +244,14 @@ impl Helper {
             .map(|(u, q)| (*u, q.clone()))
             .collect();
         for (uid, q) in held {
-            let swept = self.accounts.sweep_leftovers(uid, &q.home);
+            let mut swept = self.accounts.sweep_leftovers(uid, &q.home);
+            let keys = self.accounts.keys_of(uid);
+            if keys > 0 {
+                swept.leftovers += keys;
+                swept
+                    .named
+                    .push(format!("{keys} kernel key(s) (/proc/key-users)"));
+            }
             let mut locked = self.store.lock()?;
             if swept.is_clean() {
                 locked.state.quarantine.remove(&uid);
@@ -208,6 +271,98 @@ impl Helper {
             }
         }
         Ok(())
+    }
+
+    /// Cleans or quarantines every uid of the range that something still
+    /// belongs to although no entry and no account stands behind it —
+    /// what left it was forgotten (a purge deleted the state and its
+    /// quarantine list, the state file was lost, or an earlier release
+    /// never cleared keyrings): kernel keys are cleared as a removal
+    /// clears them; a uid that still owns a key or a file in the home base
+    /// or a swept folder is quarantined. `init` and the daemon's start run
+    /// this before any uid is handed out. Returns the uids quarantined now.
+    pub fn rescan_range(&self, now: UnixTime) -> Result<Vec<u32>> {
+        let (min, max) = (self.cfg.accounts.uid_min, self.cfg.accounts.uid_max);
+        let known = self.accounts.known();
+        let claimed = |locked: &crate::store::Locked, uid: u32| {
+            locked.state.users.values().any(|e| e.uid == uid)
+                || locked.state.quarantine.contains_key(&uid)
+                || known.uid_taken(uid)
+        };
+        let mut found = self.accounts.leftovers_in_range(min..=max);
+        let with_keys: Vec<u32> = (min..=max)
+            .filter(|u| self.accounts.keys_of(*u) > 0)
+            .collect();
+        if !with_keys.is_empty() {
+            // Cleared under the state lock, so no issue hands the uid out
+            // meanwhile (a quick fork per uid).
+            let locked = self.store.lock()?;
+            for uid in with_keys {
+                if claimed(&locked, uid) {
+                    continue;
+                }
+                let left = self.accounts.clear_keyrings(uid).unwrap_or_else(|e| {
+                    crate::log::error!("{e}");
+                    self.accounts.keys_of(uid)
+                });
+                if left > 0 {
+                    let f = found.entry(uid).or_default();
+                    f.count += left;
+                    f.named.push(format!(
+                        "{left} kernel key(s) still linked somewhere (/proc/key-users)"
+                    ));
+                }
+            }
+        }
+        let mut locked = self.store.lock()?;
+        let in_use: std::collections::BTreeSet<u32> =
+            locked.state.users.values().map(|e| e.uid).collect();
+        let mut added = Vec::new();
+        for (uid, f) in found {
+            // An account of someone else's in the range is never handed
+            // out anyway, and its files are not ours to judge.
+            if in_use.contains(&uid)
+                || locked.state.quarantine.contains_key(&uid)
+                || known.uid_taken(uid)
+            {
+                continue;
+            }
+            let home = f
+                .named
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.parent() == Some(self.cfg.accounts.home_base.as_path()))
+                .unwrap_or_else(|| {
+                    self.cfg
+                        .accounts
+                        .home_base
+                        .join(format!(".codext-unknown-{uid}"))
+                });
+            locked.state.quarantine.insert(
+                uid,
+                Quarantine {
+                    user: "(unknown: found by init)".into(),
+                    home,
+                    since: now.0,
+                    leftovers: f.count,
+                    named: f.named.clone(),
+                },
+            );
+            added.push((uid, f));
+        }
+        if !added.is_empty() {
+            locked.save()?;
+        }
+        drop(locked);
+        for (uid, f) in &added {
+            self.log(AuditEvent::Quarantine {
+                uid: *uid,
+                user: "(unknown: found by init)".into(),
+                leftovers: f.count,
+                named: f.named.clone(),
+            });
+        }
+        Ok(added.into_iter().map(|(u, _)| u).collect())
     }
 
     /// The quarantined uids.
@@ -270,7 +425,10 @@ impl Helper {
                 });
             }
             if reaped.remove {
-                removals.push(Removal::Remove(user.clone()));
+                // A failed attempt waits out its retry delay.
+                if entry.removal_due(now) {
+                    removals.push(Removal::Remove(user.clone()));
+                }
                 if reaped.grant_expired && entry.phase == Phase::Removing {
                     events.push(expire("active"));
                 }
@@ -279,6 +437,7 @@ impl Helper {
         for (user, uid) in &forget {
             self.records.withdraw(user, *uid)?;
             locked.state.users.remove(user);
+            locked.state.release_uid(*uid, now.0);
         }
         locked.save()?;
         drop(locked);
@@ -325,7 +484,7 @@ impl Helper {
                             entry.account_created = true;
                             events.push(repair("adopted an interrupted creation", None));
                         } else {
-                            forget.push(user.clone());
+                            forget.push((user.clone(), entry.uid));
                             events.push(repair("creation never happened; forgotten", None));
                             continue;
                         }
@@ -356,8 +515,9 @@ impl Helper {
                 Phase::Removing => removals.push(Removal::Remove(user.clone())),
             }
         }
-        for user in forget {
+        for (user, uid) in forget {
             locked.state.users.remove(&user);
+            locked.state.release_uid(uid, now.0);
         }
         let armed: Vec<String> = locked
             .state

@@ -32,6 +32,9 @@ struct Machine {
     processes: BTreeMap<u32, u64>,
     fail_create: bool,
     fail_userdel: bool,
+    fail_kill: bool,
+    keys_left: u64,
+    found: BTreeMap<u32, crate::accounts::sweep::Found>,
     linger: u64,
     leftovers: u64,
     calls: Vec<String>,
@@ -88,8 +91,24 @@ impl AccountTool for Fake {
         self.m().passwd.get(e.user.as_str()) == Some(&e.uid)
     }
     fn stop_everything(&self, e: &Entry) -> Result<()> {
-        self.m().calls.push(format!("kill {}", e.uid));
+        let mut m = self.m();
+        m.calls.push(format!("kill {}", e.uid));
+        if m.fail_kill {
+            return Err(HelperError::Account(format!(
+                "uid {} still has processes [4711] and IPC objects [] after 10s",
+                e.uid
+            )));
+        }
         Ok(())
+    }
+    fn defuse_home(&self, e: &Entry) -> Sweep {
+        self.m().calls.push(format!("defuse {}", e.uid));
+        Sweep::default()
+    }
+    fn clear_keyrings(&self, uid: u32) -> Result<u64> {
+        let mut m = self.m();
+        m.calls.push(format!("keyrings {uid}"));
+        Ok(m.keys_left)
     }
     fn delete_record(&self, e: &Entry) -> Result<Option<String>> {
         let mut m = self.m();
@@ -100,7 +119,8 @@ impl AccountTool for Fake {
         m.passwd.remove(e.user.as_str());
         Ok(None)
     }
-    fn sweep_leftovers(&self, _: u32, _: &Path) -> Sweep {
+    fn sweep_leftovers(&self, uid: u32, _: &Path) -> Sweep {
+        self.m().calls.push(format!("sweep {uid}"));
         let leftovers = self.m().leftovers;
         Sweep {
             leftovers,
@@ -108,8 +128,23 @@ impl AccountTool for Fake {
             ..Sweep::default()
         }
     }
-    fn sweep_shared(&self, _: u32) -> Sweep {
+    fn sweep_shared(&self, uid: u32) -> Sweep {
+        self.m().calls.push(format!("sweep-shared {uid}"));
         Sweep::default()
+    }
+    fn keys_of(&self, _: u32) -> u64 {
+        self.m().keys_left
+    }
+    fn leftovers_in_range(
+        &self,
+        uids: std::ops::RangeInclusive<u32>,
+    ) -> BTreeMap<u32, crate::accounts::sweep::Found> {
+        self.m()
+            .found
+            .iter()
+            .filter(|(u, _)| uids.contains(u))
+            .map(|(u, f)| (*u, f.clone()))
+            .collect()
     }
     fn read_linger(&self, _: &Path, _: u32) -> u64 {
         self.m().linger
@@ -874,6 +909,204 @@ fn given_a_failing_userdel_then_the_removal_is_recorded_and_a_retry_finishes_it(
         .remove_account(i.user.as_str(), T0.plus_secs(5))
         .unwrap();
     assert!(w.entry(&i.user).is_none());
+}
+
+#[test]
+fn given_a_last_logout_then_one_kill_and_the_removal_steps_in_order_with_or_without_a_linger() {
+    let effects = |linger: u64| {
+        let w = world();
+        let i = w.user_in(Phase::Active);
+        let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+        w.fake.m().linger = linger;
+        w.fake.m().calls.clear();
+        assert!(ok(&w.open(&i.user)));
+        w.helper
+            .close_session(&i.user, SSHD_PID, Closed::Closed)
+            .unwrap();
+        w.helper.remove_account(i.user.as_str(), T0).unwrap();
+        let calls = w.fake.m().calls.clone();
+        (calls, uid, user)
+    };
+    let (calls, uid, user) = effects(0);
+    assert_eq!(
+        calls,
+        [
+            format!("kill {uid}"),
+            format!("defuse {uid}"),
+            format!("userdel {user}"),
+            format!("keyrings {uid}"),
+            format!("sweep {uid}"),
+        ],
+        "an ordinary last logout"
+    );
+    let (calls, uid, _) = effects(120);
+    assert_eq!(
+        calls,
+        [format!("kill {uid}"), format!("sweep-shared {uid}")],
+        "a last logout that lingers"
+    );
+}
+
+#[test]
+fn given_a_kill_that_fails_at_the_last_logout_then_status_and_the_audit_trail_say_so_and_it_is_retried_later(
+) {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    w.fake.m().linger = 120;
+    w.fake.m().fail_kill = true;
+    assert!(ok(&w.open(&i.user)));
+    w.helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    assert!(w.helper.remove_account(i.user.as_str(), T0).is_err());
+    let e = w.entry(&i.user).unwrap();
+    assert_eq!(e.phase, Phase::Removing);
+    let progress = e.removal.unwrap();
+    assert!(
+        progress
+            .last_error
+            .as_deref()
+            .is_some_and(|m| m.contains("still has processes")),
+        "{progress:?}"
+    );
+    assert_eq!(progress.next_retry, Some(T0.plus_secs(2)));
+    let failed = w.events("remove");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["result"], "failed");
+    assert!(failed[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("still has processes"));
+    // Not handed back before its wait is over; then it is, and succeeds.
+    assert!(w.helper.reap(T0.plus_secs(1)).unwrap().is_empty());
+    w.fake.m().fail_kill = false;
+    assert_eq!(w.helper.reap(T0.plus_secs(2)).unwrap().len(), 1);
+    w.helper
+        .remove_account(i.user.as_str(), T0.plus_secs(2))
+        .unwrap();
+}
+
+#[test]
+fn given_removals_that_keep_failing_then_each_waits_twice_as_long_up_to_five_minutes() {
+    use super::entry::retry_delay;
+    let waits: Vec<u64> = (1..=10).map(retry_delay).collect();
+    assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    assert_eq!(retry_delay(u32::MAX), 300);
+    let w = world();
+    let i = w.user_in(Phase::Removing);
+    w.fake.m().fail_userdel = true;
+    let mut now = T0;
+    for attempt in 1..=4u32 {
+        assert!(w.helper.remove_account(i.user.as_str(), now).is_err());
+        let next = w
+            .entry(&i.user)
+            .unwrap()
+            .removal
+            .unwrap()
+            .next_retry
+            .unwrap();
+        assert_eq!(next, now.plus_secs(retry_delay(attempt)));
+        assert!(w.helper.reap(UnixTime(next.0 - 1)).unwrap().is_empty());
+        now = next;
+    }
+}
+
+#[test]
+fn given_keys_of_the_uid_left_somewhere_then_the_uid_is_quarantined() {
+    let w = world();
+    let i = w.user_in(Phase::Removing);
+    let uid = w.entry(&i.user).unwrap().uid;
+    w.fake.m().keys_left = 2;
+    w.helper.remove_account(i.user.as_str(), T0).unwrap();
+    let q = w.helper.quarantined().unwrap();
+    let held = q.get(&uid).expect("quarantined");
+    assert!(
+        held.named.iter().any(|n| n.contains("kernel key")),
+        "{held:?}"
+    );
+}
+
+/// The policy itself at scale (3,000 puzzles, 1,000 uids) is
+/// `uids::tests`; here the same story through `issue`, the reaper and a
+/// removal, on a range of 20.
+#[test]
+fn given_unanswered_puzzles_and_a_removal_then_issue_hands_out_the_uid_free_the_longest() {
+    let mut w = world();
+    w.helper.cfg.accounts.uid_min = 59_000;
+    w.helper.cfg.accounts.uid_max = 59_019;
+    let step = w.helper.cfg.ttl.puzzle.as_secs() + 1;
+    let a = w.user_in(Phase::Active);
+    let a_uid = w.entry(&a.user).unwrap().uid;
+    let mut handed: Vec<u32> = Vec::new();
+    let mut free_before_a = BTreeSet::new();
+    for k in 0..60u64 {
+        // Each puzzle expires unanswered before the next is issued.
+        let now = T0.plus_secs((k + 1) * step);
+        if k == 30 {
+            let live: BTreeSet<u32> = w.helper.status().unwrap().iter().map(|e| e.uid).collect();
+            free_before_a = (59_000..=59_019).filter(|u| !live.contains(u)).collect();
+            w.set_phase(&a.user, Phase::Removing);
+            w.helper.remove_account(a.user.as_str(), now).unwrap();
+        }
+        w.helper.reap(now).unwrap();
+        let issued = w
+            .helper
+            .issue(&w.client, None, Channel::Manual, None, now)
+            .unwrap();
+        handed.push(issued.uid);
+    }
+    let first: BTreeSet<u32> = handed[..19].iter().copied().collect();
+    assert_eq!(
+        first.len(),
+        19,
+        "a uid came back before every uid had its turn"
+    );
+    let back = (30..60)
+        .find(|k| handed[*k] == a_uid)
+        .expect("never handed out again");
+    let between: BTreeSet<u32> = handed[30..back].iter().copied().collect();
+    assert!(free_before_a.is_subset(&between), "{handed:?}");
+}
+
+#[test]
+fn given_leftovers_of_a_uid_no_state_remembers_then_the_rescan_quarantines_it_and_it_is_not_handed_out(
+) {
+    let mut w = world();
+    w.helper.cfg.accounts.uid_min = 59_000;
+    w.helper.cfg.accounts.uid_max = 59_001;
+    // After a purge: the state is empty, a file of 59000 is still in /tmp.
+    w.fake.m().found.insert(
+        59_000,
+        crate::accounts::sweep::Found {
+            count: 1,
+            named: vec!["/tmp/stuck".into()],
+        },
+    );
+    assert_eq!(w.helper.rescan_range(T0).unwrap(), [59_000]);
+    assert_eq!(
+        w.helper.rescan_range(T0).unwrap(),
+        Vec::<u32>::new(),
+        "once"
+    );
+    let q = w.events("quarantine");
+    assert_eq!((q.len(), &q[0]["uid"]), (1, &serde_json::json!(59_000)));
+    for _ in 0..3 {
+        let i = w.issue();
+        assert_eq!(w.entry(&i.user).unwrap().uid, 59_001);
+        w.helper.revoke(&i.user, "test", T0).unwrap();
+    }
+    // Another uid's files while it is in use are not the rescan's business.
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    let uid = w.entry(&i.user).unwrap().uid;
+    w.fake.m().found.insert(
+        uid,
+        crate::accounts::sweep::Found {
+            count: 3,
+            named: vec![],
+        },
+    );
+    assert!(w.helper.rescan_range(T0).unwrap().is_empty());
 }
 
 #[test]

@@ -191,7 +191,7 @@ pub fn setup(cfg: &Config, opts: &SetupOptions) -> Result<()> {
     let key_dir = cfg.server_key.parent().map(Path::to_path_buf);
     let key_dir_missing = key_dir.as_ref().is_some_and(|d| !d.exists());
     let pub_missing = !cfg.server_public_key().exists();
-    let init = Helper::new(cfg.clone()).and_then(|h| h.init());
+    let init = Helper::new(cfg.clone()).and_then(|h| h.init(crate::lifecycle::UnixTime::now()));
     let report = match init {
         Ok(r) => r,
         Err(e) => {

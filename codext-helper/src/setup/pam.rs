@@ -92,6 +92,24 @@ pub(super) fn parse_all(text: &str, path: &str) -> Result<Vec<PamLine>> {
         .collect()
 }
 
+/// `text` without its line number `index` (0-based), and that line.
+fn remove_line_at(text: &str, index: usize) -> (String, String) {
+    let mut removed = String::new();
+    let kept = text
+        .split_inclusive('\n')
+        .enumerate()
+        .filter_map(|(i, l)| {
+            if i == index {
+                removed = l.to_owned();
+                None
+            } else {
+                Some(l)
+            }
+        })
+        .collect();
+    (kept, removed)
+}
+
 pub(super) fn insert_before(text: &str, index: usize, lines: &[String]) -> String {
     let mut out = String::with_capacity(text.len() + 64);
     for (i, l) in text.split_inclusive('\n').enumerate() {
@@ -112,6 +130,9 @@ pub(super) fn insert_before(text: &str, index: usize, lines: &[String]) -> Strin
 /// `@include common-auth`; the first session rule is `pam_selinux.so
 /// close` and there is exactly one `pam_selinux.so open` after it. Anything
 /// else is refused: a wrong guess in this file locks people out.
+/// `@include codext` goes first; `@include codext-session` right after
+/// `pam_selinux.so close` (moved there from an earlier release's place
+/// just before `pam_selinux.so open`).
 pub fn plan_pam_sshd(text: &str) -> Result<(String, Vec<String>)> {
     let lines = parse_all(text, PAM_SSHD)?;
     let shape = |why: &str| {
@@ -119,7 +140,7 @@ pub fn plan_pam_sshd(text: &str) -> Result<(String, Vec<String>)> {
             "{PAM_SSHD}: {why}; codext-helper setup only edits the stock Debian shape \
              (first rule `@include common-auth`, session rules framed by `pam_selinux.so close` \
              first and one `pam_selinux.so open`). Nothing was changed: add `{INCLUDE_AUTH}` as the \
-             first rule and `{INCLUDE_SESSION}` just before `pam_selinux.so open` by hand"
+             first rule and `{INCLUDE_SESSION}` just after `pam_selinux.so close` by hand"
         ))
     };
     let inc = |name: &str| PamLine::Include(name.to_owned());
@@ -150,36 +171,45 @@ pub fn plan_pam_sshd(text: &str) -> Result<(String, Vec<String>)> {
     if n_auth == 1 && !auth_ok {
         return Err(shape("`@include codext` is not the first rule"));
     }
-    // Session: between the first session rule (selinux close) and selinux open.
+    // Session: right after the first session rule (selinux close), before
+    // every other session module — pam_env above all, which reads the
+    // user's own ~/.pam_environment (Debian: `user_readenv=1`) and could
+    // otherwise replace what sshd put in SSH_AUTH_INFO_0 before
+    // pam_codext reads it.
     let session: Vec<&(usize, &PamLine)> = others
         .iter()
         .copied()
         .filter(|(_, l)| matches!(l, PamLine::Rule { kind, .. } if kind == "session"))
         .collect();
-    if !session.first().is_some_and(|(_, l)| selinux(l, "close")) {
+    let Some(&&(close, close_line)) = session.first() else {
+        return Err(shape("there is no session rule"));
+    };
+    if !selinux(close_line, "close") {
         return Err(shape(
             "the first session rule is not `pam_selinux.so close`",
         ));
     }
-    let opens: Vec<usize> = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| selinux(l, "open"))
-        .map(|(i, _)| i)
-        .collect();
-    let [open] = opens[..] else {
+    let opens = lines.iter().filter(|l| selinux(l, "open")).count();
+    if opens != 1 {
         return Err(shape("there is not exactly one `pam_selinux.so open` rule"));
-    };
-    let before_open = rules.iter().rev().find(|(i, _)| *i < open).map(|(_, l)| *l);
-    if n_session == 1 && before_open != Some(&inc("codext-session")) {
-        return Err(shape(
-            "`@include codext-session` is not the rule just before `pam_selinux.so open`",
-        ));
     }
+    let after_close = rules.iter().find(|(i, _)| *i > close).map(|(_, l)| *l);
+    let at = lines.iter().position(|l| *l == inc("codext-session"));
     // Insert from the bottom up so indices stay valid.
-    if n_session == 0 {
-        out = insert_before(&out, open, &[INCLUDE_SESSION.to_owned()]);
-        added.push(INCLUDE_SESSION.to_owned());
+    match at {
+        Some(_) if after_close == Some(&inc("codext-session")) => {}
+        Some(old) => {
+            // An earlier release placed it just before `pam_selinux.so
+            // open`, after pam_env: move it up (the line is the same, so
+            // unsetup still finds it wherever it is).
+            let (without, _) = remove_line_at(&out, old);
+            out = insert_before(&without, close + 1, &[INCLUDE_SESSION.to_owned()]);
+            added.push(INCLUDE_SESSION.to_owned());
+        }
+        None => {
+            out = insert_before(&out, close + 1, &[INCLUDE_SESSION.to_owned()]);
+            added.push(INCLUDE_SESSION.to_owned());
+        }
     }
     if n_auth == 0 {
         out = insert_before(&out, first_index, &[INCLUDE_AUTH.to_owned()]);

@@ -10,9 +10,12 @@ const DEBIAN_SSHD: &str = "# PAM configuration for the Secure Shell service\n\n\
     # Standard Un*x authentication.\n@include common-auth\n\n\
     account    required     pam_nologin.so\n@include common-account\n\n\
     session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_selinux.so close\n\
-    session    required     pam_loginuid.so\n@include common-session\n\
+    session    required     pam_loginuid.so\n\
+    session    optional     pam_keyinit.so force revoke\n@include common-session\n\
     session    optional     pam_mail.so standard noenv # [1]\n\
     session    required     pam_limits.so\n\
+    session    required     pam_env.so # [1]\n\
+    session    required     pam_env.so user_readenv=1 envfile=/etc/default/locale\n\
     # SELinux needs to intervene at login time\n\
     session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_selinux.so open\n\n\
     @include common-password\n";
@@ -25,16 +28,54 @@ fn rules(text: &str) -> Vec<PamLine> {
 }
 
 #[test]
-fn given_the_debian_stack_then_codext_goes_first_and_just_before_selinux_open() {
+fn given_the_debian_stack_then_codext_goes_first_and_its_session_right_after_selinux_close() {
     let (out, added) = plan_pam_sshd(DEBIAN_SSHD).unwrap();
     assert_eq!(added, [INCLUDE_AUTH, INCLUDE_SESSION]);
     let r = rules(&out);
     assert_eq!(r[0], PamLine::Include("codext".into()));
     assert_eq!(r[1], PamLine::Include("common-auth".into()));
-    let open = r.iter().position(|l| selinux(l, "open")).unwrap();
-    assert_eq!(r[open - 1], PamLine::Include("codext-session".into()));
+    let close = r.iter().position(|l| selinux(l, "close")).unwrap();
+    assert_eq!(r[close + 1], PamLine::Include("codext-session".into()));
+    // Before pam_loginuid, pam_keyinit, common-session and every pam_env
+    // (which reads the user's ~/.pam_environment).
+    let session_at = close + 1;
+    for later in ["pam_loginuid.so", "pam_keyinit.so", "pam_env.so"] {
+        let first = r
+            .iter()
+            .position(|l| matches!(l, PamLine::Rule { module, .. } if module == later))
+            .unwrap();
+        assert!(first > session_at, "{later} runs before codext-session");
+    }
+    let common = r
+        .iter()
+        .position(|l| *l == PamLine::Include("common-session".into()));
+    assert!(common.unwrap() > session_at);
     // Nothing else changed: removing the two lines gives the original back.
     assert_eq!(remove_lines(&out, &added), (DEBIAN_SSHD.to_owned(), 2));
+}
+
+#[test]
+fn given_the_session_include_at_the_earlier_place_after_pam_env_then_it_moves_and_unsetup_still_finds_it(
+) {
+    // The earlier release's placement: just before pam_selinux open.
+    let old = DEBIAN_SSHD.replacen(
+        "@include common-auth\n",
+        "@include codext\n@include common-auth\n",
+        1,
+    );
+    let at = old.find("session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_selinux.so open").unwrap();
+    let old = format!("{}{INCLUDE_SESSION}\n{}", &old[..at], &old[at..]);
+    let (out, added) = plan_pam_sshd(&old).unwrap();
+    assert_eq!(added, [INCLUDE_SESSION]);
+    let r = rules(&out);
+    let close = r.iter().position(|l| selinux(l, "close")).unwrap();
+    assert_eq!(r[close + 1], PamLine::Include("codext-session".into()));
+    assert_eq!(out.matches(INCLUDE_SESSION).count(), 1);
+    // Removing codext's lines by text (unsetup after an edit) leaves the stock file.
+    let (stock, found) = remove_lines(&old, &[INCLUDE_AUTH.into(), INCLUDE_SESSION.into()]);
+    assert_eq!((stock.as_str(), found), (DEBIAN_SSHD, 2));
+    let (stock, found) = remove_lines(&out, &[INCLUDE_AUTH.into(), INCLUDE_SESSION.into()]);
+    assert_eq!((stock.as_str(), found), (DEBIAN_SSHD, 2));
 }
 
 #[test]

@@ -23,8 +23,8 @@
 //! * fresh tmpfs over `/home`, `/var/log`, `/var/mail`, `/var/lib`, `/tmp`,
 //!   `/var/tmp`, `/dev/shm`, and `/var/spool` (its cron and at folders made
 //!   again with the host's owners and modes, so at jobs and crontabs stay
-//!   inside); `/tmp` and `/var/tmp` without `nosuid`, as on Debian, so a
-//!   setuid leftover is a real one; a fresh `/proc` for the new PID
+//!   inside); `/tmp`, `/var/tmp` and `/home` without `nosuid`, as on
+//!   Debian, so a setuid leftover is a real one; a fresh `/proc` for the new PID
 //!   namespace;
 //! * the session recorder, built statically by `tests/build.rs`, where the
 //!   package installs it (`/usr/lib/codext/codext-record`, root's, 0755;
@@ -77,9 +77,9 @@ fn hidden(path: &Path) -> bool {
 
 fn tmpfs(target: &str, mode: &str) {
     let data = format!("mode={mode}");
-    // Debian's /tmp and /var/tmp sit on the root file system, setuid
-    // allowed: so here too.
-    let flags = if matches!(target, "/tmp" | "/var/tmp") {
+    // Debian's /tmp, /var/tmp and /home sit on the root file system,
+    // setuid allowed: so here too (a setuid leftover is a real one).
+    let flags = if matches!(target, "/tmp" | "/var/tmp" | "/home") {
         MsFlags::MS_NODEV
     } else {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV

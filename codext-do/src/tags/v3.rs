@@ -1,5 +1,5 @@
 //! Channel format **v3**: how puzzles, answers and puzzle requests travel
-//! in DigitalOcean tags with fewer API calls than v2 ([`crate::tags`]).
+//! in DigitalOcean tags with fewer API calls than v2 ([`super::v2`]).
 //! Requests and answers are attached to the server's droplet; a puzzle's
 //! chunk tags are attached to nothing (the agent reads them in the
 //! account's tag listing), so each costs two calls (create, delete) where
@@ -13,7 +13,7 @@
 //! | request for a puzzle | `codext3:<d>:q:<32 hex>` |
 //!
 //! * The chunk data is the puzzle's binary envelope
-//!   ([`crate::Puzzle::to_bytes`]) in unpadded base64url (6 bits a
+//!   ([`codext_core::Puzzle::to_bytes`]) in unpadded base64url (6 bits a
 //!   character against base32's 5), and the chunk header is 12 characters
 //!   (`p`, the first 4 bytes of the puzzle id in hex, the index and the
 //!   count as one base-36 digit each, `:`): a 3072-bit agent key and a
@@ -38,24 +38,18 @@
 //! read only their droplet's tags and ignore anything malformed (a droplet's
 //! tags are written by whoever holds a token: untrusted input).
 
-use crate::answer::Answer;
-use crate::encoding::{b32_decode, b32_encode, hex, hex_decode};
-use crate::keys::Fingerprint;
-use crate::puzzle::TEXT_PREFIX;
-use crate::tags::{join_chunks, Chunk, MAX_TAG_LEN};
+use super::{has_prefix, join_chunks, Chunk, MAX_TAG_LEN};
+use codext_core::encoding::{b32_decode, b32_encode, hex, hex_decode};
+use codext_core::puzzle::TEXT_PREFIX;
+use codext_core::{Answer, Fingerprint};
 use data_encoding::BASE64URL_NOPAD;
 
 /// Prefix of every v3 codext tag.
-pub const TAG_PREFIX: &str = "codext3:";
+pub const TAG_PREFIX: &str = super::V3_PREFIX;
 /// Most chunks one puzzle can have (the count is one base-36 digit).
 pub const MAX_PUZZLE_CHUNKS: usize = 35;
 /// `p` + 8 hex + index + count + `:`, after the namespace.
 const PUZZLE_HEADER_LEN: usize = 1 + 8 + 1 + 1 + 1;
-
-fn has_prefix(tag: &str, prefix: &str) -> bool {
-    tag.get(..prefix.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
-}
 
 fn base36(n: usize) -> Option<char> {
     char::from_digit(u32::try_from(n).ok()?, 36)
@@ -118,7 +112,7 @@ impl Space3 {
         MAX_TAG_LEN.saturating_sub(self.prefix.len() + PUZZLE_HEADER_LEN)
     }
 
-    /// Splits a puzzle's text form (`cdx1…`, [`crate::Puzzle::to_text`])
+    /// Splits a puzzle's text form (`cdx1…`, [`codext_core::Puzzle::to_text`])
     /// into v3 chunk tags labelled with the first four bytes of
     /// `puzzle_id`. A text that is not a `cdx1` base32 envelope, or would
     /// need more than [`MAX_PUZZLE_CHUNKS`] tags, gives no tags at all.
@@ -177,7 +171,7 @@ impl Space3 {
 
     /// Reassembles every complete puzzle of this droplet among `tags`, in
     /// any order, and returns each in the v1 text form (`cdx1…`, which
-    /// [`crate::Puzzle::from_text`] parses and the agent then verifies). A
+    /// [`codext_core::Puzzle::from_text`] parses and the agent then verifies). A
     /// group with a missing chunk, two counts, two different texts for one
     /// index, or data that is not base64url is left out.
     pub fn collect_puzzles(&self, tags: &[String]) -> Vec<String> {
@@ -275,7 +269,7 @@ mod tests {
         assert_eq!(sp().collect_puzzles(&shuffled), vec![t]);
         // v2 needs eight for the same puzzle.
         assert_eq!(
-            crate::tags::Space::new(D)
+            crate::tags::v2::Space::new(D)
                 .puzzle_tags(&text(1011, 1), &id(1))
                 .len(),
             8
@@ -343,7 +337,7 @@ mod tests {
         let fp = Fingerprint([0xcd; 32]);
         assert_eq!(sp().request_in(&sp().request_tag(&fp)), Some([0xcd; 16]));
         assert!(Space3::new(1).answer_in(&sp().answer_tag(&a)).is_none());
-        assert!(crate::tags::Space::new(D)
+        assert!(crate::tags::v2::Space::new(D)
             .answer_in(&sp().answer_tag(&a))
             .is_none());
     }

@@ -25,112 +25,20 @@
 //! untrusted input (a puzzle is verified by its signature later, an answer
 //! by its proof).
 
-use crate::answer::Answer;
-use crate::encoding::{hex, hex_decode};
-use crate::keys::Fingerprint;
+use super::{has_prefix, join_chunks, Chunk, MAX_TAG_LEN};
+use codext_core::encoding::{hex, hex_decode};
+use codext_core::{Answer, Fingerprint};
 use codext_wire::UserName;
-use std::collections::BTreeMap;
 
 /// Prefix of every v2 codext tag.
-pub const TAG_PREFIX: &str = "codext2:";
-/// Prefix of the v1 tags (no droplet in the name; never read, never
-/// deleted account-wide, only detached from the server's own droplet).
-pub const LEGACY_PREFIX: &str = "codext:";
-/// Longest tag DigitalOcean accepts.
-pub const MAX_TAG_LEN: usize = 255;
+pub const TAG_PREFIX: &str = super::V2_PREFIX;
 /// Most chunks one puzzle can have (the count is two hex digits).
 pub const MAX_PUZZLE_CHUNKS: usize = 255;
 /// `p:` + 8 hex + `:` + 2 hex + `:` + 2 hex + `:`, after the namespace.
 const PUZZLE_HEADER_LEN: usize = 2 + 8 + 1 + 2 + 1 + 2 + 1;
 
-/// True when `tag` is a valid DigitalOcean tag name.
-pub fn is_valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && tag.len() <= MAX_TAG_LEN
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b':')
-}
-
-fn has_prefix(tag: &str, prefix: &str) -> bool {
-    tag.get(..prefix.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
-}
-
-/// True for tags in codext's namespaces (v3 `codext3:`, v2 `codext2:` or v1 `codext:`,
-/// any capitalization), whatever droplet they name.
-pub fn is_codext_tag(tag: &str) -> bool {
-    has_prefix(tag, TAG_PREFIX)
-        || has_prefix(tag, LEGACY_PREFIX)
-        || has_prefix(tag, crate::tags3::TAG_PREFIX)
-}
-
 fn is_puzzle_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-/// The chunks of one puzzle seen so far: its count and index -> data; `None`
-/// once two chunks contradict each other.
-type Group = Option<(u8, BTreeMap<u8, String>)>;
-
-/// One parsed puzzle chunk (of format v2 or v3).
-pub(crate) struct Chunk {
-    pub(crate) id: [u8; 4],
-    pub(crate) index: u8,
-    pub(crate) count: u8,
-    pub(crate) data: String,
-}
-
-impl Chunk {
-    /// A chunk, if `index` is below a non-zero `count` and `data` is
-    /// non-empty and made of `valid` characters.
-    pub(crate) fn checked(
-        id: [u8; 4],
-        index: u8,
-        count: u8,
-        data: &str,
-        valid: fn(u8) -> bool,
-    ) -> Option<Chunk> {
-        (count > 0 && index < count && !data.is_empty() && data.bytes().all(valid)).then(|| Chunk {
-            id,
-            index,
-            count,
-            data: data.to_owned(),
-        })
-    }
-}
-
-/// Groups `chunks` by puzzle id and joins each complete group's data in
-/// index order, ordered by id. A group with a missing chunk, two different
-/// counts, or two different texts for one index is left out.
-pub(crate) fn join_chunks(chunks: impl Iterator<Item = Chunk>) -> Vec<String> {
-    let mut groups: BTreeMap<[u8; 4], Group> = BTreeMap::new();
-    for chunk in chunks {
-        let entry = groups
-            .entry(chunk.id)
-            .or_insert_with(|| Some((chunk.count, BTreeMap::new())));
-        let consistent = match entry {
-            Some((count, parts)) if *count == chunk.count => match parts.get(&chunk.index) {
-                Some(existing) => *existing == chunk.data,
-                None => {
-                    parts.insert(chunk.index, chunk.data);
-                    true
-                }
-            },
-            _ => false,
-        };
-        if !consistent {
-            *entry = None;
-        }
-    }
-    groups
-        .into_values()
-        .flatten()
-        .filter(|(count, parts)| parts.len() == usize::from(*count))
-        // A BTreeMap iterates in key order, and len == count with every
-        // key < count means the keys are exactly 0..count.
-        .map(|(_, parts)| parts.into_values().collect::<String>())
-        .collect()
 }
 
 /// The tag namespace of one droplet: `codext2:<droplet id>:`. A tag in it
@@ -178,7 +86,7 @@ impl Space {
         MAX_TAG_LEN.saturating_sub(self.prefix.len() + PUZZLE_HEADER_LEN)
     }
 
-    /// Splits a puzzle's text form (`cdx1…`, see [`crate::Puzzle::to_text`])
+    /// Splits a puzzle's text form (`cdx1…`, see [`codext_core::Puzzle::to_text`])
     /// into chunk tags of at most 255 characters, labelled with the first
     /// four bytes of `puzzle_id` so several puzzles can share one droplet.
     ///
@@ -234,7 +142,7 @@ impl Space {
     /// chunk, two different counts, or two different texts for one index is
     /// left out, as is every tag that is not a well-formed chunk of this
     /// droplet. The texts come back lowercase, ordered by id;
-    /// [`crate::Puzzle::from_text`] still has to parse and verify each.
+    /// [`codext_core::Puzzle::from_text`] still has to parse and verify each.
     pub fn collect_puzzles(&self, tags: &[String]) -> Vec<String> {
         join_chunks(tags.iter().filter_map(|t| self.parse_chunk(t)))
     }
@@ -309,8 +217,9 @@ impl Space {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{is_codext_tag, is_valid_tag};
     use super::*;
-    use crate::encoding::b32_encode;
+    use codext_core::encoding::b32_encode;
 
     const D: u64 = 4242;
 
