@@ -20,10 +20,10 @@
 //! 3. runs the real shell as its child — with a pseudo-terminal of its own
 //!    when sshd gave the channel one (window size followed on SIGWINCH),
 //!    else with pipes — and relays every byte, recording each one before
-//!    passing it on; signals sshd sends it go to the child; its exit status
+//!    passing it on (what crosses to the helper, and when: [`link`]);
+//!    signals sshd sends it go to the child; its exit status
 //!    (or signal) becomes the recorder's;
-//! 4. ends the record with the exit status and waits for the helper to
-//!    seal it.
+//! 4. ends the record with the exit status (the helper seals it).
 //!
 //! It is linked statically (no dynamic loader, so `LD_PRELOAD` and friends
 //! from `~/.pam_environment` load nothing into it), reads nothing from its
@@ -32,6 +32,7 @@
 //! for `SHELL`), and never writes a file.
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod link;
 mod relay;

@@ -16,10 +16,10 @@
 //! **Conversation.** The recorder opens with [`Hello`]; the helper checks
 //! the peer (see `codext-helper/src/daemon/recording.rs`) and answers
 //! [`ToRecorder::Accept`] or [`ToRecorder::Refuse`]. Then the recorder
-//! streams `Data`, `Resize` and `Sftp` frames and ends with `End`; the
-//! helper seals the record and answers [`ToRecorder::Closed`] with the
-//! record's SHA-256 (as written to the audit trail). Nothing else is valid
-//! in either direction.
+//! streams `Data`, `Count`, `Resize` and `Sftp` frames and ends with `End`;
+//! the helper seals the record and answers [`ToRecorder::Closed`] with the
+//! record's SHA-256 (as written to the audit trail; the recorder need not
+//! wait for it). Nothing else is valid in either direction.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -43,12 +43,16 @@ pub const MAX_COMMAND: usize = 32 * 1024;
 pub const MAX_TEXT: usize = 512;
 /// Longest path in an sftp operation (longer ones are cut).
 pub const MAX_PATH: usize = 4096;
+/// Longest time data past the first part waits in the recorder before it
+/// is sent (milliseconds).
+pub const FLUSH_MS: u64 = 250;
 
 const HELLO: u8 = 1;
 const DATA: u8 = 2;
 const RESIZE: u8 = 3;
 const SFTP: u8 = 4;
 const END: u8 = 5;
+const COUNT: u8 = 6;
 const ACCEPT: u8 = 16;
 const REFUSE: u8 = 17;
 const CLOSED: u8 = 18;
@@ -163,6 +167,15 @@ pub enum ToHelper<'a> {
         /// Flags or byte counts, as text; may be empty.
         detail: &'a str,
     },
+    /// Bytes relayed on `stream` that the recorder did not send, because
+    /// the record would not keep them (past a cap, or a channel whose data
+    /// is not kept): counted, so the record says how much was dropped.
+    Count {
+        /// Which way.
+        stream: Stream,
+        /// How many bytes.
+        bytes: u64,
+    },
     /// The command ended; nothing follows.
     End {
         /// When.
@@ -189,6 +202,14 @@ pub enum ToRecorder {
         /// If the helper becomes unreachable mid-channel and stays so, run
         /// on unrecorded (true) or end the channel (false).
         fail_open: bool,
+        /// Bytes of data to send as they pass, from the start (the part
+        /// the record keeps first).
+        head_bytes: u64,
+        /// Past those, the newest bytes to keep in the recorder and send
+        /// at least every [`FLUSH_MS`] (the part the record keeps last).
+        tail_bytes: u64,
+        /// Bytes of a command's standard input to send (the record's cap).
+        input_bytes: u64,
     },
     /// No: the channel must not run. The reason is for the user.
     Refuse {
@@ -231,8 +252,9 @@ impl fmt::Display for ProtoError {
 
 impl std::error::Error for ProtoError {}
 
-/// Reads one frame body into `buf` (cleared first; its capacity should be
-/// [`MAX_FRAME`] so that nothing is allocated per frame) and returns it.
+/// Reads one frame body into `buf` and returns it. `buf` grows to the
+/// largest frame read (at most [`MAX_FRAME`]) and is reused as it is:
+/// nothing is allocated or cleared per frame.
 pub fn read_frame<'b>(r: &mut impl Read, buf: &'b mut Vec<u8>) -> Result<&'b [u8], ProtoError> {
     let mut len = [0u8; 4];
     let mut got = 0;
@@ -250,16 +272,18 @@ pub fn read_frame<'b>(r: &mut impl Read, buf: &'b mut Vec<u8>) -> Result<&'b [u8
     if size == 0 || size > MAX_FRAME {
         return Err(ProtoError::BadLength(n));
     }
-    buf.clear();
-    buf.resize(size, 0);
-    r.read_exact(buf).map_err(|e| {
+    if buf.len() < size {
+        buf.resize(size, 0);
+    }
+    let body = &mut buf[..size];
+    r.read_exact(body).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
             ProtoError::Truncated
         } else {
             ProtoError::Io(e)
         }
     })?;
-    Ok(&buf[..])
+    Ok(body)
 }
 
 /// Writes `body` as one frame (one `write` of prefix and body, from
@@ -351,6 +375,33 @@ impl ToHelper<'_> {
     /// Encodes into `out` (cleared first).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.clear();
+        self.encode_append(out);
+    }
+
+    /// Encodes as a whole frame, length first, into `out` (cleared first):
+    /// what [`write_frame`] would send, built in one buffer.
+    pub fn encode_framed(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&[0; 4]);
+        self.encode_append(out);
+        // Lossless: a message is at most MAX_FRAME bytes.
+        let len = (out.len() - 4) as u32;
+        out[..4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// For a `Data` frame: its length prefix and header, 14 bytes, to be
+    /// followed by the data itself (written without copying it).
+    pub fn data_header(stream: Stream, t_us: u64, len: usize) -> [u8; 14] {
+        let mut h = [0u8; 14];
+        // Lossless: the data is at most MAX_DATA bytes.
+        h[..4].copy_from_slice(&((len + 10) as u32).to_be_bytes());
+        h[4] = DATA;
+        h[5] = stream.byte();
+        h[6..14].copy_from_slice(&t_us.to_be_bytes());
+        h
+    }
+
+    fn encode_append(&self, out: &mut Vec<u8>) {
         match self {
             ToHelper::Hello(h) => {
                 out.push(HELLO);
@@ -399,6 +450,11 @@ impl ToHelper<'_> {
                 put_bytes(out, path, MAX_PATH);
                 put_bytes(out, path2, MAX_PATH);
                 put_bytes(out, cut_str(detail, MAX_TEXT).as_bytes(), MAX_TEXT);
+            }
+            ToHelper::Count { stream, bytes } => {
+                out.push(COUNT);
+                out.push(stream.byte());
+                out.extend_from_slice(&bytes.to_be_bytes());
             }
             ToHelper::End { t_us, exit } => {
                 out.push(END);
@@ -472,6 +528,11 @@ impl ToHelper<'_> {
                 path2: r.bytes(MAX_PATH)?,
                 detail: r.text(MAX_TEXT)?,
             },
+            COUNT => ToHelper::Count {
+                stream: Stream::from_byte(r.u8()?)
+                    .ok_or(ProtoError::Malformed("unknown stream"))?,
+                bytes: r.u64()?,
+            },
             END => {
                 let t_us = r.u64()?;
                 let kind = r.u8()?;
@@ -501,13 +562,20 @@ impl ToRecorder {
                 record,
                 input,
                 fail_open,
+                head_bytes,
+                tail_bytes,
+                input_bytes,
             } => {
                 out.push(ACCEPT);
                 out.push(PROTOCOL);
                 out.push(u8::from(*record) | (u8::from(*input) << 1) | (u8::from(*fail_open) << 2));
                 put_bytes(&mut out, cut_str(id, MAX_TEXT).as_bytes(), MAX_TEXT);
                 put_bytes(&mut out, shell, MAX_PATH);
+                for n in [head_bytes, tail_bytes, input_bytes] {
+                    out.extend_from_slice(&n.to_be_bytes());
+                }
             }
+
             ToRecorder::Refuse { reason } => {
                 out.push(REFUSE);
                 put_bytes(&mut out, cut_str(reason, MAX_TEXT).as_bytes(), MAX_TEXT);
@@ -538,6 +606,9 @@ impl ToRecorder {
                     fail_open: flags & 4 != 0,
                     id: r.text(MAX_TEXT)?.to_owned(),
                     shell: r.bytes(MAX_PATH)?.to_vec(),
+                    head_bytes: r.u64()?,
+                    tail_bytes: r.u64()?,
+                    input_bytes: r.u64()?,
                 }
             }
             REFUSE => ToRecorder::Refuse {
@@ -551,6 +622,20 @@ impl ToRecorder {
         r.done()?;
         Ok(msg)
     }
+}
+
+/// Writes every slice (`write_vectored` until all is written).
+pub fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -604,6 +689,10 @@ mod tests {
             path2: b"/b",
             detail: "",
         });
+        roundtrip(ToHelper::Count {
+            stream: Stream::In,
+            bytes: 1 << 40,
+        });
         roundtrip(ToHelper::End {
             t_us: 10,
             exit: Exit::Signal(9),
@@ -615,6 +704,9 @@ mod tests {
                 record: true,
                 input: false,
                 fail_open: true,
+                head_bytes: 4 << 20,
+                tail_bytes: 4 << 20,
+                input_bytes: 1 << 20,
             },
             ToRecorder::Refuse {
                 reason: "no".into(),
@@ -658,6 +750,29 @@ mod tests {
         ] {
             assert!(ToHelper::decode(body).is_err(), "{body:?}");
         }
+        // A data header and its bytes read back as the data frame.
+        let mut wire = ToHelper::data_header(Stream::Out, 9, 3).to_vec();
+        wire.extend_from_slice(b"abc");
+        assert_eq!(
+            ToHelper::decode(read_frame(&mut &wire[..], &mut buf).unwrap()).unwrap(),
+            ToHelper::Data {
+                stream: Stream::Out,
+                t_us: 9,
+                bytes: b"abc"
+            }
+        );
+        // A framed encoding reads back as the message.
+        let m = ToHelper::Resize {
+            t_us: 7,
+            cols: 1,
+            rows: 2,
+        };
+        let mut framed = Vec::new();
+        m.encode_framed(&mut framed);
+        assert_eq!(
+            ToHelper::decode(read_frame(&mut &framed[..], &mut buf).unwrap()).unwrap(),
+            m
+        );
         // A frame written and read back.
         let mut wire = Vec::new();
         let mut scratch = Vec::new();

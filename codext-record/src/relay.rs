@@ -9,7 +9,7 @@
 use crate::link::{Link, Lost, Opened};
 use crate::sys::{self, Status};
 use crate::Mode;
-use codext_record::proto::{Exit, Stream, ToHelper, MAX_DATA};
+use codext_record::proto::{Exit, Stream, ToHelper};
 use codext_record::{sftp, Kind};
 use std::ffi::OsString;
 use std::fs::File;
@@ -21,6 +21,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
+
+/// Largest read from the shell or the client (the link cuts it in frames).
+const READ: usize = 256 * 1024;
+/// Pipe buffers asked for between the shell and the recorder, and to sshd
+/// (fewer, larger reads and writes on a bulk transfer).
+const PIPE: i32 = 1 << 20;
 
 /// The shell's pid, for [`fatal`].
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -41,12 +47,7 @@ fn fatal(lost: &Lost) -> ! {
 }
 
 fn record(link: &Link, stream: Stream, bytes: &[u8]) {
-    let t_us = link.now_us();
-    if let Err(lost) = link.send(&ToHelper::Data {
-        stream,
-        t_us,
-        bytes,
-    }) {
+    if let Err(lost) = link.data(stream, bytes) {
         fatal(&lost);
     }
 }
@@ -99,12 +100,24 @@ pub fn run(opened: Opened, mode: Mode, env: Vec<(OsString, OsString)>, tty: bool
             eprintln!("codext: cannot run the shell: {e}");
             std::process::exit(127)
         }
-        Opened::Record { link, shell, input } => (Arc::from(link), shell, input),
+        Opened::Record { link, shell, input } => (Arc::<Link>::from(link), shell, input),
     };
     if let Err(e) = sys::block_handled() {
         eprintln!("codext: cannot set up signals: {e}");
         std::process::exit(1)
     }
+    // What waits in the recorder goes out at least every FLUSH_MS, also
+    // when the channel falls quiet. (Started after the signals are
+    // blocked: every thread must leave them to the main one.)
+    let l = Arc::clone(&link);
+    let _ = std::thread::Builder::new()
+        .name("flush".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(codext_record::proto::FLUSH_MS));
+            if let Err(lost) = l.flush_due() {
+                fatal(&lost);
+            }
+        });
     let kind = match &mode {
         Mode::Command(c) => Kind::of(false, c),
         _ => Kind::Shell,
@@ -214,7 +227,7 @@ fn run_tty(cmd: Command, link: &Arc<Link>, input: bool) -> Status {
                 return;
             };
             let (mut src, mut dst) = (File::from(src), File::from(m_in));
-            let mut buf = vec![0u8; MAX_DATA];
+            let mut buf = vec![0u8; READ];
             loop {
                 let n = match src.read(&mut buf) {
                     Ok(0) | Err(_) => break,
@@ -240,7 +253,7 @@ fn run_tty(cmd: Command, link: &Arc<Link>, input: bool) -> Status {
                 return;
             };
             let mut out = File::from(out);
-            let mut buf = vec![0u8; MAX_DATA];
+            let mut buf = vec![0u8; READ];
             let mut client_gone = false;
             loop {
                 let n = match src.read(&mut buf) {
@@ -279,7 +292,7 @@ fn pump_out(
         Ok(f) => f,
         Err(_) => return,
     });
-    let mut buf = vec![0u8; MAX_DATA];
+    let mut buf = vec![0u8; READ];
     let mut client_gone = false;
     loop {
         let n = match src.read(&mut buf) {
@@ -312,6 +325,17 @@ fn run_pipes(cmd: Command, link: &Arc<Link>, is_sftp: bool) -> Status {
     let pid = child.id() as i32;
     let decoder = is_sftp.then(|| Arc::new(Mutex::new(sftp::Decoder::new())));
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    for fd in [
+        stdout.as_ref().map(AsRawFd::as_raw_fd),
+        stderr.as_ref().map(AsRawFd::as_raw_fd),
+        Some(1),
+        Some(2),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        sys::grow_pipe(fd, PIPE);
+    }
     // Client -> shell.
     if let Some(mut dst) = stdin {
         let l = Arc::clone(link);
@@ -323,7 +347,7 @@ fn run_pipes(cmd: Command, link: &Arc<Link>, is_sftp: bool) -> Status {
                     return;
                 };
                 let mut src = File::from(src);
-                let mut buf = vec![0u8; MAX_DATA];
+                let mut buf = vec![0u8; READ];
                 loop {
                     let n = match src.read(&mut buf) {
                         Ok(0) => break,

@@ -372,3 +372,11 @@ pub fn close_std(fd: RawFd) {
     // /dev/null) for the rest of the process.
     unsafe { libc::dup2(null.as_raw_fd(), fd) };
 }
+
+/// Asks for a pipe buffer of `bytes` (`F_SETPIPE_SZ`); a descriptor that is
+/// not a pipe, or a size over the system's limit, is left as it is.
+pub fn grow_pipe(fd: RawFd, bytes: libc::c_int) {
+    // SAFETY: F_SETPIPE_SZ takes an integer and changes only the pipe's
+    // buffer size.
+    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes) };
+}

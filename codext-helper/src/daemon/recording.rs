@@ -42,6 +42,10 @@ use std::time::Duration;
 pub const MAX_CHANNELS: usize = 256;
 /// How long a recorder may take to say hello.
 const HELLO_WAIT: Duration = Duration::from_secs(5);
+/// How far a recording thread lowers its priority below the helper's (the
+/// unit's `Nice=-10` is for the account lanes; a channel's frames must
+/// not preempt the sshd and ssh that carry the channel itself).
+const RECORD_NICE: i32 = 10;
 /// How far up the process tree a session's sshd is looked for.
 const MAX_DEPTH: usize = 64;
 
@@ -178,6 +182,7 @@ fn serve(helper: &Helper) -> Result<(), String> {
             .name("record".into())
             .stack_size(128 * 1024)
             .spawn(move || {
+                let _ = crate::sys::lower_thread_priority(RECORD_NICE);
                 // Lossless on Linux: pids and ids are non-negative.
                 handle(&s, stream, creds.pid() as u32, creds.uid(), creds.gid());
                 s.open.fetch_sub(1, Ordering::SeqCst);
@@ -354,6 +359,9 @@ fn handle(s: &Shared, mut stream: UnixStream, pid: u32, uid: u32, gid: u32) {
                         record: false,
                         input: false,
                         fail_open: true,
+                        head_bytes: 0,
+                        tail_bytes: 0,
+                        input_bytes: 0,
                     },
                 );
             } else {
@@ -409,20 +417,17 @@ fn stream_record(
         let c = String::from_utf8_lossy(&hello.command);
         c.chars().take(256).collect()
     });
-    s.helper.log(AuditEvent::RecordOpen {
-        id: id.clone(),
-        user: user.clone(),
-        session: session_id(&user, peer.session.pid, peer.session.opened_at.0),
-        kind: kind.as_str(),
-        command,
-        continues: (!hello.continues.is_empty()).then(|| hello.continues.clone()),
-    });
     let accept = ToRecorder::Accept {
         id: id.clone(),
         shell: cfg.accounts.shell.as_os_str().as_encoded_bytes().to_vec(),
         record: true,
         input: hello.tty && cfg.recording.input,
         fail_open: cfg.recording.fail_open,
+        // What the record keeps (`store.rs`): the recorder sends the first
+        // half as it passes and holds back the newest of the rest.
+        head_bytes: cfg.recording.output_bytes / 2,
+        tail_bytes: cfg.recording.output_bytes - cfg.recording.output_bytes / 2,
+        input_bytes: cfg.recording.input_bytes,
     };
     if let Err(e) = write(&mut stream, &accept) {
         let _ = s.store.finish(
@@ -432,6 +437,15 @@ fn stream_record(
         );
         return;
     }
+    // The channel starts now; its audit line is written meanwhile.
+    s.helper.log(AuditEvent::RecordOpen {
+        id: id.clone(),
+        user: user.clone(),
+        session: session_id(&user, peer.session.pid, peer.session.opened_at.0),
+        kind: kind.as_str(),
+        command,
+        continues: (!hello.continues.is_empty()).then(|| hello.continues.clone()),
+    });
     let _ = stream.set_read_timeout(None);
     let outcome = loop {
         let frame = match proto::read_frame(&mut stream, &mut buf) {
@@ -452,6 +466,10 @@ fn stream_record(
                 path2,
                 detail,
             }) => w.sftp(t_us, op, path, path2, detail),
+            Ok(ToHelper::Count { stream: st, bytes }) => {
+                w.count(st, bytes);
+                Ok(())
+            }
             Ok(ToHelper::End { exit, .. }) => break Ok(exit),
             Ok(ToHelper::Hello(_)) => break Err("protocol error: a second hello".into()),
             Err(e) => break Err(format!("protocol error: {e}")),

@@ -151,6 +151,20 @@ pub fn event_line(t_us: u64, code: &str, text: &str) -> String {
     format!("[{},\"{code}\",{data}]\n", seconds(t_us))
 }
 
+/// The length [`event_line`] would have, without building it.
+pub fn event_line_len(t_us: u64, code: &str, text: &str) -> u64 {
+    let mut n = 0u64;
+    for c in text.chars() {
+        n += match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8() as u64,
+        };
+    }
+    // [ seconds ,"code", "text" ] and the newline.
+    (seconds(t_us).len() + code.len() + 9) as u64 + n
+}
+
 /// An `x` line: `[t, "x", {"op": …, "path": …, …}]`.
 pub fn sftp_line(t_us: u64, op: &str, path: &[u8], path2: &[u8], detail: &str) -> String {
     let mut obj = serde_json::Map::new();
@@ -169,38 +183,43 @@ pub fn sftp_line(t_us: u64, op: &str, path: &[u8], path2: &[u8], detail: &str) -
     )
 }
 
+/// How many bytes at the end of `b` are the start of a UTF-8 sequence
+/// that the next bytes may complete (0 to 3).
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=b.len().min(3) {
+        let lead = b[b.len() - back];
+        if lead & 0xc0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let want = match lead {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => return 0,
+        };
+        return if back < want { back } else { 0 };
+    }
+    0
+}
+
 /// Turns bytes into text, joining a UTF-8 sequence split across calls
 /// (`carry` holds at most 3 bytes between them); invalid bytes become
-/// U+FFFD.
+/// U+FFFD (as `String::from_utf8_lossy` does, in one pass).
 pub fn decode_lossy(carry: &mut Vec<u8>, bytes: &[u8]) -> String {
-    let mut buf = std::mem::take(carry);
-    buf.extend_from_slice(bytes);
-    let mut out = String::with_capacity(buf.len());
-    let mut rest: &[u8] = &buf;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                out.push_str(s);
-                break;
-            }
-            Err(e) => {
-                let (good, bad) = rest.split_at(e.valid_up_to());
-                out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                match e.error_len() {
-                    Some(n) => {
-                        out.push('\u{fffd}');
-                        rest = &bad[n..];
-                    }
-                    None => {
-                        // An incomplete sequence at the end: keep it.
-                        carry.extend_from_slice(bad);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    out
+    let joined;
+    let all: &[u8] = if carry.is_empty() {
+        bytes
+    } else {
+        let mut v = std::mem::take(carry);
+        v.extend_from_slice(bytes);
+        joined = v;
+        &joined
+    };
+    let keep = incomplete_tail(all);
+    let (text, rest) = all.split_at(all.len() - keep);
+    carry.clear();
+    carry.extend_from_slice(rest);
+    String::from_utf8_lossy(text).into_owned()
 }
 
 /// One parsed event.
@@ -378,6 +397,41 @@ mod tests {
         assert_eq!(decode_lossy(&mut carry, &euro[1..]), "€");
         assert!(carry.is_empty());
         assert_eq!(decode_lossy(&mut carry, b"x\xffy"), "x\u{fffd}y");
+        // A 4-byte sequence split in every way, then random bytes.
+        let crab = "🦀".as_bytes();
+        for cut in 0..=4 {
+            let mut carry = Vec::new();
+            let mut text = decode_lossy(&mut carry, &crab[..cut]);
+            text.push_str(&decode_lossy(&mut carry, &crab[cut..]));
+            assert_eq!(text, "🦀");
+        }
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let mut carry = Vec::new();
+        let pieces: String = noise
+            .chunks(7)
+            .map(|c| decode_lossy(&mut carry, c))
+            .collect();
+        assert_eq!(
+            pieces + &String::from_utf8_lossy(&carry),
+            String::from_utf8_lossy(&noise)
+        );
+    }
+
+    #[test]
+    fn given_any_text_then_the_line_length_is_known_without_building_it() {
+        for text in [
+            "",
+            "plain",
+            "a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1b}[0m\u{7f}€\u{fffd}</script>",
+        ] {
+            assert_eq!(
+                event_line_len(1_234_567, "o", text),
+                event_line(1_234_567, "o", text).len() as u64,
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

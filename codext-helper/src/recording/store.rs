@@ -457,26 +457,64 @@ impl Frames {
     }
 }
 
-/// A tail frame as a record line: its time, the line, and the bytes of a
-/// stream it keeps.
-type Line = (u64, String, Option<(Stream, u64)>);
+/// One event of a tail frame, encoded: its time, its line (or only its
+/// length, when sizing), and the bytes of a stream it keeps.
+#[derive(Debug)]
+struct Piece {
+    t: u64,
+    line: Option<String>,
+    len: u64,
+    counted: Option<(Stream, u64)>,
+}
 
-/// A tail frame as a record line.
-fn encode_frame(carry: &mut [Vec<u8>; 3], body: &[u8]) -> Option<Line> {
-    match ToHelper::decode(body).ok()? {
+/// The events of a tail frame as record lines, a data frame cut in pieces
+/// of `piece` bytes as the part's events are; with `sizing`, only their
+/// lengths are computed (nothing is built).
+fn encode_frame(
+    carry: &mut [Vec<u8>; 3],
+    body: &[u8],
+    piece: usize,
+    sizing: bool,
+    out: &mut Vec<Piece>,
+) {
+    out.clear();
+    let Ok(msg) = ToHelper::decode(body) else {
+        return;
+    };
+    fn built(t: u64, line: String, counted: Option<(Stream, u64)>) -> Piece {
+        Piece {
+            t,
+            len: line.len() as u64,
+            line: Some(line),
+            counted,
+        }
+    }
+    match msg {
         ToHelper::Data {
             stream,
             t_us,
             bytes,
         } => {
-            let text = format::decode_lossy(&mut carry[stream_index(stream)], bytes);
-            Some((
-                t_us,
-                format::event_line(t_us, stream.code(), &text),
-                Some((stream, bytes.len() as u64)),
-            ))
+            for chunk in bytes.chunks(piece.max(1)) {
+                let text = format::decode_lossy(&mut carry[stream_index(stream)], chunk);
+                let counted = Some((stream, chunk.len() as u64));
+                if sizing {
+                    out.push(Piece {
+                        t: t_us,
+                        line: None,
+                        len: format::event_line_len(t_us, stream.code(), &text),
+                        counted,
+                    });
+                } else {
+                    out.push(built(
+                        t_us,
+                        format::event_line(t_us, stream.code(), &text),
+                        counted,
+                    ));
+                }
+            }
         }
-        ToHelper::Resize { t_us, cols, rows } => Some((
+        ToHelper::Resize { t_us, cols, rows } => out.push(built(
             t_us,
             format::event_line(t_us, "r", &format!("{cols}x{rows}")),
             None,
@@ -487,8 +525,12 @@ fn encode_frame(carry: &mut [Vec<u8>; 3], body: &[u8]) -> Option<Line> {
             path,
             path2,
             detail,
-        } => Some((t_us, format::sftp_line(t_us, op, path, path2, detail), None)),
-        _ => None,
+        } => out.push(built(
+            t_us,
+            format::sftp_line(t_us, op, path, path2, detail),
+            None,
+        )),
+        _ => {}
     }
 }
 
@@ -517,17 +559,9 @@ impl Writer {
         );
         w.seen = Some(Bytes::default());
         let header = format::header_line(&meta, cols, rows, term, shell);
+        // Written through at once (a helper that dies leaves a part that
+        // says what it was; the next one seals it); synced when sealed.
         w.write_part(header.as_bytes())?;
-        // The header is durable before the channel runs: a crash leaves a
-        // record that says what it was.
-        w.part
-            .flush()
-            .map_err(|e| io_err("write", &w.part_path, e))?;
-        w.part
-            .get_ref()
-            .sync_data()
-            .map_err(|e| io_err("sync", &w.part_path, e))?;
-        sync_dir(dir);
         Ok(w)
     }
 
@@ -688,7 +722,25 @@ impl Writer {
             }
             self.start_tail()?;
         }
-        msg.encode(&mut self.frame);
+        // The raw frame, length first: a data frame's header then its
+        // bytes as they are (one vectored write, no copy); any other
+        // encoded whole.
+        let data = match msg {
+            ToHelper::Data {
+                stream,
+                t_us,
+                bytes,
+            } => {
+                self.frame.clear();
+                self.frame
+                    .extend_from_slice(&ToHelper::data_header(*stream, *t_us, bytes.len()));
+                Some(*bytes)
+            }
+            _ => {
+                msg.encode_framed(&mut self.frame);
+                None
+            }
+        };
         let Some(tail) = self.tail.as_mut() else {
             return Ok(());
         };
@@ -703,11 +755,16 @@ impl Writer {
             tail.cur_len = 0;
         }
         let f = &mut tail.files[tail.cur];
-        // Lossless: a frame is at most MAX_FRAME.
-        f.write_all(&(self.frame.len() as u32).to_be_bytes())
-            .and_then(|()| f.write_all(&self.frame))
-            .map_err(|e| io_err("write", &tail.paths[tail.cur], e))?;
-        tail.cur_len += 4 + self.frame.len() as u64;
+        let bytes = data.unwrap_or(&[]);
+        proto::write_all_vectored(
+            f,
+            &mut [
+                std::io::IoSlice::new(&self.frame),
+                std::io::IoSlice::new(bytes),
+            ],
+        )
+        .map_err(|e| io_err("write", &tail.paths[tail.cur], e))?;
+        tail.cur_len += (self.frame.len() + bytes.len()) as u64;
         Ok(())
     }
 
@@ -725,6 +782,14 @@ impl Writer {
             seq: 0,
         });
         Ok(())
+    }
+
+    /// Bytes relayed on `stream` that the recorder did not send (the
+    /// record would not keep them): counted as seen, and so as dropped.
+    pub fn count(&mut self, stream: Stream, bytes: u64) {
+        if let Some(seen) = self.seen.as_mut() {
+            *seen.of(stream) += bytes;
+        }
     }
 
     /// Bytes relayed on `stream`.
@@ -748,15 +813,27 @@ impl Writer {
         } else {
             bytes
         };
-        // Events of at most a sixteenth of the budget, so the first and
-        // the last parts keep whole events however the reads fell.
-        let piece = usize::try_from(self.head_budget / 8)
-            .unwrap_or(usize::MAX)
-            .clamp(256, 4096);
-        for chunk in bytes.chunks(piece) {
+        // Events of small pieces, so the first and the last parts keep
+        // whole events however the reads fell. Past the first half the
+        // frame goes whole into the tail (one write), and is cut in the
+        // same pieces when the record is sealed.
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if self.tail.is_some() {
+                return self.data_event(stream, t_us, rest);
+            }
+            let (chunk, after) = rest.split_at(rest.len().min(self.piece()));
             self.data_event(stream, t_us, chunk)?;
+            rest = after;
         }
         Ok(())
+    }
+
+    /// Bytes of data per event: an eighth of the first half, 256 to 4096.
+    fn piece(&self) -> usize {
+        usize::try_from(self.head_budget / 8)
+            .unwrap_or(usize::MAX)
+            .clamp(256, 4096)
     }
 
     fn data_event(&mut self, stream: Stream, t_us: u64, bytes: &[u8]) -> Result<(), String> {
@@ -828,14 +905,15 @@ impl Writer {
         for mut f in files {
             let _ = f.flush();
         }
+        let piece = self.piece();
+        let mut pieces = Vec::new();
         // Pass 1: each line's size and what it keeps.
         let mut carry = [Vec::new(), Vec::new(), Vec::new()];
         let mut sizes: Vec<(u64, Option<(Stream, u64)>)> = Vec::new();
         let mut frames = Frames::open(&paths);
         while let Some(body) = frames.next() {
-            if let Some((_, line, counted)) = encode_frame(&mut carry, body) {
-                sizes.push((line.len() as u64, counted));
-            }
+            encode_frame(&mut carry, body, piece, true, &mut pieces);
+            sizes.extend(pieces.iter().map(|p| (p.len, p.counted)));
         }
         let mut total = 0u64;
         let mut first = sizes.len();
@@ -861,20 +939,27 @@ impl Writer {
         let mut i = 0usize;
         let mut marked = false;
         while let Some(body) = frames.next() {
-            let Some((t, line, _)) = encode_frame(&mut carry, body) else {
-                continue;
+            let n = {
+                // Only the frames that reach the kept lines are built.
+                let sizing = i + 64 * 1024 / piece.max(1) < first;
+                encode_frame(&mut carry, body, piece, sizing, &mut pieces);
+                pieces.len()
             };
-            let index = i;
-            i += 1;
-            if index < first {
-                continue;
+            for p in pieces.drain(..n) {
+                let index = i;
+                i += 1;
+                if index < first {
+                    continue;
+                }
+                if !marked {
+                    marked = true;
+                    self.write_marker(p.t.max(self.last_t_head()), dropped)?;
+                }
+                if let Some(line) = &p.line {
+                    self.write_part(line.as_bytes())?;
+                }
+                self.last_t = self.last_t.max(p.t);
             }
-            if !marked {
-                marked = true;
-                self.write_marker(t.max(self.last_t_head()), dropped)?;
-            }
-            self.write_part(line.as_bytes())?;
-            self.last_t = self.last_t.max(t);
         }
         if !marked {
             self.write_marker(self.last_t, dropped)?;
