@@ -279,7 +279,9 @@ impl Shared {
     fn dispatch(&self, req: ChannelRequest) -> Result<Reply> {
         match req {
             ChannelRequest::Hello { .. } => Ok(Reply::refused(Refusal::OutOfPhase, "hello twice")),
-            ChannelRequest::Request { key, name } => self.request(&key, &name),
+            ChannelRequest::Request { key, name, profile } => {
+                self.request(&key, &name, profile.as_deref())
+            }
             ChannelRequest::Answer { text } => self.answer(&text),
             ChannelRequest::Next {} => {
                 let puzzle = self
@@ -322,7 +324,7 @@ impl Shared {
         Ok(Reply::refused(code, reason))
     }
 
-    fn request(&self, line: &str, name: &str) -> Result<Reply> {
+    fn request(&self, line: &str, name: &str, _profile: Option<&str>) -> Result<Reply> {
         if line.len() > MAX_KEY_LINE || name.len() > 255 {
             return Ok(Reply::refused(
                 Refusal::Malformed,

@@ -187,6 +187,7 @@ impl Helper {
             server_id: self.cfg.server_identity(),
             host_keys,
             token: Token::generate()?,
+            profile: codext_core::ProfileName::shell(),
         };
         let puzzle = Puzzle::seal(&content, client, &server)?;
         let slot = TokenSlot {
