@@ -340,7 +340,7 @@ impl Shared {
         let fp = key.fingerprint().to_string();
         let d = &self.helper.cfg.digitalocean;
         let named = name.to_ascii_lowercase().starts_with("codext-");
-        if !(d.allowed_keys.contains(&fp) || (d.issue_to_any_codext_key && named)) {
+        if !(d.allowed_keys.profiles_of(&fp).is_some() || (d.issue_to_any_codext_key && named)) {
             return self.refuse(
                 Refusal::NotAllowed,
                 "puzzle",

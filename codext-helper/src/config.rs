@@ -8,6 +8,7 @@
 
 use crate::error::{HelperError, Result};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,6 +55,100 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Session recording (issue 23; on by default).
     pub recording: Recording,
+    /// (issue 26) How the helper reaches docker for `container` profiles.
+    pub containers: Containers,
+    /// (issue 26) `[profiles.<name>]` as written; see [`Config::profiles`].
+    #[serde(rename = "profiles")]
+    pub profile_table: BTreeMap<String, crate::profiles::ProfileConfig>,
+    /// (issue 26) The profiles, checked (filled in by validation; `shell`
+    /// always among them).
+    #[serde(skip)]
+    pub profiles: crate::profiles::Profiles,
+}
+
+/// (issue 26) `[containers]`: the docker CLI the helper runs for
+/// `container` profiles (the helper links no HTTP code; the CLI talks to
+/// dockerd).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Containers {
+    /// The docker CLI.
+    pub docker: PathBuf,
+    /// `DOCKER_HOST` for it: `unix:///PATH` only.
+    pub docker_host: String,
+    /// Longest wait for one docker call (starting a container included).
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+impl Default for Containers {
+    fn default() -> Containers {
+        Containers {
+            docker: PathBuf::from("/usr/bin/docker"),
+            docker_host: "unix:///run/docker.sock".into(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Containers {
+    /// The socket `docker_host` names.
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(
+            self.docker_host
+                .strip_prefix("unix://")
+                .unwrap_or("/run/docker.sock"),
+        )
+    }
+
+    /// The CLI as the profiles run it.
+    pub fn cli(&self) -> crate::profiles::container::Docker {
+        crate::profiles::container::Docker {
+            program: self.docker.clone(),
+            host: self.docker_host.clone(),
+            deadline: self.timeout,
+        }
+    }
+}
+
+/// (issue 26) `digitalocean.allowed_keys`: the agent keys that may ask for
+/// a puzzle, and the profiles each may ask for. Written as a list of
+/// fingerprints (each may ask for `shell`, as before), or as a table from
+/// fingerprint to the profiles it may ask for.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum AllowedKeys {
+    /// `["SHA256:…", …]`: `shell` only.
+    List(Vec<String>),
+    /// `{ "SHA256:…" = ["shell", "ci"] }`.
+    Table(BTreeMap<String, Vec<String>>),
+}
+
+impl Default for AllowedKeys {
+    fn default() -> AllowedKeys {
+        AllowedKeys::List(Vec::new())
+    }
+}
+
+impl AllowedKeys {
+    /// Every fingerprint with the profiles it may ask for.
+    pub fn entries(&self) -> Vec<(String, Vec<String>)> {
+        match self {
+            AllowedKeys::List(l) => l
+                .iter()
+                .map(|fp| (fp.clone(), vec![codext_core::profile::SHELL.to_owned()]))
+                .collect(),
+            AllowedKeys::Table(t) => t.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+
+    /// The profiles key `fp` may ask for; `None`: not allowed at all.
+    pub fn profiles_of(&self, fp: &str) -> Option<Vec<String>> {
+        self.entries()
+            .into_iter()
+            .find(|(k, _)| k == fp)
+            .map(|(_, v)| v)
+    }
 }
 
 /// Session recording ([`crate::recording`]): every channel of every codext
@@ -197,8 +292,9 @@ pub struct DigitalOcean {
     /// Requests of the token's budget the channel never spends on polling
     /// (kept for publishing puzzles and answers).
     pub budget_reserve: u64,
-    /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle.
-    pub allowed_keys: Vec<String>,
+    /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle
+    /// (issue 26: and the profiles each may ask for).
+    pub allowed_keys: AllowedKeys,
     /// Also honour requests from any account key named `codext-…` (off by
     /// default: an explicit opt-in).
     pub issue_to_any_codext_key: bool,
@@ -219,7 +315,7 @@ impl Default for DigitalOcean {
             hot_for: Duration::from_secs(60),
             budget_share: 50,
             budget_reserve: 250,
-            allowed_keys: Vec::new(),
+            allowed_keys: AllowedKeys::default(),
             issue_to_any_codext_key: false,
         }
     }
@@ -242,6 +338,9 @@ pub struct Accounts {
     /// The locked system account the killer runs as (created by `init`;
     /// never used for anything else).
     pub killer_user: String,
+    /// (issue 26) Supplementary groups a profile may give (the operator's
+    /// allow-list; root-equivalent groups are refused whatever it says).
+    pub allowed_groups: Vec<String>,
 }
 
 /// Attempt limits.
@@ -306,6 +405,9 @@ impl Default for Config {
             digitalocean: DigitalOcean::default(),
             audit: AuditConfig::default(),
             recording: Recording::default(),
+            containers: Containers::default(),
+            profile_table: BTreeMap::new(),
+            profiles: crate::profiles::Profiles::default(),
         }
     }
 }
@@ -319,6 +421,7 @@ impl Default for Accounts {
             home_base: PathBuf::from("/home"),
             shell: PathBuf::from("/bin/bash"),
             killer_user: "codext-killer".into(),
+            allowed_groups: Vec::new(),
         }
     }
 }
@@ -482,8 +585,8 @@ impl Config {
                 "digitalocean.poll_busy must be at least 1s and poll_idle between it and 5m".into(),
             );
         }
-        for fp in &d.allowed_keys {
-            if codext_core::Fingerprint::parse(fp).is_none() {
+        for (fp, _) in d.allowed_keys.entries() {
+            if codext_core::Fingerprint::parse(&fp).is_none() {
                 return bad(format!(
                     "digitalocean.allowed_keys: {fp:?} is not a SHA256:… fingerprint"
                 ));
@@ -552,11 +655,91 @@ impl Config {
                     .into(),
             );
         }
-        Ok(self)
+        // (issue 26) Profiles, and the keys' profiles naming them.
+        let c = &self.containers;
+        if !c.docker.is_absolute() {
+            return bad("containers.docker must be an absolute path".into());
+        }
+        if !c
+            .docker_host
+            .strip_prefix("unix://")
+            .is_some_and(|p| Path::new(p).is_absolute())
+        {
+            return bad(
+                "containers.docker_host must be unix:///ABSOLUTE/PATH (a local socket)".into(),
+            );
+        }
+        if !(1..=600).contains(&c.timeout.as_secs()) {
+            return bad("containers.timeout must be between 1s and 10m".into());
+        }
+        for g in &a.allowed_groups {
+            if !system_name(g) {
+                return bad(format!(
+                    "accounts.allowed_groups: {g:?} is not a group name"
+                ));
+            }
+        }
+        let own = [
+            a.group.as_str(),
+            a.killer_user.as_str(),
+            d.channel_user.as_str(),
+            r.group.as_str(),
+        ];
+        let socket = c.socket();
+        let cx = crate::profiles::Context {
+            allowed_groups: &a.allowed_groups,
+            own_names: &own,
+            docker_socket: &socket,
+        };
+        let profiles = match crate::profiles::check(&self.profile_table, &cx) {
+            Ok(p) => p,
+            Err(e) => return bad(e),
+        };
+        for (fp, names) in d.allowed_keys.entries() {
+            if names.is_empty() {
+                return bad(format!(
+                    "digitalocean.allowed_keys: {fp} may ask for no profile (list at least one)"
+                ));
+            }
+            for n in names {
+                let known = codext_core::ProfileName::parse(&n)
+                    .ok()
+                    .is_some_and(|n| profiles.get(&n).is_some());
+                if !known {
+                    return bad(format!(
+                        "digitalocean.allowed_keys: {fp} names the profile {n:?}, which [profiles] does not define"
+                    ));
+                }
+            }
+        }
+        if profiles.gated().next().is_some() && !r.recorder.is_absolute() {
+            return bad(
+                "recording.recorder must be an absolute path (the gate of every profile)".into(),
+            );
+        }
+        let mut cfg = self;
+        cfg.profiles = profiles;
+        Ok(cfg)
+    }
+
+    /// (issue 26) The profile `name`, if configured.
+    pub fn profile(&self, name: &codext_core::ProfileName) -> Option<&crate::profiles::Profile> {
+        self.profiles.get(name)
     }
 
     /// The login shell temporary accounts get: the recorder when recording
-    /// is on (it runs `[accounts] shell`), else `[accounts] shell`.
+    /// is on (it runs `[accounts] shell`), else `[accounts] shell`; (issue
+    /// 26) for a grant of a `commands` or `container` profile
+    /// (`gated`) always the recorder, which is also the gate: no shell of
+    /// the user's may ever run first.
+    pub fn login_shell_for(&self, gated: bool) -> PathBuf {
+        if gated {
+            return self.recording.recorder.clone();
+        }
+        self.login_shell()
+    }
+
+    /// The login shell of a `shell` grant (see [`Config::login_shell_for`]).
     pub fn login_shell(&self) -> PathBuf {
         if self.recording.enabled {
             self.recording.recorder.clone()
