@@ -58,6 +58,10 @@ enum Command {
         /// droplet's tags by the daemon (digitalocean).
         #[arg(long, default_value = "manual", value_parser = ["manual", "digitalocean"])]
         channel: String,
+        /// The grant's profile (a [profiles] name of helper.toml; default
+        /// shell): what the account may do. The puzzle signs it.
+        #[arg(long, default_value = "shell", value_parser = codext_core::ProfileName::parse)]
+        profile: codext_core::ProfileName,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -365,6 +369,7 @@ fn run(cli: Cli) -> Result<()> {
             ttl,
             user,
             channel,
+            profile,
             json,
         } => {
             let renew = user
@@ -379,11 +384,19 @@ fn run(cli: Cli) -> Result<()> {
                         .into(),
                 ));
             }
-            let issued = helper.issue(&key, ttl, channel, renew.as_ref(), UnixTime::now())?;
+            let issued = helper.issue_profile(
+                &key,
+                ttl,
+                channel,
+                renew.as_ref(),
+                &profile,
+                UnixTime::now(),
+            )?;
             if json {
                 print_json(&serde_json::json!({
                     "user": issued.user,
                     "uid": issued.uid,
+                    "profile": issued.profile,
                     "puzzle": issued.puzzle,
                     "puzzle_id": issued.puzzle_id,
                     "expires_at": rfc3339(issued.expires_at),
@@ -391,9 +404,10 @@ fn run(cli: Cli) -> Result<()> {
                 }));
             } else {
                 eprintln!(
-                    "puzzle for {} (uid {}), answer by {}:",
+                    "puzzle for {} (uid {}, profile {}), answer by {}:",
                     issued.user,
                     issued.uid,
+                    issued.profile,
                     rfc3339(issued.expires_at)
                 );
                 println!("{}", issued.puzzle);

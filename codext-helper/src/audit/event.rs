@@ -42,6 +42,8 @@ pub enum AuditEvent {
         channel: String,
         /// Answer deadline.
         expires_at: u64,
+        /// (issue 26) The grant's profile.
+        profile: String,
     },
     /// An answer was looked at.
     Answer {
@@ -97,6 +99,14 @@ pub enum AuditEvent {
         gid: u32,
         /// Its home.
         home: std::path::PathBuf,
+        /// (issue 26) The grant's profile.
+        profile: String,
+        /// (issue 26) Its supplementary groups.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<String>,
+        /// (issue 26) Its sudo rules.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sudo: Vec<String>,
     },
     /// Creating the account failed.
     CreateFailed {
