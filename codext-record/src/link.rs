@@ -26,7 +26,7 @@
 //! unless the helper said at the start that the operator chose to fail
 //! open, in which case the channel runs on unrecorded.
 
-use codext_record::proto::{self, Hello, Stream, ToHelper, ToRecorder};
+use codext_record::proto::{self, Hello, Run, Stream, ToHelper, ToRecorder};
 use std::collections::VecDeque;
 use std::io::{IoSlice, Write};
 use std::os::unix::net::UnixStream;
@@ -49,12 +49,17 @@ pub enum Opened {
         shell: Vec<u8>,
         /// Record a terminal's keystrokes.
         input: bool,
+        /// (issue 26) What runs.
+        run: Run,
     },
-    /// The helper cannot store it and the operator chose to fail open: run
-    /// the shell unrecorded (the helper wrote an audit line saying so).
+    /// The helper cannot store it and the operator chose to fail open, or
+    /// recording is off (a gated grant still asks the helper): run
+    /// unrecorded (a fail-open is audited by the helper).
     Unrecorded {
         /// The real shell.
         shell: Vec<u8>,
+        /// (issue 26) What runs.
+        run: Run,
     },
 }
 
@@ -154,8 +159,9 @@ pub fn open(hello: Hello, start: Instant) -> Result<Opened, String> {
         ToRecorder::Accept {
             record: false,
             shell,
+            run,
             ..
-        } => Ok(Opened::Unrecorded { shell }),
+        } => Ok(Opened::Unrecorded { shell, run }),
         ToRecorder::Accept {
             id,
             shell,
@@ -165,6 +171,7 @@ pub fn open(hello: Hello, start: Instant) -> Result<Opened, String> {
             head_bytes,
             tail_bytes,
             input_bytes,
+            run,
         } => {
             let sftp = !hello.login
                 && codext_record::Kind::of(false, &hello.command) == codext_record::Kind::Sftp;
@@ -195,14 +202,47 @@ pub fn open(hello: Hello, start: Instant) -> Result<Opened, String> {
                 }),
                 shell,
                 input,
+                run,
             })
         }
         ToRecorder::Refuse { reason } => Err(reason),
-        ToRecorder::Closed { .. } => Err("codext-helper answered out of turn".into()),
+        ToRecorder::Closed { .. } | ToRecorder::Exited { .. } => {
+            Err("codext-helper answered out of turn".into())
+        }
     }
 }
 
 impl Link {
+    /// (issue 26) A link that records nothing: the relay of a channel that
+    /// runs unrecorded but still needs the recorder between the client
+    /// and what runs (a container session on a terminal of its own).
+    pub fn discard(start: Instant) -> Link {
+        Link {
+            state: Mutex::new(State {
+                sock: None,
+                id: String::new(),
+                hello: Hello::default(),
+                fail_open: true,
+                unrecorded: true,
+                body: Vec::new(),
+                read: Vec::new(),
+                plan: Plan {
+                    head: 0,
+                    tail: 0,
+                    input: 0,
+                    sftp: false,
+                },
+                sent_head: 0,
+                sent_input: 0,
+                ring: VecDeque::new(),
+                ring_bytes: 0,
+                skipped: [0; 3],
+                last_flush: Instant::now(),
+            }),
+            start,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -398,7 +438,9 @@ impl Link {
                     last = reason;
                     break;
                 }
-                Ok((_, ToRecorder::Closed { .. })) => last = "an answer out of turn".into(),
+                Ok((_, ToRecorder::Closed { .. } | ToRecorder::Exited { .. })) => {
+                    last = "an answer out of turn".into()
+                }
                 Err(e) => last = e,
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -34,6 +34,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod enter;
 mod link;
 mod relay;
 #[allow(unsafe_code)]
@@ -102,6 +103,54 @@ fn parse_args(args: &[OsString]) -> Result<Mode, String> {
     }
 }
 
+/// (issue 26) The profile named by a gate command, `<path>/codext-record
+/// --gate <name>` (what the profiles' sshd drop-in forces: the recorder's
+/// own absolute path): the recorder handles it itself, never through a
+/// shell, so nothing of the user's (`BASH_ENV`, `~/.bashrc`) runs first.
+/// The helper checks the name against the grant's.
+fn gate_of(command: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(command).ok()?;
+    let mut words = text.split(' ');
+    let path = words.next()?;
+    if !path.starts_with('/') || path.rsplit('/').next() != Some("codext-record") {
+        return None;
+    }
+    if words.next()? != "--gate" {
+        return None;
+    }
+    let name = words.next()?;
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    (plain && words.next().is_none()).then(|| name.to_owned())
+}
+
+/// The mode and gate of a forced gate: the request is
+/// `SSH_ORIGINAL_COMMAND` (none: a login).
+fn gated(mode: Mode, env: &[(OsString, OsString)]) -> (Mode, Option<String>) {
+    let gate = match &mode {
+        Mode::Command(c) => gate_of(c),
+        _ => None,
+    };
+    match gate {
+        None => (mode, None),
+        Some(g) => {
+            let request = env
+                .iter()
+                .find(|(k, _)| k.as_bytes() == b"SSH_ORIGINAL_COMMAND")
+                .map(|(_, v)| v.as_bytes().to_vec());
+            (
+                match request {
+                    Some(r) => Mode::Command(r),
+                    None => Mode::Login,
+                },
+                Some(g),
+            )
+        }
+    }
+}
+
 fn env_text(env: &[(OsString, OsString)], key: &str) -> String {
     env.iter()
         .find(|(k, _)| k.as_bytes() == key.as_bytes())
@@ -128,6 +177,7 @@ fn main() {
     let env = original_env();
     let args: Vec<OsString> = std::env::args_os().collect();
     let mode = parse_args(&args).unwrap_or_else(|e| refuse(&e));
+    let (mode, gate) = gated(mode, &env);
     let tty = sys::isatty(0);
     let (cols, rows) = if tty {
         sys::winsize(0).unwrap_or((80, 24))
@@ -152,12 +202,14 @@ fn main() {
         term: env_text(&env, "TERM"),
         ssh_connection: env_text(&env, "SSH_CONNECTION"),
         continues: String::new(),
+        gate: gate.clone(),
     };
-    // 2. The helper decides.
-    let opened = link::open(hello, start).unwrap_or_else(|why| {
-        refuse(&format!(
+    // 2. The helper decides (for a gated channel, also what may run).
+    let opened = link::open(hello, start).unwrap_or_else(|why| match gate {
+        Some(_) => refuse(&why),
+        None => refuse(&format!(
             "this session cannot be recorded, so it does not run: {why}"
-        ))
+        )),
     });
     // 3. and 4.
     relay::run(opened, mode, env, tty)
@@ -180,5 +232,44 @@ mod tests {
             Ok(Mode::Command(b"echo hi".to_vec()))
         );
         assert!(parse_args(&os(&["codext-record", "--help"])).is_err());
+    }
+
+    #[test]
+    fn given_the_forced_gate_then_it_is_recognised_and_only_it() {
+        assert_eq!(
+            gate_of(b"/usr/lib/codext/codext-record --gate ci"),
+            Some("ci".into())
+        );
+        for not in [
+            &b"codext-record --gate ci"[..],
+            b"/usr/lib/codext/codext-record --gate ci; id",
+            b"/usr/lib/codext/codext-record --gate ci x",
+            b"/usr/lib/codext/codext-record --gate",
+            b"/usr/lib/codext/codext-record --gate Ci",
+            b"/tmp/evil --gate ci",
+            b"/usr/lib/codext/codext-record",
+            b"make test",
+        ] {
+            assert_eq!(gate_of(not), None, "{}", String::from_utf8_lossy(not));
+        }
+        let env = vec![(
+            OsString::from("SSH_ORIGINAL_COMMAND"),
+            OsString::from("make test"),
+        )];
+        let (mode, gate) = gated(
+            Mode::Command(b"/usr/lib/codext/codext-record --gate ci".to_vec()),
+            &env,
+        );
+        assert_eq!(mode, Mode::Command(b"make test".to_vec()));
+        assert_eq!(gate.as_deref(), Some("ci"));
+        let (mode, _) = gated(
+            Mode::Command(b"/usr/lib/codext/codext-record --gate ci".to_vec()),
+            &[],
+        );
+        assert_eq!(
+            mode,
+            Mode::Login,
+            "no request: a login, never the gate's own words"
+        );
     }
 }

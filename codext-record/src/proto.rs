@@ -53,9 +53,53 @@ const RESIZE: u8 = 3;
 const SFTP: u8 = 4;
 const END: u8 = 5;
 const COUNT: u8 = 6;
+const ENTER: u8 = 7;
 const ACCEPT: u8 = 16;
 const REFUSE: u8 = 17;
 const CLOSED: u8 = 18;
+const EXITED: u8 = 19;
+
+/// (issue 26) The socket a recorder passes a container grant's channel
+/// through (its descriptors, with `SCM_RIGHTS`): the helper runs the
+/// session in the grant's container on them. Beside [`SOCKET`], in the
+/// same root:recorder-group 0750 folder.
+pub const ENTER_SOCKET: &str = "/run/codext-record/enter";
+/// Longest refusal (a gate's refusal lists what is allowed).
+pub const MAX_REASON: usize = 4096;
+/// Most words of a command the helper has the recorder run.
+pub const MAX_ARGV: usize = 128;
+/// Most environment variables the helper sets for it.
+pub const MAX_ENV: usize = 32;
+
+/// (issue 26) What the recorder runs once the helper accepted the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Run {
+    /// The real shell, as sshd would have run it (a `shell` grant).
+    #[default]
+    Shell,
+    /// This program with these arguments, directly (no shell), in `cwd`,
+    /// with exactly `env` plus the channel's own `TERM` and `SSH_*`
+    /// variables (a `commands` grant's allowed command or transfer).
+    Exec {
+        /// The program (absolute) and its arguments.
+        argv: Vec<Vec<u8>>,
+        /// The working folder.
+        cwd: Vec<u8>,
+        /// The environment the helper sets.
+        env: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Nothing runs: print this and exit with `code` (the gate answered
+    /// itself, e.g. `codext-grant linger`).
+    Print {
+        /// What goes to standard output.
+        text: Vec<u8>,
+        /// The exit status.
+        code: i32,
+    },
+    /// The channel runs in the grant's container: pass its descriptors to
+    /// the helper through [`ENTER_SOCKET`].
+    Enter,
+}
 
 /// Which descriptor a `Data` frame came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +173,10 @@ pub struct Hello {
     /// After the helper restarted mid-channel: the record this one
     /// continues (empty otherwise).
     pub continues: String,
+    /// (issue 26) sshd forced the gate of this profile (`ForceCommand
+    /// <recorder> --gate <profile>`): `command` and `login` are then the
+    /// request (`SSH_ORIGINAL_COMMAND`, or none), not the forced command.
+    pub gate: Option<String>,
 }
 
 /// A frame from the recorder.
@@ -136,6 +184,19 @@ pub struct Hello {
 pub enum ToHelper<'a> {
     /// The first frame.
     Hello(Hello),
+    /// (issue 26) The only frame on [`ENTER_SOCKET`], sent with the
+    /// session's three descriptors (`SCM_RIGHTS`): run the channel in the
+    /// grant's container on them.
+    Enter {
+        /// The descriptors are a terminal.
+        tty: bool,
+        /// No command: a login shell.
+        login: bool,
+        /// `TERM`.
+        term: String,
+        /// The command (when not `login`).
+        command: Vec<u8>,
+    },
     /// Bytes that went through the channel.
     Data {
         /// Which way.
@@ -210,6 +271,9 @@ pub enum ToRecorder {
         tail_bytes: u64,
         /// Bytes of a command's standard input to send (the record's cap).
         input_bytes: u64,
+        /// (issue 26) What runs (sent only when not [`Run::Shell`], so a
+        /// shell grant's accept is the bytes it always was).
+        run: Run,
     },
     /// No: the channel must not run. The reason is for the user.
     Refuse {
@@ -220,6 +284,11 @@ pub enum ToRecorder {
     Closed {
         /// Its SHA-256, hex, as written to the audit trail.
         sha256: String,
+    },
+    /// (issue 26) The container session of an [`ToHelper::Enter`] ended.
+    Exited {
+        /// How.
+        exit: Exit,
     },
 }
 
@@ -407,7 +476,10 @@ impl ToHelper<'_> {
                 out.push(HELLO);
                 out.push(PROTOCOL);
                 out.push(
-                    u8::from(h.tty) | (u8::from(h.login) << 1) | (u8::from(h.command_cut) << 2),
+                    u8::from(h.tty)
+                        | (u8::from(h.login) << 1)
+                        | (u8::from(h.command_cut) << 2)
+                        | (u8::from(h.gate.is_some()) << 3),
                 );
                 out.extend_from_slice(&h.cols.to_be_bytes());
                 out.extend_from_slice(&h.rows.to_be_bytes());
@@ -420,6 +492,21 @@ impl ToHelper<'_> {
                     MAX_TEXT,
                 );
                 put_bytes(out, cut_str(&h.continues, MAX_TEXT).as_bytes(), MAX_TEXT);
+                if let Some(g) = &h.gate {
+                    put_bytes(out, cut_str(g, MAX_TEXT).as_bytes(), MAX_TEXT);
+                }
+            }
+            ToHelper::Enter {
+                tty,
+                login,
+                term,
+                command,
+            } => {
+                out.push(ENTER);
+                out.push(PROTOCOL);
+                out.push(u8::from(*tty) | (u8::from(*login) << 1));
+                put_bytes(out, cut_str(term, MAX_TEXT).as_bytes(), MAX_TEXT);
+                put_bytes(out, command, MAX_COMMAND);
             }
             ToHelper::Data {
                 stream,
@@ -478,7 +565,7 @@ impl ToHelper<'_> {
                     return Err(ProtoError::Malformed("unknown protocol version"));
                 }
                 let flags = r.u8()?;
-                if flags & !0b111 != 0 {
+                if flags & !0b1111 != 0 {
                     return Err(ProtoError::Malformed("unknown hello flags"));
                 }
                 let cols = r.u16()?;
@@ -488,6 +575,11 @@ impl ToHelper<'_> {
                 let term = r.text(MAX_TEXT)?.to_owned();
                 let ssh_connection = r.text(MAX_TEXT)?.to_owned();
                 let continues = r.text(MAX_TEXT)?.to_owned();
+                let gate = if flags & 8 != 0 {
+                    Some(r.text(MAX_TEXT)?.to_owned())
+                } else {
+                    None
+                };
                 ToHelper::Hello(Hello {
                     tty: flags & 1 != 0,
                     login: flags & 2 != 0,
@@ -499,7 +591,23 @@ impl ToHelper<'_> {
                     term,
                     ssh_connection,
                     continues,
+                    gate,
                 })
+            }
+            ENTER => {
+                if r.u8()? != PROTOCOL {
+                    return Err(ProtoError::Malformed("unknown protocol version"));
+                }
+                let flags = r.u8()?;
+                if flags & !0b11 != 0 {
+                    return Err(ProtoError::Malformed("unknown enter flags"));
+                }
+                ToHelper::Enter {
+                    tty: flags & 1 != 0,
+                    login: flags & 2 != 0,
+                    term: r.text(MAX_TEXT)?.to_owned(),
+                    command: r.bytes(MAX_COMMAND)?.to_vec(),
+                }
             }
             DATA => {
                 let stream =
@@ -565,20 +673,39 @@ impl ToRecorder {
                 head_bytes,
                 tail_bytes,
                 input_bytes,
+                run,
             } => {
                 out.push(ACCEPT);
                 out.push(PROTOCOL);
-                out.push(u8::from(*record) | (u8::from(*input) << 1) | (u8::from(*fail_open) << 2));
+                let has_run = *run != Run::Shell;
+                out.push(
+                    u8::from(*record)
+                        | (u8::from(*input) << 1)
+                        | (u8::from(*fail_open) << 2)
+                        | (u8::from(has_run) << 3),
+                );
                 put_bytes(&mut out, cut_str(id, MAX_TEXT).as_bytes(), MAX_TEXT);
                 put_bytes(&mut out, shell, MAX_PATH);
                 for n in [head_bytes, tail_bytes, input_bytes] {
                     out.extend_from_slice(&n.to_be_bytes());
                 }
+                if has_run {
+                    encode_run(&mut out, run);
+                }
+            }
+            ToRecorder::Exited { exit } => {
+                out.push(EXITED);
+                let (kind, code) = match exit {
+                    Exit::Code(c) => (0u8, *c),
+                    Exit::Signal(s) => (1u8, *s),
+                };
+                out.push(kind);
+                out.extend_from_slice(&code.to_be_bytes());
             }
 
             ToRecorder::Refuse { reason } => {
                 out.push(REFUSE);
-                put_bytes(&mut out, cut_str(reason, MAX_TEXT).as_bytes(), MAX_TEXT);
+                put_bytes(&mut out, cut_str(reason, MAX_REASON).as_bytes(), MAX_REASON);
             }
             ToRecorder::Closed { sha256 } => {
                 out.push(CLOSED);
@@ -597,7 +724,7 @@ impl ToRecorder {
                     return Err(ProtoError::Malformed("unknown protocol version"));
                 }
                 let flags = r.u8()?;
-                if flags & !0b111 != 0 {
+                if flags & !0b1111 != 0 {
                     return Err(ProtoError::Malformed("unknown accept flags"));
                 }
                 ToRecorder::Accept {
@@ -609,11 +736,27 @@ impl ToRecorder {
                     head_bytes: r.u64()?,
                     tail_bytes: r.u64()?,
                     input_bytes: r.u64()?,
+                    run: if flags & 8 != 0 {
+                        decode_run(&mut r)?
+                    } else {
+                        Run::Shell
+                    },
                 }
             }
             REFUSE => ToRecorder::Refuse {
-                reason: r.text(MAX_TEXT)?.to_owned(),
+                reason: r.text(MAX_REASON)?.to_owned(),
             },
+            EXITED => {
+                let kind = r.u8()?;
+                let code = r.i32()?;
+                ToRecorder::Exited {
+                    exit: match kind {
+                        0 => Exit::Code(code),
+                        1 => Exit::Signal(code),
+                        _ => return Err(ProtoError::Malformed("unknown exit kind")),
+                    },
+                }
+            }
             CLOSED => ToRecorder::Closed {
                 sha256: r.text(MAX_TEXT)?.to_owned(),
             },
@@ -622,6 +765,73 @@ impl ToRecorder {
         r.done()?;
         Ok(msg)
     }
+}
+
+const RUN_EXEC: u8 = 1;
+const RUN_PRINT: u8 = 2;
+const RUN_ENTER: u8 = 3;
+
+fn put_u16(out: &mut Vec<u8>, n: usize) {
+    // Callers cap their counts far below u16::MAX.
+    out.extend_from_slice(&(n.min(u16::MAX as usize) as u16).to_be_bytes());
+}
+
+fn encode_run(out: &mut Vec<u8>, run: &Run) {
+    match run {
+        Run::Shell => {}
+        Run::Exec { argv, cwd, env } => {
+            out.push(RUN_EXEC);
+            let argv = &argv[..argv.len().min(MAX_ARGV)];
+            put_u16(out, argv.len());
+            for a in argv {
+                put_bytes(out, a, MAX_PATH);
+            }
+            put_bytes(out, cwd, MAX_PATH);
+            let env = &env[..env.len().min(MAX_ENV)];
+            put_u16(out, env.len());
+            for (k, v) in env {
+                put_bytes(out, k, MAX_TEXT);
+                put_bytes(out, v, MAX_PATH);
+            }
+        }
+        Run::Print { text, code } => {
+            out.push(RUN_PRINT);
+            put_bytes(out, text, MAX_REASON);
+            out.extend_from_slice(&code.to_be_bytes());
+        }
+        Run::Enter => out.push(RUN_ENTER),
+    }
+}
+
+fn decode_run(r: &mut Reader<'_>) -> Result<Run, ProtoError> {
+    Ok(match r.u8()? {
+        RUN_EXEC => {
+            let n = usize::from(r.u16()?);
+            if n == 0 || n > MAX_ARGV {
+                return Err(ProtoError::Malformed("argv count"));
+            }
+            let mut argv = Vec::with_capacity(n);
+            for _ in 0..n {
+                argv.push(r.bytes(MAX_PATH)?.to_vec());
+            }
+            let cwd = r.bytes(MAX_PATH)?.to_vec();
+            let n = usize::from(r.u16()?);
+            if n > MAX_ENV {
+                return Err(ProtoError::Malformed("env count"));
+            }
+            let mut env = Vec::with_capacity(n);
+            for _ in 0..n {
+                env.push((r.bytes(MAX_TEXT)?.to_vec(), r.bytes(MAX_PATH)?.to_vec()));
+            }
+            Run::Exec { argv, cwd, env }
+        }
+        RUN_PRINT => Run::Print {
+            text: r.bytes(MAX_REASON)?.to_vec(),
+            code: r.i32()?,
+        },
+        RUN_ENTER => Run::Enter,
+        _ => return Err(ProtoError::Malformed("unknown run kind")),
+    })
 }
 
 /// Writes every slice (`write_vectored` until all is written).
@@ -671,7 +881,20 @@ mod tests {
             term: "xterm".into(),
             ssh_connection: "127.0.0.1 5000 127.0.0.1 22".into(),
             continues: String::new(),
+            gate: None,
         }));
+        // (issue 26) A gated channel's hello, and a container entry.
+        roundtrip(ToHelper::Hello(Hello {
+            login: true,
+            gate: Some("ci".into()),
+            ..Hello::default()
+        }));
+        roundtrip(ToHelper::Enter {
+            tty: true,
+            login: false,
+            term: "xterm".into(),
+            command: b"git-receive-pack 'r.git'".to_vec(),
+        });
         roundtrip(ToHelper::Data {
             stream: Stream::Err,
             t_us: 5,
@@ -707,6 +930,7 @@ mod tests {
                 head_bytes: 4 << 20,
                 tail_bytes: 4 << 20,
                 input_bytes: 1 << 20,
+                run: Run::Shell,
             },
             ToRecorder::Refuse {
                 reason: "no".into(),
@@ -714,9 +938,52 @@ mod tests {
             ToRecorder::Closed {
                 sha256: "00".into(),
             },
+            ToRecorder::Exited {
+                exit: Exit::Signal(15),
+            },
         ] {
             assert_eq!(ToRecorder::decode(&m.encode()).unwrap(), m);
         }
+        // (issue 26) Each way a gated channel runs; a shell grant's accept
+        // is the bytes it always was (no run field).
+        let accept = |run: Run| ToRecorder::Accept {
+            id: String::new(),
+            shell: b"/bin/bash".to_vec(),
+            record: false,
+            input: false,
+            fail_open: false,
+            head_bytes: 0,
+            tail_bytes: 0,
+            input_bytes: 0,
+            run,
+        };
+        let shell = accept(Run::Shell).encode();
+        assert_eq!(shell[2] & 8, 0);
+        assert_eq!(shell.len(), 1 + 1 + 1 + 2 + 2 + 9 + 24);
+        for run in [
+            Run::Exec {
+                argv: vec![b"/usr/bin/make".to_vec(), b"test".to_vec()],
+                cwd: b"/home/u".to_vec(),
+                env: vec![(b"PATH".to_vec(), b"/usr/bin".to_vec())],
+            },
+            Run::Print {
+                text: b"restrict ssh-rsa AAAA\n".to_vec(),
+                code: 0,
+            },
+            Run::Enter,
+        ] {
+            let m = accept(run);
+            let bytes = m.encode();
+            assert_eq!(ToRecorder::decode(&bytes).unwrap(), m);
+            for cut in 0..bytes.len() {
+                assert!(ToRecorder::decode(&bytes[..cut]).is_err(), "prefix {cut}");
+            }
+        }
+        // A long refusal (a gate listing what is allowed) is kept whole.
+        let long = ToRecorder::Refuse {
+            reason: "x".repeat(3000),
+        };
+        assert_eq!(ToRecorder::decode(&long.encode()).unwrap(), long);
     }
 
     #[test]

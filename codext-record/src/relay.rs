@@ -9,7 +9,7 @@
 use crate::link::{Link, Lost, Opened};
 use crate::sys::{self, Status};
 use crate::Mode;
-use codext_record::proto::{Exit, Stream, ToHelper};
+use codext_record::proto::{Exit, Run, Stream, ToHelper};
 use codext_record::{sftp, Kind};
 use std::ffi::OsString;
 use std::fs::File;
@@ -88,20 +88,124 @@ fn shell_command(shell: &[u8], mode: &Mode, env: &[(OsString, OsString)]) -> Com
     cmd
 }
 
+/// (issue 26) A gated grant's allowed command (or transfer), as the helper
+/// decided it: the program run directly, no shell, in `cwd`, with exactly
+/// the helper's environment plus the channel's own variables sshd set
+/// (`TERM`, checked; `SSH_CONNECTION`, `SSH_CLIENT`, `SSH_TTY`,
+/// `SSH_ORIGINAL_COMMAND`). Nothing else of the environment sshd built —
+/// `~/.pam_environment` is the user's to write — reaches it.
+fn exec_command(
+    argv: &[Vec<u8>],
+    cwd: &[u8],
+    helper_env: &[(Vec<u8>, Vec<u8>)],
+    env: &[(OsString, OsString)],
+) -> Command {
+    let program = OsString::from_vec(argv.first().cloned().unwrap_or_default());
+    let mut cmd = Command::new(&program);
+    cmd.args(argv.iter().skip(1).map(|a| OsString::from_vec(a.clone())));
+    cmd.current_dir(OsString::from_vec(cwd.to_vec()));
+    cmd.env_clear();
+    for (k, v) in helper_env {
+        cmd.env(OsString::from_vec(k.clone()), OsString::from_vec(v.clone()));
+    }
+    for (k, v) in env {
+        let keep = match k.as_bytes() {
+            b"TERM" => v
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(b)),
+            b"SSH_CONNECTION" | b"SSH_CLIENT" | b"SSH_TTY" | b"SSH_ORIGINAL_COMMAND" => true,
+            _ => false,
+        };
+        if keep && !helper_env.iter().any(|(h, _)| h.as_slice() == k.as_bytes()) {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+/// What the relay runs.
+enum Target {
+    /// A process of the recorder's (the shell, or an allowed command).
+    Local(Command),
+    /// (issue 26) The session in the grant's container, run by the helper
+    /// on descriptors the recorder passes it.
+    Remote {
+        /// The command (`None`: a login shell).
+        command: Option<Vec<u8>>,
+        /// `TERM`.
+        term: String,
+    },
+}
+
+/// What the relay waits for.
+enum Child {
+    /// Its pid (the recorder reaps it by pid; std's handle is kept only
+    /// so that it is not dropped unwaited).
+    Local {
+        /// The pid.
+        pid: i32,
+        /// std's handle.
+        _handle: std::process::Child,
+    },
+    /// The helper's report.
+    Remote(Arc<crate::enter::Remote>),
+}
+
 /// Runs the channel; never returns.
 pub fn run(opened: Opened, mode: Mode, env: Vec<(OsString, OsString)>, tty: bool) -> ! {
-    let (link, shell, input) = match opened {
-        Opened::Unrecorded { shell } => {
-            // Failing open: the shell replaces the recorder (the helper has
-            // written an audit line saying this channel is not recorded).
-            let mut cmd = shell_command(&shell, &mode, &env);
-            sys::with_child_setup(&mut cmd, false, false);
-            let e = cmd.exec();
-            eprintln!("codext: cannot run the shell: {e}");
-            std::process::exit(127)
-        }
-        Opened::Record { link, shell, input } => (Arc::<Link>::from(link), shell, input),
+    let (link, shell, input, run) = match opened {
+        Opened::Unrecorded { shell, run } => match run {
+            Run::Shell => {
+                // Failing open (or recording off): the shell replaces the
+                // recorder.
+                let mut cmd = shell_command(&shell, &mode, &env);
+                sys::with_child_setup(&mut cmd, false, false);
+                let e = cmd.exec();
+                eprintln!("codext: cannot run the shell: {e}");
+                std::process::exit(127)
+            }
+            Run::Exec { argv, cwd, env: h } => {
+                // The allowed command replaces the recorder: no shell.
+                let mut cmd = exec_command(&argv, &cwd, &h, &env);
+                sys::with_child_setup(&mut cmd, false, false);
+                let e = cmd.exec();
+                eprintln!(
+                    "codext: cannot run {}: {e}",
+                    String::from_utf8_lossy(&argv[0])
+                );
+                std::process::exit(127)
+            }
+            Run::Print { text, code } => {
+                let _ = std::io::stdout().write_all(&text);
+                let _ = std::io::stdout().flush();
+                std::process::exit(code)
+            }
+            // A container session still needs the recorder between: the
+            // terminal it runs on is the recorder's (resizes follow).
+            Run::Enter => (
+                Arc::new(Link::discard(std::time::Instant::now())),
+                shell,
+                false,
+                Run::Enter,
+            ),
+        },
+        Opened::Record {
+            link,
+            shell,
+            input,
+            run,
+        } => (Arc::<Link>::from(link), shell, input, run),
     };
+    if let Run::Print { text, code } = &run {
+        record(&link, Stream::Out, text);
+        let _ = std::io::stdout().write_all(text);
+        let _ = std::io::stdout().flush();
+        if let Err(lost) = link.finish(Exit::Code(*code)) {
+            eprintln!("codext: {}", lost.0);
+        }
+        std::process::exit(*code)
+    }
     if let Err(e) = sys::block_handled() {
         eprintln!("codext: cannot set up signals: {e}");
         std::process::exit(1)
@@ -122,11 +226,25 @@ pub fn run(opened: Opened, mode: Mode, env: Vec<(OsString, OsString)>, tty: bool
         Mode::Command(c) => Kind::of(false, c),
         _ => Kind::Shell,
     };
-    let cmd = shell_command(&shell, &mode, &env);
+    let target = match run {
+        Run::Exec { argv, cwd, env: h } => Target::Local(exec_command(&argv, &cwd, &h, &env)),
+        Run::Enter => Target::Remote {
+            command: match &mode {
+                Mode::Command(c) => Some(c.clone()),
+                _ => None,
+            },
+            term: env
+                .iter()
+                .find(|(k, _)| k.as_bytes() == b"TERM")
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
+        Run::Shell | Run::Print { .. } => Target::Local(shell_command(&shell, &mode, &env)),
+    };
     let status = if tty {
-        run_tty(cmd, &link, input)
+        run_tty(target, &link, input)
     } else {
-        run_pipes(cmd, &link, kind == Kind::Sftp)
+        run_pipes(target, &link, kind == Kind::Sftp)
     };
     let exit = match status {
         Status::Code(c) => Exit::Code(c),
@@ -147,25 +265,54 @@ fn spawn(mut cmd: Command, tty: bool) -> std::process::Child {
             c
         }
         Err(e) => {
-            eprintln!("codext: cannot run the shell: {e}");
+            eprintln!("codext: cannot run {:?}: {e}", cmd.get_program());
             std::process::exit(127)
+        }
+    }
+}
+
+/// Starts the target on the three descriptors given (for a local one,
+/// `cmd`'s stdio must already name them).
+fn start(target: Target, fds: [std::os::fd::RawFd; 3], tty: bool) -> Child {
+    match target {
+        Target::Local(cmd) => {
+            let child = spawn(cmd, tty);
+            Child::Local {
+                pid: child.id() as i32,
+                _handle: child,
+            }
+        }
+        Target::Remote { command, term } => {
+            match crate::enter::start(fds, tty, command.as_deref(), &term) {
+                Ok(r) => Child::Remote(r),
+                Err(why) => {
+                    eprintln!("codext: {why}");
+                    std::process::exit(1)
+                }
+            }
         }
     }
 }
 
 /// Waits for the shell, handling signals meanwhile: SIGWINCH resizes the
 /// inner terminal (`master`), every other signal goes to the shell (sshd's
-/// `signal` requests and a hangup arrive here).
-fn wait_child(pid: i32, link: &Link, master: Option<&OwnedFd>) -> Status {
+/// `signal` requests and a hangup arrive here). A container session's
+/// hangup or termination ends it through the helper.
+fn wait_child(child: &Child, link: &Link, master: Option<&OwnedFd>) -> Status {
     loop {
         let sig = sys::wait_signal();
-        match sig {
-            libc::SIGCHLD => {
-                if let Some(st) = sys::try_wait(pid) {
+        match (sig, child) {
+            (libc::SIGCHLD, Child::Local { pid, .. }) => {
+                if let Some(st) = sys::try_wait(*pid) {
                     return st;
                 }
             }
-            libc::SIGWINCH => {
+            (libc::SIGCHLD, Child::Remote(r)) => {
+                if let Some(st) = r.status() {
+                    return st;
+                }
+            }
+            (libc::SIGWINCH, _) => {
                 if let (Some(m), Some((cols, rows))) = (master, sys::winsize(0)) {
                     let _ = sys::set_winsize(m.as_raw_fd(), cols, rows);
                     let t_us = link.now_us();
@@ -174,13 +321,15 @@ fn wait_child(pid: i32, link: &Link, master: Option<&OwnedFd>) -> Status {
                     }
                 }
             }
-            libc::SIGCONT => {}
-            libc::SIGHUP if master.is_some() => {
+            (libc::SIGCONT, _) => {}
+            (libc::SIGHUP | libc::SIGTERM, Child::Remote(r)) => r.hang_up(),
+            (_, Child::Remote(_)) => {}
+            (libc::SIGHUP, Child::Local { pid, .. }) if master.is_some() => {
                 // The client's terminal hung up: hang up the shell's.
                 sys::kill(-pid, libc::SIGHUP);
-                sys::kill(pid, libc::SIGHUP);
+                sys::kill(*pid, libc::SIGHUP);
             }
-            other => sys::kill(pid, other),
+            (other, Child::Local { pid, .. }) => sys::kill(*pid, other),
         }
     }
 }
@@ -189,7 +338,7 @@ fn wait_child(pid: i32, link: &Link, master: Option<&OwnedFd>) -> Status {
 /// own; the client's terminal is put in raw mode (the inner one does the
 /// line discipline) and made exclusive, so the shell cannot open it by
 /// name and write around the record.
-fn run_tty(cmd: Command, link: &Arc<Link>, input: bool) -> Status {
+fn run_tty(target: Target, link: &Arc<Link>, input: bool) -> Status {
     let outer = sys::get_termios(0).ok();
     let size = sys::winsize(0);
     let (master, slave) = match sys::openpty(outer.as_ref(), size) {
@@ -207,13 +356,18 @@ fn run_tty(cmd: Command, link: &Arc<Link>, input: bool) -> Status {
         Ok(f) => Stdio::from(f),
         Err(_) => Stdio::null(),
     };
-    let mut cmd = cmd;
-    cmd.stdin(stdio(&slave))
-        .stdout(stdio(&slave))
-        .stderr(stdio(&slave));
-    let child = spawn(cmd, true);
+    let target = match target {
+        Target::Local(mut cmd) => {
+            cmd.stdin(stdio(&slave))
+                .stdout(stdio(&slave))
+                .stderr(stdio(&slave));
+            Target::Local(cmd)
+        }
+        remote => remote,
+    };
+    let s = slave.as_raw_fd();
+    let child = start(target, [s, s, s], true);
     drop(slave);
-    let pid = child.id() as i32;
     let (Ok(m_in), Ok(m_out)) = (master.try_clone(), master.try_clone()) else {
         eprintln!("codext: cannot duplicate the terminal");
         std::process::exit(1)
@@ -268,7 +422,7 @@ fn run_tty(cmd: Command, link: &Arc<Link>, input: bool) -> Status {
             }
             let _ = done_tx.send(());
         });
-    let status = wait_child(pid, link, Some(&master));
+    let status = wait_child(&child, link, Some(&master));
     let _ = done_rx.recv_timeout(DRAIN);
     if let Some(t) = &outer {
         let _ = sys::set_termios(0, t);
@@ -316,24 +470,68 @@ fn pump_out(
 }
 
 /// A channel without a terminal: pipes to the shell's three descriptors.
-fn run_pipes(cmd: Command, link: &Arc<Link>, is_sftp: bool) -> Status {
-    let mut cmd = cmd;
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = spawn(cmd, false);
-    let pid = child.id() as i32;
+fn run_pipes(target: Target, link: &Arc<Link>, is_sftp: bool) -> Status {
+    type Ends = (
+        Option<Box<dyn Write + Send>>,
+        Option<Box<dyn Read + Send>>,
+        Option<Box<dyn Read + Send>>,
+    );
+    let (child, (stdin, stdout, stderr)): (Child, Ends) = match target {
+        Target::Local(mut cmd) => {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut c = spawn(cmd, false);
+            for fd in [
+                c.stdout.as_ref().map(AsRawFd::as_raw_fd),
+                c.stderr.as_ref().map(AsRawFd::as_raw_fd),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                sys::grow_pipe(fd, PIPE);
+            }
+            let ends: Ends = (
+                c.stdin.take().map(|x| Box::new(x) as Box<dyn Write + Send>),
+                c.stdout.take().map(|x| Box::new(x) as Box<dyn Read + Send>),
+                c.stderr.take().map(|x| Box::new(x) as Box<dyn Read + Send>),
+            );
+            (
+                Child::Local {
+                    pid: c.id() as i32,
+                    _handle: c,
+                },
+                ends,
+            )
+        }
+        remote @ Target::Remote { .. } => {
+            // Three pipes: the helper's `docker exec` gets one end of each.
+            let (Ok((in_r, in_w)), Ok((out_r, out_w)), Ok((err_r, err_w))) =
+                (sys::pipe(), sys::pipe(), sys::pipe())
+            else {
+                eprintln!("codext: cannot make pipes");
+                std::process::exit(1)
+            };
+            for fd in [out_r.as_raw_fd(), err_r.as_raw_fd(), 1, 2] {
+                sys::grow_pipe(fd, PIPE);
+            }
+            let child = start(
+                remote,
+                [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+                false,
+            );
+            // Only the helper's copies stay: their end is the session's.
+            drop((in_r, out_w, err_w));
+            let ends: Ends = (
+                Some(Box::new(File::from(in_w))),
+                Some(Box::new(File::from(out_r))),
+                Some(Box::new(File::from(err_r))),
+            );
+            (child, ends)
+        }
+    };
     let decoder = is_sftp.then(|| Arc::new(Mutex::new(sftp::Decoder::new())));
-    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    for fd in [
-        stdout.as_ref().map(AsRawFd::as_raw_fd),
-        stderr.as_ref().map(AsRawFd::as_raw_fd),
-        Some(1),
-        Some(2),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for fd in [1, 2] {
         sys::grow_pipe(fd, PIPE);
     }
     // Client -> shell.
@@ -400,7 +598,7 @@ fn run_pipes(cmd: Command, link: &Arc<Link>, is_sftp: bool) -> Status {
                 .spawn(move || pump_out(l, err, Stream::Err, 2, None)),
         );
     }
-    let status = wait_child(pid, link, None);
+    let status = wait_child(&child, link, None);
     // As sshd does, the channel lasts until the shell's output ends (a
     // background job may hold it open after the shell exited).
     for p in pumps.into_iter().flatten() {

@@ -380,3 +380,91 @@ pub fn grow_pipe(fd: RawFd, bytes: libc::c_int) {
     // buffer size.
     unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes) };
 }
+
+/// (issue 26) A pipe, both ends close-on-exec: (read, write).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds: [libc::c_int; 2] = [-1, -1];
+    // SAFETY: pipe2 writes two descriptors to the array, a live local of
+    // two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded: both are fresh descriptors owned by nobody
+    // else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// (issue 26) Writes `bytes` on the Unix socket `sock` with `fds` attached
+/// (`SCM_RIGHTS`, unix(7)): the receiver gets its own copies of them.
+pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if bytes.is_empty() || fds.is_empty() || fds.len() > 8 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bytes and 1..=8 descriptors",
+        ));
+    }
+    let payload = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE only computes a size from an integer.
+    let space = unsafe { libc::CMSG_SPACE(payload as libc::c_uint) } as usize;
+    // u64-aligned storage, as cmsghdr needs.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid value of this plain C struct.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` zeroed, aligned bytes of
+    // `control`, which CMSG_FIRSTHDR/CMSG_DATA address inside; the header
+    // and the descriptors written fit in `space` (CMSG_SPACE(payload)).
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(io::Error::other("no room for the control message"));
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload as libc::c_uint) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, libc::CMSG_DATA(cmsg), payload);
+    }
+    // SAFETY: msg and everything it points at (iov -> bytes, control) are
+    // live for the call; sendmsg only reads them.
+    let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The descriptors went with the first byte; the rest, if the socket
+    // took less, follows as plain bytes.
+    let mut sent = n as usize;
+    while sent < bytes.len() {
+        // SAFETY: a plain send of the live slice's remaining bytes.
+        let m = unsafe {
+            libc::send(
+                sock,
+                bytes[sent..].as_ptr() as *const libc::c_void,
+                bytes.len() - sent,
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if m < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        sent += m as usize;
+    }
+    Ok(())
+}
+
+/// (issue 26) Raises SIGCHLD on this process: the main thread's
+/// [`wait_signal`] wakes (a container session ended, told by the helper).
+pub fn raise_sigchld() {
+    // SAFETY: getpid and kill take and return integers.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGCHLD);
+    }
+}

@@ -26,6 +26,35 @@ pub enum AuditEvent {
         /// The killer account's uid.
         killer_uid: u32,
     },
+    /// (issue 26) The gate decided a channel of a grant with no shell.
+    Gate {
+        /// Whose.
+        user: String,
+        /// The grant's profile.
+        profile: String,
+        /// What was asked (`(login)` for none; the first 256 characters).
+        request: String,
+        /// `exec`, `enter`, `builtin` or `refused`.
+        result: String,
+        /// What runs, or why not.
+        reason: String,
+    },
+    /// (issue 26) A grant's container was started (or could not be).
+    Container {
+        /// Whose.
+        user: String,
+        /// The grant's profile.
+        profile: String,
+        /// The image.
+        image: String,
+        /// `started` or `failed`.
+        result: &'static str,
+        /// What went wrong.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// How long the start took, ms.
+        ms: u64,
+    },
     /// A puzzle went out.
     Issue {
         /// For whom.

@@ -218,9 +218,11 @@ fn write(stream: &mut UnixStream, msg: &ToRecorder) -> std::io::Result<()> {
 }
 
 /// The checked peer.
-struct Peer {
-    entry: Entry,
-    session: Session,
+pub(super) struct Peer {
+    /// Its grant.
+    pub(super) entry: Entry,
+    /// The session it runs in.
+    pub(super) session: Session,
 }
 
 /// A `/proc/PID/status` field's values.
@@ -238,13 +240,27 @@ fn status_field(status: &str, key: &str) -> Vec<u32> {
 
 /// The checks of the module docs, in order; `Err` says which failed.
 fn check_peer(s: &Shared, pid: u32, uid: u32, gid: u32) -> Result<Peer, String> {
+    check_peer_of(&s.helper, s.gid, pid, uid, gid)
+}
+
+/// [`check_peer`] for a connection to any of the recorder's sockets
+/// (issue 26: the container entry socket too), `group` the recorder's
+/// group.
+pub(super) fn check_peer_of(
+    helper: &Helper,
+    group: u32,
+    pid: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<Peer, String> {
+    let s = Peek { gid: group };
     if gid != s.gid {
         return Err(format!(
             "pid {pid} is not the session recorder: its group is {gid}, not the recorder's {}",
             s.gid
         ));
     }
-    let entries = s.helper.status().map_err(|e| e.to_string())?;
+    let entries = helper.status().map_err(|e| e.to_string())?;
     let entry = entries
         .into_iter()
         .find(|e| e.uid == uid && e.is_live())
@@ -301,6 +317,11 @@ fn check_peer(s: &Shared, pid: u32, uid: u32, gid: u32) -> Result<Peer, String> 
     ))
 }
 
+/// The part of [`Shared`] the peer checks read.
+struct Peek {
+    gid: u32,
+}
+
 /// Why a connection ended without the channel's end.
 fn cut_reason(s: &Shared, peer: &Peer, how: &ProtoError) -> String {
     let live = s
@@ -334,6 +355,32 @@ fn handle(s: &Shared, mut stream: UnixStream, pid: u32, uid: u32, gid: u32) {
         Ok(Err(e)) | Err(e) => return refuse(s, &mut stream, &user, &format!("no hello: {e}")),
     };
     let cfg = &s.helper.cfg;
+    // (issue 26) What may run: the grant's profile decides (the gate).
+    let run = match super::entry::decide(&s.helper, &peer.entry, &hello) {
+        Ok(run) => run,
+        Err(why) => {
+            let _ = write(&mut stream, &ToRecorder::Refuse { reason: why });
+            return;
+        }
+    };
+    if !cfg.recording.enabled {
+        // Served for the gate only: nothing is recorded.
+        let _ = write(
+            &mut stream,
+            &ToRecorder::Accept {
+                id: String::new(),
+                shell: cfg.accounts.shell.as_os_str().as_encoded_bytes().to_vec(),
+                record: false,
+                input: false,
+                fail_open: false,
+                head_bytes: 0,
+                tail_bytes: 0,
+                input_bytes: 0,
+                run,
+            },
+        );
+        return;
+    }
     let kind = Kind::of(hello.login, &hello.command);
     let meta = meta_of(&peer, pid, &hello, kind, cfg);
     let shell = cfg.accounts.shell.to_string_lossy().into_owned();
@@ -362,6 +409,7 @@ fn handle(s: &Shared, mut stream: UnixStream, pid: u32, uid: u32, gid: u32) {
                         head_bytes: 0,
                         tail_bytes: 0,
                         input_bytes: 0,
+                        run,
                     },
                 );
             } else {
@@ -370,7 +418,7 @@ fn handle(s: &Shared, mut stream: UnixStream, pid: u32, uid: u32, gid: u32) {
             return;
         }
     };
-    stream_record(s, stream, peer, hello, kind, writer, buf);
+    stream_record(s, stream, peer, hello, writer, buf, run);
 }
 
 fn meta_of(peer: &Peer, pid: u32, hello: &Hello, kind: Kind, cfg: &crate::config::Config) -> Meta {
@@ -405,10 +453,11 @@ fn stream_record(
     mut stream: UnixStream,
     peer: Peer,
     hello: Hello,
-    kind: Kind,
     mut w: Writer,
     mut buf: Vec<u8>,
+    run: proto::Run,
 ) {
+    let kind = Kind::of(hello.login, &hello.command);
     let cfg = &s.helper.cfg;
     let user = peer.entry.user.to_string();
     w.set_start(hello.t_us);
@@ -428,6 +477,7 @@ fn stream_record(
         head_bytes: cfg.recording.output_bytes / 2,
         tail_bytes: cfg.recording.output_bytes - cfg.recording.output_bytes / 2,
         input_bytes: cfg.recording.input_bytes,
+        run,
     };
     if let Err(e) = write(&mut stream, &accept) {
         let _ = s.store.finish(
@@ -472,6 +522,9 @@ fn stream_record(
             }
             Ok(ToHelper::End { exit, .. }) => break Ok(exit),
             Ok(ToHelper::Hello(_)) => break Err("protocol error: a second hello".into()),
+            Ok(ToHelper::Enter { .. }) => {
+                break Err("protocol error: an enter request on the recording socket".into())
+            }
             Err(e) => break Err(format!("protocol error: {e}")),
         };
         if let Err(e) = written {

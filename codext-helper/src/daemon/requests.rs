@@ -240,7 +240,13 @@ impl Daemon {
         let made = rx
             .recv()
             .map_err(|_| HelperError::System("the creation worker did not answer".into()))?;
-        self.helper.finish_creation(&entry, made)
+        let verdict = self.helper.finish_creation(&entry, made)?;
+        // (issue 26) A container grant's container starts now, in the
+        // background: the login does not wait for docker.
+        if matches!(verdict, Verdict::Ok(_)) {
+            super::entry::start_soon(&self.helper, &entry);
+        }
+        Ok(verdict)
     }
 
     fn too_many_failures(&self, rhost: &str) -> bool {

@@ -103,6 +103,13 @@ impl Helper {
         crate::channel_requests::ensure_channel_user(&self.cfg)?;
         // [recording] hook: the recorder's group, and the recorder's mode.
         crate::recording::host::ensure(&self.cfg)?;
+        // [profiles] hook (issue 26): each gated profile's own group (its
+        // sshd Match).
+        for p in self.cfg.profiles.gated() {
+            if let Some(g) = p.own_group() {
+                crate::accounts::ensure_group(&g)?;
+            }
+        }
         // Before any uid is handed out: uids whose earlier holders left
         // something that no state remembers are held back.
         let quarantined = self.rescan_range(now)?;

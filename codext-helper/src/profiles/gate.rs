@@ -392,6 +392,21 @@ fn rsync(words: &[String], root: &Path) -> Result<Vec<String>, String> {
         argv.push("--sender".into());
         rest = &rest[1..];
     }
+    let protects = |w: &String| {
+        w.strip_prefix('-')
+            .filter(|o| !o.starts_with('-'))
+            .is_some_and(|o| o.split('.').next().unwrap_or("").contains('s'))
+    };
+    if rest.iter().any(protects)
+        || rest
+            .iter()
+            .any(|w| w == "--protect-args" || w == "--secluded-args")
+    {
+        return Err(
+            "rsync option -s (--protect-args) is not allowed: it moves the paths out of the command line the gate checks"
+                .into(),
+        );
+    }
     let Some(dot) = rest.iter().position(|w| w == ".") else {
         return Err("rsync --server without its `.`".into());
     };

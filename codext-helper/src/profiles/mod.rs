@@ -28,6 +28,7 @@
 //! grant: two locks, either one enough.
 
 pub mod container;
+pub mod doctor;
 pub mod gate;
 pub mod groups;
 pub mod sshd;

@@ -45,6 +45,15 @@ pub(super) fn plan(cfg: &Config, opts: &SetupOptions, module: &str) -> Result<Ve
         with_module(&read_data(d, "codext-session")?, module),
     )?;
     whole(SSHD_DROP_IN, read_data(d, "sshd_config.d/codext.conf")?)?;
+    // (issue 26) The gated profiles' Match blocks; written when a profile
+    // needs one, and emptied (not left stale) when none does any more.
+    let profiles = crate::profiles::sshd::DROP_IN;
+    if cfg.profiles.gated().next().is_some() || Path::new(profiles).exists() {
+        whole(
+            profiles,
+            crate::profiles::sshd::drop_in(&cfg.profiles, &cfg.recording.recorder),
+        )?;
+    }
     whole(
         LIMITS_FILE,
         read_data(d, "limits.d/codext.conf")?.replace("@codext ", &format!("@{group} ")),
