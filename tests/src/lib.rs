@@ -10,6 +10,7 @@
 //! PAM files and sshd drop-in, server key, group), the daemon, sshd on port
 //! 22, and an unprivileged local `agent` user with a codext key.
 
+pub mod docker;
 pub mod flood;
 pub mod mounts;
 pub mod pty;

@@ -200,7 +200,14 @@ pub fn ensure_container(helper: &Helper, user: &str) -> crate::error::Result<()>
             .collect();
         let args =
             container::run_args(c, user, entry.uid, entry.gid, &gids, entry.profile.as_str());
-        docker.start(&args, user)
+        let account = container::Account {
+            user: user.to_owned(),
+            uid: entry.uid,
+            gid: entry.gid,
+            home: c.workspace.clone(),
+            shell: c.shell.clone(),
+        };
+        docker.start(&args, user, &account)
     });
     helper.log(AuditEvent::Container {
         user: user.to_owned(),

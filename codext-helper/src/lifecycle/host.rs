@@ -232,7 +232,9 @@ impl AccountTool for SystemAccounts {
     }
     fn stop_container(&self, user: &str) -> Result<()> {
         self.docker
-            .remove(&crate::profiles::container::name_of(user))
+            .remove(&crate::profiles::container::name_of(user))?;
+        crate::profiles::container::forget_files(user);
+        Ok(())
     }
     fn containers_left(&self, user: &str) -> Result<Vec<String>> {
         Ok(self
@@ -262,6 +264,15 @@ impl AccountTool for SystemAccounts {
                     }
                 }
                 Err(e) => crate::log::warn!("cannot list codext containers: {e}"),
+            }
+            // The account files of containers no live grant has.
+            if let Ok(dirs) = std::fs::read_dir(crate::profiles::container::FILES_DIR) {
+                for d in dirs.flatten() {
+                    let user = d.file_name().to_string_lossy().into_owned();
+                    if !live.contains(&user) {
+                        crate::profiles::container::forget_files(&user);
+                    }
+                }
             }
         }
         done

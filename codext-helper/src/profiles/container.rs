@@ -250,7 +250,19 @@ pub fn name_of(user: &str) -> String {
     format!("codext-{user}")
 }
 
-/// `docker run …` arguments (after `docker`) for `user`'s container.
+/// Where the helper keeps a container's account files (`passwd`,
+/// `group`: the image's own plus the grant's line, bind-mounted read-only
+/// over `/etc/passwd` and `/etc/group`: programs such as sftp-server need
+/// the uid to have a name). Removed with the container.
+pub const FILES_DIR: &str = "/run/codext/containers";
+
+/// `user`'s account files' folder.
+pub fn files_of(user: &str) -> PathBuf {
+    Path::new(FILES_DIR).join(user)
+}
+
+/// `docker create …` arguments (after `docker`) for `user`'s container
+/// (`docker start` runs it).
 pub fn run_args(
     c: &Container,
     user: &str,
@@ -259,9 +271,9 @@ pub fn run_args(
     groups: &[u32],
     profile: &str,
 ) -> Vec<String> {
+    let files = files_of(user);
     let mut a: Vec<String> = vec![
-        "run".into(),
-        "--detach".into(),
+        "create".into(),
         "--name".into(),
         name_of(user),
         "--hostname".into(),
@@ -337,6 +349,13 @@ pub fn run_args(
             m.source.display(),
             m.target.display(),
             if m.read_only { ",readonly" } else { "" }
+        ));
+    }
+    for f in ["passwd", "group"] {
+        a.push("--mount".into());
+        a.push(format!(
+            "type=bind,source={},target=/etc/{f},readonly",
+            files.join(f).display()
         ));
     }
     // The image, and after it only the command: nothing the user chose.
@@ -477,15 +496,51 @@ impl Docker {
     }
 
     /// Starts `user`'s container (any stopped one of that name goes
-    /// first).
-    pub fn start(&self, args: &[String], user: &str) -> Result<()> {
-        self.remove(&name_of(user))?;
+    /// first): `docker create` with `args` ([`run_args`]), its account
+    /// files made from the image's own `/etc/passwd` and `/etc/group` (read
+    /// out of the created container, never run) and the grant's line,
+    /// then `docker start`.
+    pub fn start(&self, args: &[String], user: &str, account: &Account) -> Result<()> {
+        let name = name_of(user);
+        self.remove(&name)?;
+        let files = files_of(user);
+        prepare_files(&files)?;
+        let fail = |what: &str, out: &crate::accounts::tools::ToolRun| {
+            HelperError::Account(format!(
+                "docker {what} for {user} failed: {}",
+                out.describe()
+            ))
+        };
         let out = self.run(args)?;
         if !out.success() {
-            return Err(HelperError::Account(format!(
-                "docker run for {user} failed: {}",
-                out.describe()
-            )));
+            return Err(fail("create", &out));
+        }
+        for (f, line) in [
+            ("passwd", account.passwd_line()),
+            ("group", account.group_line()),
+        ] {
+            let image_copy = files.join(format!("{f}.image"));
+            let out = self.run(&[
+                "cp".into(),
+                format!("{name}:/etc/{f}"),
+                image_copy.to_string_lossy().into_owned(),
+            ])?;
+            // An image without the file gets only the grant's line.
+            let theirs = if out.success() {
+                read_capped(&image_copy)?
+            } else {
+                String::new()
+            };
+            let _ = std::fs::remove_file(&image_copy);
+            let text = merged(&theirs, &line, account);
+            // Written into the very file the mount names (its inode).
+            std::fs::write(files.join(f), text).map_err(|e| {
+                HelperError::account(format!("cannot write {}", files.join(f).display()), e)
+            })?;
+        }
+        let out = self.run(&["start".into(), name])?;
+        if !out.success() {
+            return Err(fail("start", &out));
         }
         Ok(())
     }
@@ -508,6 +563,91 @@ impl Docker {
                 out.describe()
             )))
         }
+    }
+}
+
+/// The grant's account inside its container.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The user name.
+    pub user: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
+    /// The workspace (its home inside).
+    pub home: PathBuf,
+    /// The sessions' shell.
+    pub shell: PathBuf,
+}
+
+impl Account {
+    fn passwd_line(&self) -> String {
+        format!(
+            "{}:x:{}:{}:codext temporary user:{}:{}\n",
+            self.user,
+            self.uid,
+            self.gid,
+            self.home.display(),
+            self.shell.display()
+        )
+    }
+    fn group_line(&self) -> String {
+        format!("codext:x:{}:\n", self.gid)
+    }
+}
+
+/// The image's file (`passwd` or `group`) with the grant's line `ours`
+/// added: a line of the image with the same name, or the same id, goes
+/// (inside, that name and that id are the grant's).
+fn merged(theirs: &str, ours: &str, a: &Account) -> String {
+    let name = ours.split(':').next().unwrap_or("");
+    let id = ours.split(':').nth(2).unwrap_or("");
+    let mut out: String = theirs
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.first() != Some(&name) && f.get(2) != Some(&id) && f.first() != Some(&a.user.as_str())
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(ours);
+    out
+}
+
+fn read_capped(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .map_err(|e| HelperError::account(format!("cannot read {}", path.display()), e))?;
+    let mut text = String::new();
+    f.take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| HelperError::account(format!("cannot read {}", path.display()), e))?;
+    Ok(text)
+}
+
+/// The account files' folder, root's 0755 (the files 0644: the container
+/// reads them), empty files in place for the mounts.
+fn prepare_files(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| HelperError::account(format!("cannot create {}", dir.display()), e))?;
+    for f in ["passwd", "group"] {
+        std::fs::write(dir.join(f), b"").map_err(|e| {
+            HelperError::account(format!("cannot create {}", dir.join(f).display()), e)
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes `user`'s account files (with its container).
+pub fn forget_files(user: &str) {
+    if codext_wire::UserName::parse(user).is_ok() {
+        let _ = std::fs::remove_dir_all(files_of(user));
     }
 }
 
