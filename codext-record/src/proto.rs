@@ -87,6 +87,9 @@ pub enum Run {
         cwd: Vec<u8>,
         /// The environment the helper sets.
         env: Vec<(Vec<u8>, Vec<u8>)>,
+        /// An sftp server confined to this folder (empty: not confined):
+        /// the recorder judges every request ([`crate::confine`]).
+        confine: Vec<u8>,
     },
     /// Nothing runs: print this and exit with `code` (the gate answered
     /// itself, e.g. `codext-grant linger`).
@@ -779,7 +782,12 @@ fn put_u16(out: &mut Vec<u8>, n: usize) {
 fn encode_run(out: &mut Vec<u8>, run: &Run) {
     match run {
         Run::Shell => {}
-        Run::Exec { argv, cwd, env } => {
+        Run::Exec {
+            argv,
+            cwd,
+            env,
+            confine,
+        } => {
             out.push(RUN_EXEC);
             let argv = &argv[..argv.len().min(MAX_ARGV)];
             put_u16(out, argv.len());
@@ -793,6 +801,7 @@ fn encode_run(out: &mut Vec<u8>, run: &Run) {
                 put_bytes(out, k, MAX_TEXT);
                 put_bytes(out, v, MAX_PATH);
             }
+            put_bytes(out, confine, MAX_PATH);
         }
         Run::Print { text, code } => {
             out.push(RUN_PRINT);
@@ -823,7 +832,13 @@ fn decode_run(r: &mut Reader<'_>) -> Result<Run, ProtoError> {
             for _ in 0..n {
                 env.push((r.bytes(MAX_TEXT)?.to_vec(), r.bytes(MAX_PATH)?.to_vec()));
             }
-            Run::Exec { argv, cwd, env }
+            let confine = r.bytes(MAX_PATH)?.to_vec();
+            Run::Exec {
+                argv,
+                cwd,
+                env,
+                confine,
+            }
         }
         RUN_PRINT => Run::Print {
             text: r.bytes(MAX_REASON)?.to_vec(),
@@ -965,6 +980,7 @@ mod tests {
                 argv: vec![b"/usr/bin/make".to_vec(), b"test".to_vec()],
                 cwd: b"/home/u".to_vec(),
                 env: vec![(b"PATH".to_vec(), b"/usr/bin".to_vec())],
+                confine: b"/home/u/files".to_vec(),
             },
             Run::Print {
                 text: b"restrict ssh-rsa AAAA\n".to_vec(),

@@ -10,7 +10,7 @@ use crate::link::{Link, Lost, Opened};
 use crate::sys::{self, Status};
 use crate::Mode;
 use codext_record::proto::{Exit, Run, Stream, ToHelper};
-use codext_record::{sftp, Kind};
+use codext_record::{confine, sftp, Kind};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -165,7 +165,27 @@ pub fn run(opened: Opened, mode: Mode, env: Vec<(OsString, OsString)>, tty: bool
                 eprintln!("codext: cannot run the shell: {e}");
                 std::process::exit(127)
             }
-            Run::Exec { argv, cwd, env: h } => {
+            // A confined sftp server still needs the recorder between:
+            // it judges every request.
+            Run::Exec {
+                argv,
+                cwd,
+                env: h,
+                confine,
+            } if !confine.is_empty() => (
+                Arc::new(Link::discard(std::time::Instant::now())),
+                shell,
+                false,
+                Run::Exec {
+                    argv,
+                    cwd,
+                    env: h,
+                    confine,
+                },
+            ),
+            Run::Exec {
+                argv, cwd, env: h, ..
+            } => {
                 // The allowed command replaces the recorder: no shell.
                 let mut cmd = exec_command(&argv, &cwd, &h, &env);
                 sys::with_child_setup(&mut cmd, false, false);
@@ -226,8 +246,19 @@ pub fn run(opened: Opened, mode: Mode, env: Vec<(OsString, OsString)>, tty: bool
         Mode::Command(c) => Kind::of(false, c),
         _ => Kind::Shell,
     };
+    let mut confine = None;
     let target = match run {
-        Run::Exec { argv, cwd, env: h } => Target::Local(exec_command(&argv, &cwd, &h, &env)),
+        Run::Exec {
+            argv,
+            cwd,
+            env: h,
+            confine: c,
+        } => {
+            if !c.is_empty() {
+                confine = Some(c);
+            }
+            Target::Local(exec_command(&argv, &cwd, &h, &env))
+        }
         Run::Enter => Target::Remote {
             command: match &mode {
                 Mode::Command(c) => Some(c.clone()),
@@ -241,10 +272,17 @@ pub fn run(opened: Opened, mode: Mode, env: Vec<(OsString, OsString)>, tty: bool
         },
         Run::Shell | Run::Print { .. } => Target::Local(shell_command(&shell, &mode, &env)),
     };
-    let status = if tty {
+    // A confined sftp server runs on pipes whatever sshd gave the channel:
+    // every request passes the filter.
+    let status = if tty && confine.is_none() {
         run_tty(target, &link, input)
     } else {
-        run_pipes(target, &link, kind == Kind::Sftp)
+        run_pipes(
+            target,
+            &link,
+            kind == Kind::Sftp || confine.is_some(),
+            confine,
+        )
     };
     let exit = match status {
         Status::Code(c) => Exit::Code(c),
@@ -469,8 +507,159 @@ fn pump_out(
     sys::close_std(fd);
 }
 
+/// (issue 26) The client's side of a confined sftp session.
+struct ClientOut {
+    /// The client's descriptor (a copy of 1), dropped at the server's end
+    /// so that sshd sees the channel's output end.
+    file: Option<File>,
+    replies: confine::Replies,
+    /// Refusals waiting for the server's packet in flight to end.
+    waiting: Vec<Vec<u8>>,
+    gone: bool,
+}
+
+impl ClientOut {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.gone {
+            return;
+        }
+        if let Some(f) = self.file.as_mut() {
+            if f.write_all(bytes).is_err() {
+                self.gone = true;
+            }
+        }
+    }
+}
+
+fn lock(out: &Mutex<ClientOut>) -> std::sync::MutexGuard<'_, ClientOut> {
+    out.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Client -> a confined sftp server: each request whole, judged, passed on
+/// or refused here (the refusal is in the record as an sftp operation).
+fn confined_in(
+    l: Arc<Link>,
+    mut dst: Box<dyn Write + Send>,
+    d: Option<Arc<Mutex<sftp::Decoder>>>,
+    root: Vec<u8>,
+    out: Arc<Mutex<ClientOut>>,
+) {
+    let Ok(src) = sys::std_fd(0).try_clone_to_owned() else {
+        return;
+    };
+    let mut src = File::from(src);
+    let mut buf = vec![0u8; READ];
+    let mut requests = confine::Requests::default();
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        record(&l, Stream::In, &buf[..n]);
+        if let Some(d) = &d {
+            let ops = d
+                .lock()
+                .map(|mut d| d.client(&buf[..n]))
+                .unwrap_or_default();
+            for op in ops {
+                let t_us = l.now_us();
+                let msg = ToHelper::Sftp {
+                    t_us,
+                    op: op.op,
+                    path: &op.path,
+                    path2: &op.path2,
+                    detail: &op.detail,
+                };
+                if let Err(lost) = l.send(&msg) {
+                    fatal(&lost);
+                }
+            }
+        }
+        let Ok(packets) = requests.feed(&buf[..n]) else {
+            // A request larger than any sftp server takes: the end.
+            break;
+        };
+        for p in packets {
+            match confine::judge(&p, &root) {
+                confine::Verdict::Pass => {
+                    if dst.write_all(&p).is_err() {
+                        return;
+                    }
+                }
+                confine::Verdict::Deny { id, why } => {
+                    let t_us = l.now_us();
+                    let msg = ToHelper::Sftp {
+                        t_us,
+                        op: "denied",
+                        path: b"",
+                        path2: b"",
+                        detail: &why,
+                    };
+                    if let Err(lost) = l.send(&msg) {
+                        fatal(&lost);
+                    }
+                    let reply = confine::status(id, &why);
+                    let mut o = lock(&out);
+                    if o.replies.at_boundary() {
+                        o.write(&reply);
+                    } else {
+                        o.waiting.push(reply);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A confined sftp server -> the client: its packets, and between two of
+/// them the refusals waiting.
+fn confined_out(
+    link: Arc<Link>,
+    mut src: impl Read,
+    sftp: Option<Arc<Mutex<sftp::Decoder>>>,
+    out: Arc<Mutex<ClientOut>>,
+) {
+    let mut buf = vec![0u8; READ];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        record(&link, Stream::Out, &buf[..n]);
+        if let Some(d) = &sftp {
+            if let Ok(mut d) = d.lock() {
+                d.server(&buf[..n]);
+            }
+        }
+        let mut o = lock(&out);
+        let ends = o.replies.feed(&buf[..n]);
+        let mut from = 0;
+        for end in ends {
+            o.write(&buf[from..end]);
+            from = end;
+            for reply in std::mem::take(&mut o.waiting) {
+                o.write(&reply);
+            }
+        }
+        o.write(&buf[from..n]);
+    }
+    let mut o = lock(&out);
+    for reply in std::mem::take(&mut o.waiting) {
+        o.write(&reply);
+    }
+    o.file = None;
+    o.gone = true;
+    drop(o);
+    sys::close_std(1);
+}
+
 /// A channel without a terminal: pipes to the shell's three descriptors.
-fn run_pipes(target: Target, link: &Arc<Link>, is_sftp: bool) -> Status {
+fn run_pipes(target: Target, link: &Arc<Link>, is_sftp: bool, confine: Option<Vec<u8>>) -> Status {
     type Ends = (
         Option<Box<dyn Write + Send>>,
         Option<Box<dyn Read + Send>>,
@@ -534,8 +723,27 @@ fn run_pipes(target: Target, link: &Arc<Link>, is_sftp: bool) -> Status {
     for fd in [1, 2] {
         sys::grow_pipe(fd, PIPE);
     }
+    // (issue 26) A confined sftp server: the client's side is shared by
+    // the server's replies and the filter's refusals.
+    let shared = match (&confine, sys::std_fd(1).try_clone_to_owned()) {
+        (Some(_), Ok(out)) => Some(Arc::new(Mutex::new(ClientOut {
+            file: Some(File::from(out)),
+            replies: confine::Replies::default(),
+            waiting: Vec::new(),
+            gone: false,
+        }))),
+        _ => None,
+    };
     // Client -> shell.
-    if let Some(mut dst) = stdin {
+    if let (Some(root), Some(out)) = (confine.clone(), shared.clone()) {
+        if let Some(dst) = stdin {
+            let l = Arc::clone(link);
+            let d = decoder.clone();
+            let _ = std::thread::Builder::new()
+                .name("in".into())
+                .spawn(move || confined_in(l, dst, d, root, out));
+        }
+    } else if let Some(mut dst) = stdin {
         let l = Arc::clone(link);
         let d = decoder.clone();
         let _ = std::thread::Builder::new()
@@ -584,10 +792,14 @@ fn run_pipes(target: Target, link: &Arc<Link>, is_sftp: bool) -> Status {
     if let Some(out) = stdout {
         let l = Arc::clone(link);
         let d = decoder.clone();
+        let shared = shared.clone();
         pumps.push(
             std::thread::Builder::new()
                 .name("out".into())
-                .spawn(move || pump_out(l, out, Stream::Out, 1, d)),
+                .spawn(move || match shared {
+                    Some(client) => confined_out(l, out, d, client),
+                    None => pump_out(l, out, Stream::Out, 1, d),
+                }),
         );
     }
     if let Some(err) = stderr {

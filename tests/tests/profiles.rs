@@ -27,6 +27,10 @@ commands = [
 transfers = ["scp", "rsync"]
 groups = ["video"]
 sudo = ["/usr/bin/id -u"]
+[profiles.inbox]
+kind = "commands"
+transfers = ["sftp"]
+transfer_dir = "in"
 "#;
 
 fn text(out: &Output) -> (String, String) {
@@ -237,5 +241,41 @@ sandbox_test! {
         assert!(!std::path::Path::new(&format!("/home/{}/.ssh/rc", a.user)).exists());
         ok(&w.agent_cli(&["close", "web1"]), "codext close");
         w.wait_removed(&a.user, a.uid);
+
+        // sftp, where a profile allows it: confined by the recorder, every
+        // request judged; OpenSSH's default scp (sftp) too.
+        let b = w.arm_profile("inbox");
+        open(&w, &b.puzzle, "inbox");
+        let inbox = format!("/home/{}/in", b.user);
+        ok(&agent(&w, "/bin/sh", &["-c", "printf 'put up.txt\nmkdir sub\nput up.txt sub/x.txt\nrename sub/x.txt sub/y.txt\nls sub\nget up.txt back.txt\n' > ok.batch && sftp -q -b ok.batch codext-web1"]), "sftp inside");
+        assert!(std::path::Path::new(&format!("{inbox}/up.txt")).exists());
+        assert!(std::path::Path::new(&format!("{inbox}/sub/y.txt")).exists());
+        ok(&agent(&w, "scp", &["-q", "up.txt", "codext-web1:scp.txt"]), "scp (sftp) inside");
+        assert!(std::path::Path::new(&format!("{inbox}/scp.txt")).exists());
+        for (batch, what) in [
+            ("put up.txt /tmp/x", "/tmp"),
+            ("put up.txt ../.bashrc", "the home"),
+            ("cd ..\nput up.txt y", "cd out"),
+            ("ls /", "the root"),
+            ("get /etc/passwd p", "a read outside"),
+            ("symlink /etc/passwd link", "a symlink"),
+            ("rename up.txt ../moved", "a rename out"),
+        ] {
+            let out = agent(&w, "/bin/sh", &["-c", &format!("printf '{batch}\n' > bad.batch && sftp -q -b bad.batch codext-web1")]);
+            let (o, e) = text(&out);
+            assert!(!out.status.success(), "{what} went through: {o}{e}");
+        }
+        let out = agent(&w, "scp", &["-q", "up.txt", "codext-web1:/tmp/y"]);
+        assert!(!out.status.success(), "scp to /tmp went through");
+        assert!(!std::path::Path::new("/tmp/x").exists() && !std::path::Path::new("/tmp/y").exists());
+        assert!(!std::path::Path::new(&format!("/home/{}/.bashrc.x", b.user)).exists());
+        assert!(!std::path::Path::new(&format!("{inbox}/link")).exists());
+        assert!(!std::path::Path::new(&format!("/home/{}/moved", b.user)).exists());
+        assert!(!std::path::Path::new("/home/agent/p").exists());
+        // The refusals are in the record.
+        let shown = String::from_utf8_lossy(&World::helper_cli(&["sessions", "list", "--user", &b.user, "--json"]).stdout).into_owned();
+        assert!(shown.contains("sftp"), "{shown}");
+        ok(&w.agent_cli(&["close", "web1"]), "codext close");
+        w.wait_removed(&b.user, b.uid);
     }
 }

@@ -134,7 +134,7 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
             let exists =
                 |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
             match gate::decide(entry.profile.as_str(), c, &entry.home, request, &exists) {
-                gate::Decision::Exec { argv, cwd } => {
+                gate::Decision::Exec { argv, cwd, confine } => {
                     log("exec", &argv.join(" "));
                     let mut env: Vec<(Vec<u8>, Vec<u8>)> = gate::EXEC_ENV
                         .iter()
@@ -150,6 +150,9 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
                         argv: argv.into_iter().map(String::into_bytes).collect(),
                         cwd: cwd.as_os_str().as_encoded_bytes().to_vec(),
                         env,
+                        confine: confine
+                            .map(|c| c.as_os_str().as_encoded_bytes().to_vec())
+                            .unwrap_or_default(),
                     })
                 }
                 gate::Decision::Builtin(_) => Err("codext-grant: unexpected".into()),

@@ -1036,6 +1036,32 @@ fn given_a_last_logout_then_one_kill_and_the_removal_steps_in_order_with_or_with
         [format!("kill {uid}"), format!("sweep-shared {uid}")],
         "a last logout that lingers"
     );
+    // (issue 26) A container grant: docker stops its container before the
+    // killer (its processes are the uid's in the host kernel), and after
+    // the removal none of the grant's may be left.
+    let w = world();
+    let i = w.active_with("ws");
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    w.fake.m().calls.clear();
+    assert!(ok(&w.open(&i.user)));
+    w.helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    w.helper.remove_account(&user, T0).unwrap();
+    assert_eq!(
+        w.fake.m().calls,
+        [
+            format!("container-stop {user}"),
+            format!("kill {uid}"),
+            format!("defuse {uid}"),
+            format!("userdel {user}"),
+            format!("groups {user}"),
+            format!("keyrings {uid}"),
+            format!("sweep {uid}"),
+            format!("containers-left {user}"),
+        ],
+        "a container grant's last logout"
+    );
 }
 
 #[test]

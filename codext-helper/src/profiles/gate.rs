@@ -25,9 +25,11 @@
 //!   from a fixed list (rsync's `-s`, which moves paths out of the command
 //!   line, is refused; `--munge-links` is added, so no symlink it makes
 //!   points anywhere); sftp starts there (`sftp-server -d`) with
-//!   `symlink` and `hardlink` refused, and can reach what the account can
-//!   (sftp-server has no confinement without a chroot: allow scp and
-//!   rsync instead where that matters, see `docs/PROFILES.md`).
+//!   `symlink` and `hardlink` refused by the server, and the recorder
+//!   judges every request on the way (`codext_record::confine`): a path
+//!   outside the folder is answered "permission denied" without reaching
+//!   the server (sftp-server has no confinement of its own without a
+//!   chroot).
 //!
 //! Any profile: `codext-grant linger SECONDS` is answered by the helper
 //! itself (`codext open`/`close` on a grant with no shell).
@@ -63,6 +65,9 @@ pub enum Decision {
         argv: Vec<String>,
         /// Its working folder.
         cwd: PathBuf,
+        /// An sftp server whose every request the recorder confines to
+        /// this folder.
+        confine: Option<PathBuf>,
     },
     /// The helper answers itself.
     Builtin(Builtin),
@@ -246,6 +251,7 @@ pub fn decide(
         return Decision::Exec {
             argv,
             cwd: home.to_path_buf(),
+            confine: None,
         };
     }
     refuse(format!(
@@ -315,7 +321,11 @@ fn transfer(profile: &str, c: &Commands, home: &Path, words: &[String]) -> Optio
         Transfer::Rsync => rsync(words, &root),
     };
     Some(match d {
-        Ok(argv) => Decision::Exec { argv, cwd: root },
+        Ok(argv) => Decision::Exec {
+            argv,
+            confine: (kind == Transfer::Sftp).then(|| root.clone()),
+            cwd: root,
+        },
         Err(why) => refuse(why),
     })
 }

@@ -229,7 +229,11 @@ fn given_sftp_allowed_then_it_starts_in_the_transfer_folder_without_links() {
         &|_: &Path| true,
     );
     match d {
-        Decision::Exec { argv, cwd } => {
+        Decision::Exec { argv, cwd, confine } => {
+            assert_eq!(
+                confine.as_deref(),
+                Some(Path::new(HOME).join("in/box").as_path())
+            );
             assert_eq!(argv[0], "/usr/lib/openssh/sftp-server");
             assert!(argv.contains(&"symlink,hardlink".to_owned()));
             assert_eq!(cwd, Path::new(HOME).join("in/box"));
