@@ -437,6 +437,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|e| {
                         serde_json::json!({
                             "user": e.user.as_str(), "uid": e.uid, "phase": e.phase, "channel": e.channel,
+                            "profile": e.profile.as_str(),
                             "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
                             "sessions": e.sessions.len(), "answer_by": e.token.answer_by.rfc3339(),
                             "login_by": e.token.login_by.map(UnixTime::rfc3339), "grant_until": e.grant_until.map(UnixTime::rfc3339),
@@ -453,7 +454,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("no codext users");
             } else {
                 println!(
-                    "{:<18} {:>6} {:<9} {:>8} {:<20}",
+                    "{:<18} {:>6} {:<9} {:>8} {:<20} PROFILE",
                     "USER", "UID", "PHASE", "SESSIONS", "DEADLINE"
                 );
                 for e in entries {
@@ -463,12 +464,13 @@ fn run(cli: Cli) -> Result<()> {
                         .unwrap_or(e.token.answer_by);
                     let phase = e.phase.as_str();
                     println!(
-                        "{:<18} {:>6} {:<9} {:>8} {:<20}",
+                        "{:<18} {:>6} {:<9} {:>8} {:<20} {}",
                         e.user,
                         e.uid,
                         phase,
                         e.sessions.len(),
-                        deadline.rfc3339()
+                        deadline.rfc3339(),
+                        e.profile
                     );
                     if let Some(r) = &e.removal {
                         println!(

@@ -55,8 +55,7 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
     let cfg = &helper.cfg;
     let request = request_of(hello);
     let profile = cfg.profile(&entry.profile);
-    let gated = entry.shell == cfg.recording.recorder && !entry.profile.is_shell();
-    if !gated {
+    if entry.profile.is_shell() {
         return match &hello.gate {
             // sshd forced a gate on a shell grant: its configuration and
             // this grant disagree.
