@@ -8,7 +8,8 @@
 # the source tree's with the packaged paths of the binaries; the conffile is
 # docs/helper.toml with every setting commented out (a missing or empty
 # setting means the default). Then lintian, if installed, must report no
-# error and no warning. Installs cargo-deb when it is missing.
+# error and no warning. Installs cargo-deb when it is missing. The session
+# recorder is built statically (see below) and shipped in /usr/lib/codext/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -17,6 +18,15 @@ P=target/packaging
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 cargo build --release --locked -p codext-helper -p codext-channel -p codext -p pam_codext -p codext-gen-docs
+# The session recorder, statically linked (no dynamic loader runs in it, so
+# LD_PRELOAD cannot put code into it): its own target folder and --target,
+# so the flag reaches it alone (tests/build.rs builds the tests' copy alike).
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p codext-record --bin codext-record \
+    --target x86_64-unknown-linux-gnu --target-dir target/static-record
+recorder=target/static-record/x86_64-unknown-linux-gnu/release/codext-record
+if readelf -l "$recorder" | grep -q 'Requesting program interpreter'; then
+    echo "build-deb.sh: $recorder is dynamically linked" >&2; exit 1
+fi
 rm -rf "$P" && mkdir -p "$P"
 target/release/codext-gen-docs "$P"
 gzip -9n "$P"/man/*

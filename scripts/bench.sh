@@ -6,6 +6,10 @@
 #    same sshd, in the sandbox (release build), and the helper's memory;
 #  * the helper's memory over 300 sequential JIT logins and 10 bursts of
 #    50, against its own size at start;
+#  * session recording against none: a JIT login, a 50 MiB cat, and the
+#    helper's memory over 100 recorded sessions;
+#  * a container grant against a plain one: codext open to a shell in the
+#    container, a further command;
 #  * 100 concurrent JIT logins against 100 concurrent plain logins, and how
 #    soon after the last logout every account is gone;
 #  * DigitalOcean logins against the emulator with real-world API latency;
@@ -25,6 +29,16 @@ target/release/codext-sandbox -- target/release/codext-bench burst "${CODEXT_BUR
 # for the long run quoted in docs/BENCHMARKS.md (about 20 minutes on 2 cores).
 # shellcheck disable=SC2086
 target/release/codext-sandbox -- target/release/codext-bench memory ${CODEXT_MEMORY:-300 10 50}
+# What session recording costs (issue 23): a JIT login and a 50 MiB cat
+# through a master, recorded against not recorded (ratios), and the
+# helper's memory over 100 recorded sessions.
+target/release/codext-sandbox -- target/release/codext-record-bench "${CODEXT_RECORD_ROUNDS:-9}"
+# (issue 26) A container grant against a plain one: codext open to a
+# shell inside the container (the helper starts it when the account is
+# made), a further command (docker exec), and the container's start, with
+# a private dockerd in the sandbox and the workspace image
+# (scripts/workspace-image.sh, from docker-test.sh's debootstrapped base).
+target/release/codext-sandbox -- target/release/codext-profile-bench "${CODEXT_PROFILE_ROUNDS:-7}"
 # What strangers cost the audit trail: 10,000 unknown names from 1 and from
 # 1,000 sources, straight at the helper's socket, and a known user's login
 # latency meanwhile against an idle helper.

@@ -27,6 +27,7 @@ say "2. The daemon and sshd start; codext-helper doctor checks the whole host"
 "$B/codext-helper" serve 2>"$D/helper.log" &
 HELPER_PID=$!
 /usr/sbin/sshd -D -e 2>"$D/sshd.log" &
+SSHD_PID=$!
 wait_for 10 "the helper" test -S /run/codext/helper.sock
 wait_for 10 "sshd" bash -c 'exec 3<>/dev/tcp/127.0.0.1/22'
 show "codext-helper doctor"
@@ -102,6 +103,7 @@ umask 022
 cat /etc/codext/helper.toml
 kill "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true
 "$B/codext-helper" serve 2>>"$D/helper.log" &
+HELPER_PID=$!
 wait_for 10 "the helper" test -S /run/codext/helper.sock
 
 say "9b. The channel process starts: the only part that talks to the API, as the unprivileged user codext-channel"
@@ -117,6 +119,7 @@ setpriv --reuid=codext-channel --regid=codext-channel --clear-groups --no-new-pr
     --inh-caps=-all --bounding-set=-all \
     env -i PATH=/usr/bin:/bin CREDENTIALS_DIRECTORY="$D/channel-credentials" \
     "$D/bin/codext-channel" 2>"$D/channel.log" &
+CHANNEL_PID=$!
 wait_for 20 "the channel process" grep -q 'watching droplet' "$D/channel.log"
 cat "$D/channel.log"
 
@@ -141,5 +144,81 @@ show "API calls per token (emulator's record)"
 curl -s http://127.0.0.1:8080/_emulator/calls | grep -o '"token":"[^"]*"' | sort | uniq -c | sed "s/$SERVER_TOKEN/server/; s/$AGENT_TOKEN/agent/"
 show "curl -s http://127.0.0.1:8080/_emulator/violations"
 curl -s http://127.0.0.1:8080/_emulator/violations; echo
+
+say "Part three: a container grant (issue 26) — every session lands in a container started for the grant"
+# A private dockerd inside the sandbox (its data on the sandbox's scratch
+# /var/lib, its socket in the sandbox's /run), and a small workspace image
+# built from the debootstrapped bookworm scripts/docker-test.sh caches plus
+# this machine's git, rsync, scp and sftp-server: no registry.
+DEMO_CGROUP=codext-demo-$$
+if command -v dockerd >/dev/null 2>&1 && [ -s /var/cache/codext-test/bookworm-minbase.tar ]; then
+    dockerd --data-root /var/lib/docker --exec-root /run/docker-exec -H unix:///run/docker.sock \
+        --pidfile /run/dockerd.pid --storage-driver=overlay2 --bridge=none --iptables=false \
+        --ip6tables=false --ip-masq=false --cgroup-parent="/$DEMO_CGROUP" > "$D/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    stop_docker() {
+        DOCKER_HOST=unix:///run/docker.sock /usr/bin/docker ps -aq | xargs -r env DOCKER_HOST=unix:///run/docker.sock /usr/bin/docker rm -f >/dev/null 2>&1 || true
+        kill "$DOCKERD_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
+        rmdir /sys/fs/cgroup/*/"$DEMO_CGROUP" 2>/dev/null || true
+    }
+    trap stop_docker EXIT
+    export DOCKER_HOST=unix:///run/docker.sock
+    wait_for 60 "dockerd" /usr/bin/docker info
+    show "scripts/workspace-image.sh codext-workspace:demo"
+    TMPDIR=/var/tmp "$REPO/scripts/workspace-image.sh" codext-workspace:demo
+    cat > /etc/codext/helper.toml <<TOML
+version = 1
+[profiles.ws]
+kind = "container"
+image = "codext-workspace:demo"
+shell = "/bin/bash"
+memory_mb = 512
+disk_mb = 128
+pids = 128
+TOML
+    show "cat /etc/codext/helper.toml"
+    cat /etc/codext/helper.toml
+    kill "$CHANNEL_PID" "$HELPER_PID" 2>/dev/null || true
+    wait "$HELPER_PID" 2>/dev/null || true
+    show "codext-helper setup   (writes the gated profiles' sshd drop-in, makes their groups)"
+    "$B/codext-helper" setup --data-dir "$REPO/pam.d" --module "$B/libpam_codext.so" | grep -E 'codext-profiles|created|no file' || true
+    grep -v '^#' /etc/ssh/sshd_config.d/00-codext-profiles.conf | sed '/^$/d'
+    # sshd -D re-executes itself on SIGHUP and reads the new drop-in.
+    kill -HUP "$SSHD_PID"
+    sleep 0.5
+    wait_for 10 "sshd" bash -c 'exec 3<>/dev/tcp/127.0.0.1/22'
+    "$B/codext-helper" serve 2>>"$D/helper.log" &
+    HELPER_PID=$!
+    wait_for 10 "the helper" test -S /run/codext/helper.sock
+    say "The operator issues a grant of the profile ws; the agent solves it and opens the task"
+    show "codext-helper issue --client-key ~agent/agent.key.pub --profile ws --json"
+    "$B/codext-helper" issue --client-key /home/agent/agent.key.pub --profile ws --json > "$D/issued-ws.json"
+    WS_USER=$(sed -n 's/.*"user": "\(.*\)".*/\1/p' "$D/issued-ws.json")
+    WS_PUZZLE=$(sed -n 's/.*"puzzle": "\(.*\)".*/\1/p' "$D/issued-ws.json")
+    WS_ANSWER=$(as_agent "$D/bin/codext" solve --key /home/agent/agent.key --server-key /home/agent/server.pub --profile ws "$WS_PUZZLE")
+    "$B/codext-helper" answer "$WS_ANSWER"
+    show "codext open --profile ws --name gpu … PUZZLE"
+    as_agent "$D/bin/codext" open --key /home/agent/agent.key --server-key /home/agent/server.pub \
+        --host 127.0.0.1 --name gpu --profile ws "$WS_PUZZLE"
+    say "Every session of the grant lands inside its container"
+    show "ssh codext-gpu 'id; hostname; pwd; grep -E \"^(CapEff|NoNewPrivs)\" /proc/self/status; df -h /workspace | tail -1'"
+    as_agent ssh codext-gpu 'id; hostname; pwd; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status; df -h /workspace | tail -1'
+    as_agent sh -c 'cd /home/agent && echo "hello from the agent" > note.txt && scp -q note.txt codext-gpu:note.txt'
+    show "scp note.txt codext-gpu:  then  ssh codext-gpu 'cat note.txt; ls -l'"
+    as_agent ssh codext-gpu 'cat note.txt; ls -l'
+    show "docker ps   (on the host, as root: the grant's container)"
+    /usr/bin/docker ps --format '{{.Names}}  {{.Image}}  user {{.Label "codext.user"}}  {{.Status}}'
+    say "codext close: the container goes with the account"
+    as_agent "$D/bin/codext" close gpu
+    wait_for 30 "the removal" bash -c "! getent passwd $WS_USER && [ -z \"\$(/usr/bin/docker ps -aq)\" ]"
+    show "docker ps -a; getent passwd $WS_USER"
+    /usr/bin/docker ps -a --format '{{.Names}}' | grep . || echo "(no container left)"
+    getent passwd "$WS_USER" || echo "(no such user)"
+    show "grep -E 'container|gate' /var/log/codext/audit.jsonl | cut -c1-150"
+    grep -E '"event":"(container|gate)"' /var/log/codext/audit.jsonl | cut -c1-150
+else
+    echo "(skipped: dockerd or the debootstrapped base /var/cache/codext-test/bookworm-minbase.tar is missing; scripts/docker-test.sh makes the latter)"
+fi
 
 say "Done. The sandbox now disappears with everything it changed."

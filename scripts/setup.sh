@@ -8,7 +8,12 @@ set -euo pipefail
 
 packages=(openssh-server openssh-client pamtester libpam0g-dev sshpass iproute2 openssl
           gcc libc6-dev pkg-config curl ca-certificates procps passwd systemd libnss-systemd binutils
-          util-linux at cron uidmap rsync git)
+          util-linux at cron uidmap rsync git
+          # grant profiles (issue 26): sudo rules of a profile, checked by visudo
+          sudo
+          # the session-recording tests: a headless browser for the HTML
+          # export, and the probes a hostile user would run
+          chromium python3 strace)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

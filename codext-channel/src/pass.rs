@@ -350,10 +350,11 @@ impl Carrier for Pass {
                     text: answer.to_string(),
                     item,
                 });
-            } else if let Some(prefix) = self.space3.request_in(raw) {
+            } else if let Some((prefix, profile)) = self.space3.request_in(raw) {
                 self.note_request(prefix, false);
                 posted.push(Posted::Request {
                     key_prefix: prefix,
+                    profile,
                     item,
                 });
             } else if let Some(answer) = self.space.answer_in(raw) {
@@ -362,9 +363,11 @@ impl Carrier for Pass {
                     item,
                 });
             } else if let Some(prefix) = self.space.request_in(raw) {
+                // v2 agents predate profiles: shell.
                 self.note_request(prefix, true);
                 posted.push(Posted::Request {
                     key_prefix: prefix,
+                    profile: codext_core::ProfileName::shell(),
                     item,
                 });
             }

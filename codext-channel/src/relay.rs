@@ -39,6 +39,9 @@ pub enum Posted {
     Request {
         /// The first 16 bytes of the key's SHA-256 fingerprint.
         key_prefix: [u8; 16],
+        /// (issue 26) The grant profile asked for (`shell` when the
+        /// request names none).
+        profile: codext_core::ProfileName,
         /// The carrier's own name for it.
         item: String,
     },
@@ -112,7 +115,11 @@ pub fn relay(carrier: &mut impl Carrier, helper: &mut impl HelperLink) -> Result
     for p in &posted {
         match p {
             Posted::Answer { text, .. } => take_answer(carrier, helper, p, text)?,
-            Posted::Request { key_prefix, .. } => take_request(carrier, helper, key_prefix)?,
+            Posted::Request {
+                key_prefix,
+                profile,
+                ..
+            } => take_request(carrier, helper, key_prefix, profile)?,
         }
     }
     happened |= !posted.is_empty();
@@ -174,6 +181,7 @@ fn take_request(
     carrier: &mut impl Carrier,
     helper: &mut impl HelperLink,
     prefix: &[u8; 16],
+    profile: &codext_core::ProfileName,
 ) -> Result<()> {
     // A key with a puzzle out needs no key lookup (the cloud may limit
     // them: DigitalOcean allows ten key listings a minute).
@@ -184,7 +192,9 @@ fn take_request(
         codext_core::log_info!("a request for key {} the cloud does not know", hex(prefix));
         return Ok(());
     };
-    match helper.call(&ChannelRequest::Request { key, name })? {
+    // A shell request is sent as an earlier channel process sent it.
+    let profile = (!profile.is_shell()).then(|| profile.to_string());
+    match helper.call(&ChannelRequest::Request { key, name, profile })? {
         Reply::Ok { .. } => Ok(()),
         Reply::Refused { code, reason } => {
             codext_core::log_info!("request refused ({code:?}): {reason}");
@@ -317,6 +327,7 @@ mod tests {
         // The agent asks.
         let request = Posted::Request {
             key_prefix: [7; 16],
+            profile: codext_core::ProfileName::shell(),
             item: "q7".into(),
         };
         inbox.posted.push(request);
@@ -354,6 +365,7 @@ mod tests {
         let mut helper = Helper::default();
         inbox.posted.push(Posted::Request {
             key_prefix: [9; 16],
+            profile: codext_core::ProfileName::shell(),
             item: "q9".into(),
         });
         inbox.posted.push(Posted::Answer {

@@ -50,6 +50,7 @@ fn main() {
             Fingerprint([3; 32]),
         ],
         token: Token::generate().unwrap(),
+        profile: codext_core::ProfileName::shell(),
     };
     let puzzle = Puzzle::seal(&content, &agent_pub, &server).unwrap();
 

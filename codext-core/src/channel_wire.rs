@@ -42,6 +42,10 @@ pub enum ChannelRequest {
         key: String,
         /// The key's name in the account.
         name: String,
+        /// (issue 26) The grant profile the request names; absent (an
+        /// earlier channel process, or an agent that named none): `shell`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
     },
     /// An answer text read from an answer tag.
     Answer {
@@ -248,6 +252,12 @@ mod tests {
             ChannelRequest::Request {
                 key: "ssh-rsa AAAA".into(),
                 name: "codext-a".into(),
+                profile: None,
+            },
+            ChannelRequest::Request {
+                key: "ssh-rsa AAAA".into(),
+                name: "codext-a".into(),
+                profile: Some("ci".into()),
             },
             ChannelRequest::Answer { text: "x".into() },
             ChannelRequest::Next {},
@@ -266,6 +276,15 @@ mod tests {
         assert_eq!(code(br#"{"verb":3}"#), Refusal::Malformed);
         assert_eq!(code(br#"{"verb":"answer"}"#), Refusal::Malformed);
         assert_eq!(code(br#"{"verb":"next","extra":1}"#), Refusal::Malformed);
+        // A request of an earlier channel process (no profile) still decodes.
+        assert_eq!(
+            ChannelRequest::decode(br#"{"verb":"request","key":"k","name":"n"}"#).unwrap(),
+            ChannelRequest::Request {
+                key: "k".into(),
+                name: "n".into(),
+                profile: None
+            }
+        );
         let refused = Reply::refused(Refusal::Foreign, "no");
         assert_eq!(Reply::decode(&refused.encode()), Some(refused));
     }

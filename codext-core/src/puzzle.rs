@@ -1,5 +1,13 @@
 //! Puzzle protocol v1 (specified in `docs/PROTOCOL.md`).
 //!
+//! (issue 26) The plaintext comes in two versions: 1, what every grant of
+//! the `shell` profile carries (byte for byte what earlier releases sealed,
+//! so their agents still open it), and 2, the same fields followed by the
+//! grant's profile name, for every other profile. The envelope is the same
+//! for both (version 1): its size, and so the number of DigitalOcean tags a
+//! puzzle takes, does not change; the profile is inside the ciphertext,
+//! which the signature covers.
+//!
 //! The server seals a [`PuzzleContent`] (token, user, times, server
 //! identity, puzzle id, host-key fingerprints) with RSA-OAEP(SHA-256) to the
 //! agent's key, and signs the envelope — a clear header and the ciphertext —
@@ -17,6 +25,7 @@ use crate::answer::Answer;
 use crate::encoding::{b32_decode, b32_encode};
 use crate::error::{Error, Result};
 use crate::keys::{Fingerprint, PrivateKey, PublicKey};
+use crate::profile::ProfileName;
 use crate::token::{Token, TOKEN_LEN};
 use codext_wire::UserName;
 use rand_core::OsRng;
@@ -25,8 +34,12 @@ use rsa::{pss, Oaep};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-/// Protocol version carried in envelope and plaintext.
+/// Protocol version carried in the envelope, and in the plaintext of a
+/// `shell` grant.
 pub const VERSION: u8 = 1;
+/// Plaintext version of a grant of any other profile: version 1's fields
+/// and then the profile name.
+pub const VERSION_PROFILE: u8 = 2;
 /// Text prefix of a v1 puzzle.
 pub const TEXT_PREFIX: &str = "cdx1";
 /// Envelope magic.
@@ -60,6 +73,9 @@ pub struct PuzzleContent {
     pub host_keys: Vec<Fingerprint>,
     /// The one-time token (the SSH password in text form).
     pub token: Token,
+    /// (issue 26) What the grant may do; `shell` is sealed as plaintext
+    /// version 1, anything else as version 2.
+    pub profile: ProfileName,
 }
 
 /// A signed, encrypted puzzle as it travels.
@@ -97,8 +113,13 @@ impl PuzzleContent {
         check_server_id(&self.server_id)?;
         let n = u8::try_from(self.host_keys.len())
             .map_err(|_| Error::PuzzleContent("too many host keys".into()))?;
-        let mut out = Zeroizing::new(Vec::with_capacity(128 + 32 * self.host_keys.len()));
-        out.push(VERSION);
+        let mut out = Zeroizing::new(Vec::with_capacity(160 + 32 * self.host_keys.len()));
+        let version = if self.profile.is_shell() {
+            VERSION
+        } else {
+            VERSION_PROFILE
+        };
+        out.push(version);
         out.extend_from_slice(&self.puzzle_id);
         out.extend_from_slice(&self.issued_at.to_be_bytes());
         out.extend_from_slice(&self.expires_at.to_be_bytes());
@@ -109,13 +130,17 @@ impl PuzzleContent {
         for fp in &self.host_keys {
             out.extend_from_slice(&fp.0);
         }
+        if version == VERSION_PROFILE {
+            push_short(&mut out, self.profile.as_str().as_bytes());
+        }
         Ok(out)
     }
 
     fn decode(bytes: &[u8]) -> Result<PuzzleContent> {
         let bad = |m: &str| Error::PuzzleContent(m.to_owned());
         let mut r = Cursor(bytes);
-        if r.u8().ok_or_else(|| bad("empty plaintext"))? != VERSION {
+        let version = r.u8().ok_or_else(|| bad("empty plaintext"))?;
+        if version != VERSION && version != VERSION_PROFILE {
             return Err(bad("unknown plaintext version"));
         }
         let puzzle_id = r.array::<16>().ok_or_else(|| bad("short plaintext"))?;
@@ -140,6 +165,19 @@ impl PuzzleContent {
                 r.array::<32>().ok_or_else(|| bad("short plaintext"))?,
             ));
         }
+        let profile = if version == VERSION_PROFILE {
+            let p = r.short().ok_or_else(|| bad("short plaintext"))?;
+            let p = std::str::from_utf8(p).map_err(|_| bad("profile is not UTF-8"))?;
+            let p = ProfileName::parse(p).map_err(Error::PuzzleContent)?;
+            // Version 2 names a profile other than shell: one grant, one
+            // encoding, nothing to choose between.
+            if p.is_shell() {
+                return Err(bad("a version 2 plaintext names the shell profile"));
+            }
+            p
+        } else {
+            ProfileName::shell()
+        };
         if !r.0.is_empty() {
             return Err(bad("bytes after the end of the plaintext"));
         }
@@ -156,6 +194,7 @@ impl PuzzleContent {
             server_id,
             host_keys,
             token,
+            profile,
         })
     }
 }

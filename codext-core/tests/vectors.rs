@@ -323,6 +323,7 @@ fn fresh_content(host_keys: Vec<Fingerprint>, server_id: &str) -> PuzzleContent 
         server_id: server_id.into(),
         host_keys,
         token: Token::generate().unwrap(),
+        profile: codext_core::ProfileName::shell(),
     }
 }
 
@@ -360,4 +361,96 @@ fn tempdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).unwrap();
     p
+}
+
+// --- (issue 26) puzzle-2: a grant of the profile `gpu`, plaintext version 2
+
+fn expected_2() -> Value {
+    serde_json::from_str(&read("puzzle-2.json")).unwrap()
+}
+
+#[test]
+fn given_the_profile_vector_then_it_opens_to_its_profile_and_the_shell_vector_to_shell() {
+    let e = expected_2();
+    let p = Puzzle::from_text(&read("puzzle-2.txt")).unwrap();
+    let opened = p
+        .open(
+            &agent(),
+            &server_pub(),
+            e["issued_at"].as_u64().unwrap() + 1,
+        )
+        .unwrap();
+    assert_eq!(opened.content.profile.as_str(), "gpu");
+    assert_eq!(e["profile"], "gpu");
+    assert_eq!(opened.content.user.as_str(), e["user"]);
+    assert_eq!(opened.answer.to_string(), e["answer"]);
+    assert_eq!(hex(opened.content.token.expose()), e["token_hex"]);
+    // The envelope is version 1 either way (same size, same tags).
+    assert_eq!(p.to_bytes()[4], 1);
+    assert_eq!(p.to_bytes().len(), puzzle().to_bytes().len());
+    // puzzle-1 predates profiles: a shell grant.
+    let one = puzzle().open(&agent(), &server_pub(), now()).unwrap();
+    assert!(one.content.profile.is_shell());
+}
+
+/// The plaintext of `p`, decrypted with the agent key by openssl (an
+/// independent implementation).
+fn openssl_plaintext(p: &Puzzle, tag: &str) -> Vec<u8> {
+    let tmp = tempdir(tag);
+    std::fs::write(tmp.join("ct"), &p.ciphertext).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey"])
+        .arg(dir().join("agent.key"))
+        .args([
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+            "-in",
+        ])
+        .arg(tmp.join("ct"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn given_the_profile_vector_then_openssl_finds_version_2_and_the_profile_at_the_end() {
+    let e = expected_2();
+    let p = Puzzle::from_text(&read("puzzle-2.txt")).unwrap();
+    let pt = openssl_plaintext(&p, "openssl-2");
+    assert_eq!(pt[0], 2);
+    assert_eq!(hex(&pt[1..17]), e["puzzle_id"]);
+    // ... the v1 fields, then len8 || "gpu" last.
+    assert_eq!(&pt[pt.len() - 4..], b"\x03gpu");
+    let v1 = openssl_plaintext(&puzzle(), "openssl-1");
+    assert_eq!(v1[0], 1);
+    // Same fields but the profile: same user length and host keys here.
+    assert_eq!(pt.len(), v1.len() + 4);
+}
+
+#[test]
+fn given_a_shell_grant_then_it_is_sealed_as_version_1_which_an_older_agent_opens() {
+    // An agent of the previous release reads plaintext version 1 only; a
+    // shell grant must still be exactly that.
+    let hk = hostkeys::fingerprints(&dir().join("hostkeys"), &[]).unwrap();
+    let server = PrivateKey::from_pkcs8_pem(&read("server.key")).unwrap();
+    let agent_pub = PublicKey::from_openssh(&read("agent.pub")).unwrap();
+    let mut c = fresh_content(hk, "droplet-1");
+    let p = Puzzle::seal(&c, &agent_pub, &server).unwrap();
+    let pt = openssl_plaintext(&p, "seal-1");
+    assert_eq!(pt[0], 1);
+    c.profile = codext_core::ProfileName::parse("ci").unwrap();
+    let p = Puzzle::seal(&c, &agent_pub, &server).unwrap();
+    let pt = openssl_plaintext(&p, "seal-2");
+    assert_eq!(pt[0], 2);
+    let opened = p.open(&agent(), &server_pub(), 1500).unwrap();
+    assert_eq!(opened.content.profile.as_str(), "ci");
 }

@@ -278,7 +278,9 @@ impl Shared {
     fn dispatch(&self, req: ChannelRequest) -> Result<Reply> {
         match req {
             ChannelRequest::Hello { .. } => Ok(Reply::refused(Refusal::OutOfPhase, "hello twice")),
-            ChannelRequest::Request { key, name } => self.request(&key, &name),
+            ChannelRequest::Request { key, name, profile } => {
+                self.request(&key, &name, profile.as_deref())
+            }
             ChannelRequest::Answer { text } => self.answer(&text),
             ChannelRequest::Next {} => {
                 let puzzle = self
@@ -323,7 +325,7 @@ impl Shared {
         Ok(Reply::refused(code, reason))
     }
 
-    fn request(&self, line: &str, name: &str) -> Result<Reply> {
+    fn request(&self, line: &str, name: &str, profile: Option<&str>) -> Result<Reply> {
         if line.len() > MAX_KEY_LINE || name.len() > 255 {
             return Ok(Reply::refused(
                 Refusal::Malformed,
@@ -339,13 +341,39 @@ impl Shared {
         let fp = key.fingerprint().to_string();
         let d = &self.helper.cfg.digitalocean;
         let named = name.to_ascii_lowercase().starts_with("codext-");
-        if !(d.allowed_keys.contains(&fp) || (d.issue_to_any_codext_key && named)) {
+        // (issue 26) The profile asked for; none: shell.
+        let profile = match profile.map(codext_core::ProfileName::parse) {
+            None => codext_core::ProfileName::shell(),
+            Some(Ok(p)) => p,
+            Some(Err(_)) => return Ok(Reply::refused(Refusal::Malformed, "not a profile name")),
+        };
+        // The key's own profiles; the opt-in for any codext key gives
+        // shell only.
+        let may: Vec<String> = match d.allowed_keys.profiles_of(&fp) {
+            Some(p) => p,
+            None if d.issue_to_any_codext_key && named => {
+                vec![codext_core::profile::SHELL.to_owned()]
+            }
+            None => {
+                return self.refuse(
+                    Refusal::NotAllowed,
+                    "puzzle",
+                    Some(fp),
+                    None,
+                    "key not on the allow-list",
+                )
+            }
+        };
+        if !may.iter().any(|p| p == profile.as_str()) {
             return self.refuse(
                 Refusal::NotAllowed,
                 "puzzle",
                 Some(fp),
                 None,
-                "key not on the allow-list",
+                &format!(
+                    "the key may not ask for the profile {profile} (allowed: {})",
+                    may.join(", ")
+                ),
             );
         }
         let live = self.channel_entries()?;
@@ -364,10 +392,14 @@ impl Shared {
                 "too many puzzles out on this channel",
             );
         }
-        match self
-            .helper
-            .issue(&key, None, Channel::DigitalOcean, None, UnixTime::now())
-        {
+        match self.helper.issue_profile(
+            &key,
+            None,
+            Channel::DigitalOcean,
+            None,
+            &profile,
+            UnixTime::now(),
+        ) {
             Ok(issued) => Ok(Reply::Ok {
                 user: Some(issued.user),
                 note: "issued".into(),

@@ -1,5 +1,6 @@
 //! The command line: `setup`, `unsetup`, `doctor`, `init`, `issue`,
-//! `answer`, `status`, `revoke`, `serve` and `audit verify`. Each failure
+//! `answer`, `status`, `revoke`, `serve`, `audit verify` and `sessions`
+//! (recorded sessions: `list`, `show`, `play`, `export`). Each failure
 //! prints one line on stderr and exits non-zero (2: bad input or
 //! configuration, 3: refused — for `audit verify`: the chain is broken —,
 //! 4: `audit verify` found the chain intact but recorded losses to look at,
@@ -57,6 +58,10 @@ enum Command {
         /// droplet's tags by the daemon (digitalocean).
         #[arg(long, default_value = "manual", value_parser = ["manual", "digitalocean"])]
         channel: String,
+        /// The grant's profile (a [profiles] name of helper.toml; default
+        /// shell): what the account may do. The puzzle signs it.
+        #[arg(long, default_value = "shell", value_parser = codext_core::ProfileName::parse)]
+        profile: codext_core::ProfileName,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -121,6 +126,58 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Recorded sessions (every channel of every codext session).
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionsCommand {
+    /// The recorded sessions and their channels (every text escaped).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only those that ended after this time (2026-01-31T12:00:00Z) or
+        /// this long ago (2h), or are still recorded.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session (10 hex digits) or channel (<session>.<n>): commands,
+    /// times, exit codes, bytes, sftp operations, truncation.
+    Show {
+        /// Session or channel id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replays a session's or a channel's output in this terminal, through
+    /// a filter that drops what would act on the terminal beyond drawing.
+    Play {
+        /// Session or channel id.
+        id: String,
+        /// Times the recorded pace.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause, in recorded seconds.
+        #[arg(long, default_value_t = 2.0)]
+        idle_limit: f64,
+    },
+    /// Writes one self-contained HTML page (the commands, and a player per
+    /// channel) that needs no network to view.
+    Export {
+        /// Session or channel id.
+        id: String,
+        /// The page to write (0600).
+        #[arg(long)]
+        html: PathBuf,
     },
 }
 
@@ -235,6 +292,19 @@ fn run(cli: Cli) -> Result<()> {
                 r.first_file - 1
             );
         }
+        // [recording] hook: every record against the SHA-256 the trail holds.
+        let (records, problems) =
+            crate::recording::verify::verify(&cfg.audit_log, &cfg.recordings_dir());
+        if !problems.is_empty() {
+            for p in &problems {
+                error!("{p}");
+            }
+            return Err(HelperError::Refused(format!(
+                "{} of the recorded sessions' records do not match the audit trail",
+                problems.len()
+            )));
+        }
+        println!("records intact: {records} sealed records match the audit trail");
         if !r.warnings.is_empty() {
             for w in &r.warnings {
                 warn!("{w}");
@@ -246,6 +316,9 @@ fn run(cli: Cli) -> Result<()> {
             )));
         }
         return Ok(());
+    }
+    if let Command::Sessions { command } = &cli.command {
+        return sessions(&cfg, command);
     }
     match &cli.command {
         Command::Setup {
@@ -304,6 +377,7 @@ fn run(cli: Cli) -> Result<()> {
             ttl,
             user,
             channel,
+            profile,
             json,
         } => {
             let renew = user
@@ -318,11 +392,19 @@ fn run(cli: Cli) -> Result<()> {
                         .into(),
                 ));
             }
-            let issued = helper.issue(&key, ttl, channel, renew.as_ref(), UnixTime::now())?;
+            let issued = helper.issue_profile(
+                &key,
+                ttl,
+                channel,
+                renew.as_ref(),
+                &profile,
+                UnixTime::now(),
+            )?;
             if json {
                 print_json(&serde_json::json!({
                     "user": issued.user,
                     "uid": issued.uid,
+                    "profile": issued.profile,
                     "puzzle": issued.puzzle,
                     "puzzle_id": issued.puzzle_id,
                     "expires_at": rfc3339(issued.expires_at),
@@ -330,9 +412,10 @@ fn run(cli: Cli) -> Result<()> {
                 }));
             } else {
                 eprintln!(
-                    "puzzle for {} (uid {}), answer by {}:",
+                    "puzzle for {} (uid {}, profile {}), answer by {}:",
                     issued.user,
                     issued.uid,
+                    issued.profile,
                     rfc3339(issued.expires_at)
                 );
                 println!("{}", issued.puzzle);
@@ -362,6 +445,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|e| {
                         serde_json::json!({
                             "user": e.user.as_str(), "uid": e.uid, "phase": e.phase, "channel": e.channel,
+                            "profile": e.profile.as_str(),
                             "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
                             "sessions": e.sessions.len(), "answer_by": e.token.answer_by.rfc3339(),
                             "login_by": e.token.login_by.map(UnixTime::rfc3339), "grant_until": e.grant_until.map(UnixTime::rfc3339),
@@ -378,7 +462,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("no codext users");
             } else {
                 println!(
-                    "{:<18} {:>6} {:<9} {:>8} {:<20}",
+                    "{:<18} {:>6} {:<9} {:>8} {:<20} PROFILE",
                     "USER", "UID", "PHASE", "SESSIONS", "DEADLINE"
                 );
                 for e in entries {
@@ -388,12 +472,13 @@ fn run(cli: Cli) -> Result<()> {
                         .unwrap_or(e.token.answer_by);
                     let phase = e.phase.as_str();
                     println!(
-                        "{:<18} {:>6} {:<9} {:>8} {:<20}",
+                        "{:<18} {:>6} {:<9} {:>8} {:<20} {}",
                         e.user,
                         e.uid,
                         phase,
                         e.sessions.len(),
-                        deadline.rfc3339()
+                        deadline.rfc3339(),
+                        e.profile
                     );
                     if let Some(r) = &e.removal {
                         println!(
@@ -446,9 +531,44 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve
         | Command::Audit { .. }
+        | Command::Sessions { .. }
         | Command::Setup { .. }
         | Command::Unsetup { .. }
         | Command::Doctor { .. } => {}
+    }
+    Ok(())
+}
+
+/// `sessions …` (read-only: the records and nothing else).
+fn sessions(cfg: &Config, command: &SessionsCommand) -> Result<()> {
+    use crate::recording::view;
+    match command {
+        SessionsCommand::List { user, since, json } => {
+            let since = since
+                .as_deref()
+                .map(|s| view::parse_since(s, codext_core::time::now()))
+                .transpose()
+                .map_err(HelperError::Input)?;
+            print!("{}", view::list(cfg, user.as_deref(), since, *json)?);
+        }
+        SessionsCommand::Show { id, json } => print!("{}", view::show(cfg, id, *json)?),
+        SessionsCommand::Play {
+            id,
+            speed,
+            idle_limit,
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            view::play(cfg, id, *speed, *idle_limit, &mut out, std::thread::sleep)?;
+        }
+        SessionsCommand::Export { id, html } => {
+            let n = view::export(cfg, id, html)?;
+            eprintln!(
+                "wrote {} ({n} channel{}): open it in a browser, no network needed",
+                html.display(),
+                if n == 1 { "" } else { "s" }
+            );
+        }
     }
     Ok(())
 }

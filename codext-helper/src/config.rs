@@ -8,6 +8,7 @@
 
 use crate::error::{HelperError, Result};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,6 +53,167 @@ pub struct Config {
     pub digitalocean: DigitalOcean,
     /// The audit trail: rotation, strangers' summaries, the system-log copy.
     pub audit: AuditConfig,
+    /// Session recording (issue 23; on by default).
+    pub recording: Recording,
+    /// (issue 26) How the helper reaches docker for `container` profiles.
+    pub containers: Containers,
+    /// (issue 26) `[profiles.<name>]` as written; see [`Config::profiles`].
+    #[serde(rename = "profiles")]
+    pub profile_table: BTreeMap<String, crate::profiles::ProfileConfig>,
+    /// (issue 26) The profiles, checked (filled in by validation; `shell`
+    /// always among them).
+    #[serde(skip)]
+    pub profiles: crate::profiles::Profiles,
+}
+
+/// (issue 26) `[containers]`: the docker CLI the helper runs for
+/// `container` profiles (the helper links no HTTP code; the CLI talks to
+/// dockerd).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Containers {
+    /// The docker CLI.
+    pub docker: PathBuf,
+    /// `DOCKER_HOST` for it: `unix:///PATH` only.
+    pub docker_host: String,
+    /// Longest wait for one docker call (starting a container included).
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+impl Default for Containers {
+    fn default() -> Containers {
+        Containers {
+            docker: PathBuf::from("/usr/bin/docker"),
+            docker_host: "unix:///run/docker.sock".into(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Containers {
+    /// The socket `docker_host` names.
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(
+            self.docker_host
+                .strip_prefix("unix://")
+                .unwrap_or("/run/docker.sock"),
+        )
+    }
+
+    /// The CLI as the profiles run it.
+    pub fn cli(&self) -> crate::profiles::container::Docker {
+        crate::profiles::container::Docker {
+            program: self.docker.clone(),
+            host: self.docker_host.clone(),
+            deadline: self.timeout,
+        }
+    }
+}
+
+/// (issue 26) `digitalocean.allowed_keys`: the agent keys that may ask for
+/// a puzzle, and the profiles each may ask for. Written as a list of
+/// fingerprints (each may ask for `shell`, as before), or as a table from
+/// fingerprint to the profiles it may ask for.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum AllowedKeys {
+    /// `["SHA256:…", …]`: `shell` only.
+    List(Vec<String>),
+    /// `{ "SHA256:…" = ["shell", "ci"] }`.
+    Table(BTreeMap<String, Vec<String>>),
+}
+
+impl Default for AllowedKeys {
+    fn default() -> AllowedKeys {
+        AllowedKeys::List(Vec::new())
+    }
+}
+
+impl AllowedKeys {
+    /// Every fingerprint with the profiles it may ask for.
+    pub fn entries(&self) -> Vec<(String, Vec<String>)> {
+        match self {
+            AllowedKeys::List(l) => l
+                .iter()
+                .map(|fp| (fp.clone(), vec![codext_core::profile::SHELL.to_owned()]))
+                .collect(),
+            AllowedKeys::Table(t) => t.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+
+    /// The profiles key `fp` may ask for; `None`: not allowed at all.
+    pub fn profiles_of(&self, fp: &str) -> Option<Vec<String>> {
+        self.entries()
+            .into_iter()
+            .find(|(k, _)| k == fp)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Session recording ([`crate::recording`]): every channel of every codext
+/// session runs through the recorder, the accounts' login shell, which
+/// streams it to the helper; records are kept under
+/// `<state_dir>/recordings`, their SHA-256 in the audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recording {
+    /// Record (the accounts' login shell is then [`Recording::recorder`],
+    /// which runs `[accounts] shell`).
+    pub enabled: bool,
+    /// The installed recorder: root's, setgid [`Recording::group`].
+    pub recorder: PathBuf,
+    /// The recorder's own group (created by `init`): the recorder runs
+    /// with it as its effective group, which is how the helper knows a
+    /// recording connection comes from the recorder.
+    pub group: String,
+    /// Also record what is typed into terminal sessions (off: passwords
+    /// typed at prompts stay out of the record).
+    pub input: bool,
+    /// Bytes of events kept per channel (terminal output, stdout, stderr,
+    /// stdin, resizes, sftp operations); beyond it the first and the last
+    /// halves are kept and the record says how much was dropped between.
+    pub output_bytes: u64,
+    /// Bytes of a command's standard input kept per channel (the first
+    /// ones; the rest is counted).
+    pub input_bytes: u64,
+    /// The store never holds more (oldest records expire first).
+    pub store_bytes: u64,
+    /// Records older than this expire.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_age: Duration,
+    /// When the helper cannot store a record: run the channel unrecorded,
+    /// with an audit line (true), or refuse it (false, the default).
+    pub fail_open: bool,
+}
+
+impl Default for Recording {
+    fn default() -> Recording {
+        Recording {
+            enabled: true,
+            recorder: PathBuf::from("/usr/lib/codext/codext-record"),
+            group: "codext-record".into(),
+            input: false,
+            output_bytes: 8 << 20,
+            input_bytes: 1 << 20,
+            store_bytes: 2 << 30,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+            fail_open: false,
+        }
+    }
+}
+
+impl Recording {
+    /// Disk one channel's record may take at most while it is written and
+    /// sealed (the store reserves it for every open record): the kept
+    /// first half, the raw last part waiting in two segments, its encoded
+    /// copy, the header, and room for frames that straddle a limit.
+    pub fn reservation(&self) -> u64 {
+        self.output_bytes
+            .saturating_mul(3)
+            .saturating_div(2)
+            .saturating_add(1 << 20)
+    }
 }
 
 /// The audit trail ([`crate::audit`]).
@@ -139,8 +301,9 @@ pub struct DigitalOcean {
     /// Requests of the token's budget the channel never spends on polling
     /// (kept for publishing puzzles and answers).
     pub budget_reserve: u64,
-    /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle.
-    pub allowed_keys: Vec<String>,
+    /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle
+    /// (issue 26: and the profiles each may ask for).
+    pub allowed_keys: AllowedKeys,
     /// Also honour requests from any account key named `codext-…` (off by
     /// default: an explicit opt-in).
     pub issue_to_any_codext_key: bool,
@@ -161,7 +324,7 @@ impl Default for DigitalOcean {
             hot_for: Duration::from_secs(60),
             budget_share: 50,
             budget_reserve: 250,
-            allowed_keys: Vec::new(),
+            allowed_keys: AllowedKeys::default(),
             issue_to_any_codext_key: false,
         }
     }
@@ -184,6 +347,9 @@ pub struct Accounts {
     /// The locked system account the killer runs as (created by `init`;
     /// never used for anything else).
     pub killer_user: String,
+    /// (issue 26) Supplementary groups a profile may give (the operator's
+    /// allow-list; root-equivalent groups are refused whatever it says).
+    pub allowed_groups: Vec<String>,
 }
 
 /// Attempt limits.
@@ -247,6 +413,10 @@ impl Default for Config {
             ttl: Ttl::default(),
             digitalocean: DigitalOcean::default(),
             audit: AuditConfig::default(),
+            recording: Recording::default(),
+            containers: Containers::default(),
+            profile_table: BTreeMap::new(),
+            profiles: crate::profiles::Profiles::default(),
         }
     }
 }
@@ -260,6 +430,7 @@ impl Default for Accounts {
             home_base: PathBuf::from("/home"),
             shell: PathBuf::from("/bin/bash"),
             killer_user: "codext-killer".into(),
+            allowed_groups: Vec::new(),
         }
     }
 }
@@ -346,6 +517,7 @@ impl Config {
             ("host_key_dir", &self.host_key_dir),
             ("accounts.home_base", &self.accounts.home_base),
             ("accounts.shell", &self.accounts.shell),
+            ("recording.recorder", &self.recording.recorder),
         ] {
             if !p.is_absolute() {
                 return bad(format!(
@@ -422,8 +594,8 @@ impl Config {
                 "digitalocean.poll_busy must be at least 1s and poll_idle between it and 5m".into(),
             );
         }
-        for fp in &d.allowed_keys {
-            if codext_core::Fingerprint::parse(fp).is_none() {
+        for (fp, _) in d.allowed_keys.entries() {
+            if codext_core::Fingerprint::parse(&fp).is_none() {
                 return bad(format!(
                     "digitalocean.allowed_keys: {fp:?} is not a SHA256:… fingerprint"
                 ));
@@ -465,7 +637,135 @@ impl Config {
         if self.pam_services.is_empty() {
             return bad("pam_services must name at least one service".into());
         }
-        Ok(self)
+        let r = &self.recording;
+        if !system_name(&r.group)
+            || r.group == a.group
+            || r.group == a.killer_user
+            || r.group == d.channel_user
+        {
+            return bad(format!(
+                "recording.group {:?} must be a valid group name of its own",
+                r.group
+            ));
+        }
+        if !(64 << 10..=1 << 30).contains(&r.output_bytes) {
+            return bad("recording.output_bytes must be between 65536 and 1073741824".into());
+        }
+        if r.input_bytes > r.output_bytes {
+            return bad("recording.input_bytes must be at most recording.output_bytes".into());
+        }
+        if r.store_bytes < r.reservation().saturating_mul(4) {
+            return bad(format!(
+                "recording.store_bytes must hold at least 4 channels' records at once: at least {} with output_bytes = {}",
+                r.reservation().saturating_mul(4),
+                r.output_bytes
+            ));
+        }
+        if !(3600..=10 * 366 * 24 * 3600).contains(&r.max_age.as_secs()) {
+            return bad("recording.max_age must be between 1h and 10 years".into());
+        }
+        if r.enabled && r.recorder == self.accounts.shell {
+            return bad(
+                "recording.recorder must not be accounts.shell (the recorder runs the shell)"
+                    .into(),
+            );
+        }
+        // (issue 26) Profiles, and the keys' profiles naming them.
+        let c = &self.containers;
+        if !c.docker.is_absolute() {
+            return bad("containers.docker must be an absolute path".into());
+        }
+        if !c
+            .docker_host
+            .strip_prefix("unix://")
+            .is_some_and(|p| Path::new(p).is_absolute())
+        {
+            return bad(
+                "containers.docker_host must be unix:///ABSOLUTE/PATH (a local socket)".into(),
+            );
+        }
+        if !(1..=600).contains(&c.timeout.as_secs()) {
+            return bad("containers.timeout must be between 1s and 10m".into());
+        }
+        for g in &a.allowed_groups {
+            if !system_name(g) {
+                return bad(format!(
+                    "accounts.allowed_groups: {g:?} is not a group name"
+                ));
+            }
+        }
+        let own = [
+            a.group.as_str(),
+            a.killer_user.as_str(),
+            d.channel_user.as_str(),
+            r.group.as_str(),
+        ];
+        let socket = c.socket();
+        let cx = crate::profiles::Context {
+            allowed_groups: &a.allowed_groups,
+            own_names: &own,
+            docker_socket: &socket,
+        };
+        let profiles = match crate::profiles::check(&self.profile_table, &cx) {
+            Ok(p) => p,
+            Err(e) => return bad(e),
+        };
+        for (fp, names) in d.allowed_keys.entries() {
+            if names.is_empty() {
+                return bad(format!(
+                    "digitalocean.allowed_keys: {fp} may ask for no profile (list at least one)"
+                ));
+            }
+            for n in names {
+                let known = codext_core::ProfileName::parse(&n)
+                    .ok()
+                    .is_some_and(|n| profiles.get(&n).is_some());
+                if !known {
+                    return bad(format!(
+                        "digitalocean.allowed_keys: {fp} names the profile {n:?}, which [profiles] does not define"
+                    ));
+                }
+            }
+        }
+        if profiles.gated().next().is_some() && !r.recorder.is_absolute() {
+            return bad(
+                "recording.recorder must be an absolute path (the gate of every profile)".into(),
+            );
+        }
+        let mut cfg = self;
+        cfg.profiles = profiles;
+        Ok(cfg)
+    }
+
+    /// (issue 26) The profile `name`, if configured.
+    pub fn profile(&self, name: &codext_core::ProfileName) -> Option<&crate::profiles::Profile> {
+        self.profiles.get(name)
+    }
+
+    /// The login shell temporary accounts get: the recorder when recording
+    /// is on (it runs `[accounts] shell`), else `[accounts] shell`; (issue
+    /// 26) for a grant of a `commands` or `container` profile
+    /// (`gated`) always the recorder, which is also the gate: no shell of
+    /// the user's may ever run first.
+    pub fn login_shell_for(&self, gated: bool) -> PathBuf {
+        if gated {
+            return self.recording.recorder.clone();
+        }
+        self.login_shell()
+    }
+
+    /// The login shell of a `shell` grant (see [`Config::login_shell_for`]).
+    pub fn login_shell(&self) -> PathBuf {
+        if self.recording.enabled {
+            self.recording.recorder.clone()
+        } else {
+            self.accounts.shell.clone()
+        }
+    }
+
+    /// Where records are kept (root's, 0700).
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.state_dir.join("recordings")
     }
 
     /// The server's public key file.
@@ -563,6 +863,12 @@ mod tests {
             ("[audit]\nsummary_sources = 0", "summary_sources"),
             ("version = ", "invalid"),
             ("log_level = \"loud\"", "unknown variant"),
+            ("[recording]\nbogus = 1", "unknown field"),
+            ("[recording]\noutput_bytes = 10", "output_bytes"),
+            ("[recording]\nstore_bytes = 1000", "store_bytes"),
+            ("[recording]\ngroup = \"codext\"", "recording.group"),
+            ("[recording]\nmax_age = \"1s\"", "max_age"),
+            ("[recording]\nrecorder = \"rel\"", "absolute"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(

@@ -89,7 +89,7 @@ impl Report {
 pub fn run(cfg: &Config) -> Vec<Check> {
     let mut r = Report::default();
     pam_checks(&mut r, &cfg.accounts.group);
-    sshd_checks(&mut r);
+    sshd_checks(&mut r, cfg.recording.enabled);
     nss_check(&mut r);
     let daemon = helper_check(&mut r, cfg);
     mode_checks(&mut r, cfg);
@@ -101,7 +101,42 @@ pub fn run(cfg: &Config) -> Vec<Check> {
     host_key_check(&mut r, cfg);
     digitalocean_check(&mut r, cfg);
     clock_check(&mut r, cfg);
+    // [recording] hook: the recorder, the real shell, the socket, the store.
+    for (check, fail, detail, advice) in crate::recording::host::doctor(cfg) {
+        match fail {
+            None => r.ok(check, detail),
+            Some(true) => r.fail(check, detail, advice),
+            Some(false) => r.warn(check, detail, advice),
+        }
+    }
+    // [profiles] hook (issue 26): the gate's sshd drop-in, groups, sudo
+    // rules, docker.
+    let live = live_users(cfg);
+    for (check, fail, detail, advice) in crate::profiles::doctor::doctor(cfg, &live) {
+        match fail {
+            None => r.ok(check, detail),
+            Some(true) => r.fail(check, detail, advice),
+            Some(false) => r.warn(check, detail, advice),
+        }
+    }
     r.0
+}
+
+/// The live grants' users (an empty list before any state exists: reading
+/// the state would create its folder).
+fn live_users(cfg: &Config) -> Vec<String> {
+    if !cfg.state_dir.is_dir() {
+        return Vec::new();
+    }
+    crate::lifecycle::Helper::new(cfg.clone())
+        .and_then(|h| h.status())
+        .map(|v| {
+            v.into_iter()
+                .filter(|e| e.is_live())
+                .map(|e| e.user.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // --- PAM -------------------------------------------------------------------
@@ -276,7 +311,7 @@ fn libpam_check(r: &mut Report) {
 
 // --- sshd ------------------------------------------------------------------
 
-fn sshd_checks(r: &mut Report) {
+fn sshd_checks(r: &mut Report, recording: bool) {
     let eff = match setup::sshd_effective() {
         Ok(e) => e,
         Err(e) => {
@@ -319,13 +354,19 @@ fn sshd_checks(r: &mut Report) {
         .iter()
         .any(|(k, v)| k == "subsystem" && v.contains("internal-sftp"))
     {
-        r.warn(
+        // With recording on the login shell is the recorder, which
+        // internal-sftp would bypass: sftp would go unrecorded.
+        r.add(
             "sshd.sftp",
-            "`Subsystem sftp internal-sftp` applies to user-*: it bypasses the login shell",
+            if recording { Status::Fail } else { Status::Warn },
+            "`Subsystem sftp internal-sftp` applies to user-*: it bypasses the login shell (and so the session recorder)",
             "use the stock `Subsystem sftp /usr/lib/openssh/sftp-server`, or override it for user-* with ForceCommand",
         );
     } else {
-        r.ok("sshd.sftp", "sftp for user-* goes through the login shell");
+        r.ok(
+            "sshd.sftp",
+            "sftp for user-* goes through the login shell (the session recorder)",
+        );
     }
 }
 

@@ -256,6 +256,29 @@ impl Helper {
         Ok((verdict, removal))
     }
 
+    /// (issue 26) `codext-grant linger SECONDS` through the gate of a
+    /// grant with no shell: remembers the linger asked for (capped when
+    /// the last session closes, as a file's would be) and returns the
+    /// grant key line (its `expiry-time` tells the agent the grant's end).
+    pub fn ask_linger(&self, user: &UserName, secs: u64) -> Result<String> {
+        let mut locked = self.store.lock()?;
+        let e = locked
+            .state
+            .users
+            .get_mut(user.as_str())
+            .filter(|e| e.is_live())
+            .ok_or_else(|| HelperError::Refused(format!("{user} is not a live grant")))?;
+        e.linger_asked = Some(secs);
+        let (key, until) = (e.client_key.clone(), e.grant_until);
+        locked.save()?;
+        drop(locked);
+        let (Some(key), Some(until)) = (key, until) else {
+            return Err(HelperError::Refused(format!("{user} has no grant key")));
+        };
+        let key = PublicKey::from_openssh(&key)?;
+        key_line(&key, until.0, user.as_str())
+    }
+
     /// The removal's turn after the kill: when `entry`'s last session
     /// closed and its agent asked for a linger (read now that nothing of
     /// the user runs: the file cannot change under us), sweeps the shared
@@ -272,7 +295,13 @@ impl Helper {
         {
             return Ok(false);
         }
-        let asked = self.accounts.read_linger(&entry.home, entry.uid);
+        // (issue 26) A grant with no shell asked through the gate; its
+        // home is not a place it writes to.
+        let asked = if entry.profile.is_shell() {
+            self.accounts.read_linger(&entry.home, entry.uid)
+        } else {
+            entry.linger_asked.unwrap_or(0)
+        };
         let linger = asked.min(cap).min(grant_left);
         if linger == 0 {
             return Ok(false);

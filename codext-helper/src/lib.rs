@@ -32,6 +32,8 @@ pub mod lifecycle;
 pub mod log;
 pub mod paths;
 pub mod procfs;
+pub mod profiles;
+pub mod recording;
 pub mod setup;
 pub mod store;
 #[allow(unsafe_code)]

@@ -56,6 +56,11 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
         false,
     ),
     p("/run/codext-keys", "grant keys for reconnects within a grant", false),
+    p(
+        "/run/codext-record",
+        "the recording socket every channel's recorder streams to (records go to /var/lib/codext)",
+        false,
+    ),
 ];
 
 /// The folders every user may write to, swept for a removed uid's files

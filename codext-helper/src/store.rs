@@ -33,6 +33,8 @@ const ACCOUNTS_LOCK_FILE: &str = "accounts.lock";
 pub const KILLER_LOCK_FILE: &str = "killer.lock";
 /// Per-user removal locks live here (`<user>.lock`).
 const REMOVING_DIR: &str = "removing";
+/// (issue 26) The folder of the per-user container locks.
+const CONTAINERS_DIR: &str = "containers";
 
 /// The whole state file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,10 +305,49 @@ impl Store {
         })
     }
 
+    /// (issue 26) Takes `user`'s container lock: starting the grant's
+    /// container (and entering it) and removing it never overlap, across
+    /// the daemon and the CLI. Lock order: a user's removal, its
+    /// container, then accounts, then state. The lock file goes with the
+    /// user ([`Store::forget_container_lock`]); whoever holds it then finds
+    /// the user gone.
+    pub fn lock_container_of(&self, user: &str) -> Result<ContainerLock> {
+        let user = codext_wire::UserName::parse(user)
+            .map_err(|_| HelperError::State(format!("{user:?} is not a codext user name")))?;
+        let dir = self.dir.join(CONTAINERS_DIR);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(HelperError::state(
+                    format!("cannot create {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+        Ok(ContainerLock {
+            _lock: lock_file(&dir.join(format!("{user}.lock")))?,
+        })
+    }
+
+    /// (issue 26) Removes `user`'s container lock file (the user is gone).
+    pub fn forget_container_lock(&self, user: &str) {
+        if codext_wire::UserName::parse(user).is_ok() {
+            let _ =
+                std::fs::remove_file(self.dir.join(CONTAINERS_DIR).join(format!("{user}.lock")));
+        }
+    }
+
     /// The killer lock's path (see [`lock_killer`]).
     pub fn killer_lock_path(&self) -> PathBuf {
         self.dir.join(KILLER_LOCK_FILE)
     }
+}
+
+/// (issue 26) A user's container lock ([`Store::lock_container_of`]).
+#[derive(Debug)]
+pub struct ContainerLock {
+    _lock: Flock<File>,
 }
 
 /// One user's removal lock (see [`Store::lock_removal_of`]).

@@ -536,3 +536,83 @@ mod tests {
         );
     }
 }
+
+/// (issue 26) Receives up to `max` bytes from the Unix stream `sock` and
+/// at most `want` descriptors passed with them (`SCM_RIGHTS`), made
+/// close-on-exec as they arrive (`MSG_CMSG_CLOEXEC`: the helper runs other
+/// programs, which must never inherit a user's session). Any descriptor
+/// beyond `want` is closed.
+pub fn recv_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    max: usize,
+    want: usize,
+) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = vec![0u8; max];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let n = msg.bytes;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(received) = c {
+            for fd in received {
+                // Every descriptor is owned (and so closed) from here on.
+                fds.push(own_fd(fd));
+            }
+        }
+    }
+    fds.truncate(want);
+    buf.truncate(n);
+    Ok((buf, fds))
+}
+
+/// (issue 26) Runs `program args` with exactly `env`, its standard input,
+/// output and error the descriptors given (a user's session, received
+/// from its recorder), in a session of its own; with `tty`, that terminal
+/// becomes its controlling terminal (so a resize reaches it as SIGWINCH)
+/// when it is nobody's yet. Returns its pid; the caller waits for it.
+pub fn spawn_on(
+    program: &std::path::Path,
+    args: &[String],
+    env: &[(&'static str, String)],
+    stdio: [OwnedFd; 3],
+    tty: bool,
+) -> io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let [i, o, e] = stdio;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::from(i))
+        .stdout(std::process::Stdio::from(o))
+        .stderr(std::process::Stdio::from(e));
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe calls (setsid, ioctl), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if tty {
+                // 0: never steal a terminal that is another session's.
+                let _ = libc::ioctl(0, libc::TIOCSCTTY, 0);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(child.id())
+}
+
+/// (issue 26) SIGKILL through a pidfd (never a reused pid).
+pub fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
+    pidfd_send_signal(pidfd, libc::SIGKILL)
+}

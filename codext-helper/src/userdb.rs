@@ -10,6 +10,14 @@
 //!
 //! Both files appear atomically: `<user>.user` through a rename, and the
 //! `<uid>.user` symlink (for lookups by uid) through a rename of a symlink.
+//!
+//! (issue 26) A grant of a profile that adds groups also announces its
+//! memberships, `<user>:<group>.membership` (nss-systemd's drop-in for
+//! `getgrouplist`; systemd reads an empty file as a mask, so each holds a
+//! line): sshd evaluates `Match Group` when it first looks the user up,
+//! before the account exists, and a `commands` or `container` grant's
+//! forced gate hangs on its profile's group. They are written before the
+//! record (so the name never resolves without them) and withdrawn with it.
 
 use crate::error::{HelperError, Result};
 use crate::lifecycle::Entry;
@@ -37,9 +45,17 @@ fn ensure_dir(dir: &Path) -> Result<()> {
         .map_err(|e| HelperError::system(format!("cannot create {}", dir.display()), e))
 }
 
-/// Writes the record and its uid link.
+/// Writes the record and its uid link (and first its memberships).
 pub fn announce(dir: &Path, entry: &Entry) -> Result<()> {
     ensure_dir(dir)?;
+    for group in &entry.groups {
+        crate::store::write_atomic(
+            dir,
+            &format!("{}:{group}.membership", entry.user),
+            b"codext\n",
+            0o644,
+        )?;
+    }
     let name = format!("{}.user", entry.user);
     let bytes = serde_json::to_vec(&record(entry))
         .map_err(|e| HelperError::state_data("cannot encode user record", e, ""))?;
@@ -52,12 +68,34 @@ pub fn announce(dir: &Path, entry: &Entry) -> Result<()> {
         .map_err(|e| HelperError::system(format!("cannot link {}", link.display()), e))
 }
 
-/// Removes the record and its uid link (absent ones are fine).
+/// `user`'s membership records in `dir`.
+fn memberships(dir: &Path, user: &str) -> Vec<std::path::PathBuf> {
+    let prefix = format!("{user}:");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.starts_with(&prefix) && n.ends_with(".membership")
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the record and its uid link, then its memberships (absent
+/// ones are fine).
 pub fn withdraw(dir: &Path, user: &str, uid: u32) -> Result<()> {
-    for path in [
-        dir.join(format!("{user}.user")),
-        dir.join(format!("{uid}.user")),
-    ] {
+    let mut paths = vec![dir.join(format!("{user}.user"))];
+    // The uid link only if it is this user's (a membership found alone
+    // comes with no uid).
+    let link = dir.join(format!("{uid}.user"));
+    if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(&format!("{user}.user"))) {
+        paths.push(link);
+    }
+    paths.extend(memberships(dir, user));
+    for path in paths {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -83,6 +121,16 @@ pub fn orphans(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
         let Ok(file) = e.file_name().into_string() else {
             continue;
         };
+        if let Some((name, _)) = file
+            .strip_suffix(".membership")
+            .and_then(|m| m.split_once(':'))
+        {
+            // A membership whose user is not kept (and has no record).
+            if codext_wire::UserName::parse(name).is_ok() && !keep(name) {
+                out.push((name.to_owned(), 0));
+            }
+            continue;
+        }
         let Some(stem) = file.strip_suffix(".user") else {
             continue;
         };
@@ -111,5 +159,12 @@ pub fn orphans(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
     }
     out.sort();
     out.dedup();
+    // A name found with its uid needs no uid-less entry too.
+    let named: Vec<String> = out
+        .iter()
+        .filter(|(_, u)| *u != 0)
+        .map(|(n, _)| n.clone())
+        .collect();
+    out.retain(|(n, u)| *u != 0 || !named.contains(n));
     out
 }

@@ -9,7 +9,7 @@ use crate::{askpass, digitalocean, ssh};
 use clap::{Parser, Subcommand};
 use codext_core::keys::{PrivateKey, PublicKey, MAX_BITS, MIN_AGENT_BITS, SERVER_BITS};
 use codext_core::time::{now, rfc3339};
-use codext_core::{OpenedPuzzle, Puzzle};
+use codext_core::{OpenedPuzzle, ProfileName, Puzzle};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -45,6 +45,8 @@ enum Command {
         /// Also print the password (the token's text form).
         #[arg(long)]
         password: bool,
+        #[command(flatten)]
+        profile: ProfileArg,
         /// The puzzle text, or - to read it from stdin.
         puzzle: String,
     },
@@ -69,6 +71,8 @@ enum Command {
         /// Only wait (the operator issued the puzzle; do not request one).
         #[arg(long)]
         no_request: bool,
+        #[command(flatten)]
+        profile: ProfileArg,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -108,6 +112,8 @@ enum Command {
         #[arg(long)]
         no_knock: bool,
         #[command(flatten)]
+        profile: ProfileArg,
+        #[command(flatten)]
         api: ApiArgs,
         /// Keep the connection for the whole task, like `codext open`
         /// (no COMMAND then).
@@ -146,6 +152,8 @@ enum Command {
         /// SSH port.
         #[arg(long, default_value_t = 22)]
         port: u16,
+        #[command(flatten)]
+        profile: ProfileArg,
         /// The puzzle text (already answered), or - to read it from stdin.
         puzzle: String,
     },
@@ -167,12 +175,32 @@ enum Command {
         /// SSH port.
         #[arg(long, default_value_t = 22)]
         port: u16,
+        #[command(flatten)]
+        profile: ProfileArg,
         /// The puzzle text, or - to read it from stdin.
         puzzle: String,
         /// Remote command (after --).
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+/// The grant profile asked for and expected.
+#[derive(clap::Args, Debug)]
+struct ProfileArg {
+    /// The grant profile (what the account may do: the server's operator
+    /// names them; default shell). A request asks for it, and a puzzle
+    /// granting another profile is refused.
+    #[arg(long, value_parser = ProfileName::parse)]
+    profile: Option<ProfileName>,
+}
+
+impl ProfileArg {
+    /// Refuses `opened` unless it grants the profile asked for (any, when
+    /// none was named).
+    fn check(&self, opened: &OpenedPuzzle) -> Result<()> {
+        digitalocean::check_profile(opened, self.profile.as_ref())
+    }
 }
 
 /// `open`'s choices: a whole task on one grant.
@@ -374,13 +402,16 @@ fn run(cli: Cli) -> Result<i32> {
             keys,
             json,
             password,
+            profile,
             puzzle,
         } => {
             let opened = keys.open(&read_puzzle(&puzzle)?)?;
+            profile.check(&opened)?;
             let c = &opened.content;
             if json {
                 let mut v = serde_json::json!({
                     "user": c.user.as_str(),
+                    "profile": c.profile.as_str(),
                     "answer": opened.answer.to_string(),
                     "expires_at": rfc3339(c.expires_at),
                     "expires_at_unix": c.expires_at,
@@ -397,6 +428,9 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("{}", opened.answer);
                 if password {
                     println!("{}", c.token.password().as_str());
+                }
+                if !c.profile.is_shell() {
+                    eprintln!("codext: the grant's profile is {}", c.profile);
                 }
             }
             Ok(0)
@@ -418,13 +452,22 @@ fn run(cli: Cli) -> Result<i32> {
             droplet,
             keys,
             no_request,
+            profile,
             api,
         } => {
             let access = api.access();
             let c = digitalocean::client(&access)?;
             let fetched = {
                 let (agent, server) = keys.load()?;
-                digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
+                digitalocean::fetch_puzzle(
+                    &c,
+                    &access,
+                    droplet,
+                    &agent,
+                    &server,
+                    !no_request,
+                    profile.profile.as_ref(),
+                )?
             };
             println!("{}", fetched.text);
             Ok(0)
@@ -458,6 +501,7 @@ fn run(cli: Cli) -> Result<i32> {
             port,
             no_request,
             no_knock,
+            profile,
             api,
             persist,
             persist_args,
@@ -475,11 +519,19 @@ fn run(cli: Cli) -> Result<i32> {
                 ..
             } = {
                 let (agent, server) = keys.load()?;
-                digitalocean::fetch_puzzle(&c, &access, droplet, &agent, &server, !no_request)?
+                digitalocean::fetch_puzzle(
+                    &c,
+                    &access,
+                    droplet,
+                    &agent,
+                    &server,
+                    !no_request,
+                    profile.profile.as_ref(),
+                )?
             };
             eprintln!(
-                "codext: puzzle for {} solved; answering",
-                opened.content.user
+                "codext: puzzle for {} (profile {}) solved; answering",
+                opened.content.user, opened.content.profile
             );
             digitalocean::answer(&c, droplet, &opened.answer, format)?;
             let host = digitalocean::wait_ready(&c, &access, droplet, &opened, format, address)?;
@@ -521,15 +573,21 @@ fn run(cli: Cli) -> Result<i32> {
             persist,
             host,
             port,
+            profile,
             puzzle,
         } => {
             let reporter = crate::events::Reporter::new(persist.json);
             let done = (|| {
                 let opened = keys.open(&read_puzzle(&puzzle)?)?;
+                profile.check(&opened)?;
                 reporter.event(
                     "solved",
-                    &format!("puzzle for {} verified and solved", opened.content.user),
-                    serde_json::json!({"user": opened.content.user.as_str()}),
+                    &format!(
+                        "puzzle for {} verified and solved (profile {})",
+                        opened.content.user, opened.content.profile
+                    ),
+                    serde_json::json!({"user": opened.content.user.as_str(),
+                                       "profile": opened.content.profile.as_str()}),
                 );
                 let o = persist.open(&keys.key, &opened, host, port)?;
                 drop(opened);
@@ -548,10 +606,12 @@ fn run(cli: Cli) -> Result<i32> {
             keys,
             host,
             port,
+            profile,
             puzzle,
             command,
         } => {
             let opened = keys.open(&read_puzzle(&puzzle)?)?;
+            profile.check(&opened)?;
             let login = ssh::Login::from_puzzle(&opened, host, port, command);
             drop(opened);
             let status = ssh::run(&login)?;

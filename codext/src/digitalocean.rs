@@ -31,7 +31,7 @@
 
 use crate::error::{ClientError, Result};
 use codext_core::secret_file::{read_secret, Owner};
-use codext_core::{OpenedPuzzle, PrivateKey, PublicKey, Puzzle};
+use codext_core::{OpenedPuzzle, PrivateKey, ProfileName, PublicKey, Puzzle};
 use codext_do::budget::{Activity, Pacing, Policy};
 use codext_do::tags::{Space, Space3};
 use codext_do::{ApiConfig, Client};
@@ -210,13 +210,26 @@ pub struct Fetched {
     pub address: Option<std::net::Ipv4Addr>,
 }
 
-/// Asks the server for a puzzle for `public` (a v3 request tag on the
-/// droplet).
-pub fn request(c: &Client, droplet: u64, public: &PublicKey) -> Result<()> {
+/// Asks the server for a puzzle for `public` granting `profile` (a v3
+/// request tag on the droplet; issue 26: the profile rides in it).
+pub fn request(c: &Client, droplet: u64, public: &PublicKey, profile: &ProfileName) -> Result<()> {
     Ok(c.attach_new_tag(
-        &Space3::new(droplet).request_tag(&public.fingerprint()),
+        &Space3::new(droplet).request_tag(&public.fingerprint(), profile),
         droplet,
     )?)
+}
+
+/// (issue 26) Refuses `opened` unless it grants `expected` (when the agent
+/// named a profile): the server signed what the grant may do, and an agent
+/// that asked for one thing must not log in to another.
+pub fn check_profile(opened: &OpenedPuzzle, expected: Option<&ProfileName>) -> Result<()> {
+    match expected {
+        Some(want) if *want != opened.content.profile => Err(ClientError::Refused(format!(
+            "the puzzle for {} grants the profile {}, not {want}: not logging in",
+            opened.content.user, opened.content.profile
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn progress(what: &str, droplet: u64, elapsed: Duration) {
@@ -235,6 +248,7 @@ fn wait_puzzle(
     droplet: u64,
     agent: &PrivateKey,
     server: &PublicKey,
+    expect: Option<&ProfileName>,
     waits: &mut Waits,
 ) -> Result<(String, OpenedPuzzle, Format)> {
     let mine = agent.public("")?.fingerprint();
@@ -261,7 +275,16 @@ fn wait_puzzle(
                 continue;
             }
             match p.open(agent, server, codext_core::time::now()) {
-                Ok(opened) => return Ok((text, opened, format)),
+                Ok(opened) => {
+                    if let Err(e) = check_profile(&opened, expect) {
+                        // Another grant for this key (an operator's), not
+                        // the one asked for: not this login's.
+                        eprintln!("codext: ignoring a puzzle: {e}");
+                        refused.insert(text);
+                        continue;
+                    }
+                    return Ok((text, opened, format));
+                }
                 Err(e) => {
                     // Anyone who can write tags could post a forgery: say
                     // so, ignore it, keep waiting for the real one.
@@ -395,6 +418,7 @@ pub fn fetch_puzzle(
     agent: &PrivateKey,
     server: &PublicKey,
     ask: bool,
+    profile: Option<&ProfileName>,
 ) -> Result<Fetched> {
     let mut waits = Waits::new(c, access);
     let mut address = None;
@@ -407,7 +431,8 @@ pub fn fetch_puzzle(
                 Knock::Off => None,
                 _ => Some(s.spawn(|| c.droplet(droplet))),
             };
-            let posted = request(c, droplet, &public);
+            let shell = ProfileName::shell();
+            let posted = request(c, droplet, &public, profile.unwrap_or(&shell));
             let address = address.map(|h| {
                 h.join().unwrap_or_else(|_| {
                     Err(codext_do::Error::Http("the droplet read panicked".into()))
@@ -436,7 +461,8 @@ pub fn fetch_puzzle(
         // too early.
         waits.pause_at_least(c, access.interval.mul_f64(REQUEST_WAIT));
     }
-    let (text, opened, format) = wait_puzzle(c, access, droplet, agent, server, &mut waits)?;
+    let (text, opened, format) =
+        wait_puzzle(c, access, droplet, agent, server, profile, &mut waits)?;
     Ok(Fetched {
         text,
         opened,

@@ -20,6 +20,9 @@ pub enum ClientError {
     Other(String),
     /// The ssh login itself failed (token refused, no master).
     Login(String),
+    /// (issue 26) A valid puzzle the agent will not use: it grants
+    /// another profile than the one asked for.
+    Refused(String),
 }
 
 impl fmt::Display for ClientError {
@@ -30,7 +33,8 @@ impl fmt::Display for ClientError {
             ClientError::Input(m)
             | ClientError::Host(m)
             | ClientError::Other(m)
-            | ClientError::Login(m) => f.write_str(m),
+            | ClientError::Login(m)
+            | ClientError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -71,7 +75,7 @@ impl ClientError {
                 | E::KeyPolicy(_)
                 | E::FilePolicy(_),
             ) => 3,
-            ClientError::Host(_) => 3,
+            ClientError::Host(_) | ClientError::Refused(_) => 3,
             ClientError::Login(_) => 4,
             _ => 1,
         }

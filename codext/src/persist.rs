@@ -118,10 +118,7 @@ pub fn open(o: Open, r: &Reporter) -> Result<String> {
     // The grant's end, as the server wrote it into the key line it
     // authorised; the linger asked for goes the other way.
     let out = run_ok(
-        ssh_alias(&files).arg(format!(
-            "printf '%s\\n' {} > ~/.codext-linger && cat /run/codext-keys/\"$USER\"",
-            o.linger
-        )),
+        ssh_alias(&files).arg(linger_command(&o.login.profile, o.linger)),
         "the first command through the master",
     )
     .map_err(|e| {
@@ -137,21 +134,36 @@ pub fn open(o: Open, r: &Reporter) -> Result<String> {
     write_private(
         &files.state(),
         &json!({"user": o.login.user, "host": o.login.host, "port": o.login.port, "alias": files.alias(),
-                "grant_until": grant_until, "linger": o.linger, "agent_pid": agent_pid})
+                "grant_until": grant_until, "linger": o.linger, "agent_pid": agent_pid,
+                "profile": o.login.profile.as_str()})
         .to_string(),
     )?;
     r.event(
         "connected",
         &format!(
-            "ready: `ssh {alias} CMD`, scp/rsync/git/sftp with {alias}; the grant ends {}, `codext close {}` ends it now",
+            "ready: `ssh {alias} CMD`, scp/rsync/git/sftp with {alias} (profile {}); the grant ends {}, `codext close {}` ends it now",
+            o.login.profile,
             codext_core::time::rfc3339(grant_until),
             o.name,
             alias = files.alias()
         ),
         json!({"host_alias": files.alias(), "user": o.login.user, "config": files.conf(),
-               "grant_until": grant_until, "seconds_left": left, "linger": o.linger, "agent_pid": agent_pid}),
+               "grant_until": grant_until, "seconds_left": left, "linger": o.linger, "agent_pid": agent_pid,
+               "profile": o.login.profile.as_str()}),
     );
     Ok(files.alias())
+}
+
+/// The command that asks for a linger of `secs` and prints the grant key
+/// line: on a `shell` grant a shell command (what every server release
+/// runs); (issue 26) on a grant of any other profile, where no shell runs,
+/// the gate's own `codext-grant linger SECONDS`.
+pub fn linger_command(profile: &codext_core::ProfileName, secs: u64) -> String {
+    if profile.is_shell() {
+        format!("printf '%s\\n' {secs} > ~/.codext-linger && cat /run/codext-keys/\"$USER\"")
+    } else {
+        format!("{} linger {secs}", codext_core::profile::GRANT_COMMAND)
+    }
 }
 
 /// `ssh -F <conf> <alias>`: the alias whatever `~/.ssh/config` says.
@@ -305,10 +317,15 @@ pub fn close(name: &str, r: &Reporter) -> Result<String> {
             ))
         })?;
     let user = state["user"].as_str().unwrap_or("").to_owned();
+    // A state written before profiles existed is a shell grant's.
+    let profile = state["profile"]
+        .as_str()
+        .and_then(|p| codext_core::ProfileName::parse(p).ok())
+        .unwrap_or_default();
     // Through the live master, or by a key reconnect if it died: linger 0,
     // so the helper removes the account when the last session closes.
     let told = ssh_alias(&files)
-        .args(["-o", "ControlMaster=no", "printf '0\\n' > ~/.codext-linger"])
+        .args(["-o", "ControlMaster=no", &linger_command(&profile, 0)])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

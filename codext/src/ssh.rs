@@ -37,6 +37,8 @@ pub struct Login {
     pub host_keys: Vec<Fingerprint>,
     /// Remote command (empty: a shell).
     pub command: Vec<String>,
+    /// (issue 26) The profile the puzzle grants (what the account may do).
+    pub profile: codext_core::ProfileName,
 }
 
 impl Login {
@@ -54,6 +56,7 @@ impl Login {
             password: opened.content.token.password(),
             host_keys: opened.content.host_keys.clone(),
             command,
+            profile: opened.content.profile.clone(),
         }
     }
 }

@@ -100,10 +100,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(!sp3.accepted(&[back], &a, &[0; 16]));
             let _ = sp3.accepted(&tags, &a, &[0; 16]);
         }
-        if let Some(r) = sp3.request_in(t) {
+        if let Some((r, profile)) = sp3.request_in(t) {
             let mut fp = [0u8; 32];
             fp[..16].copy_from_slice(&r);
-            assert_eq!(sp3.request_in(&sp3.request_tag(&Fingerprint(fp))), Some(r));
+            let back = sp3.request_tag(&Fingerprint(fp), &profile);
+            assert!(is_valid_tag(&back));
+            assert_eq!(sp3.request_in(&back), Some((r, profile)));
         }
     }
 });

@@ -10,8 +10,10 @@
 //! PAM files and sshd drop-in, server key, group), the daemon, sshd on port
 //! 22, and an unprivileged local `agent` user with a codext key.
 
+pub mod docker;
 pub mod flood;
 pub mod mounts;
+pub mod pty;
 pub mod world;
 
 pub use world::World;
@@ -43,6 +45,21 @@ pub fn bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Where sandboxed tests keep what they make for people to look at
+/// (`target/test-artifacts/`, writable inside the sandbox).
+pub fn artifacts_dir() -> PathBuf {
+    target_dir()
+        .parent()
+        .map(|t| t.join("test-artifacts"))
+        .unwrap_or_else(|| target_dir().join("test-artifacts"))
+}
+
+/// The session recorder as the package ships it (built statically by
+/// `tests/build.rs`).
+pub fn recorder() -> PathBuf {
+    PathBuf::from(env!("CODEXT_RECORD_STATIC"))
 }
 
 /// The repository root.
@@ -144,11 +161,15 @@ pub fn run_in_sandbox(name: &str, body: impl FnOnce()) {
     let block = UidBlock::take();
     // The checkout and the built binaries stay visible inside even when
     // they lie under /tmp, which the sandbox covers.
+    let artifacts = artifacts_dir();
+    let _ = std::fs::create_dir_all(&artifacts);
     let out = Command::new(bin("codext-sandbox"))
         .arg("--keep")
         .arg(repo())
         .arg("--keep")
         .arg(target_dir())
+        .arg("--artifacts")
+        .arg(&artifacts)
         .arg("--")
         .arg(exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])

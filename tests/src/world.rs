@@ -347,10 +347,18 @@ impl World {
 
     /// Issues a puzzle to the agent's key: (user, puzzle).
     pub fn issue(&self) -> (String, String) {
+        self.issue_profile("shell")
+    }
+
+    /// (issue 26) Issues a puzzle of the grant profile `profile` to the
+    /// agent's key: (user, puzzle).
+    pub fn issue_profile(&self, profile: &str) -> (String, String) {
         let out = World::helper_cli(&[
             "issue",
             "--client-key",
             "/home/agent/agent.key.pub",
+            "--profile",
+            profile,
             "--json",
         ]);
         assert!(
@@ -389,7 +397,12 @@ impl World {
 
     /// Issue, solve and answer: a user ready to log in.
     pub fn arm(&self) -> Armed {
-        let (user, puzzle) = self.issue();
+        self.arm_profile("shell")
+    }
+
+    /// (issue 26) [`World::arm`] for a grant of `profile`.
+    pub fn arm_profile(&self, profile: &str) -> Armed {
+        let (user, puzzle) = self.issue_profile(profile);
         let solved = self.solve(&puzzle);
         let out = World::helper_cli(&[
             "answer",

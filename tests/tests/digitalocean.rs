@@ -109,9 +109,26 @@ fn setup_with_tags(extra: &str, tags: &[&str]) -> Setup {
     setup_scoped(extra, tags, None)
 }
 
-/// Like [`setup`], the server's token a custom-scoped one holding only
-/// `scopes` when given.
+/// Like [`setup_scoped`] with the defaults.
 fn setup_scoped(extra: &str, tags: &[&str], scopes: Option<&[&str]>) -> Setup {
+    setup_full(extra, tags, scopes, None)
+}
+
+/// (issue 26) Like [`setup`], the agent's key allowed the grant profiles
+/// `profiles` (`allowed_keys` as a table).
+fn setup_profiles(extra: &str, profiles: &[&str]) -> Setup {
+    setup_full(extra, &["prod", "Team:Web"], None, Some(profiles))
+}
+
+/// The setups: the server's token a custom-scoped one holding only
+/// `scopes` when given; the agent's key allowed `profiles` when given (else
+/// `allowed_keys` is the list of its fingerprint: shell).
+fn setup_full(
+    extra: &str,
+    tags: &[&str],
+    scopes: Option<&[&str]>,
+    profiles: Option<&[&str]>,
+) -> Setup {
     let mut cfg = EmulatorConfig::with_tokens(&[SERVER_TOKEN, AGENT_TOKEN]);
     if let Some(scopes) = scopes {
         cfg.token_scopes.insert(
@@ -131,11 +148,21 @@ fn setup_scoped(extra: &str, tags: &[&str], scopes: Option<&[&str]>) -> Setup {
         &format!("{SERVER_TOKEN}\n"),
         0o600,
     );
+    let allowed = match profiles {
+        None => format!("[\"{}\"]", agent_fp.trim()),
+        Some(p) => format!(
+            "{{ \"{}\" = [{}] }}",
+            agent_fp.trim(),
+            p.iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let toml = format!(
-        "[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\nallowed_keys = [\"{}\"]\n{extra}",
+        "[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\nallowed_keys = {allowed}\n{extra}",
         emu.base_url(),
         emu.metadata_url(),
-        agent_fp.trim()
     );
     let w = World::with_config(&toml);
     // The agent keeps its token in a file only it can read.
@@ -218,6 +245,51 @@ impl Setup {
             "the droplet's tags to be neutral again",
             || self.look() == *before,
         );
+    }
+}
+
+sandbox_test! {
+    fn given_a_key_allowed_a_commands_profile_then_connect_asks_for_it_in_the_request_tag_gets_it_signed_and_is_refused_another() {
+        // (issue 26) The request tag names the profile; the server issues
+        // only the profiles the key may ask for; the puzzle signs it; the
+        // agent refuses a puzzle granting another than the one it asked for.
+        let s = setup_profiles(
+            "[profiles.ci]\nkind = \"commands\"\ncommands = [\"id -un\", \"id -Gn\"]\n",
+            &["ci"],
+        );
+        let before = s.look();
+        assert!(s.codext(&["publish-key", "--key", "/home/agent/agent.key"]).status.success());
+        let droplet = s.droplet.to_string();
+        let out = s.codext(&[
+            "connect", "--droplet", &droplet, "--key", "/home/agent/agent.key",
+            "--server-key", "/home/agent/server.pub", "--timeout", "90s", "--profile", "ci", "--", "id -Gn",
+        ]);
+        let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "connect --profile ci: {o}{e}");
+        assert!(o.contains("codext-p-ci"), "{o}");
+        assert!(e.contains("(profile ci)"), "{e}");
+        let issue = s.w.audit().into_iter().find(|x| x["event"] == "issue").unwrap();
+        assert_eq!(issue["profile"], "ci");
+        assert_eq!(issue["channel"], "digitalocean");
+        let user = issue["user"].as_str().unwrap().to_owned();
+        let uid = issue["uid"].as_u64().unwrap() as u32;
+        // The profile rode the request tag.
+        let posted: Vec<String> = s.emu.calls().into_iter()
+            .filter(|c| c.method == "POST" && c.token.as_deref() == Some(AGENT_TOKEN))
+            .map(|c| c.path.replace("%3A", ":").replace("%3a", ":"))
+            .collect();
+        assert!(posted.iter().any(|p| p.contains(":q:") && p.ends_with(":ci/resources")), "{posted:?}");
+        s.w.wait_removed(&user, uid);
+        s.wait_neutral(&before);
+        // Not allowed shell: no puzzle comes (the helper refuses and audits).
+        let out = s.codext(&[
+            "connect", "--droplet", &droplet, "--key", "/home/agent/agent.key",
+            "--server-key", "/home/agent/server.pub", "--timeout", "8s", "--", "id -un",
+        ]);
+        assert!(!out.status.success());
+        let refused = s.w.wait_audit("the refusal", |x| x["event"] == "refuse" && x["reason"].as_str().is_some_and(|r| r.contains("may not ask for the profile shell")));
+        assert_eq!(refused["channel"], "digitalocean");
+        s.emu.assert_no_violations();
     }
 }
 
@@ -552,8 +624,10 @@ fn second_server(emu: &Emulator, droplet: u64) -> Second {
     )
     .unwrap();
     sh("mkdir -p -m 0700 /etc/codext2 /var/lib/codext2 /var/log/codext2");
+    // One helper per host serves the recording socket (a fixed path the
+    // recorder knows): the first server's; the second records nothing.
     let toml = format!(
-        "server_key = \"/etc/codext2/server_key\"\nstate_dir = \"/var/lib/codext2\"\nsocket = \"/run/codext2/helper.sock\"\naudit_log = \"/var/log/codext2/audit.jsonl\"\nserver_id = \"web-2\"\npam_services = [\"sshd2\"]\n[accounts]\nuid_min = 59500\nuid_max = 59999\n[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\ndroplet_id = {droplet}\nchannel_socket = \"/run/codext-channel2/helper.sock\"\nallowed_keys = [\"{}\"]\n",
+        "server_key = \"/etc/codext2/server_key\"\nstate_dir = \"/var/lib/codext2\"\nsocket = \"/run/codext2/helper.sock\"\naudit_log = \"/var/log/codext2/audit.jsonl\"\nserver_id = \"web-2\"\npam_services = [\"sshd2\"]\n[accounts]\nuid_min = 59500\nuid_max = 59999\n[digitalocean]\nenabled = true\napi_url = \"{}\"\nmetadata_url = \"{}\"\ndroplet_id = {droplet}\nchannel_socket = \"/run/codext-channel2/helper.sock\"\nallowed_keys = [\"{}\"]\n[recording]\nenabled = false\n",
         emu.base_url(),
         emu.metadata_url(),
         agent_fp.trim()

@@ -112,7 +112,8 @@ sandbox_test! {
             .collect();
         assert_eq!(
             mine,
-            vec!["issue ", "answer armed", "verify wrong password", "verify ok", "create ", "key_authorize ", "session_open ", "session_close ", "key_withdraw ", "remove ok"],
+            // (record_open and record: the one channel's recording, issue 23.)
+            vec!["issue ", "answer armed", "verify wrong password", "verify ok", "create ", "key_authorize ", "session_open ", "record_open ", "record ", "session_close ", "key_withdraw ", "remove ok"],
         );
         assert!(trail.iter().any(|e| e["event"] == "revoke" && e["user"] == revoked.as_str()));
         assert!(trail.iter().filter(|e| e["event"] == "verify").all(|e| e["source"] == "127.0.0.1"));

@@ -408,6 +408,11 @@ sandbox_test! {
             // The sandbox's /tmp and /var/tmp are already without nosuid, as on
             // Debian; /dev/shm too now.
             ("mounts.nosuid", "nosuid", shell("mount -o remount,suid /dev/shm"), shell("mount -o remount,nosuid /dev/shm")),
+            // Session recording.
+            ("recording.recorder", "codext-helper setup", shell("chmod 0755 /usr/lib/codext/codext-record"), shell("/run/codext-test/bin/codext-helper init >/dev/null")),
+            ("recording.shell", "the real shell", shell("printf 'version = 1\n[accounts]\nshell = \"/bin/no-such-shell\"\n' > /etc/codext/helper.toml"), shell("rm /etc/codext/helper.toml")),
+            ("recording.socket", "restart codext-helper", shell("chmod 755 /run/codext-record"), shell("chmod 750 /run/codext-record")),
+            ("recording.store", "chmod 0700", shell("chmod 755 /var/lib/codext/recordings"), shell("chmod 700 /var/lib/codext/recordings")),
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (check, advice_has, break_it, repair) in cases.iter_mut() {

@@ -52,9 +52,11 @@ fn assert_fresh_login_works(w: &World) {
 /// Logs `a` in and leaves `modes` of `hostile` running, each waiting for
 /// the session process to end (logout) before it attacks.
 fn leave_attackers(w: &World, a: &Armed, modes: &[&str]) {
+    // Each waits for sshd's session process, the parent of the shell's
+    // parent (the session recorder, the login shell), to be gone: logout.
     let script: String = modes
         .iter()
-        .map(|m| format!("setsid -f {WORK}/bin/hostile {m} $PPID </dev/null >/dev/null 2>&1; "))
+        .map(|m| format!("setsid -f {WORK}/bin/hostile {m} $(ps -o ppid= -p $PPID) </dev/null >/dev/null 2>&1; "))
         .collect();
     let out = w.ssh_password(&a.user, &a.password, &format!("{script}echo left"));
     assert_eq!(

@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | puzzle chunk | `codext3:<d>:p<8 hex id><i><n>:<base64url data>` |
 //! | answer | `codext3:<d>:a:<answer text>` |
-//! | request for a puzzle | `codext3:<d>:q:<32 hex>` |
+//! | request for a puzzle | `codext3:<d>:q:<32 hex>`, or `…:q:<32 hex>:<profile>` (issue 26) |
 //!
 //! * The chunk data is the puzzle's binary envelope
 //!   ([`codext_core::Puzzle::to_bytes`]) in unpadded base64url (6 bits a
@@ -41,7 +41,7 @@
 use super::{has_prefix, join_chunks, Chunk, MAX_TAG_LEN};
 use codext_core::encoding::{b32_decode, b32_encode, hex, hex_decode};
 use codext_core::puzzle::TEXT_PREFIX;
-use codext_core::{Answer, Fingerprint};
+use codext_core::{Answer, Fingerprint, ProfileName};
 use data_encoding::BASE64URL_NOPAD;
 
 /// Prefix of every v3 codext tag.
@@ -195,15 +195,31 @@ impl Space3 {
     }
 
     /// `codext3:<d>:q:<32 hex>`: a puzzle, please, for the key whose
-    /// SHA-256 fingerprint starts with these 16 bytes.
-    pub fn request_tag(&self, fp: &Fingerprint) -> String {
-        format!("{}q:{}", self.prefix, hex(&fp.0[..16]))
+    /// SHA-256 fingerprint starts with these 16 bytes; (issue 26) for a
+    /// grant of another profile than `shell`, `codext3:<d>:q:<32 hex>:<profile>`
+    /// (a request of an earlier agent names none: `shell`).
+    pub fn request_tag(&self, fp: &Fingerprint, profile: &ProfileName) -> String {
+        if profile.is_shell() {
+            format!("{}q:{}", self.prefix, hex(&fp.0[..16]))
+        } else {
+            format!("{}q:{}:{profile}", self.prefix, hex(&fp.0[..16]))
+        }
     }
 
-    /// The fingerprint prefix of a well-formed request tag of this droplet.
-    pub fn request_in(&self, tag: &str) -> Option<[u8; 16]> {
-        let p = self.payload(tag, 'q').filter(|p| p.len() == 32)?;
-        <[u8; 16]>::try_from(hex_decode(&p)?).ok()
+    /// The fingerprint prefix and the profile asked for of a well-formed
+    /// request tag of this droplet.
+    pub fn request_in(&self, tag: &str) -> Option<([u8; 16], ProfileName)> {
+        let p = self.payload(tag, 'q')?;
+        let (fp, profile) = match p.split_once(':') {
+            None => (p.as_str(), ProfileName::shell()),
+            // `…:shell` is not how a shell request is written: one request,
+            // one tag name.
+            Some((fp, name)) => (fp, ProfileName::parse(name).ok().filter(|n| !n.is_shell())?),
+        };
+        if fp.len() != 32 {
+            return None;
+        }
+        Some((<[u8; 16]>::try_from(hex_decode(fp)?).ok()?, profile))
     }
 
     /// True when the server has taken `answer` to the puzzle `puzzle_id`:
@@ -335,7 +351,25 @@ mod tests {
             Some(a.clone())
         );
         let fp = Fingerprint([0xcd; 32]);
-        assert_eq!(sp().request_in(&sp().request_tag(&fp)), Some([0xcd; 16]));
+        let shell = ProfileName::shell();
+        assert_eq!(
+            sp().request_in(&sp().request_tag(&fp, &shell)),
+            Some(([0xcd; 16], shell.clone()))
+        );
+        // (issue 26) A profile rides in the request tag; an earlier
+        // agent's tag (none) means shell; `:shell` and bad names are not
+        // requests.
+        let gpu = ProfileName::parse("gpu-1").unwrap();
+        let tag = sp().request_tag(&fp, &gpu);
+        assert!(tag.ends_with(":gpu-1") && is_valid_tag(&tag), "{tag}");
+        assert_eq!(
+            sp().request_in(&tag.to_ascii_uppercase()),
+            Some(([0xcd; 16], gpu))
+        );
+        let base = sp().request_tag(&fp, &shell);
+        for bad in [":shell", ":", ":Bad!", ":a:b", ":1x"] {
+            assert_eq!(sp().request_in(&format!("{base}{bad}")), None, "{bad}");
+        }
         assert!(Space3::new(1).answer_in(&sp().answer_tag(&a)).is_none());
         assert!(crate::tags::v2::Space::new(D)
             .answer_in(&sp().answer_tag(&a))

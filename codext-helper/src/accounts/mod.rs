@@ -98,35 +98,39 @@ pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
     let gid = entry.gid.to_string();
     let home = entry.home.to_string_lossy();
     let shell = entry.shell.to_string_lossy();
-    let out = tools::run(
-        USERADD,
-        &[
-            "--uid",
-            &uid,
-            "--gid",
-            &gid,
-            "--no-user-group",
-            "--home-dir",
-            &home,
-            "--create-home",
-            "--shell",
-            &shell,
-            "--comment",
-            "codext temporary user",
-            "--key",
-            "HOME_MODE=0700",
-            // No subordinate uid/gid range (useradd hands one out whenever
-            // uidmap is installed): processes under sub-uids would be out of
-            // the killer's reach and outlive the account.
-            "--key",
-            "SUB_UID_COUNT=0",
-            "--key",
-            "SUB_GID_COUNT=0",
-            "--",
-            entry.user.as_str(),
-        ],
-        deadline,
-    )?;
+    let groups = entry.groups.join(",");
+    let mut args = vec![
+        "--uid",
+        &uid,
+        "--gid",
+        &gid,
+        "--no-user-group",
+        "--home-dir",
+        &home,
+        "--create-home",
+        "--shell",
+        &shell,
+        "--comment",
+        "codext temporary user",
+        "--key",
+        "HOME_MODE=0700",
+        // No subordinate uid/gid range (useradd hands one out whenever
+        // uidmap is installed): processes under sub-uids would be out of
+        // the killer's reach and outlive the account.
+        "--key",
+        "SUB_UID_COUNT=0",
+        "--key",
+        "SUB_GID_COUNT=0",
+    ];
+    // (issue 26) The profile's groups: its own (the sshd Match) and the
+    // ones it gives, exactly as announced in the userdb memberships.
+    if !groups.is_empty() {
+        args.push("--groups");
+        args.push(&groups);
+    }
+    args.push("--");
+    args.push(entry.user.as_str());
+    let out = tools::run(USERADD, &args, deadline)?;
     if !out.success() {
         return Err(HelperError::Account(format!(
             "useradd {} failed: {}",
@@ -167,6 +171,90 @@ pub fn is_ours_on_disk(entry: &Entry) -> bool {
     passwd_file_entries()
         .iter()
         .any(|(n, u)| n == entry.user.as_str() && u.as_raw() == entry.uid)
+}
+
+/// (issue 26) Makes `rel` (plain components) in `entry`'s home, the
+/// user's, 0700 — right after `useradd`, before any process of the user
+/// runs (so nothing in the home can have been swapped for a link; each
+/// component is still checked not to be one).
+pub fn make_user_folder(entry: &Entry, rel: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let mut at = entry.home.clone();
+    for c in rel.components() {
+        let std::path::Component::Normal(n) = c else {
+            return Err(HelperError::Account(format!(
+                "{} is not a plain folder name",
+                rel.display()
+            )));
+        };
+        at.push(n);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() && m.uid() == entry.uid => continue,
+            Ok(_) => {
+                return Err(HelperError::Account(format!(
+                    "{} exists and is not the user's folder",
+                    at.display()
+                )))
+            }
+            Err(_) => {}
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&at)
+            .map_err(|e| HelperError::account(format!("cannot create {}", at.display()), e))?;
+        std::os::unix::fs::lchown(&at, Some(entry.uid), Some(entry.gid))
+            .map_err(|e| HelperError::account(format!("cannot chown {}", at.display()), e))?;
+    }
+    Ok(())
+}
+
+/// `gpasswd`, to take a user out of a group a killed `userdel` left it in.
+pub const GPASSWD: &str = "/usr/bin/gpasswd";
+
+/// (issue 26) The groups `/etc/group` or `/etc/gshadow` still lists
+/// `user` as a member of.
+pub fn groups_listing(user: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in ["/etc/group", "/etc/gshadow"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            // group: name:pw:gid:members; gshadow: name:pw:admins:members
+            let listed = f.get(3).is_some_and(|m| m.split(',').any(|u| u == user))
+                || (file == "/etc/gshadow"
+                    && f.get(2).is_some_and(|a| a.split(',').any(|u| u == user)));
+            if listed {
+                if let Some(name) = f.first() {
+                    if !out.iter().any(|g| g == name) {
+                        out.push((*name).to_owned());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (issue 26) After `userdel`: `user` is in no group any more. `userdel`
+/// takes a user out of every group it is in; one killed at its deadline
+/// may not have, so what is left is removed with `gpasswd --delete` (the
+/// groups named are returned, as a repair). An error when any is still
+/// left.
+pub fn leave_groups(user: &str, deadline: Duration) -> Result<Vec<String>> {
+    let left = groups_listing(user);
+    for g in &left {
+        tools::run(GPASSWD, &["--delete", user, g], deadline)?;
+    }
+    let still = groups_listing(user);
+    if !still.is_empty() {
+        return Err(HelperError::Account(format!(
+            "{user} is still a member of {} after gpasswd --delete",
+            still.join(", ")
+        )));
+    }
+    Ok(left)
 }
 
 /// The killer's uid and gid: a locked system account in `/etc/passwd`,

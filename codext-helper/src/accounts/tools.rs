@@ -28,6 +28,8 @@ pub struct ToolRun {
     pub status: Waited,
     /// The start of its stderr, trimmed.
     pub stderr: String,
+    /// The start of its stdout (only [`run_with`] keeps it).
+    pub stdout: String,
 }
 
 impl ToolRun {
@@ -59,24 +61,75 @@ impl ToolRun {
     }
 }
 
+/// Most of a tool's stdout kept ([`run_with`]).
+const MAX_STDOUT: usize = 64 * 1024;
+
 /// Runs `program args…` and waits for it at most `deadline`.
 pub fn run(program: &str, args: &[&str], deadline: Duration) -> Result<ToolRun> {
+    let env = [
+        ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_owned()),
+        ("LC_ALL", "C".to_owned()),
+    ];
+    run_inner(program, args, &env, deadline, false)
+}
+
+/// Like [`run`] with exactly the environment `env`, keeping the start of
+/// stdout too (the docker CLI's answers).
+pub fn run_with(
+    program: &str,
+    args: &[&str],
+    env: &[(&'static str, String)],
+    deadline: Duration,
+) -> Result<ToolRun> {
+    run_inner(program, args, env, deadline, true)
+}
+
+fn run_inner(
+    program: &str,
+    args: &[&str],
+    env: &[(&'static str, String)],
+    deadline: Duration,
+    keep_stdout: bool,
+) -> Result<ToolRun> {
     let cannot = |e: &std::io::Error| {
         HelperError::account(
             format!("cannot run {program}"),
             std::io::Error::new(e.kind(), e.to_string()),
         )
     };
-    let mut child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LC_ALL", "C")
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(if keep_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| cannot(&e))?;
+    // stdout on a thread of its own (bounded, then drained): the loop
+    // below watches stderr and the deadline.
+    let stdout_reader = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match out.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let room = MAX_STDOUT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                }
+            }
+            kept
+        })
+    });
     let pid = Pid::from_raw(child.id());
     // Collect stderr while waiting, without ever blocking on it: a tool
     // that fills the pipe must not stall, and one that leaves the pipe
@@ -111,9 +164,17 @@ pub fn run(program: &str, args: &[&str], deadline: Duration) -> Result<ToolRun> 
     let status = sys::wait_pid(pid, end.saturating_duration_since(Instant::now()))
         .map_err(|e| cannot(&e))?;
     drop(child);
+    // The tool has ended (or was killed at its deadline): its stdout's
+    // end came with it, unless a child of it keeps the pipe open, which
+    // only delays this join until that child goes.
+    let stdout = stdout_reader
+        .and_then(|h| h.join().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     Ok(ToolRun {
         status,
         stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+        stdout,
     })
 }
 

@@ -26,6 +26,35 @@ pub enum AuditEvent {
         /// The killer account's uid.
         killer_uid: u32,
     },
+    /// (issue 26) The gate decided a channel of a grant with no shell.
+    Gate {
+        /// Whose.
+        user: String,
+        /// The grant's profile.
+        profile: String,
+        /// What was asked (`(login)` for none; the first 256 characters).
+        request: String,
+        /// `exec`, `enter`, `builtin` or `refused`.
+        result: String,
+        /// What runs, or why not.
+        reason: String,
+    },
+    /// (issue 26) A grant's container was started (or could not be).
+    Container {
+        /// Whose.
+        user: String,
+        /// The grant's profile.
+        profile: String,
+        /// The image.
+        image: String,
+        /// `started` or `failed`.
+        result: &'static str,
+        /// What went wrong.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// How long the start took, ms.
+        ms: u64,
+    },
     /// A puzzle went out.
     Issue {
         /// For whom.
@@ -42,6 +71,8 @@ pub enum AuditEvent {
         channel: String,
         /// Answer deadline.
         expires_at: u64,
+        /// (issue 26) The grant's profile.
+        profile: String,
     },
     /// An answer was looked at.
     Answer {
@@ -99,6 +130,14 @@ pub enum AuditEvent {
         gid: u32,
         /// Its home.
         home: std::path::PathBuf,
+        /// (issue 26) The grant's profile.
+        profile: String,
+        /// (issue 26) Its supplementary groups.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<String>,
+        /// (issue 26) Its sudo rules.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sudo: Vec<String>,
     },
     /// Creating the account failed.
     CreateFailed {
@@ -284,6 +323,66 @@ pub enum AuditEvent {
         swept: u64,
         /// Files left.
         leftovers: u64,
+    },
+    /// (issue 23) A channel's recording began.
+    RecordOpen {
+        /// The record's id (`<session>.<n>`).
+        id: String,
+        /// Whose.
+        user: String,
+        /// The SSH connection (PAM session) it belongs to.
+        session: String,
+        /// `shell`, `command`, `sftp`, `scp`, `rsync`, `git`.
+        kind: &'static str,
+        /// The command, cut to 256 characters (none for a shell).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
+        /// The record it continues after a helper restart.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        continues: Option<String>,
+    },
+    /// A channel's record was sealed; its SHA-256 is what `audit verify`
+    /// checks the stored record against.
+    Record {
+        /// The record's id.
+        id: String,
+        /// Whose.
+        user: String,
+        /// SHA-256 of the record file, hex.
+        sha256: String,
+        /// Its size.
+        bytes: u64,
+        /// How the channel's command ended (`0`, `3`, `signal 9`), if known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit: Option<String>,
+        /// The record is incomplete.
+        #[serde(skip_serializing_if = "is_false")]
+        truncated: bool,
+        /// Why (when truncated).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A record left the store (age or the store's size).
+    RecordExpire {
+        /// The record's id.
+        id: String,
+        /// Whose, when its header said.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// `age` or `size`.
+        reason: &'static str,
+        /// Its size.
+        bytes: u64,
+    },
+    /// A channel could not be recorded: refused (fail closed), or run
+    /// unrecorded because the operator chose to fail open.
+    RecordRefuse {
+        /// Whose (the peer's uid when it is no codext account).
+        user: String,
+        /// `refused` or `unrecorded`.
+        result: &'static str,
+        /// Why.
+        reason: String,
     },
 }
 

@@ -24,7 +24,9 @@
 //! * Failed verifications are rate-limited per source address, never
 //!   globally: strangers cannot lock every agent out.
 
+pub mod entry;
 mod pool;
+pub mod recording;
 mod removals;
 mod requests;
 
@@ -119,6 +121,15 @@ pub fn serve(cfg: Config) -> Result<()> {
     // codext-channel process (which does the DigitalOcean API calls).
     if daemon.helper.cfg.digitalocean.enabled {
         crate::channel_requests::spawn(daemon.helper.clone());
+    }
+    // [recording] hook: the socket every channel's recorder streams to;
+    // (issue 26) also the gate's, whenever a profile runs no shell.
+    if daemon.helper.cfg.recording.enabled || daemon.helper.cfg.profiles.gated().next().is_some() {
+        recording::spawn(daemon.helper.clone());
+    }
+    // [profiles] hook (issue 26): container sessions enter through root.
+    if daemon.helper.cfg.profiles.any_container() {
+        entry::spawn(daemon.helper.clone());
     }
     info!("listening on {}", daemon.helper.cfg.socket.display());
     // Type=notify: READY only now that the socket listens, so the unit's

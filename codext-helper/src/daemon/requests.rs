@@ -192,7 +192,15 @@ impl Daemon {
             .map_err(|_| HelperError::System("the creation worker is gone".into()))?;
         let limit = self.helper.cfg.limits.tool_timeout + CREATION_MARGIN;
         match rx.recv_timeout(limit) {
-            Ok(made) => self.helper.finish_creation(&entry, made),
+            Ok(made) => {
+                let verdict = self.helper.finish_creation(&entry, made)?;
+                // A container grant's container starts now, in the
+                // background: the login does not wait for docker.
+                if matches!(verdict, Verdict::Ok(_)) {
+                    super::entry::start_soon(&self.helper, &entry);
+                }
+                Ok(verdict)
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(HelperError::System(
                 "the creation worker did not answer".into(),
             )),

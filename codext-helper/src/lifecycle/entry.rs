@@ -14,6 +14,7 @@ use super::table::{permit, Phase, Request};
 use super::types::{Channel, UnixTime};
 use crate::grant_keys::Linger;
 use codext_core::token::PROOF_LEN;
+use codext_core::ProfileName;
 use codext_wire::UserName;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -111,6 +112,21 @@ pub struct Entry {
     pub client_key: Option<String>,
     /// Linger state, see [`crate::grant_keys`].
     pub linger: Option<Linger>,
+    /// (issue 26) The grant's profile (what the account may do).
+    pub profile: ProfileName,
+    /// (issue 26) The supplementary groups the account is made with (the
+    /// profile's own group first), as the profile said at issue.
+    pub groups: Vec<String>,
+    /// (issue 26) The sudo rules the account gets, as the profile said at
+    /// issue.
+    pub sudo: Vec<String>,
+    /// (issue 26) A container is started for the grant (and removed with
+    /// it).
+    pub container: bool,
+    /// (issue 26) The linger asked for through the gate (`codext-grant
+    /// linger`) on a grant with no shell (a shell grant writes
+    /// `~/.codext-linger`).
+    pub linger_asked: Option<u64>,
 }
 
 /// Which slot an answer or a password armed or used.

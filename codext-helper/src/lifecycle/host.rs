@@ -69,6 +69,22 @@ pub trait AccountTool: Send + Sync + Debug {
     fn read_linger(&self, home: &Path, uid: u32) -> u64;
     /// Start time of process `pid` (field 22 of its stat), if it runs.
     fn process_start_time(&self, pid: u32) -> Option<u64>;
+    /// (issue 26) What the grant's profile adds once `useradd` made the
+    /// account: its sudo rules and its transfer folder.
+    fn grant_extras(&self, entry: &Entry) -> Result<()>;
+    /// (issue 26) Removes the account's sudo rules (before the kill).
+    fn remove_sudo(&self, entry: &Entry) -> Result<()>;
+    /// (issue 26) Stops and removes `user`'s container (before the kill:
+    /// its processes are the uid's).
+    fn stop_container(&self, user: &str) -> Result<()>;
+    /// (issue 26) The containers of `user` still there.
+    fn containers_left(&self, user: &str) -> Result<Vec<String>>;
+    /// (issue 26) After `userdel`: the user is in no group any more;
+    /// returns the groups a repair took it out of.
+    fn leave_groups(&self, entry: &Entry) -> Result<Vec<String>>;
+    /// (issue 26) Removes sudo rules and containers of codext users not in
+    /// `live` (what a crash left); says what it removed.
+    fn remove_strays(&self, live: &[String]) -> Vec<String>;
 }
 
 /// The files that make a user visible to NSS (userdb records) and let its
@@ -100,6 +116,8 @@ pub struct SystemAccounts {
     killer_lock: PathBuf,
     tool_timeout: Duration,
     sweep_time: Duration,
+    profiles: crate::profiles::Profiles,
+    docker: crate::profiles::container::Docker,
 }
 
 impl SystemAccounts {
@@ -112,6 +130,8 @@ impl SystemAccounts {
             killer_lock: cfg.state_dir.join(crate::store::KILLER_LOCK_FILE),
             tool_timeout: cfg.limits.tool_timeout,
             sweep_time: cfg.limits.sweep_time,
+            profiles: cfg.profiles.clone(),
+            docker: cfg.containers.cli(),
         }
     }
 }
@@ -188,6 +208,74 @@ impl AccountTool for SystemAccounts {
     }
     fn process_start_time(&self, pid: u32) -> Option<u64> {
         process_start_time(pid)
+    }
+    fn grant_extras(&self, entry: &Entry) -> Result<()> {
+        if !entry.sudo.is_empty() {
+            crate::profiles::sudoers::install(
+                entry.user.as_str(),
+                entry.profile.as_str(),
+                &entry.sudo,
+                self.tool_timeout,
+            )?;
+        }
+        if let Some(crate::profiles::Body::Commands(c)) =
+            self.profiles.get(&entry.profile).map(|p| &p.body)
+        {
+            if !c.transfers.is_empty() {
+                accounts::make_user_folder(entry, Path::new(&c.transfer_dir))?;
+            }
+        }
+        Ok(())
+    }
+    fn remove_sudo(&self, entry: &Entry) -> Result<()> {
+        crate::profiles::sudoers::remove(entry.user.as_str()).map(|_| ())
+    }
+    fn stop_container(&self, user: &str) -> Result<()> {
+        self.docker
+            .remove(&crate::profiles::container::name_of(user))?;
+        crate::profiles::container::forget_files(user);
+        Ok(())
+    }
+    fn containers_left(&self, user: &str) -> Result<Vec<String>> {
+        Ok(self
+            .docker
+            .containers_of(Some(user))?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+    fn leave_groups(&self, entry: &Entry) -> Result<Vec<String>> {
+        accounts::leave_groups(entry.user.as_str(), self.tool_timeout)
+    }
+    fn remove_strays(&self, live: &[String]) -> Vec<String> {
+        let mut done = Vec::new();
+        for (user, _) in crate::profiles::sudoers::present() {
+            if !live.contains(&user) && crate::profiles::sudoers::remove(&user).is_ok() {
+                done.push(format!("sudo rules of {user}"));
+            }
+        }
+        if self.profiles.any_container() {
+            match self.docker.containers_of(None) {
+                Ok(found) => {
+                    for (name, user) in found {
+                        if !live.contains(&user) && self.docker.remove(&name).is_ok() {
+                            done.push(format!("container {name}"));
+                        }
+                    }
+                }
+                Err(e) => crate::log::warn!("cannot list codext containers: {e}"),
+            }
+            // The account files of containers no live grant has.
+            if let Ok(dirs) = std::fs::read_dir(crate::profiles::container::FILES_DIR) {
+                for d in dirs.flatten() {
+                    let user = d.file_name().to_string_lossy().into_owned();
+                    if !live.contains(&user) {
+                        crate::profiles::container::forget_files(&user);
+                    }
+                }
+            }
+        }
+        done
     }
 }
 

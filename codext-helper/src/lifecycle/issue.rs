@@ -12,7 +12,7 @@ use crate::lifecycle::host::KnownAccounts;
 use crate::store::Locked;
 use codext_core::encoding::hex;
 use codext_core::keys::{PrivateKey, PublicKey, MIN_AGENT_BITS, SERVER_BITS};
-use codext_core::{hostkeys, Puzzle, PuzzleContent, Token};
+use codext_core::{hostkeys, ProfileName, Puzzle, PuzzleContent, Token};
 use codext_wire::UserName;
 use std::os::unix::fs::DirBuilderExt;
 use std::time::Duration;
@@ -74,6 +74,8 @@ pub struct Issued {
     pub puzzle_id: String,
     /// Answer deadline (seconds since the epoch).
     pub expires_at: u64,
+    /// (issue 26) The grant's profile.
+    pub profile: String,
 }
 
 impl Helper {
@@ -164,6 +166,15 @@ impl Helper {
         }
         crate::channel_requests::ensure_channel_user(&self.cfg)?;
         crate::setup::crash_point("the channel account");
+        // [recording] hook: the recorder's group, and the recorder's mode.
+        crate::recording::host::ensure(&self.cfg)?;
+        // [profiles] hook: each gated profile's own group (its
+        // sshd Match).
+        for p in self.cfg.profiles.gated() {
+            if let Some(g) = p.own_group() {
+                crate::accounts::ensure_group(&g)?;
+            }
+        }
         // Before any uid is handed out: uids whose earlier holders left
         // something that no state remembers are held back.
         let quarantined = self.rescan_range(now)?;
@@ -188,7 +199,8 @@ impl Helper {
 
     /// Issues a puzzle for `client` at `now` and records the pending user;
     /// with `renew`, a further token for that live user (same account,
-    /// same agent key) so the agent can open another connection.
+    /// same agent key) so the agent can open another connection. A grant
+    /// of the `shell` profile.
     pub fn issue(
         &self,
         client: &PublicKey,
@@ -197,7 +209,30 @@ impl Helper {
         renew: Option<&UserName>,
         now: UnixTime,
     ) -> Result<Issued> {
+        self.issue_profile(client, ttl, channel, renew, &ProfileName::shell(), now)
+    }
+
+    /// (issue 26) [`Helper::issue`] for a grant of `profile` (configured in
+    /// `[profiles]`): the puzzle signs the profile, the entry keeps what
+    /// the profile gives the account (groups, sudo rules, a container) as
+    /// it is now, and the account's login shell is the recorder (the gate)
+    /// for a profile that runs no shell. A renewal keeps the user's
+    /// profile and refuses another.
+    pub fn issue_profile(
+        &self,
+        client: &PublicKey,
+        ttl: Option<Duration>,
+        channel: Channel,
+        renew: Option<&UserName>,
+        profile: &ProfileName,
+        now: UnixTime,
+    ) -> Result<Issued> {
         client.require_bits(MIN_AGENT_BITS, "agent")?;
+        let grant = self.cfg.profile(profile).ok_or_else(|| {
+            HelperError::Refused(format!(
+                "no profile {profile} in [profiles] of the configuration"
+            ))
+        })?;
         let server = PrivateKey::load(&self.cfg.server_key)
             .map_err(|e| HelperError::Config(format!("{e} (run `codext-helper init` first)")))?;
         let gid = self
@@ -233,6 +268,12 @@ impl Helper {
                         "{user} belongs to another agent key"
                     )));
                 }
+                if entry.profile != *profile {
+                    return Err(HelperError::Refused(format!(
+                        "{user} is a grant of the profile {}, not {profile}",
+                        entry.profile
+                    )));
+                }
                 (user.clone(), entry.uid)
             }
             None => {
@@ -251,6 +292,7 @@ impl Helper {
             server_id: self.cfg.server_identity(),
             host_keys,
             token: Token::generate()?,
+            profile: profile.clone(),
         };
         let puzzle = Puzzle::seal(&content, client, &server)?;
         let slot = TokenSlot {
@@ -275,7 +317,7 @@ impl Helper {
                     uid,
                     gid,
                     home: self.cfg.accounts.home_base.join(user.as_str()),
-                    shell: self.cfg.accounts.shell.clone(),
+                    shell: self.cfg.login_shell_for(grant.gated()),
                     phase: Phase::Pending,
                     token: slot,
                     client_fingerprint: fingerprint.clone(),
@@ -293,6 +335,11 @@ impl Helper {
                     // Kept for the grant key after the login.
                     client_key: client.to_openssh().ok(),
                     linger: None,
+                    profile: profile.clone(),
+                    groups: grant.account_groups(),
+                    sudo: grant.sudo.clone(),
+                    container: grant.kind() == crate::profiles::Kind::Container,
+                    linger_asked: None,
                 };
                 locked.state.users.insert(user.to_string(), entry);
             }
@@ -307,6 +354,7 @@ impl Helper {
             client_fingerprint: fingerprint,
             channel: channel.to_string(),
             expires_at: expires_at.0,
+            profile: profile.to_string(),
         });
         Ok(Issued {
             user: user.to_string(),
@@ -314,6 +362,7 @@ impl Helper {
             puzzle: puzzle.to_text(),
             puzzle_id: hex(&puzzle_id),
             expires_at: expires_at.0,
+            profile: profile.to_string(),
         })
     }
 

@@ -244,12 +244,18 @@ impl Helper {
         // half-made one.
         let recorded = made
             .and_then(|()| self.accounts.verify_created(entry))
+            // What the profile adds (sudo rules, the transfer folder) is
+            // part of making the account: without it, no login.
+            .and_then(|()| self.accounts.grant_extras(entry))
             .and_then(|()| {
                 self.log_for_login(AuditEvent::Create {
                     user: entry.user.to_string(),
                     uid: entry.uid,
                     gid: entry.gid,
                     home: entry.home.clone(),
+                    profile: entry.profile.to_string(),
+                    groups: entry.groups.clone(),
+                    sudo: entry.sudo.clone(),
                 })
             });
         match recorded {
@@ -304,7 +310,7 @@ impl Helper {
             Ok(locked) => entries
                 .iter()
                 .map(|e| match locked.state.users.get(e.user.as_str()) {
-                    Some(now) if now.may_create().is_ok() => Ok(()),
+                    Some(now) if now.may_create().is_ok() => self.groups_safe(e),
                     _ => Err(HelperError::Refused(format!(
                         "{} was revoked before its account was made",
                         e.user
@@ -352,6 +358,32 @@ impl Helper {
             locked.save()?;
         }
         Ok(())
+    }
+
+    /// Refuses to make an account with a group that reaches
+    /// root on this host as it is now (the configuration was checked by
+    /// name; a group may have been given the docker socket since).
+    fn groups_safe(&self, e: &Entry) -> Result<()> {
+        let given: Vec<String> = e
+            .groups
+            .iter()
+            .filter(|g| !g.starts_with(crate::profiles::GROUP_PREFIX))
+            .cloned()
+            .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        let bad = crate::profiles::groups::dangerous(&given, &self.cfg.containers.socket());
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(HelperError::Refused(format!(
+                "{}: the profile {} gives groups that reach root on this host: {}",
+                e.user,
+                e.profile,
+                bad.join("; ")
+            )))
+        }
     }
 
     /// PAM account management at `now`: only an account codext created

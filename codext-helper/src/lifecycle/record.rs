@@ -1,5 +1,6 @@
 //! The state file's layout of an [`Entry`] (format version 1, unchanged
-//! since the first release): the first login's token slot is written as
+//! since the first release; issue 26's fields are left out for a shell
+//! grant, so such an entry is written exactly as before): the first login's token slot is written as
 //! the entry's own `puzzle_id`, `login_hash`, `proof`, `answer_by` and
 //! `login_by` fields, a renewal's as the nested `renewal` object, both with
 //! the same hex encoding; so an existing `state.json` loads unchanged and
@@ -10,6 +11,7 @@ use super::table::Phase;
 use super::types::{hex_array, hex_used, user_name, Channel, UnixTime};
 use crate::grant_keys::Linger;
 use codext_core::token::PROOF_LEN;
+use codext_core::ProfileName;
 use codext_wire::UserName;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -54,6 +56,17 @@ pub(super) struct EntryRecord {
     client_key: Option<String>,
     #[serde(default)]
     linger: Option<Linger>,
+    // (issue 26) Absent in a state written before profiles: a shell grant.
+    #[serde(default, skip_serializing_if = "ProfileName::is_shell")]
+    profile: ProfileName,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sudo: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    container: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    linger_asked: Option<u64>,
 }
 
 impl From<EntryRecord> for Entry {
@@ -86,6 +99,11 @@ impl From<EntryRecord> for Entry {
             published: r.published,
             client_key: r.client_key,
             linger: r.linger,
+            profile: r.profile,
+            groups: r.groups,
+            sudo: r.sudo,
+            container: r.container,
+            linger_asked: r.linger_asked,
         }
     }
 }
@@ -118,6 +136,11 @@ impl From<Entry> for EntryRecord {
             published: e.published,
             client_key: e.client_key,
             linger: e.linger,
+            profile: e.profile,
+            groups: e.groups,
+            sudo: e.sudo,
+            container: e.container,
+            linger_asked: e.linger_asked,
         }
     }
 }

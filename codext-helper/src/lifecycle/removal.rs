@@ -33,6 +33,10 @@ use crate::error::{HelperError, Result};
 use crate::store::Quarantine;
 use codext_wire::UserName;
 
+/// How a leftover container is named in a quarantine (the recheck tries
+/// to remove it again).
+pub const CONTAINER_LEFT: &str = "docker container ";
+
 impl Helper {
     /// Revokes `user` at `now`: a pending or armed user is forgotten (its
     /// record withdrawn); a user that may have an account has its sessions
@@ -154,6 +158,7 @@ impl Helper {
         locked.save()?;
         drop(locked);
         held.finish();
+        self.store.forget_container_lock(user);
         self.log(AuditEvent::Remove {
             user: user.to_owned(),
             uid: Some(entry.uid),
@@ -173,20 +178,44 @@ impl Helper {
         Ok(())
     }
 
-    /// One attempt, in this order: the kill (once), then either the linger
-    /// the agent asked for or the rest of the removal — the home's setuid
-    /// files defused, `userdel -r` (the only step under the account lock,
-    /// so logins never queue behind a slow kill or sweep), the uid's
-    /// keyrings cleared, the shared folders swept.
+    /// One attempt, in this order: (issue 26) the sudo rules removed and
+    /// the grant's container stopped and removed, then the kill (once),
+    /// then either the linger the agent asked for (its sudo rules back) or
+    /// the rest of the removal — the home's setuid files defused,
+    /// `userdel -r` (the only step under the account lock, so logins never
+    /// queue behind a slow kill or sweep), every group left, the uid's
+    /// keyrings cleared, the shared folders swept, and no container of
+    /// the grant left (a container that could not be removed quarantines
+    /// the uid: it would run as the next holder).
     fn remove_attempt(&self, entry: &Entry, now: UnixTime) -> Result<Attempt> {
         if !entry.account_created {
             return Ok(Attempt::Removed(Removed::default()));
         }
         let user = &entry.user;
+        // No sudo may start while the account goes.
+        if !entry.sudo.is_empty() {
+            crate::log::debug!("removing {user}: sudo rules");
+            self.accounts.remove_sudo(entry)?;
+        }
+        // The container's processes run as the uid: docker stops them and
+        // its own (the killer would leave docker a dead container whose
+        // restart runs as the next holder). A docker that fails here does
+        // not hold the kill up: the check at the end catches what is left.
+        let container = if entry.container {
+            let _held = self.store.lock_container_of(user.as_str())?;
+            crate::log::debug!("removing {user}: container");
+            self.accounts.stop_container(user.as_str()).err()
+        } else {
+            None
+        };
         crate::log::debug!("removing {user}: kill");
         self.stop_everything_of(entry)?;
         crate::log::debug!("removing {user}: killed");
         if self.linger_after_kill(entry, now)? {
+            // The account stays for a reconnect: its sudo rules with it.
+            if !entry.sudo.is_empty() {
+                self.accounts.grant_extras(entry)?;
+            }
             return Ok(Attempt::Lingering);
         }
         let defused = self.accounts.defuse_home(entry);
@@ -203,6 +232,21 @@ impl Helper {
             let _accounts = self.store.lock_accounts()?;
             self.accounts.delete_record(entry)?
         };
+        let mut repaired = repaired;
+        if !entry.groups.is_empty() {
+            crate::log::debug!("removing {user}: groups");
+            let left = self.accounts.leave_groups(entry)?;
+            if !left.is_empty() {
+                let what = format!(
+                    "took {user} out of the groups userdel left: {}",
+                    left.join(", ")
+                );
+                repaired = Some(match repaired {
+                    Some(r) => format!("{r}; {what}"),
+                    None => what,
+                });
+            }
+        }
         crate::log::debug!("removing {user}: keyrings");
         let keys_left = self.accounts.clear_keyrings(entry.uid)?;
         crate::log::debug!("removing {user}: sweep");
@@ -216,6 +260,28 @@ impl Helper {
             )));
         }
         swept.defused += defused.defused;
+        if entry.container {
+            crate::log::debug!("removing {user}: containers left");
+            let left = self.accounts.containers_left(user.as_str());
+            match (left, container) {
+                (Ok(names), _) if names.is_empty() => {}
+                (Ok(names), _) => {
+                    swept.leftovers += names.len() as u64;
+                    swept
+                        .named
+                        .extend(names.iter().map(|n| format!("{CONTAINER_LEFT}{n}")));
+                }
+                (Err(e), why) => {
+                    swept.leftovers += 1;
+                    swept.named.push(format!(
+                        "{CONTAINER_LEFT}{} (docker: {e}{})",
+                        crate::profiles::container::name_of(user.as_str()),
+                        why.map(|w| format!("; at the stop: {w}"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
         Ok(Attempt::Removed(Removed {
             repaired,
             swept,
@@ -244,7 +310,30 @@ impl Helper {
             .map(|(u, q)| (*u, q.clone()))
             .collect();
         for (uid, q) in held {
+            // (issue 26) A container of the grant that could not be
+            // removed: again now.
+            if q.named.iter().any(|n| n.starts_with(CONTAINER_LEFT)) {
+                let _held = self.store.lock_container_of(&q.user)?;
+                let _ = self.accounts.stop_container(&q.user);
+            }
             let mut swept = self.accounts.sweep_leftovers(uid, &q.home);
+            if q.named.iter().any(|n| n.starts_with(CONTAINER_LEFT)) {
+                match self.accounts.containers_left(&q.user) {
+                    Ok(names) => {
+                        swept.leftovers += names.len() as u64;
+                        swept
+                            .named
+                            .extend(names.iter().map(|n| format!("{CONTAINER_LEFT}{n}")));
+                    }
+                    Err(e) => {
+                        swept.leftovers += 1;
+                        swept.named.push(format!(
+                            "{CONTAINER_LEFT}{} (docker: {e})",
+                            crate::profiles::container::name_of(&q.user)
+                        ));
+                    }
+                }
+            }
             let keys = self.accounts.keys_of(uid);
             if keys > 0 {
                 swept.leftovers += keys;
@@ -535,6 +624,15 @@ impl Helper {
             .map(|e| e.user.to_string())
             .collect();
         self.withdraw_stray_grant_keys(&live);
+        // (issue 26) Sudo rules and containers no live grant stands behind
+        // (a crash between making and recording them, or while removing).
+        for what in self.accounts.remove_strays(&live) {
+            events.push(AuditEvent::Repair {
+                user: what.clone(),
+                what: format!("stray {what} removed"),
+                account_created: None,
+            });
+        }
         for (name, uid) in self.records.orphans(&armed) {
             self.records.withdraw(&name, uid)?;
             events.push(AuditEvent::Repair {

@@ -38,6 +38,14 @@ struct Machine {
     linger: u64,
     leftovers: u64,
     calls: Vec<String>,
+    /// (issue 26) Containers docker still lists, by user.
+    containers: BTreeMap<String, Vec<String>>,
+    /// (issue 26) docker fails every call.
+    docker_down: bool,
+    /// (issue 26) Groups a (killed) userdel left the user in.
+    groups_left: Vec<String>,
+    /// (issue 26) Sudo drop-ins present, by user.
+    sudoers: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -152,6 +160,62 @@ impl AccountTool for Fake {
     fn process_start_time(&self, pid: u32) -> Option<u64> {
         self.m().processes.get(&pid).copied()
     }
+    fn grant_extras(&self, e: &Entry) -> Result<()> {
+        let mut m = self.m();
+        m.calls.push(format!("extras {}", e.user));
+        if !e.sudo.is_empty() {
+            m.sudoers.insert(e.user.to_string());
+        }
+        if e.container {
+            m.containers
+                .entry(e.user.to_string())
+                .or_default()
+                .push(format!("codext-{}", e.user));
+        }
+        Ok(())
+    }
+    fn remove_sudo(&self, e: &Entry) -> Result<()> {
+        let mut m = self.m();
+        m.calls.push(format!("sudoers {}", e.user));
+        m.sudoers.remove(e.user.as_str());
+        Ok(())
+    }
+    fn stop_container(&self, user: &str) -> Result<()> {
+        let mut m = self.m();
+        m.calls.push(format!("container-stop {user}"));
+        if m.docker_down {
+            return Err(HelperError::Account("docker: cannot connect".into()));
+        }
+        m.containers.remove(user);
+        Ok(())
+    }
+    fn containers_left(&self, user: &str) -> Result<Vec<String>> {
+        let mut m = self.m();
+        m.calls.push(format!("containers-left {user}"));
+        if m.docker_down {
+            return Err(HelperError::Account("docker: cannot connect".into()));
+        }
+        Ok(m.containers.get(user).cloned().unwrap_or_default())
+    }
+    fn leave_groups(&self, e: &Entry) -> Result<Vec<String>> {
+        let mut m = self.m();
+        m.calls.push(format!("groups {}", e.user));
+        Ok(std::mem::take(&mut m.groups_left))
+    }
+    fn remove_strays(&self, live: &[String]) -> Vec<String> {
+        let mut m = self.m();
+        m.calls.push("strays".into());
+        let stray: Vec<String> = m
+            .sudoers
+            .iter()
+            .filter(|u| !live.contains(u))
+            .cloned()
+            .collect();
+        for u in &stray {
+            m.sudoers.remove(u);
+        }
+        stray.iter().map(|u| format!("sudo rules of {u}")).collect()
+    }
 }
 
 impl Records for Fake {
@@ -233,15 +297,18 @@ fn world() -> World {
     let key = dir.join("server.key");
     std::fs::copy(vectors().join("server.key"), &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut cfg = crate::config::Config {
-        server_key: key,
-        server_id: "test-server".into(),
-        host_key_dir: vectors().join("hostkeys"),
-        state_dir: dir.join("state"),
-        audit_log: dir.join("audit.log"),
-        userdb_dir: dir.join("userdb"),
-        ..Default::default()
-    };
+    // (issue 26) Two profiles besides shell: a container workspace, and
+    // commands with a sudo rule.
+    let profiles = "[profiles.ws]\nkind = \"container\"\nimage = \"ws:1\"\n\
+                    [profiles.ci]\nkind = \"commands\"\ncommands = [\"make test\"]\n\
+                    sudo = [\"/usr/bin/systemctl restart web\"]\n";
+    let mut cfg = crate::config::Config::from_toml_str(profiles, Path::new("t.toml")).unwrap();
+    cfg.server_key = key;
+    cfg.server_id = "test-server".into();
+    cfg.host_key_dir = vectors().join("hostkeys");
+    cfg.state_dir = dir.join("state");
+    cfg.audit_log = dir.join("audit.log");
+    cfg.userdb_dir = dir.join("userdb");
     cfg.audit.system_log = false;
     let fake = Arc::new(Fake::default());
     let helper = Helper::with_host(cfg, fake.clone(), fake.clone()).unwrap();
@@ -276,6 +343,30 @@ impl World {
 
     fn issue(&self) -> Issued {
         self.issue_at(T0, None)
+    }
+
+    /// (issue 26) A user of `profile` in [`Phase::Active`].
+    fn active_with(&self, profile: &str) -> Issued {
+        let issued = self
+            .helper
+            .issue_profile(
+                &self.client,
+                None,
+                Channel::Manual,
+                None,
+                &codext_core::ProfileName::parse(profile).unwrap(),
+                T0,
+            )
+            .unwrap();
+        let puzzle = Puzzle::from_text(&issued.puzzle).unwrap();
+        let opened = puzzle.open(&self.agent, &self.server, T0.0).unwrap();
+        assert_eq!(opened.content.profile.as_str(), profile);
+        let i = Issued {
+            user: opened.content.user.clone(),
+            opened,
+        };
+        self.login(&i);
+        i
     }
 
     fn entry(&self, user: &UserName) -> Option<Entry> {
@@ -957,6 +1048,181 @@ fn given_a_last_logout_then_one_kill_and_the_removal_steps_in_order_with_or_with
         [format!("kill {uid}"), format!("sweep-shared {uid}")],
         "a last logout that lingers"
     );
+    // (issue 26) A container grant: docker stops its container before the
+    // killer (its processes are the uid's in the host kernel), and after
+    // the removal none of the grant's may be left.
+    let w = world();
+    let i = w.active_with("ws");
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    w.fake.m().calls.clear();
+    assert!(ok(&w.open(&i.user)));
+    w.helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    w.helper.remove_account(&user, T0).unwrap();
+    assert_eq!(
+        w.fake.m().calls,
+        [
+            format!("container-stop {user}"),
+            format!("kill {uid}"),
+            format!("defuse {uid}"),
+            format!("userdel {user}"),
+            format!("groups {user}"),
+            format!("keyrings {uid}"),
+            format!("sweep {uid}"),
+            format!("containers-left {user}"),
+        ],
+        "a container grant's last logout"
+    );
+}
+
+#[test]
+fn given_a_last_logout_of_a_container_or_sudo_grant_then_sudo_and_the_container_go_before_the_kill_and_the_leftover_checks_after(
+) {
+    // (issue 26) The container's processes are the uid's: docker stops
+    // them before the killer runs; the sudo rules go before anything can
+    // start through them; after userdel, no group and no container is
+    // left.
+    let w = world();
+    let i = w.active_with("ws");
+    let e = w.entry(&i.user).unwrap();
+    assert!(e.container && e.groups == ["codext-p-ws"]);
+    assert_eq!(
+        e.shell, w.helper.cfg.recording.recorder,
+        "the gate is the login shell"
+    );
+    let (uid, user) = (e.uid, i.user.to_string());
+    assert_eq!(
+        w.fake.m().containers.get(&user).map(Vec::len),
+        Some(1),
+        "started with the account"
+    );
+    w.fake.m().calls.clear();
+    assert!(ok(&w.open(&i.user)));
+    w.helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    w.helper.remove_account(&user, T0).unwrap();
+    assert_eq!(
+        w.fake.m().calls,
+        [
+            format!("container-stop {user}"),
+            format!("kill {uid}"),
+            format!("defuse {uid}"),
+            format!("userdel {user}"),
+            format!("groups {user}"),
+            format!("keyrings {uid}"),
+            format!("sweep {uid}"),
+            format!("containers-left {user}"),
+        ],
+        "a container grant's last logout"
+    );
+    assert!(w.helper.quarantined().unwrap().is_empty());
+    let created = w.events("create");
+    assert_eq!(created[0]["profile"], "ws");
+    assert_eq!(w.events("issue")[0]["profile"], "ws");
+
+    let i = w.active_with("ci");
+    let e = w.entry(&i.user).unwrap();
+    let (uid, user) = (e.uid, i.user.to_string());
+    assert!(w.fake.m().sudoers.contains(&user));
+    w.fake.m().calls.clear();
+    w.fake.m().groups_left = vec!["codext-p-ci".into()];
+    assert!(ok(&w.open(&i.user)));
+    w.helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    w.helper.remove_account(&user, T0).unwrap();
+    assert_eq!(
+        w.fake.m().calls,
+        [
+            format!("sudoers {user}"),
+            format!("kill {uid}"),
+            format!("defuse {uid}"),
+            format!("userdel {user}"),
+            format!("groups {user}"),
+            format!("keyrings {uid}"),
+            format!("sweep {uid}"),
+        ],
+        "a grant with sudo rules"
+    );
+    assert!(!w.fake.m().sudoers.contains(&user));
+    let repairs = w.events("repair");
+    assert!(
+        repairs
+            .iter()
+            .any(|r| r["what"].as_str().unwrap().contains("codext-p-ci")),
+        "{repairs:?}"
+    );
+}
+
+#[test]
+fn given_docker_down_at_the_removal_then_the_kill_still_runs_and_the_uid_is_quarantined_until_the_container_goes(
+) {
+    let w = world();
+    let i = w.active_with("ws");
+    let e = w.entry(&i.user).unwrap();
+    let (uid, user) = (e.uid, i.user.to_string());
+    w.fake.m().docker_down = true;
+    w.fake.m().calls.clear();
+    w.helper.revoke(&i.user, "test", T0).unwrap();
+    let calls = w.fake.m().calls.clone();
+    assert!(calls.contains(&format!("kill {uid}")), "{calls:?}");
+    let q = w.helper.quarantined().unwrap();
+    let held = q.get(&uid).expect("quarantined");
+    assert!(
+        held.named
+            .iter()
+            .any(|n| n.starts_with(super::removal::CONTAINER_LEFT)),
+        "{held:?}"
+    );
+    assert!(w.entry(&i.user).is_none(), "the account itself is gone");
+    // Still down: still held. Back: the recheck removes it and releases.
+    w.helper.recheck_quarantine().unwrap();
+    assert!(w.helper.quarantined().unwrap().contains_key(&uid));
+    w.fake.m().docker_down = false;
+    w.helper.recheck_quarantine().unwrap();
+    assert!(w.helper.quarantined().unwrap().is_empty());
+    assert!(!w.fake.m().containers.contains_key(&user));
+}
+
+#[test]
+fn given_a_linger_on_a_sudo_grant_then_the_rules_come_back_for_the_reconnect_and_the_linger_asked_through_the_gate_counts(
+) {
+    let w = world();
+    let i = w.active_with("ci");
+    let user = i.user.to_string();
+    // The gate's `codext-grant linger`, not a file in the home.
+    w.fake.m().linger = 999;
+    w.helper.ask_linger(&i.user, 120).unwrap();
+    assert!(ok(&w.open(&i.user)));
+    w.helper
+        .close_session(&i.user, SSHD_PID, Closed::Closed)
+        .unwrap();
+    w.helper.remove_account(&user, T0).unwrap();
+    let e = w.entry(&i.user).unwrap();
+    assert!(e.lingering(T0), "lingers");
+    assert_eq!(
+        e.linger.as_ref().and_then(|l| l.until),
+        Some(T0.plus_secs(120)),
+        "the gate's 120 s, not the home's 999"
+    );
+    assert!(
+        w.fake.m().sudoers.contains(&user),
+        "rules back for the reconnect"
+    );
+}
+
+#[test]
+fn given_sudo_rules_nothing_live_stands_behind_then_reconcile_removes_them() {
+    let w = world();
+    w.fake.m().sudoers.insert("user-0123456789ab".into());
+    let i = w.active_with("ci");
+    assert!(ok(&w.open(&i.user)));
+    w.helper.reconcile(T0).unwrap();
+    let m = w.fake.m();
+    assert!(!m.sudoers.contains("user-0123456789ab"));
+    assert!(m.sudoers.contains(i.user.as_str()), "a live grant's stay");
 }
 
 #[test]

@@ -114,6 +114,15 @@ pub(super) fn plan(cfg: &Config, opts: &SetupOptions, module: &str) -> Result<Ve
     whole("/etc/pam.d/codext", with_module(&codext, module))?;
     whole("/etc/pam.d/codext-session", with_module(&session, module))?;
     whole(SSHD_DROP_IN, drop_in)?;
+    // The gated profiles' Match blocks; written when a profile
+    // needs one, and emptied (not left stale) when none does any more.
+    let profiles = crate::profiles::sshd::DROP_IN;
+    if cfg.profiles.gated().next().is_some() || Path::new(profiles).exists() {
+        whole(
+            profiles,
+            crate::profiles::sshd::drop_in(&cfg.profiles, &cfg.recording.recorder),
+        )?;
+    }
     whole(
         LIMITS_FILE,
         limits.replace("@codext ", &format!("@{group} ")),

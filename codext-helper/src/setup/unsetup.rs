@@ -167,6 +167,11 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
             report.push(format!("removed system account {u}"));
         }
     }
+    // [recording] hook: the recorder loses its setgid group before the
+    // group goes (a later group given that gid must not get the bit).
+    if m.groups.contains(&cfg.recording.group) {
+        report.extend(crate::recording::host::release(cfg));
+    }
     for g in m.groups.iter().rev() {
         if names_in("/etc/group").contains(g) {
             run_del("groupdel", g)?;

@@ -130,6 +130,7 @@ impl Helper {
             server_id: self.droplet.to_string(),
             host_keys: self.host_keys.clone(),
             token,
+            profile: codext_core::ProfileName::shell(),
         };
         let proof = content.token.proof(&id, &user);
         let puzzle = Puzzle::seal(&content, key, &self.server_key).expect("seal");
@@ -482,6 +483,7 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64, knock:
                         &agent_key,
                         &server_pub,
                         true,
+                        None,
                     )?;
                     codext::digitalocean::answer(&c, helper.droplet, &opened.answer, format)?;
                     codext::digitalocean::wait_ready(

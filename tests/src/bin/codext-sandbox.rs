@@ -15,7 +15,9 @@
 //!   `/dev/mqueue` (the host needs none) and a fresh tmpfs on `/dev/shm`;
 //! * folders given with `--keep DIR` (the checkout and its target folder),
 //!   and the working folder, stay visible read-only at the same path even
-//!   when they lie under `/tmp` or another hidden folder;
+//!   when they lie under `/tmp` or another hidden folder; the one folder
+//!   given with `--artifacts DIR` stays writable (what a test keeps, such
+//!   as a screenshot, lands there);
 //! * `/run` is a fresh tmpfs (with `/run/sshd`, `/run/userdb`); `/etc` is a
 //!   bind mount of a copy of the real `/etc` kept in that tmpfs;
 //! * fresh tmpfs over `/home`, `/var/log`, `/var/mail`, `/var/lib`, `/tmp`,
@@ -24,6 +26,11 @@
 //!   inside); `/tmp`, `/var/tmp` and `/home` without `nosuid`, as on
 //!   Debian, so a setuid leftover is a real one; a fresh `/proc` for the new PID
 //!   namespace;
+//! * the session recorder, built statically by `tests/build.rs`, where the
+//!   package installs it (`/usr/lib/codext/codext-record`, root's, 0755;
+//!   `codext-helper init` gives it its group and setgid mode): `/usr/lib`
+//!   gets a read-only overlay that adds the folder, and the folder itself
+//!   a small tmpfs (setuid allowed) holding the file;
 //! * the network namespace has only `lo`, brought up;
 //! * this process becomes PID 1 of the namespace: it reaps every orphan
 //!   (as init must, or `userdel` would see zombies) and, when COMMAND ends,
@@ -137,6 +144,7 @@ fn setup(keep: &[PathBuf]) {
     }
     spool();
     fs::restore(&stashed);
+    fs::recorder(Path::new(env!("CODEXT_RECORD_STATIC")));
     let lo = Command::new("/usr/sbin/ip")
         .args(["link", "set", "lo", "up"])
         .status();
@@ -192,14 +200,24 @@ fn spool() {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut keep: Vec<PathBuf> = Vec::new();
+    let mut artifacts: Option<PathBuf> = None;
     let mut rest = &args[..];
-    while rest.first().map(String::as_str) == Some("--keep") {
+    while let Some(flag @ ("--keep" | "--artifacts")) = rest.first().map(String::as_str) {
         let Some(dir) = rest.get(1) else {
-            die("--keep needs a folder");
+            die(&format!("{flag} needs a folder"));
         };
-        keep.push(
-            std::fs::canonicalize(dir).unwrap_or_else(|e| die(&format!("--keep {dir}: {e}"))),
-        );
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|e| die(&format!("{flag} {dir}: {e}")));
+        if flag == "--artifacts" {
+            if hidden(&dir) {
+                die(&format!(
+                    "--artifacts {}: the sandbox hides it",
+                    dir.display()
+                ));
+            }
+            artifacts = Some(dir);
+        } else {
+            keep.push(dir);
+        }
         rest = &rest[2..];
     }
     if let Ok(cwd) = std::env::current_dir() {
@@ -241,6 +259,9 @@ fn main() {
     }
     // PID 1 of the new namespace.
     setup(&keep);
+    if let Some(dir) = &artifacts {
+        fs::writable(dir);
+    }
     let child = match Command::new(&cmd[0])
         .args(&cmd[1..])
         .env("CODEXT_SANDBOX", "1")

@@ -214,3 +214,72 @@ pub fn private_dev() {
     remount_ro("/dev", "nosuid")
         .unwrap_or_else(|e| die(&format!("remounting /dev read-only: {e}")));
 }
+
+/// Where the package installs the session recorder.
+const RECORDER_DIR: &str = "/usr/lib/codext";
+/// The overlay's upper and work folders, on a tmpfs of their own.
+const OVERLAY: &str = "/run/sandbox/usr-lib";
+
+/// Puts the recorder at [`RECORDER_DIR`]`/codext-record` (see the crate
+/// docs): a read-only overlay of `/usr/lib` that adds the folder, then a
+/// tmpfs on the folder (no `nosuid`: the recorder is setgid) with the file.
+pub fn recorder(built: &Path) {
+    let dir = Path::new(RECORDER_DIR);
+    if !dir.exists() {
+        std::fs::create_dir_all(OVERLAY).unwrap_or_else(|e| die(&format!("mkdir {OVERLAY}: {e}")));
+        mount(
+            Some("tmpfs"),
+            OVERLAY,
+            Some("tmpfs"),
+            MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )
+        .unwrap_or_else(|e| die(&format!("tmpfs on {OVERLAY}: {e}")));
+        for d in ["up", "work"] {
+            std::fs::create_dir(Path::new(OVERLAY).join(d))
+                .unwrap_or_else(|e| die(&format!("mkdir {OVERLAY}/{d}: {e}")));
+        }
+        let opts = format!("lowerdir=/usr/lib,upperdir={OVERLAY}/up,workdir={OVERLAY}/work");
+        mount(
+            Some("overlay"),
+            "/usr/lib",
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .unwrap_or_else(|e| die(&format!("overlay on /usr/lib: {e}")));
+        std::fs::create_dir(dir).unwrap_or_else(|e| die(&format!("mkdir {RECORDER_DIR}: {e}")));
+        remount_ro("/usr/lib", "")
+            .unwrap_or_else(|e| die(&format!("remounting /usr/lib read-only: {e}")));
+    }
+    mount(
+        Some("tmpfs"),
+        RECORDER_DIR,
+        Some("tmpfs"),
+        MsFlags::MS_NODEV,
+        Some("mode=0755,size=64m"),
+    )
+    .unwrap_or_else(|e| die(&format!("tmpfs on {RECORDER_DIR}: {e}")));
+    let to = dir.join("codext-record");
+    std::fs::copy(built, &to).unwrap_or_else(|e| {
+        die(&format!(
+            "installing the recorder {} (cargo build first): {e}",
+            built.display()
+        ))
+    });
+    std::fs::set_permissions(&to, PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| die(&format!("chmod {}: {e}", to.display())));
+}
+
+/// Makes `dir` (a folder of the read-only root) writable again, alone.
+pub fn writable(dir: &Path) {
+    bind(dir, dir, false);
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| die(&format!("making {} writable: {e}", dir.display())));
+}
