@@ -29,6 +29,9 @@ if readelf -l "$recorder" | grep -q 'Requesting program interpreter'; then
 fi
 rm -rf "$P" && mkdir -p "$P"
 target/release/codext-gen-docs "$P"
+# cargo-deb strips only what lies in target/release/: the recorder is
+# stripped here.
+strip --strip-unneeded -o "$P/codext-record" "$recorder"
 gzip -9n "$P"/man/*
 sed "s#/usr/local/sbin/codext-helper#/usr/sbin/codext-helper#; s#^Documentation=.*#Documentation=man:codext-helper(8)#" \
     systemd/codext-helper.service > "$P/codext-helper.service"

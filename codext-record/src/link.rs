@@ -86,27 +86,84 @@ struct State {
     /// Input bytes sent (capped at the plan's).
     sent_input: u64,
     /// Past the first part: the newest data, waiting to be sent.
-    ring: VecDeque<Held>,
-    ring_bytes: u64,
+    ring: Ring,
     /// Bytes relayed and not sent, per stream, not yet counted to the
     /// helper.
     skipped: [u64; 3],
     last_flush: Instant,
 }
 
-/// Data held back: its stream, time, bytes, and how many of its first
-/// bytes were since dropped (the limit cut into it).
-#[derive(Debug)]
-struct Held {
-    stream: Stream,
-    t_us: u64,
-    bytes: Vec<u8>,
-    from: usize,
+/// Data held back past the first part: the newest `cap` bytes, in one
+/// buffer allocated once (when a channel first gets there) and used in
+/// turn, and which stream and time each piece of it came with.
+#[derive(Debug, Default)]
+struct Ring {
+    buf: Vec<u8>,
+    /// Where the oldest byte is.
+    start: usize,
+    /// Bytes held.
+    len: usize,
+    /// Each piece: stream, time, length (oldest first; they add up to `len`).
+    pieces: VecDeque<(Stream, u64, usize)>,
 }
 
-impl Held {
-    fn len(&self) -> usize {
-        self.bytes.len() - self.from
+impl Ring {
+    /// Holds `data`, dropping the oldest bytes past `cap`; returns how many
+    /// bytes of which stream were dropped.
+    fn push(&mut self, cap: usize, stream: Stream, t_us: u64, data: &[u8], dropped: &mut [u64; 3]) {
+        if cap == 0 {
+            dropped[index(stream)] += data.len() as u64;
+            return;
+        }
+        if self.buf.len() != cap {
+            self.buf = vec![0; cap];
+            self.start = 0;
+            self.len = 0;
+            self.pieces.clear();
+        }
+        // Only the newest `cap` bytes of `data` can stay.
+        let skip = data.len().saturating_sub(cap);
+        dropped[index(stream)] += skip as u64;
+        let data = &data[skip..];
+        // Make room: whole pieces first, then the front of one.
+        while self.len + data.len() > cap {
+            let over = self.len + data.len() - cap;
+            let Some(front) = self.pieces.front_mut() else {
+                break;
+            };
+            let cut = over.min(front.2);
+            dropped[index(front.0)] += cut as u64;
+            front.2 -= cut;
+            if front.2 == 0 {
+                self.pieces.pop_front();
+            }
+            self.start = (self.start + cut) % cap;
+            self.len -= cut;
+        }
+        // Copy in, wrapping at the end of the buffer.
+        let at = (self.start + self.len) % cap;
+        let first = data.len().min(cap - at);
+        self.buf[at..at + first].copy_from_slice(&data[..first]);
+        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+        self.len += data.len();
+        self.pieces.push_back((stream, t_us, data.len()));
+    }
+
+    /// Takes the oldest piece: stream, time, and its bytes as one or two
+    /// slices (it may wrap).
+    fn pop(&mut self) -> Option<(Stream, u64, &[u8], &[u8])> {
+        let (stream, t_us, n) = self.pieces.pop_front()?;
+        let cap = self.buf.len();
+        let at = self.start;
+        let first = n.min(cap - at);
+        self.start = (self.start + n) % cap.max(1);
+        self.len -= n;
+        Some((
+            stream,
+            t_us,
+            &self.buf[at..at + first],
+            &self.buf[..n - first],
+        ))
     }
 }
 
@@ -193,8 +250,7 @@ pub fn open(hello: Hello, start: Instant) -> Result<Opened, String> {
                         },
                         sent_head: 0,
                         sent_input: 0,
-                        ring: VecDeque::new(),
-                        ring_bytes: 0,
+                        ring: Ring::default(),
                         skipped: [0; 3],
                         last_flush: Instant::now(),
                     }),
@@ -234,8 +290,7 @@ impl Link {
                 },
                 sent_head: 0,
                 sent_input: 0,
-                ring: VecDeque::new(),
-                ring_bytes: 0,
+                ring: Ring::default(),
                 skipped: [0; 3],
                 last_flush: Instant::now(),
             }),
@@ -291,30 +346,10 @@ impl Link {
             }
             return Ok(());
         }
-        st.ring.push_back(Held {
-            stream,
-            t_us,
-            bytes: bytes.to_vec(),
-            from: 0,
-        });
-        st.ring_bytes += bytes.len() as u64;
-        // Only the newest `tail` bytes wait: older ones are counted, and a
-        // chunk that straddles the limit keeps its end.
-        while st.ring_bytes > st.plan.tail {
-            let over = st.ring_bytes - st.plan.tail;
-            let Some(front) = st.ring.front_mut() else {
-                break;
-            };
-            let s = front.stream;
-            let cut = usize::try_from(over).unwrap_or(usize::MAX).min(front.len());
-            if cut == front.len() {
-                st.ring.pop_front();
-            } else {
-                front.from += cut;
-            }
-            st.ring_bytes -= cut as u64;
-            st.skipped[index(s)] += cut as u64;
-        }
+        // Only the newest `tail` bytes wait; older ones are counted.
+        let cap = usize::try_from(st.plan.tail).unwrap_or(usize::MAX);
+        let State { ring, skipped, .. } = &mut *st;
+        ring.push(cap, stream, t_us, bytes, skipped);
         if st.last_flush.elapsed() >= Duration::from_millis(proto::FLUSH_MS) {
             self.flush_locked(&mut st)?;
         }
@@ -340,21 +375,25 @@ impl Link {
                 self.send_locked(st, &ToHelper::Count { stream: s, bytes })?;
             }
         }
-        while let Some(held) = st.ring.pop_front() {
-            st.ring_bytes -= held.len() as u64;
-            let (stream, t_us) = (held.stream, held.t_us);
-            for piece in held.bytes[held.from..].chunks(proto::MAX_DATA) {
-                self.send_locked(
-                    st,
-                    &ToHelper::Data {
-                        stream,
-                        t_us,
-                        bytes: piece,
-                    },
-                )?;
+        // Each piece as data frames (a piece that wraps is two).
+        let mut ring = std::mem::take(&mut st.ring);
+        let mut result = Ok(());
+        while let Some((stream, t_us, a, b)) = ring.pop() {
+            for bytes in a.chunks(proto::MAX_DATA).chain(b.chunks(proto::MAX_DATA)) {
+                if result.is_ok() {
+                    result = self.send_locked(
+                        st,
+                        &ToHelper::Data {
+                            stream,
+                            t_us,
+                            bytes,
+                        },
+                    );
+                }
             }
         }
-        Ok(())
+        st.ring = ring;
+        result
     }
 
     /// Sends one event (after what waits, so the record keeps the order).
@@ -487,8 +526,7 @@ mod tests {
                 plan,
                 sent_head: 0,
                 sent_input: 0,
-                ring: VecDeque::new(),
-                ring_bytes: 0,
+                ring: Ring::default(),
                 skipped: [0; 3],
                 last_flush: Instant::now(),
             }),
@@ -546,6 +584,31 @@ mod tests {
             vec!["i skipped 2", "o skipped 6", "e kl", "i 123", "end"],
             "counted, then the newest five bytes, then the end"
         );
+    }
+
+    #[test]
+    fn given_the_ring_full_then_the_oldest_bytes_go_and_pieces_wrap_around() {
+        let mut ring = Ring::default();
+        let mut dropped = [0u64; 3];
+        ring.push(8, Stream::Out, 1, b"abcde", &mut dropped);
+        ring.push(8, Stream::Err, 2, b"fghij", &mut dropped);
+        assert_eq!(dropped, [0, 2, 0]);
+        let mut got = Vec::new();
+        while let Some((s, t, a, b)) = ring.pop() {
+            got.push(format!(
+                "{} {t} {}{}",
+                s.code(),
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(b)
+            ));
+        }
+        assert_eq!(got, vec!["o 1 cde", "e 2 fghij"]);
+        // One push larger than the ring keeps its end.
+        ring.push(8, Stream::In, 3, b"0123456789", &mut dropped);
+        assert_eq!(dropped, [2, 2, 0]);
+        let (_, _, a, b) = ring.pop().unwrap();
+        assert_eq!([a, b].concat(), b"23456789");
+        assert!(ring.pop().is_none());
     }
 
     #[test]

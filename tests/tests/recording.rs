@@ -677,6 +677,12 @@ sandbox_test! {
         for i in 1..=20 {
             assert_eq!(lines.next().unwrap().unwrap(), format!("tick-{i}"));
             if i == 5 {
+                // Once the helper has written tick-5 (what it had not yet
+                // read when it stopped would be lost with it: said in the
+                // docs, not tested here), it is killed and started again.
+                wait_until(Duration::from_secs(10), "tick-5 in the record", || {
+                    sh("cat /var/lib/codext/recordings/*.part 2>/dev/null || true").contains("tick-5")
+                });
                 w.kill_helper();
                 w.start_helper();
             }

@@ -51,20 +51,49 @@ fn assert_fresh_login_works(w: &World) {
 
 /// Logs `a` in and leaves `modes` of `hostile` running, each waiting for
 /// the session process to end (logout) before it attacks.
+///
+/// That process is sshd's for the connection, the parent of the shell's
+/// parent (the session recorder, the login shell); the user cannot look it
+/// up (`/proc` hides another user's — and a non-dumpable — process under
+/// `hidepid`), so the session is held open on one connection, its sshd
+/// process found here as root, and the attackers started from a second
+/// connection (the grant's key), which then ends; the held one ends last.
 fn leave_attackers(w: &World, a: &Armed, modes: &[&str]) {
-    // Each waits for sshd's session process, the parent of the shell's
-    // parent (the session recorder, the login shell), to be gone: logout.
+    let mut held = w.hold_session(&a.user, &a.password, 1);
+    let mut sshd = 0;
+    wait_until(
+        Duration::from_secs(20),
+        "the held session's sshd process",
+        || {
+            sshd = processes_of(a.uid)
+                .into_iter()
+                .find(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                        .unwrap_or_default()
+                        .starts_with("sshd: ")
+                })
+                .unwrap_or(0);
+            sshd != 0
+        },
+    );
     let script: String = modes
         .iter()
-        .map(|m| format!("setsid -f {WORK}/bin/hostile {m} $(ps -o ppid= -p $PPID) </dev/null >/dev/null 2>&1; "))
+        .map(|m| format!("setsid -f {WORK}/bin/hostile {m} {sshd} </dev/null >/dev/null 2>&1; "))
         .collect();
-    let out = w.ssh_password(&a.user, &a.password, &format!("{script}echo left"));
+    let out = w.ssh_key(&a.user, &w.agent_key, &format!("{script}echo left"));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "left",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    wait_until(
+        Duration::from_secs(20),
+        "the second connection to close",
+        || w.sessions_of(&a.user) == 1,
+    );
+    let _ = held.kill();
+    let _ = held.wait();
 }
 
 sandbox_test! {
