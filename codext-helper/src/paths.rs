@@ -14,7 +14,9 @@ pub struct WritablePath {
     pub path: &'static str,
     /// Why account creation or removal writes there.
     pub why: &'static str,
-    /// May be missing on a host (the unit then prefixes it with `-`).
+    /// May be missing when the unit's mount namespace is set up (the unit
+    /// then prefixes it with `-`): absent on some hosts, or made by the
+    /// unit's `ExecStartPre=+` (on every boot, `/run` starts empty).
     pub optional: bool,
 }
 
@@ -49,13 +51,13 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
     p("/var/log", "lastlog/faillog entries, and the audit trail in /var/log/codext", false),
     p("/var/lib/codext", "the helper's state (pending users, uid cursor, setup manifest)", false),
     p("/run/codext", "the daemon's socket", false),
-    p("/run/userdb", "armed users announced to nss-systemd", false),
+    p("/run/userdb", "armed users announced to nss-systemd", true),
     p(
         "/run/codext-channel",
         "the channel socket the unprivileged codext-channel process connects to",
-        false,
+        true,
     ),
-    p("/run/codext-keys", "grant keys for reconnects within a grant (issue 15)", false),
+    p("/run/codext-keys", "grant keys for reconnects within a grant (issue 15)", true),
 ];
 
 /// The folders every user may write to, swept for a removed uid's files
@@ -132,6 +134,33 @@ mod tests {
             assert!(
                 values(&unit, key).is_empty(),
                 "{key}= would hide an account path"
+            );
+        }
+    }
+
+    /// systemd sets up the mount namespace for `ExecStartPre=+` commands
+    /// too: a folder one of them makes must not be required by
+    /// `ReadWritePaths=` (226/NAMESPACE on every boot of a stock Debian 12,
+    /// issue 22; the systemd tier boots the packaged unit).
+    #[test]
+    fn given_the_unit_then_every_folder_its_start_commands_make_is_optional_in_read_write_paths() {
+        let unit = unit();
+        let rw = values(&unit, "ReadWritePaths");
+        let made: Vec<String> = unit
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("ExecStartPre="))
+            .filter(|cmd| cmd.contains("mkdir"))
+            .filter_map(|cmd| cmd.split_whitespace().last().map(str::to_owned))
+            .collect();
+        assert!(!made.is_empty());
+        for dir in made {
+            assert!(
+                rw.contains(&format!("-{dir}")),
+                "{dir} is made by ExecStartPre= but ReadWritePaths= requires it"
+            );
+            assert!(
+                ACCOUNT_PATHS.iter().any(|w| w.path == dir && w.optional),
+                "{dir}"
             );
         }
     }
