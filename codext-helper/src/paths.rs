@@ -165,6 +165,20 @@ mod tests {
         }
     }
 
+    /// Debian 13's systemd 257 drops `CAP_SETUID` from a service whose unit
+    /// sets `User=`, even `User=root` (252 keeps it): the killer could not
+    /// take the temporary user's uid (issue 22).
+    #[test]
+    fn given_the_unit_then_it_sets_no_user_and_keeps_setuid_and_setgid() {
+        let unit = unit();
+        assert!(values(&unit, "User").is_empty(), "User= is set");
+        assert!(values(&unit, "DynamicUser").is_empty());
+        let caps = values(&unit, "CapabilityBoundingSet");
+        for cap in ["CAP_SETUID", "CAP_SETGID", "CAP_KILL"] {
+            assert!(caps.contains(&cap.to_owned()), "{cap} missing: {caps:?}");
+        }
+    }
+
     #[test]
     fn given_the_unit_then_no_setting_that_breaks_teardown_is_on() {
         // Each gives the helper a private or partial view of something
