@@ -58,6 +58,11 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
         true,
     ),
     p("/run/codext-keys", "grant keys for reconnects within a grant (issue 15)", true),
+    p(
+        "/var/lib/systemd/linger",
+        "a removed user's linger flag, when logind did not remove it (accounts::logind)",
+        true,
+    ),
 ];
 
 /// The folders every user may write to, swept for a removed uid's files

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub mod kill;
+pub mod logind;
 pub mod shadow;
 pub mod sweep;
 pub mod tools;
@@ -61,12 +62,14 @@ impl Known {
         }
     }
 
-    /// True when NSS or `/etc/passwd` knows `uid`.
+    /// True when NSS or `/etc/passwd` knows `uid`, or logind still keeps
+    /// a record of it (a new session would inherit it: [`logind::holds`]).
     pub fn uid_taken(&self, uid: Uid) -> bool {
         !matches!(
             User::from_uid(nix::unistd::Uid::from_raw(uid.as_raw())),
             Ok(None)
         ) || self.passwd.iter().any(|(_, u)| *u == uid)
+            || logind::holds(uid)
     }
 
     /// True when NSS or `/etc/passwd` knows `name`.

@@ -1,0 +1,243 @@
+//! What systemd keeps of a temporary user — logind's sessions and user
+//! record, the user manager and its units, the linger flag — ended through
+//! systemd itself, so the next holder of the uid inherits none of it.
+//!
+//! On a host booted with systemd, Debian's `common-session` runs
+//! `pam_systemd` for every login: a codext session is a logind session (a
+//! `session-N.scope` in `user-U.slice`), and the user gets
+//! `user-runtime-dir@U.service` (`/run/user/U`) and a user manager,
+//! `user@U.service`, which it may ask to run services and timers
+//! (`systemd-run --user`) and, where polkit allows it, to *linger*
+//! (`loginctl enable-linger`: the manager keeps running without a session
+//! and is started again at every boot). The killer alone ends every
+//! process, but the manager it kills leaves `user@U.service` loaded in
+//! state `failed`, and logind may still list the user (measured on a
+//! booted Debian 12) — state the next holder of U inherits. So, around the
+//! killer ([`around_kill`]):
+//!
+//! 1. linger off (`loginctl disable-linger U`; polkit allows root, and
+//!    without polkit no user could have turned it on), then `loginctl
+//!    terminate-user U`: logind stops the sessions' scopes and the user
+//!    manager (asynchronously; a process that ignores `SIGTERM` would hold
+//!    that up for the units' stop timeouts, which is why the killer
+//!    follows at once);
+//! 2. the killer ends whatever is left;
+//! 3. `systemctl stop user-U.slice` waits until every unit of the uid has
+//!    stopped, `systemctl reset-failed` forgets those that failed, and the
+//!    helper waits until none of them is active or failed;
+//! 4. the linger flag itself (`/var/lib/systemd/linger/<user>`) goes if
+//!    logind did not remove it (no logind running, or no polkit).
+//!
+//! logind keeps its record of the user (state `closing`, the file
+//! `/run/systemd/users/U` that sd-login reads) for `UserStopDelaySec=`
+//! (10 s by default) after the last session, terminated or not
+//! (`user_may_gc`), and a new session of the same uid within that time
+//! would reuse it, with the old user's name. Removal does not wait for it
+//! (a removal would take 10 s); instead the uid is not handed out again
+//! while logind holds it ([`holds`], asked by [`super::Known::uid_taken`]).
+//!
+//! Steps 1 and 3 run only when systemd is the init system (`sd_booted(3)`:
+//! `/run/systemd/system` exists); every tool is run by absolute path, with
+//! a clean environment and a deadline ([`super::tools`]). A step that
+//! fails only logs a warning when a later step covers it (the killer
+//! covers step 1); what is still there at the end — a unit of the uid
+//! active or failed, the linger flag — fails the removal, which the reaper
+//! retries: the uid is not handed out meanwhile.
+
+use super::tools;
+use crate::error::{HelperError, Result};
+use crate::ids::Uid;
+use crate::log::warn;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `loginctl`.
+pub const LOGINCTL: &str = "/usr/bin/loginctl";
+/// `systemctl`.
+pub const SYSTEMCTL: &str = "/usr/bin/systemctl";
+/// Exists when systemd is the init system (`sd_booted(3)`).
+const BOOTED: &str = "/run/systemd/system";
+/// logind's record of each user it knows, by uid (what sd-login reads).
+const LOGIND_USERS: &str = "/run/systemd/users";
+/// One file per lingering user, by name (logind's `SetUserLinger`).
+pub const LINGER_DIR: &str = "/var/lib/systemd/linger";
+
+/// How often the end of the uid's units is looked for.
+const POLL: Duration = Duration::from_millis(50);
+
+/// True when systemd is the init system.
+pub fn booted() -> bool {
+    Path::new(BOOTED).is_dir()
+}
+
+/// Ends `user`'s (uid `uid`'s) logind sessions and user manager, runs
+/// `kill` (the killer), then waits for every unit of the uid to be gone
+/// and removes the linger flag; all within about twice `deadline` (one for
+/// the steps before the killer, one after). The killer's error is
+/// returned first; then what systemd still holds of the uid (logind's
+/// record aside, see the module docs).
+pub fn around_kill(
+    user: &str,
+    uid: Uid,
+    deadline: Duration,
+    kill: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let units = if booted() {
+        end_user(user, uid, deadline)
+    } else {
+        Vec::new()
+    };
+    kill()?;
+    let mut left = Vec::new();
+    if booted() {
+        left.extend(wait_for_units(uid, &units, deadline));
+    }
+    let flag = linger_file(user);
+    match std::fs::remove_file(&flag) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => left.push(format!("{} ({e})", flag.display())),
+    }
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(HelperError::Account(format!(
+        "systemd still holds uid {uid} after the kill: {}",
+        left.join("; ")
+    )))
+}
+
+/// Step 1: linger off, the user terminated. Returns the units to wait
+/// for: the user manager, the runtime folder's service, the slice and the
+/// session scopes logind listed.
+fn end_user(user: &str, uid: Uid, deadline: Duration) -> Vec<String> {
+    let record = std::fs::read_to_string(logind_record(uid)).ok();
+    let mut units = vec![
+        format!("user@{uid}.service"),
+        format!("user-runtime-dir@{uid}.service"),
+        format!("user-{uid}.slice"),
+    ];
+    units.extend(
+        record
+            .as_deref()
+            .map(sessions)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| format!("session-{s}.scope")),
+    );
+    let uid_text = uid.to_string();
+    if linger_file(user).exists() {
+        attempt(LOGINCTL, &["disable-linger", &uid_text], deadline);
+    }
+    if record.is_some() {
+        attempt(LOGINCTL, &["terminate-user", &uid_text], deadline);
+    }
+    units
+}
+
+/// Step 3: every unit of the uid stopped (waited for), the failed ones
+/// forgotten; what is not, by the deadline.
+fn wait_for_units(uid: Uid, units: &[String], deadline: Duration) -> Vec<String> {
+    let end = Instant::now() + deadline;
+    let left = |now: Instant| {
+        end.saturating_duration_since(now)
+            .max(Duration::from_secs(1))
+    };
+    // A synchronous stop: systemctl returns when the stop job is done.
+    attempt(
+        SYSTEMCTL,
+        &["stop", "--no-ask-password", &format!("user-{uid}.slice")],
+        left(Instant::now()),
+    );
+    let mut args: Vec<&str> = vec!["--quiet", "--no-ask-password"];
+    args.extend(units.iter().map(String::as_str));
+    loop {
+        // Not-loaded units make reset-failed exit non-zero: the checks
+        // below judge, not its status.
+        let _ = tools::run(
+            SYSTEMCTL,
+            &[&["reset-failed"], &args[..]].concat(),
+            left(Instant::now()),
+        );
+        let mut held = Vec::new();
+        for (verb, state) in [("is-active", "active"), ("is-failed", "failed")] {
+            // Exit status 0: at least one of the units is in that state.
+            match tools::run(
+                SYSTEMCTL,
+                &[&[verb], &args[..]].concat(),
+                left(Instant::now()),
+            ) {
+                Ok(run) if run.success() => {
+                    held.push(format!("a unit of {} is {state}", units.join(" ")))
+                }
+                Ok(_) => {}
+                Err(e) => held.push(format!("systemctl {verb}: {e}")),
+            }
+        }
+        if held.is_empty() || Instant::now() >= end {
+            return held;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Runs a step that a later one covers: a failure is only logged.
+fn attempt(program: &str, args: &[&str], deadline: Duration) {
+    match tools::run(program, args, deadline) {
+        Ok(run) if run.success() => {}
+        Ok(run) => warn!("{program} {}: {}", args.join(" "), run.describe()),
+        Err(e) => warn!("{program} {}: {e}", args.join(" ")),
+    }
+}
+
+/// True while logind keeps a record of `uid` (a session, a lingering
+/// manager, or the `UserStopDelaySec=` after the last session): a new
+/// session of the uid would inherit it, so the uid is not handed out.
+pub fn holds(uid: Uid) -> bool {
+    logind_record(uid).exists()
+}
+
+fn logind_record(uid: Uid) -> PathBuf {
+    Path::new(LOGIND_USERS).join(uid.to_string())
+}
+
+/// `user`'s linger flag. The name is a codext name (`user-<hex>`), so it
+/// is one path component.
+pub fn linger_file(user: &str) -> PathBuf {
+    Path::new(LINGER_DIR).join(user)
+}
+
+/// The session ids of a logind user record (`SESSIONS=` line, ids
+/// separated by spaces); only ids that are plain letters and digits.
+fn sessions(record: &str) -> Vec<String> {
+    record
+        .lines()
+        .find_map(|l| l.strip_prefix("SESSIONS="))
+        .map(|v| {
+            v.split_whitespace()
+                .filter(|s| s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric()))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_logind_user_record_then_its_session_ids_are_read_and_odd_ones_dropped() {
+        let record = "# This is private data. Do not parse.\nNAME=user-abc\nSTATE=active\nSESSIONS=352 c7 ../x 12\nSEATS=\n";
+        assert_eq!(sessions(record), ["352", "c7", "12"]);
+        assert!(sessions("NAME=user-abc\n").is_empty());
+    }
+
+    #[test]
+    fn given_a_codext_name_then_the_linger_flag_is_one_file_in_loginds_folder() {
+        assert_eq!(
+            linger_file("user-0123abcd"),
+            Path::new("/var/lib/systemd/linger/user-0123abcd")
+        );
+    }
+}
