@@ -63,6 +63,11 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
         "a removed user's linger flag, when logind did not remove it (accounts::logind)",
         true,
     ),
+    p(
+        "/run/log/journal",
+        "a removed user's volatile journal files (accounts::logind); the persistent ones are under /var/log",
+        true,
+    ),
 ];
 
 /// The folders every user may write to, swept for a removed uid's files

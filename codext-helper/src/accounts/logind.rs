@@ -1,6 +1,7 @@
 //! What systemd keeps of a temporary user — logind's sessions and user
-//! record, the user manager and its units, the linger flag — ended through
-//! systemd itself, so the next holder of the uid inherits none of it.
+//! record, the user manager and its units, the linger flag, journald's
+//! per-uid files — ended through systemd itself, so the next holder of the
+//! uid inherits none of it.
 //!
 //! On a host booted with systemd, Debian's `common-session` runs
 //! `pam_systemd` for every login: a codext session is a logind session (a
@@ -43,7 +44,27 @@
 //! covers step 1); what is still there at the end — a unit of the uid
 //! active or failed, the linger flag — fails the removal, which the reaper
 //! retries: the uid is not handed out meanwhile.
+//!
+//! journald (its default `SplitMode=uid`) writes the lines of every uid
+//! ≥ 1000 to `user-U.journal`, which U may read through an ACL — the next
+//! holder of U too: its `journalctl --user` showed its predecessor's
+//! `logger` lines. [`remove_journal_files`], part of the sweep after the
+//! killer, first has journald write out everything already sent
+//! (`journalctl --sync`: the uid has no process left to send more), then
+//! deletes the uid's files (`user-U.journal`, archived `user-U@….journal`
+//! and `….journal~`) in `/var/log/journal/*/` and `/run/log/journal/*/`.
+//! journald is built for that: it checks at most every few seconds whether
+//! a file it writes was deleted and then opens a new one (with a fresh ACL
+//! for the new holder); until then, the new holder's first lines go to the
+//! deleted file and are lost, never shown to anyone. The deleted file's
+//! space (8 MiB) is freed when journald closes it: at the uid's next line,
+//! a rotation (`journalctl --rotate`), or journald's restart. The user's
+//! own lines are thus removed with the account, like its home; the
+//! operator who wants to keep them sets `SplitMode=none` in journald.conf
+//! (they then go to the system journal, which only root and the `adm` and
+//! `systemd-journal` groups read, and no per-uid file exists to remove).
 
+use super::sweep::Sweep;
 use super::tools;
 use crate::error::{HelperError, Result};
 use crate::ids::Uid;
@@ -55,12 +76,17 @@ use std::time::{Duration, Instant};
 pub const LOGINCTL: &str = "/usr/bin/loginctl";
 /// `systemctl`.
 pub const SYSTEMCTL: &str = "/usr/bin/systemctl";
+/// `journalctl`.
+pub const JOURNALCTL: &str = "/usr/bin/journalctl";
 /// Exists when systemd is the init system (`sd_booted(3)`).
 const BOOTED: &str = "/run/systemd/system";
 /// logind's record of each user it knows, by uid (what sd-login reads).
 const LOGIND_USERS: &str = "/run/systemd/users";
 /// One file per lingering user, by name (logind's `SetUserLinger`).
 pub const LINGER_DIR: &str = "/var/lib/systemd/linger";
+/// journald's persistent and volatile storage; each holds one folder per
+/// machine id.
+pub const JOURNAL_DIRS: &[&str] = &["/var/log/journal", "/run/log/journal"];
 
 /// How often the end of the uid's units is looked for.
 const POLL: Duration = Duration::from_millis(50);
@@ -222,9 +248,85 @@ fn sessions(record: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// True for journald's files of `uid`: `user-U.journal` (the one it
+/// writes), `user-U@….journal` (archived) and `user-U@….journal~` (set
+/// aside as corrupt).
+pub fn is_uid_journal(name: &str, uid: Uid) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("user-{uid}")) else {
+        return false;
+    };
+    rest == ".journal"
+        || (rest.starts_with('@') && (rest.ends_with(".journal") || rest.ends_with(".journal~")))
+}
+
+/// Deletes journald's files of `uid` (see the module docs), after
+/// `journalctl --sync` when systemd runs; each file that cannot be deleted
+/// is a leftover.
+pub fn remove_journal_files(uid: Uid, deadline: Duration) -> Sweep {
+    if booted() {
+        attempt(JOURNALCTL, &["--sync"], deadline);
+    }
+    let mut swept = Sweep::default();
+    for root in JOURNAL_DIRS {
+        let Ok(machines) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for machine in machines.flatten() {
+            // Folders only (DirEntry::file_type does not follow symlinks);
+            // only root and journald write here.
+            if !machine.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(machine.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                if !name.to_str().is_some_and(|n| is_uid_journal(n, uid)) {
+                    continue;
+                }
+                match std::fs::remove_file(file.path()) {
+                    Ok(()) => swept.removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        swept.leftovers += 1;
+                        swept.named.push(format!("{} ({e})", file.path().display()));
+                    }
+                }
+            }
+        }
+    }
+    swept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_journal_file_names_then_only_the_uids_own_match() {
+        let u = Uid::from_raw(59000);
+        for yes in [
+            "user-59000.journal",
+            "user-59000@0123456789abcdef0123456789abcdef-0000000000000001-0005f1e2d3c4b5a6.journal",
+            "user-59000@0005f1e2d3c4b5a6-0123456789abcdef.journal~",
+        ] {
+            assert!(is_uid_journal(yes, u), "{yes}");
+        }
+        for no in [
+            "user-590001.journal",
+            "user-5900.journal",
+            "user-59000.journal.tmp",
+            "user-59000",
+            "system.journal",
+            "system@0123-0001.journal",
+            "user-59000x.journal",
+            "xuser-59000.journal",
+            "user-59000@x.notjournal",
+        ] {
+            assert!(!is_uid_journal(no, u), "{no}");
+        }
+    }
 
     #[test]
     fn given_a_logind_user_record_then_its_session_ids_are_read_and_odd_ones_dropped() {

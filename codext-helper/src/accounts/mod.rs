@@ -358,13 +358,20 @@ pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
 }
 
 /// Step three: what the uid left outside the account record — its home if
-/// `userdel` could not remove it, and its files in every folder a user may
-/// write to ([`crate::paths::SWEEP_ROOTS`]) — within `budget`.
+/// `userdel` could not remove it, its files in every folder a user may
+/// write to ([`crate::paths::SWEEP_ROOTS`]) and journald's files of the uid
+/// ([`logind::remove_journal_files`]) — within `budget`.
 pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep {
     let deadline = Instant::now() + budget;
     let mut report = sweep::remove_owned_tree(home, uid, deadline);
     for dir in crate::paths::SWEEP_ROOTS {
         report.merge(sweep::remove_owned(Path::new(dir), uid, deadline));
     }
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1))
+    };
+    report.merge(logind::remove_journal_files(uid, left()));
     report
 }
