@@ -176,8 +176,8 @@ mod tests {
     }
 
     /// Debian 13's systemd 257 drops `CAP_SETUID` from a service whose unit
-    /// sets `User=`, even `User=root` (252 keeps it): the killer could not
-    /// take the temporary user's uid (issue 22).
+    /// sets `User=`, even `User=root` (252 keeps it): the killer and the
+    /// keyring child could not take the temporary user's uid (issue 22).
     #[test]
     fn given_the_unit_then_it_sets_no_user_and_keeps_setuid_and_setgid() {
         let unit = unit();

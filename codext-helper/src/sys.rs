@@ -339,6 +339,141 @@ pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// How [`clear_keyrings_as`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyringsCleared {
+    /// The user keyring, the user session keyring and the persistent
+    /// keyring of the uid are empty.
+    Cleared,
+    /// The kernel refuses `keyctl` here (no key support, or a seccomp
+    /// filter, as in docker's and nspawn's defaults): nobody under this
+    /// filter can keep keys either.
+    Unavailable,
+}
+
+/// The user keyring's permissions as the kernel makes it
+/// (`look_up_user_keyrings`): everything but setattr for its possessor,
+/// everything for its owner.
+const USER_KEYRING_PERM: libc::c_ulong = 0x1f3f_0000;
+
+/// Empties the kernel keyrings that outlive every process of `uid`: its
+/// user keyring (`@u`), user session keyring (`@us`) and persistent
+/// keyring. Since Linux 5.3 the first two hang off the user namespace, not
+/// off the uid's last process, so they and the keys linked in them stay
+/// for the next holder of the uid to read; the persistent keyring stays
+/// for `persistent_keyring_expiry` (3 days).
+///
+/// A forked child takes all of `uid`'s ids (real, effective, saved; the
+/// keyrings are looked up by the *real* uid, and only their owner may
+/// clear them without `CAP_SYS_ADMIN`) and `gid`, puts the user keyring's
+/// permissions back (its owner may; a user can take them away), clears
+/// each keyring (the keys in them, referenced nowhere else, are then
+/// garbage-collected) and invalidates the persistent keyring. Run only
+/// when nothing of `uid` runs any more (after the killer): a process of
+/// `uid` could signal this child, which [`wait_pid`] then kills at
+/// `deadline`.
+pub fn clear_keyrings_as(uid: Uid, gid: Gid, deadline: Duration) -> io::Result<KeyringsCleared> {
+    if uid.is_root() || gid.is_root() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to clear keyrings as root",
+        ));
+    }
+    let (uid, gid) = (uid.as_raw(), gid.as_raw());
+    // SAFETY: as in `kill_all_as`: the child only makes raw system calls
+    // with integer arguments and `_exit`s; it allocates nothing and takes
+    // no lock.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: raw system calls with integer arguments (a null group
+        // list of length 0), reading errno through its thread-local
+        // pointer, and `_exit`, which never returns. Exit status: 0
+        // cleared, 2 cannot drop privileges, 3 keyctl unavailable, 10–12
+        // the user, user session or persistent keyring not cleared.
+        unsafe {
+            let ok = libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
+                == 0
+                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+                && libc::getuid() == uid
+                && libc::geteuid() == uid;
+            if !ok {
+                libc::_exit(2);
+            }
+            let keyctl = |op: u32, a: libc::c_long, b: libc::c_long| -> libc::c_long {
+                libc::syscall(
+                    libc::SYS_keyctl,
+                    op as libc::c_long,
+                    a,
+                    b,
+                    0 as libc::c_long,
+                )
+            };
+            let errno = || *libc::__errno_location();
+            let user = libc::KEY_SPEC_USER_KEYRING as libc::c_long;
+            let user_session = libc::KEY_SPEC_USER_SESSION_KEYRING as libc::c_long;
+            if keyctl(libc::KEYCTL_GET_KEYRING_ID, user, 1) < 0 {
+                let e = errno();
+                libc::_exit(if e == libc::ENOSYS || e == libc::EPERM {
+                    3
+                } else {
+                    10
+                });
+            }
+            for (ring, code) in [(user, 10), (user_session, 11)] {
+                keyctl(
+                    libc::KEYCTL_SETPERM,
+                    ring,
+                    USER_KEYRING_PERM as libc::c_long,
+                );
+                if keyctl(libc::KEYCTL_CLEAR, ring, 0) < 0 {
+                    libc::_exit(code);
+                }
+            }
+            // -1: the caller's own uid; linked into a fresh process
+            // keyring so this child possesses it.
+            let persistent = keyctl(
+                libc::KEYCTL_GET_PERSISTENT,
+                -1,
+                libc::KEY_SPEC_PROCESS_KEYRING as libc::c_long,
+            );
+            if persistent >= 0 {
+                if keyctl(libc::KEYCTL_CLEAR, persistent, 0) < 0 {
+                    libc::_exit(12);
+                }
+                keyctl(libc::KEYCTL_INVALIDATE, persistent, 0);
+            } else if errno() != libc::EOPNOTSUPP {
+                libc::_exit(12);
+            }
+            libc::_exit(0);
+        }
+    }
+    let pid = Pid::from_kernel(pid).ok_or_else(|| io::Error::other("fork returned no pid"))?;
+    match wait_pid(pid, deadline)? {
+        Waited::Exited(0) => Ok(KeyringsCleared::Cleared),
+        Waited::Exited(3) => Ok(KeyringsCleared::Unavailable),
+        Waited::Exited(2) => Err(io::Error::other("cannot take the uid to clear its keyrings")),
+        Waited::Exited(code) => Err(io::Error::other(format!(
+            "the {} keyring cannot be cleared (status {code}; its owner may have taken away the permissions; only CAP_SYS_ADMIN or a reboot can clear it)",
+            match code {
+                10 => "user",
+                11 => "user session",
+                _ => "persistent",
+            }
+        ))),
+        Waited::Signaled(sig) => Err(io::Error::other(format!(
+            "the keyring child died of signal {sig}"
+        ))),
+        Waited::KilledAtDeadline => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the keyring child did not finish in time and was killed",
+        )),
+    }
+}
+
 #[cfg(all(test, target_env = "gnu"))]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use nix::unistd::{Group, User};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod keyrings;
 pub mod kill;
 pub mod logind;
 pub mod shadow;
@@ -359,8 +360,9 @@ pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
 
 /// Step three: what the uid left outside the account record — its home if
 /// `userdel` could not remove it, its files in every folder a user may
-/// write to ([`crate::paths::SWEEP_ROOTS`]) and journald's files of the uid
-/// ([`logind::remove_journal_files`]) — within `budget`.
+/// write to ([`crate::paths::SWEEP_ROOTS`]), journald's files of the uid
+/// ([`logind::remove_journal_files`]) and its kernel keyrings
+/// ([`keyrings`]) — within `budget`.
 pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep {
     let deadline = Instant::now() + budget;
     let mut report = sweep::remove_owned_tree(home, uid, deadline);
@@ -373,5 +375,6 @@ pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep 
             .max(Duration::from_secs(1))
     };
     report.merge(logind::remove_journal_files(uid, left()));
+    report.merge(keyrings::clear(uid, left()));
     report
 }
