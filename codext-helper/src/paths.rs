@@ -190,6 +190,25 @@ mod tests {
     }
 
     #[test]
+    fn given_the_unit_then_the_calls_teardown_makes_are_allowed() {
+        let unit = unit();
+        assert!(
+            values(&unit, "RestrictAddressFamilies").contains(&"AF_UNIX".to_owned()),
+            "loginctl, systemctl and journalctl need AF_UNIX"
+        );
+        let filter = values(&unit, "SystemCallFilter");
+        assert!(
+            filter.iter().all(|v| !v.starts_with('~')),
+            "a deny list: {filter:?}"
+        );
+        assert!(
+            filter.contains(&"@system-service".to_owned()),
+            "@system-service holds @keyring, @setuid, @chown, @ipc, @signal: {filter:?}"
+        );
+        assert_eq!(values(&unit, "SystemCallErrorNumber"), ["EPERM"]);
+    }
+
+    #[test]
     fn given_the_unit_then_no_setting_that_breaks_teardown_is_on() {
         // Each gives the helper a private or partial view of something
         // teardown must clean or see for real; with it, removal would
