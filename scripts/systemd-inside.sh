@@ -324,8 +324,7 @@ EOF
     say "case 4: inside the channel's sandbox (its own mount namespace, entered), the helper's state, keys and audit trail are out of reach"
     local pid; pid=$(systemctl show -p MainPID --value codext-channel)
     local cuid cgid; cuid=$(id -u codext-channel); cgid=$(id -g codext-channel)
-    local state; state=$(ls /var/lib/codext | grep -m1 -v setup) || true
-    for path in /etc/codext/server_key /etc/codext/digitalocean.token /var/lib/codext/$state /var/lib/codext/setup.json \
+    for path in /etc/codext/server_key /etc/codext/digitalocean.token /var/lib/codext/state.json /var/lib/codext/setup.json \
                 /var/log/codext/audit.jsonl /run/codext/helper.sock; do
         [ -e "$path" ] || fail "$path does not exist outside the sandbox: the check would prove nothing"
         # As root inside the namespace: InaccessiblePaths=, not the file's

@@ -44,7 +44,6 @@
 # skips packaging/build-deb.sh (scripts/test.sh built them for docker-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
 CACHE=${CODEXT_TEST_CACHE:-/var/cache/codext-test}
 SUITES=${CODEXT_SYSTEMD_SUITES:-bookworm trixie}
@@ -144,7 +143,7 @@ stop_container() {
         fi
     fi
     wait "$NSPAWN_PID" 2>/dev/null || true
-    NSPAWN_PID= LEADER=
+    NSPAWN_PID='' LEADER=''
     rm -f "$PIDFILE"
 }
 cleanup() {

@@ -183,6 +183,11 @@ mod tests {
     fn given_credentials_as_systemd_252_and_257_make_them_then_each_is_read_and_nothing_looser() {
         let dir = scratch("credential");
         let f = dir.join("token");
+        // (Each file written afresh: a 0400 file is not writable as a user.)
+        let write = |f: &Path, text: &str, mode: u32| {
+            let _ = std::fs::remove_file(f);
+            write(f, text, mode);
+        };
         // systemd 252: the unit's user's, 0400.
         write(&f, "t", 0o400);
         assert_eq!(
