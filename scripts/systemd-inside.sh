@@ -321,8 +321,17 @@ EOF
     say "a shell as $user through the DigitalOcean channel in $(( $(now_ms) - t0 )) ms"
     expect_gone "$user" $UID_ONE 10
 
-    say "case 4: inside the channel's sandbox (its own mount namespace, entered), the helper's state, keys and audit trail are out of reach"
     local pid; pid=$(systemctl show -p MainPID --value codext-channel)
+    # A shell moved into the channel's cgroup is under the unit's IP
+    # firewall (IPAddressDeny=localhost, BPF): the API's address answers,
+    # sshd on 127.0.0.1 does not.
+    local cg; cg=$(awk -F: '$1 == "0" {print $3}' "/proc/$pid/cgroup")
+    in_channel_cgroup() { bash -c "echo \$\$ > '/sys/fs/cgroup$cg/cgroup.procs' && exec timeout 5 bash -c 'exec 3<>/dev/tcp/$1/$2'" 2>/dev/null; }
+    in_channel_cgroup 192.0.2.1 8080 || fail "from the channel's cgroup the emulator does not answer"
+    if in_channel_cgroup 127.0.0.1 22; then fail "from the channel's cgroup 127.0.0.1:22 answers: IPAddressDeny= is not enforced"; fi
+    say "case 4: in the channel's cgroup 192.0.2.1:8080 answers and 127.0.0.1:22 does not (IPAddressDeny=localhost enforced)"
+
+    say "case 4: inside the channel's sandbox (its own mount namespace, entered), the helper's state, keys and audit trail are out of reach"
     local cuid cgid; cuid=$(id -u codext-channel); cgid=$(id -g codext-channel)
     for path in /etc/codext/server_key /etc/codext/digitalocean.token /var/lib/codext/state.json /var/lib/codext/setup.json \
                 /var/log/codext/audit.jsonl /run/codext/helper.sock; do
