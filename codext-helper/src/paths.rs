@@ -65,7 +65,7 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
     ),
     p(
         "/run/log/journal",
-        "a removed user's volatile journal files (accounts::logind); the persistent ones are under /var/log",
+        "a removed user's volatile journal files are sealed (accounts::logind); the persistent ones are under /var/log",
         true,
     ),
 ];

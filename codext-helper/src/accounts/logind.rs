@@ -46,23 +46,30 @@
 //! retries: the uid is not handed out meanwhile.
 //!
 //! journald (its default `SplitMode=uid`) writes the lines of every uid
-//! ≥ 1000 to `user-U.journal`, which U may read through an ACL — the next
-//! holder of U too: its `journalctl --user` showed its predecessor's
-//! `logger` lines. [`remove_journal_files`], part of the sweep after the
-//! killer, first has journald write out everything already sent
-//! (`journalctl --sync`: the uid has no process left to send more), then
-//! deletes the uid's files (`user-U.journal`, archived `user-U@….journal`
-//! and `….journal~`) in `/var/log/journal/*/` and `/run/log/journal/*/`.
-//! journald is built for that: it checks at most every few seconds whether
-//! a file it writes was deleted and then opens a new one (with a fresh ACL
-//! for the new holder); until then, the new holder's first lines go to the
-//! deleted file and are lost, never shown to anyone. The deleted file's
-//! space (8 MiB) is freed when journald closes it: at the uid's next line,
-//! a rotation (`journalctl --rotate`), or journald's restart. The user's
-//! own lines are thus removed with the account, like its home; the
-//! operator who wants to keep them sets `SplitMode=none` in journald.conf
-//! (they then go to the system journal, which only root and the `adm` and
-//! `systemd-journal` groups read, and no per-uid file exists to remove).
+//! ≥ 1000 to `user-U.journal`, and gives U read access to it through an
+//! ACL entry — so the next holder of U read its predecessor's `logger`
+//! lines with `journalctl --user` (measured). [`seal_journal_files`], part
+//! of the sweep after the killer, first has journald write out everything
+//! already sent (`journalctl --sync`: the uid has no process left to send
+//! more), then takes the uid's files (`user-U.journal`, archived
+//! `user-U@….journal`, set-aside `….journal~`, in `/var/log/journal/*/`
+//! and `/run/log/journal/*/`) away from it: mode `0600`, which makes the
+//! ACL's mask, hence U's entry, grant nothing; and the file journald writes
+//! is renamed to the name journald itself gives a file it sets aside
+//! (`user-U@<time>-<random>.journal~`), so that journald, on opening
+//! `user-U.journal` again (after a rotation or a restart), makes a new
+//! file with a fresh ACL instead of granting the next holder the old one.
+//! The lines stay for root (and `journalctl` reads them; `journald`'s
+//! vacuuming counts them). Deleting the files instead would throw that
+//! record away, and journald, on finding a file it writes deleted, rotates
+//! *every* journal file (`server_rotate`): one rotation of the system
+//! journal per reuse of a uid, and with the default `SystemMaxFiles=100`
+//! the system journal's history would shrink to the last hundred logins.
+//! Until journald next rotates, the next holders' own lines go to the
+//! renamed file: root's, never shown to them. The operator who wants no
+//! per-uid file at all sets `SplitMode=none` in journald.conf (every line
+//! then goes to the system journal, which only root and the `adm` and
+//! `systemd-journal` groups read).
 
 use super::sweep::Sweep;
 use super::tools;
@@ -250,7 +257,8 @@ fn sessions(record: &str) -> Vec<String> {
 
 /// True for journald's files of `uid`: `user-U.journal` (the one it
 /// writes), `user-U@….journal` (archived) and `user-U@….journal~` (set
-/// aside as corrupt).
+/// aside, as journald does with a corrupt file and [`seal_journal_files`]
+/// with the one it writes).
 pub fn is_uid_journal(name: &str, uid: Uid) -> bool {
     let Some(rest) = name.strip_prefix(&format!("user-{uid}")) else {
         return false;
@@ -259,14 +267,28 @@ pub fn is_uid_journal(name: &str, uid: Uid) -> bool {
         || (rest.starts_with('@') && (rest.ends_with(".journal") || rest.ends_with(".journal~")))
 }
 
-/// Deletes journald's files of `uid` (see the module docs), after
-/// `journalctl --sync` when systemd runs; each file that cannot be deleted
-/// is a leftover.
-pub fn remove_journal_files(uid: Uid, deadline: Duration) -> Sweep {
+/// The name journald gives a file it sets aside (`journal_file_dispose`):
+/// `user-U@<realtime µs, 16 hex>-<random, 16 hex>.journal~`, which
+/// `journalctl` reads and journald's vacuuming recognises.
+pub fn set_aside_name(uid: Uid, realtime_us: u64, random: u64) -> String {
+    format!("user-{uid}@{realtime_us:016x}-{random:016x}.journal~")
+}
+
+/// Takes journald's files of `uid` away from it (see the module docs),
+/// after `journalctl --sync` when systemd runs; a file that cannot be
+/// sealed is a leftover.
+pub fn seal_journal_files(uid: Uid, deadline: Duration) -> Sweep {
+    use std::os::unix::fs::PermissionsExt;
     if booted() {
         attempt(JOURNALCTL, &["--sync"], deadline);
     }
     let mut swept = Sweep::default();
+    let mut failed = |path: &Path, what: &str, e: std::io::Error| {
+        swept.leftovers += 1;
+        swept
+            .named
+            .push(format!("{} (cannot {what}: {e})", path.display()));
+    };
     for root in JOURNAL_DIRS {
         let Ok(machines) = std::fs::read_dir(root) else {
             continue;
@@ -282,16 +304,32 @@ pub fn remove_journal_files(uid: Uid, deadline: Duration) -> Sweep {
             };
             for file in files.flatten() {
                 let name = file.file_name();
-                if !name.to_str().is_some_and(|n| is_uid_journal(n, uid)) {
+                let Some(name) = name.to_str().filter(|n| is_uid_journal(n, uid)) else {
+                    continue;
+                };
+                if !file.file_type().is_ok_and(|t| t.is_file()) {
                     continue;
                 }
-                match std::fs::remove_file(file.path()) {
-                    Ok(()) => swept.removed += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        swept.leftovers += 1;
-                        swept.named.push(format!("{} ({e})", file.path().display()));
-                    }
+                let path = file.path();
+                if let Err(e) =
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                {
+                    failed(&path, "chmod", e);
+                    continue;
+                }
+                if name != format!("user-{uid}.journal") {
+                    continue;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                    .unwrap_or(0);
+                let random = codext_core::random::bytes::<8>()
+                    .map(u64::from_le_bytes)
+                    .unwrap_or(now);
+                let to = machine.path().join(set_aside_name(uid, now, random));
+                if let Err(e) = std::fs::rename(&path, &to) {
+                    failed(&path, "rename", e);
                 }
             }
         }
@@ -326,6 +364,12 @@ mod tests {
         ] {
             assert!(!is_uid_journal(no, u), "{no}");
         }
+        let aside = set_aside_name(u, 0x0005_f1e2_d3c4_b5a6, 0xfeed);
+        assert_eq!(
+            aside,
+            "user-59000@0005f1e2d3c4b5a6-000000000000feed.journal~"
+        );
+        assert!(is_uid_journal(&aside, u), "a sealed file is sealed again");
     }
 
     #[test]

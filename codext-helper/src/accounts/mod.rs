@@ -361,7 +361,7 @@ pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
 /// Step three: what the uid left outside the account record — its home if
 /// `userdel` could not remove it, its files in every folder a user may
 /// write to ([`crate::paths::SWEEP_ROOTS`]), journald's files of the uid
-/// ([`logind::remove_journal_files`]) and its kernel keyrings
+/// ([`logind::seal_journal_files`]) and its kernel keyrings
 /// ([`keyrings`]) — within `budget`.
 pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep {
     let deadline = Instant::now() + budget;
@@ -374,7 +374,7 @@ pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep 
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1))
     };
-    report.merge(logind::remove_journal_files(uid, left()));
+    report.merge(logind::seal_journal_files(uid, left()));
     report.merge(keyrings::clear(uid, left()));
     report
 }
