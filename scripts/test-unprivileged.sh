@@ -26,7 +26,8 @@ fi
 chown -R "$uid:$gid" "$work"
 
 # Inside: the toolchain at its usual path, under a /root the user may enter.
-exec unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
+# Not exec'd: the EXIT trap must remove the copy (4.7 GB with target/).
+unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     work=$1 uid=$2 gid=$3 cargo_home=$4 rustup_home=$5
     mkdir -p "$work/.host-cargo" "$work/.host-rustup"
     mount --bind "$cargo_home" "$work/.host-cargo"
