@@ -3,8 +3,9 @@
 # all tests (unit, protocol vectors, the real PAM/sshd/useradd end-to-end
 # tests in a sandbox), the Debian packages and the docker images exercised
 # for real (scripts/docker-test.sh), a fresh clone of HEAD with nothing
-# beside it (scripts/clone-test.sh), the PAM module's exported symbols, fuzz
-# smoke runs and the dependency audit (offline with CODEXT_ADVISORY_DB=DIR).
+# beside it (scripts/clone-test.sh), Debian 12 and 13 booted with systemd
+# (scripts/systemd-test.sh), the PAM module's exported symbols, fuzz smoke
+# runs and the dependency audit (offline with CODEXT_ADVISORY_DB=DIR).
 # Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,8 @@ step "the Debian packages and docker/ (scripts/docker-test.sh): lintian, the pac
 scripts/docker-test.sh
 step "a fresh clone of HEAD stands alone (scripts/clone-test.sh): the emulator's tests and docker/build-images.sh in an empty folder"
 scripts/clone-test.sh
+step "the systemd tier (scripts/systemd-test.sh): Debian 12 and 13 booted with systemd, logind and journald; the units as packaged; teardown through logind"
+CODEXT_DEBS_BUILT=1 scripts/systemd-test.sh
 step "what sshd loads: the PAM module's dependency closure (tests/tests/packaging.rs keeps it minimal)"
 cargo tree --locked -p pam_codext -e normal --prefix none | sort -u
 step "the root helper links no HTTP/TLS crate (the channel process does)"
@@ -42,7 +45,7 @@ if grep -xE 'ureq|rustls|rustls-webpki|rustls-pki-types|ring|webpki-roots|webpki
     echo "the root helper's dependencies include the HTTP/TLS crates above" >&2
     exit 1
 fi
-step "systemd-analyze security of the shipped unit (information, not a target)"
+step "systemd-analyze security of the shipped units, offline (information; the systemd tier asserts the targets on the booted hosts)"
 unit_dir=$(mktemp -d)
 sed "s#/usr/local/sbin/codext-helper#$PWD/target/debug/codext-helper#" systemd/codext-helper.service > "$unit_dir/codext-helper.service"
 systemd-analyze security --offline=yes "$unit_dir/codext-helper.service" | tail -n 1 || true

@@ -1,7 +1,9 @@
 //! The DigitalOcean API token: from systemd's credentials folder
 //! (`LoadCredential=digitalocean.token:…`), else a token file, else
 //! `DIGITALOCEAN_TOKEN`. A file is read by `codext_core::secret_file`: it
-//! must be a regular file of this process's uid that nobody else can read. The token is never logged.
+//! must be a regular file of this process's uid that nobody else can read
+//! (a credential may also be root's, as systemd 257 makes them:
+//! [`Owner::Credential`]). The token is never logged.
 
 use crate::{ChannelError, Result};
 use codext_core::secret_file::{read_secret, Owner};
@@ -11,8 +13,8 @@ use zeroize::Zeroizing;
 /// The credential's name in `$CREDENTIALS_DIRECTORY`.
 pub const CREDENTIAL: &str = "digitalocean.token";
 
-fn from_file(path: &Path) -> Result<Zeroizing<String>> {
-    let text = read_secret(path, "the API token file", Owner::Me)
+fn from_file(path: &Path, owner: Owner) -> Result<Zeroizing<String>> {
+    let text = read_secret(path, "the API token file", owner)
         .map_err(|e| ChannelError::Config(e.to_string()))?;
     let t = text.trim();
     if t.is_empty() {
@@ -24,10 +26,10 @@ fn from_file(path: &Path) -> Result<Zeroizing<String>> {
 /// Reads the token (see the module docs).
 pub fn read(token_file: Option<&Path>) -> Result<Zeroizing<String>> {
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        return from_file(&PathBuf::from(dir).join(CREDENTIAL));
+        return from_file(&PathBuf::from(dir).join(CREDENTIAL), Owner::Credential);
     }
     if let Some(path) = token_file {
-        return from_file(path);
+        return from_file(path, Owner::Me);
     }
     match std::env::var("DIGITALOCEAN_TOKEN") {
         Ok(t) if !t.trim().is_empty() => Ok(Zeroizing::new(t.trim().to_owned())),

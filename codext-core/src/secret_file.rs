@@ -21,13 +21,30 @@ pub enum Owner {
     Me,
     /// A given uid (root's token file: 0).
     Uid(u32),
+    /// A systemd credential (`LoadCredential=`, in `$CREDENTIALS_DIRECTORY`,
+    /// a read-only mount private to the unit): the process's effective
+    /// user's with mode `0400` (Debian 12's systemd 252), or root's, group
+    /// root, mode `0440`, read through an ACL entry for the unit's user
+    /// (Debian 13's systemd 257). Never readable by others either way.
+    Credential,
 }
 
 impl Owner {
     fn uid(self) -> u32 {
         match self {
-            Owner::Me => nix::unistd::geteuid().as_raw(),
+            Owner::Me | Owner::Credential => nix::unistd::geteuid().as_raw(),
             Owner::Uid(uid) => uid,
+        }
+    }
+
+    /// The mode bits that must be clear for a file of `file_uid` and
+    /// `file_gid`, or `None` when that owner is not accepted.
+    fn forbidden_bits(self, file_uid: u32, file_gid: u32) -> Option<u32> {
+        match self {
+            // systemd's own: only root's group (root alone) may read it.
+            Owner::Credential if file_uid == 0 && file_gid == 0 => Some(0o037),
+            _ if file_uid == self.uid() => Some(0o077),
+            _ => None,
         }
     }
 }
@@ -73,13 +90,13 @@ fn check(file: &File, path: &Path, what: &str, owner: Owner) -> Result<()> {
         )));
     }
     let expected = owner.uid();
-    if meta.uid() != expected {
+    let Some(forbidden) = owner.forbidden_bits(meta.uid(), meta.gid()) else {
         return Err(Error::FilePolicy(format!(
             "{what} {shown} belongs to uid {}, not {expected}: chown it",
             meta.uid()
         )));
-    }
-    if meta.mode() & 0o077 != 0 {
+    };
+    if meta.mode() & forbidden != 0 {
         return Err(Error::FilePolicy(format!(
             "{what} {shown} is readable by others (mode {:o}): chmod 600 it",
             meta.mode() & 0o777
@@ -159,6 +176,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("chown"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn given_credentials_as_systemd_252_and_257_make_them_then_each_is_read_and_nothing_looser() {
+        let dir = scratch("credential");
+        let f = dir.join("token");
+        // (Each file written afresh: a 0400 file is not writable as a user.)
+        let write = |f: &Path, text: &str, mode: u32| {
+            let _ = std::fs::remove_file(f);
+            write(f, text, mode);
+        };
+        // systemd 252: the unit's user's, 0400.
+        write(&f, "t", 0o400);
+        assert_eq!(
+            &*read_secret(&f, "the credential", Owner::Credential).unwrap(),
+            "t"
+        );
+        // Group-readable and not root's: refused.
+        write(&f, "t", 0o440);
+        if Owner::Me.uid() != 0 {
+            let e = read_secret(&f, "the credential", Owner::Credential)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("readable by others"), "{e}");
+        } else {
+            // systemd 257: root's, group root, 0440 (the ACL is systemd's).
+            std::os::unix::fs::chown(&f, Some(0), Some(0)).unwrap();
+            assert_eq!(
+                &*read_secret(&f, "the credential", Owner::Credential).unwrap(),
+                "t"
+            );
+            // ... but not as a plain secret file, and never with bits for others
+            // or another group.
+            assert!(read_secret(&f, "the token file", Owner::Me).is_err());
+            write(&f, "t", 0o444);
+            assert!(read_secret(&f, "the credential", Owner::Credential).is_err());
+            write(&f, "t", 0o440);
+            std::os::unix::fs::chown(&f, Some(0), Some(1)).unwrap();
+            assert!(read_secret(&f, "the credential", Owner::Credential).is_err());
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -14,7 +14,9 @@ pub struct WritablePath {
     pub path: &'static str,
     /// Why account creation or removal writes there.
     pub why: &'static str,
-    /// May be missing on a host (the unit then prefixes it with `-`).
+    /// May be missing when the unit's mount namespace is set up (the unit
+    /// then prefixes it with `-`): absent on some hosts, or made by the
+    /// unit's `ExecStartPre=+` (on every boot, `/run` starts empty).
     pub optional: bool,
 }
 
@@ -49,17 +51,27 @@ pub const ACCOUNT_PATHS: &[WritablePath] = &[
     p("/var/log", "lastlog/faillog entries, and the audit trail in /var/log/codext", false),
     p("/var/lib/codext", "the helper's state (pending users, uid cursor, setup manifest)", false),
     p("/run/codext", "the daemon's socket", false),
-    p("/run/userdb", "armed users announced to nss-systemd", false),
+    p("/run/userdb", "armed users announced to nss-systemd", true),
     p(
         "/run/codext-channel",
         "the channel socket the unprivileged codext-channel process connects to",
-        false,
+        true,
     ),
-    p("/run/codext-keys", "grant keys for reconnects within a grant", false),
+    p("/run/codext-keys", "grant keys for reconnects within a grant", true),
+    p(
+        "/var/lib/systemd/linger",
+        "a removed user's linger flag, when logind did not remove it (accounts::logind)",
+        true,
+    ),
+    p(
+        "/run/log/journal",
+        "a removed user's volatile journal files are sealed (accounts::logind); the persistent ones are under /var/log",
+        true,
+    ),
     p(
         "/run/codext-record",
         "the recording socket every channel's recorder streams to (records go to /var/lib/codext)",
-        false,
+        true,
     ),
 ];
 
@@ -139,6 +151,66 @@ mod tests {
                 "{key}= would hide an account path"
             );
         }
+    }
+
+    /// systemd sets up the mount namespace for `ExecStartPre=+` commands
+    /// too: a folder one of them makes must not be required by
+    /// `ReadWritePaths=` (226/NAMESPACE on every boot of a stock Debian 12,
+    /// issue 22; the systemd tier boots the packaged unit).
+    #[test]
+    fn given_the_unit_then_every_folder_its_start_commands_make_is_optional_in_read_write_paths() {
+        let unit = unit();
+        let rw = values(&unit, "ReadWritePaths");
+        let made: Vec<String> = unit
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("ExecStartPre="))
+            .filter(|cmd| cmd.contains("mkdir"))
+            .filter_map(|cmd| cmd.split_whitespace().last().map(str::to_owned))
+            .collect();
+        assert!(!made.is_empty());
+        for dir in made {
+            assert!(
+                rw.contains(&format!("-{dir}")),
+                "{dir} is made by ExecStartPre= but ReadWritePaths= requires it"
+            );
+            assert!(
+                ACCOUNT_PATHS.iter().any(|w| w.path == dir && w.optional),
+                "{dir}"
+            );
+        }
+    }
+
+    /// Debian 13's systemd 257 drops `CAP_SETUID` from a service whose unit
+    /// sets `User=`, even `User=root` (252 keeps it): the killer and the
+    /// keyring child could not take the temporary user's uid (issue 22).
+    #[test]
+    fn given_the_unit_then_it_sets_no_user_and_keeps_setuid_and_setgid() {
+        let unit = unit();
+        assert!(values(&unit, "User").is_empty(), "User= is set");
+        assert!(values(&unit, "DynamicUser").is_empty());
+        let caps = values(&unit, "CapabilityBoundingSet");
+        for cap in ["CAP_SETUID", "CAP_SETGID", "CAP_KILL"] {
+            assert!(caps.contains(&cap.to_owned()), "{cap} missing: {caps:?}");
+        }
+    }
+
+    #[test]
+    fn given_the_unit_then_the_calls_teardown_makes_are_allowed() {
+        let unit = unit();
+        assert!(
+            values(&unit, "RestrictAddressFamilies").contains(&"AF_UNIX".to_owned()),
+            "loginctl, systemctl and journalctl need AF_UNIX"
+        );
+        let filter = values(&unit, "SystemCallFilter");
+        assert!(
+            filter.iter().all(|v| !v.starts_with('~')),
+            "a deny list: {filter:?}"
+        );
+        assert!(
+            filter.contains(&"@system-service".to_owned()),
+            "@system-service holds @keyring, @setuid, @chown, @ipc, @signal: {filter:?}"
+        );
+        assert_eq!(values(&unit, "SystemCallErrorNumber"), ["EPERM"]);
     }
 
     #[test]

@@ -157,6 +157,7 @@ pub fn kill_all_as(ids: KillerIds, ipc: &IpcIds, deadline: Duration) -> io::Resu
 /// keyctl(2) operations and special keyring ids (linux/keyctl.h).
 const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
 const KEYCTL_CLEAR: libc::c_long = 7;
+const KEYCTL_SETPERM: libc::c_long = 5;
 const KEYCTL_INVALIDATE: libc::c_long = 21;
 const KEYCTL_GET_PERSISTENT: libc::c_long = 22;
 const KEY_SPEC_PROCESS_KEYRING: libc::c_long = -2;
@@ -186,6 +187,11 @@ pub fn keyrings_available() -> bool {
         r >= 0 || !matches!(err, Some(libc::EPERM) | Some(libc::ENOSYS))
     })
 }
+
+/// The user keyring's permissions as the kernel makes it
+/// (`look_up_user_keyrings`): everything but setattr for its possessor,
+/// everything for its owner.
+const USER_KEYRING_PERM: libc::c_ulong = 0x1f3f_0000;
 
 /// Clears and invalidates the kernel keyrings of `uid` — its user keyring
 /// (`@u`), user-session keyring (`@us`) and persistent keyring — from a
@@ -250,6 +256,14 @@ pub fn clear_keyrings_as(uid: Uid, gid: Gid, deadline: Duration) -> io::Result<(
                     0 as libc::c_long,
                 ),
             ];
+            // The user keyrings' permissions back as the kernel made them
+            // (their owner may: a user can take some away, and clearing
+            // needs write), then every keyring emptied.
+            for ring in &rings[1..] {
+                if *ring >= 0 {
+                    libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, *ring, USER_KEYRING_PERM);
+                }
+            }
             for ring in rings.iter().filter(|r| **r >= 0) {
                 libc::syscall(libc::SYS_keyctl, KEYCTL_CLEAR, *ring);
             }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub mod kill;
+pub mod logind;
 pub mod shadow;
 pub mod sweep;
 pub mod tools;
@@ -61,12 +62,14 @@ impl Known {
         }
     }
 
-    /// True when NSS or `/etc/passwd` knows `uid`.
+    /// True when NSS or `/etc/passwd` knows `uid`, or logind still keeps
+    /// a record of it (a new session would inherit it: [`logind::holds`]).
     pub fn uid_taken(&self, uid: Uid) -> bool {
         !matches!(
             User::from_uid(nix::unistd::Uid::from_raw(uid.as_raw())),
             Ok(None)
         ) || self.passwd.iter().any(|(_, u)| *u == uid)
+            || logind::holds(uid)
     }
 
     /// True when NSS or `/etc/passwd` knows `name`.
@@ -487,14 +490,22 @@ pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
 }
 
 /// Step three: what the uid left outside the account record — its home if
-/// `userdel` could not remove it, and its files in every folder a user may
-/// write to ([`crate::paths::SWEEP_ROOTS`]) — within `budget`.
+/// `userdel` could not remove it, its files in every folder a user may
+/// write to ([`crate::paths::SWEEP_ROOTS`]), journald's files of the uid
+/// ([`logind::seal_journal_files`]) — within `budget` (the kernel
+/// keyrings are cleared after `userdel`: [`clear_keyrings`]).
 pub fn sweep_leftovers(uid: Uid, home: &Path, budget: Duration) -> sweep::Sweep {
     let deadline = Instant::now() + budget;
     let mut report = sweep::remove_owned_tree(home, uid, deadline);
     for dir in crate::paths::SWEEP_ROOTS {
         report.merge(sweep::remove_owned(Path::new(dir), uid, deadline));
     }
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1))
+    };
+    report.merge(logind::seal_journal_files(uid, left()));
     report
 }
 

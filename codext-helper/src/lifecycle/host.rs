@@ -156,7 +156,14 @@ impl AccountTool for SystemAccounts {
         accounts::check_ours(entry, self.uid_range)?;
         let killer = accounts::killer_ids(&self.killer_user)?;
         accounts::remove_jobs(entry, self.sweep_time);
-        accounts::kill(entry, killer, &self.killer_lock, self.tool_timeout)
+        // On a host booted with systemd: logind's sessions and the user
+        // manager ended through systemd around the killer.
+        accounts::logind::around_kill(
+            entry.user.as_str(),
+            Uid::from_raw(entry.uid),
+            self.tool_timeout,
+            || accounts::kill(entry, killer, &self.killer_lock, self.tool_timeout),
+        )
     }
     fn defuse_home(&self, entry: &Entry) -> Sweep {
         accounts::defuse_home(entry, self.sweep_time)
