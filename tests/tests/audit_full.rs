@@ -43,12 +43,15 @@ sandbox_test! {
         assert!(log.contains("refusing the login"), "{log}");
 
         // A removal is never refused: the session that was open ends and
-        // its account goes, unrecorded.
+        // its account goes (its lines wait for room).
         session.kill().unwrap();
         session.wait().unwrap();
         w.wait_removed(&held.user, held.uid);
 
-        // Room again: logins resume, and the trail still verifies.
+        // Room again: logins resume, and the trail still verifies: what
+        // happened while it was full (the removal, the held session's
+        // sealed record) went in late, marked delayed, never the refused
+        // login's lines.
         sh("rm /var/log/codext/filler");
         let again = w.arm();
         let out = w.ssh_password(&again.user, &again.password, "id -un");
@@ -56,6 +59,18 @@ sandbox_test! {
         w.wait_removed(&again.user, again.uid);
         let verify = World::helper_cli(&["audit", "verify"]);
         assert!(verify.status.success(), "{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+        let trail = std::fs::read_to_string("/var/log/codext/audit.jsonl").unwrap();
+        let delayed: Vec<serde_json::Value> = trail
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["delayed"] == true)
+            .collect();
+        let held_line = |event: &str| delayed.iter().any(|v| v["event"] == event && v["user"] == held.user.as_str());
+        assert!(held_line("remove"), "the removal during the full trail was not recorded late: {delayed:?}");
+        assert!(
+            !trail.lines().any(|l| l.contains(&waiting.user) && (l.contains("\"event\":\"create\"") || l.contains("\"event\":\"login\""))),
+            "the refused login left a line: {trail}"
+        );
         sh("umount -l /var/log/codext");
     }
 }

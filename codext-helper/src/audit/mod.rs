@@ -150,13 +150,24 @@ struct Queue {
     writing: bool,
     /// Recent failed batches: tickets `[from, to)` and the error.
     failures: VecDeque<(u64, u64, String)>,
+    /// Lines of failed batches that are written late rather than lost
+    /// (see [`Audit::record`]), oldest first, at most [`BACKLOG_MAX`].
+    backlog: Vec<Pending>,
+    /// Lines that did not fit in the backlog: written as one `lost` line.
+    overflow: u64,
 }
 
-#[derive(Debug)]
+/// How many lines wait for a trail that cannot be written (a full file
+/// system) before further ones are only counted.
+const BACKLOG_MAX: usize = 4096;
+
+#[derive(Debug, Clone)]
 struct Pending {
     event: String,
     fields: Map<String, Value>,
     time: u64,
+    /// Written later if its batch fails, instead of lost.
+    defer: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,7 +213,36 @@ impl Audit {
     }
 
     /// Appends `event` with `fields` (an object); see [`Audit::event`].
+    ///
+    /// A line that cannot be written now (a full or read-only file system)
+    /// is kept (up to [`BACKLOG_MAX`], then counted) and written, with its
+    /// own time and `"delayed": true`, before the next line that can be:
+    /// a removal or a sealed session record that happened while the trail
+    /// was full is recorded late, not lost. The error is still returned.
     pub fn record(&self, event: &str, fields: Value) -> Result<()> {
+        self.record_with(event, fields, true)
+    }
+
+    /// As [`Audit::record`], but a line that cannot be written now is
+    /// dropped: for what happens only if its line is durable (a login).
+    pub fn record_durable(&self, event: &str, fields: Value) -> Result<()> {
+        self.record_with(event, fields, false)
+    }
+
+    /// Writes the lines kept from failed batches, if any (the reaper calls
+    /// it, so they go in once there is room even when nothing else
+    /// happens).
+    pub fn flush(&self) -> Result<()> {
+        {
+            let q = lock(&self.inner.queue);
+            if q.backlog.is_empty() && q.overflow == 0 {
+                return Ok(());
+            }
+        }
+        self.commit(Vec::new(), true)
+    }
+
+    fn record_with(&self, event: &str, fields: Value, defer: bool) -> Result<()> {
         let fields = match fields {
             Value::Object(m) => m,
             other => {
@@ -216,6 +256,7 @@ impl Audit {
             event: event.to_owned(),
             fields,
             time: time::now(),
+            defer,
         });
         self.commit(items, false)
     }
@@ -311,15 +352,44 @@ impl Audit {
             }
             if !q.writing {
                 q.writing = true;
-                let batch = std::mem::take(&mut q.pending);
+                let fresh = std::mem::take(&mut q.pending);
                 let from = q.done;
-                let to = from + batch.len() as u64;
+                let to = from + fresh.len() as u64;
+                let mut batch = std::mem::take(&mut q.backlog);
+                if q.overflow > 0 {
+                    let mut f = Map::new();
+                    f.insert("lines".into(), q.overflow.into());
+                    f.insert(
+                        "reason".into(),
+                        "the trail could not be written and its backlog was full".into(),
+                    );
+                    batch.push(Pending {
+                        event: "lost".into(),
+                        fields: f,
+                        time: time::now(),
+                        defer: false,
+                    });
+                }
+                let overflow = std::mem::take(&mut q.overflow);
+                batch.extend(fresh);
                 drop(q);
+                let kept: Vec<Pending> = batch.iter().filter(|p| p.defer).cloned().collect();
                 let result = self.write_batch(batch);
                 q = lock(&inner.queue);
                 q.writing = false;
                 q.done = to;
                 forced = true;
+                if result.is_err() {
+                    q.overflow += overflow;
+                    for mut p in kept {
+                        if q.backlog.len() < BACKLOG_MAX {
+                            p.fields.insert("delayed".into(), true.into());
+                            q.backlog.push(p);
+                        } else {
+                            q.overflow += 1;
+                        }
+                    }
+                }
                 if let Err(e) = result {
                     q.failures.push_back((from, to, e.to_string()));
                     if q.failures.len() > 32 {

@@ -24,6 +24,7 @@ impl Audit {
                     event: "recover".into(),
                     fields: m,
                     time: now,
+                    defer: false,
                 });
             }
         };

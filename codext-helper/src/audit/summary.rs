@@ -136,6 +136,7 @@ impl Summary {
                 event: "attempts_summary".into(),
                 fields: f,
                 time: now,
+                defer: true,
             });
         };
         for (source, c) in &old.sources {
@@ -168,6 +169,7 @@ impl Summary {
                 event: "refusals_summary".into(),
                 fields: f,
                 time: now,
+                defer: true,
             });
         };
         for (key, t) in &old.refusals {

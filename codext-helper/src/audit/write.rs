@@ -142,6 +142,7 @@ impl Audit {
                 event: "checkpoint".into(),
                 fields: f,
                 time: now,
+                defer: false,
             });
         }
         lines.extend(items);
@@ -287,6 +288,7 @@ impl Audit {
                 event: "retention".into(),
                 fields: f,
                 time: now,
+                defer: false,
             });
             doomed.push(path);
         }

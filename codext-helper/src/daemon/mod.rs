@@ -35,7 +35,7 @@ use crate::error::{HelperError, Result};
 use crate::ids::Pid;
 use crate::lifecycle::session::Closed;
 use crate::lifecycle::{Entry, Helper, Removal, UnixTime};
-use crate::log::{error, info, warn};
+use crate::log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::collections::{HashMap, VecDeque};
@@ -320,6 +320,11 @@ fn spawn_worker(helper: Helper, queue: Arc<removals::Queue>) {
 fn spawn_reaper(d: Arc<Daemon>) {
     let _ = thread("reaper").spawn(move || loop {
         std::thread::sleep(d.helper.cfg.limits.reaper_interval);
+        // Lines kept while the trail could not be written go in as soon
+        // as it can be, even when nothing else happens.
+        if let Err(e) = d.helper.audit.flush() {
+            debug!("audit backlog: {e}");
+        }
         if let Err(e) = d.helper.recheck_quarantine() {
             error!("quarantine: {e}");
         }

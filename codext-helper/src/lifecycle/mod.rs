@@ -136,7 +136,7 @@ impl Helper {
             .get("user")
             .and_then(|u| u.as_str())
             .map(str::to_owned);
-        self.audit.record(&name, fields).map_err(|e| {
+        self.audit.record_durable(&name, fields).map_err(|e| {
             crate::log::error!(
                 "{e}: refusing the login of {} (its {name} line cannot be recorded)",
                 user.as_deref().unwrap_or("?")
