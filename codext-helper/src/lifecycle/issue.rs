@@ -167,11 +167,18 @@ impl Helper {
         crate::channel_requests::ensure_channel_user(&self.cfg)?;
         crate::setup::crash_point("the channel account");
         // [recording] hook: the recorder's group, and the recorder's mode.
+        let record_group = &self.cfg.recording.group;
+        if crate::accounts::lookup_group(record_group)?.is_none() {
+            step(InitMade::Group(record_group.clone()), &mut made)?;
+        }
         crate::recording::host::ensure(&self.cfg)?;
         // [profiles] hook: each gated profile's own group (its
         // sshd Match).
         for p in self.cfg.profiles.gated() {
             if let Some(g) = p.own_group() {
+                if crate::accounts::lookup_group(&g)?.is_none() {
+                    step(InitMade::Group(g.clone()), &mut made)?;
+                }
                 crate::accounts::ensure_group(&g)?;
             }
         }
