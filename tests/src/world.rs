@@ -535,6 +535,20 @@ impl World {
         wait_until(Duration::from_secs(20), "the session to open", || {
             self.sessions_of(user) == sessions
         });
+        // The session's command runs only once the recorder (the login
+        // shell) has its channel accepted by the helper: until then a
+        // helper that stops refuses the channel (recording fails closed).
+        wait_until(
+            Duration::from_secs(20),
+            "the session's command to run",
+            || {
+                Command::new("pgrep")
+                    .args(["-u", user, "-x", "sleep"])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+        );
         child
     }
 

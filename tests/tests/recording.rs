@@ -590,7 +590,7 @@ sandbox_test! {
         release(a.uid, held);
         // With fail_open the same channel runs, unrecorded, with an audit line.
         w.kill_helper();
-        std::fs::write("/etc/codext/helper.toml", small_store("fail_open = true\n")).unwrap();
+        std::fs::write("/etc/codext/helper.toml", codext_tests::world::in_uid_block(&small_store("fail_open = true\n"))).unwrap();
         w.start_helper();
         let held = hold(&w, a.uid, 4);
         let out = agent(&w, "ssh", &["codext-web1", "echo fifth-channel"]);

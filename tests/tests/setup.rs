@@ -410,9 +410,14 @@ sandbox_test! {
             ("mounts.nosuid", "nosuid", shell("mount -o remount,suid /dev/shm"), shell("mount -o remount,nosuid /dev/shm")),
             // Session recording.
             ("recording.recorder", "codext-helper setup", shell("chmod 0755 /usr/lib/codext/codext-record"), shell("/run/codext-test/bin/codext-helper init >/dev/null")),
-            ("recording.shell", "the real shell", shell("printf 'version = 1\n[accounts]\nshell = \"/bin/no-such-shell\"\n' > /etc/codext/helper.toml"), shell("rm /etc/codext/helper.toml")),
+            ("recording.shell", "the real shell", shell("cp /etc/codext/helper.toml /run/codext-test/keep-helper.toml && sed -i '/^\\[accounts\\]/a shell = \"/bin/no-such-shell\"' /etc/codext/helper.toml && grep -q no-such-shell /etc/codext/helper.toml"), shell("mv /run/codext-test/keep-helper.toml /etc/codext/helper.toml")),
             ("recording.socket", "restart codext-helper", shell("chmod 755 /run/codext-record"), shell("chmod 750 /run/codext-record")),
             ("recording.store", "chmod 0700", shell("chmod 755 /var/lib/codext/recordings"), shell("chmod 700 /var/lib/codext/recordings")),
+            // Grant profiles: a stale gate drop-in, a group membership and a
+            // sudo rule no grant stands behind.
+            ("profiles.sshd", "codext-helper setup", shell("printf '# stale\\n' > /etc/ssh/sshd_config.d/00-codext-profiles.conf"), shell("rm /etc/ssh/sshd_config.d/00-codext-profiles.conf")),
+            ("profiles.groups", "gpasswd --delete", shell("echo 'codext-stale-g:x:4242:user-00000000000a' >> /etc/group"), shell("sed -i '/^codext-stale-g:/d' /etc/group")),
+            ("profiles.sudo", "remove", shell("mkdir -p /etc/sudoers.d && printf '# stray\\n' > /etc/sudoers.d/codext-user-00000000000a && chmod 0440 /etc/sudoers.d/codext-user-00000000000a"), shell("rm /etc/sudoers.d/codext-user-00000000000a")),
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (check, advice_has, break_it, repair) in cases.iter_mut() {
