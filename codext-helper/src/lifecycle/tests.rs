@@ -378,12 +378,17 @@ impl World {
     }
 
     fn phase(&self, user: &UserName) -> Option<Phase> {
-        self.entry(user).map(|e| e.phase)
+        self.entry(user).map(|e| e.phase())
     }
 
     fn set_phase(&self, user: &UserName, phase: Phase) {
         let mut locked = self.helper.store.lock().unwrap();
-        locked.state.users.get_mut(user.as_str()).unwrap().phase = phase;
+        locked
+            .state
+            .users
+            .get_mut(user.as_str())
+            .unwrap()
+            .force_phase(phase);
         locked.save().unwrap();
     }
 
@@ -608,8 +613,8 @@ fn given_a_solved_puzzle_then_answer_password_and_sessions_make_and_remove_the_a
     );
     w.password_and_useradd(&i);
     let e = w.entry(&i.user).unwrap();
-    assert_eq!(e.phase, Phase::Active);
-    assert!(e.account_created && e.token.login_hash.is_none());
+    assert_eq!(e.phase(), Phase::Active);
+    assert!(e.account_created() && e.token.login_hash.is_none());
     assert!(
         !w.fake.m().records.contains(i.user.as_str()),
         "withdrawn before useradd"
@@ -958,7 +963,7 @@ fn given_a_linger_asked_for_then_the_account_stays_until_it_ends_and_a_session_e
     assert!(r.is_some());
     w.helper.remove_account(i.user.as_str(), T0).unwrap();
     let e = w.entry(&i.user).unwrap();
-    assert_eq!(e.phase, Phase::Active, "lingering, not removed");
+    assert_eq!(e.phase(), Phase::Active, "lingering, not removed");
     let until = T0.plus_secs(120);
     assert_eq!(e.linger.unwrap().until, Some(until));
     assert!(w.fake.m().passwd.contains_key(i.user.as_str()));
@@ -1238,7 +1243,7 @@ fn given_a_kill_that_fails_at_the_last_logout_then_status_and_the_audit_trail_sa
         .unwrap();
     assert!(w.helper.remove_account(i.user.as_str(), T0).is_err());
     let e = w.entry(&i.user).unwrap();
-    assert_eq!(e.phase, Phase::Removing);
+    assert_eq!(e.phase(), Phase::Removing);
     let progress = e.removal.unwrap();
     assert!(
         progress
@@ -1438,7 +1443,7 @@ fn given_a_crash_while_creating_then_reconcile_removes_whatever_exists() {
         assert_eq!(removals, vec![Removal::Remove(i.user.to_string())]);
         let e = w.entry(&i.user).unwrap();
         assert_eq!(
-            (e.phase, e.account_created),
+            (e.phase(), e.account_created()),
             (Phase::Removing, account_exists)
         );
         w.helper.remove_account(i.user.as_str(), T0).unwrap();
@@ -1497,7 +1502,7 @@ fn given_an_active_entry_that_never_recorded_its_account_then_reconcile_adopts_o
                 .users
                 .get_mut(i.user.as_str())
                 .unwrap()
-                .account_created = false;
+                .force_account_created(false);
             locked.save().unwrap();
         }
         if !on_disk {
@@ -1506,7 +1511,7 @@ fn given_an_active_entry_that_never_recorded_its_account_then_reconcile_adopts_o
         w.helper.reconcile(T0).unwrap();
         assert_eq!(w.entry(&i.user).is_some(), on_disk);
         if on_disk {
-            assert!(w.entry(&i.user).unwrap().account_created);
+            assert!(w.entry(&i.user).unwrap().account_created());
         }
     }
 }
@@ -1611,7 +1616,7 @@ fn given_a_state_file_of_the_previous_format_then_it_loads_typed_and_saves_the_s
     std::fs::write(&path, OLD_STATE).unwrap();
     let locked = w.helper.store.lock().unwrap();
     let active = &locked.state.users["user-00112233aabb"];
-    assert_eq!(active.phase, Phase::Active);
+    assert_eq!(active.phase(), Phase::Active);
     assert_eq!(active.channel, Channel::DigitalOcean);
     assert_eq!(active.token.login_hash, None);
     assert_eq!(active.token.proof[0], 0x10);
