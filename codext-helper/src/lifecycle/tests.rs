@@ -1081,6 +1081,114 @@ fn given_a_last_logout_then_one_kill_and_the_removal_steps_in_order_with_or_with
     );
 }
 
+/// The removal steps of an ordinary (shell) grant, in order, after its
+/// one kill.
+fn removal_steps(uid: u32, user: &str) -> Vec<String> {
+    vec![
+        format!("kill {uid}"),
+        format!("defuse {uid}"),
+        format!("userdel {user}"),
+        format!("keyrings {uid}"),
+        format!("sweep {uid}"),
+    ]
+}
+
+#[test]
+fn given_a_login_then_one_useradd_and_the_profiles_extras_in_order() {
+    let w = world();
+    let i = w.issue();
+    w.fake.m().calls.clear();
+    w.login(&i);
+    let user = i.user.to_string();
+    assert_eq!(
+        w.fake.m().calls,
+        [format!("useradd {user}"), format!("extras {user}")],
+        "a login makes the account once, then what its profile adds"
+    );
+    assert!(ok(&w.open(&i.user)));
+    assert_eq!(w.fake.m().calls.len(), 2, "a session opens with no effect");
+}
+
+#[test]
+fn given_a_grant_that_ends_then_the_reaper_runs_one_kill_and_the_removal_steps_in_order() {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    assert!(ok(&w.open(&i.user)));
+    w.fake.m().calls.clear();
+    let until = w.entry(&i.user).unwrap().grant_until.unwrap();
+    let after = until.plus_secs(1);
+    let mut removals = w.helper.reap(after).unwrap();
+    assert_eq!(removals, [Removal::Remove(user.clone())]);
+    // A second pass before the worker ran hands it the same removal, and
+    // the session's close (sshd sees the grant refused) comes in between:
+    // neither may run anything twice.
+    removals.extend(w.helper.reap(after).unwrap());
+    assert_eq!(removals.len(), 2);
+    let closed = w.helper.close_session(&i.user, SSHD_PID, Closed::Closed);
+    assert_eq!(closed.unwrap(), None, "already being removed");
+    assert!(w.fake.m().calls.is_empty(), "the reaper only decides");
+    for Removal::Remove(name) in removals {
+        w.helper.remove_account(&name, after).unwrap();
+    }
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+    assert!(w.entry(&i.user).is_none());
+    // A later pass finds nothing left to do.
+    assert!(w.helper.reap(after.plus_secs(1)).unwrap().is_empty());
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+}
+
+#[test]
+fn given_a_revoke_of_an_active_user_then_one_kill_and_the_removal_steps_in_order() {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    assert!(ok(&w.open(&i.user)));
+    w.fake.m().calls.clear();
+    w.helper.revoke(&i.user, "operator", T0).unwrap();
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+    assert!(w.entry(&i.user).is_none());
+    // Its sshd process closes the session as it dies, then is gone:
+    // nothing runs again.
+    let closed = w.helper.close_session(&i.user, SSHD_PID, Closed::Lost);
+    assert_eq!(closed.unwrap(), None);
+    w.fake.m().processes.clear();
+    assert!(w.helper.reap(T0.plus_secs(1)).unwrap().is_empty());
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+}
+
+#[test]
+fn given_a_crash_with_an_active_account_and_no_session_then_reconcile_runs_one_kill_and_the_removal_steps_in_order(
+) {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    assert!(ok(&w.open(&i.user)));
+    // The helper stops; its session's sshd process does not survive it.
+    w.fake.m().processes.clear();
+    w.fake.m().calls.clear();
+    let mut removals = w.helper.reconcile(T0).unwrap();
+    assert_eq!(removals, [Removal::Remove(user.clone())]);
+    assert_eq!(
+        w.fake.m().calls,
+        ["strays"],
+        "reconcile only decides (and looks for strays)"
+    );
+    w.fake.m().calls.clear();
+    // The reaper's first pass, before the worker ran, hands it the same
+    // removal again.
+    removals.extend(w.helper.reap(T0).unwrap());
+    assert_eq!(removals.len(), 2);
+    for Removal::Remove(name) in removals {
+        w.helper.remove_account(&name, T0).unwrap();
+    }
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+    assert!(w.entry(&i.user).is_none());
+    // The reaper's next pass has nothing left to remove.
+    assert!(w.helper.reap(T0.plus_secs(1)).unwrap().is_empty());
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+}
+
 #[test]
 fn given_a_last_logout_of_a_container_or_sudo_grant_then_sudo_and_the_container_go_before_the_kill_and_the_leftover_checks_after(
 ) {
