@@ -270,7 +270,7 @@ impl Shared {
             .into_iter()
             .filter(|e| {
                 e.channel == Channel::DigitalOcean
-                    && matches!(e.phase, Phase::Pending | Phase::Armed)
+                    && matches!(e.phase(), Phase::Pending | Phase::Armed)
             })
             .collect())
     }
@@ -475,7 +475,7 @@ impl Shared {
             if let Some(fp) = Fingerprint::parse(&e.client_fingerprint) {
                 keys.push(codext_core::encoding::hex(&fp.0[..16]));
             }
-            match e.phase {
+            match e.phase() {
                 Phase::Pending => puzzles.push(codext_core::encoding::hex(&e.token.puzzle_id[..4])),
                 _ => armed.push(e.user.to_string()),
             }

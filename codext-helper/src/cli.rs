@@ -444,7 +444,7 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|e| {
                         serde_json::json!({
-                            "user": e.user.as_str(), "uid": e.uid, "phase": e.phase, "channel": e.channel,
+                            "user": e.user.as_str(), "uid": e.uid, "phase": e.phase(), "channel": e.channel,
                             "profile": e.profile.as_str(),
                             "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
                             "sessions": e.sessions.len(), "answer_by": e.token.answer_by.rfc3339(),
@@ -470,7 +470,7 @@ fn run(cli: Cli) -> Result<()> {
                         .grant_until
                         .or(e.token.login_by)
                         .unwrap_or(e.token.answer_by);
-                    let phase = e.phase.as_str();
+                    let phase = e.phase().as_str();
                     println!(
                         "{:<18} {:>6} {:<9} {:>8} {:<20} {}",
                         e.user,

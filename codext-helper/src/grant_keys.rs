@@ -33,7 +33,7 @@
 
 use crate::audit::{AuditEvent, Stranger};
 use crate::error::{HelperError, Result};
-use crate::lifecycle::{Entry, Helper, Phase, Removal, UnixTime, Verdict};
+use crate::lifecycle::{Entry, Helper, Removal, UnixTime, Verdict};
 use codext_core::keys::PublicKey;
 use codext_core::time;
 use codext_wire::UserName;
@@ -288,7 +288,7 @@ impl Helper {
     pub fn linger_after_kill(&self, entry: &Entry, now: UnixTime) -> Result<bool> {
         let cap = self.cfg.ttl.linger_max.as_secs();
         let grant_left = entry.grant_until.map_or(0, |t| now.until(t));
-        if !entry.account_created
+        if !entry.account_created()
             || !entry.linger.as_ref().is_some_and(|l| l.at_last_close)
             || cap == 0
             || grant_left == 0
@@ -313,18 +313,9 @@ impl Helper {
             return Ok(false);
         };
         // A revoke since the close cleared the flag: remove after all.
-        if e.phase != Phase::Removing
-            || !e.sessions.is_empty()
-            || !e.linger.as_ref().is_some_and(|l| l.at_last_close)
-        {
+        if e.begin_linger(until).is_err() {
             return Ok(false);
         }
-        e.phase = Phase::Active;
-        e.removal = None;
-        e.linger = Some(Linger {
-            at_last_close: false,
-            until: Some(until),
-        });
         locked.save()?;
         drop(locked);
         self.log(AuditEvent::Linger {

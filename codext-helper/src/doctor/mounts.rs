@@ -13,6 +13,8 @@
 //! Both are warnings: codext works, but a temporary user's leftovers are
 //! less contained than they could be.
 
+use super::report::Report;
+use crate::config::Config;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -148,6 +150,78 @@ pub(super) fn world_writable(root: &Path, skip: &[PathBuf], budget: Duration) ->
         }
     }
     walk
+}
+
+/// Where a temporary user's files can go: the homes and the swept folders
+/// on `nosuid` mounts, and no world-writable folder on the root file
+/// system outside the swept set (see this module). Warnings: codext works,
+/// but leftovers are less contained.
+pub(super) fn mount_checks(r: &mut Report, cfg: &Config) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let all = parse_mountinfo(&info);
+    let mut folders = vec![cfg.accounts.home_base.clone()];
+    folders.extend(crate::paths::SWEEP_ROOTS.iter().map(PathBuf::from));
+    let bare = without_nosuid(&all, &folders);
+    if bare.is_empty() {
+        r.ok(
+            "mounts.nosuid",
+            "the homes and every swept folder are on nosuid mounts",
+        );
+    } else {
+        let list: Vec<String> = bare
+            .iter()
+            .map(|(f, m)| format!("{} (on {})", f.display(), m.display()))
+            .collect();
+        r.warn(
+            "mounts.nosuid",
+            format!("without nosuid: {}", list.join(", ")),
+            "mount them nosuid (a tmpfs for /tmp: `systemctl enable tmp.mount`, or `tmpfs /tmp tmpfs nosuid,nodev 0 0` in /etc/fstab; for a separate file system add nosuid to its options): until its removal sweeps it, a setuid file a temporary user leaves there runs as that user for anyone who finds it",
+        );
+    }
+    let skip: Vec<PathBuf> = folders
+        .iter()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    let walk = world_writable(Path::new("/"), &skip, Duration::from_secs(10));
+    let swept = crate::paths::SWEEP_ROOTS.join(", ");
+    if !walk.found.is_empty() {
+        let mut shown: Vec<String> = walk
+            .found
+            .iter()
+            .take(10)
+            .map(|p| p.display().to_string())
+            .collect();
+        if walk.found.len() > 10 {
+            shown.push(format!("and {} more", walk.found.len() - 10));
+        }
+        r.warn(
+            "mounts.world_writable",
+            format!(
+                "world-writable folders on the root file system that codext does not sweep: {}",
+                shown.join(", ")
+            ),
+            format!(
+                "this is the operator's job: take write permission from others (`chmod o-w FOLDER`), or give such a folder a file system of its own and clean it yourself; a temporary user can leave files there that outlive its account and belong to the next holder of its uid (codext sweeps only {swept} and the homes)"
+            ),
+        );
+    } else if walk.cut {
+        r.warn(
+            "mounts.world_writable",
+            format!(
+                "stopped after 10 s and {} folders of the root file system: not all were looked at",
+                walk.folders
+            ),
+            "look yourself: `find / -xdev -type d -perm -0002`; any folder it lists outside the swept ones can hold a temporary user's files after its removal",
+        );
+    } else {
+        r.ok(
+            "mounts.world_writable",
+            format!(
+                "no world-writable folder on the root file system outside {swept} and the homes ({} folders looked at)",
+                walk.folders
+            ),
+        );
+    }
 }
 
 #[cfg(test)]

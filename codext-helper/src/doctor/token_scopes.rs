@@ -4,7 +4,7 @@
 //! HTTP code: the check runs as the channel user, the token on its standard
 //! input (never on a command line or in an environment), with a deadline.
 
-use super::Report;
+use super::report::Report;
 use crate::config::Config;
 use crate::sys::{self, Waited};
 use std::io::{Read, Write};

@@ -7,7 +7,17 @@
 //! records and audits. No method here touches a file, the clock or an
 //! account.
 //!
-//! Its state-file layout is [`super::record`]'s.
+//! The phase and whether codext made the account are private: only the
+//! transitions here change them (a search for a phase assignment finds
+//! only this file), and the rest of the helper reads them through
+//! [`Entry::phase`] and [`Entry::account_created`].
+//!
+//! Its state-file layout is [`record`]'s.
+
+mod issued;
+mod record;
+
+pub use issued::NewEntry;
 
 pub use super::slot::{Refused, Slot, TokenSlot};
 use super::table::{permit, Phase, Request};
@@ -62,10 +72,7 @@ pub fn retry_delay(failures: u32) -> u64 {
 /// Everything the helper keeps about one temporary user. No secret: the
 /// token is represented by two one-way hashes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(
-    from = "super::record::EntryRecord",
-    into = "super::record::EntryRecord"
-)]
+#[serde(from = "record::EntryRecord", into = "record::EntryRecord")]
 pub struct Entry {
     /// The user name.
     pub user: UserName,
@@ -77,8 +84,8 @@ pub struct Entry {
     pub home: PathBuf,
     /// Announced shell.
     pub shell: PathBuf,
-    /// Life phase.
-    pub phase: Phase,
+    /// Life phase: [`Entry::phase`].
+    phase: Phase,
     /// The first login's token.
     pub token: TokenSlot,
     /// Fingerprint of the agent key the puzzle was sealed to.
@@ -95,9 +102,8 @@ pub struct Entry {
     pub attempts: u32,
     /// Open sessions.
     pub sessions: Vec<Session>,
-    /// True once `useradd` created the account: only then may the helper
-    /// ever remove an account of this name.
-    pub account_created: bool,
+    /// [`Entry::account_created`].
+    account_created: bool,
     /// A further token for a live account (a second connection).
     pub renewal: Option<TokenSlot>,
     /// How the removal is going, once one was attempted.
@@ -154,6 +160,18 @@ pub struct Reaped {
 pub const LOGIN_GRACE_SECS: u64 = 60;
 
 impl Entry {
+    /// Where the entry is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// True once `useradd` created the account (or one found on disk
+    /// exactly as announced was adopted): only then may the helper ever
+    /// remove an account of this name.
+    pub fn account_created(&self) -> bool {
+        self.account_created
+    }
+
     /// Asks the table.
     pub fn permit(&self, request: Request) -> Result<(), Refused> {
         permit(self.phase, request).map_err(Refused::OutOfPhase)
@@ -273,6 +291,88 @@ impl Entry {
         if self.phase == Phase::Creating {
             self.phase = Phase::Active;
         }
+    }
+
+    /// An account of this name is on disk exactly as announced although
+    /// its creation was never recorded (the helper stopped between
+    /// `useradd` and saving): it is codext's to remove from now on. The
+    /// phase does not change.
+    pub fn adopt_account(&mut self) {
+        self.account_created = true;
+    }
+
+    /// `useradd` made the account but a later step of the login failed:
+    /// the account is codext's, and the entry is handed to the removal
+    /// (the reaper's next pass), whatever phase a revoke left it in. A
+    /// failed login ends the user as a revoke does, and the table permits
+    /// a revoke in every phase.
+    pub fn creation_failed(&mut self) -> Result<(), Refused> {
+        self.permit(Request::Revoke)?;
+        self.account_created = true;
+        self.phase = Phase::Removing;
+        Ok(())
+    }
+
+    /// After a restart, for a creation that was under way (`useradd`
+    /// running or about to run): whatever exists of the account
+    /// (`on_disk`) is removed. Only in [`Phase::Creating`], the one phase
+    /// the table lets an account be made in.
+    pub fn creation_interrupted(&mut self, on_disk: bool) -> Result<(), Refused> {
+        self.permit(Request::CreateAccount)?;
+        self.account_created = on_disk;
+        self.phase = Phase::Removing;
+        Ok(())
+    }
+
+    /// After a restart, for a live account: drops the sessions whose sshd
+    /// process is gone (`alive` says) — closed, as far as the table is
+    /// concerned. With none left and no linger running the account is
+    /// orphaned and its removal begins: returns how many sessions it had.
+    /// `None` when the removal does not begin (or the entry is not
+    /// active).
+    pub fn orphaned(&mut self, now: UnixTime, alive: impl Fn(&Session) -> bool) -> Option<usize> {
+        self.permit(Request::CloseSession).ok()?;
+        if self.phase != Phase::Active {
+            return None;
+        }
+        let before = self.sessions.len();
+        self.sessions.retain(alive);
+        if !self.sessions.is_empty() || self.lingering(now) {
+            return None;
+        }
+        self.phase = Phase::Removing;
+        Some(before)
+    }
+
+    /// The removal worker's turn, after the kill, for a last close that
+    /// asked for a linger: the account stays live until `until` (the
+    /// removal stops; the reaper resumes it when the linger is over).
+    /// Refused unless the entry is still being removed for that close (no
+    /// session came back, no revoke since cleared the close's flag).
+    pub fn begin_linger(&mut self, until: UnixTime) -> Result<(), Refused> {
+        self.permit(Request::Remove)?;
+        if !self.sessions.is_empty() || !self.linger.as_ref().is_some_and(|l| l.at_last_close) {
+            return Err(Refused::OutOfPhase("not removed for its last close"));
+        }
+        self.phase = Phase::Active;
+        self.removal = None;
+        self.linger = Some(Linger {
+            at_last_close: false,
+            until: Some(until),
+        });
+        Ok(())
+    }
+
+    /// Tests only: puts the entry in `phase` without a transition.
+    #[cfg(test)]
+    pub(super) fn force_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// Tests only: sets `account_created` without a transition.
+    #[cfg(test)]
+    pub(super) fn force_account_created(&mut self, created: bool) {
+        self.account_created = created;
     }
 
     /// PAM account management for the token login.

@@ -2,8 +2,8 @@
 //! user), a sealed puzzle, and the pending entry holding only the token's
 //! hashes; and the channel's view of puzzles still to publish.
 
-use super::entry::{Entry, TokenSlot};
-use super::table::{Phase, Request};
+use super::entry::{Entry, NewEntry, TokenSlot};
+use super::table::Request;
 use super::types::{Channel, UnixTime};
 use super::Helper;
 use crate::audit::AuditEvent;
@@ -266,7 +266,7 @@ impl Helper {
                     .state
                     .users
                     .get(user.as_str())
-                    .filter(|e| e.permit(Request::Renew).is_ok() && e.account_created)
+                    .filter(|e| e.permit(Request::Renew).is_ok() && e.account_created())
                     .ok_or_else(|| {
                         HelperError::Refused(format!("{user} is not logged in: nothing to renew"))
                     })?;
@@ -319,35 +319,24 @@ impl Helper {
                 }
             }
             None => {
-                let entry = Entry {
+                let entry = Entry::issued(NewEntry {
                     user: user.clone(),
                     uid,
                     gid,
                     home: self.cfg.accounts.home_base.join(user.as_str()),
                     shell: self.cfg.login_shell_for(grant.gated()),
-                    phase: Phase::Pending,
                     token: slot,
                     client_fingerprint: fingerprint.clone(),
                     channel,
                     issued_at: now,
-                    created_at: None,
-                    grant_until: None,
-                    attempts: 0,
-                    sessions: Vec::new(),
-                    account_created: false,
-                    renewal: None,
-                    removal: None,
                     puzzle: (channel != Channel::Manual).then(|| puzzle.to_text()),
-                    published: false,
                     // Kept for the grant key after the login.
                     client_key: client.to_openssh().ok(),
-                    linger: None,
                     profile: profile.clone(),
                     groups: grant.account_groups(),
                     sudo: grant.sudo.clone(),
                     container: grant.kind() == crate::profiles::Kind::Container,
-                    linger_asked: None,
-                };
+                });
                 locked.state.users.insert(user.to_string(), entry);
             }
         }

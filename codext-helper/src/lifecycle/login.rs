@@ -67,7 +67,7 @@ impl Helper {
                 Ok(armed)
             }
             Err(Refused::OutOfPhase(_)) => {
-                let phase = entry.phase.as_str();
+                let phase = entry.phase().as_str();
                 drop(locked);
                 refused("not pending", false);
                 Err(HelperError::Refused(format!(
@@ -279,10 +279,11 @@ impl Helper {
                 let name = entry.user.as_str();
                 match locked.state.users.get_mut(name) {
                     Some(e) if self.accounts.is_ours_on_disk(entry) => {
-                        e.account_made();
-                        e.phase = Phase::Removing;
+                        if let Err(r) = e.creation_failed() {
+                            crate::log::error!("{name}: {}", r.reason());
+                        }
                     }
-                    Some(e) if e.phase == Phase::Removing => {}
+                    Some(e) if e.phase() == Phase::Removing => {}
                     _ => {
                         locked.state.users.remove(name);
                     }
@@ -352,7 +353,7 @@ impl Helper {
             .state
             .users
             .get(name)
-            .is_some_and(|e| e.phase == Phase::Creating && !e.account_created);
+            .is_some_and(|e| e.phase() == Phase::Creating && !e.account_created());
         if unmade {
             locked.state.users.remove(name);
             locked.save()?;

@@ -19,7 +19,6 @@ pub mod entry;
 pub mod host;
 mod issue;
 mod login;
-mod record;
 mod removal;
 pub mod session;
 pub mod slot;

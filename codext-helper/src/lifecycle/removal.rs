@@ -90,8 +90,8 @@ impl Helper {
             if e.start_removal_attempt(now).is_err() {
                 return Ok(());
             }
-            if !e.account_created && self.accounts.is_ours_on_disk(e) {
-                e.account_created = true;
+            if !e.account_created() && self.accounts.is_ours_on_disk(e) {
+                e.adopt_account();
             }
             let snapshot = e.clone();
             locked.save()?;
@@ -188,7 +188,7 @@ impl Helper {
     /// the grant left (a container that could not be removed quarantines
     /// the uid: it would run as the next holder).
     fn remove_attempt(&self, entry: &Entry, now: UnixTime) -> Result<Attempt> {
-        if !entry.account_created {
+        if !entry.account_created() {
             return Ok(Attempt::Removed(Removed::default()));
         }
         let user = &entry.user;
@@ -518,7 +518,7 @@ impl Helper {
                 if entry.removal_due(now) {
                     removals.push(Removal::Remove(user.clone()));
                 }
-                if reaped.grant_expired && entry.phase == Phase::Removing {
+                if reaped.grant_expired && entry.phase() == Phase::Removing {
                     events.push(expire("active"));
                 }
             }
@@ -559,7 +559,7 @@ impl Helper {
                 what: what.to_owned(),
                 account_created,
             };
-            match entry.phase {
+            match entry.phase() {
                 Phase::Pending => {}
                 Phase::Armed => {
                     if !self.records.announced(&user) && !entry.token.expired(now) {
@@ -568,9 +568,9 @@ impl Helper {
                     }
                 }
                 Phase::Active => {
-                    if !entry.account_created {
+                    if !entry.account_created() {
                         if self.accounts.is_ours_on_disk(entry) {
-                            entry.account_created = true;
+                            entry.adopt_account();
                             events.push(repair("adopted an interrupted creation", None));
                         } else {
                             forget.push((user.clone(), entry.uid));
@@ -578,10 +578,7 @@ impl Helper {
                             continue;
                         }
                     }
-                    let before = entry.sessions.len();
-                    entry.sessions.retain(|s| self.session_alive(s));
-                    if entry.sessions.is_empty() && !entry.lingering(now) {
-                        entry.phase = Phase::Removing;
+                    if let Some(before) = entry.orphaned(now, |s| self.session_alive(s)) {
                         removals.push(Removal::Remove(user.clone()));
                         events.push(AuditEvent::Orphan {
                             user: user.clone(),
@@ -593,13 +590,11 @@ impl Helper {
                 Phase::Creating => {
                     // The helper stopped while `useradd` ran (or was about
                     // to): whatever exists now is removed.
-                    entry.account_created = self.accounts.is_ours_on_disk(entry);
-                    entry.phase = Phase::Removing;
-                    removals.push(Removal::Remove(user.clone()));
-                    events.push(repair(
-                        "creation interrupted; removing",
-                        Some(entry.account_created),
-                    ));
+                    let on_disk = self.accounts.is_ours_on_disk(entry);
+                    if entry.creation_interrupted(on_disk).is_ok() {
+                        removals.push(Removal::Remove(user.clone()));
+                        events.push(repair("creation interrupted; removing", Some(on_disk)));
+                    }
                 }
                 Phase::Removing => removals.push(Removal::Remove(user.clone())),
             }
@@ -612,7 +607,7 @@ impl Helper {
             .state
             .users
             .values()
-            .filter(|e| e.phase == Phase::Armed)
+            .filter(|e| e.phase() == Phase::Armed)
             .map(|e| e.user.to_string())
             .collect();
         // A grant key only while its account lives.

@@ -82,7 +82,7 @@ impl Helper {
             .state
             .users
             .values()
-            .filter(|e| e.phase == super::Phase::Active)
+            .filter(|e| e.phase() == super::Phase::Active)
             .flat_map(|e| e.sessions.iter().map(|s| (e.user.clone(), s.clone())))
             .collect())
     }

@@ -378,12 +378,17 @@ impl World {
     }
 
     fn phase(&self, user: &UserName) -> Option<Phase> {
-        self.entry(user).map(|e| e.phase)
+        self.entry(user).map(|e| e.phase())
     }
 
     fn set_phase(&self, user: &UserName, phase: Phase) {
         let mut locked = self.helper.store.lock().unwrap();
-        locked.state.users.get_mut(user.as_str()).unwrap().phase = phase;
+        locked
+            .state
+            .users
+            .get_mut(user.as_str())
+            .unwrap()
+            .force_phase(phase);
         locked.save().unwrap();
     }
 
@@ -608,8 +613,8 @@ fn given_a_solved_puzzle_then_answer_password_and_sessions_make_and_remove_the_a
     );
     w.password_and_useradd(&i);
     let e = w.entry(&i.user).unwrap();
-    assert_eq!(e.phase, Phase::Active);
-    assert!(e.account_created && e.token.login_hash.is_none());
+    assert_eq!(e.phase(), Phase::Active);
+    assert!(e.account_created() && e.token.login_hash.is_none());
     assert!(
         !w.fake.m().records.contains(i.user.as_str()),
         "withdrawn before useradd"
@@ -958,7 +963,7 @@ fn given_a_linger_asked_for_then_the_account_stays_until_it_ends_and_a_session_e
     assert!(r.is_some());
     w.helper.remove_account(i.user.as_str(), T0).unwrap();
     let e = w.entry(&i.user).unwrap();
-    assert_eq!(e.phase, Phase::Active, "lingering, not removed");
+    assert_eq!(e.phase(), Phase::Active, "lingering, not removed");
     let until = T0.plus_secs(120);
     assert_eq!(e.linger.unwrap().until, Some(until));
     assert!(w.fake.m().passwd.contains_key(i.user.as_str()));
@@ -1074,6 +1079,114 @@ fn given_a_last_logout_then_one_kill_and_the_removal_steps_in_order_with_or_with
         ],
         "a container grant's last logout"
     );
+}
+
+/// The removal steps of an ordinary (shell) grant, in order, after its
+/// one kill.
+fn removal_steps(uid: u32, user: &str) -> Vec<String> {
+    vec![
+        format!("kill {uid}"),
+        format!("defuse {uid}"),
+        format!("userdel {user}"),
+        format!("keyrings {uid}"),
+        format!("sweep {uid}"),
+    ]
+}
+
+#[test]
+fn given_a_login_then_one_useradd_and_the_profiles_extras_in_order() {
+    let w = world();
+    let i = w.issue();
+    w.fake.m().calls.clear();
+    w.login(&i);
+    let user = i.user.to_string();
+    assert_eq!(
+        w.fake.m().calls,
+        [format!("useradd {user}"), format!("extras {user}")],
+        "a login makes the account once, then what its profile adds"
+    );
+    assert!(ok(&w.open(&i.user)));
+    assert_eq!(w.fake.m().calls.len(), 2, "a session opens with no effect");
+}
+
+#[test]
+fn given_a_grant_that_ends_then_the_reaper_runs_one_kill_and_the_removal_steps_in_order() {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    assert!(ok(&w.open(&i.user)));
+    w.fake.m().calls.clear();
+    let until = w.entry(&i.user).unwrap().grant_until.unwrap();
+    let after = until.plus_secs(1);
+    let mut removals = w.helper.reap(after).unwrap();
+    assert_eq!(removals, [Removal::Remove(user.clone())]);
+    // A second pass before the worker ran hands it the same removal, and
+    // the session's close (sshd sees the grant refused) comes in between:
+    // neither may run anything twice.
+    removals.extend(w.helper.reap(after).unwrap());
+    assert_eq!(removals.len(), 2);
+    let closed = w.helper.close_session(&i.user, SSHD_PID, Closed::Closed);
+    assert_eq!(closed.unwrap(), None, "already being removed");
+    assert!(w.fake.m().calls.is_empty(), "the reaper only decides");
+    for Removal::Remove(name) in removals {
+        w.helper.remove_account(&name, after).unwrap();
+    }
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+    assert!(w.entry(&i.user).is_none());
+    // A later pass finds nothing left to do.
+    assert!(w.helper.reap(after.plus_secs(1)).unwrap().is_empty());
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+}
+
+#[test]
+fn given_a_revoke_of_an_active_user_then_one_kill_and_the_removal_steps_in_order() {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    assert!(ok(&w.open(&i.user)));
+    w.fake.m().calls.clear();
+    w.helper.revoke(&i.user, "operator", T0).unwrap();
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+    assert!(w.entry(&i.user).is_none());
+    // Its sshd process closes the session as it dies, then is gone:
+    // nothing runs again.
+    let closed = w.helper.close_session(&i.user, SSHD_PID, Closed::Lost);
+    assert_eq!(closed.unwrap(), None);
+    w.fake.m().processes.clear();
+    assert!(w.helper.reap(T0.plus_secs(1)).unwrap().is_empty());
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+}
+
+#[test]
+fn given_a_crash_with_an_active_account_and_no_session_then_reconcile_runs_one_kill_and_the_removal_steps_in_order(
+) {
+    let w = world();
+    let i = w.user_in(Phase::Active);
+    let (uid, user) = (w.entry(&i.user).unwrap().uid, i.user.to_string());
+    assert!(ok(&w.open(&i.user)));
+    // The helper stops; its session's sshd process does not survive it.
+    w.fake.m().processes.clear();
+    w.fake.m().calls.clear();
+    let mut removals = w.helper.reconcile(T0).unwrap();
+    assert_eq!(removals, [Removal::Remove(user.clone())]);
+    assert_eq!(
+        w.fake.m().calls,
+        ["strays"],
+        "reconcile only decides (and looks for strays)"
+    );
+    w.fake.m().calls.clear();
+    // The reaper's first pass, before the worker ran, hands it the same
+    // removal again.
+    removals.extend(w.helper.reap(T0).unwrap());
+    assert_eq!(removals.len(), 2);
+    for Removal::Remove(name) in removals {
+        w.helper.remove_account(&name, T0).unwrap();
+    }
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
+    assert!(w.entry(&i.user).is_none());
+    // The reaper's next pass has nothing left to remove.
+    assert!(w.helper.reap(T0.plus_secs(1)).unwrap().is_empty());
+    assert_eq!(w.fake.m().calls, removal_steps(uid, &user));
 }
 
 #[test]
@@ -1238,7 +1351,7 @@ fn given_a_kill_that_fails_at_the_last_logout_then_status_and_the_audit_trail_sa
         .unwrap();
     assert!(w.helper.remove_account(i.user.as_str(), T0).is_err());
     let e = w.entry(&i.user).unwrap();
-    assert_eq!(e.phase, Phase::Removing);
+    assert_eq!(e.phase(), Phase::Removing);
     let progress = e.removal.unwrap();
     assert!(
         progress
@@ -1438,7 +1551,7 @@ fn given_a_crash_while_creating_then_reconcile_removes_whatever_exists() {
         assert_eq!(removals, vec![Removal::Remove(i.user.to_string())]);
         let e = w.entry(&i.user).unwrap();
         assert_eq!(
-            (e.phase, e.account_created),
+            (e.phase(), e.account_created()),
             (Phase::Removing, account_exists)
         );
         w.helper.remove_account(i.user.as_str(), T0).unwrap();
@@ -1497,7 +1610,7 @@ fn given_an_active_entry_that_never_recorded_its_account_then_reconcile_adopts_o
                 .users
                 .get_mut(i.user.as_str())
                 .unwrap()
-                .account_created = false;
+                .force_account_created(false);
             locked.save().unwrap();
         }
         if !on_disk {
@@ -1506,7 +1619,7 @@ fn given_an_active_entry_that_never_recorded_its_account_then_reconcile_adopts_o
         w.helper.reconcile(T0).unwrap();
         assert_eq!(w.entry(&i.user).is_some(), on_disk);
         if on_disk {
-            assert!(w.entry(&i.user).unwrap().account_created);
+            assert!(w.entry(&i.user).unwrap().account_created());
         }
     }
 }
@@ -1611,7 +1724,7 @@ fn given_a_state_file_of_the_previous_format_then_it_loads_typed_and_saves_the_s
     std::fs::write(&path, OLD_STATE).unwrap();
     let locked = w.helper.store.lock().unwrap();
     let active = &locked.state.users["user-00112233aabb"];
-    assert_eq!(active.phase, Phase::Active);
+    assert_eq!(active.phase(), Phase::Active);
     assert_eq!(active.channel, Channel::DigitalOcean);
     assert_eq!(active.token.login_hash, None);
     assert_eq!(active.token.proof[0], 0x10);

@@ -6,10 +6,10 @@
 //! the same hex encoding; so an existing `state.json` loads unchanged and
 //! an older helper could read what this one writes.
 
-use super::entry::{Entry, RemovalProgress, Session, TokenSlot};
-use super::table::Phase;
-use super::types::{hex_array, hex_used, user_name, Channel, UnixTime};
+use super::{Entry, RemovalProgress, Session, TokenSlot};
 use crate::grant_keys::Linger;
+use crate::lifecycle::table::Phase;
+use crate::lifecycle::types::{hex_array, hex_used, user_name, Channel, UnixTime};
 use codext_core::token::PROOF_LEN;
 use codext_core::ProfileName;
 use codext_wire::UserName;

@@ -1,0 +1,162 @@
+//! Sealing a record: the kept part of its tail after a marker saying how
+//! much was dropped, then the trailer; the file synced and renamed, and
+//! its SHA-256 returned for the audit trail.
+
+use super::frames::{encode_frame, Frames};
+use super::{Tail, Writer};
+use crate::recording::format::{self, Bytes, End};
+use crate::recording::store::{io_err, now, sync_dir, Sealed, SEALED};
+use codext_record::proto::{Exit, Stream};
+use sha2::Digest;
+use std::io::Write;
+
+impl Writer {
+    /// Appends the kept tail: the frames of both segments (older first)
+    /// encoded, only the newest that fit the second half of the budget,
+    /// after a marker saying how much was dropped. Two passes over the
+    /// segments (sizes, then lines), one frame in memory at a time.
+    fn write_tail(&mut self) -> Result<Option<Bytes>, String> {
+        let Some(tail) = self.tail.take() else {
+            return Ok(self.seen.map(|s| Bytes {
+                input: s.input.saturating_sub(self.kept.input),
+                out: s.out.saturating_sub(self.kept.out),
+                err: s.err.saturating_sub(self.kept.err),
+            }));
+        };
+        let Tail { files, paths, .. } = tail;
+        for mut f in files {
+            let _ = f.flush();
+        }
+        let piece = self.piece();
+        let mut pieces = Vec::new();
+        // Pass 1: each line's size and what it keeps.
+        let mut carry = [Vec::new(), Vec::new(), Vec::new()];
+        let mut sizes: Vec<(u64, Option<(Stream, u64)>)> = Vec::new();
+        let mut frames = Frames::open(&paths);
+        while let Some(body) = frames.next() {
+            encode_frame(&mut carry, body, piece, true, &mut pieces);
+            sizes.extend(pieces.iter().map(|p| (p.len, p.counted)));
+        }
+        let mut total = 0u64;
+        let mut first = sizes.len();
+        let mut kept = self.kept;
+        for (i, (n, counted)) in sizes.iter().enumerate().rev() {
+            if total + n > self.tail_budget {
+                break;
+            }
+            total += n;
+            first = i;
+            if let Some((s, b)) = counted {
+                *kept.of(*s) += b;
+            }
+        }
+        let dropped = self.seen.map(|s| Bytes {
+            input: s.input.saturating_sub(kept.input),
+            out: s.out.saturating_sub(kept.out),
+            err: s.err.saturating_sub(kept.err),
+        });
+        // Pass 2: the marker, then the lines from `first`.
+        let mut carry = [Vec::new(), Vec::new(), Vec::new()];
+        let mut frames = Frames::open(&paths);
+        let mut i = 0usize;
+        let mut marked = false;
+        while let Some(body) = frames.next() {
+            let n = {
+                // Only the frames that reach the kept lines are built.
+                let sizing = i + 64 * 1024 / piece.max(1) < first;
+                encode_frame(&mut carry, body, piece, sizing, &mut pieces);
+                pieces.len()
+            };
+            for p in pieces.drain(..n) {
+                let index = i;
+                i += 1;
+                if index < first {
+                    continue;
+                }
+                if !marked {
+                    marked = true;
+                    self.write_marker(p.t.max(self.last_t_head()), dropped)?;
+                }
+                if let Some(line) = &p.line {
+                    self.write_part(line.as_bytes())?;
+                }
+                self.last_t = self.last_t.max(p.t);
+            }
+        }
+        if !marked {
+            self.write_marker(self.last_t, dropped)?;
+        }
+        for p in &paths {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(dropped)
+    }
+
+    /// The time of the last event written to the part.
+    fn last_t_head(&self) -> u64 {
+        self.head_last_t
+    }
+
+    fn write_marker(&mut self, t: u64, dropped: Option<Bytes>) -> Result<(), String> {
+        let note = match dropped {
+            Some(d) => {
+                let n = if self.sftp { d.err } else { d.total() };
+                if n == 0 {
+                    return Ok(());
+                }
+                format!(
+                    "codext: {n} bytes dropped here (over the {} bytes kept per channel: the first and last parts are kept)",
+                    self.head_budget + self.tail_budget
+                )
+            }
+            None => "codext: bytes may have been dropped here (the helper stopped before it counted them)".into(),
+        };
+        self.write_part(format::event_line(t, "m", &note).as_bytes())
+    }
+
+    /// Ends the record: the kept tail after a marker of what was dropped,
+    /// the trailer, sync, rename to `<id>.rec`.
+    pub fn seal(mut self, exit: Option<Exit>, truncated: Option<String>) -> Result<Sealed, String> {
+        let dropped = self.write_tail()?;
+        let exit_json = exit.map(|e| match e {
+            Exit::Code(c) => serde_json::json!({ "code": c }),
+            Exit::Signal(s) => serde_json::json!({ "signal": s }),
+        });
+        let end = End {
+            ended: now(),
+            duration: self.last_t as f64 / 1e6,
+            exit: exit_json.clone(),
+            truncated: truncated.is_some(),
+            reason: truncated.clone(),
+            bytes: self.seen,
+            dropped,
+            sftp_ops: self.sftp_ops,
+        };
+        self.write_part(format::trailer_line(&end).as_bytes())?;
+        self.part
+            .flush()
+            .map_err(|e| io_err("write", &self.part_path, e))?;
+        self.part
+            .get_ref()
+            .sync_all()
+            .map_err(|e| io_err("sync", &self.part_path, e))?;
+        let sealed_path = self.dir.join(format!("{}{SEALED}", self.id));
+        std::fs::rename(&self.part_path, &sealed_path)
+            .map_err(|e| io_err("rename", &self.part_path, e))?;
+        sync_dir(&self.dir);
+        let sha256 = self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Sealed {
+            id: self.id,
+            user: self.user,
+            sha256,
+            bytes: self.written,
+            exit: exit_json.map(|v| format::exit_text(Some(&v))),
+            truncated,
+        })
+    }
+}
