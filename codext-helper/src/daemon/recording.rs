@@ -97,18 +97,29 @@ fn prepare(gid: u32) -> Result<std::os::unix::net::UnixListener, String> {
     Ok(listener)
 }
 
-/// True when a socket bound to `path` is listening (`/proc/net/unix`:
-/// flags `00010000`, `__SO_ACCEPTCON`), found without connecting to it.
+/// True when something in this mount namespace listens at `path`: a
+/// non-blocking connect succeeds or finds its queue full. (Not
+/// `/proc/net/unix`: it lists the sockets of the whole network namespace
+/// by the path each was bound to, so a helper in another container on the
+/// host's network would look like one here.) A socket file nobody listens
+/// on (a helper that died) answers `ECONNREFUSED`; no file, `ENOENT`.
 fn listening(path: &Path) -> bool {
-    let want = path.to_string_lossy();
-    std::fs::read_to_string("/proc/net/unix")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(3) == Some(&"00010000") && f.get(7) == Some(&want.as_ref())
-        })
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    let Ok(fd) = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EAGAIN,
+    }
 }
 
 struct Shared {
