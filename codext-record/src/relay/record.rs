@@ -1,0 +1,28 @@
+//! Every byte recorded before it is passed on, or the channel ends: a
+//! lost recording kills the shell and its process group.
+
+use crate::link::{Link, Lost};
+use crate::sys;
+use codext_record::proto::Stream;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The shell's pid, for [`fatal`].
+pub(super) static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// The recording cannot go on and the operator did not choose to fail
+/// open: the channel ends now, the shell and its process group with it.
+pub(super) fn fatal(lost: &Lost) -> ! {
+    eprintln!("\r\ncodext: {}\r", lost.0);
+    let child = CHILD.load(Ordering::SeqCst);
+    if child > 0 {
+        sys::kill(-child, libc::SIGKILL);
+        sys::kill(child, libc::SIGKILL);
+    }
+    std::process::exit(255)
+}
+
+pub(super) fn record(link: &Link, stream: Stream, bytes: &[u8]) {
+    if let Err(lost) = link.data(stream, bytes) {
+        fatal(&lost);
+    }
+}
