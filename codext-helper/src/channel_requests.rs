@@ -47,8 +47,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Name of the channel in the state and the audit trail.
-pub const CHANNEL: &str = "digitalocean";
 /// Channel connections served at once.
 pub const MAX_CONNECTIONS: usize = 4;
 /// Requests allowed in a burst.
@@ -188,9 +186,7 @@ fn bind(path: &Path, gid: Gid) -> Result<UnixListener> {
 
 impl Shared {
     fn connection(&self, mut stream: UnixStream) {
-        let mut conn = Conn {
-            stage: Stage::BeforeHello,
-        };
+        let mut conn = Conn { channel: None };
         loop {
             let Ok(frame) = read_frame(&mut stream) else {
                 return;
@@ -229,13 +225,11 @@ impl Shared {
                 "not a verb this socket serves",
             ));
         };
-        if !row.stages.contains(&conn.stage) {
-            return Ok(Reply::refused(
-                Refusal::OutOfPhase,
-                conn.stage.refusal(row.verb),
-            ));
+        let stage = conn.stage();
+        if !row.stages.contains(&stage) {
+            return Ok(Reply::refused(Refusal::OutOfPhase, stage.refusal(row.verb)));
         }
-        let checked = match self.check(row.names, &req)? {
+        let checked = match self.check(row.names, conn, &req)? {
             Ok(c) => c,
             Err(refusal) => return Ok(refusal),
         };
@@ -243,15 +237,20 @@ impl Shared {
     }
 
     /// What a request names, checked ([`Names`]); `Err` is the refusal.
-    fn check(&self, names: Names, req: &ChannelRequest) -> Result<Checks> {
+    fn check(&self, names: Names, conn: &Conn, req: &ChannelRequest) -> Result<Checks> {
+        if names == Names::Nothing {
+            return Ok(Ok(Checked::Nothing));
+        }
+        let channel = conn.greeted()?;
         match (names, req) {
-            (Names::Nothing, _) => Ok(Ok(Checked::Nothing)),
             (Names::AllowedKey, ChannelRequest::Request { key, name, profile }) => {
-                self.allowed_key(key, name, profile.as_deref())
+                self.allowed_key(channel, key, name, profile.as_deref())
             }
-            (Names::ChannelUser, ChannelRequest::Answer { text }) => self.channel_user(text),
+            (Names::ChannelUser, ChannelRequest::Answer { text }) => {
+                self.channel_user(channel, text)
+            }
             (Names::WaitingPuzzle, ChannelRequest::Published { user, id }) => {
-                self.waiting_puzzle(user, id)
+                self.waiting_puzzle(channel, user, id)
             }
             _ => Ok(Err(Reply::refused(Refusal::Failed, "internal: wrong row"))),
         }
@@ -272,15 +271,12 @@ impl Shared {
         }
     }
 
-    fn channel_entries(&self) -> Result<Vec<Entry>> {
+    fn channel_entries(&self, channel: Channel) -> Result<Vec<Entry>> {
         Ok(self
             .helper
             .status()?
             .into_iter()
-            .filter(|e| {
-                e.channel == Channel::DigitalOcean
-                    && matches!(e.phase(), Phase::Pending | Phase::Armed)
-            })
+            .filter(|e| e.channel == channel && matches!(e.phase(), Phase::Pending | Phase::Armed))
             .collect())
     }
 
@@ -291,6 +287,7 @@ impl Shared {
     fn refuse(
         &self,
         code: Refusal,
+        channel: Channel,
         request: &str,
         key: Option<String>,
         user: Option<String>,
@@ -301,14 +298,20 @@ impl Shared {
             user: user.as_deref(),
             key: key.as_deref(),
             result: reason,
-            source: CHANNEL,
+            source: channel.as_str(),
         });
         Reply::refused(code, reason)
     }
 
     /// [`Names::AllowedKey`]: a well-formed key on the allow-list, asking
     /// for a profile it may have.
-    fn allowed_key(&self, line: &str, name: &str, profile: Option<&str>) -> Result<Checks> {
+    fn allowed_key(
+        &self,
+        channel: Channel,
+        line: &str,
+        name: &str,
+        profile: Option<&str>,
+    ) -> Result<Checks> {
         if line.len() > MAX_KEY_LINE || name.len() > 255 {
             return Ok(Err(Reply::refused(
                 Refusal::Malformed,
@@ -322,7 +325,12 @@ impl Shared {
             )));
         };
         let fp = key.fingerprint().to_string();
-        let d = &self.helper.cfg.digitalocean;
+        let Some(d) = self.helper.cfg.channel(channel) else {
+            return Ok(Err(Reply::refused(
+                Refusal::NotAllowed,
+                format!("the channel {channel} is not configured"),
+            )));
+        };
         let named = name.to_ascii_lowercase().starts_with("codext-");
         // (issue 26) The profile asked for; none: shell.
         let profile = match profile.map(codext_core::ProfileName::parse) {
@@ -345,6 +353,7 @@ impl Shared {
             None => {
                 return Ok(Err(self.refuse(
                     Refusal::NotAllowed,
+                    channel,
                     "puzzle",
                     Some(fp),
                     None,
@@ -355,6 +364,7 @@ impl Shared {
         if !may.iter().any(|p| p == profile.as_str()) {
             return Ok(Err(self.refuse(
                 Refusal::NotAllowed,
+                channel,
                 "puzzle",
                 Some(fp),
                 None,
@@ -373,7 +383,7 @@ impl Shared {
 
     /// [`Names::ChannelUser`]: an answer text naming a user of this
     /// server whose puzzle went out on this channel.
-    fn channel_user(&self, text: &str) -> Result<Checks> {
+    fn channel_user(&self, channel: Channel, text: &str) -> Result<Checks> {
         let Ok(answer) = Answer::parse(text) else {
             return Ok(Err(Reply::refused(
                 Refusal::Malformed,
@@ -386,11 +396,14 @@ impl Shared {
             .status()?
             .into_iter()
             .find(|e| e.user.as_str() == user)
-            .map(|e| e.channel == Channel::DigitalOcean);
+            .map(|e| e.channel == channel);
         Ok(match known {
             None => {
-                self.helper
-                    .log_stranger(crate::audit::Stranger::UnknownUser, &user, CHANNEL);
+                self.helper.log_stranger(
+                    crate::audit::Stranger::UnknownUser,
+                    &user,
+                    channel.as_str(),
+                );
                 Err(Reply::refused(
                     Refusal::Foreign,
                     format!("{user} is not a user of this server"),
@@ -398,6 +411,7 @@ impl Shared {
             }
             Some(false) => Err(self.refuse(
                 Refusal::Foreign,
+                channel,
                 "answer",
                 None,
                 Some(user),
@@ -409,10 +423,10 @@ impl Shared {
 
     /// [`Names::WaitingPuzzle`]: the puzzle `id` of `user`, of this
     /// channel, waiting to be published.
-    fn waiting_puzzle(&self, user: &str, id: &str) -> Result<Checks> {
+    fn waiting_puzzle(&self, channel: Channel, user: &str, id: &str) -> Result<Checks> {
         let waiting = self
             .helper
-            .unpublished(Channel::DigitalOcean)?
+            .unpublished(channel)?
             .into_iter()
             .any(|(u, i, _)| {
                 u == user && codext_core::encoding::hex(&i) == id.to_ascii_lowercase()
@@ -428,7 +442,7 @@ impl Shared {
     }
 
     fn hello(&self, conn: &mut Conn, req: ChannelRequest, _: Checked) -> Result<Reply> {
-        let ChannelRequest::Hello { version } = req else {
+        let ChannelRequest::Hello { version, channel } = req else {
             return Ok(wrong_row());
         };
         if version != CHANNEL_PROTOCOL {
@@ -437,8 +451,14 @@ impl Shared {
                 format!("this helper speaks channel protocol {CHANNEL_PROTOCOL}, not {version}"),
             ));
         }
-        conn.stage = Stage::AfterHello;
-        let d = &self.helper.cfg.digitalocean;
+        let (channel, d) = match announced(&self.helper.cfg, channel.as_deref()) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!("channel socket: refused a hello: {why}");
+                return Ok(Reply::refused(Refusal::NotAllowed, why));
+            }
+        };
+        conn.channel = Some(channel);
         let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
         Ok(Reply::Hello {
             version: CHANNEL_PROTOCOL,
@@ -453,11 +473,12 @@ impl Shared {
         })
     }
 
-    fn request(&self, _: &mut Conn, _: ChannelRequest, checked: Checked) -> Result<Reply> {
+    fn request(&self, conn: &mut Conn, _: ChannelRequest, checked: Checked) -> Result<Reply> {
         let Checked::Key { key, fp, profile } = checked else {
             return Ok(wrong_row());
         };
-        let live = self.channel_entries()?;
+        let channel = conn.greeted()?;
+        let live = self.channel_entries(channel)?;
         if live.iter().any(|e| e.client_fingerprint == fp) {
             return Ok(Reply::Ok {
                 user: None,
@@ -467,20 +488,17 @@ impl Shared {
         if live.len() >= MAX_PENDING {
             return Ok(self.refuse(
                 Refusal::RateLimited,
+                channel,
                 "puzzle",
                 Some(fp),
                 None,
                 "too many puzzles out on this channel",
             ));
         }
-        match self.helper.issue_profile(
-            &key,
-            None,
-            Channel::DigitalOcean,
-            None,
-            &profile,
-            UnixTime::now(),
-        ) {
+        match self
+            .helper
+            .issue_profile(&key, None, channel, None, &profile, UnixTime::now())
+        {
             Ok(issued) => Ok(Reply::Ok {
                 user: Some(issued.user),
                 note: "issued".into(),
@@ -489,11 +507,12 @@ impl Shared {
         }
     }
 
-    fn answer(&self, _: &mut Conn, req: ChannelRequest, checked: Checked) -> Result<Reply> {
+    fn answer(&self, conn: &mut Conn, req: ChannelRequest, checked: Checked) -> Result<Reply> {
         let (ChannelRequest::Answer { text }, Checked::User(_)) = (req, checked) else {
             return Ok(wrong_row());
         };
-        match self.helper.answer(&text, CHANNEL, UnixTime::now()) {
+        let channel = conn.greeted()?;
+        match self.helper.answer(&text, channel.as_str(), UnixTime::now()) {
             Ok(entry) => Ok(Reply::Ok {
                 user: Some(entry.user.to_string()),
                 note: "armed".into(),
@@ -502,17 +521,18 @@ impl Shared {
         }
     }
 
-    fn next(&self, _: &mut Conn, _: ChannelRequest, _: Checked) -> Result<Reply> {
-        let puzzle = self
-            .helper
-            .unpublished(Channel::DigitalOcean)?
-            .into_iter()
-            .next()
-            .map(|(user, id, text)| ToPublish {
-                user,
-                id: codext_core::encoding::hex(&id),
-                text,
-            });
+    fn next(&self, conn: &mut Conn, _: ChannelRequest, _: Checked) -> Result<Reply> {
+        let channel = conn.greeted()?;
+        let puzzle =
+            self.helper
+                .unpublished(channel)?
+                .into_iter()
+                .next()
+                .map(|(user, id, text)| ToPublish {
+                    user,
+                    id: codext_core::encoding::hex(&id),
+                    text,
+                });
         Ok(Reply::Next { puzzle })
     }
 
@@ -527,8 +547,8 @@ impl Shared {
         })
     }
 
-    fn live(&self, _: &mut Conn, _: ChannelRequest, _: Checked) -> Result<Reply> {
-        let entries = self.channel_entries()?;
+    fn live(&self, conn: &mut Conn, _: ChannelRequest, _: Checked) -> Result<Reply> {
+        let entries = self.channel_entries(conn.greeted()?)?;
         let mut puzzles = Vec::new();
         let mut keys = Vec::new();
         let mut armed = Vec::new();
@@ -590,7 +610,53 @@ impl Stage {
 
 /// One connection's state.
 struct Conn {
-    stage: Stage,
+    /// The channel its `hello` announced; `None` before it.
+    channel: Option<Channel>,
+}
+
+impl Conn {
+    fn stage(&self) -> Stage {
+        match self.channel {
+            None => Stage::BeforeHello,
+            Some(_) => Stage::AfterHello,
+        }
+    }
+
+    /// The announced channel, for a verb allowed only after `hello` (the
+    /// gate has checked the stage).
+    fn greeted(&self) -> Result<Channel> {
+        self.channel.ok_or_else(|| {
+            HelperError::System("internal: a verb of after hello ran before it".into())
+        })
+    }
+}
+
+/// The channel a `hello` announces (none: `digitalocean`, as a channel
+/// process of an earlier release means), with its settings; refused, with
+/// the reason, unless it is a channel this helper knows and whose table
+/// (`[channels.<name>]`) is on.
+fn announced<'c>(
+    cfg: &'c Config,
+    name: Option<&str>,
+) -> std::result::Result<(Channel, &'c crate::config::DigitalOcean), String> {
+    let name = name.unwrap_or(Channel::DigitalOcean.as_str());
+    let channel = match Channel::parse(name) {
+        // The manual channel has no process: `issue` and `answer` are its.
+        Some(c) if c != Channel::Manual => c,
+        _ => {
+            let shown: String = name.chars().take(32).filter(|c| !c.is_control()).collect();
+            return Err(format!(
+                "unknown channel {shown:?}: this helper serves only the channel {}",
+                Channel::DigitalOcean
+            ));
+        }
+    };
+    match cfg.channel(channel) {
+        Some(settings) => Ok((channel, settings)),
+        None => Err(format!(
+            "the channel {channel} is not configured here ([channels.{channel}] enabled = true in helper.toml)"
+        )),
+    }
 }
 
 /// What a request must name, checked by the gate before its handler runs.
@@ -719,6 +785,53 @@ mod tests {
             assert_eq!(TABLE.iter().filter(|r| r.verb == verb).count(), 1, "{verb}");
         }
         assert_eq!(TABLE.len(), ChannelRequest::VERBS.len());
+    }
+
+    fn config(text: &str) -> Config {
+        Config::from_toml_str(text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn given_a_hello_without_a_channel_then_it_means_digitalocean() {
+        let on = config("[channels.digitalocean]\nenabled = true\ndroplet_id = 7\n");
+        let (channel, settings) = announced(&on, None).unwrap();
+        assert_eq!(channel, Channel::DigitalOcean);
+        assert_eq!(settings.droplet_id, 7);
+        let (channel, _) = announced(&on, Some("digitalocean")).unwrap();
+        assert_eq!(channel, Channel::DigitalOcean);
+        // The earlier spelling of the table is the same channel.
+        let earlier = config("[digitalocean]\nenabled = true\n");
+        assert_eq!(announced(&earlier, None).unwrap().0, Channel::DigitalOcean);
+    }
+
+    #[test]
+    fn given_a_hello_naming_an_unknown_channel_then_refused_with_the_reason() {
+        let on = config("[channels.digitalocean]\nenabled = true\n");
+        for name in ["aws", "manual", "", "digitalocean\n", "DigitalOcean"] {
+            let why = announced(&on, Some(name)).unwrap_err();
+            assert!(why.starts_with("unknown channel"), "{name:?}: {why}");
+            assert!(why.contains("only the channel digitalocean"), "{why}");
+        }
+        let long = "x".repeat(4000);
+        assert!(announced(&on, Some(&long)).unwrap_err().len() < 128);
+    }
+
+    #[test]
+    fn given_a_hello_naming_a_channel_not_configured_then_refused_with_the_reason() {
+        for off in [
+            "",
+            "[channels.digitalocean]\nenabled = false\n",
+            "[digitalocean]\nenabled = false\n",
+        ] {
+            for name in [None, Some("digitalocean")] {
+                let why = announced(&config(off), name).unwrap_err();
+                assert_eq!(
+                    why,
+                    "the channel digitalocean is not configured here \
+                     ([channels.digitalocean] enabled = true in helper.toml)"
+                );
+            }
+        }
     }
 
     #[test]
