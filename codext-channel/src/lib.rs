@@ -37,6 +37,9 @@ use std::time::Duration;
 
 /// Where the helper serves the channel socket by default.
 pub const DEFAULT_SOCKET: &str = "/run/codext-channel/helper.sock";
+/// The channel this process carries: its name in `hello`, and in the
+/// helper's configuration (`[channels.digitalocean]`) and state.
+pub const CHANNEL: &str = "digitalocean";
 
 /// Everything that can go wrong.
 #[derive(Debug)]
@@ -88,7 +91,7 @@ to the API. It runs as the unprivileged system user codext-channel \
 (codext-channel.service), holds the API token and all HTTP/TLS code, and asks the \
 root codext-helper, over the channel socket, for whatever only root may do; the \
 helper re-checks every request. Its settings (API URL, droplet, allow-list, \
-polling) come from the helper ([digitalocean] in /etc/codext/helper.toml).\n\n\
+polling) come from the helper ([channels.digitalocean] in /etc/codext/helper.toml).\n\n\
 The API token: $CREDENTIALS_DIRECTORY/digitalocean.token (systemd's \
 LoadCredential=), else --token-file, else DIGITALOCEAN_TOKEN. It refuses to run as root."
 )]
@@ -218,7 +221,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut pacing: Option<budget::Pacing> = None;
     loop {
         let mut link = None;
-        let pause = match link::Link::connect(&args.socket) {
+        let pause = match link::Link::connect(&args.socket, CHANNEL) {
             Ok((l, settings)) => {
                 let link = link.insert(l);
                 if pass.is_none() {

@@ -33,6 +33,12 @@ pub enum ChannelRequest {
     Hello {
         /// [`CHANNEL_PROTOCOL`].
         version: u32,
+        /// The channel this process carries (`digitalocean`): the helper
+        /// serves it only if that channel is configured, and records its
+        /// name with what it issues. Absent (a channel process of an
+        /// earlier release): `digitalocean`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
     },
     /// An agent asked for a puzzle (a request tag) and the account holds
     /// this `codext-…` key whose fingerprint matches; the helper checks
@@ -132,7 +138,8 @@ pub enum Refusal {
     /// Valid, but not now (before `hello`, a puzzle not waiting to be
     /// published, …).
     OutOfPhase,
-    /// The key is not on the allow-list.
+    /// The key is not on the allow-list, or the channel `hello` names is
+    /// not one this helper serves.
     NotAllowed,
     /// About a user this server does not know, or that is not on this
     /// channel.
@@ -248,7 +255,14 @@ mod tests {
     #[test]
     fn given_requests_then_round_trip_and_garbage_is_classified() {
         for r in [
-            ChannelRequest::Hello { version: 1 },
+            ChannelRequest::Hello {
+                version: 1,
+                channel: None,
+            },
+            ChannelRequest::Hello {
+                version: 1,
+                channel: Some("digitalocean".into()),
+            },
             ChannelRequest::Request {
                 key: "ssh-rsa AAAA".into(),
                 name: "codext-a".into(),
@@ -285,6 +299,17 @@ mod tests {
                 profile: None
             }
         );
+        // A hello of an earlier channel process (no channel) still
+        // decodes, and one without a channel encodes as it did.
+        let old = br#"{"verb":"hello","version":1}"#;
+        assert_eq!(
+            ChannelRequest::decode(old).unwrap(),
+            ChannelRequest::Hello {
+                version: 1,
+                channel: None
+            }
+        );
+        assert_eq!(ChannelRequest::decode(old).unwrap().encode(), old);
         let refused = Reply::refused(Refusal::Foreign, "no");
         assert_eq!(Reply::decode(&refused.encode()), Some(refused));
     }

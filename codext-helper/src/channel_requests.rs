@@ -7,11 +7,14 @@
 //!   on every connection (the socket is also 0660 root:<channel group> in
 //!   a 0750 folder, but modes are not trusted alone); at most
 //!   [`MAX_CONNECTIONS`] at once, each with read and write timeouts;
-//! * a connection must open with `hello` and the right protocol version;
-//!   every request after it is re-validated here and allowed only in its
-//!   phase: a puzzle only for a key on the allow-list (checked here, from
-//!   the key itself), an answer only for a user of this server on this
-//!   channel, "published" only for a puzzle waiting to be published;
+//! * one gate, [`TABLE`] (OpenSSH's `mon_table`): a row per verb says in
+//!   which stage of the connection it is allowed (a connection must open
+//!   with `hello` and the right protocol version, and says it once) and
+//!   what it must name, checked before its handler runs: a puzzle only for
+//!   a key on the allow-list (checked here, from the key itself), an
+//!   answer only for a user of this server on this channel, "published"
+//!   only for a puzzle waiting to be published; a verb without a row is
+//!   refused;
 //! * every refusal is a clear [`Reply::Refused`] and changes nothing;
 //! * requests are rate-limited (a token bucket of [`BURST`] refilled at
 //!   [`PER_SECOND`] a second, shared by all connections) and the puzzles
@@ -21,9 +24,9 @@
 //!
 //! The requests call the same [`Helper`] methods as the CLI verbs.
 //!
-//! Why one file over 400 lines: the listener, the rate limit and the
-//! phase-checked handler of each request are the whole boundary with the
-//! channel process, kept together so it is reviewed in one reading.
+//! Why one file over 400 lines: the listener, the rate limit, the table
+//! and the handler of each verb are the whole boundary with the channel
+//! process, kept together so it is reviewed in one reading.
 
 use crate::config::Config;
 use crate::error::{HelperError, Result};
@@ -44,8 +47,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Name of the channel in the state and the audit trail.
-pub const CHANNEL: &str = "digitalocean";
 /// Channel connections served at once.
 pub const MAX_CONNECTIONS: usize = 4;
 /// Requests allowed in a burst.
@@ -185,11 +186,13 @@ fn bind(path: &Path, gid: Gid) -> Result<UnixListener> {
 
 impl Shared {
     fn connection(&self, mut stream: UnixStream) {
-        let mut hello = false;
+        let mut conn = Conn { channel: None };
         loop {
             let Ok(frame) = read_frame(&mut stream) else {
                 return;
             };
+            // Charged before the frame is even decoded: beyond the bucket
+            // every frame is refused unread (PROTOCOL.md), whatever its verb.
             let reply = if !self.take_token() {
                 let n = self.limited.fetch_add(1, Ordering::Relaxed);
                 if n % 1000 == 0 {
@@ -199,28 +202,7 @@ impl Shared {
             } else {
                 match ChannelRequest::decode(&frame) {
                     Err((code, reason)) => Reply::refused(code, reason),
-                    Ok(ChannelRequest::Hello { version }) if !hello => {
-                        if version == CHANNEL_PROTOCOL {
-                            hello = true;
-                            self.hello()
-                        } else {
-                            Reply::refused(
-                                Refusal::Version,
-                                format!("this helper speaks channel protocol {CHANNEL_PROTOCOL}, not {version}"),
-                            )
-                        }
-                    }
-                    Ok(req) if !hello || matches!(req, ChannelRequest::Hello { .. }) => {
-                        Reply::refused(
-                            Refusal::OutOfPhase,
-                            format!(
-                                "{} {}",
-                                req.verb(),
-                                if hello { "twice" } else { "before hello" }
-                            ),
-                        )
-                    }
-                    Ok(req) => self.dispatch(req).unwrap_or_else(|e| {
+                    Ok(req) => self.gate(&mut conn, req).unwrap_or_else(|e| {
                         error!("channel socket: {e}");
                         Reply::refused(Refusal::Failed, "helper error")
                     }),
@@ -229,6 +211,48 @@ impl Shared {
             if write_frame(&mut stream, &reply.encode()).is_err() {
                 return;
             }
+        }
+    }
+
+    /// The one gate of the channel socket: the request's row of [`TABLE`]
+    /// says in which stages of the connection it is allowed and what it
+    /// must name; both are checked here, for every verb alike, before its
+    /// handler runs.
+    fn gate(&self, conn: &mut Conn, req: ChannelRequest) -> Result<Reply> {
+        let Some(row) = TABLE.iter().find(|r| r.verb == req.verb()) else {
+            return Ok(Reply::refused(
+                Refusal::UnknownVerb,
+                "not a verb this socket serves",
+            ));
+        };
+        let stage = conn.stage();
+        if !row.stages.contains(&stage) {
+            return Ok(Reply::refused(Refusal::OutOfPhase, stage.refusal(row.verb)));
+        }
+        let checked = match self.check(row.names, conn, &req)? {
+            Ok(c) => c,
+            Err(refusal) => return Ok(refusal),
+        };
+        (row.handler)(self, conn, req, checked)
+    }
+
+    /// What a request names, checked ([`Names`]); `Err` is the refusal.
+    fn check(&self, names: Names, conn: &Conn, req: &ChannelRequest) -> Result<Checks> {
+        if names == Names::Nothing {
+            return Ok(Ok(Checked::Nothing));
+        }
+        let channel = conn.greeted()?;
+        match (names, req) {
+            (Names::AllowedKey, ChannelRequest::Request { key, name, profile }) => {
+                self.allowed_key(channel, key, name, profile.as_deref())
+            }
+            (Names::ChannelUser, ChannelRequest::Answer { text }) => {
+                self.channel_user(channel, text)
+            }
+            (Names::WaitingPuzzle, ChannelRequest::Published { user, id }) => {
+                self.waiting_puzzle(channel, user, id)
+            }
+            _ => Ok(Err(Reply::refused(Refusal::Failed, "internal: wrong row"))),
         }
     }
 
@@ -247,60 +271,13 @@ impl Shared {
         }
     }
 
-    fn hello(&self) -> Reply {
-        let d = &self.helper.cfg.digitalocean;
-        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
-        Reply::Hello {
-            version: CHANNEL_PROTOCOL,
-            api_url: d.api_url.clone(),
-            metadata_url: d.metadata_url.clone(),
-            droplet_id: d.droplet_id,
-            poll_busy_ms: ms(d.poll_busy),
-            poll_idle_ms: ms(d.poll_idle),
-            hot_for_ms: ms(d.hot_for),
-            budget_share_percent: d.budget_share,
-            budget_reserve: d.budget_reserve,
-        }
-    }
-
-    fn channel_entries(&self) -> Result<Vec<Entry>> {
+    fn channel_entries(&self, channel: Channel) -> Result<Vec<Entry>> {
         Ok(self
             .helper
             .status()?
             .into_iter()
-            .filter(|e| {
-                e.channel == Channel::DigitalOcean
-                    && matches!(e.phase(), Phase::Pending | Phase::Armed)
-            })
+            .filter(|e| e.channel == channel && matches!(e.phase(), Phase::Pending | Phase::Armed))
             .collect())
-    }
-
-    fn dispatch(&self, req: ChannelRequest) -> Result<Reply> {
-        match req {
-            ChannelRequest::Hello { .. } => Ok(Reply::refused(Refusal::OutOfPhase, "hello twice")),
-            ChannelRequest::Request { key, name, profile } => {
-                self.request(&key, &name, profile.as_deref())
-            }
-            ChannelRequest::Answer { text } => self.answer(&text),
-            ChannelRequest::Next {} => {
-                let puzzle = self
-                    .helper
-                    .unpublished(Channel::DigitalOcean)?
-                    .into_iter()
-                    .next()
-                    .map(|(user, id, text)| ToPublish {
-                        user,
-                        id: codext_core::encoding::hex(&id),
-                        text,
-                    });
-                Ok(Reply::Next { puzzle })
-            }
-            ChannelRequest::Published { user, id } => self.published(&user, &id),
-            ChannelRequest::Live {} => self.live(),
-            ChannelRequest::Wait { timeout_ms } => Ok(Reply::Wait {
-                woken: crate::wake::wait(Duration::from_millis(timeout_ms.min(MAX_WAIT_MS))),
-            }),
-        }
     }
 
     /// Refuses a request (`key` or `user` names what it was about). The
@@ -310,42 +287,61 @@ impl Shared {
     fn refuse(
         &self,
         code: Refusal,
+        channel: Channel,
         request: &str,
         key: Option<String>,
         user: Option<String>,
         reason: &str,
-    ) -> Result<Reply> {
+    ) -> Reply {
         self.helper.log_counted(crate::audit::Counted {
             request,
             user: user.as_deref(),
             key: key.as_deref(),
             result: reason,
-            source: CHANNEL,
+            source: channel.as_str(),
         });
-        Ok(Reply::refused(code, reason))
+        Reply::refused(code, reason)
     }
 
-    fn request(&self, line: &str, name: &str, profile: Option<&str>) -> Result<Reply> {
+    /// [`Names::AllowedKey`]: a well-formed key on the allow-list, asking
+    /// for a profile it may have.
+    fn allowed_key(
+        &self,
+        channel: Channel,
+        line: &str,
+        name: &str,
+        profile: Option<&str>,
+    ) -> Result<Checks> {
         if line.len() > MAX_KEY_LINE || name.len() > 255 {
-            return Ok(Reply::refused(
+            return Ok(Err(Reply::refused(
                 Refusal::Malformed,
                 "key line or name too long",
-            ));
+            )));
         }
         let Ok(key) = PublicKey::from_openssh(line) else {
-            return Ok(Reply::refused(
+            return Ok(Err(Reply::refused(
                 Refusal::Malformed,
                 "not an OpenSSH public key line",
-            ));
+            )));
         };
         let fp = key.fingerprint().to_string();
-        let d = &self.helper.cfg.digitalocean;
+        let Some(d) = self.helper.cfg.channel(channel) else {
+            return Ok(Err(Reply::refused(
+                Refusal::NotAllowed,
+                format!("the channel {channel} is not configured"),
+            )));
+        };
         let named = name.to_ascii_lowercase().starts_with("codext-");
         // (issue 26) The profile asked for; none: shell.
         let profile = match profile.map(codext_core::ProfileName::parse) {
             None => codext_core::ProfileName::shell(),
             Some(Ok(p)) => p,
-            Some(Err(_)) => return Ok(Reply::refused(Refusal::Malformed, "not a profile name")),
+            Some(Err(_)) => {
+                return Ok(Err(Reply::refused(
+                    Refusal::Malformed,
+                    "not a profile name",
+                )))
+            }
         };
         // The key's own profiles; the opt-in for any codext key gives
         // shell only.
@@ -355,18 +351,20 @@ impl Shared {
                 vec![codext_core::profile::SHELL.to_owned()]
             }
             None => {
-                return self.refuse(
+                return Ok(Err(self.refuse(
                     Refusal::NotAllowed,
+                    channel,
                     "puzzle",
                     Some(fp),
                     None,
                     "key not on the allow-list",
-                )
+                )))
             }
         };
         if !may.iter().any(|p| p == profile.as_str()) {
-            return self.refuse(
+            return Ok(Err(self.refuse(
                 Refusal::NotAllowed,
+                channel,
                 "puzzle",
                 Some(fp),
                 None,
@@ -374,9 +372,113 @@ impl Shared {
                     "the key may not ask for the profile {profile} (allowed: {})",
                     may.join(", ")
                 ),
-            );
+            )));
         }
-        let live = self.channel_entries()?;
+        Ok(Ok(Checked::Key {
+            key: Box::new(key),
+            fp,
+            profile,
+        }))
+    }
+
+    /// [`Names::ChannelUser`]: an answer text naming a user of this
+    /// server whose puzzle went out on this channel.
+    fn channel_user(&self, channel: Channel, text: &str) -> Result<Checks> {
+        let Ok(answer) = Answer::parse(text) else {
+            return Ok(Err(Reply::refused(
+                Refusal::Malformed,
+                "not an answer text",
+            )));
+        };
+        let user = answer.user.to_string();
+        let known = self
+            .helper
+            .status()?
+            .into_iter()
+            .find(|e| e.user.as_str() == user)
+            .map(|e| e.channel == channel);
+        Ok(match known {
+            None => {
+                self.helper.log_stranger(
+                    crate::audit::Stranger::UnknownUser,
+                    &user,
+                    channel.as_str(),
+                );
+                Err(Reply::refused(
+                    Refusal::Foreign,
+                    format!("{user} is not a user of this server"),
+                ))
+            }
+            Some(false) => Err(self.refuse(
+                Refusal::Foreign,
+                channel,
+                "answer",
+                None,
+                Some(user),
+                "the user's puzzle went out on another channel",
+            )),
+            Some(true) => Ok(Checked::User(user)),
+        })
+    }
+
+    /// [`Names::WaitingPuzzle`]: the puzzle `id` of `user`, of this
+    /// channel, waiting to be published.
+    fn waiting_puzzle(&self, channel: Channel, user: &str, id: &str) -> Result<Checks> {
+        let waiting = self
+            .helper
+            .unpublished(channel)?
+            .into_iter()
+            .any(|(u, i, _)| {
+                u == user && codext_core::encoding::hex(&i) == id.to_ascii_lowercase()
+            });
+        Ok(if waiting {
+            Ok(Checked::User(user.to_owned()))
+        } else {
+            Err(Reply::refused(
+                Refusal::OutOfPhase,
+                "no puzzle of that user and id is waiting to be published",
+            ))
+        })
+    }
+
+    fn hello(&self, conn: &mut Conn, req: ChannelRequest, _: Checked) -> Result<Reply> {
+        let ChannelRequest::Hello { version, channel } = req else {
+            return Ok(wrong_row());
+        };
+        if version != CHANNEL_PROTOCOL {
+            return Ok(Reply::refused(
+                Refusal::Version,
+                format!("this helper speaks channel protocol {CHANNEL_PROTOCOL}, not {version}"),
+            ));
+        }
+        let (channel, d) = match announced(&self.helper.cfg, channel.as_deref()) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!("channel socket: refused a hello: {why}");
+                return Ok(Reply::refused(Refusal::NotAllowed, why));
+            }
+        };
+        conn.channel = Some(channel);
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        Ok(Reply::Hello {
+            version: CHANNEL_PROTOCOL,
+            api_url: d.api_url.clone(),
+            metadata_url: d.metadata_url.clone(),
+            droplet_id: d.droplet_id,
+            poll_busy_ms: ms(d.poll_busy),
+            poll_idle_ms: ms(d.poll_idle),
+            hot_for_ms: ms(d.hot_for),
+            budget_share_percent: d.budget_share,
+            budget_reserve: d.budget_reserve,
+        })
+    }
+
+    fn request(&self, conn: &mut Conn, _: ChannelRequest, checked: Checked) -> Result<Reply> {
+        let Checked::Key { key, fp, profile } = checked else {
+            return Ok(wrong_row());
+        };
+        let channel = conn.greeted()?;
+        let live = self.channel_entries(channel)?;
         if live.iter().any(|e| e.client_fingerprint == fp) {
             return Ok(Reply::Ok {
                 user: None,
@@ -384,22 +486,19 @@ impl Shared {
             });
         }
         if live.len() >= MAX_PENDING {
-            return self.refuse(
+            return Ok(self.refuse(
                 Refusal::RateLimited,
+                channel,
                 "puzzle",
                 Some(fp),
                 None,
                 "too many puzzles out on this channel",
-            );
+            ));
         }
-        match self.helper.issue_profile(
-            &key,
-            None,
-            Channel::DigitalOcean,
-            None,
-            &profile,
-            UnixTime::now(),
-        ) {
+        match self
+            .helper
+            .issue_profile(&key, None, channel, None, &profile, UnixTime::now())
+        {
             Ok(issued) => Ok(Reply::Ok {
                 user: Some(issued.user),
                 note: "issued".into(),
@@ -408,66 +507,48 @@ impl Shared {
         }
     }
 
-    fn answer(&self, text: &str) -> Result<Reply> {
-        let Ok(answer) = Answer::parse(text) else {
-            return Ok(Reply::refused(Refusal::Malformed, "not an answer text"));
+    fn answer(&self, conn: &mut Conn, req: ChannelRequest, checked: Checked) -> Result<Reply> {
+        let (ChannelRequest::Answer { text }, Checked::User(_)) = (req, checked) else {
+            return Ok(wrong_row());
         };
-        let user = answer.user.to_string();
-        let known = self
-            .helper
-            .status()?
-            .into_iter()
-            .find(|e| e.user.as_str() == user)
-            .map(|e| e.channel == Channel::DigitalOcean);
-        match known {
-            None => {
-                self.helper
-                    .log_stranger(crate::audit::Stranger::UnknownUser, &user, CHANNEL);
-                Ok(Reply::refused(
-                    Refusal::Foreign,
-                    format!("{user} is not a user of this server"),
-                ))
-            }
-            Some(false) => self.refuse(
-                Refusal::Foreign,
-                "answer",
-                None,
-                Some(user),
-                "the user's puzzle went out on another channel",
-            ),
-            Some(true) => match self.helper.answer(text, CHANNEL, UnixTime::now()) {
-                Ok(entry) => Ok(Reply::Ok {
-                    user: Some(entry.user.to_string()),
-                    note: "armed".into(),
-                }),
-                Err(e) => Ok(Reply::refused(Refusal::Failed, e.to_string())),
-            },
+        let channel = conn.greeted()?;
+        match self.helper.answer(&text, channel.as_str(), UnixTime::now()) {
+            Ok(entry) => Ok(Reply::Ok {
+                user: Some(entry.user.to_string()),
+                note: "armed".into(),
+            }),
+            Err(e) => Ok(Reply::refused(Refusal::Failed, e.to_string())),
         }
     }
 
-    fn published(&self, user: &str, id: &str) -> Result<Reply> {
-        let waiting = self
-            .helper
-            .unpublished(Channel::DigitalOcean)?
-            .into_iter()
-            .any(|(u, i, _)| {
-                u == user && codext_core::encoding::hex(&i) == id.to_ascii_lowercase()
-            });
-        if !waiting {
-            return Ok(Reply::refused(
-                Refusal::OutOfPhase,
-                "no puzzle of that user and id is waiting to be published",
-            ));
-        }
-        self.helper.mark_published(user)?;
+    fn next(&self, conn: &mut Conn, _: ChannelRequest, _: Checked) -> Result<Reply> {
+        let channel = conn.greeted()?;
+        let puzzle =
+            self.helper
+                .unpublished(channel)?
+                .into_iter()
+                .next()
+                .map(|(user, id, text)| ToPublish {
+                    user,
+                    id: codext_core::encoding::hex(&id),
+                    text,
+                });
+        Ok(Reply::Next { puzzle })
+    }
+
+    fn published(&self, _: &mut Conn, _: ChannelRequest, checked: Checked) -> Result<Reply> {
+        let Checked::User(user) = checked else {
+            return Ok(wrong_row());
+        };
+        self.helper.mark_published(&user)?;
         Ok(Reply::Ok {
-            user: Some(user.to_owned()),
+            user: Some(user),
             note: "published".into(),
         })
     }
 
-    fn live(&self) -> Result<Reply> {
-        let entries = self.channel_entries()?;
+    fn live(&self, conn: &mut Conn, _: ChannelRequest, _: Checked) -> Result<Reply> {
+        let entries = self.channel_entries(conn.greeted()?)?;
         let mut puzzles = Vec::new();
         let mut keys = Vec::new();
         let mut armed = Vec::new();
@@ -491,5 +572,271 @@ impl Shared {
             armed,
             complete,
         })
+    }
+
+    fn wait(&self, _: &mut Conn, req: ChannelRequest, _: Checked) -> Result<Reply> {
+        let ChannelRequest::Wait { timeout_ms } = req else {
+            return Ok(wrong_row());
+        };
+        Ok(Reply::Wait {
+            woken: crate::wake::wait(Duration::from_millis(timeout_ms.min(MAX_WAIT_MS))),
+        })
+    }
+}
+
+fn wrong_row() -> Reply {
+    Reply::refused(Refusal::Failed, "internal: wrong row")
+}
+
+/// Where a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Connected; only `hello` may come.
+    BeforeHello,
+    /// `hello` accepted: the connection's version is known.
+    AfterHello,
+}
+
+impl Stage {
+    /// Why a verb not allowed now is refused.
+    fn refusal(self, verb: &str) -> String {
+        match self {
+            Stage::BeforeHello => format!("{verb} before hello"),
+            // Only `hello`'s row leaves this stage out.
+            Stage::AfterHello => format!("{verb} twice"),
+        }
+    }
+}
+
+/// One connection's state.
+struct Conn {
+    /// The channel its `hello` announced; `None` before it.
+    channel: Option<Channel>,
+}
+
+impl Conn {
+    fn stage(&self) -> Stage {
+        match self.channel {
+            None => Stage::BeforeHello,
+            Some(_) => Stage::AfterHello,
+        }
+    }
+
+    /// The announced channel, for a verb allowed only after `hello` (the
+    /// gate has checked the stage).
+    fn greeted(&self) -> Result<Channel> {
+        self.channel.ok_or_else(|| {
+            HelperError::System("internal: a verb of after hello ran before it".into())
+        })
+    }
+}
+
+/// The channel a `hello` announces (none: `digitalocean`, as a channel
+/// process of an earlier release means), with its settings; refused, with
+/// the reason, unless it is a channel this helper knows and whose table
+/// (`[channels.<name>]`) is on.
+fn announced<'c>(
+    cfg: &'c Config,
+    name: Option<&str>,
+) -> std::result::Result<(Channel, &'c crate::config::DigitalOcean), String> {
+    let name = name.unwrap_or(Channel::DigitalOcean.as_str());
+    let channel = match Channel::parse(name) {
+        // The manual channel has no process: `issue` and `answer` are its.
+        Some(c) if c != Channel::Manual => c,
+        _ => {
+            let shown: String = name.chars().take(32).filter(|c| !c.is_control()).collect();
+            return Err(format!(
+                "unknown channel {shown:?}: this helper serves only the channel {}",
+                Channel::DigitalOcean
+            ));
+        }
+    };
+    match cfg.channel(channel) {
+        Some(settings) => Ok((channel, settings)),
+        None => Err(format!(
+            "the channel {channel} is not configured here ([channels.{channel}] enabled = true in helper.toml)"
+        )),
+    }
+}
+
+/// What a request must name, checked by the gate before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Names {
+    /// Nothing beyond its fields' types.
+    Nothing,
+    /// A well-formed key on the allow-list, and a profile that key may ask
+    /// for (refused `malformed` or `not_allowed`).
+    AllowedKey,
+    /// A user of this server whose puzzle went out on this channel
+    /// (refused `malformed` or `foreign`).
+    ChannelUser,
+    /// A puzzle of this channel waiting to be published, by user and id
+    /// (refused `out_of_phase`).
+    WaitingPuzzle,
+}
+
+/// A check's outcome: what the request names, or its refusal.
+type Checks = std::result::Result<Checked, Reply>;
+
+/// What the gate found a request names, for its handler.
+enum Checked {
+    /// [`Names::Nothing`].
+    Nothing,
+    /// [`Names::AllowedKey`]: the key, its fingerprint, the profile.
+    Key {
+        key: Box<PublicKey>,
+        fp: String,
+        profile: codext_core::ProfileName,
+    },
+    /// [`Names::ChannelUser`] and [`Names::WaitingPuzzle`]: the user.
+    User(String),
+}
+
+/// One row of the channel socket's dispatch table.
+struct Row {
+    /// The verb (`ChannelRequest::verb`).
+    verb: &'static str,
+    /// The stages of the connection it is allowed in; in any other it is
+    /// refused `out_of_phase`.
+    stages: &'static [Stage],
+    /// What it must name, checked before its handler.
+    names: Names,
+    /// What answers it once the checks above passed.
+    handler: fn(&Shared, &mut Conn, ChannelRequest, Checked) -> Result<Reply>,
+}
+
+/// Every verb the channel socket serves and the checks made before each,
+/// in one place (OpenSSH's `mon_table`): what is not here is refused. Every
+/// frame, whatever its verb, is first charged to the token bucket
+/// ([`Shared::connection`]).
+const TABLE: &[Row] = &[
+    Row {
+        verb: "hello",
+        stages: &[Stage::BeforeHello],
+        names: Names::Nothing,
+        handler: Shared::hello,
+    },
+    Row {
+        verb: "request",
+        stages: &[Stage::AfterHello],
+        names: Names::AllowedKey,
+        handler: Shared::request,
+    },
+    Row {
+        verb: "answer",
+        stages: &[Stage::AfterHello],
+        names: Names::ChannelUser,
+        handler: Shared::answer,
+    },
+    Row {
+        verb: "next",
+        stages: &[Stage::AfterHello],
+        names: Names::Nothing,
+        handler: Shared::next,
+    },
+    Row {
+        verb: "published",
+        stages: &[Stage::AfterHello],
+        names: Names::WaitingPuzzle,
+        handler: Shared::published,
+    },
+    Row {
+        verb: "live",
+        stages: &[Stage::AfterHello],
+        names: Names::Nothing,
+        handler: Shared::live,
+    },
+    Row {
+        verb: "wait",
+        stages: &[Stage::AfterHello],
+        names: Names::Nothing,
+        handler: Shared::wait,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole table, written out again: a change to any row shows here.
+    #[test]
+    fn given_the_channel_socket_table_then_every_verb_has_exactly_these_checks() {
+        let rendered: Vec<String> = TABLE
+            .iter()
+            .map(|r| format!("{} stages={:?} names={:?}", r.verb, r.stages, r.names))
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                "hello stages=[BeforeHello] names=Nothing",
+                "request stages=[AfterHello] names=AllowedKey",
+                "answer stages=[AfterHello] names=ChannelUser",
+                "next stages=[AfterHello] names=Nothing",
+                "published stages=[AfterHello] names=WaitingPuzzle",
+                "live stages=[AfterHello] names=Nothing",
+                "wait stages=[AfterHello] names=Nothing",
+            ]
+        );
+    }
+
+    #[test]
+    fn given_every_verb_of_the_protocol_then_the_table_has_its_row_once() {
+        for verb in ChannelRequest::VERBS {
+            assert_eq!(TABLE.iter().filter(|r| r.verb == verb).count(), 1, "{verb}");
+        }
+        assert_eq!(TABLE.len(), ChannelRequest::VERBS.len());
+    }
+
+    fn config(text: &str) -> Config {
+        Config::from_toml_str(text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn given_a_hello_without_a_channel_then_it_means_digitalocean() {
+        let on = config("[channels.digitalocean]\nenabled = true\ndroplet_id = 7\n");
+        let (channel, settings) = announced(&on, None).unwrap();
+        assert_eq!(channel, Channel::DigitalOcean);
+        assert_eq!(settings.droplet_id, 7);
+        let (channel, _) = announced(&on, Some("digitalocean")).unwrap();
+        assert_eq!(channel, Channel::DigitalOcean);
+        // The earlier spelling of the table is the same channel.
+        let earlier = config("[digitalocean]\nenabled = true\n");
+        assert_eq!(announced(&earlier, None).unwrap().0, Channel::DigitalOcean);
+    }
+
+    #[test]
+    fn given_a_hello_naming_an_unknown_channel_then_refused_with_the_reason() {
+        let on = config("[channels.digitalocean]\nenabled = true\n");
+        for name in ["aws", "manual", "", "digitalocean\n", "DigitalOcean"] {
+            let why = announced(&on, Some(name)).unwrap_err();
+            assert!(why.starts_with("unknown channel"), "{name:?}: {why}");
+            assert!(why.contains("only the channel digitalocean"), "{why}");
+        }
+        let long = "x".repeat(4000);
+        assert!(announced(&on, Some(&long)).unwrap_err().len() < 128);
+    }
+
+    #[test]
+    fn given_a_hello_naming_a_channel_not_configured_then_refused_with_the_reason() {
+        for off in [
+            "",
+            "[channels.digitalocean]\nenabled = false\n",
+            "[digitalocean]\nenabled = false\n",
+        ] {
+            for name in [None, Some("digitalocean")] {
+                let why = announced(&config(off), name).unwrap_err();
+                assert_eq!(
+                    why,
+                    "the channel digitalocean is not configured here \
+                     ([channels.digitalocean] enabled = true in helper.toml)"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn given_a_stage_then_its_refusal_says_why() {
+        assert_eq!(Stage::BeforeHello.refusal("live"), "live before hello");
+        assert_eq!(Stage::AfterHello.refusal("hello"), "hello twice");
     }
 }

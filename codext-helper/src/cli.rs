@@ -388,7 +388,7 @@ fn run(cli: Cli) -> Result<()> {
                 .ok_or_else(|| HelperError::Input(format!("unknown channel {channel:?}")))?;
             if channel == Channel::DigitalOcean && !helper.cfg.digitalocean.enabled {
                 return Err(HelperError::Config(
-                    "the digitalocean channel is not enabled ([digitalocean] enabled = true)"
+                    "the digitalocean channel is not enabled ([channels.digitalocean] enabled = true)"
                         .into(),
                 ));
             }

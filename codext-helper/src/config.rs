@@ -49,8 +49,18 @@ pub struct Config {
     pub limits: Limits,
     /// Time limits.
     pub ttl: Ttl,
-    /// The DigitalOcean channel (off unless enabled).
+    /// The DigitalOcean channel (off unless enabled): `[channels.digitalocean]`,
+    /// or `[digitalocean]` as earlier releases spelled it (never both);
+    /// filled in by validation.
+    #[serde(skip)]
     pub digitalocean: DigitalOcean,
+    /// `[digitalocean]` as written (moved into [`Config::digitalocean`] by
+    /// validation).
+    #[serde(rename = "digitalocean")]
+    digitalocean_table: Option<DigitalOcean>,
+    /// `[channels.<name>]` as written (moved into each channel's own field
+    /// by validation).
+    channels: ChannelTables,
     /// The audit trail: rotation, strangers' summaries, the system-log copy.
     pub audit: AuditConfig,
     /// Session recording (issue 23; on by default).
@@ -260,6 +270,16 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[channels]`: one table per channel the helper knows, named as the
+/// channel process names itself in `hello` (a name it does not know is an
+/// unknown key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ChannelTables {
+    /// `[channels.digitalocean]`.
+    digitalocean: Option<DigitalOcean>,
+}
+
 /// The DigitalOcean channel: puzzles go into the droplet's tags, answers
 /// and puzzle requests come back as tags.
 #[derive(Debug, Clone, Deserialize)]
@@ -412,6 +432,8 @@ impl Default for Config {
             limits: Limits::default(),
             ttl: Ttl::default(),
             digitalocean: DigitalOcean::default(),
+            digitalocean_table: None,
+            channels: ChannelTables::default(),
             audit: AuditConfig::default(),
             recording: Recording::default(),
             containers: Containers::default(),
@@ -500,8 +522,22 @@ impl Config {
         cfg.validated(origin)
     }
 
-    fn validated(self, path: &Path) -> Result<Config> {
+    fn validated(mut self, path: &Path) -> Result<Config> {
         let bad = |m: String| Err(HelperError::Config(format!("{}: {m}", path.display())));
+        match (
+            self.digitalocean_table.take(),
+            self.channels.digitalocean.take(),
+        ) {
+            (Some(_), Some(_)) => {
+                return bad(
+                    "[digitalocean] and [channels.digitalocean] are the same table written twice: \
+                     keep one ([channels.digitalocean]; [digitalocean] is its earlier spelling)"
+                        .into(),
+                )
+            }
+            (Some(d), None) | (None, Some(d)) => self.digitalocean = d,
+            (None, None) => {}
+        }
         if self.version != 1 {
             return bad(format!(
                 "version {} is not supported (this codext-helper reads version 1)",
@@ -737,6 +773,18 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The settings of `channel` when it is configured and on (a channel
+    /// process may say `hello` only as such a channel); `None` for the
+    /// manual channel, which has no process.
+    pub fn channel(&self, channel: crate::lifecycle::Channel) -> Option<&DigitalOcean> {
+        match channel {
+            crate::lifecycle::Channel::DigitalOcean if self.digitalocean.enabled => {
+                Some(&self.digitalocean)
+            }
+            _ => None,
+        }
+    }
+
     /// (issue 26) The profile `name`, if configured.
     pub fn profile(&self, name: &codext_core::ProfileName) -> Option<&crate::profiles::Profile> {
         self.profiles.get(name)
@@ -869,6 +917,16 @@ mod tests {
             ("[recording]\ngroup = \"codext\"", "recording.group"),
             ("[recording]\nmax_age = \"1s\"", "max_age"),
             ("[recording]\nrecorder = \"rel\"", "absolute"),
+            (
+                "[digitalocean]\nenabled = true\n[channels.digitalocean]\nenabled = true",
+                "written twice",
+            ),
+            ("[channels.aws]\nenabled = true", "unknown field `aws`"),
+            ("[channels.digitalocean]\nbogus = 1", "unknown field"),
+            (
+                "[channels.digitalocean]\npoll_busy = \"0s\"",
+                "digitalocean.poll_busy",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(
@@ -876,5 +934,25 @@ mod tests {
                 "{text:?} gave {err}"
             );
         }
+    }
+
+    #[test]
+    fn given_either_spelling_of_the_digitalocean_table_then_the_same_channel() {
+        let body = "enabled = true\ndroplet_id = 7\nallowed_keys = [\"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]\n";
+        let earlier = parse(&format!("[digitalocean]\n{body}")).unwrap();
+        let now = parse(&format!("[channels.digitalocean]\n{body}")).unwrap();
+        assert_eq!(format!("{earlier:?}"), format!("{now:?}"));
+        assert_eq!(now.digitalocean.droplet_id, 7);
+        assert!(now.digitalocean.enabled);
+        assert!(now
+            .channel(crate::lifecycle::Channel::DigitalOcean)
+            .is_some());
+        assert!(now.channel(crate::lifecycle::Channel::Manual).is_none());
+        // Neither: the defaults, the channel off.
+        let none = parse("").unwrap();
+        assert!(!none.digitalocean.enabled);
+        assert!(none
+            .channel(crate::lifecycle::Channel::DigitalOcean)
+            .is_none());
     }
 }

@@ -14,7 +14,7 @@ pub(super) fn digitalocean_check(r: &mut Report, cfg: &Config) {
         let detail = match token_scopes::channel_binary() {
             Some(bin) => format!(
                 "the DigitalOcean channel is off ({} is installed; to use it: the API token in {}, \
-                 [digitalocean] enabled = true in helper.toml, then systemctl enable --now codext-channel)",
+                 [channels.digitalocean] enabled = true in helper.toml, then systemctl enable --now codext-channel)",
                 bin.display(),
                 d.token_file.display()
             ),

@@ -378,7 +378,7 @@ fn simulate(n: usize, scale: f64, minutes: u64, per_hour: f64, seed: u64, knock:
         let bell = Arc::new(Bell::new());
         bells.push(bell.clone());
         threads.push(std::thread::spawn(move || {
-            let (mut link, settings) = Link::over(ours).expect("hello");
+            let (mut link, settings) = Link::over(ours, codext_channel::CHANNEL).expect("hello");
             let mut pacing = Pacing::new(settings.policy);
             let mut pass = Pass::with_client(c, droplet);
             // Servers boot at different times: the first pass comes at a
