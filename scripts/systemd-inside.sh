@@ -133,8 +133,10 @@ install_and_setup() {
     systemctl is-active --quiet codext-helper.service || fail "codext-helper.service is not active"
     cp /etc/codext/server_key.pub /opt/agent/server.pub
     codext-helper doctor > $T/doctor.txt || { cat $T/doctor.txt; fail "doctor"; }
-    if grep -E '^(FAIL|warn)' $T/doctor.txt; then fail "doctor is not all ok"; fi
-    say "doctor: $(grep -c '^ok' $T/doctor.txt) checks ok, none warns or fails; the unit as packaged is active: $(systemctl show -p ActiveState,SubState,Type,NRestarts --value codext-helper | tr '\n' ' ')"
+    # All ok, but the warning every stock Debian gets: the homes, /var/tmp
+    # and /var/mail on the root file system without nosuid (mounts.nosuid).
+    if grep -E '^(FAIL|warn)' $T/doctor.txt | grep -v '^warn mounts\.nosuid '; then fail "doctor is not all ok"; fi
+    say "doctor: $(grep -c '^ok' $T/doctor.txt) checks ok, none fails, the one warning a stock Debian gets (mounts.nosuid); the unit as packaged is active: $(systemctl show -p ActiveState,SubState,Type,NRestarts --value codext-helper | tr '\n' ' ')"
 }
 
 case1_login() {
@@ -328,7 +330,7 @@ EOF
     poll 30 "the channel to watch the droplet" bash -c "journalctl -u codext-channel -o cat | grep -q 'watching droplet'"
     [ "$(ps -o user= -p "$(systemctl show -p MainPID --value codext-channel)")" = codext-channel ] || fail "the channel does not run as codext-channel"
     codext-helper doctor > $T/doctor.do.txt || { cat $T/doctor.do.txt; fail "doctor with the channel on"; }
-    if grep -E '^(FAIL|warn)' $T/doctor.do.txt; then fail "doctor with the channel on is not all ok"; fi
+    if grep -E '^(FAIL|warn)' $T/doctor.do.txt | grep -v '^warn mounts\.nosuid '; then fail "doctor with the channel on is not all ok"; fi
     grep '^ok *digitalocean' $T/doctor.do.txt | sed 's/^/    /'
     as_agent env DIGITALOCEAN_TOKEN="$agent_token" codext publish-key --key /opt/agent/do.key --api-url "$api" > /dev/null
     local t0 out; t0=$(now_ms)
