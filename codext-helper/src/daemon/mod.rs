@@ -26,6 +26,7 @@
 
 pub mod entry;
 mod listen;
+mod peer;
 mod pool;
 pub mod recording;
 mod removals;
