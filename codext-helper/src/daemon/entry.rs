@@ -19,7 +19,7 @@
 //!   never talks to dockerd, never holds its socket or a group that
 //!   reaches it.
 
-use super::recording::{check_peer_of, Peer};
+use super::peer::{check_peer_of, Peer};
 use crate::audit::AuditEvent;
 use crate::lifecycle::{Entry, Helper};
 use crate::log::{error, info, warn};

@@ -25,10 +25,14 @@
 //!   globally: strangers cannot lock every agent out.
 
 pub mod entry;
+mod listen;
+mod peer;
 mod pool;
 pub mod recording;
 mod removals;
 mod requests;
+
+pub(crate) use listen::listen_fresh;
 
 use crate::config::Config;
 use crate::error::{HelperError, Result};
@@ -40,7 +44,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -247,31 +251,6 @@ fn memory_lock_obstacle(cap_eff: u64, limit: Option<u64>) -> Option<String> {
         )),
         _ => None,
     }
-}
-
-/// Listens on a fresh socket at `path` (a stale socket there is replaced,
-/// anything else refused), created 0600 by the umask: there is no window in
-/// which it exists with looser permissions.
-pub(crate) fn listen_fresh(path: &std::path::Path) -> Result<UnixListener> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(|e| {
-            HelperError::system(format!("cannot remove stale {}", path.display()), e)
-        })?,
-        Ok(_) => {
-            return Err(HelperError::System(format!(
-                "{} exists and is not a socket; not touching it",
-                path.display()
-            )))
-        }
-        Err(_) => {}
-    }
-    // No window where the socket exists with looser permissions.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let listener = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener = listener
-        .map_err(|e| HelperError::system(format!("cannot listen on {}", path.display()), e))?;
-    Ok(listener)
 }
 
 fn bind(path: &std::path::Path) -> Result<UnixListener> {

@@ -23,15 +23,16 @@
 //!   then does not run it), or, with `fail_open`, lets it run unrecorded
 //!   with an audit line.
 
+use super::peer::{check_peer_of, Peer};
 use crate::audit::AuditEvent;
-use crate::lifecycle::{Entry, Helper, Session};
+use crate::lifecycle::Helper;
 use crate::log::{error, info, warn};
 use crate::recording::format::Meta;
 use crate::recording::store::{session_id, RecordStore, Writer};
 use codext_record::proto::{self, Hello, ProtoError, ToHelper, ToRecorder};
 use codext_record::Kind;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,9 +47,6 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 /// unit's `Nice=-10` is for the account lanes; a channel's frames must
 /// not preempt the sshd and ssh that carry the channel itself).
 const RECORD_NICE: i32 = 10;
-/// How far up the process tree a session's sshd is looked for.
-const MAX_DEPTH: usize = 64;
-
 /// Serves the recording socket on a thread of its own; if it cannot (the
 /// recorder's group is missing) it says why and tries again.
 pub fn spawn(helper: Helper) {
@@ -228,109 +226,9 @@ fn write(stream: &mut UnixStream, msg: &ToRecorder) -> std::io::Result<()> {
     proto::write_frame(stream, &msg.encode(), &mut scratch)
 }
 
-/// The checked peer.
-pub(super) struct Peer {
-    /// Its grant.
-    pub(super) entry: Entry,
-    /// The session it runs in.
-    pub(super) session: Session,
-}
-
-/// A `/proc/PID/status` field's values.
-fn status_field(status: &str, key: &str) -> Vec<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| {
-            v.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The checks of the module docs, in order; `Err` says which failed.
 fn check_peer(s: &Shared, pid: u32, uid: u32, gid: u32) -> Result<Peer, String> {
     check_peer_of(&s.helper, s.gid, pid, uid, gid)
-}
-
-/// [`check_peer`] for a connection to any of the recorder's sockets
-/// (issue 26: the container entry socket too), `group` the recorder's
-/// group.
-pub(super) fn check_peer_of(
-    helper: &Helper,
-    group: u32,
-    pid: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<Peer, String> {
-    let s = Peek { gid: group };
-    if gid != s.gid {
-        return Err(format!(
-            "pid {pid} is not the session recorder: its group is {gid}, not the recorder's {}",
-            s.gid
-        ));
-    }
-    let entries = helper.status().map_err(|e| e.to_string())?;
-    let entry = entries
-        .into_iter()
-        .find(|e| e.uid == uid && e.is_live())
-        .ok_or_else(|| format!("uid {uid} is no live codext account"))?;
-    if entry.sessions.is_empty() {
-        return Err(format!("{} has no open session", entry.user));
-    }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("pid {pid}: {e}"))?;
-    let uids = status_field(&status, "Uid:");
-    let gids = status_field(&status, "Gid:");
-    if uids.len() != 4 || uids.iter().any(|u| *u != uid) {
-        return Err(format!("pid {pid} changed its uids since it connected"));
-    }
-    if gids.get(1) != Some(&s.gid) {
-        return Err(format!("pid {pid} no longer runs as the recorder's group"));
-    }
-    match status_field(&status, "TracerPid:").first() {
-        Some(0) => {}
-        Some(t) => return Err(format!("pid {pid} is traced by pid {t}")),
-        None => return Err(format!("pid {pid}: no TracerPid")),
-    }
-    // The kernel makes the files in /proc/PID root's when the process is
-    // not dumpable (`task_dump_owner`; the folder itself keeps the euid).
-    let owner = std::fs::metadata(format!("/proc/{pid}/status"))
-        .map(|m| m.uid())
-        .map_err(|e| format!("pid {pid}: {e}"))?;
-    if owner != 0 {
-        return Err(format!(
-            "pid {pid} is dumpable: its memory is open to uid {uid}"
-        ));
-    }
-    let mut p = pid;
-    for _ in 0..MAX_DEPTH {
-        let st = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
-        p = match status_field(&st, "PPid:").first() {
-            Some(pp) if *pp > 1 => *pp,
-            _ => break,
-        };
-        if let Some(session) = entry.sessions.iter().find(|x| {
-            x.pid == p
-                && (x.start_time == 0
-                    || crate::lifecycle::process_start_time(p) == Some(x.start_time))
-        }) {
-            return Ok(Peer {
-                session: session.clone(),
-                entry,
-            });
-        }
-    }
-    Err(format!(
-        "pid {pid} runs in no ssh session of {}",
-        entry.user
-    ))
-}
-
-/// The part of [`Shared`] the peer checks read.
-struct Peek {
-    gid: u32,
 }
 
 /// Why a connection ended without the channel's end.

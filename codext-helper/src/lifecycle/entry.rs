@@ -21,8 +21,7 @@ pub use issued::NewEntry;
 
 pub use super::slot::{Refused, Slot, TokenSlot};
 use super::table::{permit, Phase, Request};
-use super::types::{Channel, UnixTime};
-use crate::grant_keys::Linger;
+use super::types::{Channel, Linger, UnixTime};
 use codext_core::token::PROOF_LEN;
 use codext_core::ProfileName;
 use codext_wire::UserName;

@@ -1,7 +1,8 @@
 //! The lifecycle of a temporary user, shared by the CLI verbs and the
 //! daemon: issue a puzzle ([`issue`]), accept an answer and a password and
-//! create the account ([`login`]), track sessions ([`session`]), revoke,
-//! expire, reconcile and remove ([`removal`]).
+//! create the account ([`login`]), track sessions ([`session`]), key
+//! reconnects and the linger ([`reconnect`]), revoke, expire, reconcile and
+//! remove ([`removal`]).
 //!
 //! * Which request is permitted in which phase is said once, in
 //!   [`table`]; every entry point asks it through an [`Entry`] transition
@@ -19,6 +20,7 @@ pub mod entry;
 pub mod host;
 mod issue;
 mod login;
+mod reconnect;
 mod removal;
 pub mod session;
 pub mod slot;
@@ -33,7 +35,7 @@ pub use entry::{Entry, Refused, RemovalProgress, Session, Slot, TokenSlot, LOGIN
 pub use host::process_start_time;
 pub use issue::{InitMade, InitReport, Issued};
 pub use table::{Phase, Request};
-pub use types::{Channel, UnixTime};
+pub use types::{Channel, Linger, UnixTime};
 
 use crate::audit::{Audit, AuditEvent, Counted, Stranger};
 use crate::config::Config;

@@ -1,5 +1,6 @@
 //! The typed values an [`Entry`](super::Entry) is made of: a point in time
-//! ([`UnixTime`]), the channel a puzzle went out on ([`Channel`]), and the
+//! ([`UnixTime`]), the channel a puzzle went out on ([`Channel`]), a
+//! grant's linger state ([`Linger`], see [`crate::grant_keys`]), and the
 //! hex text form of fixed-size hashes in the state file.
 //!
 //! Each keeps the exact text form the state file has always used (a plain
@@ -91,6 +92,18 @@ impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Linger state of one grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linger {
+    /// Set when the last session closed: the removal that follows may
+    /// become a linger. A revoke clears it.
+    pub at_last_close: bool,
+    /// Lingering until then (seconds since the epoch): the account stays,
+    /// with no process, for a key reconnect.
+    pub until: Option<UnixTime>,
 }
 
 /// `[u8; N]` as lowercase hex (`#[serde(with = "hex_array")]`).

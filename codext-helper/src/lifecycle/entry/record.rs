@@ -7,9 +7,8 @@
 //! an older helper could read what this one writes.
 
 use super::{Entry, RemovalProgress, Session, TokenSlot};
-use crate::grant_keys::Linger;
 use crate::lifecycle::table::Phase;
-use crate::lifecycle::types::{hex_array, hex_used, user_name, Channel, UnixTime};
+use crate::lifecycle::types::{hex_array, hex_used, user_name, Channel, Linger, UnixTime};
 use codext_core::token::PROOF_LEN;
 use codext_core::ProfileName;
 use codext_wire::UserName;
