@@ -57,8 +57,15 @@ impl RecordStore {
             .create(dir)
             .map_err(|e| io_err("create", dir, e))?;
         let m = std::fs::symlink_metadata(dir).map_err(|e| io_err("inspect", dir, e))?;
-        if !m.is_dir() || m.uid() != 0 {
-            return Err(format!("{} is not a folder of root's", dir.display()));
+        // The helper's own (root's, as it runs; the unit tests run as
+        // anyone): a folder another user owns could be written behind it.
+        let me = nix::unistd::geteuid().as_raw();
+        if !m.is_dir() || m.uid() != me {
+            return Err(format!(
+                "{} is not a folder of {}",
+                dir.display(),
+                if me == 0 { "root's".to_owned() } else { format!("uid {me}") }
+            ));
         }
         if m.mode() & 0o077 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
