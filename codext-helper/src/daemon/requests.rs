@@ -6,7 +6,7 @@ use super::{Daemon, IO_TIMEOUT};
 use crate::error::{HelperError, Result};
 use crate::ids::Pid;
 use crate::lifecycle::session::Closed;
-use crate::lifecycle::{Entry, UnixTime, Verdict};
+use crate::lifecycle::{Entry, LoginOutcome, UnixTime, Verdict};
 use crate::log::{debug, error, warn};
 use codext_wire::{
     read_frame, write_frame, FrameError, Received, Reply, ReplyStatus, Request, PROTOCOL_VERSION,
@@ -117,7 +117,6 @@ impl Daemon {
         match self.decide(&req, peer) {
             Ok(Verdict::Ok(why)) => Reply::new(ReplyStatus::Ok, why),
             Ok(Verdict::Denied(why)) => Reply::new(ReplyStatus::Denied, why),
-            Ok(Verdict::CreateAccount(_)) => Reply::new(ReplyStatus::Unavailable, "internal error"),
             Err(e) => {
                 error!("{} failed: {e}", req.kind_name());
                 Reply::new(ReplyStatus::Unavailable, "helper error")
@@ -392,12 +391,12 @@ impl Daemon {
             .helper
             .authenticate(user, password, rhost, UnixTime::now())?
         {
-            Verdict::CreateAccount(entry) => self.create(entry),
-            Verdict::Denied(why) => {
+            LoginOutcome::CreateAccount(entry) => self.create(entry),
+            LoginOutcome::Reply(Verdict::Denied(why)) => {
                 self.note_failure(rhost);
                 Ok(Verdict::Denied(why))
             }
-            ok => Ok(ok),
+            LoginOutcome::Reply(ok) => Ok(ok),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::entry::{Entry, Refused, Slot};
 use super::types::UnixTime;
-use super::{Helper, Verdict};
+use super::{Helper, LoginOutcome, Verdict};
 use crate::audit::{AuditEvent, Counted, Stranger};
 use crate::error::{HelperError, Result};
 use crate::lifecycle::table::Phase;
@@ -105,14 +105,14 @@ impl Helper {
 
     /// PAM authentication at `now`: checks the password; on success the
     /// token is consumed (and, for a first login, the record withdrawn and
-    /// the account is to be created).
+    /// the account is to be created: [`LoginOutcome::CreateAccount`]).
     pub fn authenticate(
         &self,
         user: &UserName,
         password: &Secret,
         source: &str,
         now: UnixTime,
-    ) -> Result<Verdict> {
+    ) -> Result<LoginOutcome> {
         let name = user.to_string();
         let verify =
             |result: &'static str, renewal: bool, attempts: Option<u32>| AuditEvent::Verify {
@@ -127,14 +127,14 @@ impl Helper {
         if !self.store.may_know(&name) {
             crate::wake::knock();
             self.log_stranger(Stranger::UnknownUser, &name, source);
-            return Ok(Verdict::Denied("unknown user"));
+            return Ok(LoginOutcome::Reply(Verdict::Denied("unknown user")));
         }
         let mut locked = self.store.lock()?;
         let Some(entry) = locked.state.users.get_mut(&name) else {
             drop(locked);
             crate::wake::knock();
             self.log_stranger(Stranger::UnknownUser, &name, source);
-            return Ok(Verdict::Denied("unknown user"));
+            return Ok(LoginOutcome::Reply(Verdict::Denied("unknown user")));
         };
         let (max, grant) = (self.cfg.limits.max_attempts, self.cfg.ttl.grant);
         let uid = entry.uid;
@@ -151,17 +151,21 @@ impl Helper {
                     // and the token is spent, so the user is forgotten
                     // (the agent asks for a new puzzle once there is room).
                     self.forget_unmade(&name)?;
-                    return Ok(Verdict::Denied("audit trail unavailable"));
+                    return Ok(LoginOutcome::Reply(Verdict::Denied(
+                        "audit trail unavailable",
+                    )));
                 }
-                Ok(Verdict::CreateAccount(Box::new(snapshot)))
+                Ok(LoginOutcome::CreateAccount(Box::new(snapshot)))
             }
             Ok(Slot::Renewal) => {
                 locked.save()?;
                 drop(locked);
                 if self.log_for_login(verify("ok", true, None)).is_err() {
-                    return Ok(Verdict::Denied("audit trail unavailable"));
+                    return Ok(LoginOutcome::Reply(Verdict::Denied(
+                        "audit trail unavailable",
+                    )));
                 }
-                Ok(Verdict::Ok("further session allowed"))
+                Ok(LoginOutcome::Reply(Verdict::Ok("further session allowed")))
             }
             Err(Refused::Expired(slot)) => {
                 if slot == Slot::First {
@@ -179,7 +183,7 @@ impl Helper {
                     user: name.clone(),
                     phase,
                 });
-                Ok(Verdict::Denied("expired"))
+                Ok(LoginOutcome::Reply(Verdict::Denied("expired")))
             }
             Err(Refused::WrongPassword {
                 slot,
@@ -204,7 +208,7 @@ impl Helper {
                         reason: "too many wrong passwords".into(),
                     });
                 }
-                Ok(Verdict::Denied("wrong password"))
+                Ok(LoginOutcome::Reply(Verdict::Denied("wrong password")))
             }
             Err(refused) => {
                 // Not armed, token already used, ...: nothing changed, and
@@ -218,7 +222,7 @@ impl Helper {
                     result: reason,
                     source,
                 });
-                Ok(Verdict::Denied(reason))
+                Ok(LoginOutcome::Reply(Verdict::Denied(reason)))
             }
         }
     }

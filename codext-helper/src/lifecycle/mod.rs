@@ -60,13 +60,22 @@ pub struct Helper {
     pub(crate) records: Arc<dyn Records>,
 }
 
-/// The helper's verdict on a PAM request.
+/// The helper's reply to a PAM request.
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// Granted.
     Ok(&'static str),
     /// Refused.
     Denied(&'static str),
+}
+
+/// What a password does ([`Helper::authenticate`]): a reply at once, or an
+/// account to make before the reply. Only authentication can ask for an
+/// account, so only its callers handle the second case.
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    /// The reply, nothing to make.
+    Reply(Verdict),
     /// The password was right and the token is consumed: the account must
     /// now be created ([`Helper::finish_login`]) by the account worker.
     CreateAccount(Box<Entry>),

@@ -123,7 +123,6 @@ impl Helper {
         let result = match &verdict {
             Verdict::Ok(_) => "ok",
             Verdict::Denied(why) => why,
-            Verdict::CreateAccount(_) => "internal error",
         };
         let line = AuditEvent::KeyLogin {
             user: user.to_string(),

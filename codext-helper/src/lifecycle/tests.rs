@@ -423,7 +423,7 @@ impl World {
             .helper
             .authenticate(&i.user, &i.password(), "::1", T0)
             .unwrap();
-        let Verdict::CreateAccount(entry) = v else {
+        let LoginOutcome::CreateAccount(entry) = v else {
             panic!("expected a creation, got {v:?}")
         };
         assert!(matches!(
@@ -446,7 +446,7 @@ impl World {
                     .helper
                     .authenticate(&i.user, &i.password(), "::1", T0)
                     .unwrap();
-                assert!(matches!(v, Verdict::CreateAccount(_)));
+                assert!(matches!(v, LoginOutcome::CreateAccount(_)));
             }
             Phase::Active => self.login(&i),
             Phase::Removing => {
@@ -541,9 +541,11 @@ fn given_each_phase_then_each_request_is_served_exactly_where_the_table_permits_
             _ => "token already used",
         };
         match v {
-            Verdict::Denied(why) => assert_eq!(why, want, "{}", at(Request::Authenticate)),
-            Verdict::CreateAccount(_) => assert_eq!(want, "created"),
-            Verdict::Ok(_) => panic!("{}", at(Request::Authenticate)),
+            LoginOutcome::Reply(Verdict::Denied(why)) => {
+                assert_eq!(why, want, "{}", at(Request::Authenticate))
+            }
+            LoginOutcome::CreateAccount(_) => assert_eq!(want, "created"),
+            LoginOutcome::Reply(Verdict::Ok(_)) => panic!("{}", at(Request::Authenticate)),
         }
     }
 }
@@ -667,7 +669,10 @@ fn given_a_used_token_then_a_second_password_is_refused() {
         .helper
         .authenticate(&i.user, &i.password(), "::1", T0)
         .unwrap();
-    assert!(matches!(v, Verdict::Denied("token already used")));
+    assert!(matches!(
+        v,
+        LoginOutcome::Reply(Verdict::Denied("token already used"))
+    ));
 }
 
 #[test]
@@ -678,7 +683,10 @@ fn given_wrong_passwords_then_the_limit_revokes_the_armed_user() {
     let wrong = Secret::new(b"not-the-token".to_vec());
     for n in 1..=max {
         let v = w.helper.authenticate(&i.user, &wrong, "::1", T0).unwrap();
-        assert!(matches!(v, Verdict::Denied("wrong password")));
+        assert!(matches!(
+            v,
+            LoginOutcome::Reply(Verdict::Denied("wrong password"))
+        ));
         assert_eq!(w.entry(&i.user).is_some(), n < max, "after {n}");
     }
     assert!(!w.fake.m().records.contains(i.user.as_str()));
@@ -749,12 +757,12 @@ fn given_a_login_one_second_before_at_and_after_the_deadline_then_only_the_last_
             .authenticate(&i.user, &i.password(), "::1", now)
             .unwrap();
         assert_eq!(
-            matches!(v, Verdict::CreateAccount(_)),
+            matches!(v, LoginOutcome::CreateAccount(_)),
             in_time,
             "offset {offset}"
         );
         if !in_time {
-            assert!(matches!(v, Verdict::Denied("expired")));
+            assert!(matches!(v, LoginOutcome::Reply(Verdict::Denied("expired"))));
             assert!(w.entry(&i.user).is_none());
             assert!(!w.fake.m().records.contains(i.user.as_str()));
         }
@@ -841,7 +849,10 @@ fn given_a_live_user_then_a_renewal_token_allows_one_further_login() {
         .helper
         .authenticate(&first.user, &again.password(), "::1", T0.plus_secs(5))
         .unwrap();
-    assert!(matches!(v, Verdict::Denied("token already used")));
+    assert!(matches!(
+        v,
+        LoginOutcome::Reply(Verdict::Denied("token already used"))
+    ));
     w.helper
         .answer(&again.answer(), "cli", T0.plus_secs(6))
         .unwrap();
@@ -859,12 +870,18 @@ fn given_a_live_user_then_a_renewal_token_allows_one_further_login() {
         .helper
         .authenticate(&first.user, &again.password(), "::1", T0.plus_secs(7))
         .unwrap();
-    assert!(matches!(v, Verdict::Ok("further session allowed")));
+    assert!(matches!(
+        v,
+        LoginOutcome::Reply(Verdict::Ok("further session allowed"))
+    ));
     let v = w
         .helper
         .authenticate(&first.user, &again.password(), "::1", T0.plus_secs(8))
         .unwrap();
-    assert!(matches!(v, Verdict::Denied("token already used")));
+    assert!(matches!(
+        v,
+        LoginOutcome::Reply(Verdict::Denied("token already used"))
+    ));
     assert_eq!(w.phase(&first.user), Some(Phase::Active));
     // The renewal's use is a line; the two refusals, which changed
     // nothing, are counted in the window's summary.
@@ -906,7 +923,7 @@ fn given_a_renewal_past_its_deadlines_then_it_is_refused_and_cleared() {
         .helper
         .authenticate(&first.user, &again.password(), "::1", by.plus_secs(1))
         .unwrap();
-    assert!(matches!(v, Verdict::Denied("expired")));
+    assert!(matches!(v, LoginOutcome::Reply(Verdict::Denied("expired"))));
     assert!(w.entry(&first.user).unwrap().renewal.is_none());
 
     // The reaper clears an unanswered one after its deadline only.
@@ -1810,7 +1827,10 @@ fn given_the_state_lock_held_then_unknown_names_are_refused_without_waiting_for_
         let got = rx.recv_timeout(Duration::from_secs(30));
         drop(held);
         let (v, k) = got.expect("the stranger waited on the state lock");
-        assert!(matches!(v, Verdict::Denied("unknown user")), "{v:?}");
+        assert!(
+            matches!(v, LoginOutcome::Reply(Verdict::Denied("unknown user"))),
+            "{v:?}"
+        );
         assert!(
             matches!(k, Verdict::Denied("not a live codext account")),
             "{k:?}"
@@ -1875,12 +1895,21 @@ fn given_thousands_of_refused_attempts_at_known_names_from_many_sources_then_one
             .helper
             .authenticate(&pending.user, &pending.password(), &source, T0)
             .unwrap();
-        assert!(matches!(v, Verdict::Denied("not armed")), "{v:?}");
+        assert!(
+            matches!(v, LoginOutcome::Reply(Verdict::Denied("not armed"))),
+            "{v:?}"
+        );
         let v = w
             .helper
             .authenticate(&active.user, &active.password(), &source, T0)
             .unwrap();
-        assert!(matches!(v, Verdict::Denied("token already used")), "{v:?}");
+        assert!(
+            matches!(
+                v,
+                LoginOutcome::Reply(Verdict::Denied("token already used"))
+            ),
+            "{v:?}"
+        );
         assert!(w.helper.answer(&wrong_proof, &source, T0).is_err());
     }
     assert_eq!(
