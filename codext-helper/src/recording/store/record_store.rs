@@ -64,7 +64,11 @@ impl RecordStore {
             return Err(format!(
                 "{} is not a folder of {}",
                 dir.display(),
-                if me == 0 { "root's".to_owned() } else { format!("uid {me}") }
+                if me == 0 {
+                    "root's".to_owned()
+                } else {
+                    format!("uid {me}")
+                }
             ));
         }
         if m.mode() & 0o077 != 0 {
