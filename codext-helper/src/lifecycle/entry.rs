@@ -19,9 +19,11 @@ mod record;
 
 pub use issued::NewEntry;
 
+use super::account::Account;
 pub use super::slot::{Refused, Slot, TokenSlot};
 use super::table::{permit, Phase, Request};
 use super::types::{Channel, Linger, UnixTime};
+use crate::ids::{Gid, Uid};
 use codext_core::token::PROOF_LEN;
 use codext_core::ProfileName;
 use codext_wire::UserName;
@@ -169,6 +171,17 @@ impl Entry {
     /// remove an account of this name.
     pub fn account_created(&self) -> bool {
         self.account_created
+    }
+
+    /// The account it is announced and created as.
+    pub fn account(&self) -> Account {
+        Account {
+            name: self.user.clone(),
+            uid: Uid::from_raw(self.uid),
+            gid: Gid::from_raw(self.gid),
+            home: self.home.clone(),
+            shell: self.shell.clone(),
+        }
     }
 
     /// Asks the table.
