@@ -428,12 +428,13 @@ fn run(cli: Cli) -> Result<()> {
             let login_by = slot.login_by.map(UnixTime::rfc3339).unwrap_or_default();
             if json {
                 print_json(
-                    &serde_json::json!({"user": e.user.as_str(), "uid": e.uid, "armed": true, "login_by": login_by}),
+                    &serde_json::json!({"user": e.user().as_str(), "uid": e.uid(), "armed": true, "login_by": login_by}),
                 );
             } else {
                 println!(
                     "{} is armed (uid {}); it may log in until {login_by}",
-                    e.user, e.uid
+                    e.user(),
+                    e.uid()
                 );
             }
         }
@@ -444,7 +445,7 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|e| {
                         serde_json::json!({
-                            "user": e.user.as_str(), "uid": e.uid, "phase": e.phase(), "channel": e.channel,
+                            "user": e.user().as_str(), "uid": e.uid(), "phase": e.phase(), "channel": e.channel,
                             "profile": e.profile.as_str(),
                             "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
                             "sessions": e.sessions.len(), "answer_by": e.token.answer_by.rfc3339(),
@@ -473,8 +474,8 @@ fn run(cli: Cli) -> Result<()> {
                     let phase = e.phase().as_str();
                     println!(
                         "{:<18} {:>6} {:<9} {:>8} {:<20} {}",
-                        e.user,
-                        e.uid,
+                        e.user(),
+                        e.uid(),
                         phase,
                         e.sessions.len(),
                         deadline.rfc3339(),

@@ -127,7 +127,7 @@ impl Shared {
             .helper
             .status()?
             .into_iter()
-            .find(|e| e.user.as_str() == user)
+            .find(|e| e.user().as_str() == user)
             .map(|e| e.channel == channel);
         Ok(match known {
             None => {

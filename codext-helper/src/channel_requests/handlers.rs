@@ -109,7 +109,7 @@ impl Shared {
         let channel = conn.greeted()?;
         match self.helper.answer(&text, channel.as_str(), UnixTime::now()) {
             Ok(entry) => Ok(Reply::Ok {
-                user: Some(entry.user.to_string()),
+                user: Some(entry.user().to_string()),
                 note: "armed".into(),
             }),
             Err(e) => Ok(Reply::refused(Refusal::Failed, e.to_string())),
@@ -158,7 +158,7 @@ impl Shared {
             }
             match e.phase() {
                 Phase::Pending => puzzles.push(codext_core::encoding::hex(&e.token.puzzle_id[..4])),
-                _ => armed.push(e.user.to_string()),
+                _ => armed.push(e.user().to_string()),
             }
         }
         let complete =

@@ -68,7 +68,7 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
     }
     let log = |result: &str, reason: &str| {
         helper.log(AuditEvent::Gate {
-            user: entry.user.to_string(),
+            user: entry.user().to_string(),
             profile: entry.profile.to_string(),
             request: audit_text(request),
             result: result.to_owned(),
@@ -90,7 +90,8 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
         None => warn!(
             "{}: a channel of a {} grant reached the recorder without sshd's forced gate; \
              the gate applies anyway (codext-helper doctor: profiles.sshd)",
-            entry.user, entry.profile
+            entry.user(),
+            entry.profile
         ),
     }
     let Some(profile) = profile else {
@@ -105,7 +106,7 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
     if let Some(words) = request.and_then(|r| gate::parse_request(r).ok()) {
         if let Some(b) = gate::builtin(&words) {
             return match b {
-                Ok(gate::Builtin::Linger(secs)) => match helper.ask_linger(&entry.user, secs) {
+                Ok(gate::Builtin::Linger(secs)) => match helper.ask_linger(entry.user(), secs) {
                     Ok(line) => {
                         log("builtin", &format!("linger {secs}"));
                         Ok(Run::Print {
@@ -132,15 +133,15 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
         Body::Commands(c) if !entry.container => {
             let exists =
                 |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
-            match gate::decide(entry.profile.as_str(), c, &entry.home, request, &exists) {
+            match gate::decide(entry.profile.as_str(), c, entry.home(), request, &exists) {
                 gate::Decision::Exec { argv, cwd, confine } => {
                     log("exec", &argv.join(" "));
                     let mut env: Vec<(Vec<u8>, Vec<u8>)> = gate::EXEC_ENV
                         .iter()
                         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
                         .collect();
-                    let home = entry.home.as_os_str().as_encoded_bytes().to_vec();
-                    let user = entry.user.as_str().as_bytes().to_vec();
+                    let home = entry.home().as_os_str().as_encoded_bytes().to_vec();
+                    let user = entry.user().as_str().as_bytes().to_vec();
                     env.push((b"HOME".to_vec(), home));
                     env.push((b"USER".to_vec(), user.clone()));
                     env.push((b"LOGNAME".to_vec(), user));
@@ -179,7 +180,7 @@ pub fn ensure_container(helper: &Helper, user: &str) -> crate::error::Result<()>
     let entry = helper
         .status()?
         .into_iter()
-        .find(|e| e.user.as_str() == user && e.is_live() && e.container)
+        .find(|e| e.user().as_str() == user && e.is_live() && e.container)
         .ok_or_else(|| HelperError::Refused(format!("{user} is not a live container grant")))?;
     let Some(Body::Container(c)) = helper.cfg.profile(&entry.profile).map(|p| &p.body) else {
         return Err(HelperError::Refused(format!(
@@ -200,12 +201,18 @@ pub fn ensure_container(helper: &Helper, user: &str) -> crate::error::Result<()>
             .filter_map(|g| crate::accounts::lookup_group(g).ok().flatten())
             .map(|g| g.as_raw())
             .collect();
-        let args =
-            container::run_args(c, user, entry.uid, entry.gid, &gids, entry.profile.as_str());
+        let args = container::run_args(
+            c,
+            user,
+            entry.uid(),
+            entry.gid(),
+            &gids,
+            entry.profile.as_str(),
+        );
         let account = container::Account {
             user: user.to_owned(),
-            uid: entry.uid,
-            gid: entry.gid,
+            uid: entry.uid(),
+            gid: entry.gid(),
             home: c.workspace.clone(),
             shell: c.shell.clone(),
         };
@@ -229,7 +236,7 @@ pub fn start_soon(helper: &Helper, entry: &Entry) {
         return;
     }
     let h = helper.clone();
-    let user = entry.user.to_string();
+    let user = entry.user().to_string();
     let _ = std::thread::Builder::new()
         .name("container".into())
         .stack_size(256 * 1024)
@@ -369,7 +376,7 @@ fn handle(helper: &Helper, mut stream: UnixStream, pid: u32, uid: u32, gid: u32,
             return reply(&mut stream, &ToRecorder::Refuse { reason: why });
         }
     };
-    let user = peer.entry.user.to_string();
+    let user = peer.entry.user().to_string();
     let (tty, login, term, command) = match ToHelper::decode(&body) {
         Ok(ToHelper::Enter {
             tty,
@@ -418,7 +425,7 @@ fn handle(helper: &Helper, mut stream: UnixStream, pid: u32, uid: u32, gid: u32,
         command: command.as_deref(),
         term: &term,
     };
-    let args = container::exec_args(&c, &user, entry.uid, entry.gid, &session);
+    let args = container::exec_args(&c, &user, entry.uid(), entry.gid(), &session);
     let docker = helper.cfg.containers.cli();
     let mut fds = fds.into_iter();
     let (Some(i), Some(o), Some(e)) = (fds.next(), fds.next(), fds.next()) else {

@@ -52,10 +52,10 @@ pub(super) fn check_peer_of(
     let entries = helper.status().map_err(|e| e.to_string())?;
     let entry = entries
         .into_iter()
-        .find(|e| e.uid == uid && e.is_live())
+        .find(|e| e.uid() == uid && e.is_live())
         .ok_or_else(|| format!("uid {uid} is no live codext account"))?;
     if entry.sessions.is_empty() {
-        return Err(format!("{} has no open session", entry.user));
+        return Err(format!("{} has no open session", entry.user()));
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("pid {pid}: {e}"))?;
@@ -102,7 +102,7 @@ pub(super) fn check_peer_of(
     }
     Err(format!(
         "pid {pid} runs in no ssh session of {}",
-        entry.user
+        entry.user()
     ))
 }
 

@@ -28,7 +28,7 @@ use codext_core::token::PROOF_LEN;
 use codext_core::ProfileName;
 use codext_wire::UserName;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One open PAM session, tied to the sshd process that opened it.
@@ -76,15 +76,15 @@ pub fn retry_delay(failures: u32) -> u64 {
 #[serde(from = "record::EntryRecord", into = "record::EntryRecord")]
 pub struct Entry {
     /// The user name.
-    pub user: UserName,
+    pub(in crate::lifecycle) user: UserName,
     /// Announced and created uid.
-    pub uid: u32,
+    pub(in crate::lifecycle) uid: u32,
     /// Announced and created gid (the codext group).
-    pub gid: u32,
+    pub(in crate::lifecycle) gid: u32,
     /// Announced home folder.
-    pub home: PathBuf,
+    pub(in crate::lifecycle) home: PathBuf,
     /// Announced shell.
-    pub shell: PathBuf,
+    pub(in crate::lifecycle) shell: PathBuf,
     /// Life phase: [`Entry::phase`].
     phase: Phase,
     /// The first login's token.
@@ -171,6 +171,26 @@ impl Entry {
     /// remove an account of this name.
     pub fn account_created(&self) -> bool {
         self.account_created
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// The announced (and created) uid.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// The announced (and created) gid: the codext group.
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+
+    /// The announced home folder.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// The account it is announced and created as.
