@@ -445,9 +445,9 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|e| {
                         serde_json::json!({
-                            "user": e.user().as_str(), "uid": e.uid(), "phase": e.phase(), "channel": e.channel,
-                            "profile": e.profile.as_str(),
-                            "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
+                            "user": e.user().as_str(), "uid": e.uid(), "phase": e.phase(), "channel": e.channel(),
+                            "profile": e.profile().as_str(),
+                            "client_fingerprint": e.client_fingerprint(), "attempts": e.attempts,
                             "sessions": e.sessions.len(), "answer_by": e.token.answer_by.rfc3339(),
                             "login_by": e.token.login_by.map(UnixTime::rfc3339), "grant_until": e.grant_until.map(UnixTime::rfc3339),
                             "removal": e.removal.as_ref().map(|r| serde_json::json!({
@@ -479,7 +479,7 @@ fn run(cli: Cli) -> Result<()> {
                         phase,
                         e.sessions.len(),
                         deadline.rfc3339(),
-                        e.profile
+                        e.profile()
                     );
                     if let Some(r) = &e.removal {
                         println!(

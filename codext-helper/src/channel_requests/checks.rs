@@ -128,7 +128,7 @@ impl Shared {
             .status()?
             .into_iter()
             .find(|e| e.user().as_str() == user)
-            .map(|e| e.channel == channel);
+            .map(|e| e.channel() == channel);
         Ok(match known {
             None => {
                 self.helper.log_stranger(

@@ -90,9 +90,9 @@ pub struct Entry {
     /// The first login's token.
     pub token: TokenSlot,
     /// Fingerprint of the agent key the puzzle was sealed to.
-    pub client_fingerprint: String,
+    pub(in crate::lifecycle) client_fingerprint: String,
     /// Channel the puzzle went out on.
-    pub channel: Channel,
+    pub(in crate::lifecycle) channel: Channel,
     /// Issue time.
     pub issued_at: UnixTime,
     /// When the account was created.
@@ -116,24 +116,24 @@ pub struct Entry {
     pub published: bool,
     /// The agent key the puzzle was sealed to, OpenSSH text form:
     /// authorised for key reconnects once the token login succeeded.
-    pub client_key: Option<String>,
+    pub(in crate::lifecycle) client_key: Option<String>,
     /// Linger state, see [`crate::grant_keys`].
     pub linger: Option<Linger>,
     /// (issue 26) The grant's profile (what the account may do).
-    pub profile: ProfileName,
+    pub(in crate::lifecycle) profile: ProfileName,
     /// (issue 26) The supplementary groups the account is made with (the
     /// profile's own group first), as the profile said at issue.
-    pub groups: Vec<String>,
+    pub(in crate::lifecycle) groups: Vec<String>,
     /// (issue 26) The sudo rules the account gets, as the profile said at
     /// issue.
-    pub sudo: Vec<String>,
+    pub(in crate::lifecycle) sudo: Vec<String>,
     /// (issue 26) A container is started for the grant (and removed with
     /// it).
-    pub container: bool,
+    pub(in crate::lifecycle) container: bool,
     /// (issue 26) The linger asked for through the gate (`codext-grant
     /// linger`) on a grant with no shell (a shell grant writes
     /// `~/.codext-linger`).
-    pub linger_asked: Option<u64>,
+    pub(in crate::lifecycle) linger_asked: Option<u64>,
 }
 
 /// Which slot an answer or a password armed or used.
@@ -191,6 +191,32 @@ impl Entry {
     /// The announced home folder.
     pub fn home(&self) -> &Path {
         &self.home
+    }
+
+    /// The channel the puzzle went out on (and its answer must come back
+    /// on).
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// Fingerprint of the agent key the puzzle was sealed to.
+    pub fn client_fingerprint(&self) -> &str {
+        &self.client_fingerprint
+    }
+
+    /// (issue 26) The grant's profile.
+    pub fn profile(&self) -> &ProfileName {
+        &self.profile
+    }
+
+    /// (issue 26) The supplementary groups the account is made with.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// (issue 26) True when a container is started for the grant.
+    pub fn container(&self) -> bool {
+        self.container
     }
 
     /// The account it is announced and created as.
