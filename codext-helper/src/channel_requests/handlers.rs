@@ -159,7 +159,9 @@ impl Shared {
                 keys.push(codext_core::encoding::hex(&fp.0[..16]));
             }
             match e.phase() {
-                Phase::Pending => puzzles.push(codext_core::encoding::hex(&e.token.puzzle_id[..4])),
+                Phase::Pending => {
+                    puzzles.push(codext_core::encoding::hex(&e.token().puzzle_id[..4]))
+                }
                 _ => armed.push(e.user().to_string()),
             }
         }

@@ -10,7 +10,12 @@
 //! The phase and whether codext made the account are private: only the
 //! transitions here change them (a search for a phase assignment finds
 //! only this file), and the rest of the helper reads them through
-//! [`Entry::phase`] and [`Entry::account_created`].
+//! [`Entry::phase`] and [`Entry::account_created`]. Every other field is
+//! the lifecycle's own (`pub(in crate::lifecycle)`): outside `lifecycle/`
+//! an entry is read through its accessors ([`Entry::user`],
+//! [`Entry::account`], [`Entry::sessions`], …) and changed only through
+//! the lifecycle, and the account adapters are handed an [`Account`]
+//! where the name, ids, home and shell are all they need.
 //!
 //! Its state-file layout is [`record`]'s.
 
@@ -88,37 +93,37 @@ pub struct Entry {
     /// Life phase: [`Entry::phase`].
     phase: Phase,
     /// The first login's token.
-    pub token: TokenSlot,
+    pub(in crate::lifecycle) token: TokenSlot,
     /// Fingerprint of the agent key the puzzle was sealed to.
     pub(in crate::lifecycle) client_fingerprint: String,
     /// Channel the puzzle went out on.
     pub(in crate::lifecycle) channel: Channel,
     /// Issue time.
-    pub issued_at: UnixTime,
+    pub(in crate::lifecycle) issued_at: UnixTime,
     /// When the account was created.
-    pub created_at: Option<UnixTime>,
+    pub(in crate::lifecycle) created_at: Option<UnixTime>,
     /// End of the grant, once logged in.
-    pub grant_until: Option<UnixTime>,
+    pub(in crate::lifecycle) grant_until: Option<UnixTime>,
     /// Wrong passwords so far (both slots).
-    pub attempts: u32,
+    pub(in crate::lifecycle) attempts: u32,
     /// Open sessions.
-    pub sessions: Vec<Session>,
+    pub(in crate::lifecycle) sessions: Vec<Session>,
     /// [`Entry::account_created`].
     account_created: bool,
     /// A further token for a live account (a second connection).
-    pub renewal: Option<TokenSlot>,
+    pub(in crate::lifecycle) renewal: Option<TokenSlot>,
     /// How the removal is going, once one was attempted.
-    pub removal: Option<RemovalProgress>,
+    pub(in crate::lifecycle) removal: Option<RemovalProgress>,
     /// The puzzle's text, kept (it is public) while a channel still has to
     /// publish it.
-    pub puzzle: Option<String>,
+    pub(in crate::lifecycle) puzzle: Option<String>,
     /// True once the channel published the puzzle.
-    pub published: bool,
+    pub(in crate::lifecycle) published: bool,
     /// The agent key the puzzle was sealed to, OpenSSH text form:
     /// authorised for key reconnects once the token login succeeded.
     pub(in crate::lifecycle) client_key: Option<String>,
     /// Linger state, see [`crate::grant_keys`].
-    pub linger: Option<Linger>,
+    pub(in crate::lifecycle) linger: Option<Linger>,
     /// (issue 26) The grant's profile (what the account may do).
     pub(in crate::lifecycle) profile: ProfileName,
     /// (issue 26) The supplementary groups the account is made with (the
@@ -217,6 +222,36 @@ impl Entry {
     /// (issue 26) True when a container is started for the grant.
     pub fn container(&self) -> bool {
         self.container
+    }
+
+    /// The first login's token slot (its hashes and deadlines).
+    pub fn token(&self) -> &TokenSlot {
+        &self.token
+    }
+
+    /// The renewal's token slot, while a further token is out.
+    pub fn renewal(&self) -> Option<&TokenSlot> {
+        self.renewal.as_ref()
+    }
+
+    /// Wrong passwords so far (both slots).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The open sessions.
+    pub fn sessions(&self) -> &[Session] {
+        &self.sessions
+    }
+
+    /// End of the grant, once logged in.
+    pub fn grant_until(&self) -> Option<UnixTime> {
+        self.grant_until
+    }
+
+    /// How the removal is going, once one was attempted.
+    pub fn removal(&self) -> Option<&RemovalProgress> {
+        self.removal.as_ref()
     }
 
     /// The account it is announced and created as.
