@@ -487,6 +487,17 @@ impl Entry {
         Ok(())
     }
 
+    /// (issue 26) The agent asked for a linger of `secs` through the gate
+    /// (`codext-grant linger`, a grant with no shell): kept for the last
+    /// close, which caps it. Only for a live account.
+    pub fn ask_linger(&mut self, secs: u64) -> Result<(), Refused> {
+        if !self.is_live() {
+            return Err(Refused::OutOfPhase("not a live codext account"));
+        }
+        self.linger_asked = Some(secs);
+        Ok(())
+    }
+
     /// A further token for this live account.
     pub fn renew(&mut self, slot: TokenSlot) -> Result<(), Refused> {
         self.live(Request::Renew)?;
