@@ -424,16 +424,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Answer { text, json } => {
             let e = helper.answer(&text, "cli", UnixTime::now())?;
             // A renewal's deadline when it armed one, else the first login's.
-            let slot = e.renewal.as_ref().unwrap_or(&e.token);
+            let slot = e.renewal().unwrap_or(e.token());
             let login_by = slot.login_by.map(UnixTime::rfc3339).unwrap_or_default();
             if json {
                 print_json(
-                    &serde_json::json!({"user": e.user.as_str(), "uid": e.uid, "armed": true, "login_by": login_by}),
+                    &serde_json::json!({"user": e.user().as_str(), "uid": e.uid(), "armed": true, "login_by": login_by}),
                 );
             } else {
                 println!(
                     "{} is armed (uid {}); it may log in until {login_by}",
-                    e.user, e.uid
+                    e.user(),
+                    e.uid()
                 );
             }
         }
@@ -444,12 +445,12 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|e| {
                         serde_json::json!({
-                            "user": e.user.as_str(), "uid": e.uid, "phase": e.phase(), "channel": e.channel,
-                            "profile": e.profile.as_str(),
-                            "client_fingerprint": e.client_fingerprint, "attempts": e.attempts,
-                            "sessions": e.sessions.len(), "answer_by": e.token.answer_by.rfc3339(),
-                            "login_by": e.token.login_by.map(UnixTime::rfc3339), "grant_until": e.grant_until.map(UnixTime::rfc3339),
-                            "removal": e.removal.as_ref().map(|r| serde_json::json!({
+                            "user": e.user().as_str(), "uid": e.uid(), "phase": e.phase(), "channel": e.channel(),
+                            "profile": e.profile().as_str(),
+                            "client_fingerprint": e.client_fingerprint(), "attempts": e.attempts(),
+                            "sessions": e.sessions().len(), "answer_by": e.token().answer_by.rfc3339(),
+                            "login_by": e.token().login_by.map(UnixTime::rfc3339), "grant_until": e.grant_until().map(UnixTime::rfc3339),
+                            "removal": e.removal().map(|r| serde_json::json!({
                                 "started_at": r.started_at.rfc3339(), "attempts": r.attempts,
                                 "last_error": r.last_error,
                                 "next_retry": r.next_retry.map(UnixTime::rfc3339),
@@ -467,20 +468,20 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 for e in entries {
                     let deadline = e
-                        .grant_until
-                        .or(e.token.login_by)
-                        .unwrap_or(e.token.answer_by);
+                        .grant_until()
+                        .or(e.token().login_by)
+                        .unwrap_or(e.token().answer_by);
                     let phase = e.phase().as_str();
                     println!(
                         "{:<18} {:>6} {:<9} {:>8} {:<20} {}",
-                        e.user,
-                        e.uid,
+                        e.user(),
+                        e.uid(),
                         phase,
-                        e.sessions.len(),
+                        e.sessions().len(),
                         deadline.rfc3339(),
-                        e.profile
+                        e.profile()
                     );
-                    if let Some(r) = &e.removal {
+                    if let Some(r) = e.removal() {
                         println!(
                             "    removal since {}, {} attempt(s){}{}",
                             r.started_at.rfc3339(),

@@ -20,19 +20,19 @@
 //! record (so the name never resolves without them) and withdrawn with it.
 
 use crate::error::{HelperError, Result};
-use crate::lifecycle::Entry;
+use crate::lifecycle::Account;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
-/// The JSON user record for `entry`.
-pub fn record(entry: &Entry) -> serde_json::Value {
+/// The JSON user record for `account`.
+pub fn record(account: &Account) -> serde_json::Value {
     serde_json::json!({
-        "userName": entry.user.as_str(),
-        "uid": entry.uid,
-        "gid": entry.gid,
+        "userName": account.name.as_str(),
+        "uid": account.uid,
+        "gid": account.gid,
         "realName": "codext temporary user",
-        "homeDirectory": entry.home,
-        "shell": entry.shell,
+        "homeDirectory": account.home,
+        "shell": account.shell,
         "disposition": "regular",
     })
 }
@@ -45,23 +45,24 @@ fn ensure_dir(dir: &Path) -> Result<()> {
         .map_err(|e| HelperError::system(format!("cannot create {}", dir.display()), e))
 }
 
-/// Writes the record and its uid link (and first its memberships).
-pub fn announce(dir: &Path, entry: &Entry) -> Result<()> {
+/// Writes the record and its uid link (and first its memberships of
+/// `groups`).
+pub fn announce(dir: &Path, account: &Account, groups: &[String]) -> Result<()> {
     ensure_dir(dir)?;
-    for group in &entry.groups {
+    for group in groups {
         crate::store::write_atomic(
             dir,
-            &format!("{}:{group}.membership", entry.user),
+            &format!("{}:{group}.membership", account.name),
             b"codext\n",
             0o644,
         )?;
     }
-    let name = format!("{}.user", entry.user);
-    let bytes = serde_json::to_vec(&record(entry))
+    let name = format!("{}.user", account.name);
+    let bytes = serde_json::to_vec(&record(account))
         .map_err(|e| HelperError::state_data("cannot encode user record", e, ""))?;
     crate::store::write_atomic(dir, &name, &bytes, 0o644)?;
-    let link = dir.join(format!("{}.user", entry.uid));
-    let tmp = dir.join(format!(".{}.user.tmp", entry.uid));
+    let link = dir.join(format!("{}.user", account.uid));
+    let tmp = dir.join(format!(".{}.user.tmp", account.uid));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&name, &tmp)
         .and_then(|()| std::fs::rename(&tmp, &link))

@@ -334,6 +334,26 @@ impl World {
         run(self.as_agent(Command::new(format!("{WORK}/bin/codext")).args(args)))
     }
 
+    /// Runs `codext open` as the agent with its key, the server's key and
+    /// this host, the master named `name`; `args` follow (the puzzle last).
+    pub fn agent_open(&self, name: &str, args: &[&str]) -> Output {
+        let key = self.agent_key.to_string_lossy().into_owned();
+        let server = self.server_pub.to_string_lossy().into_owned();
+        let mut all = vec![
+            "open",
+            "--key",
+            &key,
+            "--server-key",
+            &server,
+            "--host",
+            "127.0.0.1",
+            "--name",
+            name,
+        ];
+        all.extend_from_slice(args);
+        self.agent_cli(&all)
+    }
+
     /// Makes `cmd` run as the agent, in its home.
     pub fn as_agent<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
         cmd.uid(self.agent.0)

@@ -54,23 +54,7 @@ fn on(w: &World, cmd: &str) -> Output {
 }
 
 fn open(w: &World, puzzle: &str) -> Vec<Value> {
-    let key = w.agent_key.to_string_lossy().into_owned();
-    let server = w.server_pub.to_string_lossy().into_owned();
-    let out = w.agent_cli(&[
-        "open",
-        "--key",
-        &key,
-        "--server-key",
-        &server,
-        "--host",
-        "127.0.0.1",
-        "--name",
-        "web1",
-        "--profile",
-        "ws",
-        "--json",
-        puzzle,
-    ]);
+    let out = w.agent_open("web1", &["--profile", "ws", "--json", puzzle]);
     ok(&out, "codext open")
         .lines()
         .map(|l| serde_json::from_str(l).expect("an event line"))

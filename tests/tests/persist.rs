@@ -25,23 +25,10 @@ fn ok(out: &Output, what: &str) -> String {
 
 /// `codext open --json … PUZZLE` as the agent; its event lines.
 fn open(w: &World, puzzle: &str, extra: &[&str]) -> Vec<Value> {
-    let key = w.agent_key.to_string_lossy().into_owned();
-    let server = w.server_pub.to_string_lossy().into_owned();
-    let mut args = vec![
-        "open",
-        "--key",
-        &key,
-        "--server-key",
-        &server,
-        "--host",
-        "127.0.0.1",
-        "--name",
-        "web1",
-        "--json",
-    ];
+    let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     args.push(puzzle);
-    let out = w.agent_cli(&args);
+    let out = w.agent_open("web1", &args);
     ok(&out, "codext open")
         .lines()
         .map(|l| serde_json::from_str(l).expect("an event line"))

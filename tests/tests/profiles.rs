@@ -73,23 +73,7 @@ fn gate_lines(w: &World, user: &str) -> Vec<Value> {
 /// `codext open --json --profile P --name web1 … PUZZLE` as the agent;
 /// its event lines.
 fn open(w: &World, puzzle: &str, profile: &str) -> Vec<Value> {
-    let key = w.agent_key.to_string_lossy().into_owned();
-    let server = w.server_pub.to_string_lossy().into_owned();
-    let out = w.agent_cli(&[
-        "open",
-        "--key",
-        &key,
-        "--server-key",
-        &server,
-        "--host",
-        "127.0.0.1",
-        "--name",
-        "web1",
-        "--profile",
-        profile,
-        "--json",
-        puzzle,
-    ]);
+    let out = w.agent_open("web1", &["--profile", profile, "--json", puzzle]);
     ok(&out, "codext open")
         .lines()
         .map(|l| serde_json::from_str(l).expect("an event line"))

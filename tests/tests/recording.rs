@@ -23,21 +23,7 @@ fn ok(out: &Output, what: &str) -> String {
 
 /// `codext open --name web1 … PUZZLE` as the agent.
 fn open(w: &World, puzzle: &str) {
-    let key = w.agent_key.to_string_lossy().into_owned();
-    let server = w.server_pub.to_string_lossy().into_owned();
-    let out = w.agent_cli(&[
-        "open",
-        "--key",
-        &key,
-        "--server-key",
-        &server,
-        "--host",
-        "127.0.0.1",
-        "--name",
-        "web1",
-        "--json",
-        puzzle,
-    ]);
+    let out = w.agent_open("web1", &["--json", puzzle]);
     ok(&out, "codext open");
 }
 

@@ -5,7 +5,7 @@
 
 use crate::error::{HelperError, Result};
 use crate::ids::{Gid, Uid};
-use crate::lifecycle::Entry;
+use crate::lifecycle::Account;
 use crate::sys::KillerIds;
 use nix::unistd::{Group, User};
 use std::path::Path;
@@ -94,14 +94,14 @@ pub fn passwd_file_entries() -> Vec<(String, Uid)> {
 }
 
 /// Creates the account exactly as announced ([`verify_created`] checks
-/// it). The userdb record must be withdrawn first: `useradd` refuses a
-/// name NSS already reports.
-pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
-    let uid = entry.uid.to_string();
-    let gid = entry.gid.to_string();
-    let home = entry.home.to_string_lossy();
-    let shell = entry.shell.to_string_lossy();
-    let groups = entry.groups.join(",");
+/// it), a member of `groups` (the profile's, issue 26). The userdb record
+/// must be withdrawn first: `useradd` refuses a name NSS already reports.
+pub fn create(account: &Account, groups: &[String], deadline: Duration) -> Result<()> {
+    let uid = account.uid.to_string();
+    let gid = account.gid.to_string();
+    let home = account.home.to_string_lossy();
+    let shell = account.shell.to_string_lossy();
+    let groups = groups.join(",");
     let mut args = vec![
         "--uid",
         &uid,
@@ -132,12 +132,12 @@ pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
         args.push(&groups);
     }
     args.push("--");
-    args.push(entry.user.as_str());
+    args.push(account.name.as_str());
     let out = tools::run(USERADD, &args, deadline)?;
     if !out.success() {
         return Err(HelperError::Account(format!(
             "useradd {} failed: {}",
-            entry.user,
+            account.name,
             out.describe()
         )));
     }
@@ -145,20 +145,20 @@ pub fn create(entry: &Entry, deadline: Duration) -> Result<()> {
 }
 
 /// Checks that the account NSS now reports is the announced one.
-pub fn verify_created(entry: &Entry) -> Result<()> {
-    let user = User::from_name(entry.user.as_str())
-        .map_err(|e| HelperError::account(format!("cannot look up {}", entry.user), e))?
+pub fn verify_created(account: &Account) -> Result<()> {
+    let user = User::from_name(account.name.as_str())
+        .map_err(|e| HelperError::account(format!("cannot look up {}", account.name), e))?
         .ok_or_else(|| {
-            HelperError::Account(format!("{} does not resolve after useradd", entry.user))
+            HelperError::Account(format!("{} does not resolve after useradd", account.name))
         })?;
-    if user.uid.as_raw() != entry.uid
-        || user.gid.as_raw() != entry.gid
-        || user.dir != entry.home
-        || user.shell != entry.shell
+    if user.uid.as_raw() != account.uid.as_raw()
+        || user.gid.as_raw() != account.gid.as_raw()
+        || user.dir != account.home
+        || user.shell != account.shell
     {
         return Err(HelperError::Account(format!(
             "{} was created as uid {} gid {} home {} shell {}, not as announced",
-            entry.user,
+            account.name,
             user.uid,
             user.gid,
             user.dir.display(),
@@ -168,21 +168,21 @@ pub fn verify_created(entry: &Entry) -> Result<()> {
     Ok(())
 }
 
-/// True when `/etc/passwd` has `entry`'s name with `entry`'s uid: the
+/// True when `/etc/passwd` has the account's name with its uid: the
 /// account the helper created is still the one there.
-pub fn is_ours_on_disk(entry: &Entry) -> bool {
+pub fn is_ours_on_disk(account: &Account) -> bool {
     passwd_file_entries()
         .iter()
-        .any(|(n, u)| n == entry.user.as_str() && u.as_raw() == entry.uid)
+        .any(|(n, u)| n == account.name.as_str() && *u == account.uid)
 }
 
-/// (issue 26) Makes `rel` (plain components) in `entry`'s home, the
+/// (issue 26) Makes `rel` (plain components) in the account's home, the
 /// user's, 0700 — right after `useradd`, before any process of the user
 /// runs (so nothing in the home can have been swapped for a link; each
 /// component is still checked not to be one).
-pub fn make_user_folder(entry: &Entry, rel: &Path) -> Result<()> {
+pub fn make_user_folder(account: &Account, rel: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let mut at = entry.home.clone();
+    let mut at = account.home.clone();
     for c in rel.components() {
         let std::path::Component::Normal(n) = c else {
             return Err(HelperError::Account(format!(
@@ -192,7 +192,7 @@ pub fn make_user_folder(entry: &Entry, rel: &Path) -> Result<()> {
         };
         at.push(n);
         match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() && m.uid() == entry.uid => continue,
+            Ok(m) if m.is_dir() && m.uid() == account.uid.as_raw() => continue,
             Ok(_) => {
                 return Err(HelperError::Account(format!(
                     "{} exists and is not the user's folder",
@@ -205,7 +205,7 @@ pub fn make_user_folder(entry: &Entry, rel: &Path) -> Result<()> {
             .mode(0o700)
             .create(&at)
             .map_err(|e| HelperError::account(format!("cannot create {}", at.display()), e))?;
-        std::os::unix::fs::lchown(&at, Some(entry.uid), Some(entry.gid))
+        std::os::unix::fs::lchown(&at, Some(account.uid.as_raw()), Some(account.gid.as_raw()))
             .map_err(|e| HelperError::account(format!("cannot chown {}", at.display()), e))?;
     }
     Ok(())
@@ -365,12 +365,13 @@ pub fn password_locked(name: &str) -> bool {
 }
 
 /// Refuses anything that is not demonstrably an account codext created.
-pub fn check_ours(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
+pub fn check_ours(account: &Account, uid_range: (u32, u32)) -> Result<()> {
     // The name is a valid codext name by type; the uid must be in range.
-    if entry.uid < uid_range.0 || entry.uid > uid_range.1 {
+    let uid = account.uid.as_raw();
+    if uid < uid_range.0 || uid > uid_range.1 {
         return Err(HelperError::Account(format!(
             "{} is not an account codext created; not touching it",
-            entry.user
+            account.name
         )));
     }
     Ok(())
@@ -379,14 +380,14 @@ pub fn check_ours(entry: &Entry, uid_range: (u32, u32)) -> Result<()> {
 /// Step one of a removal: every process and IPC object of the uid ends
 /// (each killer pass under the killer lock at `killer_lock`).
 pub fn kill(
-    entry: &Entry,
+    account: &Account,
     killer: (Uid, Gid),
     killer_lock: &Path,
     deadline: Duration,
 ) -> Result<()> {
     kill::kill_everything(
         KillerIds {
-            target: Uid::from_raw(entry.uid),
+            target: account.uid,
             killer_uid: killer.0,
             killer_gid: killer.1,
         },
@@ -398,12 +399,8 @@ pub fn kill(
 /// Before `userdel -r`: the setuid and setgid bits of every file of the
 /// uid in its home go (see [`sweep`]): the home's files are unlinked by
 /// `userdel`, whose descriptors another process may hold.
-pub fn defuse_home(entry: &Entry, budget: Duration) -> sweep::Sweep {
-    sweep::defuse_owned(
-        &entry.home,
-        Uid::from_raw(entry.uid),
-        Instant::now() + budget,
-    )
+pub fn defuse_home(account: &Account, budget: Duration) -> sweep::Sweep {
+    sweep::defuse_owned(&account.home, account.uid, Instant::now() + budget)
 }
 
 /// After the kill and `userdel`, while no process of `uid` can run: its
@@ -437,43 +434,43 @@ pub fn clear_keyrings(uid: Uid, deadline: Duration, settle: Duration) -> Result<
 /// exit status alone: a `userdel` killed at its deadline may have updated
 /// `/etc/passwd` and not `/etc/shadow`, which is repaired here. Returns a
 /// description of any repair made.
-pub fn delete_record(entry: &Entry, deadline: Duration) -> Result<Option<String>> {
+pub fn delete_record(account: &Account, deadline: Duration) -> Result<Option<String>> {
     let mut tool = None;
-    if is_ours_on_disk(entry) {
+    if is_ours_on_disk(account) {
         tool = Some(tools::run(
             USERDEL,
-            &["--remove", "--", entry.user.as_str()],
+            &["--remove", "--", account.name.as_str()],
             deadline,
         )?);
     } else if passwd_file_entries()
         .iter()
-        .any(|(n, _)| n == entry.user.as_str())
+        .any(|(n, _)| n == account.name.as_str())
     {
         return Err(HelperError::Account(format!(
             "{} in /etc/passwd no longer has uid {}: someone else's account now; not touching it",
-            entry.user, entry.uid
+            account.name, account.uid
         )));
     }
     if passwd_file_entries()
         .iter()
-        .any(|(n, _)| n == entry.user.as_str())
+        .any(|(n, _)| n == account.name.as_str())
     {
         let how = tool.map(|t| t.describe()).unwrap_or_default();
         return Err(HelperError::Account(format!(
             "userdel {} left it in /etc/passwd: {how}",
-            entry.user
+            account.name
         )));
     }
     let shadow = Path::new("/etc/shadow");
-    if shadow::has_line(shadow, entry.user.as_str())
-        && shadow::remove_line(shadow, entry.user.as_str(), deadline)?
+    if shadow::has_line(shadow, account.name.as_str())
+        && shadow::remove_line(shadow, account.name.as_str(), deadline)?
     {
         let how = tool
             .map(|t| t.describe())
             .unwrap_or_else(|| "no userdel run".into());
         return Ok(Some(format!(
             "removed the /etc/shadow line {} left behind ({how})",
-            entry.user
+            account.name
         )));
     }
     Ok(None)
@@ -481,10 +478,10 @@ pub fn delete_record(entry: &Entry, deadline: Duration) -> Result<Option<String>
 
 /// Before the kill: the uid's at jobs and crontab go, so none fires while
 /// the account is being removed (and none ever for the next holder).
-pub fn remove_jobs(entry: &Entry, budget: Duration) -> sweep::Sweep {
+pub fn remove_jobs(account: &Account, budget: Duration) -> sweep::Sweep {
     sweep::remove_owned(
         Path::new("/var/spool/cron"),
-        Uid::from_raw(entry.uid),
+        account.uid,
         Instant::now() + budget,
     )
 }

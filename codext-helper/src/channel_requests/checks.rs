@@ -127,8 +127,8 @@ impl Shared {
             .helper
             .status()?
             .into_iter()
-            .find(|e| e.user.as_str() == user)
-            .map(|e| e.channel == channel);
+            .find(|e| e.user().as_str() == user)
+            .map(|e| e.channel() == channel);
         Ok(match known {
             None => {
                 self.helper.log_stranger(

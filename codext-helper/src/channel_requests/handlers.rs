@@ -22,7 +22,9 @@ impl Shared {
             .helper
             .status()?
             .into_iter()
-            .filter(|e| e.channel == channel && matches!(e.phase(), Phase::Pending | Phase::Armed))
+            .filter(|e| {
+                e.channel() == channel && matches!(e.phase(), Phase::Pending | Phase::Armed)
+            })
             .collect())
     }
 
@@ -69,7 +71,7 @@ impl Shared {
         };
         let channel = conn.greeted()?;
         let live = self.channel_entries(channel)?;
-        if live.iter().any(|e| e.client_fingerprint == fp) {
+        if live.iter().any(|e| e.client_fingerprint() == fp) {
             return Ok(Reply::Ok {
                 user: None,
                 note: "a puzzle for this key is already out".into(),
@@ -109,7 +111,7 @@ impl Shared {
         let channel = conn.greeted()?;
         match self.helper.answer(&text, channel.as_str(), UnixTime::now()) {
             Ok(entry) => Ok(Reply::Ok {
-                user: Some(entry.user.to_string()),
+                user: Some(entry.user().to_string()),
                 note: "armed".into(),
             }),
             Err(e) => Ok(Reply::refused(Refusal::Failed, e.to_string())),
@@ -153,12 +155,14 @@ impl Shared {
         let mut keys = Vec::new();
         let mut armed = Vec::new();
         for e in &entries {
-            if let Some(fp) = Fingerprint::parse(&e.client_fingerprint) {
+            if let Some(fp) = Fingerprint::parse(e.client_fingerprint()) {
                 keys.push(codext_core::encoding::hex(&fp.0[..16]));
             }
             match e.phase() {
-                Phase::Pending => puzzles.push(codext_core::encoding::hex(&e.token.puzzle_id[..4])),
-                _ => armed.push(e.user.to_string()),
+                Phase::Pending => {
+                    puzzles.push(codext_core::encoding::hex(&e.token().puzzle_id[..4]))
+                }
+                _ => armed.push(e.user().to_string()),
             }
         }
         let complete =

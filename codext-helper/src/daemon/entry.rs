@@ -54,32 +54,32 @@ fn audit_text(request: Option<&[u8]>) -> String {
 pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, String> {
     let cfg = &helper.cfg;
     let request = request_of(hello);
-    let profile = cfg.profile(&entry.profile);
-    if entry.profile.is_shell() {
+    let profile = cfg.profile(entry.profile());
+    if entry.profile().is_shell() {
         return match &hello.gate {
             // sshd forced a gate on a shell grant: its configuration and
             // this grant disagree.
             Some(g) => Err(format!(
                 "sshd forced the gate of profile {g} on a grant of the profile {}: refused (codext-helper doctor)",
-                entry.profile
+                entry.profile()
             )),
             None => Ok(Run::Shell),
         };
     }
     let log = |result: &str, reason: &str| {
         helper.log(AuditEvent::Gate {
-            user: entry.user.to_string(),
-            profile: entry.profile.to_string(),
+            user: entry.user().to_string(),
+            profile: entry.profile().to_string(),
             request: audit_text(request),
             result: result.to_owned(),
             reason: reason.to_owned(),
         });
     };
     match &hello.gate {
-        Some(g) if g != entry.profile.as_str() => {
+        Some(g) if g != entry.profile().as_str() => {
             let why = format!(
                 "sshd forced the gate of profile {g}, but this grant is of the profile {}: refused",
-                entry.profile
+                entry.profile()
             );
             log("refused", &why);
             return Err(why);
@@ -90,13 +90,14 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
         None => warn!(
             "{}: a channel of a {} grant reached the recorder without sshd's forced gate; \
              the gate applies anyway (codext-helper doctor: profiles.sshd)",
-            entry.user, entry.profile
+            entry.user(),
+            entry.profile()
         ),
     }
     let Some(profile) = profile else {
         let why = format!(
             "profile {}: no longer configured on this server: refused",
-            entry.profile
+            entry.profile()
         );
         log("refused", &why);
         return Err(why);
@@ -105,7 +106,7 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
     if let Some(words) = request.and_then(|r| gate::parse_request(r).ok()) {
         if let Some(b) = gate::builtin(&words) {
             return match b {
-                Ok(gate::Builtin::Linger(secs)) => match helper.ask_linger(&entry.user, secs) {
+                Ok(gate::Builtin::Linger(secs)) => match helper.ask_linger(entry.user(), secs) {
                     Ok(line) => {
                         log("builtin", &format!("linger {secs}"));
                         Ok(Run::Print {
@@ -116,7 +117,7 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
                     Err(e) => Err(e.to_string()),
                 },
                 Err(why) => {
-                    let why = format!("profile {}: {why}", entry.profile);
+                    let why = format!("profile {}: {why}", entry.profile());
                     log("refused", &why);
                     Err(why)
                 }
@@ -125,22 +126,22 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
     }
     match &profile.body {
         Body::Shell => Ok(Run::Shell),
-        Body::Container(_) if entry.container => {
+        Body::Container(_) if entry.container() => {
             log("enter", "");
             Ok(Run::Enter)
         }
-        Body::Commands(c) if !entry.container => {
+        Body::Commands(c) if !entry.container() => {
             let exists =
                 |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
-            match gate::decide(entry.profile.as_str(), c, &entry.home, request, &exists) {
+            match gate::decide(entry.profile().as_str(), c, entry.home(), request, &exists) {
                 gate::Decision::Exec { argv, cwd, confine } => {
                     log("exec", &argv.join(" "));
                     let mut env: Vec<(Vec<u8>, Vec<u8>)> = gate::EXEC_ENV
                         .iter()
                         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
                         .collect();
-                    let home = entry.home.as_os_str().as_encoded_bytes().to_vec();
-                    let user = entry.user.as_str().as_bytes().to_vec();
+                    let home = entry.home().as_os_str().as_encoded_bytes().to_vec();
+                    let user = entry.user().as_str().as_bytes().to_vec();
                     env.push((b"HOME".to_vec(), home));
                     env.push((b"USER".to_vec(), user.clone()));
                     env.push((b"LOGNAME".to_vec(), user));
@@ -164,7 +165,7 @@ pub fn decide(helper: &Helper, entry: &Entry, hello: &Hello) -> Result<Run, Stri
         _ => {
             let why = format!(
                 "profile {}: its kind changed since this grant was made: refused",
-                entry.profile
+                entry.profile()
             );
             log("refused", &why);
             Err(why)
@@ -179,12 +180,12 @@ pub fn ensure_container(helper: &Helper, user: &str) -> crate::error::Result<()>
     let entry = helper
         .status()?
         .into_iter()
-        .find(|e| e.user.as_str() == user && e.is_live() && e.container)
+        .find(|e| e.user().as_str() == user && e.is_live() && e.container())
         .ok_or_else(|| HelperError::Refused(format!("{user} is not a live container grant")))?;
-    let Some(Body::Container(c)) = helper.cfg.profile(&entry.profile).map(|p| &p.body) else {
+    let Some(Body::Container(c)) = helper.cfg.profile(entry.profile()).map(|p| &p.body) else {
         return Err(HelperError::Refused(format!(
             "profile {} is no longer a container profile here",
-            entry.profile
+            entry.profile()
         )));
     };
     let docker = helper.cfg.containers.cli();
@@ -194,18 +195,24 @@ pub fn ensure_container(helper: &Helper, user: &str) -> crate::error::Result<()>
     let started = std::time::Instant::now();
     let result = container::check_host(c).and_then(|()| {
         let gids: Vec<u32> = entry
-            .groups
+            .groups()
             .iter()
             .filter(|g| !g.starts_with(crate::profiles::GROUP_PREFIX))
             .filter_map(|g| crate::accounts::lookup_group(g).ok().flatten())
             .map(|g| g.as_raw())
             .collect();
-        let args =
-            container::run_args(c, user, entry.uid, entry.gid, &gids, entry.profile.as_str());
+        let args = container::run_args(
+            c,
+            user,
+            entry.uid(),
+            entry.gid(),
+            &gids,
+            entry.profile().as_str(),
+        );
         let account = container::Account {
             user: user.to_owned(),
-            uid: entry.uid,
-            gid: entry.gid,
+            uid: entry.uid(),
+            gid: entry.gid(),
             home: c.workspace.clone(),
             shell: c.shell.clone(),
         };
@@ -213,7 +220,7 @@ pub fn ensure_container(helper: &Helper, user: &str) -> crate::error::Result<()>
     });
     helper.log(AuditEvent::Container {
         user: user.to_owned(),
-        profile: entry.profile.to_string(),
+        profile: entry.profile().to_string(),
         image: c.image.clone(),
         result: if result.is_ok() { "started" } else { "failed" },
         error: result.as_ref().err().map(|e| e.to_string()),
@@ -225,11 +232,11 @@ pub fn ensure_container(helper: &Helper, user: &str) -> crate::error::Result<()>
 /// After a container grant's account is made: its container starts in
 /// the background, so that its first session usually finds it running.
 pub fn start_soon(helper: &Helper, entry: &Entry) {
-    if !entry.container {
+    if !entry.container() {
         return;
     }
     let h = helper.clone();
-    let user = entry.user.to_string();
+    let user = entry.user().to_string();
     let _ = std::thread::Builder::new()
         .name("container".into())
         .stack_size(256 * 1024)
@@ -369,7 +376,7 @@ fn handle(helper: &Helper, mut stream: UnixStream, pid: u32, uid: u32, gid: u32,
             return reply(&mut stream, &ToRecorder::Refuse { reason: why });
         }
     };
-    let user = peer.entry.user.to_string();
+    let user = peer.entry.user().to_string();
     let (tty, login, term, command) = match ToHelper::decode(&body) {
         Ok(ToHelper::Enter {
             tty,
@@ -395,7 +402,7 @@ fn handle(helper: &Helper, mut stream: UnixStream, pid: u32, uid: u32, gid: u32,
         );
     }
     let entry = &peer.entry;
-    let Some(Body::Container(c)) = helper.cfg.profile(&entry.profile).map(|p| &p.body) else {
+    let Some(Body::Container(c)) = helper.cfg.profile(entry.profile()).map(|p| &p.body) else {
         return reply(
             &mut stream,
             &ToRecorder::Refuse {
@@ -418,7 +425,7 @@ fn handle(helper: &Helper, mut stream: UnixStream, pid: u32, uid: u32, gid: u32,
         command: command.as_deref(),
         term: &term,
     };
-    let args = container::exec_args(&c, &user, entry.uid, entry.gid, &session);
+    let args = container::exec_args(&c, &user, entry.uid(), entry.gid(), &session);
     let docker = helper.cfg.containers.cli();
     let mut fds = fds.into_iter();
     let (Some(i), Some(o), Some(e)) = (fds.next(), fds.next(), fds.next()) else {

@@ -52,10 +52,10 @@ pub(super) fn check_peer_of(
     let entries = helper.status().map_err(|e| e.to_string())?;
     let entry = entries
         .into_iter()
-        .find(|e| e.uid == uid && e.is_live())
+        .find(|e| e.uid() == uid && e.is_live())
         .ok_or_else(|| format!("uid {uid} is no live codext account"))?;
-    if entry.sessions.is_empty() {
-        return Err(format!("{} has no open session", entry.user));
+    if entry.sessions().is_empty() {
+        return Err(format!("{} has no open session", entry.user()));
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("pid {pid}: {e}"))?;
@@ -89,7 +89,7 @@ pub(super) fn check_peer_of(
             Some(pp) if *pp > 1 => *pp,
             _ => break,
         };
-        if let Some(session) = entry.sessions.iter().find(|x| {
+        if let Some(session) = entry.sessions().iter().find(|x| {
             x.pid == p
                 && (x.start_time == 0
                     || crate::lifecycle::process_start_time(p) == Some(x.start_time))
@@ -102,7 +102,7 @@ pub(super) fn check_peer_of(
     }
     Err(format!(
         "pid {pid} runs in no ssh session of {}",
-        entry.user
+        entry.user()
     ))
 }
 

@@ -236,7 +236,10 @@ fn cut_reason(s: &Shared, peer: &Peer, how: &ProtoError) -> String {
     let live = s
         .helper
         .status()
-        .map(|es| es.iter().any(|e| e.user == peer.entry.user && e.is_live()))
+        .map(|es| {
+            es.iter()
+                .any(|e| e.user() == peer.entry.user() && e.is_live())
+        })
         .unwrap_or(true);
     if !live {
         return "the account was removed while the channel ran (grant ended or revoked)".into();
@@ -254,7 +257,7 @@ fn handle(s: &Shared, mut stream: UnixStream, pid: u32, uid: u32, gid: u32) {
         Ok(p) => p,
         Err(why) => return refuse(s, &mut stream, &format!("uid {uid}"), &why),
     };
-    let user = peer.entry.user.to_string();
+    let user = peer.entry.user().to_string();
     let _ = stream.set_read_timeout(Some(HELLO_WAIT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let mut buf = Vec::with_capacity(proto::MAX_FRAME);
@@ -331,14 +334,14 @@ fn handle(s: &Shared, mut stream: UnixStream, pid: u32, uid: u32, gid: u32) {
 }
 
 fn meta_of(peer: &Peer, pid: u32, hello: &Hello, kind: Kind, cfg: &crate::config::Config) -> Meta {
-    let user = peer.entry.user.to_string();
+    let user = peer.entry.user().to_string();
     let opened = peer.session.opened_at.0;
     Meta {
         format: 1,
         id: String::new(),
         session: session_id(&user, peer.session.pid, opened),
         user,
-        uid: peer.entry.uid,
+        uid: peer.entry.uid(),
         kind: kind.as_str().into(),
         tty: hello.tty,
         command: (!hello.login).then(|| String::from_utf8_lossy(&hello.command).into_owned()),
@@ -368,7 +371,7 @@ fn stream_record(
 ) {
     let kind = Kind::of(hello.login, &hello.command);
     let cfg = &s.helper.cfg;
-    let user = peer.entry.user.to_string();
+    let user = peer.entry.user().to_string();
     w.set_start(hello.t_us);
     let id = w.id.clone();
     let command: Option<String> = (!hello.login).then(|| {

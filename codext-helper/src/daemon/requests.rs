@@ -213,11 +213,11 @@ impl Daemon {
                             let _ = helper.finish_creation(&entry, made);
                         }
                         if let Err(e) = helper.revoke(
-                            &entry.user,
+                            entry.user(),
                             "its account was made after the login had given up",
                             UnixTime::now(),
                         ) {
-                            error!("revoking {}: {e}", entry.user);
+                            error!("revoking {}: {e}", entry.user());
                         }
                     });
                 Err(HelperError::System(format!(

@@ -10,7 +10,7 @@ pub(super) fn uid_check(r: &mut Report, cfg: &Config) {
     let ours: Vec<String> = if cfg.state_dir.is_dir() {
         crate::lifecycle::Helper::new(cfg.clone())
             .and_then(|h| h.status())
-            .map(|v| v.into_iter().map(|e| e.user.to_string()).collect())
+            .map(|v| v.into_iter().map(|e| e.user().to_string()).collect())
             .unwrap_or_default()
     } else {
         Vec::new()

@@ -38,7 +38,7 @@ fn live_users(cfg: &Config) -> Vec<String> {
         .map(|v| {
             v.into_iter()
                 .filter(|e| e.is_live())
-                .map(|e| e.user.to_string())
+                .map(|e| e.user().to_string())
                 .collect()
         })
         .unwrap_or_default()

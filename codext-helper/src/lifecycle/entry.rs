@@ -10,7 +10,12 @@
 //! The phase and whether codext made the account are private: only the
 //! transitions here change them (a search for a phase assignment finds
 //! only this file), and the rest of the helper reads them through
-//! [`Entry::phase`] and [`Entry::account_created`].
+//! [`Entry::phase`] and [`Entry::account_created`]. Every other field is
+//! the lifecycle's own (`pub(in crate::lifecycle)`): outside `lifecycle/`
+//! an entry is read through its accessors ([`Entry::user`],
+//! [`Entry::account`], [`Entry::sessions`], …) and changed only through
+//! the lifecycle, and the account adapters are handed an [`Account`]
+//! where the name, ids, home and shell are all they need.
 //!
 //! Its state-file layout is [`record`]'s.
 
@@ -19,14 +24,16 @@ mod record;
 
 pub use issued::NewEntry;
 
+use super::account::Account;
 pub use super::slot::{Refused, Slot, TokenSlot};
 use super::table::{permit, Phase, Request};
 use super::types::{Channel, Linger, UnixTime};
+use crate::ids::{Gid, Uid};
 use codext_core::token::PROOF_LEN;
 use codext_core::ProfileName;
 use codext_wire::UserName;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One open PAM session, tied to the sshd process that opened it.
@@ -74,64 +81,64 @@ pub fn retry_delay(failures: u32) -> u64 {
 #[serde(from = "record::EntryRecord", into = "record::EntryRecord")]
 pub struct Entry {
     /// The user name.
-    pub user: UserName,
+    pub(in crate::lifecycle) user: UserName,
     /// Announced and created uid.
-    pub uid: u32,
+    pub(in crate::lifecycle) uid: u32,
     /// Announced and created gid (the codext group).
-    pub gid: u32,
+    pub(in crate::lifecycle) gid: u32,
     /// Announced home folder.
-    pub home: PathBuf,
+    pub(in crate::lifecycle) home: PathBuf,
     /// Announced shell.
-    pub shell: PathBuf,
+    pub(in crate::lifecycle) shell: PathBuf,
     /// Life phase: [`Entry::phase`].
     phase: Phase,
     /// The first login's token.
-    pub token: TokenSlot,
+    pub(in crate::lifecycle) token: TokenSlot,
     /// Fingerprint of the agent key the puzzle was sealed to.
-    pub client_fingerprint: String,
+    pub(in crate::lifecycle) client_fingerprint: String,
     /// Channel the puzzle went out on.
-    pub channel: Channel,
+    pub(in crate::lifecycle) channel: Channel,
     /// Issue time.
-    pub issued_at: UnixTime,
+    pub(in crate::lifecycle) issued_at: UnixTime,
     /// When the account was created.
-    pub created_at: Option<UnixTime>,
+    pub(in crate::lifecycle) created_at: Option<UnixTime>,
     /// End of the grant, once logged in.
-    pub grant_until: Option<UnixTime>,
+    pub(in crate::lifecycle) grant_until: Option<UnixTime>,
     /// Wrong passwords so far (both slots).
-    pub attempts: u32,
+    pub(in crate::lifecycle) attempts: u32,
     /// Open sessions.
-    pub sessions: Vec<Session>,
+    pub(in crate::lifecycle) sessions: Vec<Session>,
     /// [`Entry::account_created`].
     account_created: bool,
     /// A further token for a live account (a second connection).
-    pub renewal: Option<TokenSlot>,
+    pub(in crate::lifecycle) renewal: Option<TokenSlot>,
     /// How the removal is going, once one was attempted.
-    pub removal: Option<RemovalProgress>,
+    pub(in crate::lifecycle) removal: Option<RemovalProgress>,
     /// The puzzle's text, kept (it is public) while a channel still has to
     /// publish it.
-    pub puzzle: Option<String>,
+    pub(in crate::lifecycle) puzzle: Option<String>,
     /// True once the channel published the puzzle.
-    pub published: bool,
+    pub(in crate::lifecycle) published: bool,
     /// The agent key the puzzle was sealed to, OpenSSH text form:
     /// authorised for key reconnects once the token login succeeded.
-    pub client_key: Option<String>,
+    pub(in crate::lifecycle) client_key: Option<String>,
     /// Linger state, see [`crate::grant_keys`].
-    pub linger: Option<Linger>,
+    pub(in crate::lifecycle) linger: Option<Linger>,
     /// (issue 26) The grant's profile (what the account may do).
-    pub profile: ProfileName,
+    pub(in crate::lifecycle) profile: ProfileName,
     /// (issue 26) The supplementary groups the account is made with (the
     /// profile's own group first), as the profile said at issue.
-    pub groups: Vec<String>,
+    pub(in crate::lifecycle) groups: Vec<String>,
     /// (issue 26) The sudo rules the account gets, as the profile said at
     /// issue.
-    pub sudo: Vec<String>,
+    pub(in crate::lifecycle) sudo: Vec<String>,
     /// (issue 26) A container is started for the grant (and removed with
     /// it).
-    pub container: bool,
+    pub(in crate::lifecycle) container: bool,
     /// (issue 26) The linger asked for through the gate (`codext-grant
     /// linger`) on a grant with no shell (a shell grant writes
     /// `~/.codext-linger`).
-    pub linger_asked: Option<u64>,
+    pub(in crate::lifecycle) linger_asked: Option<u64>,
 }
 
 /// Which slot an answer or a password armed or used.
@@ -169,6 +176,93 @@ impl Entry {
     /// remove an account of this name.
     pub fn account_created(&self) -> bool {
         self.account_created
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// The announced (and created) uid.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// The announced (and created) gid: the codext group.
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+
+    /// The announced home folder.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The channel the puzzle went out on (and its answer must come back
+    /// on).
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// Fingerprint of the agent key the puzzle was sealed to.
+    pub fn client_fingerprint(&self) -> &str {
+        &self.client_fingerprint
+    }
+
+    /// (issue 26) The grant's profile.
+    pub fn profile(&self) -> &ProfileName {
+        &self.profile
+    }
+
+    /// (issue 26) The supplementary groups the account is made with.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// (issue 26) True when a container is started for the grant.
+    pub fn container(&self) -> bool {
+        self.container
+    }
+
+    /// The first login's token slot (its hashes and deadlines).
+    pub fn token(&self) -> &TokenSlot {
+        &self.token
+    }
+
+    /// The renewal's token slot, while a further token is out.
+    pub fn renewal(&self) -> Option<&TokenSlot> {
+        self.renewal.as_ref()
+    }
+
+    /// Wrong passwords so far (both slots).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The open sessions.
+    pub fn sessions(&self) -> &[Session] {
+        &self.sessions
+    }
+
+    /// End of the grant, once logged in.
+    pub fn grant_until(&self) -> Option<UnixTime> {
+        self.grant_until
+    }
+
+    /// How the removal is going, once one was attempted.
+    pub fn removal(&self) -> Option<&RemovalProgress> {
+        self.removal.as_ref()
+    }
+
+    /// The account it is announced and created as.
+    pub fn account(&self) -> Account {
+        Account {
+            name: self.user.clone(),
+            uid: Uid::from_raw(self.uid),
+            gid: Gid::from_raw(self.gid),
+            home: self.home.clone(),
+            shell: self.shell.clone(),
+        }
     }
 
     /// Asks the table.
@@ -390,6 +484,17 @@ impl Entry {
         if self.grant_until.is_none_or(|t| now.past(t)) {
             return Err(Refused::OutOfPhase("grant expired"));
         }
+        Ok(())
+    }
+
+    /// (issue 26) The agent asked for a linger of `secs` through the gate
+    /// (`codext-grant linger`, a grant with no shell): kept for the last
+    /// close, which caps it. Only for a live account.
+    pub fn ask_linger(&mut self, secs: u64) -> Result<(), Refused> {
+        if !self.is_live() {
+            return Err(Refused::OutOfPhase("not a live codext account"));
+        }
+        self.linger_asked = Some(secs);
         Ok(())
     }
 

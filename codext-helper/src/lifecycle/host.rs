@@ -5,6 +5,7 @@
 //! wrap [`crate::accounts`], [`crate::userdb`] and [`crate::grant_keys`];
 //! the unit tests use fakes, so the whole lifecycle runs without root.
 
+use super::account::Account;
 use super::entry::Entry;
 use crate::accounts::{self, sweep::Found, sweep::Sweep};
 use crate::config::Config;
@@ -38,20 +39,21 @@ pub trait AccountTool: Send + Sync + Debug {
     fn known(&self) -> Box<dyn KnownAccounts>;
     /// The gid of `group`, if it exists.
     fn lookup_group(&self, group: &str) -> Result<Option<u32>>;
-    /// `useradd` exactly as announced.
+    /// `useradd` exactly as announced. The whole entry: the account is
+    /// made a member of the profile's groups too.
     fn create(&self, entry: &Entry) -> Result<()>;
     /// Checks that NSS now reports the account as announced.
-    fn verify_created(&self, entry: &Entry) -> Result<()>;
-    /// True when `/etc/passwd` has the entry's name with its uid.
-    fn is_ours_on_disk(&self, entry: &Entry) -> bool;
+    fn verify_created(&self, account: &Account) -> Result<()>;
+    /// True when `/etc/passwd` has the account's name with its uid.
+    fn is_ours_on_disk(&self, account: &Account) -> bool;
     /// Removes the uid's jobs, then kills every process and IPC object of
-    /// it (the entry was checked to be codext's).
-    fn stop_everything(&self, entry: &Entry) -> Result<()>;
+    /// it (the account was checked to be codext's).
+    fn stop_everything(&self, account: &Account) -> Result<()>;
     /// Clears the setuid and setgid bits of the uid's files in its home
     /// (before `userdel -r` unlinks them).
-    fn defuse_home(&self, entry: &Entry) -> Sweep;
+    fn defuse_home(&self, account: &Account) -> Sweep;
     /// `userdel -r` and its repair; a description of any repair made.
-    fn delete_record(&self, entry: &Entry) -> Result<Option<String>>;
+    fn delete_record(&self, account: &Account) -> Result<Option<String>>;
     /// Clears and invalidates `uid`'s kernel keyrings (no process of it
     /// runs); how many keys of the uid are still left.
     fn clear_keyrings(&self, uid: u32) -> Result<u64>;
@@ -70,10 +72,11 @@ pub trait AccountTool: Send + Sync + Debug {
     /// Start time of process `pid` (field 22 of its stat), if it runs.
     fn process_start_time(&self, pid: u32) -> Option<u64>;
     /// (issue 26) What the grant's profile adds once `useradd` made the
-    /// account: its sudo rules and its transfer folder.
+    /// account: its sudo rules and its transfer folder. The whole entry:
+    /// the profile, its sudo rules and its container are the grant's.
     fn grant_extras(&self, entry: &Entry) -> Result<()>;
     /// (issue 26) Removes the account's sudo rules (before the kill).
-    fn remove_sudo(&self, entry: &Entry) -> Result<()>;
+    fn remove_sudo(&self, account: &Account) -> Result<()>;
     /// (issue 26) Stops and removes `user`'s container (before the kill:
     /// its processes are the uid's).
     fn stop_container(&self, user: &str) -> Result<()>;
@@ -81,7 +84,7 @@ pub trait AccountTool: Send + Sync + Debug {
     fn containers_left(&self, user: &str) -> Result<Vec<String>>;
     /// (issue 26) After `userdel`: the user is in no group any more;
     /// returns the groups a repair took it out of.
-    fn leave_groups(&self, entry: &Entry) -> Result<Vec<String>>;
+    fn leave_groups(&self, account: &Account) -> Result<Vec<String>>;
     /// (issue 26) Removes sudo rules and containers of codext users not in
     /// `live` (what a crash left); says what it removed.
     fn remove_strays(&self, live: &[String]) -> Vec<String>;
@@ -90,7 +93,8 @@ pub trait AccountTool: Send + Sync + Debug {
 /// The files that make a user visible to NSS (userdb records) and let its
 /// agent key in (grant keys).
 pub trait Records: Send + Sync + Debug {
-    /// Writes the entry's userdb record and uid link.
+    /// Writes the entry's userdb record and uid link. The whole entry:
+    /// its group memberships are announced with it.
     fn announce(&self, entry: &Entry) -> Result<()>;
     /// Removes `user`'s record and uid link (absent ones are fine).
     fn withdraw(&self, user: &str, uid: u32) -> Result<()>;
@@ -144,32 +148,32 @@ impl AccountTool for SystemAccounts {
         Ok(accounts::lookup_group(group)?.map(|g| g.as_raw()))
     }
     fn create(&self, entry: &Entry) -> Result<()> {
-        accounts::create(entry, self.tool_timeout)
+        accounts::create(&entry.account(), &entry.groups, self.tool_timeout)
     }
-    fn verify_created(&self, entry: &Entry) -> Result<()> {
-        accounts::verify_created(entry)
+    fn verify_created(&self, account: &Account) -> Result<()> {
+        accounts::verify_created(account)
     }
-    fn is_ours_on_disk(&self, entry: &Entry) -> bool {
-        accounts::is_ours_on_disk(entry)
+    fn is_ours_on_disk(&self, account: &Account) -> bool {
+        accounts::is_ours_on_disk(account)
     }
-    fn stop_everything(&self, entry: &Entry) -> Result<()> {
-        accounts::check_ours(entry, self.uid_range)?;
+    fn stop_everything(&self, account: &Account) -> Result<()> {
+        accounts::check_ours(account, self.uid_range)?;
         let killer = accounts::killer_ids(&self.killer_user)?;
-        accounts::remove_jobs(entry, self.sweep_time);
+        accounts::remove_jobs(account, self.sweep_time);
         // On a host booted with systemd: logind's sessions and the user
         // manager ended through systemd around the killer.
         accounts::logind::around_kill(
-            entry.user.as_str(),
-            Uid::from_raw(entry.uid),
+            account.name.as_str(),
+            account.uid,
             self.tool_timeout,
-            || accounts::kill(entry, killer, &self.killer_lock, self.tool_timeout),
+            || accounts::kill(account, killer, &self.killer_lock, self.tool_timeout),
         )
     }
-    fn defuse_home(&self, entry: &Entry) -> Sweep {
-        accounts::defuse_home(entry, self.sweep_time)
+    fn defuse_home(&self, account: &Account) -> Sweep {
+        accounts::defuse_home(account, self.sweep_time)
     }
-    fn delete_record(&self, entry: &Entry) -> Result<Option<String>> {
-        accounts::delete_record(entry, self.tool_timeout)
+    fn delete_record(&self, account: &Account) -> Result<Option<String>> {
+        accounts::delete_record(account, self.tool_timeout)
     }
     fn clear_keyrings(&self, uid: u32) -> Result<u64> {
         if !(self.uid_range.0..=self.uid_range.1).contains(&uid) {
@@ -229,13 +233,13 @@ impl AccountTool for SystemAccounts {
             self.profiles.get(&entry.profile).map(|p| &p.body)
         {
             if !c.transfers.is_empty() {
-                accounts::make_user_folder(entry, Path::new(&c.transfer_dir))?;
+                accounts::make_user_folder(&entry.account(), Path::new(&c.transfer_dir))?;
             }
         }
         Ok(())
     }
-    fn remove_sudo(&self, entry: &Entry) -> Result<()> {
-        crate::profiles::sudoers::remove(entry.user.as_str()).map(|_| ())
+    fn remove_sudo(&self, account: &Account) -> Result<()> {
+        crate::profiles::sudoers::remove(account.name.as_str()).map(|_| ())
     }
     fn stop_container(&self, user: &str) -> Result<()> {
         self.docker
@@ -251,8 +255,8 @@ impl AccountTool for SystemAccounts {
             .map(|(n, _)| n)
             .collect())
     }
-    fn leave_groups(&self, entry: &Entry) -> Result<Vec<String>> {
-        accounts::leave_groups(entry.user.as_str(), self.tool_timeout)
+    fn leave_groups(&self, account: &Account) -> Result<Vec<String>> {
+        accounts::leave_groups(account.name.as_str(), self.tool_timeout)
     }
     fn remove_strays(&self, live: &[String]) -> Vec<String> {
         let mut done = Vec::new();
@@ -312,7 +316,7 @@ impl SystemRecords {
 
 impl Records for SystemRecords {
     fn announce(&self, entry: &Entry) -> Result<()> {
-        crate::userdb::announce(&self.userdb_dir, entry)
+        crate::userdb::announce(&self.userdb_dir, &entry.account(), &entry.groups)
     }
     fn withdraw(&self, user: &str, uid: u32) -> Result<()> {
         crate::userdb::withdraw(&self.userdb_dir, user, uid)

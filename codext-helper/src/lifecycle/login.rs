@@ -247,7 +247,7 @@ impl Helper {
         // it cannot be written the made account goes to removal like any
         // half-made one.
         let recorded = made
-            .and_then(|()| self.accounts.verify_created(entry))
+            .and_then(|()| self.accounts.verify_created(&entry.account()))
             // What the profile adds (sudo rules, the transfer folder) is
             // part of making the account: without it, no login.
             .and_then(|()| self.accounts.grant_extras(entry))
@@ -282,7 +282,7 @@ impl Helper {
                 // remover. Otherwise there is nothing to clean up.
                 let name = entry.user.as_str();
                 match locked.state.users.get_mut(name) {
-                    Some(e) if self.accounts.is_ours_on_disk(entry) => {
+                    Some(e) if self.accounts.is_ours_on_disk(&entry.account()) => {
                         if let Err(r) = e.creation_failed() {
                             crate::log::error!("{name}: {}", r.reason());
                         }

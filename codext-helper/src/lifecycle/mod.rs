@@ -16,6 +16,7 @@
 //!   never taken while the state lock is held (lock order: removals,
 //!   accounts, state), so the daemon and the verbs cannot deadlock or race.
 
+pub mod account;
 pub mod entry;
 pub mod host;
 mod issue;
@@ -31,6 +32,7 @@ pub mod uids;
 #[cfg(test)]
 mod tests;
 
+pub use account::Account;
 pub use entry::{Entry, Refused, RemovalProgress, Session, Slot, TokenSlot, LOGIN_GRACE_SECS};
 pub use host::process_start_time;
 pub use issue::{InitMade, InitReport, Issued};

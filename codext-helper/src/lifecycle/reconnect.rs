@@ -156,13 +156,13 @@ impl Helper {
     /// grant key line (its `expiry-time` tells the agent the grant's end).
     pub fn ask_linger(&self, user: &UserName, secs: u64) -> Result<String> {
         let mut locked = self.store.lock()?;
+        let not_live = || HelperError::Refused(format!("{user} is not a live grant"));
         let e = locked
             .state
             .users
             .get_mut(user.as_str())
-            .filter(|e| e.is_live())
-            .ok_or_else(|| HelperError::Refused(format!("{user} is not a live grant")))?;
-        e.linger_asked = Some(secs);
+            .ok_or_else(not_live)?;
+        e.ask_linger(secs).map_err(|_| not_live())?;
         let (key, until) = (e.client_key.clone(), e.grant_until);
         locked.save()?;
         drop(locked);

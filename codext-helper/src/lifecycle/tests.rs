@@ -89,28 +89,28 @@ impl AccountTool for Fake {
         m.passwd.insert(e.user.to_string(), e.uid);
         Ok(())
     }
-    fn verify_created(&self, e: &Entry) -> Result<()> {
-        match self.m().passwd.get(e.user.as_str()) {
-            Some(uid) if *uid == e.uid => Ok(()),
+    fn verify_created(&self, a: &Account) -> Result<()> {
+        match self.m().passwd.get(a.name.as_str()) {
+            Some(uid) if *uid == a.uid.as_raw() => Ok(()),
             _ => Err(HelperError::Account("not as announced".into())),
         }
     }
-    fn is_ours_on_disk(&self, e: &Entry) -> bool {
-        self.m().passwd.get(e.user.as_str()) == Some(&e.uid)
+    fn is_ours_on_disk(&self, a: &Account) -> bool {
+        self.m().passwd.get(a.name.as_str()) == Some(&a.uid.as_raw())
     }
-    fn stop_everything(&self, e: &Entry) -> Result<()> {
+    fn stop_everything(&self, a: &Account) -> Result<()> {
         let mut m = self.m();
-        m.calls.push(format!("kill {}", e.uid));
+        m.calls.push(format!("kill {}", a.uid));
         if m.fail_kill {
             return Err(HelperError::Account(format!(
                 "uid {} still has processes [4711] and IPC objects [] after 10s",
-                e.uid
+                a.uid
             )));
         }
         Ok(())
     }
-    fn defuse_home(&self, e: &Entry) -> Sweep {
-        self.m().calls.push(format!("defuse {}", e.uid));
+    fn defuse_home(&self, a: &Account) -> Sweep {
+        self.m().calls.push(format!("defuse {}", a.uid));
         Sweep::default()
     }
     fn clear_keyrings(&self, uid: u32) -> Result<u64> {
@@ -118,13 +118,13 @@ impl AccountTool for Fake {
         m.calls.push(format!("keyrings {uid}"));
         Ok(m.keys_left)
     }
-    fn delete_record(&self, e: &Entry) -> Result<Option<String>> {
+    fn delete_record(&self, a: &Account) -> Result<Option<String>> {
         let mut m = self.m();
-        m.calls.push(format!("userdel {}", e.user));
+        m.calls.push(format!("userdel {}", a.name));
         if m.fail_userdel {
             return Err(HelperError::Account("userdel failed".into()));
         }
-        m.passwd.remove(e.user.as_str());
+        m.passwd.remove(a.name.as_str());
         Ok(None)
     }
     fn sweep_leftovers(&self, uid: u32, _: &Path) -> Sweep {
@@ -174,10 +174,10 @@ impl AccountTool for Fake {
         }
         Ok(())
     }
-    fn remove_sudo(&self, e: &Entry) -> Result<()> {
+    fn remove_sudo(&self, a: &Account) -> Result<()> {
         let mut m = self.m();
-        m.calls.push(format!("sudoers {}", e.user));
-        m.sudoers.remove(e.user.as_str());
+        m.calls.push(format!("sudoers {}", a.name));
+        m.sudoers.remove(a.name.as_str());
         Ok(())
     }
     fn stop_container(&self, user: &str) -> Result<()> {
@@ -197,9 +197,9 @@ impl AccountTool for Fake {
         }
         Ok(m.containers.get(user).cloned().unwrap_or_default())
     }
-    fn leave_groups(&self, e: &Entry) -> Result<Vec<String>> {
+    fn leave_groups(&self, a: &Account) -> Result<Vec<String>> {
         let mut m = self.m();
-        m.calls.push(format!("groups {}", e.user));
+        m.calls.push(format!("groups {}", a.name));
         Ok(std::mem::take(&mut m.groups_left))
     }
     fn remove_strays(&self, live: &[String]) -> Vec<String> {

@@ -26,7 +26,7 @@ pub fn unsetup(cfg: &Config, dry_run: bool) -> Result<()> {
         return Err(refused(format!(
             "{} codext user(s) are pending or logged in ({}): revoke them first (codext-helper revoke USER)",
             live.len(),
-            live.iter().map(|e| e.user.as_str()).collect::<Vec<_>>().join(", ")
+            live.iter().map(|e| e.user().as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
     let mut report = Vec::new();

@@ -43,24 +43,9 @@ fn ms(d: Duration) -> String {
 /// One grant of `profile`: (open to the first output, a further command).
 fn grant(w: &World, profile: &str, name: &str) -> (Duration, Duration) {
     let a = w.arm_profile(profile);
-    let key = w.agent_key.to_string_lossy().into_owned();
-    let server = w.server_pub.to_string_lossy().into_owned();
     let alias = format!("codext-{name}");
     let t = Instant::now();
-    let out = w.agent_cli(&[
-        "open",
-        "--key",
-        &key,
-        "--server-key",
-        &server,
-        "--host",
-        "127.0.0.1",
-        "--name",
-        name,
-        "--profile",
-        profile,
-        &a.puzzle,
-    ]);
+    let out = w.agent_open(name, &["--profile", profile, &a.puzzle]);
     assert!(
         out.status.success(),
         "codext open: {}",

@@ -67,20 +67,7 @@ fn recording(w: &mut World, on: bool) {
 /// A `codext open` master named `name` for a fresh user.
 fn master(w: &World, name: &str) -> Armed {
     let a = w.arm();
-    let key = w.agent_key.to_string_lossy().into_owned();
-    let server = w.server_pub.to_string_lossy().into_owned();
-    let out = w.agent_cli(&[
-        "open",
-        "--key",
-        &key,
-        "--server-key",
-        &server,
-        "--host",
-        "127.0.0.1",
-        "--name",
-        name,
-        &a.puzzle,
-    ]);
+    let out = w.agent_open(name, &[&a.puzzle]);
     assert!(
         out.status.success(),
         "codext open: {}",

@@ -41,7 +41,7 @@ impl Helper {
                 }
                 Phase::Active => {
                     if !entry.account_created() {
-                        if self.accounts.is_ours_on_disk(entry) {
+                        if self.accounts.is_ours_on_disk(&entry.account()) {
                             entry.adopt_account();
                             events.push(repair("adopted an interrupted creation", None));
                         } else {
@@ -62,7 +62,7 @@ impl Helper {
                 Phase::Creating => {
                     // The helper stopped while `useradd` ran (or was about
                     // to): whatever exists now is removed.
-                    let on_disk = self.accounts.is_ours_on_disk(entry);
+                    let on_disk = self.accounts.is_ours_on_disk(&entry.account());
                     if entry.creation_interrupted(on_disk).is_ok() {
                         removals.push(Removal::Remove(user.clone()));
                         events.push(repair("creation interrupted; removing", Some(on_disk)));

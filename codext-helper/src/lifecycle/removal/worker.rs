@@ -6,6 +6,7 @@ use super::quarantine::CONTAINER_LEFT;
 use crate::accounts::sweep::Sweep;
 use crate::audit::AuditEvent;
 use crate::error::{HelperError, Result};
+use crate::lifecycle::account::Account;
 use crate::lifecycle::entry::Entry;
 use crate::lifecycle::types::UnixTime;
 use crate::lifecycle::Helper;
@@ -85,7 +86,7 @@ impl Helper {
             if e.start_removal_attempt(now).is_err() {
                 return Ok(());
             }
-            if !e.account_created() && self.accounts.is_ours_on_disk(e) {
+            if !e.account_created() && self.accounts.is_ours_on_disk(&e.account()) {
                 e.adopt_account();
             }
             let snapshot = e.clone();
@@ -186,11 +187,12 @@ impl Helper {
         if !entry.account_created() {
             return Ok(Attempt::Removed(Removed::default()));
         }
+        let account = entry.account();
         let user = &entry.user;
         // No sudo may start while the account goes.
         if !entry.sudo.is_empty() {
             crate::log::debug!("removing {user}: sudo rules");
-            self.accounts.remove_sudo(entry)?;
+            self.accounts.remove_sudo(&account)?;
         }
         // The container's processes run as the uid: docker stops them and
         // its own (the killer would leave docker a dead container whose
@@ -204,7 +206,7 @@ impl Helper {
             None
         };
         crate::log::debug!("removing {user}: kill");
-        self.stop_everything_of(entry)?;
+        self.stop_everything_of(&account)?;
         crate::log::debug!("removing {user}: killed");
         if self.linger_after_kill(entry, now)? {
             // The account stays for a reconnect: its sudo rules with it.
@@ -213,7 +215,7 @@ impl Helper {
             }
             return Ok(Attempt::Lingering);
         }
-        let defused = self.accounts.defuse_home(entry);
+        let defused = self.accounts.defuse_home(&account);
         if !defused.is_clean() {
             return Err(HelperError::Account(format!(
                 "cannot clear the setuid/setgid bits of every file in {} ({}{}); not removing it yet",
@@ -225,12 +227,12 @@ impl Helper {
         crate::log::debug!("removing {user}: userdel");
         let repaired = {
             let _accounts = self.store.lock_accounts()?;
-            self.accounts.delete_record(entry)?
+            self.accounts.delete_record(&account)?
         };
         let mut repaired = repaired;
         if !entry.groups.is_empty() {
             crate::log::debug!("removing {user}: groups");
-            let left = self.accounts.leave_groups(entry)?;
+            let left = self.accounts.leave_groups(&account)?;
             if !left.is_empty() {
                 let what = format!(
                     "took {user} out of the groups userdel left: {}",
@@ -285,11 +287,11 @@ impl Helper {
     }
 
     /// The first steps of every removal (and of a linger): checks the
-    /// entry is codext's, removes its at jobs and crontab, then kills every
-    /// process of the uid and its IPC objects.
-    pub(crate) fn stop_everything_of(&self, entry: &Entry) -> Result<()> {
+    /// account is codext's, removes its at jobs and crontab, then kills
+    /// every process of the uid and its IPC objects.
+    pub(crate) fn stop_everything_of(&self, account: &Account) -> Result<()> {
         let a = &self.cfg.accounts;
-        crate::accounts::check_ours(entry, (a.uid_min, a.uid_max))?;
-        self.accounts.stop_everything(entry)
+        crate::accounts::check_ours(account, (a.uid_min, a.uid_max))?;
+        self.accounts.stop_everything(account)
     }
 }
