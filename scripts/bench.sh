@@ -29,11 +29,11 @@ target/release/codext-sandbox -- target/release/codext-bench burst "${CODEXT_BUR
 # for the long run quoted in docs/BENCHMARKS.md (about 20 minutes on 2 cores).
 # shellcheck disable=SC2086
 target/release/codext-sandbox -- target/release/codext-bench memory ${CODEXT_MEMORY:-300 10 50}
-# What session recording costs (issue 23): a JIT login and a 50 MiB cat
+# What session recording costs: a JIT login and a 50 MiB cat
 # through a master, recorded against not recorded (ratios), and the
 # helper's memory over 100 recorded sessions.
 target/release/codext-sandbox -- target/release/codext-record-bench "${CODEXT_RECORD_ROUNDS:-9}"
-# (issue 26) A container grant against a plain one: codext open to a
+# A container grant against a plain one: codext open to a
 # shell inside the container (the helper starts it when the account is
 # made), a further command (docker exec), and the container's start, with
 # a private dockerd in the sandbox and the workspace image

@@ -145,7 +145,7 @@ curl -s http://127.0.0.1:8080/_emulator/calls | grep -o '"token":"[^"]*"' | sort
 show "curl -s http://127.0.0.1:8080/_emulator/violations"
 curl -s http://127.0.0.1:8080/_emulator/violations; echo
 
-say "Part three: a container grant (issue 26) — every session lands in a container started for the grant"
+say "Part three: a container grant — every session lands in a container started for the grant"
 # A private dockerd inside the sandbox (its data on the sandbox's scratch
 # /var/lib, its socket in the sandbox's /run), and a small workspace image
 # built from the debootstrapped bookworm scripts/docker-test.sh caches plus

@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(openssh-server openssh-client pamtester libpam0g-dev sshpass iproute2 openssl
           gcc libc6-dev pkg-config curl ca-certificates procps passwd systemd libnss-systemd binutils
           util-linux at cron uidmap rsync git
-          # grant profiles (issue 26): sudo rules of a profile, checked by visudo
+          # grant profiles: sudo rules of a profile, checked by visudo
           sudo
           # the session-recording tests: a headless browser for the HTML
           # export, and the probes a hostile user would run

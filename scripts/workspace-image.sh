@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# (issue 26) Builds a small workspace image for `container` grant profiles,
+# Builds a small workspace image for `container` grant profiles,
 # with no registry and no network: the debootstrapped bookworm that
 # scripts/docker-test.sh caches (imported as debian:bookworm-slim when the
 # daemon lacks it), plus this machine's own git, rsync, scp and sftp-server

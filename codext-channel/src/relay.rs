@@ -39,7 +39,7 @@ pub enum Posted {
     Request {
         /// The first 16 bytes of the key's SHA-256 fingerprint.
         key_prefix: [u8; 16],
-        /// (issue 26) The grant profile asked for (`shell` when the
+        /// The grant profile asked for (`shell` when the
         /// request names none).
         profile: codext_core::ProfileName,
         /// The carrier's own name for it.

@@ -1,6 +1,6 @@
 //! Writes the puzzles of `docs/test-vectors/v1/` from the fixed keys in that
 //! folder: `puzzle-1.{txt,json}` (a `shell` grant, plaintext version 1) and
-//! (issue 26) `puzzle-2.{txt,json}` (a grant of the profile `gpu`,
+//! `puzzle-2.{txt,json}` (a grant of the profile `gpu`,
 //! plaintext version 2). Sealing is randomised (OAEP, PSS), so a vector
 //! that exists is kept: only missing ones are written (`--force` writes
 //! both again). Run by hand (`cargo run -p codext-core --example

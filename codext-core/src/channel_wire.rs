@@ -48,7 +48,7 @@ pub enum ChannelRequest {
         key: String,
         /// The key's name in the account.
         name: String,
-        /// (issue 26) The grant profile the request names; absent (an
+        /// The grant profile the request names; absent (an
         /// earlier channel process, or an agent that named none): `shell`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         profile: Option<String>,

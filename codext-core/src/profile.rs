@@ -1,4 +1,4 @@
-//! (issue 26) A grant's **profile**: what the account a puzzle opens may do
+//! A grant's **profile**: what the account a puzzle opens may do
 //! — a plain shell (`shell`, the default and what every earlier release
 //! granted), a fixed set of commands, or a container workspace. The
 //! server's configuration defines the profiles; the protocol carries only
@@ -18,7 +18,7 @@ pub const MAX_PROFILE: usize = 23;
 /// The profile of every grant that names none: today's plain shell.
 pub const SHELL: &str = "shell";
 
-/// (issue 26) The command `codext open` and `codext close` send on a grant
+/// The command `codext open` and `codext close` send on a grant
 /// of a profile with no shell (`commands`, `container`): the server's gate
 /// answers it itself, nothing runs. `codext-grant linger SECONDS` asks for
 /// a linger (as `~/.codext-linger` does on a shell grant) and prints the

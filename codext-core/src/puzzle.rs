@@ -1,6 +1,6 @@
 //! Puzzle protocol v1 (specified in `docs/PROTOCOL.md`).
 //!
-//! (issue 26) The plaintext comes in two versions: 1, what every grant of
+//! The plaintext comes in two versions: 1, what every grant of
 //! the `shell` profile carries (byte for byte what earlier releases sealed,
 //! so their agents still open it), and 2, the same fields followed by the
 //! grant's profile name, for every other profile. The envelope is the same
@@ -73,7 +73,7 @@ pub struct PuzzleContent {
     pub host_keys: Vec<Fingerprint>,
     /// The one-time token (the SSH password in text form).
     pub token: Token,
-    /// (issue 26) What the grant may do; `shell` is sealed as plaintext
+    /// What the grant may do; `shell` is sealed as plaintext
     /// version 1, anything else as version 2.
     pub profile: ProfileName,
 }

@@ -363,7 +363,7 @@ fn tempdir(tag: &str) -> PathBuf {
     p
 }
 
-// --- (issue 26) puzzle-2: a grant of the profile `gpu`, plaintext version 2
+// --- puzzle-2: a grant of the profile `gpu`, plaintext version 2
 
 fn expected_2() -> Value {
     serde_json::from_str(&read("puzzle-2.json")).unwrap()

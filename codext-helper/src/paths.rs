@@ -156,7 +156,7 @@ mod tests {
     /// systemd sets up the mount namespace for `ExecStartPre=+` commands
     /// too: a folder one of them makes must not be required by
     /// `ReadWritePaths=` (226/NAMESPACE on every boot of a stock Debian 12,
-    /// issue 22; the systemd tier boots the packaged unit).
+    /// the systemd tier boots the packaged unit).
     #[test]
     fn given_the_unit_then_every_folder_its_start_commands_make_is_optional_in_read_write_paths() {
         let unit = unit();
@@ -182,7 +182,7 @@ mod tests {
 
     /// Debian 13's systemd 257 drops `CAP_SETUID` from a service whose unit
     /// sets `User=`, even `User=root` (252 keeps it): the killer and the
-    /// keyring child could not take the temporary user's uid (issue 22).
+    /// keyring child could not take the temporary user's uid.
     #[test]
     fn given_the_unit_then_it_sets_no_user_and_keeps_setuid_and_setgid() {
         let unit = unit();

@@ -33,7 +33,7 @@ const ACCOUNTS_LOCK_FILE: &str = "accounts.lock";
 pub const KILLER_LOCK_FILE: &str = "killer.lock";
 /// Per-user removal locks live here (`<user>.lock`).
 const REMOVING_DIR: &str = "removing";
-/// (issue 26) The folder of the per-user container locks.
+/// The folder of the per-user container locks.
 const CONTAINERS_DIR: &str = "containers";
 
 /// The whole state file.
@@ -305,7 +305,7 @@ impl Store {
         })
     }
 
-    /// (issue 26) Takes `user`'s container lock: starting the grant's
+    /// Takes `user`'s container lock: starting the grant's
     /// container (and entering it) and removing it never overlap, across
     /// the daemon and the CLI. Lock order: a user's removal, its
     /// container, then accounts, then state. The lock file goes with the
@@ -330,7 +330,7 @@ impl Store {
         })
     }
 
-    /// (issue 26) Removes `user`'s container lock file (the user is gone).
+    /// Removes `user`'s container lock file (the user is gone).
     pub fn forget_container_lock(&self, user: &str) {
         if codext_wire::UserName::parse(user).is_ok() {
             let _ =
@@ -344,7 +344,7 @@ impl Store {
     }
 }
 
-/// (issue 26) A user's container lock ([`Store::lock_container_of`]).
+/// A user's container lock ([`Store::lock_container_of`]).
 #[derive(Debug)]
 pub struct ContainerLock {
     _lock: Flock<File>,

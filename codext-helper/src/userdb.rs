@@ -11,7 +11,7 @@
 //! Both files appear atomically: `<user>.user` through a rename, and the
 //! `<uid>.user` symlink (for lookups by uid) through a rename of a symlink.
 //!
-//! (issue 26) A grant of a profile that adds groups also announces its
+//! A grant of a profile that adds groups also announces its
 //! memberships, `<user>:<group>.membership` (nss-systemd's drop-in for
 //! `getgrouplist`; systemd reads an empty file as a mask, so each holds a
 //! line): sshd evaluates `Match Group` when it first looks the user up,

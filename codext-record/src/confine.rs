@@ -1,4 +1,4 @@
-//! (issue 26) An sftp session confined to one folder: what the recorder
+//! An sftp session confined to one folder: what the recorder
 //! puts between the client and `sftp-server` on a `commands` grant whose
 //! profile allows sftp (sftp-server itself has no confinement an
 //! unprivileged account could use: it runs as the user, without a

@@ -1,4 +1,4 @@
-//! (issue 26) A container grant's channel: the recorder hands the
+//! A container grant's channel: the recorder hands the
 //! descriptors the session runs on (its own pseudo-terminal's slave, or
 //! pipes) to `codext-helper` over [`proto::ENTER_SOCKET`] with
 //! `SCM_RIGHTS`, and the helper — root, which alone talks to dockerd —

@@ -49,7 +49,7 @@ pub enum Opened {
         shell: Vec<u8>,
         /// Record a terminal's keystrokes.
         input: bool,
-        /// (issue 26) What runs.
+        /// What runs.
         run: Run,
     },
     /// The helper cannot store it and the operator chose to fail open, or
@@ -58,7 +58,7 @@ pub enum Opened {
     Unrecorded {
         /// The real shell.
         shell: Vec<u8>,
-        /// (issue 26) What runs.
+        /// What runs.
         run: Run,
     },
 }
@@ -269,7 +269,7 @@ pub fn open(hello: Hello, start: Instant) -> Result<Opened, String> {
 }
 
 impl Link {
-    /// (issue 26) A link that records nothing: the relay of a channel that
+    /// A link that records nothing: the relay of a channel that
     /// runs unrecorded but still needs the recorder between the client
     /// and what runs (a container session on a terminal of its own).
     pub fn discard(start: Instant) -> Link {

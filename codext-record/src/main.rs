@@ -103,7 +103,7 @@ fn parse_args(args: &[OsString]) -> Result<Mode, String> {
     }
 }
 
-/// (issue 26) The profile named by a gate command, `<path>/codext-record
+/// The profile named by a gate command, `<path>/codext-record
 /// --gate <name>` (what the profiles' sshd drop-in forces: the recorder's
 /// own absolute path): the recorder handles it itself, never through a
 /// shell, so nothing of the user's (`BASH_ENV`, `~/.bashrc`) runs first.

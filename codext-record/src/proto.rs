@@ -78,7 +78,7 @@ mod tests {
             continues: String::new(),
             gate: None,
         }));
-        // (issue 26) A gated channel's hello, and a container entry.
+        // A gated channel's hello, and a container entry.
         roundtrip(ToHelper::Hello(Hello {
             login: true,
             gate: Some("ci".into()),
@@ -139,7 +139,7 @@ mod tests {
         ] {
             assert_eq!(ToRecorder::decode(&m.encode()).unwrap(), m);
         }
-        // (issue 26) Each way a gated channel runs; a shell grant's accept
+        // Each way a gated channel runs; a shell grant's accept
         // is the bytes it always was (no run field).
         let accept = |run: Run| ToRecorder::Accept {
             id: String::new(),

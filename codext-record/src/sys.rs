@@ -381,7 +381,7 @@ pub fn grow_pipe(fd: RawFd, bytes: libc::c_int) {
     unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes) };
 }
 
-/// (issue 26) A pipe, both ends close-on-exec: (read, write).
+/// A pipe, both ends close-on-exec: (read, write).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds: [libc::c_int; 2] = [-1, -1];
     // SAFETY: pipe2 writes two descriptors to the array, a live local of
@@ -392,7 +392,7 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// (issue 26) Writes `bytes` on the Unix socket `sock` with `fds` attached
+/// Writes `bytes` on the Unix socket `sock` with `fds` attached
 /// (`SCM_RIGHTS`, unix(7)): the receiver gets its own copies of them.
 pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
     if bytes.is_empty() || fds.is_empty() || fds.len() > 8 {
@@ -460,7 +460,7 @@ pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()>
     Ok(())
 }
 
-/// (issue 26) Raises SIGCHLD on this process: the main thread's
+/// Raises SIGCHLD on this process: the main thread's
 /// [`wait_signal`] wakes (a container session ended, told by the helper).
 pub fn raise_sigchld() {
     // SAFETY: getpid and kill take and return integers.

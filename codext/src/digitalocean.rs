@@ -211,7 +211,7 @@ pub struct Fetched {
 }
 
 /// Asks the server for a puzzle for `public` granting `profile` (a v3
-/// request tag on the droplet; issue 26: the profile rides in it).
+/// request tag on the droplet; the profile rides in it).
 pub fn request(c: &Client, droplet: u64, public: &PublicKey, profile: &ProfileName) -> Result<()> {
     Ok(c.attach_new_tag(
         &Space3::new(droplet).request_tag(&public.fingerprint(), profile),
@@ -219,7 +219,7 @@ pub fn request(c: &Client, droplet: u64, public: &PublicKey, profile: &ProfileNa
     )?)
 }
 
-/// (issue 26) Refuses `opened` unless it grants `expected` (when the agent
+/// Refuses `opened` unless it grants `expected` (when the agent
 /// named a profile): the server signed what the grant may do, and an agent
 /// that asked for one thing must not log in to another.
 pub fn check_profile(opened: &OpenedPuzzle, expected: Option<&ProfileName>) -> Result<()> {

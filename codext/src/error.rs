@@ -20,7 +20,7 @@ pub enum ClientError {
     Other(String),
     /// The ssh login itself failed (token refused, no master).
     Login(String),
-    /// (issue 26) A valid puzzle the agent will not use: it grants
+    /// A valid puzzle the agent will not use: it grants
     /// another profile than the one asked for.
     Refused(String),
 }

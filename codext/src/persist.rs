@@ -156,7 +156,7 @@ pub fn open(o: Open, r: &Reporter) -> Result<String> {
 
 /// The command that asks for a linger of `secs` and prints the grant key
 /// line: on a `shell` grant a shell command (what every server release
-/// runs); (issue 26) on a grant of any other profile, where no shell runs,
+/// runs); on a grant of any other profile, where no shell runs,
 /// the gate's own `codext-grant linger SECONDS`.
 pub fn linger_command(profile: &codext_core::ProfileName, secs: u64) -> String {
     if profile.is_shell() {

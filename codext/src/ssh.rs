@@ -37,7 +37,7 @@ pub struct Login {
     pub host_keys: Vec<Fingerprint>,
     /// Remote command (empty: a shell).
     pub command: Vec<String>,
-    /// (issue 26) The profile the puzzle grants (what the account may do).
+    /// The profile the puzzle grants (what the account may do).
     pub profile: codext_core::ProfileName,
 }
 

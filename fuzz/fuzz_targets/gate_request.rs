@@ -1,4 +1,4 @@
-//! (issue 26) The gate of a `commands` grant on arbitrary requests (the
+//! The gate of a `commands` grant on arbitrary requests (the
 //! agent writes them: `SSH_ORIGINAL_COMMAND`). Whatever it decides, a
 //! program runs only by an absolute path found in the system folders or
 //! named by a rule, never with a word a shell would read, and a transfer

@@ -1,4 +1,4 @@
-//! (issue 26) A private `dockerd` inside the sandbox, for the container
+//! A private `dockerd` inside the sandbox, for the container
 //! profile's tests: its data on the sandbox's scratch `/var/lib`, its
 //! socket at `/run/docker.sock` (the helper's default `docker_host`, in
 //! the sandbox's own `/run`), no bridge, no iptables, its containers in a

@@ -370,7 +370,7 @@ impl World {
         self.issue_profile("shell")
     }
 
-    /// (issue 26) Issues a puzzle of the grant profile `profile` to the
+    /// Issues a puzzle of the grant profile `profile` to the
     /// agent's key: (user, puzzle).
     pub fn issue_profile(&self, profile: &str) -> (String, String) {
         let out = World::helper_cli(&[
@@ -420,7 +420,7 @@ impl World {
         self.arm_profile("shell")
     }
 
-    /// (issue 26) [`World::arm`] for a grant of `profile`.
+    /// [`World::arm`] for a grant of `profile`.
     pub fn arm_profile(&self, profile: &str) -> Armed {
         let (user, puzzle) = self.issue_profile(profile);
         let solved = self.solve(&puzzle);

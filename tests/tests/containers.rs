@@ -1,4 +1,4 @@
-//! (issue 26) The `container` profile, for real: a private dockerd in the
+//! The `container` profile, for real: a private dockerd in the
 //! sandbox, a workspace image built from the debootstrapped base; every
 //! session of the grant — a terminal, a command, scp, sftp, rsync, `git
 //! push` — runs in the container the helper started for it, as the grant's

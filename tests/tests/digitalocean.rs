@@ -114,7 +114,7 @@ fn setup_scoped(extra: &str, tags: &[&str], scopes: Option<&[&str]>) -> Setup {
     setup_full(extra, tags, scopes, None)
 }
 
-/// (issue 26) Like [`setup`], the agent's key allowed the grant profiles
+/// Like [`setup`], the agent's key allowed the grant profiles
 /// `profiles` (`allowed_keys` as a table).
 fn setup_profiles(extra: &str, profiles: &[&str]) -> Setup {
     setup_full(extra, &["prod", "Team:Web"], None, Some(profiles))
@@ -250,7 +250,7 @@ impl Setup {
 
 sandbox_test! {
     fn given_a_key_allowed_a_commands_profile_then_connect_asks_for_it_in_the_request_tag_gets_it_signed_and_is_refused_another() {
-        // (issue 26) The request tag names the profile; the server issues
+        // The request tag names the profile; the server issues
         // only the profiles the key may ask for; the puzzle signs it; the
         // agent refuses a puzzle granting another than the one it asked for.
         let s = setup_profiles(

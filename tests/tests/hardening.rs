@@ -112,7 +112,7 @@ sandbox_test! {
             .collect();
         assert_eq!(
             mine,
-            // (record_open and record: the one channel's recording, issue 23.)
+            // (record_open and record: the one channel's recording.)
             vec!["issue ", "answer armed", "verify wrong password", "verify ok", "create ", "key_authorize ", "session_open ", "record_open ", "record ", "session_close ", "key_withdraw ", "remove ok"],
         );
         assert!(trail.iter().any(|e| e["event"] == "revoke" && e["user"] == revoked.as_str()));

@@ -1,4 +1,4 @@
-//! (issue 26) Grant profiles, for real: a `commands` grant runs its allowed
+//! Grant profiles, for real: a `commands` grant runs its allowed
 //! commands and nothing else — no shell, whatever the agent sends — through
 //! sshd's forced gate; its transfers stay in their folder; its groups and
 //! sudo rules go with the account. The container profile is in

@@ -1,4 +1,4 @@
-//! (issue 23) Session recording, for real: every channel of every codext
+//! Session recording, for real: every channel of every codext
 //! session runs through the recorder (the accounts' login shell) and is
 //! streamed to the helper, stored root-only, its SHA-256 in the audit
 //! trail; the operator lists, shows, plays and exports it.

@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | puzzle chunk | `codext3:<d>:p<8 hex id><i><n>:<base64url data>` |
 //! | answer | `codext3:<d>:a:<answer text>` |
-//! | request for a puzzle | `codext3:<d>:q:<32 hex>`, or `…:q:<32 hex>:<profile>` (issue 26) |
+//! | request for a puzzle | `codext3:<d>:q:<32 hex>`, or `…:q:<32 hex>:<profile>` |
 //!
 //! * The chunk data is the puzzle's binary envelope
 //!   ([`codext_core::Puzzle::to_bytes`]) in unpadded base64url (6 bits a
@@ -195,7 +195,7 @@ impl Space3 {
     }
 
     /// `codext3:<d>:q:<32 hex>`: a puzzle, please, for the key whose
-    /// SHA-256 fingerprint starts with these 16 bytes; (issue 26) for a
+    /// SHA-256 fingerprint starts with these 16 bytes; for a
     /// grant of another profile than `shell`, `codext3:<d>:q:<32 hex>:<profile>`
     /// (a request of an earlier agent names none: `shell`).
     pub fn request_tag(&self, fp: &Fingerprint, profile: &ProfileName) -> String {
@@ -356,7 +356,7 @@ mod tests {
             sp().request_in(&sp().request_tag(&fp, &shell)),
             Some(([0xcd; 16], shell.clone()))
         );
-        // (issue 26) A profile rides in the request tag; an earlier
+        // A profile rides in the request tag; an earlier
         // agent's tag (none) means shell; `:shell` and bad names are not
         // requests.
         let gpu = ProfileName::parse("gpu-1").unwrap();

@@ -94,7 +94,7 @@ pub fn passwd_file_entries() -> Vec<(String, Uid)> {
 }
 
 /// Creates the account exactly as announced ([`verify_created`] checks
-/// it), a member of `groups` (the profile's, issue 26). The userdb record
+/// it), a member of `groups` (the profile's). The userdb record
 /// must be withdrawn first: `useradd` refuses a name NSS already reports.
 pub fn create(account: &Account, groups: &[String], deadline: Duration) -> Result<()> {
     let uid = account.uid.to_string();
@@ -125,7 +125,7 @@ pub fn create(account: &Account, groups: &[String], deadline: Duration) -> Resul
         "--key",
         "SUB_GID_COUNT=0",
     ];
-    // (issue 26) The profile's groups: its own (the sshd Match) and the
+    // The profile's groups: its own (the sshd Match) and the
     // ones it gives, exactly as announced in the userdb memberships.
     if !groups.is_empty() {
         args.push("--groups");
@@ -176,7 +176,7 @@ pub fn is_ours_on_disk(account: &Account) -> bool {
         .any(|(n, u)| n == account.name.as_str() && *u == account.uid)
 }
 
-/// (issue 26) Makes `rel` (plain components) in the account's home, the
+/// Makes `rel` (plain components) in the account's home, the
 /// user's, 0700 — right after `useradd`, before any process of the user
 /// runs (so nothing in the home can have been swapped for a link; each
 /// component is still checked not to be one).
@@ -214,7 +214,7 @@ pub fn make_user_folder(account: &Account, rel: &Path) -> Result<()> {
 /// `gpasswd`, to take a user out of a group a killed `userdel` left it in.
 pub const GPASSWD: &str = "/usr/bin/gpasswd";
 
-/// (issue 26) The groups `/etc/group` or `/etc/gshadow` still lists
+/// The groups `/etc/group` or `/etc/gshadow` still lists
 /// `user` as a member of.
 pub fn groups_listing(user: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -240,7 +240,7 @@ pub fn groups_listing(user: &str) -> Vec<String> {
     out
 }
 
-/// (issue 26) After `userdel`: `user` is in no group any more. `userdel`
+/// After `userdel`: `user` is in no group any more. `userdel`
 /// takes a user out of every group it is in; one killed at its deadline
 /// may not have, so what is left is removed with `gpasswd --delete` (the
 /// groups named are returned, as a repair). An error when any is still

@@ -26,7 +26,7 @@ pub enum AuditEvent {
         /// The killer account's uid.
         killer_uid: u32,
     },
-    /// (issue 26) The gate decided a channel of a grant with no shell.
+    /// The gate decided a channel of a grant with no shell.
     Gate {
         /// Whose.
         user: String,
@@ -39,7 +39,7 @@ pub enum AuditEvent {
         /// What runs, or why not.
         reason: String,
     },
-    /// (issue 26) A grant's container was started (or could not be).
+    /// A grant's container was started (or could not be).
     Container {
         /// Whose.
         user: String,
@@ -71,7 +71,7 @@ pub enum AuditEvent {
         channel: String,
         /// Answer deadline.
         expires_at: u64,
-        /// (issue 26) The grant's profile.
+        /// The grant's profile.
         profile: String,
     },
     /// An answer was looked at.
@@ -130,12 +130,12 @@ pub enum AuditEvent {
         gid: u32,
         /// Its home.
         home: std::path::PathBuf,
-        /// (issue 26) The grant's profile.
+        /// The grant's profile.
         profile: String,
-        /// (issue 26) Its supplementary groups.
+        /// Its supplementary groups.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         groups: Vec<String>,
-        /// (issue 26) Its sudo rules.
+        /// Its sudo rules.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         sudo: Vec<String>,
     },
@@ -324,7 +324,7 @@ pub enum AuditEvent {
         /// Files left.
         leftovers: u64,
     },
-    /// (issue 23) A channel's recording began.
+    /// A channel's recording began.
     RecordOpen {
         /// The record's id (`<session>.<n>`).
         id: String,

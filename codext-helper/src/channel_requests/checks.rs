@@ -63,7 +63,7 @@ impl Shared {
             )));
         };
         let named = name.to_ascii_lowercase().starts_with("codext-");
-        // (issue 26) The profile asked for; none: shell.
+        // The profile asked for; none: shell.
         let profile = match profile.map(codext_core::ProfileName::parse) {
             None => codext_core::ProfileName::shell(),
             Some(Ok(p)) => p,

@@ -60,7 +60,7 @@ pub struct DigitalOcean {
     /// (kept for publishing puzzles and answers).
     pub budget_reserve: u64,
     /// Fingerprints (`SHA256:…`) of agent keys that may ask for a puzzle
-    /// (issue 26: and the profiles each may ask for).
+    /// (and the profiles each may ask for).
     pub allowed_keys: AllowedKeys,
     /// Also honour requests from any account key named `codext-…` (off by
     /// default: an explicit opt-in).
@@ -88,7 +88,7 @@ impl Default for DigitalOcean {
     }
 }
 
-/// (issue 26) `digitalocean.allowed_keys`: the agent keys that may ask for
+/// `digitalocean.allowed_keys`: the agent keys that may ask for
 /// a puzzle, and the profiles each may ask for. Written as a list of
 /// fingerprints (each may ask for `shell`, as before), or as a table from
 /// fingerprint to the profiles it may ask for.

@@ -72,14 +72,14 @@ pub struct Config {
     channels: ChannelTables,
     /// The audit trail: rotation, strangers' summaries, the system-log copy.
     pub audit: AuditConfig,
-    /// Session recording (issue 23; on by default).
+    /// Session recording (on by default).
     pub recording: Recording,
-    /// (issue 26) How the helper reaches docker for `container` profiles.
+    /// How the helper reaches docker for `container` profiles.
     pub containers: Containers,
-    /// (issue 26) `[profiles.<name>]` as written; see [`Config::profiles`].
+    /// `[profiles.<name>]` as written; see [`Config::profiles`].
     #[serde(rename = "profiles")]
     pub profile_table: BTreeMap<String, crate::profiles::ProfileConfig>,
-    /// (issue 26) The profiles, checked (filled in by validation; `shell`
+    /// The profiles, checked (filled in by validation; `shell`
     /// always among them).
     #[serde(skip)]
     pub profiles: crate::profiles::Profiles,
@@ -97,7 +97,7 @@ mod humantime_serde_compat {
 }
 
 impl Config {
-    /// (issue 26) The profile `name`, if configured.
+    /// The profile `name`, if configured.
     pub fn profile(&self, name: &codext_core::ProfileName) -> Option<&crate::profiles::Profile> {
         self.profiles.get(name)
     }

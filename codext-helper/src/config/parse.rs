@@ -223,7 +223,7 @@ impl Config {
                     .into(),
             );
         }
-        // (issue 26) Profiles, and the keys' profiles naming them.
+        // Profiles, and the keys' profiles naming them.
         let c = &self.containers;
         if !c.docker.is_absolute() {
             return bad("containers.docker must be an absolute path".into());

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// (issue 26) `[containers]`: the docker CLI the helper runs for
+/// `[containers]`: the docker CLI the helper runs for
 /// `container` profiles (the helper links no HTTP code; the CLI talks to
 /// dockerd).
 #[derive(Debug, Clone, Deserialize)]
@@ -138,7 +138,7 @@ pub struct Accounts {
     /// The locked system account the killer runs as (created by `init`;
     /// never used for anything else).
     pub killer_user: String,
-    /// (issue 26) Supplementary groups a profile may give (the operator's
+    /// Supplementary groups a profile may give (the operator's
     /// allow-list; root-equivalent groups are refused whatever it says).
     pub allowed_groups: Vec<String>,
 }

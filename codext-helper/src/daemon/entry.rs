@@ -1,4 +1,4 @@
-//! (issue 26) The helper's side of a gated grant's channels:
+//! The helper's side of a gated grant's channels:
 //!
 //! * [`decide`]: what a channel of a grant runs — the real shell (a
 //!   `shell` grant), a command the `commands` profile allows (run directly

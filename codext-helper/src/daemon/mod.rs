@@ -127,11 +127,11 @@ pub fn serve(cfg: Config) -> Result<()> {
         crate::channel_requests::spawn(daemon.helper.clone());
     }
     // [recording] hook: the socket every channel's recorder streams to;
-    // (issue 26) also the gate's, whenever a profile runs no shell.
+    // also the gate's, whenever a profile runs no shell.
     if daemon.helper.cfg.recording.enabled || daemon.helper.cfg.profiles.gated().next().is_some() {
         recording::spawn(daemon.helper.clone());
     }
-    // [profiles] hook (issue 26): container sessions enter through root.
+    // [profiles] hook: container sessions enter through root.
     if daemon.helper.cfg.profiles.any_container() {
         entry::spawn(daemon.helper.clone());
     }

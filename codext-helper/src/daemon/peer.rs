@@ -33,7 +33,7 @@ fn status_field(status: &str, key: &str) -> Vec<u32> {
 
 /// The checks of the recording socket's module docs
 /// ([`super::recording`]), in order, for a connection to any of the
-/// recorder's sockets (issue 26: the container entry socket too), `group`
+/// recorder's sockets (the container entry socket too), `group`
 /// the recorder's group; `Err` says which failed.
 pub(super) fn check_peer_of(
     helper: &Helper,

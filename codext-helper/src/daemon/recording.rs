@@ -1,4 +1,4 @@
-//! (issue 23) The recording socket, [`proto::SOCKET`]: where every
+//! The recording socket, [`proto::SOCKET`]: where every
 //! recorder streams its channel.
 //!
 //! What it guarantees:
@@ -267,7 +267,7 @@ fn handle(s: &Shared, mut stream: UnixStream, pid: u32, uid: u32, gid: u32) {
         Ok(Err(e)) | Err(e) => return refuse(s, &mut stream, &user, &format!("no hello: {e}")),
     };
     let cfg = &s.helper.cfg;
-    // (issue 26) What may run: the grant's profile decides (the gate).
+    // What may run: the grant's profile decides (the gate).
     let run = match super::entry::decide(&s.helper, &peer.entry, &hello) {
         Ok(run) => run,
         Err(why) => {

@@ -15,7 +15,7 @@ pub(super) fn hook_checks(r: &mut Report, cfg: &Config) {
             Some(false) => r.warn(check, detail, advice),
         }
     }
-    // [profiles] hook (issue 26): the gate's sshd drop-in, groups, sudo
+    // [profiles] hook: the gate's sshd drop-in, groups, sudo
     // rules, docker.
     let live = live_users(cfg);
     for (check, fail, detail, advice) in crate::profiles::doctor::doctor(cfg, &live) {

@@ -124,18 +124,18 @@ pub struct Entry {
     pub(in crate::lifecycle) client_key: Option<String>,
     /// Linger state, see [`crate::grant_keys`].
     pub(in crate::lifecycle) linger: Option<Linger>,
-    /// (issue 26) The grant's profile (what the account may do).
+    /// The grant's profile (what the account may do).
     pub(in crate::lifecycle) profile: ProfileName,
-    /// (issue 26) The supplementary groups the account is made with (the
+    /// The supplementary groups the account is made with (the
     /// profile's own group first), as the profile said at issue.
     pub(in crate::lifecycle) groups: Vec<String>,
-    /// (issue 26) The sudo rules the account gets, as the profile said at
+    /// The sudo rules the account gets, as the profile said at
     /// issue.
     pub(in crate::lifecycle) sudo: Vec<String>,
-    /// (issue 26) A container is started for the grant (and removed with
+    /// A container is started for the grant (and removed with
     /// it).
     pub(in crate::lifecycle) container: bool,
-    /// (issue 26) The linger asked for through the gate (`codext-grant
+    /// The linger asked for through the gate (`codext-grant
     /// linger`) on a grant with no shell (a shell grant writes
     /// `~/.codext-linger`).
     pub(in crate::lifecycle) linger_asked: Option<u64>,
@@ -209,17 +209,17 @@ impl Entry {
         &self.client_fingerprint
     }
 
-    /// (issue 26) The grant's profile.
+    /// The grant's profile.
     pub fn profile(&self) -> &ProfileName {
         &self.profile
     }
 
-    /// (issue 26) The supplementary groups the account is made with.
+    /// The supplementary groups the account is made with.
     pub fn groups(&self) -> &[String] {
         &self.groups
     }
 
-    /// (issue 26) True when a container is started for the grant.
+    /// True when a container is started for the grant.
     pub fn container(&self) -> bool {
         self.container
     }
@@ -487,7 +487,7 @@ impl Entry {
         Ok(())
     }
 
-    /// (issue 26) The agent asked for a linger of `secs` through the gate
+    /// The agent asked for a linger of `secs` through the gate
     /// (`codext-grant linger`, a grant with no shell): kept for the last
     /// close, which caps it. Only for a live account.
     pub fn ask_linger(&mut self, secs: u64) -> Result<(), Refused> {

@@ -71,21 +71,21 @@ pub trait AccountTool: Send + Sync + Debug {
     fn read_linger(&self, home: &Path, uid: u32) -> u64;
     /// Start time of process `pid` (field 22 of its stat), if it runs.
     fn process_start_time(&self, pid: u32) -> Option<u64>;
-    /// (issue 26) What the grant's profile adds once `useradd` made the
+    /// What the grant's profile adds once `useradd` made the
     /// account: its sudo rules and its transfer folder. The whole entry:
     /// the profile, its sudo rules and its container are the grant's.
     fn grant_extras(&self, entry: &Entry) -> Result<()>;
-    /// (issue 26) Removes the account's sudo rules (before the kill).
+    /// Removes the account's sudo rules (before the kill).
     fn remove_sudo(&self, account: &Account) -> Result<()>;
-    /// (issue 26) Stops and removes `user`'s container (before the kill:
+    /// Stops and removes `user`'s container (before the kill:
     /// its processes are the uid's).
     fn stop_container(&self, user: &str) -> Result<()>;
-    /// (issue 26) The containers of `user` still there.
+    /// The containers of `user` still there.
     fn containers_left(&self, user: &str) -> Result<Vec<String>>;
-    /// (issue 26) After `userdel`: the user is in no group any more;
+    /// After `userdel`: the user is in no group any more;
     /// returns the groups a repair took it out of.
     fn leave_groups(&self, account: &Account) -> Result<Vec<String>>;
-    /// (issue 26) Removes sudo rules and containers of codext users not in
+    /// Removes sudo rules and containers of codext users not in
     /// `live` (what a crash left); says what it removed.
     fn remove_strays(&self, live: &[String]) -> Vec<String>;
 }

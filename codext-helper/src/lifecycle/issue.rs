@@ -74,7 +74,7 @@ pub struct Issued {
     pub puzzle_id: String,
     /// Answer deadline (seconds since the epoch).
     pub expires_at: u64,
-    /// (issue 26) The grant's profile.
+    /// The grant's profile.
     pub profile: String,
 }
 
@@ -219,7 +219,7 @@ impl Helper {
         self.issue_profile(client, ttl, channel, renew, &ProfileName::shell(), now)
     }
 
-    /// (issue 26) [`Helper::issue`] for a grant of `profile` (configured in
+    /// [`Helper::issue`] for a grant of `profile` (configured in
     /// `[profiles]`): the puzzle signs the profile, the entry keeps what
     /// the profile gives the account (groups, sudo rules, a container) as
     /// it is now, and the account's login shell is the recorder (the gate)

@@ -150,7 +150,7 @@ impl Helper {
         Ok((verdict, removal))
     }
 
-    /// (issue 26) `codext-grant linger SECONDS` through the gate of a
+    /// `codext-grant linger SECONDS` through the gate of a
     /// grant with no shell: remembers the linger asked for (capped when
     /// the last session closes, as a file's would be) and returns the
     /// grant key line (its `expiry-time` tells the agent the grant's end).
@@ -189,7 +189,7 @@ impl Helper {
         {
             return Ok(false);
         }
-        // (issue 26) A grant with no shell asked through the gate; its
+        // A grant with no shell asked through the gate; its
         // home is not a place it writes to.
         let asked = if entry.profile.is_shell() {
             self.accounts.read_linger(&entry.home, entry.uid)

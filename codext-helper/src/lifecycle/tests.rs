@@ -38,13 +38,13 @@ struct Machine {
     linger: u64,
     leftovers: u64,
     calls: Vec<String>,
-    /// (issue 26) Containers docker still lists, by user.
+    /// Containers docker still lists, by user.
     containers: BTreeMap<String, Vec<String>>,
-    /// (issue 26) docker fails every call.
+    /// docker fails every call.
     docker_down: bool,
-    /// (issue 26) Groups a (killed) userdel left the user in.
+    /// Groups a (killed) userdel left the user in.
     groups_left: Vec<String>,
-    /// (issue 26) Sudo drop-ins present, by user.
+    /// Sudo drop-ins present, by user.
     sudoers: BTreeSet<String>,
 }
 
@@ -297,7 +297,7 @@ fn world() -> World {
     let key = dir.join("server.key");
     std::fs::copy(vectors().join("server.key"), &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    // (issue 26) Two profiles besides shell: a container workspace, and
+    // Two profiles besides shell: a container workspace, and
     // commands with a sudo rule.
     let profiles = "[profiles.ws]\nkind = \"container\"\nimage = \"ws:1\"\n\
                     [profiles.ci]\nkind = \"commands\"\ncommands = [\"make test\"]\n\
@@ -345,7 +345,7 @@ impl World {
         self.issue_at(T0, None)
     }
 
-    /// (issue 26) A user of `profile` in [`Phase::Active`].
+    /// A user of `profile` in [`Phase::Active`].
     fn active_with(&self, profile: &str) -> Issued {
         let issued = self
             .helper
@@ -1070,7 +1070,7 @@ fn given_a_last_logout_then_one_kill_and_the_removal_steps_in_order_with_or_with
         [format!("kill {uid}"), format!("sweep-shared {uid}")],
         "a last logout that lingers"
     );
-    // (issue 26) A container grant: docker stops its container before the
+    // A container grant: docker stops its container before the
     // killer (its processes are the uid's in the host kernel), and after
     // the removal none of the grant's may be left.
     let w = world();
@@ -1209,7 +1209,7 @@ fn given_a_crash_with_an_active_account_and_no_session_then_reconcile_runs_one_k
 #[test]
 fn given_a_last_logout_of_a_container_or_sudo_grant_then_sudo_and_the_container_go_before_the_kill_and_the_leftover_checks_after(
 ) {
-    // (issue 26) The container's processes are the uid's: docker stops
+    // The container's processes are the uid's: docker stops
     // them before the killer runs; the sudo rules go before anything can
     // start through them; after userdel, no group and no container is
     // left.

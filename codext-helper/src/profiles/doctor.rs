@@ -1,4 +1,4 @@
-//! `doctor`'s checks of the profiles (issue 26): one line each, `None`
+//! `doctor`'s checks of the profiles: one line each, `None`
 //! for ok, `Some(true)` fail, `Some(false)` warn (as the recording's).
 //!
 //! * `profiles.sshd` — the profiles' sshd drop-in is what `helper.toml`

@@ -1,4 +1,4 @@
-//! (issue 26) Grant profiles: what the account of a grant may do.
+//! Grant profiles: what the account of a grant may do.
 //!
 //! `[profiles.<name>]` in `helper.toml`, each of a kind:
 //! * `shell` — a plain shell, today's behaviour and the default; the

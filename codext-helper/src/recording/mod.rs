@@ -1,4 +1,4 @@
-//! (issue 23) Session recording, the helper's side: the record store
+//! Session recording, the helper's side: the record store
 //! ([`store`]), the record format ([`format`]), what the operator reads
 //! ([`view`], [`filter`], [`html`]), the check of the records against the
 //! audit trail ([`verify`]), and the host's part ([`host`]: the recorder's

@@ -125,12 +125,12 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
     }
 }
 
-/// (issue 26) SIGKILL through a pidfd (never a reused pid).
+/// SIGKILL through a pidfd (never a reused pid).
 pub fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
     pidfd_send_signal(pidfd, libc::SIGKILL)
 }
 
-/// (issue 26) Runs `program args` with exactly `env`, its standard input,
+/// Runs `program args` with exactly `env`, its standard input,
 /// output and error the descriptors given (a user's session, received
 /// from its recorder), in a session of its own; with `tty`, that terminal
 /// becomes its controlling terminal (so a resize reaches it as SIGWINCH)

@@ -23,7 +23,7 @@ pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// (issue 26) Receives up to `max` bytes from the Unix stream `sock` and
+/// Receives up to `max` bytes from the Unix stream `sock` and
 /// at most `want` descriptors passed with them (`SCM_RIGHTS`), made
 /// close-on-exec as they arrive (`MSG_CMSG_CLOEXEC`: the helper runs other
 /// programs, which must never inherit a user's session). Any descriptor

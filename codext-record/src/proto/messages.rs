@@ -1,6 +1,6 @@
 //! The messages of each direction and the values they carry.
 
-/// (issue 26) What the recorder runs once the helper accepted the channel.
+/// What the recorder runs once the helper accepted the channel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Run {
     /// The real shell, as sshd would have run it (a `shell` grant).
@@ -105,7 +105,7 @@ pub struct Hello {
     /// After the helper restarted mid-channel: the record this one
     /// continues (empty otherwise).
     pub continues: String,
-    /// (issue 26) sshd forced the gate of this profile (`ForceCommand
+    /// sshd forced the gate of this profile (`ForceCommand
     /// <recorder> --gate <profile>`): `command` and `login` are then the
     /// request (`SSH_ORIGINAL_COMMAND`, or none), not the forced command.
     pub gate: Option<String>,
@@ -116,7 +116,7 @@ pub struct Hello {
 pub enum ToHelper<'a> {
     /// The first frame.
     Hello(Hello),
-    /// (issue 26) The only frame on [`ENTER_SOCKET`], sent with the
+    /// The only frame on [`ENTER_SOCKET`], sent with the
     /// session's three descriptors (`SCM_RIGHTS`): run the channel in the
     /// grant's container on them.
     Enter {
@@ -203,7 +203,7 @@ pub enum ToRecorder {
         tail_bytes: u64,
         /// Bytes of a command's standard input to send (the record's cap).
         input_bytes: u64,
-        /// (issue 26) What runs (sent only when not [`Run::Shell`], so a
+        /// What runs (sent only when not [`Run::Shell`], so a
         /// shell grant's accept is the bytes it always was).
         run: Run,
     },
@@ -217,7 +217,7 @@ pub enum ToRecorder {
         /// Its SHA-256, hex, as written to the audit trail.
         sha256: String,
     },
-    /// (issue 26) The container session of an [`ToHelper::Enter`] ended.
+    /// The container session of an [`ToHelper::Enter`] ended.
     Exited {
         /// How.
         exit: Exit,

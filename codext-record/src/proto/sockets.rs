@@ -7,7 +7,7 @@ pub const SOCKET_DIR: &str = "/run/codext-record";
 /// learn another one (its environment and files belong to the user).
 pub const SOCKET: &str = "/run/codext-record/socket";
 
-/// (issue 26) The socket a recorder passes a container grant's channel
+/// The socket a recorder passes a container grant's channel
 /// through (its descriptors, with `SCM_RIGHTS`): the helper runs the
 /// session in the grant's container on them. Beside [`SOCKET`], in the
 /// same root:recorder-group 0750 folder.

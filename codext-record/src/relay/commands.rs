@@ -43,7 +43,7 @@ pub(super) fn shell_command(shell: &[u8], mode: &Mode, env: &[(OsString, OsStrin
     cmd
 }
 
-/// (issue 26) A gated grant's allowed command (or transfer), as the helper
+/// A gated grant's allowed command (or transfer), as the helper
 /// decided it: the program run directly, no shell, in `cwd`, with exactly
 /// the helper's environment plus the channel's own variables sshd set
 /// (`TERM`, checked; `SSH_CONNECTION`, `SSH_CLIENT`, `SSH_TTY`,

@@ -1,4 +1,4 @@
-//! (issue 26) A confined sftp server: each client request judged before
+//! A confined sftp server: each client request judged before
 //! it is passed on, and the refusals put between the server's replies.
 
 use super::record::{fatal, record};
@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
-/// (issue 26) The client's side of a confined sftp session.
+/// The client's side of a confined sftp session.
 pub(super) struct ClientOut {
     /// The client's descriptor (a copy of 1), dropped at the server's end
     /// so that sshd sees the channel's output end.

@@ -123,7 +123,7 @@ pub(super) fn run_pipes(
     for fd in [1, 2] {
         sys::grow_pipe(fd, PIPE);
     }
-    // (issue 26) A confined sftp server: the client's side is shared by
+    // A confined sftp server: the client's side is shared by
     // the server's replies and the filter's refusals.
     let shared = match (&confine, sys::std_fd(1).try_clone_to_owned()) {
         (Some(_), Ok(out)) => Some(Arc::new(Mutex::new(ClientOut {

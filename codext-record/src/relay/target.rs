@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub(super) enum Target {
     /// A process of the recorder's (the shell, or an allowed command).
     Local(Command),
-    /// (issue 26) The session in the grant's container, run by the helper
+    /// The session in the grant's container, run by the helper
     /// on descriptors the recorder passes it.
     Remote {
         /// The command (`None`: a login shell).

@@ -1,4 +1,4 @@
-//! `codext-profile-bench` (issue 26): what a container grant costs, with
+//! `codext-profile-bench`: what a container grant costs, with
 //! the plain grant measured in the same run, through the same sshd. Runs
 //! inside `codext-sandbox` (see `scripts/bench.sh`), release build, with a
 //! private dockerd (overlay2 on the sandbox's tmpfs) and the workspace

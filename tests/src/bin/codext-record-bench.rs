@@ -1,4 +1,4 @@
-//! `codext-record-bench`: what session recording costs (issue 23), with
+//! `codext-record-bench`: what session recording costs, with
 //! its baseline measured in the same run, through the same sshd. Runs
 //! inside `codext-sandbox` (see `scripts/bench.sh`), release build; prints
 //! figures and ratios (a benchmark, not a timed test).

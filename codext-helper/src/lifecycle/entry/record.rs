@@ -1,5 +1,5 @@
 //! The state file's layout of an [`Entry`] (format version 1, unchanged
-//! since the first release; issue 26's fields are left out for a shell
+//! since the first release; the grant profile's fields are left out for a shell
 //! grant, so such an entry is written exactly as before): the first login's token slot is written as
 //! the entry's own `puzzle_id`, `login_hash`, `proof`, `answer_by` and
 //! `login_by` fields, a renewal's as the nested `renewal` object, both with
@@ -55,7 +55,7 @@ pub(super) struct EntryRecord {
     client_key: Option<String>,
     #[serde(default)]
     linger: Option<Linger>,
-    // (issue 26) Absent in a state written before profiles: a shell grant.
+    // Absent in a state written before profiles: a shell grant.
     #[serde(default, skip_serializing_if = "ProfileName::is_shell")]
     profile: ProfileName,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -24,7 +24,7 @@ impl Helper {
             .map(|(u, q)| (*u, q.clone()))
             .collect();
         for (uid, q) in held {
-            // (issue 26) A container of the grant that could not be
+            // A container of the grant that could not be
             // removed: again now.
             if q.named.iter().any(|n| n.starts_with(CONTAINER_LEFT)) {
                 let _held = self.store.lock_container_of(&q.user)?;

@@ -91,7 +91,7 @@ impl Helper {
             .map(|e| e.user.to_string())
             .collect();
         self.withdraw_stray_grant_keys(&live);
-        // (issue 26) Sudo rules and containers no live grant stands behind
+        // Sudo rules and containers no live grant stands behind
         // (a crash between making and recording them, or while removing).
         for what in self.accounts.remove_strays(&live) {
             events.push(AuditEvent::Repair {

@@ -174,7 +174,7 @@ impl Helper {
         Ok(())
     }
 
-    /// One attempt, in this order: (issue 26) the sudo rules removed and
+    /// One attempt, in this order: the sudo rules removed and
     /// the grant's container stopped and removed, then the kill (once),
     /// then either the linger the agent asked for (its sudo rules back) or
     /// the rest of the removal — the home's setuid files defused,
