@@ -244,7 +244,9 @@ say "the packages (packaging/build-deb.sh) and the DigitalOcean API emulator"
 if [ "${CODEXT_DEBS_BUILT:-}" != 1 ]; then packaging/build-deb.sh; fi
 cargo build --release --locked -q -p codext-do-emulator
 version=$(sed -n '/^version = "/{s/^version = "\(.*\)"/\1/p;q}' Cargo.toml)
-SPEC=${DO_OPENAPI_SPEC:-../shared/digitalocean-openapi/bundled.json}
+# The part of the description the emulator validates against, vendored
+# (the emulator also has it built in); DO_OPENAPI_SPEC may name a full one.
+SPEC=${DO_OPENAPI_SPEC:-tests/do-emulator/openapi/digitalocean-v2.json}
 [ -f "$SPEC" ] || die "no OpenAPI description for the emulator at $SPEC (set DO_OPENAPI_SPEC)"
 STAGE="$RUN/stage"
 mkdir -p "$STAGE/packaged"
