@@ -14,6 +14,7 @@ pub mod docker;
 pub mod flood;
 pub mod mounts;
 pub mod pty;
+pub mod tree;
 pub mod world;
 
 pub use world::World;

@@ -5,6 +5,7 @@
 //! the host is broken on purpose. Also: the daemon tells systemd it is ready
 //! only once its socket listens.
 
+use codext_tests::tree::{changed, snapshot};
 use codext_tests::world::{module_path, setup_args, sh, wait_until, World, WORK};
 use codext_tests::{bin, repo, sandbox_test};
 use std::collections::BTreeMap;
@@ -25,48 +26,6 @@ const REWRITTEN_BY_SHADOW_TOOLS: [&str; 5] = [
     "/etc/gshadow-",
     "/etc/.pwd.lock",
 ];
-
-/// Every entry under `root`: path → (kind and mode, owner, content or link
-/// target). Folders count by mode and owner only.
-fn snapshot(root: &str) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::from(root)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            let m = p.symlink_metadata().unwrap();
-            let content = if m.file_type().is_symlink() {
-                std::fs::read_link(&p)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else if m.is_file() {
-                std::fs::read(&p).unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            out.insert(p, (m.mode(), m.uid(), m.gid(), content));
-        }
-    }
-    out
-}
-
-/// Paths that differ between two snapshots.
-fn changed(
-    a: &BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>,
-    b: &BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>,
-) -> Vec<PathBuf> {
-    let mut keys: Vec<&PathBuf> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
-}
 
 fn helper(args: &[&str]) -> Output {
     World::helper_cli(args)

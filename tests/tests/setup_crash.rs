@@ -6,10 +6,9 @@
 //! exactly the accounts it created, never one someone else made meanwhile.
 //! `unsetup` reloads sshd as `setup` does.
 
+use codext_tests::tree::{snapshot, Snapshot};
 use codext_tests::world::{module_path, sh, wait_until, World, WORK};
 use codext_tests::{bin, repo, sandbox_test};
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,43 +24,11 @@ const REWRITTEN_BY_SHADOW_TOOLS: [&str; 5] = [
     "/etc/.pwd.lock",
 ];
 
-type Snapshot = BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>;
-
-/// Every entry under `root`: path → (mode, owner, group, content or link).
-fn snapshot(root: &str) -> Snapshot {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::from(root)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            let m = p.symlink_metadata().unwrap();
-            let content = if m.file_type().is_symlink() {
-                std::fs::read_link(&p)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else if m.is_file() {
-                std::fs::read(&p).unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            out.insert(p, (m.mode(), m.uid(), m.gid(), content));
-        }
-    }
-    out
-}
-
+/// What differs but for the files the shadow tools rewrite.
 fn changed(a: &Snapshot, b: &Snapshot) -> Vec<PathBuf> {
-    let mut keys: Vec<&PathBuf> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .filter(|k| !REWRITTEN_BY_SHADOW_TOOLS.iter().any(|x| *k == Path::new(x)))
-        .cloned()
+    codext_tests::tree::changed(a, b)
+        .into_iter()
+        .filter(|k| !REWRITTEN_BY_SHADOW_TOOLS.iter().any(|x| k == Path::new(x)))
         .collect()
 }
 
