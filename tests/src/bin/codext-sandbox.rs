@@ -208,12 +208,6 @@ fn main() {
         };
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|e| die(&format!("{flag} {dir}: {e}")));
         if flag == "--artifacts" {
-            if hidden(&dir) {
-                die(&format!(
-                    "--artifacts {}: the sandbox hides it",
-                    dir.display()
-                ));
-            }
             artifacts = Some(dir);
         } else {
             keep.push(dir);
@@ -222,6 +216,13 @@ fn main() {
     }
     if let Ok(cwd) = std::env::current_dir() {
         keep.push(cwd);
+    }
+    // Under a folder the sandbox covers (a checkout in /tmp): kept like the
+    // checkout, then made writable.
+    if let Some(dir) = &artifacts {
+        if hidden(dir) && !keep.iter().any(|k| dir.starts_with(k)) {
+            keep.push(dir.clone());
+        }
     }
     let cmd = match rest.first().map(String::as_str) {
         Some("--") => &rest[1..],
