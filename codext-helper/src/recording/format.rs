@@ -21,6 +21,7 @@
 use codext_record::proto::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// What the channel was: the header's `codext` object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -147,8 +148,31 @@ fn seconds(t_us: u64) -> String {
 
 /// One event line: `[t, code, "text"]`.
 pub fn event_line(t_us: u64, code: &str, text: &str) -> String {
-    let data = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
-    format!("[{},\"{code}\",{data}]\n", seconds(t_us))
+    let mut line = Vec::with_capacity(text.len() + 32);
+    push_event_line(&mut line, t_us, code, text);
+    String::from_utf8(line).unwrap_or_default()
+}
+
+/// Appends [`event_line`] to `out`, building nothing else (the record's
+/// writer reuses one buffer for every event of a frame).
+pub fn push_event_line(out: &mut Vec<u8>, t_us: u64, code: &str, text: &str) {
+    use std::io::Write;
+    let start = out.len();
+    // Writing to a Vec cannot fail; if the text could not be encoded, the
+    // event is kept empty rather than torn.
+    let ok = write!(
+        out,
+        "[{}.{:06},\"{code}\",",
+        t_us / 1_000_000,
+        t_us % 1_000_000
+    )
+    .is_ok()
+        && serde_json::to_writer(&mut *out, text).is_ok();
+    if !ok {
+        out.truncate(start);
+        let _ = write!(out, "[{},\"{code}\",\"\"", seconds(t_us));
+    }
+    out.extend_from_slice(b"]\n");
 }
 
 /// The length [`event_line`] would have, without building it.
@@ -205,21 +229,20 @@ fn incomplete_tail(b: &[u8]) -> usize {
 /// Turns bytes into text, joining a UTF-8 sequence split across calls
 /// (`carry` holds at most 3 bytes between them); invalid bytes become
 /// U+FFFD (as `String::from_utf8_lossy` does, in one pass).
-pub fn decode_lossy(carry: &mut Vec<u8>, bytes: &[u8]) -> String {
-    let joined;
-    let all: &[u8] = if carry.is_empty() {
-        bytes
-    } else {
-        let mut v = std::mem::take(carry);
-        v.extend_from_slice(bytes);
-        joined = v;
-        &joined
-    };
-    let keep = incomplete_tail(all);
-    let (text, rest) = all.split_at(all.len() - keep);
-    carry.clear();
-    carry.extend_from_slice(rest);
-    String::from_utf8_lossy(text).into_owned()
+pub fn decode_lossy<'a>(carry: &mut Vec<u8>, bytes: &'a [u8]) -> Cow<'a, str> {
+    if carry.is_empty() {
+        // The common case: borrowed when the bytes are valid UTF-8.
+        let keep = incomplete_tail(bytes);
+        let (text, rest) = bytes.split_at(bytes.len() - keep);
+        carry.extend_from_slice(rest);
+        return String::from_utf8_lossy(text);
+    }
+    let mut all = std::mem::take(carry);
+    all.extend_from_slice(bytes);
+    let keep = incomplete_tail(&all);
+    carry.extend_from_slice(&all[all.len() - keep..]);
+    all.truncate(all.len() - keep);
+    Cow::Owned(String::from_utf8_lossy(&all).into_owned())
 }
 
 /// One parsed event.
@@ -401,7 +424,7 @@ mod tests {
         let crab = "🦀".as_bytes();
         for cut in 0..=4 {
             let mut carry = Vec::new();
-            let mut text = decode_lossy(&mut carry, &crab[..cut]);
+            let mut text = decode_lossy(&mut carry, &crab[..cut]).into_owned();
             text.push_str(&decode_lossy(&mut carry, &crab[cut..]));
             assert_eq!(text, "🦀");
         }

@@ -54,6 +54,8 @@ pub struct Writer {
     head_last_t: u64,
     user: String,
     frame: Vec<u8>,
+    /// An event line being built (reused).
+    line: Vec<u8>,
 }
 
 fn stream_index(s: Stream) -> usize {
@@ -92,6 +94,7 @@ impl Writer {
         // Written through at once (a helper that dies leaves a part that
         // says what it was; the next one seals it); synced when sealed.
         w.write_part(header.as_bytes())?;
+        w.flush_part()?;
         Ok(w)
     }
 
@@ -127,6 +130,7 @@ impl Writer {
             head_last_t: 0,
             user,
             frame: Vec::with_capacity(proto::MAX_FRAME),
+            line: Vec::new(),
         }
     }
 
@@ -206,16 +210,25 @@ impl Writer {
         Ok(w)
     }
 
+    /// Appends to the part (buffered: [`Writer::flush_part`] writes it
+    /// through at the end of each frame the recorder sent).
     fn write_part(&mut self, bytes: &[u8]) -> Result<(), String> {
-        // Written through at once: a helper that dies keeps what it had
-        // (the next one seals the part), only the page cache in between.
         self.part
             .write_all(bytes)
-            .and_then(|()| self.part.flush())
             .map_err(|e| io_err("write", &self.part_path, e))?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Writes the part through: after each frame, a helper that dies keeps
+    /// what it had read (the next one seals the part), only the page cache
+    /// in between; as the recorder's unread frames are lost with it anyway,
+    /// one write per frame, not per event, loses nothing more.
+    fn flush_part(&mut self) -> Result<(), String> {
+        self.part
+            .flush()
+            .map_err(|e| io_err("write", &self.part_path, e))
     }
 
     /// Rebases a recorder time onto the record's start; never backwards.
@@ -234,14 +247,14 @@ impl Writer {
     /// (as the raw frame `msg`) into the tail segments.
     fn put(
         &mut self,
-        line: Option<String>,
+        line: Option<&[u8]>,
         msg: &ToHelper<'_>,
         counted: Option<(Stream, u64)>,
     ) -> Result<(), String> {
         if self.tail.is_none() {
-            if let Some(line) = &line {
+            if let Some(line) = line {
                 if self.head_events + line.len() as u64 <= self.head_budget {
-                    self.write_part(line.as_bytes())?;
+                    self.write_part(line)?;
                     self.head_events += line.len() as u64;
                     self.head_last_t = self.last_t;
                     if let Some((s, n)) = counted {
@@ -350,13 +363,14 @@ impl Writer {
         let mut rest = bytes;
         while !rest.is_empty() {
             if self.tail.is_some() {
-                return self.data_event(stream, t_us, rest);
+                self.data_event(stream, t_us, rest)?;
+                break;
             }
             let (chunk, after) = rest.split_at(rest.len().min(self.piece()));
             self.data_event(stream, t_us, chunk)?;
             rest = after;
         }
-        Ok(())
+        self.flush_part()
     }
 
     /// Bytes of data per event: an eighth of the first half, 256 to 4096.
@@ -373,13 +387,17 @@ impl Writer {
             t_us: t,
             bytes,
         };
-        let line = if self.tail.is_none() {
-            let text = format::decode_lossy(&mut self.carry[stream_index(stream)], bytes);
-            Some(format::event_line(t, stream.code(), &text))
-        } else {
-            None
-        };
-        self.put(line, &msg, Some((stream, bytes.len() as u64)))
+        if self.tail.is_some() {
+            return self.put(None, &msg, Some((stream, bytes.len() as u64)));
+        }
+        // One buffer for every event line, taken out while it is written.
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let text = format::decode_lossy(&mut self.carry[stream_index(stream)], bytes);
+        format::push_event_line(&mut line, t, stream.code(), &text);
+        let put = self.put(Some(&line), &msg, Some((stream, bytes.len() as u64)));
+        self.line = line;
+        put
     }
 
     /// The terminal was resized.
@@ -387,14 +405,15 @@ impl Writer {
         let t = self.time(t_us);
         let line = format::event_line(t, "r", &format!("{cols}x{rows}"));
         self.put(
-            Some(line),
+            Some(line.as_bytes()),
             &ToHelper::Resize {
                 t_us: t,
                 cols,
                 rows,
             },
             None,
-        )
+        )?;
+        self.flush_part()
     }
 
     /// An sftp operation.
@@ -416,6 +435,7 @@ impl Writer {
             path2,
             detail,
         };
-        self.put(Some(line), &msg, None)
+        self.put(Some(line.as_bytes()), &msg, None)?;
+        self.flush_part()
     }
 }
