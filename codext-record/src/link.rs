@@ -26,8 +26,11 @@
 //! unless the helper said at the start that the operator chose to fail
 //! open, in which case the channel runs on unrecorded.
 
+mod ring;
+
 use codext_record::proto::{self, Hello, Run, Stream, ToHelper, ToRecorder};
-use std::collections::VecDeque;
+pub use ring::Shared;
+use ring::{index, Ring};
 use std::io::{IoSlice, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -37,6 +40,11 @@ use std::time::{Duration, Instant};
 pub const RESUME_FOR: Duration = Duration::from_secs(30);
 /// How long the helper may take to answer a hello or an end.
 const ANSWER: Duration = Duration::from_secs(10);
+/// The socket's send buffer the recorder asks for (the kernel grants up to
+/// `net.core.wmem_max`): the first part of a channel and the held-back
+/// newest part cross without waiting for the helper to read them, so the
+/// relay is not held up by it (Debian's default wmem_max grants 416 KiB).
+const SEND_BUFFER: i32 = 8 << 20;
 
 /// What the helper said to a hello.
 #[derive(Debug)]
@@ -93,80 +101,6 @@ struct State {
     last_flush: Instant,
 }
 
-/// Data held back past the first part: the newest `cap` bytes, in one
-/// buffer allocated once (when a channel first gets there) and used in
-/// turn, and which stream and time each piece of it came with.
-#[derive(Debug, Default)]
-struct Ring {
-    buf: Vec<u8>,
-    /// Where the oldest byte is.
-    start: usize,
-    /// Bytes held.
-    len: usize,
-    /// Each piece: stream, time, length (oldest first; they add up to `len`).
-    pieces: VecDeque<(Stream, u64, usize)>,
-}
-
-impl Ring {
-    /// Holds `data`, dropping the oldest bytes past `cap`; returns how many
-    /// bytes of which stream were dropped.
-    fn push(&mut self, cap: usize, stream: Stream, t_us: u64, data: &[u8], dropped: &mut [u64; 3]) {
-        if cap == 0 {
-            dropped[index(stream)] += data.len() as u64;
-            return;
-        }
-        if self.buf.len() != cap {
-            self.buf = vec![0; cap];
-            self.start = 0;
-            self.len = 0;
-            self.pieces.clear();
-        }
-        // Only the newest `cap` bytes of `data` can stay.
-        let skip = data.len().saturating_sub(cap);
-        dropped[index(stream)] += skip as u64;
-        let data = &data[skip..];
-        // Make room: whole pieces first, then the front of one.
-        while self.len + data.len() > cap {
-            let over = self.len + data.len() - cap;
-            let Some(front) = self.pieces.front_mut() else {
-                break;
-            };
-            let cut = over.min(front.2);
-            dropped[index(front.0)] += cut as u64;
-            front.2 -= cut;
-            if front.2 == 0 {
-                self.pieces.pop_front();
-            }
-            self.start = (self.start + cut) % cap;
-            self.len -= cut;
-        }
-        // Copy in, wrapping at the end of the buffer.
-        let at = (self.start + self.len) % cap;
-        let first = data.len().min(cap - at);
-        self.buf[at..at + first].copy_from_slice(&data[..first]);
-        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
-        self.len += data.len();
-        self.pieces.push_back((stream, t_us, data.len()));
-    }
-
-    /// Takes the oldest piece: stream, time, and its bytes as one or two
-    /// slices (it may wrap).
-    fn pop(&mut self) -> Option<(Stream, u64, &[u8], &[u8])> {
-        let (stream, t_us, n) = self.pieces.pop_front()?;
-        let cap = self.buf.len();
-        let at = self.start;
-        let first = n.min(cap - at);
-        self.start = (self.start + n) % cap.max(1);
-        self.len -= n;
-        Some((
-            stream,
-            t_us,
-            &self.buf[at..at + first],
-            &self.buf[..n - first],
-        ))
-    }
-}
-
 /// What crosses the socket (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -175,14 +109,6 @@ pub struct Plan {
     input: u64,
     /// An sftp channel: its data is only counted.
     sftp: bool,
-}
-
-fn index(s: Stream) -> usize {
-    match s {
-        Stream::In => 0,
-        Stream::Out => 1,
-        Stream::Err => 2,
-    }
 }
 
 const STREAMS: [Stream; 3] = [Stream::In, Stream::Out, Stream::Err];
@@ -195,6 +121,7 @@ fn connect(hello: &Hello, read: &mut Vec<u8>) -> Result<(UnixStream, ToRecorder)
     let mut sock = UnixStream::connect(proto::SOCKET)
         .map_err(|e| format!("cannot reach the recording socket {}: {e}", proto::SOCKET))?;
     let _ = sock.set_read_timeout(Some(ANSWER));
+    crate::sys::set_send_buffer(&sock, SEND_BUFFER);
     let mut body = Vec::new();
     let mut scratch = Vec::new();
     ToHelper::Hello(hello.clone()).encode(&mut body);
@@ -310,6 +237,27 @@ impl Link {
     /// Records `bytes` relayed on `stream` (see the module docs for what
     /// is sent at once, kept back, or only counted).
     pub fn data(&self, stream: Stream, bytes: &[u8]) -> Result<(), Lost> {
+        self.record(stream, bytes, None)
+    }
+
+    /// As [`Link::data`], for `buf[..n]` of a relay's read buffer: past the
+    /// first part the ring keeps a share of the buffer instead of a copy
+    /// (see [`ring`]).
+    pub fn data_shared(&self, stream: Stream, buf: &Shared, n: usize) -> Result<(), Lost> {
+        let n = n.min(buf.len());
+        self.record(stream, &buf[..n], Some(buf))
+    }
+
+    /// A read buffer of `len` bytes for a relay: one the ring let go of,
+    /// or a new one.
+    pub fn read_buffer(&self, len: usize) -> Vec<u8> {
+        match self.lock().ring.spare() {
+            Some(b) if b.len() == len => b,
+            _ => vec![0; len],
+        }
+    }
+
+    fn record(&self, stream: Stream, bytes: &[u8], shared: Option<&Shared>) -> Result<(), Lost> {
         let t_us = self.now_us();
         let mut st = self.lock();
         if st.unrecorded {
@@ -349,7 +297,13 @@ impl Link {
         // Only the newest `tail` bytes wait; older ones are counted.
         let cap = usize::try_from(st.plan.tail).unwrap_or(usize::MAX);
         let State { ring, skipped, .. } = &mut *st;
-        ring.push(cap, stream, t_us, bytes, skipped);
+        match shared {
+            // Input is cut to its cap above: only whole output is shared.
+            Some(buf) if stream != Stream::In => {
+                ring.push_shared(cap, stream, t_us, buf, 0, bytes.len(), skipped)
+            }
+            _ => ring.push(cap, stream, t_us, bytes, skipped),
+        }
         if st.last_flush.elapsed() >= Duration::from_millis(proto::FLUSH_MS) {
             self.flush_locked(&mut st)?;
         }
@@ -377,21 +331,19 @@ impl Link {
         }
         // Each piece as data frames (a piece that wraps is two).
         let mut ring = std::mem::take(&mut st.ring);
-        let mut result = Ok(());
-        while let Some((stream, t_us, a, b)) = ring.pop() {
+        let result = ring.drain(|stream, t_us, a, b| {
             for bytes in a.chunks(proto::MAX_DATA).chain(b.chunks(proto::MAX_DATA)) {
-                if result.is_ok() {
-                    result = self.send_locked(
-                        st,
-                        &ToHelper::Data {
-                            stream,
-                            t_us,
-                            bytes,
-                        },
-                    );
-                }
+                self.send_locked(
+                    st,
+                    &ToHelper::Data {
+                        stream,
+                        t_us,
+                        bytes,
+                    },
+                )?;
             }
-        }
+            Ok(())
+        });
         st.ring = ring;
         result
     }
@@ -584,31 +536,6 @@ mod tests {
             vec!["i skipped 2", "o skipped 6", "e kl", "i 123", "end"],
             "counted, then the newest five bytes, then the end"
         );
-    }
-
-    #[test]
-    fn given_the_ring_full_then_the_oldest_bytes_go_and_pieces_wrap_around() {
-        let mut ring = Ring::default();
-        let mut dropped = [0u64; 3];
-        ring.push(8, Stream::Out, 1, b"abcde", &mut dropped);
-        ring.push(8, Stream::Err, 2, b"fghij", &mut dropped);
-        assert_eq!(dropped, [0, 2, 0]);
-        let mut got = Vec::new();
-        while let Some((s, t, a, b)) = ring.pop() {
-            got.push(format!(
-                "{} {t} {}{}",
-                s.code(),
-                String::from_utf8_lossy(a),
-                String::from_utf8_lossy(b)
-            ));
-        }
-        assert_eq!(got, vec!["o 1 cde", "e 2 fghij"]);
-        // One push larger than the ring keeps its end.
-        ring.push(8, Stream::In, 3, b"0123456789", &mut dropped);
-        assert_eq!(dropped, [2, 2, 0]);
-        let (_, _, a, b) = ring.pop().unwrap();
-        assert_eq!([a, b].concat(), b"23456789");
-        assert!(ring.pop().is_none());
     }
 
     #[test]

@@ -468,3 +468,18 @@ pub fn raise_sigchld() {
         libc::kill(libc::getpid(), libc::SIGCHLD);
     }
 }
+
+/// Asks for a send buffer of `bytes` on `sock` (the kernel caps it at
+/// `net.core.wmem_max`).
+pub fn set_send_buffer(sock: &impl AsRawFd, bytes: libc::c_int) {
+    // SAFETY: SO_SNDBUF reads one int from a live local.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            std::ptr::addr_of!(bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}

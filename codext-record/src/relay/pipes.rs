@@ -2,10 +2,10 @@
 //! descriptors, one thread per direction.
 
 use super::confined_sftp::{confined_in, confined_out, ClientOut};
-use super::record::{fatal, record};
+use super::record::{fatal, record, record_shared};
 use super::sizes::{PIPE, READ};
 use super::target::{spawn, start, wait_child, Child, Target};
-use crate::link::Link;
+use crate::link::{Link, Shared};
 use crate::sys::{self, Status};
 use codext_record::proto::{Stream, ToHelper};
 use codext_record::{confine, sftp};
@@ -30,16 +30,29 @@ fn pump_out(
         Ok(f) => f,
         Err(_) => return,
     });
-    let mut buf = vec![0u8; READ];
+    // The read buffer is shared with the record's ring: a bulk read is
+    // held there without a copy (`link/ring.rs`); while the ring holds it,
+    // the next read goes to another buffer.
+    let mut buf: Shared = Arc::new(link.read_buffer(READ));
     let mut client_gone = false;
     loop {
-        let n = match src.read(&mut buf) {
+        if Arc::get_mut(&mut buf).is_none() {
+            buf = Arc::new(link.read_buffer(READ));
+        }
+        let Some(space) = Arc::get_mut(&mut buf) else {
+            break;
+        };
+        let n = match src.read(space) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        record(&link, stream, &buf[..n]);
+        if n >= READ / 2 {
+            record_shared(&link, stream, &buf, n);
+        } else {
+            record(&link, stream, &buf[..n]);
+        }
         if let Some(d) = &sftp {
             if let Ok(mut d) = d.lock() {
                 d.server(&buf[..n]);

@@ -1,7 +1,7 @@
 //! Every byte recorded before it is passed on, or the channel ends: a
 //! lost recording kills the shell and its process group.
 
-use crate::link::{Link, Lost};
+use crate::link::{Link, Lost, Shared};
 use crate::sys;
 use codext_record::proto::Stream;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -23,6 +23,14 @@ pub(super) fn fatal(lost: &Lost) -> ! {
 
 pub(super) fn record(link: &Link, stream: Stream, bytes: &[u8]) {
     if let Err(lost) = link.data(stream, bytes) {
+        fatal(&lost);
+    }
+}
+
+/// [`record`] for `buf[..n]` of a read buffer the ring may keep a share of
+/// (a bulk read: not copied).
+pub(super) fn record_shared(link: &Link, stream: Stream, buf: &Shared, n: usize) {
+    if let Err(lost) = link.data_shared(stream, buf, n) {
         fatal(&lost);
     }
 }
