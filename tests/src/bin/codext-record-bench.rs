@@ -11,8 +11,10 @@
 //! * **A 50 MiB `cat`** of text (base64 lines) and of random bytes (the
 //!   worst case: the record's text is lossy UTF-8 in JSON) through a
 //!   `codext open` master:
-//!   one master of a user without recording, one of a user with it,
-//!   alternating.
+//!   one master of a user without recording, one of a user with it, and a
+//!   second one without (the control: the ratio two identical runs show
+//!   on this machine), in an order that turns each round; each recorded
+//!   cat's record sealed before the next cat starts.
 //! * **The helper's memory** over 100 recorded sessions one after another
 //!   (each a JIT login whose command prints 1,000 lines): VmRSS at the
 //!   start and every 25 sessions.
@@ -152,10 +154,33 @@ fn logins(w: &mut World, rounds: usize) {
     );
 }
 
-/// 50 MiB through a master, without and with recording, in turn.
+/// Waits until the helper has sealed every record (no `.part` left): a
+/// seal's work (the kept tail encoded, the file synced) must not fall into
+/// the next measurement, unrecorded or not.
+fn wait_sealed() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let open = std::fs::read_dir("/var/lib/codext/recordings")
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            })
+            .unwrap_or(false);
+        if !open {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("a record was not sealed within 30 s");
+}
+
+/// 50 MiB through a master, without and with recording, in turn; and
+/// through a second master without recording, the control: how far two
+/// identical runs differ on this machine (the noise a ratio must clear).
 fn cats(w: &mut World, rounds: usize) {
     recording(w, false);
     let a_off = master(w, "plain");
+    let a_ctl = master(w, "control");
     recording(w, true);
     let a_on = master(w, "rec");
     {
@@ -170,6 +195,7 @@ fn cats(w: &mut World, rounds: usize) {
         for _ in 0..rounds {
             off.push(t("plain"));
             on.push(t("rec"));
+            wait_sealed();
         }
         let (off_m, on_m) = (median(&mut off), median(&mut on));
         println!(
@@ -178,22 +204,34 @@ fn cats(w: &mut World, rounds: usize) {
         );
     }
     for (file, what) in [("big.txt", "text"), ("big", "random bytes")] {
-        let (mut off, mut on) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            off.push(cat(w, "plain", file));
-            on.push(cat(w, "rec", file));
+        let (mut off, mut on, mut ctl) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..rounds {
+            // The order turns each round: no mode always runs first.
+            for k in 0..3 {
+                match (i + k) % 3 {
+                    0 => off.push(cat(w, "plain", file)),
+                    1 => {
+                        on.push(cat(w, "rec", file));
+                        wait_sealed();
+                    }
+                    _ => ctl.push(cat(w, "control", file)),
+                }
+            }
         }
         let pairs = pair_ratio(&off, &on);
-        let (off_m, on_m) = (median(&mut off), median(&mut on));
+        let noise = pair_ratio(&off, &ctl);
+        let (off_m, on_m, ctl_m) = (median(&mut off), median(&mut on), median(&mut ctl));
         println!(
-            "  50 MiB cat of {what} through a master: without recording {off_m:.1?}, recorded {on_m:.1?}: ratio {:.3} (median of pairs {pairs:.3})",
-            on_m.as_secs_f64() / off_m.as_secs_f64()
+            "  50 MiB cat of {what} through a master: without recording {off_m:.1?}, recorded {on_m:.1?}: ratio {:.3} (median of pairs {pairs:.3}); control, a second unrecorded master: {ctl_m:.1?}, ratio {:.3} (median of pairs {noise:.3})",
+            on_m.as_secs_f64() / off_m.as_secs_f64(),
+            ctl_m.as_secs_f64() / off_m.as_secs_f64(),
         );
     }
-    for name in ["plain", "rec"] {
+    for name in ["plain", "control", "rec"] {
         let _ = w.agent_cli(&["close", name]);
     }
     w.wait_removed(&a_off.user, a_off.uid);
+    w.wait_removed(&a_ctl.user, a_ctl.uid);
     w.wait_removed(&a_on.user, a_on.uid);
     let kept: u64 = sh("du -sb /var/lib/codext/recordings | cut -f1")
         .trim()
