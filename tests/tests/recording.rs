@@ -535,7 +535,7 @@ sandbox_test! {
 /// `[recording]` for small caps: 64 KiB kept per channel, a store of four
 /// channels' reservations.
 fn small_store(extra: &str) -> String {
-    format!("version = 1\n[recording]\noutput_bytes = 65536\ninput_bytes = 16384\nstore_bytes = 4587520\n{extra}")
+    format!("version = 1\n[recording]\noutput_bytes = 65536\ninput_bytes = 16384\nstore_bytes = 4718592\n{extra}")
 }
 
 /// Starts `n` channels that stay open (each waits after its first line).
@@ -610,7 +610,7 @@ sandbox_test! {
         assert!(!played.contains("\n50000\n"), "the middle is dropped");
         // More records than the store holds: never over its size, the
         // oldest expire first, each an audit line.
-        let store_bytes = 4_587_520u64;
+        let store_bytes = 4_718_592u64;
         for i in 0..90 {
             ok(&agent(&w, "ssh", &["codext-web1", &format!("seq {i} 20000")]), "seq");
             let used: u64 = std::fs::read_dir("/var/lib/codext/recordings")
@@ -666,8 +666,10 @@ sandbox_test! {
                 // Once the helper has written tick-5 (what it had not yet
                 // read when it stopped would be lost with it: said in the
                 // docs, not tested here), it is killed and started again.
+                // While the channel runs, its frames wait in the head
+                // segment as they came (encoded at the seal).
                 wait_until(Duration::from_secs(10), "tick-5 in the record", || {
-                    sh("cat /var/lib/codext/recordings/*.part 2>/dev/null || true").contains("tick-5")
+                    sh("cat /var/lib/codext/recordings/*.head 2>/dev/null || true").contains("tick-5")
                 });
                 w.kill_helper();
                 w.start_helper();

@@ -80,14 +80,12 @@ pub struct Recording {
 
 impl Recording {
     /// Disk one channel's record may take at most while it is written and
-    /// sealed (the store reserves it for every open record): the kept
-    /// first half, the raw last part waiting in two segments, its encoded
-    /// copy, the header, and room for frames that straddle a limit.
+    /// sealed (the store reserves it for every open record): the raw first
+    /// half (the head segment) and last part (two tail segments), their
+    /// encoded copy in the record, the header, and room for frames that
+    /// straddle a limit.
     pub fn reservation(&self) -> u64 {
-        self.output_bytes
-            .saturating_mul(3)
-            .saturating_div(2)
-            .saturating_add(1 << 20)
+        self.output_bytes.saturating_mul(2).saturating_add(1 << 20)
     }
 }
 

@@ -1,17 +1,20 @@
 //! The record store, `<state_dir>/recordings` (root's, 0700): one file per
 //! channel, written by the daemon only.
 //!
-//! * While a channel runs its record is `<id>.part`: the header and every
-//!   event up to half of `output_bytes` (encoded). Past that the events go,
-//!   as raw protocol frames, into two segment files `<id>.tail0` and
-//!   `<id>.tail1` of a quarter of `output_bytes` each, used in turn (the
-//!   older is emptied when the newer fills), so the newest events are
-//!   always kept whatever the channel's length, on bounded disk.
-//! * At the channel's end ([`Writer::seal`]) the part of the segments that
-//!   fits the other half of `output_bytes` is appended after a marker
-//!   saying how many bytes were dropped in between, then the trailer; the
-//!   file is synced and renamed `<id>.rec`, and its SHA-256 (computed as
-//!   it was written) is returned for the audit trail.
+//! * While a channel runs its record is `<id>.part` (the header) and the
+//!   recorder's frames as they came (raw protocol frames, written through
+//!   one by one): the first half of `output_bytes` in `<id>.head`, the
+//!   rest in two segment files `<id>.tail0` and `<id>.tail1` of a quarter
+//!   of `output_bytes` each, used in turn (the older is emptied when the
+//!   newer fills), so the newest events are always kept whatever the
+//!   channel's length, on bounded disk. Encoding waits for the seal: while
+//!   the channel runs the helper only appends.
+//! * At the channel's end ([`Writer::seal`]) the head's frames are encoded
+//!   into the part while their events fit half of `output_bytes`; of the
+//!   rest, the newest events that fit the other half are appended after a
+//!   marker saying how many bytes were dropped in between, then the
+//!   trailer; the file is synced and renamed `<id>.rec`, and its SHA-256
+//!   (computed as it was written) is returned for the audit trail.
 //! * A part left by a helper that stopped is sealed the same way when the
 //!   next one starts, marked `truncated`.
 //! * Every open record reserves the most disk it can take
@@ -37,6 +40,7 @@ use std::path::Path;
 /// A sealed record's file name ends so.
 pub const SEALED: &str = ".rec";
 const PART: &str = ".part";
+const HEAD: &str = ".head";
 const SEGMENTS: [&str; 2] = [".tail0", ".tail1"];
 
 /// Writes audit lines for the store.
@@ -240,6 +244,51 @@ mod tests {
     }
 
     #[test]
+    fn given_output_that_grows_when_encoded_then_the_record_keeps_both_ends_within_its_budget() {
+        // Control bytes take six bytes each once encoded (\u0001): the
+        // first half of the budget holds far fewer of them than the head
+        // segment took in; the rest competes for the second half with the
+        // tail, newest first.
+        let dir = tmp("grow");
+        let c = cfg(64 << 10);
+        let (s, _) = store(&dir, &c);
+        let mut w = s
+            .begin(meta("cccccccccc", "command"), 0, 0, "", "/bin/bash")
+            .unwrap();
+        let mut t = 0;
+        w.data(Stream::Out, t, b"FIRST\n").unwrap();
+        for _ in 0..40 {
+            t += 1000;
+            w.data(Stream::Out, t, &[1u8; 1024]).unwrap();
+        }
+        w.data(Stream::Out, t + 1000, b"LAST\n").unwrap();
+        let sealed = s.finish(w, Some(Exit::Code(0)), None).unwrap();
+        let text = std::fs::read_to_string(dir.join(format!("{}.rec", sealed.id))).unwrap();
+        let p = format::parse(&text).unwrap();
+        let out: String = p
+            .events
+            .iter()
+            .filter(|e| e.code == "o")
+            .map(|e| e.data.as_str())
+            .collect();
+        assert!(out.starts_with("FIRST\n") && out.ends_with("LAST\n"));
+        assert!(text.len() < (64 << 10) + 4096, "{}", text.len());
+        let end = p.end.unwrap();
+        let (seen, dropped) = (end.bytes.unwrap().out, end.dropped.unwrap().out);
+        assert_eq!(seen, 6 + 40 * 1024 + 5);
+        assert_eq!(
+            seen - dropped,
+            out.len() as u64,
+            "what is kept and what is said dropped add up"
+        );
+        assert!(p.events.windows(2).all(|w| w[0].t <= w[1].t));
+        for suffix in [".head", ".tail0", ".tail1", ".part"] {
+            assert!(!dir.join(format!("{}{suffix}", sealed.id)).exists());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn given_a_full_store_then_the_oldest_records_expire_first_each_with_an_audit_line() {
         let dir = tmp("full");
         let c = cfg(64 << 10);
@@ -309,6 +358,15 @@ mod tests {
         assert!(end.truncated && end.reason.unwrap().contains("helper stopped"));
         assert!(!text.contains("torn"));
         assert!(p.events.iter().any(|e| e.code == "m"));
+        // The frames it had taken in (the head segment, then the tail's)
+        // are encoded into the sealed record, in order.
+        let first = p.events.iter().find(|e| e.code == "o");
+        assert!(
+            first.is_some_and(|e| e.data.starts_with("0123456789abcdef\n")),
+            "{text:.400}"
+        );
+        assert!(p.events.windows(2).all(|w| w[0].t <= w[1].t));
+        assert!(!dir.join(format!("{id}.head")).exists());
         match events.lock().unwrap().last() {
             Some(AuditEvent::Record {
                 truncated: true,

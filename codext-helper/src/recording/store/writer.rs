@@ -1,11 +1,17 @@
-//! One record being written: its head (the part), its tail (two segment
-//! files used in turn), and the events put into them; sealing it is in
-//! [`seal`], reading a tail's frames back in [`frames`].
+//! One record being written: the part (its header), the first frames as
+//! they came (the head segment), the newest ones (two tail segments used
+//! in turn); sealing it, which encodes the frames into the part, is in
+//! [`seal`], reading frames back in [`frames`].
+//!
+//! While the channel runs the helper only appends the recorder's frames
+//! as they are: encoding them (lossy UTF-8, JSON escaping, the SHA-256 of
+//! the text) waits for the seal, after the channel ended, so it does not
+//! compete with the channel for the CPU while the agent waits on it.
 
 mod frames;
 mod seal;
 
-use super::{create, io_err, valid_id, PART, SEGMENTS};
+use super::{create, io_err, valid_id, HEAD, PART, SEGMENTS};
 use crate::config::Recording;
 use crate::recording::format::{self, Bytes, Meta};
 use codext_record::proto::{self, Stream, ToHelper};
@@ -25,6 +31,14 @@ struct Tail {
     seq: u64,
 }
 
+/// The first frames of a record, as they came, until `head_budget` bytes.
+#[derive(Debug)]
+struct Head {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
 /// One record being written.
 #[derive(Debug)]
 pub struct Writer {
@@ -37,11 +51,11 @@ pub struct Writer {
     written: u64,
     /// Bytes of events written into the part (its header excluded).
     head_events: u64,
+    head: Option<Head>,
     head_budget: u64,
     tail_budget: u64,
     seg_limit: u64,
     tail: Option<Tail>,
-    carry: [Vec<u8>; 3],
     /// Relayed (none: unknown, for a recovered part).
     seen: Option<Bytes>,
     kept: Bytes,
@@ -54,8 +68,6 @@ pub struct Writer {
     head_last_t: u64,
     user: String,
     frame: Vec<u8>,
-    /// An event line being built (reused).
-    line: Vec<u8>,
 }
 
 fn stream_index(s: Stream) -> usize {
@@ -64,6 +76,19 @@ fn stream_index(s: Stream) -> usize {
         Stream::Out => 1,
         Stream::Err => 2,
     }
+}
+
+/// Opens a segment a stopped helper left, to read and append.
+fn reopen(p: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| io_err("open", p, e))
 }
 
 impl Writer {
@@ -115,11 +140,11 @@ impl Writer {
             hasher: Sha256::new(),
             written: 0,
             head_events: 0,
+            head: None,
             head_budget: cfg.output_bytes / 2,
             tail_budget: cfg.output_bytes - cfg.output_bytes / 2,
             seg_limit: (cfg.output_bytes / 4).max(1),
             tail: None,
-            carry: [Vec::new(), Vec::new(), Vec::new()],
             seen: None,
             kept: Bytes::default(),
             input_cap: cfg.input_bytes,
@@ -130,7 +155,6 @@ impl Writer {
             head_last_t: 0,
             user,
             frame: Vec::with_capacity(proto::MAX_FRAME),
-            line: Vec::new(),
         }
     }
 
@@ -167,6 +191,7 @@ impl Writer {
         let mut w = Writer::with_file(dir, &id, part.to_path_buf(), file, cfg, sftp, user);
         w.hasher.update(&text);
         w.written = keep as u64;
+        w.head_events = (keep as u64).saturating_sub(first.len() as u64 + 1);
         // The last event's time, so the marker and trailer keep order.
         if let Some(t) = text.split(|b| *b == b'\n').rev().find_map(|l| {
             serde_json::from_slice::<serde_json::Value>(l)
@@ -177,6 +202,16 @@ impl Writer {
             w.last_t = (t * 1e6) as u64;
             w.head_last_t = w.last_t;
         }
+        let head = dir.join(format!("{id}{HEAD}"));
+        if head.exists() {
+            let file = reopen(&head)?;
+            let len = file.metadata().map_err(|e| io_err("stat", &head, e))?.len();
+            w.head = Some(Head {
+                file,
+                path: head,
+                len,
+            });
+        }
         let segs: Vec<PathBuf> = SEGMENTS
             .iter()
             .map(|s| dir.join(format!("{id}{s}")))
@@ -184,17 +219,7 @@ impl Writer {
         if segs.iter().any(|p| p.exists()) {
             let mut files = Vec::new();
             for p in &segs {
-                files.push(
-                    OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .mode(0o600)
-                        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                        .open(p)
-                        .map_err(|e| io_err("open", p, e))?,
-                );
+                files.push(reopen(p)?);
             }
             let mut it = files.into_iter();
             if let (Some(a), Some(b)) = (it.next(), it.next()) {
@@ -211,7 +236,7 @@ impl Writer {
     }
 
     /// Appends to the part (buffered: [`Writer::flush_part`] writes it
-    /// through at the end of each frame the recorder sent).
+    /// through).
     fn write_part(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.part
             .write_all(bytes)
@@ -221,10 +246,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the part through: after each frame, a helper that dies keeps
-    /// what it had read (the next one seals the part), only the page cache
-    /// in between; as the recorder's unread frames are lost with it anyway,
-    /// one write per frame, not per event, loses nothing more.
+    /// Writes the part through (a helper that dies leaves a part that says
+    /// what it was; the next one seals it).
     fn flush_part(&mut self) -> Result<(), String> {
         self.part
             .flush()
@@ -243,31 +266,13 @@ impl Writer {
         self.t0 = t_us;
     }
 
-    /// Writes one event: into the part while the first half lasts, else
-    /// (as the raw frame `msg`) into the tail segments.
-    fn put(
-        &mut self,
-        line: Option<&[u8]>,
-        msg: &ToHelper<'_>,
-        counted: Option<(Stream, u64)>,
-    ) -> Result<(), String> {
-        if self.tail.is_none() {
-            if let Some(line) = line {
-                if self.head_events + line.len() as u64 <= self.head_budget {
-                    self.write_part(line)?;
-                    self.head_events += line.len() as u64;
-                    self.head_last_t = self.last_t;
-                    if let Some((s, n)) = counted {
-                        *self.kept.of(s) += n;
-                    }
-                    return Ok(());
-                }
-            }
-            self.start_tail()?;
-        }
-        // The raw frame, length first: a data frame's header then its
-        // bytes as they are (one vectored write, no copy); any other
-        // encoded whole.
+    /// Appends one frame as it came: to the head segment while the first
+    /// half lasts, else to the tail segments. Each is written through at
+    /// once: a helper that dies keeps what it had read (the next one seals
+    /// it), only the page cache in between.
+    fn put(&mut self, msg: &ToHelper<'_>) -> Result<(), String> {
+        // Length first: a data frame's header then its bytes as they are
+        // (one vectored write, no copy); any other encoded whole.
         let data = match msg {
             ToHelper::Data {
                 stream,
@@ -277,13 +282,33 @@ impl Writer {
                 self.frame.clear();
                 self.frame
                     .extend_from_slice(&ToHelper::data_header(*stream, *t_us, bytes.len()));
-                Some(*bytes)
+                *bytes
             }
             _ => {
                 msg.encode_framed(&mut self.frame);
-                None
+                &[]
             }
         };
+        let n = (self.frame.len() + data.len()) as u64;
+        fn slices<'a>(frame: &'a [u8], data: &'a [u8]) -> [std::io::IoSlice<'a>; 2] {
+            [std::io::IoSlice::new(frame), std::io::IoSlice::new(data)]
+        }
+        if self.tail.is_none() && self.head.as_ref().is_none_or(|h| h.len < self.head_budget) {
+            if self.head.is_none() {
+                let path = self.dir.join(format!("{}{HEAD}", self.id));
+                let file = create(&path)?;
+                self.head = Some(Head { file, path, len: 0 });
+            }
+            if let Some(head) = self.head.as_mut() {
+                proto::write_all_vectored(&mut head.file, &mut slices(&self.frame, data))
+                    .map_err(|e| io_err("write", &head.path, e))?;
+                head.len += n;
+            }
+            return Ok(());
+        }
+        if self.tail.is_none() {
+            self.start_tail()?;
+        }
         let Some(tail) = self.tail.as_mut() else {
             return Ok(());
         };
@@ -298,16 +323,9 @@ impl Writer {
             tail.cur_len = 0;
         }
         let f = &mut tail.files[tail.cur];
-        let bytes = data.unwrap_or(&[]);
-        proto::write_all_vectored(
-            f,
-            &mut [
-                std::io::IoSlice::new(&self.frame),
-                std::io::IoSlice::new(bytes),
-            ],
-        )
-        .map_err(|e| io_err("write", &tail.paths[tail.cur], e))?;
-        tail.cur_len += (self.frame.len() + bytes.len()) as u64;
+        proto::write_all_vectored(f, &mut slices(&self.frame, data))
+            .map_err(|e| io_err("write", &tail.paths[tail.cur], e))?;
+        tail.cur_len += n;
         Ok(())
     }
 
@@ -356,21 +374,18 @@ impl Writer {
         } else {
             bytes
         };
-        // Events of small pieces, so the first and the last parts keep
-        // whole events however the reads fell. Past the first half the
-        // frame goes whole into the tail (one write), and is cut in the
-        // same pieces when the record is sealed.
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            if self.tail.is_some() {
-                self.data_event(stream, t_us, rest)?;
-                break;
-            }
-            let (chunk, after) = rest.split_at(rest.len().min(self.piece()));
-            self.data_event(stream, t_us, chunk)?;
-            rest = after;
+        if bytes.is_empty() {
+            return Ok(());
         }
-        self.flush_part()
+        // The frame goes whole (one write); the seal cuts it in events of
+        // small pieces, so the first and the last parts keep whole events
+        // however the reads fell.
+        let t = self.time(t_us);
+        self.put(&ToHelper::Data {
+            stream,
+            t_us: t,
+            bytes,
+        })
     }
 
     /// Bytes of data per event: an eighth of the first half, 256 to 4096.
@@ -380,40 +395,14 @@ impl Writer {
             .clamp(256, 4096)
     }
 
-    fn data_event(&mut self, stream: Stream, t_us: u64, bytes: &[u8]) -> Result<(), String> {
-        let t = self.time(t_us);
-        let msg = ToHelper::Data {
-            stream,
-            t_us: t,
-            bytes,
-        };
-        if self.tail.is_some() {
-            return self.put(None, &msg, Some((stream, bytes.len() as u64)));
-        }
-        // One buffer for every event line, taken out while it is written.
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        let text = format::decode_lossy(&mut self.carry[stream_index(stream)], bytes);
-        format::push_event_line(&mut line, t, stream.code(), &text);
-        let put = self.put(Some(&line), &msg, Some((stream, bytes.len() as u64)));
-        self.line = line;
-        put
-    }
-
     /// The terminal was resized.
     pub fn resize(&mut self, t_us: u64, cols: u16, rows: u16) -> Result<(), String> {
         let t = self.time(t_us);
-        let line = format::event_line(t, "r", &format!("{cols}x{rows}"));
-        self.put(
-            Some(line.as_bytes()),
-            &ToHelper::Resize {
-                t_us: t,
-                cols,
-                rows,
-            },
-            None,
-        )?;
-        self.flush_part()
+        self.put(&ToHelper::Resize {
+            t_us: t,
+            cols,
+            rows,
+        })
     }
 
     /// An sftp operation.
@@ -427,15 +416,12 @@ impl Writer {
     ) -> Result<(), String> {
         let t = self.time(t_us);
         self.sftp_ops += 1;
-        let line = format::sftp_line(t, op, path, path2, detail);
-        let msg = ToHelper::Sftp {
+        self.put(&ToHelper::Sftp {
             t_us: t,
             op,
             path,
             path2,
             detail,
-        };
-        self.put(Some(line.as_bytes()), &msg, None)?;
-        self.flush_part()
+        })
     }
 }

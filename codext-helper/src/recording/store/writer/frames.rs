@@ -1,36 +1,55 @@
-//! The frames a record's tail holds, read back at its seal (older segment
-//! first, one frame in memory at a time) and encoded as record lines.
+//! The frames a record's head and tail segments hold, read back at its
+//! seal (the head first, then the older tail segment; one frame in memory
+//! at a time) and encoded as record lines.
 
 use super::stream_index;
 use crate::recording::format;
 use codext_record::proto::{self, Stream, ToHelper};
 use std::fs::File;
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
-/// The raw frames of a tail, older segment first, read one at a time
-/// (a torn last frame ends it).
+/// The raw frames of a record, in order, read one at a time (a torn last
+/// frame ends its file).
 pub(super) struct Frames {
-    files: Vec<std::io::BufReader<File>>,
+    /// Last to read first.
+    files: Vec<BufReader<File>>,
     buf: Vec<u8>,
+    /// Where in the file being read the frame last returned starts, and
+    /// where the next one does.
+    at: u64,
+    next_at: u64,
 }
 
 impl Frames {
-    /// Opens the segments in the order of their sequence numbers.
-    pub(super) fn open(paths: &[PathBuf]) -> Frames {
-        let mut segs: Vec<(u64, std::io::BufReader<File>)> = paths
+    /// The head segment's frames from the frame at `from` (none: no head),
+    /// then the tail segments' in the order of their sequence numbers.
+    pub(super) fn open(head: Option<(&Path, u64)>, tails: &[PathBuf]) -> Frames {
+        let mut segs: Vec<(u64, BufReader<File>)> = tails
             .iter()
             .filter_map(|p| {
-                let mut r = std::io::BufReader::with_capacity(64 << 10, File::open(p).ok()?);
+                let mut r = BufReader::with_capacity(64 << 10, File::open(p).ok()?);
                 let mut seq = [0u8; 8];
                 r.read_exact(&mut seq).ok()?;
                 Some((u64::from_be_bytes(seq), r))
             })
             .collect();
         segs.sort_by_key(|(seq, _)| *seq);
+        let mut files: Vec<BufReader<File>> = segs.into_iter().map(|(_, r)| r).rev().collect();
+        let mut next_at = 0;
+        if let Some((path, from)) = head {
+            if let Ok(mut f) = File::open(path) {
+                if f.seek(SeekFrom::Start(from)).is_ok() {
+                    files.push(BufReader::with_capacity(64 << 10, f));
+                    next_at = from;
+                }
+            }
+        }
         Frames {
-            files: segs.into_iter().map(|(_, r)| r).rev().collect(),
+            files,
             buf: Vec::with_capacity(proto::MAX_FRAME),
+            at: 0,
+            next_at,
         }
     }
 
@@ -39,22 +58,32 @@ impl Frames {
         loop {
             let r = self.files.last_mut()?;
             let mut len = [0u8; 4];
+            let mut n = 0;
             let ok = r.read_exact(&mut len).is_ok() && {
-                let n = u32::from_be_bytes(len) as usize;
+                n = u32::from_be_bytes(len) as usize;
                 n > 0 && n <= proto::MAX_FRAME && {
                     self.buf.resize(n, 0);
                     r.read_exact(&mut self.buf).is_ok()
                 }
             };
             if ok {
+                self.at = self.next_at;
+                self.next_at += 4 + n as u64;
                 return Some(&self.buf);
             }
             self.files.pop();
+            self.next_at = 0;
         }
+    }
+
+    /// Where in its file the frame last returned starts (meaningful for
+    /// the head segment, the first file read).
+    pub(super) fn offset(&self) -> u64 {
+        self.at
     }
 }
 
-/// One event of a tail frame, encoded: its time, its line (or only its
+/// One event of a frame, encoded: its time, its line (or only its
 /// length, when sizing), and the bytes of a stream it keeps.
 #[derive(Debug)]
 pub(super) struct Piece {
@@ -64,7 +93,7 @@ pub(super) struct Piece {
     pub(super) counted: Option<(Stream, u64)>,
 }
 
-/// The events of a tail frame as record lines, a data frame cut in pieces
+/// The events of a frame as record lines, a data frame cut in pieces
 /// of `piece` bytes as the part's events are; with `sizing`, only their
 /// lengths are computed (nothing is built).
 pub(super) fn encode_frame(

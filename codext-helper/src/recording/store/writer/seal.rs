@@ -1,41 +1,77 @@
-//! Sealing a record: the kept part of its tail after a marker saying how
-//! much was dropped, then the trailer; the file synced and renamed, and
-//! its SHA-256 returned for the audit trail.
+//! Sealing a record: its first frames encoded, then the newest that fit
+//! after a marker saying how much was dropped, then the trailer; the file
+//! synced and renamed, and its SHA-256 returned for the audit trail.
 
 use super::frames::{encode_frame, Frames};
-use super::{Tail, Writer};
+use super::Writer;
 use crate::recording::format::{self, Bytes, End};
 use crate::recording::store::{io_err, now, sync_dir, Sealed, SEALED};
 use codext_record::proto::{Exit, Stream};
 use sha2::Digest;
 use std::io::Write;
+use std::path::PathBuf;
 
 impl Writer {
-    /// Appends the kept tail: the frames of both segments (older first)
-    /// encoded, only the newest that fit the second half of the budget,
-    /// after a marker saying how much was dropped. Two passes over the
-    /// segments (sizes, then lines), one frame in memory at a time.
-    fn write_tail(&mut self) -> Result<Option<Bytes>, String> {
-        let Some(tail) = self.tail.take() else {
+    /// Encodes the frames into the part: the first ones (from the head
+    /// segment) while their events fit the first half of the budget; then,
+    /// after a marker saying how much was dropped, the newest that fit the
+    /// second half, chosen among the rest (the head's remainder and the
+    /// tail segments). Passes over the segments (first half, sizes, lines),
+    /// one frame in memory at a time.
+    fn write_kept(&mut self) -> Result<Option<Bytes>, String> {
+        let head = self.head.take();
+        let tail = self.tail.take();
+        if head.is_none() && tail.is_none() {
             return Ok(self.seen.map(|s| Bytes {
                 input: s.input.saturating_sub(self.kept.input),
                 out: s.out.saturating_sub(self.kept.out),
                 err: s.err.saturating_sub(self.kept.err),
             }));
-        };
-        let Tail { files, paths, .. } = tail;
-        for mut f in files {
-            let _ = f.flush();
         }
+        let head_path = head.map(|h| h.path);
+        let tail_paths: Vec<PathBuf> = tail.map(|t| t.paths.to_vec()).unwrap_or_default();
         let piece = self.piece();
         let mut pieces = Vec::new();
+        // Pass 0: the first half. Where it stops (a frame's offset in the
+        // head segment and how many of its pieces went in), the rest
+        // begins; none: the whole head went in.
+        let mut rest: Option<(u64, usize)> = None;
+        if let Some(path) = &head_path {
+            let mut carry = [Vec::new(), Vec::new(), Vec::new()];
+            let mut frames = Frames::open(Some((path, 0)), &[]);
+            'head: while let Some(body) = frames.next() {
+                encode_frame(&mut carry, body, piece, false, &mut pieces);
+                for (k, p) in pieces.drain(..).enumerate() {
+                    let line = p.line.unwrap_or_default();
+                    if self.head_events + line.len() as u64 > self.head_budget {
+                        rest = Some((frames.offset(), k));
+                        break 'head;
+                    }
+                    self.write_part(line.as_bytes())?;
+                    self.head_events += line.len() as u64;
+                    self.head_last_t = self.head_last_t.max(p.t);
+                    self.last_t = self.last_t.max(p.t);
+                    if let Some((s, n)) = p.counted {
+                        *self.kept.of(s) += n;
+                    }
+                }
+            }
+        }
+        // The rest: the head's remainder, then the tail segments.
+        let (from, skip) = match (&head_path, rest) {
+            (Some(path), Some((at, k))) => (Some((path.as_path(), at)), k),
+            _ => (None, 0),
+        };
         // Pass 1: each line's size and what it keeps.
         let mut carry = [Vec::new(), Vec::new(), Vec::new()];
         let mut sizes: Vec<(u64, Option<(Stream, u64)>)> = Vec::new();
-        let mut frames = Frames::open(&paths);
+        let mut frames = Frames::open(from, &tail_paths);
+        let mut skipping = skip;
         while let Some(body) = frames.next() {
             encode_frame(&mut carry, body, piece, true, &mut pieces);
-            sizes.extend(pieces.iter().map(|p| (p.len, p.counted)));
+            let already = skipping.min(pieces.len());
+            skipping -= already;
+            sizes.extend(pieces.iter().skip(already).map(|p| (p.len, p.counted)));
         }
         let mut total = 0u64;
         let mut first = sizes.len();
@@ -57,7 +93,8 @@ impl Writer {
         });
         // Pass 2: the marker, then the lines from `first`.
         let mut carry = [Vec::new(), Vec::new(), Vec::new()];
-        let mut frames = Frames::open(&paths);
+        let mut frames = Frames::open(from, &tail_paths);
+        let mut skipping = skip;
         let mut i = 0usize;
         let mut marked = false;
         while let Some(body) = frames.next() {
@@ -67,7 +104,9 @@ impl Writer {
                 encode_frame(&mut carry, body, piece, sizing, &mut pieces);
                 pieces.len()
             };
-            for p in pieces.drain(..n) {
+            let already = skipping.min(n);
+            skipping -= already;
+            for p in pieces.drain(..n).skip(already) {
                 let index = i;
                 i += 1;
                 if index < first {
@@ -86,7 +125,7 @@ impl Writer {
         if !marked {
             self.write_marker(self.last_t, dropped)?;
         }
-        for p in &paths {
+        for p in head_path.iter().chain(&tail_paths) {
             let _ = std::fs::remove_file(p);
         }
         Ok(dropped)
@@ -117,7 +156,7 @@ impl Writer {
     /// Ends the record: the kept tail after a marker of what was dropped,
     /// the trailer, sync, rename to `<id>.rec`.
     pub fn seal(mut self, exit: Option<Exit>, truncated: Option<String>) -> Result<Sealed, String> {
-        let dropped = self.write_tail()?;
+        let dropped = self.write_kept()?;
         let exit_json = exit.map(|e| match e {
             Exit::Code(c) => serde_json::json!({ "code": c }),
             Exit::Signal(s) => serde_json::json!({ "signal": s }),
