@@ -47,6 +47,12 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 /// unit's `Nice=-10` is for the account lanes; a channel's frames must
 /// not preempt the sshd and ssh that carry the channel itself).
 const RECORD_NICE: i32 = 10;
+/// The nice value a recording thread takes at least: behind the codext
+/// sessions it records, which run at 5 (`pam.d/limits.d/codext.conf`), so
+/// that appending frames and sealing records waits for their sshd and
+/// shells (with the unit's `Nice=-10`, RECORD_NICE alone gives 0: ahead
+/// of them).
+const RECORD_NICE_FLOOR: i32 = 10;
 /// Serves the recording socket on a thread of its own; if it cannot (the
 /// recorder's group is missing) it says why and tries again.
 pub fn spawn(helper: Helper) {
@@ -191,7 +197,7 @@ fn serve(helper: &Helper) -> Result<(), String> {
             .name("record".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                let _ = crate::sys::lower_thread_priority(RECORD_NICE);
+                let _ = crate::sys::lower_thread_priority_to(RECORD_NICE, RECORD_NICE_FLOOR);
                 // Lossless on Linux: pids and ids are non-negative.
                 handle(&s, stream, creds.pid() as u32, creds.uid(), creds.gid());
                 s.open.fetch_sub(1, Ordering::SeqCst);

@@ -20,7 +20,10 @@ pub use children::{
 pub use fd::{own_fd, recv_with_fds, set_nonblocking};
 pub use keyrings::{clear_keyrings_as, keyrings_available};
 pub use killer::{kill_all_as, IpcIds, KillerIds};
-pub use process::{limit_malloc_arenas, lock_memory, lower_thread_priority, MALLOC_ARENAS};
+pub use process::{
+    limit_malloc_arenas, lock_memory, lower_thread_priority, lower_thread_priority_to,
+    MALLOC_ARENAS,
+};
 
 #[cfg(all(test, target_env = "gnu"))]
 mod tests {

@@ -60,6 +60,13 @@ pub fn limit_malloc_arenas(n: i32) -> io::Result<()> {
 /// inherits its creator thread's: the helper's own lanes keep the unit's
 /// `Nice=`, a thread serving a connection gives it up.
 pub fn lower_thread_priority(by: i32) -> io::Result<()> {
+    lower_thread_priority_to(by, i32::MIN)
+}
+
+/// As [`lower_thread_priority`], to a nice value of at least `floor`
+/// whatever the helper's own (a unit may set `Nice=` lower than the
+/// caller planned for).
+pub fn lower_thread_priority_to(by: i32, floor: i32) -> io::Result<()> {
     // SAFETY: setpriority/getpriority take plain integers; who = 0 is the
     // calling thread (Linux/NPTL).
     let now = unsafe {
@@ -71,10 +78,42 @@ pub fn lower_thread_priority(by: i32) -> io::Result<()> {
         return Err(err);
     }
     // SAFETY: as above.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, (now + by).min(19)) };
+    let r = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            0,
+            now.saturating_add(by).max(floor).min(19),
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nice() -> i32 {
+        // SAFETY: getpriority takes plain integers; who = 0 is the calling
+        // thread.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn given_a_floor_above_where_a_thread_would_land_then_it_takes_the_floor_and_never_passes_19() {
+        std::thread::spawn(|| {
+            let start = nice();
+            lower_thread_priority_to(1, start + 4).unwrap();
+            assert_eq!(nice(), (start + 4).min(19), "the floor, not start + 1");
+            lower_thread_priority_to(2, i32::MIN).unwrap();
+            assert_eq!(nice(), (start + 6).min(19), "no floor: by 2");
+            lower_thread_priority_to(1, 40).unwrap();
+            assert_eq!(nice(), 19);
+        })
+        .join()
+        .unwrap();
     }
 }
