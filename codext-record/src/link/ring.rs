@@ -15,8 +15,6 @@ use std::sync::Arc;
 /// `buf[start..end]`.
 pub type Shared = Arc<Vec<u8>>;
 
-/// How many read buffers wait for reuse at most.
-const SPARE: usize = 4;
 
 /// Where a held piece's bytes are.
 #[derive(Debug)]
@@ -165,10 +163,13 @@ impl Ring {
     }
 
     /// Keeps a read buffer the ring no longer holds for the relay, if no
-    /// one else holds it either.
+    /// one else holds it either: as many as the ring's capacity takes (a
+    /// flush empties the ring; the reads that fill it again get them back
+    /// instead of fresh memory, which the kernel would fault in and clear).
     fn recycle(&mut self, piece: Piece) {
         if let Place::Shared(buf, _) = piece.place {
-            if self.spare.len() < SPARE {
+            let room = self.buf.len() / buf.len().max(1) + 2;
+            if self.spare.len() < room {
                 if let Ok(v) = Arc::try_unwrap(buf) {
                     self.spare.push(v);
                 }
