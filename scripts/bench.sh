@@ -32,7 +32,7 @@ target/release/codext-sandbox -- target/release/codext-bench memory ${CODEXT_MEM
 # What session recording costs: a JIT login and a 50 MiB cat
 # through a master, recorded against not recorded (ratios), and the
 # helper's memory over 100 recorded sessions.
-target/release/codext-sandbox -- target/release/codext-record-bench "${CODEXT_RECORD_ROUNDS:-9}"
+target/release/codext-sandbox -- target/release/codext-record-bench "${CODEXT_RECORD_ROUNDS:-31}"
 # A container grant against a plain one: codext open to a
 # shell inside the container (the helper starts it when the account is
 # made), a further command (docker exec), and the container's start, with

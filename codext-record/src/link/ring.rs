@@ -15,7 +15,6 @@ use std::sync::Arc;
 /// `buf[start..end]`.
 pub type Shared = Arc<Vec<u8>>;
 
-
 /// Where a held piece's bytes are.
 #[derive(Debug)]
 enum Place {
