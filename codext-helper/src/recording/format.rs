@@ -177,12 +177,14 @@ pub fn push_event_line(out: &mut Vec<u8>, t_us: u64, code: &str, text: &str) {
 
 /// The length [`event_line`] would have, without building it.
 pub fn event_line_len(t_us: u64, code: &str, text: &str) -> u64 {
+    // Byte by byte: only ASCII is escaped, and every byte of a longer
+    // UTF-8 sequence is written as it is.
     let mut n = 0u64;
-    for c in text.chars() {
-        n += match c {
-            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
-            c if (c as u32) < 0x20 => 6,
-            c => c.len_utf8() as u64,
+    for b in text.bytes() {
+        n += match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            b if b < 0x20 => 6,
+            _ => 1,
         };
     }
     // [ seconds ,"code", "text" ] and the newline.
@@ -235,7 +237,12 @@ pub fn decode_lossy<'a>(carry: &mut Vec<u8>, bytes: &'a [u8]) -> Cow<'a, str> {
         let keep = incomplete_tail(bytes);
         let (text, rest) = bytes.split_at(bytes.len() - keep);
         carry.extend_from_slice(rest);
-        return String::from_utf8_lossy(text);
+        // Valid text (the common case) is checked by the faster
+        // validator, and borrowed.
+        return match std::str::from_utf8(text) {
+            Ok(valid) => Cow::Borrowed(valid),
+            Err(_) => String::from_utf8_lossy(text),
+        };
     }
     let mut all = std::mem::take(carry);
     all.extend_from_slice(bytes);
@@ -444,10 +451,12 @@ mod tests {
 
     #[test]
     fn given_any_text_then_the_line_length_is_known_without_building_it() {
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect::<String>() + "é€🦀";
         for text in [
             "",
             "plain",
             "a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1b}[0m\u{7f}€\u{fffd}</script>",
+            every_ascii.as_str(),
         ] {
             assert_eq!(
                 event_line_len(1_234_567, "o", text),
