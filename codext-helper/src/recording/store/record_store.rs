@@ -249,11 +249,11 @@ impl RecordStore {
                 bytes: s.bytes,
                 mtime: i64::try_from(now()).unwrap_or(i64::MAX),
             });
-        }
-        drop(inner);
-        if let Ok(s) = &result {
+            // Logged under the lock: two channels sealed at once appear in
+            // the audit trail in the order they expire (oldest first).
             (self.log)(s.event());
         }
+        drop(inner);
         result
     }
 }
