@@ -6,33 +6,9 @@
 //! anything is written.
 
 use codext_tests::world::{module_path, sh, World, WORK};
-use codext_tests::{repo, sandbox_test};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use codext_tests::{repo, sandbox_test, tree};
+use std::path::Path;
 use std::process::Output;
-
-/// Every file under `root` and its bytes (and mode).
-fn snapshot(root: &str) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::from(root)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            let m = p.symlink_metadata().unwrap();
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            let bytes = if m.is_file() {
-                std::fs::read(&p).unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            out.insert(p, (m.mode(), bytes));
-        }
-    }
-    out
-}
 
 fn text(o: &Output) -> String {
     format!(
@@ -61,14 +37,15 @@ fn setup_from(dir: &str) -> Output {
 
 /// Setup from `dir` is refused, saying `why`, and changes nothing.
 fn refused(dir: &str, why: &str) {
-    let before = snapshot("/etc");
+    let before = tree::snapshot("/etc");
     let out = setup_from(dir);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains(why), "expected {why:?}: {}", text(&out));
     assert!(text(&out).contains("Nothing was changed"), "{}", text(&out));
+    let changed = tree::changed(&before, &tree::snapshot("/etc"));
     assert!(
-        before == snapshot("/etc"),
-        "setup changed /etc although it refused"
+        changed.is_empty(),
+        "setup changed /etc although it refused: {changed:?}"
     );
     assert!(!Path::new("/var/lib/codext/setup.json").exists());
 }
