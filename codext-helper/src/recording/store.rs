@@ -16,7 +16,10 @@
 //!   trailer; the file is synced and renamed `<id>.rec`, and its SHA-256
 //!   (computed as it was written) is returned for the audit trail.
 //! * A part left by a helper that stopped is sealed the same way when the
-//!   next one starts, marked `truncated`.
+//!   next one starts, marked `truncated`. The segments are removed only
+//!   once the record is sealed, so a seal cut short is done again from
+//!   them (the part back to its header); segments left beside a sealed
+//!   record are removed.
 //! * Every open record reserves the most disk it can take
 //!   ([`crate::config::Recording::reservation`]); before one begins, the
 //!   oldest sealed records expire (each an audit line) until the sealed
@@ -381,6 +384,82 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn given_a_seal_cut_short_then_the_next_helper_seals_the_record_again_without_a_repeated_event()
+    {
+        let dir = tmp("reseal");
+        let c = cfg(64 << 10);
+        let (s, _) = store(&dir, &c);
+        let mut w = s
+            .begin(meta("dddddddddd", "command"), 0, 0, "", "/bin/bash")
+            .unwrap();
+        for i in 0..6000u32 {
+            w.data(
+                Stream::Out,
+                u64::from(i),
+                format!("line {i:05}\n").as_bytes(),
+            )
+            .unwrap();
+        }
+        let id = w.id.clone();
+        // The helper "stops" in the middle of the seal: some of the first
+        // half's events are in the part, the segments are all still there.
+        drop(w);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(format!("{id}.part")))
+            .unwrap();
+        f.write_all(b"[0.000000,\"o\",\"line 00000\\nline 00001\\n\"]\n[0.0000")
+            .unwrap();
+        drop(f);
+        let (_s2, _) = store(&dir, &c);
+        let text = std::fs::read_to_string(dir.join(format!("{id}.rec"))).unwrap();
+        let out: String = format::parse(&text)
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| e.code == "o")
+            .map(|e| e.data.clone())
+            .collect();
+        assert!(out.starts_with("line 00000\nline 00001\nline 00002\n"));
+        assert!(out.ends_with("line 05999\n"));
+        for i in [0, 1, 5999] {
+            assert_eq!(
+                out.matches(&format!("line {i:05}\n")).count(),
+                1,
+                "line {i}"
+            );
+        }
+        for suffix in [".head", ".tail0", ".tail1", ".part"] {
+            assert!(!dir.join(format!("{id}{suffix}")).exists(), "{suffix}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn given_segments_left_beside_a_sealed_record_then_the_next_helper_removes_them() {
+        let dir = tmp("orphans");
+        let c = cfg(64 << 10);
+        let (s, _) = store(&dir, &c);
+        let w = s
+            .begin(meta("eeeeeeeeee", "command"), 0, 0, "", "/bin/bash")
+            .unwrap();
+        let sealed = s.finish(w, Some(Exit::Code(0)), None).unwrap();
+        // Stopped after the rename, before the segments were removed.
+        for suffix in [".head", ".tail0", ".tail1"] {
+            std::fs::write(dir.join(format!("{}{suffix}", sealed.id)), b"x").unwrap();
+        }
+        let (_s2, _) = store(&dir, &c);
+        for suffix in [".head", ".tail0", ".tail1"] {
+            assert!(
+                !dir.join(format!("{}{suffix}", sealed.id)).exists(),
+                "{suffix}"
+            );
+        }
+        assert!(dir.join(format!("{}.rec", sealed.id)).exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

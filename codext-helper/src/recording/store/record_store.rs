@@ -4,7 +4,7 @@
 //! finished.
 
 use super::writer::Writer;
-use super::{io_err, now, user_of, valid_id, Log, Sealed, PART, SEALED};
+use super::{io_err, now, user_of, valid_id, Log, Sealed, HEAD, PART, SEALED, SEGMENTS};
 use crate::audit::AuditEvent;
 use crate::config::Recording;
 use crate::recording::format::Meta;
@@ -145,6 +145,20 @@ impl RecordStore {
                     Err(e) => crate::log::error!("recording: sealing {}: {e}", part.display()),
                 },
                 Err(e) => crate::log::error!("recording: {}: {e}", part.display()),
+            }
+        }
+        // Segments whose record was sealed (renamed) before they could be
+        // removed.
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = std::iter::once(HEAD)
+                .chain(SEGMENTS)
+                .find_map(|suffix| name.strip_suffix(suffix))
+            else {
+                continue;
+            };
+            if valid_id(id) && !self.dir.join(format!("{id}{PART}")).exists() {
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }

@@ -177,8 +177,16 @@ impl Writer {
         let mut text = Vec::new();
         file.read_to_end(&mut text)
             .map_err(|e| io_err("read", part, e))?;
-        // A torn last line was never complete: cut it.
-        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        // A torn last line was never complete: cut it. With a head
+        // segment, every line after the header comes from a seal that was
+        // cut short (while a channel runs only the header is in the part):
+        // they go too, and the seal starts again from the segments.
+        let head = dir.join(format!("{id}{HEAD}"));
+        let keep = if head.exists() {
+            text.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1)
+        } else {
+            text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+        };
         text.truncate(keep);
         file.set_len(keep as u64)
             .map_err(|e| io_err("truncate", part, e))?;
@@ -202,7 +210,6 @@ impl Writer {
             w.last_t = (t * 1e6) as u64;
             w.head_last_t = w.last_t;
         }
-        let head = dir.join(format!("{id}{HEAD}"));
         if head.exists() {
             let file = reopen(&head)?;
             let len = file.metadata().map_err(|e| io_err("stat", &head, e))?.len();

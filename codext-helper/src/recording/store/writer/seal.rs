@@ -18,15 +18,19 @@ impl Writer {
     /// second half, chosen among the rest (the head's remainder and the
     /// tail segments). Passes over the segments (first half, sizes, lines),
     /// one frame in memory at a time.
-    fn write_kept(&mut self) -> Result<Option<Bytes>, String> {
+    /// Returns what was dropped, and the segments, to remove once the
+    /// record is sealed (not before: a helper that stops mid-seal leaves
+    /// them, and the next one encodes the record again from them).
+    fn write_kept(&mut self) -> Result<(Option<Bytes>, Vec<PathBuf>), String> {
         let head = self.head.take();
         let tail = self.tail.take();
         if head.is_none() && tail.is_none() {
-            return Ok(self.seen.map(|s| Bytes {
+            let dropped = self.seen.map(|s| Bytes {
                 input: s.input.saturating_sub(self.kept.input),
                 out: s.out.saturating_sub(self.kept.out),
                 err: s.err.saturating_sub(self.kept.err),
-            }));
+            });
+            return Ok((dropped, Vec::new()));
         }
         let head_path = head.map(|h| h.path);
         let tail_paths: Vec<PathBuf> = tail.map(|t| t.paths.to_vec()).unwrap_or_default();
@@ -125,10 +129,7 @@ impl Writer {
         if !marked {
             self.write_marker(self.last_t, dropped)?;
         }
-        for p in head_path.iter().chain(&tail_paths) {
-            let _ = std::fs::remove_file(p);
-        }
-        Ok(dropped)
+        Ok((dropped, head_path.into_iter().chain(tail_paths).collect()))
     }
 
     /// The time of the last event written to the part.
@@ -156,7 +157,7 @@ impl Writer {
     /// Ends the record: the kept tail after a marker of what was dropped,
     /// the trailer, sync, rename to `<id>.rec`.
     pub fn seal(mut self, exit: Option<Exit>, truncated: Option<String>) -> Result<Sealed, String> {
-        let dropped = self.write_kept()?;
+        let (dropped, segments) = self.write_kept()?;
         let exit_json = exit.map(|e| match e {
             Exit::Code(c) => serde_json::json!({ "code": c }),
             Exit::Signal(s) => serde_json::json!({ "signal": s }),
@@ -183,6 +184,9 @@ impl Writer {
         std::fs::rename(&self.part_path, &sealed_path)
             .map_err(|e| io_err("rename", &self.part_path, e))?;
         sync_dir(&self.dir);
+        for p in &segments {
+            let _ = std::fs::remove_file(p);
+        }
         let sha256 = self
             .hasher
             .finalize()
