@@ -18,6 +18,7 @@ impl Writer {
     /// second half, chosen among the rest (the head's remainder and the
     /// tail segments). Passes over the segments (first half, sizes, lines),
     /// one frame in memory at a time.
+    ///
     /// Returns what was dropped, and the segments, to remove once the
     /// record is sealed (not before: a helper that stops mid-seal leaves
     /// them, and the next one encodes the record again from them).
