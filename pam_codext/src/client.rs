@@ -79,27 +79,31 @@ fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "the request's time limit passed")
 }
 
-/// A socket timeout (`EAGAIN`) is the request's limit reached.
-fn expired(r: io::Result<usize>) -> io::Result<usize> {
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out()),
-        r => r,
-    }
-}
-
 impl Read for Deadline {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.left()?;
-        self.stream.set_read_timeout(Some(left))?;
-        expired(self.stream.read(buf))
+        // The kernel counts socket timeouts in jiffies: one may fire a few
+        // milliseconds early, and then the rest is waited for.
+        loop {
+            let left = self.left()?;
+            self.stream.set_read_timeout(Some(left))?;
+            match self.stream.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
     }
 }
 
 impl Write for Deadline {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.left()?;
-        self.stream.set_write_timeout(Some(left))?;
-        expired(self.stream.write(buf))
+        loop {
+            let left = self.left()?;
+            self.stream.set_write_timeout(Some(left))?;
+            match self.stream.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
