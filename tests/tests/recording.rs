@@ -81,6 +81,28 @@ fn exit_code(c: &Value) -> Option<i64> {
     c["exit"]["code"].as_i64()
 }
 
+/// Is a process with this command line (NUL-separated) the foreground
+/// process group of its terminal (its pgrp is the terminal's tpgid)?
+fn foreground(cmdline: &[u8]) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let p = e.path();
+        if std::fs::read(p.join("cmdline")).ok().as_deref() != Some(cmdline) {
+            return false;
+        }
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        // After the command's name: state ppid pgrp session tty_nr tpgid.
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |x| x.1)
+            .split_whitespace()
+            .collect();
+        f.len() > 5 && f[2] == f[5]
+    })
+}
+
 sandbox_test! {
     fn given_an_agent_task_then_every_channel_is_recorded_listed_shown_played_and_exported() {
         let w = World::new();
@@ -96,6 +118,12 @@ sandbox_test! {
         // ^C reaches a program of the shell (signals pass the recorder).
         term.send("echo sl''eeping-now; sleep 600\r");
         term.wait_for("sleeping-now", Duration::from_secs(10));
+        // Only once `sleep` runs in the terminal's foreground: a ^C that
+        // comes while the shell is still starting it is the shell's own,
+        // and the sleep would go on.
+        wait_until(Duration::from_secs(10), "sleep 600 in the foreground", || {
+            foreground(b"sleep\x00600\x00")
+        });
         term.send("\x03");
         term.send("echo interrupted-$?\r");
         term.wait_for("interrupted-130", Duration::from_secs(10));
@@ -191,16 +219,17 @@ sandbox_test! {
         // export: one page, opened in headless Chromium.
         let page = format!("{WORK}/session.html");
         helper(&["sessions", "export", &session, "--html", &page]);
-        let dom = chromium_dom(&page, "recording-export");
+        let drawn = ["interactive-42", "from-stdin-script 5", "mux-3"];
+        let dom = chromium_dom(&page, "recording-export", &drawn);
         // The commands, in the page's table and headings...
         for want in ["echo out-line; echo err-line &gt;&amp;2; exit 7", "bash -s", "sleep 0.3; echo mux-2; exit 2", "scp -t legacy.bin", "/usr/lib/openssh/sftp-server"] {
             assert!(dom.contains(want), "{want:?} not in the page's DOM:\n{}", &dom[..dom.len().min(4000)]);
         }
         // ...and the players drew each channel's screen (outside the JSON).
-        let drawn = &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())];
-        assert_eq!(drawn.matches("class=\"ap-term\"").count(), 10, "one player per channel");
-        for want in ["interactive-42", "from-stdin-script 5", "mux-3"] {
-            assert!(drawn.contains(want), "{want:?} not drawn by the player");
+        let players = &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())];
+        assert_eq!(players.matches("class=\"ap-term\"").count(), 10, "one player per channel");
+        for want in drawn {
+            assert!(players.contains(want), "{want:?} not drawn by the player");
         }
 
         let close = w.agent_cli(&["close", "web1"]);
@@ -212,7 +241,14 @@ sandbox_test! {
 /// Opens `page` in headless Chromium (Debian's `chromium`, fresh profile,
 /// no network), returns the DOM after its scripts ran, and keeps a
 /// screenshot as `target/test-artifacts/<name>.png`.
-fn chromium_dom(page: &str, name: &str) -> String {
+///
+/// `drawn`: texts the players must have drawn (outside the embedded JSON).
+/// Chromium's virtual time does not wait for the player's WebAssembly
+/// terminal to compile, so the DOM can be taken before any player drew
+/// (every player blank: 5 pages in 30 with the flags below but the last,
+/// 1 in 30 with it); the DOM is then taken again, at most five times in
+/// all, and the caller asserts on the last.
+fn chromium_dom(page: &str, name: &str, drawn: &[&str]) -> String {
     let flags = [
         "--headless",
         "--no-sandbox",
@@ -223,21 +259,37 @@ fn chromium_dom(page: &str, name: &str) -> String {
         "--no-first-run",
         "--hide-scrollbars",
         "--virtual-time-budget=8000",
+        // Compile the player's WebAssembly when the page asks (virtual
+        // time skips ahead of an off-thread compile): 1 blank page in 30
+        // instead of 5 in 30, measured on the kept page.
+        "--js-flags=--no-wasm-async-compilation",
         "--window-size=1200,2400",
     ];
     let profile = format!("/tmp/chromium-{name}");
     let url = format!("file://{page}");
-    let dom = run(Command::new("chromium")
-        .args(flags)
-        .arg(format!("--user-data-dir={profile}-dom"))
-        .arg("--dump-dom")
-        .arg(&url)
-        .env("HOME", "/tmp"));
-    assert!(
-        dom.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
+    let mut dom;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let _ = sh(&format!("rm -rf {profile}-dom"));
+        dom = run(Command::new("chromium")
+            .args(flags)
+            .arg(format!("--user-data-dir={profile}-dom"))
+            .arg("--dump-dom")
+            .arg(&url)
+            .env("HOME", "/tmp"));
+        assert!(
+            dom.status.success(),
+            "chromium: {}",
+            String::from_utf8_lossy(&dom.stderr)
+        );
+        let text = String::from_utf8_lossy(&dom.stdout);
+        let players = &text[..text.find("id=\"codext-records\"").unwrap_or(text.len())];
+        if tries == 5 || drawn.iter().all(|d| players.contains(d)) {
+            break;
+        }
+        println!("chromium: the players had not drawn yet (try {tries}); taking the DOM again");
+    }
     let shot = codext_tests::artifacts_dir().join(format!("{name}.png"));
     let out = run(Command::new("chromium")
         .args(flags)
@@ -718,7 +770,7 @@ sandbox_test! {
         let id = rec["id"].as_str().unwrap().to_owned();
         let page = format!("{WORK}/hostile.html");
         helper(&["sessions", "export", &id, "--html", &page]);
-        let dom = chromium_dom(&page, "recording-hostile");
+        let dom = chromium_dom(&page, "recording-hostile", &[]);
         assert!(!dom.contains("PWNED"), "a payload ran:\n{dom}");
         let body = &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())];
         assert!(!body.contains("<img") && !body.contains("<svg onload"), "markup from the record became elements");
