@@ -226,7 +226,7 @@ sandbox_test! {
             assert!(dom.contains(want), "{want:?} not in the page's DOM:\n{}", &dom[..dom.len().min(4000)]);
         }
         // ...and the players drew each channel's screen (outside the JSON).
-        let players = &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())];
+        let players = drawn_part(&dom);
         assert_eq!(players.matches("class=\"ap-term\"").count(), 10, "one player per channel");
         for want in drawn {
             assert!(players.contains(want), "{want:?} not drawn by the player");
@@ -236,6 +236,12 @@ sandbox_test! {
         ok(&close, "codext close");
         w.wait_removed(&a.user, a.uid);
     }
+}
+
+/// The part of a dumped page the players draw in: everything before the
+/// records embedded as JSON (which hold the same text, undrawn).
+fn drawn_part(dom: &str) -> &str {
+    &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())]
 }
 
 /// Opens `page` in headless Chromium (Debian's `chromium`, fresh profile,
@@ -284,8 +290,7 @@ fn chromium_dom(page: &str, name: &str, drawn: &[&str]) -> String {
             String::from_utf8_lossy(&dom.stderr)
         );
         let text = String::from_utf8_lossy(&dom.stdout);
-        let players = &text[..text.find("id=\"codext-records\"").unwrap_or(text.len())];
-        if tries == 5 || drawn.iter().all(|d| players.contains(d)) {
+        if tries == 5 || drawn.iter().all(|d| drawn_part(&text).contains(d)) {
             break;
         }
         println!("chromium: the players had not drawn yet (try {tries}); taking the DOM again");
@@ -770,9 +775,13 @@ sandbox_test! {
         let id = rec["id"].as_str().unwrap().to_owned();
         let page = format!("{WORK}/hostile.html");
         helper(&["sessions", "export", &id, "--html", &page]);
-        let dom = chromium_dom(&page, "recording-hostile", &[]);
+        // The player drew the payload as text (unquoted, unlike the command
+        // line in the page's table): the test saw it go through the player.
+        let as_text = r#"&lt;/script&gt;&lt;img src=x onerror="document.title='PWN'+'ED'"&gt;"#;
+        let dom = chromium_dom(&page, "recording-hostile", &[as_text]);
         assert!(!dom.contains("PWNED"), "a payload ran:\n{dom}");
-        let body = &dom[..dom.find("id=\"codext-records\"").unwrap_or(dom.len())];
+        let body = drawn_part(&dom);
+        assert!(body.contains(as_text), "the player did not draw the payload:\n{body}");
         assert!(!body.contains("<img") && !body.contains("<svg onload"), "markup from the record became elements");
         assert!(dom.contains("<title>codext channel"), "the title is the page's own");
         // The page's own scripts did run: the player drew the channel.
