@@ -55,6 +55,8 @@ mod verify;
 mod write;
 
 pub use event::AuditEvent;
+#[cfg(test)]
+use verify::{check_snapshot, Snapshot, Stop};
 pub use verify::{verify, Report};
 
 use chain::{

@@ -800,3 +800,78 @@ fn given_a_rotated_file_older_than_the_retention_age_then_it_goes_at_the_next_ro
     assert_eq!(reasons, vec![json!([1, "age"]), json!([2, "age"])]);
     assert!(check(&dir).is_ok(), "{:?}", check(&dir));
 }
+
+#[test]
+fn given_lines_written_and_files_rotated_while_verify_runs_again_and_again_then_it_never_reports_a_problem(
+) {
+    let dir = scratch("busy");
+    // Small files, few kept: rotations and retention deletions all along.
+    let a = open(
+        &dir,
+        &AuditConfig {
+            retain_files: 3,
+            ..cfg(4096)
+        },
+    );
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let d = dir.clone();
+    let checker = std::thread::spawn(move || {
+        let (mut runs, mut problems) = (0u32, Vec::new());
+        while stop_rx.try_recv().is_err() {
+            if let Err(e) = check(&d) {
+                problems.push(e);
+            }
+            runs += 1;
+        }
+        (runs, problems)
+    });
+    for i in 0..2000 {
+        event(&a, i);
+    }
+    stop_tx.send(()).unwrap();
+    let (runs, problems) = checker.join().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} problems over {runs} runs, the first: {:?}",
+        problems.len(),
+        problems.first()
+    );
+    assert!(runs > 10, "verify ran {runs} times only");
+    let r = check(&dir).unwrap();
+    assert!(
+        r.first_file > 10,
+        "the retention deleted files meanwhile: {r:?}"
+    );
+}
+
+#[test]
+fn given_the_retention_deleting_a_file_after_verify_listed_it_then_the_walk_starts_again_and_finds_no_damage(
+) {
+    let dir = scratch("vanished");
+    let c = AuditConfig {
+        retain_files: 3,
+        ..cfg(4096)
+    };
+    let a = open(&dir, &c);
+    let log = log_of(&dir);
+    let mut i = 0;
+    while rotated_numbers(&log).unwrap().len() < 3 {
+        event(&a, i);
+        i += 1;
+    }
+    // What verify listed; then the helper writes on until the retention
+    // deletes the oldest listed file.
+    let snap = Snapshot::take(&log, &dir).unwrap();
+    let oldest = snap.rotated[0];
+    while rotated_numbers(&log).unwrap().first() == Some(&oldest) {
+        event(&a, i);
+        i += 1;
+    }
+    match check_snapshot(&log, &snap) {
+        Err(Stop::Vanished(p)) => assert_eq!(p, rotated_path(&log, oldest)),
+        Err(Stop::Broken(e)) => panic!("reported as damage: {e}"),
+        Ok(r) => panic!("a walk over a deleted file passed: {r:?}"),
+    }
+    let r = check(&dir).unwrap();
+    assert!(r.first_file > oldest, "{r:?}");
+}

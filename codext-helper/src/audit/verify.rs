@@ -1,9 +1,16 @@
 //! [`verify`]: the whole chain checked across every file, against the
 //! head.
 
-use super::{check_line, read_head, read_nofollow, rotated_numbers, rotated_path, GENESIS};
+use super::chain::Head;
+use super::{
+    check_line, read_head, read_nofollow, rotated_numbers, rotated_path, GENESIS, LOCK_FILE,
+};
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 /// What [`verify`] found in an intact chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,16 +38,109 @@ pub struct Report {
 /// checkpoint, and that checkpoint must be the one a `retention` line in
 /// the kept files vouches for (the deleted file's number, entries and last
 /// hash). A file deleted any other way is reported as missing.
+///
+/// The helper may write meanwhile: the head, the rotated files' numbers and
+/// the active file are read under the writers' lock (shared: no batch or
+/// rotation is half done, and writers wait only that long); the rotated
+/// files, which never change once rotated, after it. If the retention
+/// deletes one of them in between, the check starts again from a new
+/// snapshot (a file deleted by hand is missing from the listing itself,
+/// and reported as such).
 pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, String> {
-    let head = read_head(state_dir);
-    let rotated =
-        rotated_numbers(log).map_err(|e| format!("cannot list the rotated files: {e}"))?;
+    const TRIES: u32 = 5;
+    let mut tries = 1;
+    loop {
+        match check_snapshot(log, &Snapshot::take(log, state_dir)?) {
+            Err(Stop::Vanished(path)) if tries < TRIES => {
+                crate::log::debug!(
+                    "audit verify: {} was deleted by the retention while checked; starting again",
+                    path.display()
+                );
+                tries += 1;
+            }
+            Err(Stop::Vanished(path)) => {
+                return Err(format!(
+                    "{} was deleted while it was checked, {TRIES} times in a row",
+                    path.display()
+                ))
+            }
+            Err(Stop::Broken(e)) => return Err(e),
+            Ok(r) => return Ok(r),
+        }
+    }
+}
+
+/// What the check reads under the writers' lock.
+pub(super) struct Snapshot {
+    head: Option<Head>,
+    pub(super) rotated: Vec<u64>,
+    active: Vec<u8>,
+}
+
+impl Snapshot {
+    pub(super) fn take(log: &Path, state_dir: &Path) -> std::result::Result<Snapshot, String> {
+        // Without the lock (no writer ever made it, or it cannot be
+        // opened) the check still runs: a concurrent write may then be
+        // reported as damage.
+        let _lock = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(state_dir.join(LOCK_FILE))
+            .ok()
+            .and_then(|f| Flock::lock(f, FlockArg::LockShared).ok());
+        Ok(Snapshot {
+            head: read_head(state_dir),
+            rotated: rotated_numbers(log)
+                .map_err(|e| format!("cannot list the rotated files: {e}"))?,
+            active: read_nofollow(log)
+                .map_err(|e| format!("cannot read {}: {e}", log.display()))?,
+        })
+    }
+}
+
+/// Why a check of a snapshot stopped.
+pub(super) enum Stop {
+    /// The chain is broken here, so.
+    Broken(String),
+    /// A listed rotated file was deleted before it was read.
+    Vanished(PathBuf),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Stop {
+        Stop::Broken(e)
+    }
+}
+
+/// A rotated file, listed in the snapshot: `Vanished` if it is gone.
+fn read_rotated(path: &Path) -> std::result::Result<Vec<u8>, Stop> {
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Stop::Vanished(path.to_path_buf()))
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    };
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(v)
+}
+
+/// The chain over the snapshot's files.
+pub(super) fn check_snapshot(log: &Path, snap: &Snapshot) -> std::result::Result<Report, Stop> {
+    let head = snap.head.clone();
+    let rotated = &snap.rotated;
     let files = rotated.last().copied().unwrap_or(0);
     let first_file = rotated.first().copied().unwrap_or(1);
     for (i, n) in rotated.iter().enumerate() {
         let want = i as u64 + first_file;
         if *n != want {
-            return Err(format!(
+            return Err(Stop::Broken(format!(
                 "{} is missing (deleted or renamed): the files run {}",
                 rotated_path(log, want).display(),
                 rotated
@@ -48,7 +148,7 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
                     .map(u64::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
+            )));
         }
     }
     let mut prev = GENESIS.to_owned();
@@ -61,8 +161,7 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
     let mut anchor: Option<(u64, String, u64)> = None;
     if first_file > 1 {
         let path = rotated_path(log, first_file);
-        let bytes =
-            read_nofollow(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = read_rotated(&path)?;
         let text = String::from_utf8_lossy(&bytes);
         let first = text.lines().next().unwrap_or_default();
         let cp = check_line(first, None).map_err(|e| format!("{} line 1: {e}", path.display()))?;
@@ -87,8 +186,11 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
         .chain(std::iter::once((files + 1, log.to_path_buf())));
     for (index, path) in order {
         let active = index == files + 1;
-        let bytes =
-            read_nofollow(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = if active {
+            snap.active.clone()
+        } else {
+            read_rotated(&path)?
+        };
         let text = String::from_utf8(bytes)
             .map_err(|_| format!("{}: not UTF-8 text (damaged or edited)", path.display()))?;
         let at = |n: usize| format!("{} line {n}", path.display());
@@ -96,13 +198,10 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
             return Err(format!(
                 "{}: the last line is torn (an interrupted write; the helper truncates it when it next starts)",
                 at(text.lines().count())
-            ));
+            ).into());
         }
         if text.is_empty() && !active {
-            return Err(format!(
-                "{} is empty (its entries were removed)",
-                path.display()
-            ));
+            return Err(format!("{} is empty (its entries were removed)", path.display()).into());
         }
         let mut in_file = 0u64;
         for (i, l) in text.lines().enumerate() {
@@ -115,14 +214,15 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
                     return Err(format!(
                         "{}: not a checkpoint (the first line of a rotated-into file was removed)",
                         at(n)
-                    ));
+                    )
+                    .into());
                 }
                 if line.body.get("file").and_then(Value::as_u64) != Some(index) {
                     return Err(format!(
                         "{}: the checkpoint of file {:?}, not of this one (files renamed or reordered)",
                         at(n),
                         line.body.get("file")
-                    ));
+                    ).into());
                 }
                 if line
                     .body
@@ -134,13 +234,14 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
                         "{}: the checkpoint counts {:?} entries in the previous file, which has {prev_file_entries}",
                         at(n),
                         line.body.get("previous_file_entries")
-                    ));
+                    ).into());
                 }
             } else if event == Some("checkpoint") {
                 return Err(format!(
                     "{}: a checkpoint inside a file (files joined or lines moved)",
                     at(n)
-                ));
+                )
+                .into());
             }
             if event == Some("retention") {
                 if let (Some(file), Some(hash), Some(count)) = (
@@ -185,34 +286,33 @@ pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, Strin
                  with the last hash and entries {}'s checkpoint names: deleted or renamed by hand",
                 rotated_path(log, *file).display(),
                 rotated_path(log, file + 1).display()
-            ));
+            )
+            .into());
         }
     }
     match head {
         None if entries == 0 => {}
         None => {
-            return Err(format!(
-                "{entries} entries but no head file: the head was deleted"
-            ))
+            return Err(format!("{entries} entries but no head file: the head was deleted").into())
         }
         Some(h) => {
             if h.seq < last_seq {
                 return Err(format!(
                     "the head records entry {} but the log goes on to entry {last_seq}: a crash between a write and its head (the helper moves the head forward when it next starts), or lines added by hand",
                     h.seq
-                ));
+                ).into());
             }
             if h.seq != last_seq || h.hash != prev {
                 return Err(format!(
                     "the log ends at entry {last_seq} but the head records entry {}: the tail was cut off or replaced",
                     h.seq
-                ));
+                ).into());
             }
             if h.files.is_some_and(|f| f != files) {
                 return Err(format!(
                     "the head records {} rotated files, there are {files}: files were removed or added",
                     h.files.unwrap_or(0)
-                ));
+                ).into());
             }
         }
     }

@@ -34,6 +34,7 @@ pub use record_store::RecordStore;
 pub use writer::Writer;
 
 use crate::audit::AuditEvent;
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -42,7 +43,8 @@ use std::path::Path;
 
 /// A sealed record's file name ends so.
 pub const SEALED: &str = ".rec";
-const PART: &str = ".part";
+/// A record being written: its file name ends so.
+pub const PART: &str = ".part";
 const HEAD: &str = ".head";
 const SEGMENTS: [&str; 2] = [".tail0", ".tail1"];
 
@@ -122,6 +124,17 @@ fn create(path: &Path) -> Result<File, String> {
         .map_err(|e| io_err("create", path, e))
 }
 
+/// The store's own lock, an `flock` on its folder: held shared while a
+/// record changes in both the store and the audit trail (a seal: the
+/// rename, then its line), and exclusive while `audit verify` reads both,
+/// so it never sees one change without the other. `None` if the folder
+/// cannot be opened or locked: the caller goes on without it (a seal is
+/// never refused for it; a verify then may see a seal half done).
+pub fn hold(dir: &Path, how: FlockArg) -> Option<Flock<File>> {
+    let folder = File::open(dir).ok()?;
+    Flock::lock(folder, how).ok()
+}
+
 fn sync_dir(dir: &Path) {
     let _ = File::open(dir).and_then(|d| d.sync_all());
 }
@@ -138,7 +151,7 @@ pub fn user_of(path: &Path) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Recording;
     use crate::recording::format::{self, Meta};
@@ -147,7 +160,7 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex};
 
-    fn cfg(output: u64) -> Recording {
+    pub(crate) fn cfg(output: u64) -> Recording {
         Recording {
             output_bytes: output,
             input_bytes: 1000,
@@ -161,7 +174,7 @@ mod tests {
         }
     }
 
-    fn meta(session: &str, kind: &str) -> Meta {
+    pub(crate) fn meta(session: &str, kind: &str) -> Meta {
         Meta {
             format: 1,
             id: String::new(),

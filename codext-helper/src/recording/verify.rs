@@ -8,10 +8,11 @@
 //! (and its head anchored off the host, see `docs/THREAT_MODEL.md`), the
 //! SHA-256 it holds cannot be changed to match unnoticed.
 
-use super::store::{valid_id, SEALED};
+use super::store::{hold, valid_id, PART, SEALED};
+use nix::fcntl::FlockArg;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -70,9 +71,8 @@ fn sha256_of(path: &Path) -> Option<String> {
     Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// What was checked: `(records checked, problems)`; each problem names
-/// the record and what is wrong with it.
-pub fn verify(log: &Path, store: &Path) -> (usize, Vec<String>) {
+/// What the trail says of each record it names.
+fn said_by(log: &Path) -> BTreeMap<String, Said> {
     let mut said: BTreeMap<String, Said> = BTreeMap::new();
     for v in trail_lines(log) {
         let (Some(event), Some(id)) = (v["event"].as_str(), v["id"].as_str()) else {
@@ -86,16 +86,54 @@ pub fn verify(log: &Path, store: &Path) -> (usize, Vec<String>) {
             _ => {}
         }
     }
+    said
+}
+
+/// Whether the trail, read again if what was read last does not say so,
+/// says `id` expired (its line is written before its file is removed).
+fn expired_since(later: &mut Option<BTreeMap<String, Said>>, log: &Path, id: &str) -> bool {
+    let said = |l: &Option<BTreeMap<String, Said>>| {
+        l.as_ref()
+            .and_then(|l| l.get(id))
+            .is_some_and(|s| s.expired)
+    };
+    if said(later) {
+        return true;
+    }
+    *later = Some(said_by(log));
+    said(later)
+}
+
+/// What was checked: `(records checked, problems)`; each problem names
+/// the record and what is wrong with it.
+///
+/// The helper may seal and expire records meanwhile. The trail and the
+/// store's listing are read holding the store's lock exclusive, which a
+/// seal holds shared from its rename to its audit line, so the view is
+/// never half a seal; the records are hashed after the lock is let go (a
+/// long hash must not hold up seals), and one that expired meanwhile
+/// (its line is written before its file goes) is no problem.
+pub fn verify(log: &Path, store: &Path) -> (usize, Vec<String>) {
+    let held = hold(store, FlockArg::LockExclusive);
+    let said = said_by(log);
+    let listed: BTreeSet<String> = std::fs::read_dir(store)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    drop(held);
     let mut problems = Vec::new();
     let mut checked = 0;
+    let mut later: Option<BTreeMap<String, Said>> = None;
     for (id, s) in &said {
         let sealed = store.join(format!("{id}{SEALED}"));
-        let part = store.join(format!("{id}.part"));
         match (&s.sealed, s.expired) {
             (_, true) => {}
             (Some(want), false) => {
                 checked += 1;
                 match sha256_of(&sealed) {
+                    None if expired_since(&mut later, log, id) => {}
                     None => problems.push(format!(
                         "record {id}: the audit trail sealed it (sha256 {want}) and records no expiry, but {} is gone",
                         sealed.display()
@@ -107,23 +145,25 @@ pub fn verify(log: &Path, store: &Path) -> (usize, Vec<String>) {
                     Some(_) => {}
                 }
             }
-            (None, false) if s.opened && !part.exists() => problems.push(format!(
+            (None, false) if s.opened && !listed.contains(&format!("{id}{PART}")) => problems.push(format!(
                 "record {id}: the audit trail opened it, and it was neither sealed nor expired, nor is it being written"
             )),
             (None, false) => {}
         }
     }
-    for e in std::fs::read_dir(store).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
+    for name in &listed {
         if let Some(id) = name.strip_suffix(SEALED) {
             let known = said.get(id).is_some_and(|s| s.sealed.is_some());
             if !valid_id(id) || !known {
                 problems.push(format!(
                     "{}: not a record the audit trail knows (planted, or renamed)",
-                    e.path().display()
+                    store.join(name).display()
                 ));
             }
         }
     }
     (checked, problems)
 }
+
+#[cfg(test)]
+mod tests;

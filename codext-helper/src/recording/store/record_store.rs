@@ -137,13 +137,16 @@ impl RecordStore {
             .collect();
         for part in parts {
             match Writer::recover(&self.dir, &part, &self.cfg) {
-                Ok(w) => match w.seal(
-                    None,
-                    Some("the helper stopped while the channel was recorded".into()),
-                ) {
-                    Ok(sealed) => (self.log)(sealed.event()),
-                    Err(e) => crate::log::error!("recording: sealing {}: {e}", part.display()),
-                },
+                Ok(w) => {
+                    let sealed = w.seal(
+                        None,
+                        Some("the helper stopped while the channel was recorded".into()),
+                        |sealed| (self.log)(sealed.event()),
+                    );
+                    if let Err(e) = sealed {
+                        crate::log::error!("recording: sealing {}: {e}", part.display());
+                    }
+                }
                 Err(e) => crate::log::error!("recording: {}: {e}", part.display()),
             }
         }
@@ -254,10 +257,8 @@ impl RecordStore {
         exit: Option<Exit>,
         truncated: Option<String>,
     ) -> Result<Sealed, String> {
-        let result = w.seal(exit, truncated);
-        let mut inner = self.lock();
-        inner.open = inner.open.saturating_sub(1);
-        if let Ok(s) = &result {
+        let result = w.seal(exit, truncated, |s| {
+            let mut inner = self.lock();
             inner.sealed.push(Kept {
                 id: s.id.clone(),
                 bytes: s.bytes,
@@ -266,7 +267,9 @@ impl RecordStore {
             // Logged under the lock: two channels sealed at once appear in
             // the audit trail in the order they expire (oldest first).
             (self.log)(s.event());
-        }
+        });
+        let mut inner = self.lock();
+        inner.open = inner.open.saturating_sub(1);
         drop(inner);
         result
     }

@@ -5,8 +5,9 @@
 use super::frames::{encode_frame, Frames};
 use super::Writer;
 use crate::recording::format::{self, Bytes, End};
-use crate::recording::store::{io_err, now, sync_dir, Sealed, SEALED};
+use crate::recording::store::{hold, io_err, now, sync_dir, Sealed, SEALED};
 use codext_record::proto::{Exit, Stream};
+use nix::fcntl::FlockArg;
 use sha2::Digest;
 use std::io::Write;
 use std::path::PathBuf;
@@ -156,8 +157,16 @@ impl Writer {
     }
 
     /// Ends the record: the kept tail after a marker of what was dropped,
-    /// the trailer, sync, rename to `<id>.rec`.
-    pub fn seal(mut self, exit: Option<Exit>, truncated: Option<String>) -> Result<Sealed, String> {
+    /// the trailer, sync; then, holding the store's lock shared
+    /// ([`crate::recording::store::hold`]), the rename to `<id>.rec` and
+    /// `publish` (the audit line), so `audit verify` sees the record either
+    /// being written or sealed and in the trail, never one without the other.
+    pub fn seal(
+        mut self,
+        exit: Option<Exit>,
+        truncated: Option<String>,
+        publish: impl FnOnce(&Sealed),
+    ) -> Result<Sealed, String> {
         let (dropped, segments) = self.write_kept()?;
         let exit_json = exit.map(|e| match e {
             Exit::Code(c) => serde_json::json!({ "code": c }),
@@ -181,26 +190,30 @@ impl Writer {
             .get_ref()
             .sync_all()
             .map_err(|e| io_err("sync", &self.part_path, e))?;
-        let sealed_path = self.dir.join(format!("{}{SEALED}", self.id));
-        std::fs::rename(&self.part_path, &sealed_path)
-            .map_err(|e| io_err("rename", &self.part_path, e))?;
-        sync_dir(&self.dir);
-        for p in &segments {
-            let _ = std::fs::remove_file(p);
-        }
-        let sha256 = self
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Sealed {
-            id: self.id,
-            user: self.user,
-            sha256,
+        let sealed = Sealed {
+            id: self.id.clone(),
+            user: self.user.clone(),
+            sha256: self
+                .hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
             bytes: self.written,
             exit: exit_json.map(|v| format::exit_text(Some(&v))),
             truncated,
-        })
+        };
+        let sealed_path = self.dir.join(format!("{}{SEALED}", self.id));
+        {
+            let _held = hold(&self.dir, FlockArg::LockShared);
+            std::fs::rename(&self.part_path, &sealed_path)
+                .map_err(|e| io_err("rename", &self.part_path, e))?;
+            sync_dir(&self.dir);
+            publish(&sealed);
+        }
+        for p in &segments {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(sealed)
     }
 }
