@@ -293,27 +293,41 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         // [recording] hook: every record against the SHA-256 the trail holds.
-        let (records, problems) =
-            crate::recording::verify::verify(&cfg.audit_log, &cfg.recordings_dir());
-        if !problems.is_empty() {
-            for p in &problems {
+        let found =
+            crate::recording::verify::verify(&cfg.audit_log, &cfg.state_dir, &cfg.recordings_dir());
+        if !found.problems.is_empty() {
+            for p in &found.problems {
                 error!("{p}");
             }
             return Err(HelperError::Refused(format!(
                 "{} of the recorded sessions' records do not match the audit trail",
-                problems.len()
+                found.problems.len()
             )));
         }
-        println!("records intact: {records} sealed records match the audit trail");
-        if !r.warnings.is_empty() {
-            for w in &r.warnings {
-                warn!("{w}");
+        println!(
+            "records intact: {} sealed records match the audit trail",
+            found.checked
+        );
+        for u in &found.unchecked {
+            warn!("{u}");
+        }
+        for w in &r.warnings {
+            warn!("{w}");
+        }
+        match (r.warnings.len(), found.unchecked.len()) {
+            (0, 0) => {}
+            (0, n) => {
+                return Err(HelperError::AuditGaps(format!(
+                    "{n} record{} older than the trail's oldest kept line cannot be checked",
+                    if n == 1 { "" } else { "s" }
+                )))
             }
-            return Err(HelperError::AuditGaps(format!(
-                "the chain links, but {} recover{} could not rule out lost entries",
-                r.warnings.len(),
-                if r.warnings.len() == 1 { "y" } else { "ies" }
-            )));
+            (n, _) => {
+                return Err(HelperError::AuditGaps(format!(
+                    "the chain links, but {n} recover{} could not rule out lost entries",
+                    if n == 1 { "y" } else { "ies" }
+                )))
+            }
         }
         return Ok(());
     }

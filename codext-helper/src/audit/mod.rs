@@ -57,7 +57,7 @@ mod write;
 pub use event::AuditEvent;
 #[cfg(test)]
 use verify::{check_snapshot, Snapshot, Stop};
-pub use verify::{verify, Report};
+pub use verify::{kept_lines, verify, Report};
 
 use chain::{
     check_line, file_name, line_hash, read_head, read_nofollow, rotated_numbers, rotated_path,

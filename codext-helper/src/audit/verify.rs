@@ -47,20 +47,54 @@ pub struct Report {
 /// snapshot (a file deleted by hand is missing from the listing itself,
 /// and reported as such).
 pub fn verify(log: &Path, state_dir: &Path) -> std::result::Result<Report, String> {
+    consistently(log, state_dir, check_snapshot)
+}
+
+/// Every line the trail keeps, oldest file first, parsed (not checked:
+/// that is [`verify`]'s), read as one view of the trail the way
+/// [`verify`] reads it: what the records' check compares the store with.
+pub fn kept_lines(log: &Path, state_dir: &Path) -> std::result::Result<Vec<Value>, String> {
+    consistently(log, state_dir, |log, snap| {
+        let mut lines = Vec::new();
+        for n in &snap.rotated {
+            let bytes = read_rotated(&rotated_path(log, *n))?;
+            parse_lines(&bytes, &mut lines);
+        }
+        parse_lines(&snap.active, &mut lines);
+        Ok(lines)
+    })
+}
+
+fn parse_lines(bytes: &[u8], into: &mut Vec<Value>) {
+    into.extend(
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
+    );
+}
+
+/// Runs `read` over a snapshot of the trail, again over a new one if the
+/// retention deleted a listed file before it was read (at most five
+/// times).
+fn consistently<T>(
+    log: &Path,
+    state_dir: &Path,
+    read: impl Fn(&Path, &Snapshot) -> std::result::Result<T, Stop>,
+) -> std::result::Result<T, String> {
     const TRIES: u32 = 5;
     let mut tries = 1;
     loop {
-        match check_snapshot(log, &Snapshot::take(log, state_dir)?) {
+        match read(log, &Snapshot::take(log, state_dir)?) {
             Err(Stop::Vanished(path)) if tries < TRIES => {
                 crate::log::debug!(
-                    "audit verify: {} was deleted by the retention while checked; starting again",
+                    "audit trail: {} was deleted by the retention while read; reading again",
                     path.display()
                 );
                 tries += 1;
             }
             Err(Stop::Vanished(path)) => {
                 return Err(format!(
-                    "{} was deleted while it was checked, {TRIES} times in a row",
+                    "{} was deleted while it was read, {TRIES} times in a row",
                     path.display()
                 ))
             }

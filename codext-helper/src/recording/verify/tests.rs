@@ -1,7 +1,7 @@
 //! `audit verify` while the helper seals and expires records: the view it
 //! takes is never half a seal or half an expiry.
 
-use super::verify;
+use super::{verify, Found};
 use crate::audit::AuditEvent;
 use crate::recording::store::tests::{cfg, meta};
 use crate::recording::store::RecordStore;
@@ -55,20 +55,19 @@ fn record(s: &RecordStore, session: &str, n: u32) {
     s.finish(w, Some(Exit::Code(0)), None).unwrap();
 }
 
-type Verdict = (usize, Vec<String>);
-
 #[test]
 fn given_verify_started_between_a_seals_rename_and_its_audit_line_then_it_waits_and_finds_the_record_intact(
 ) {
     let root = tmp("mid-seal");
     let (dir, trail_path) = (root.join("recordings"), root.join("audit.log"));
     let trail = open_trail(&trail_path);
-    let verdict: Arc<Mutex<Option<Receiver<Verdict>>>> = Arc::default();
-    let (t, v, d, tp) = (
+    let verdict: Arc<Mutex<Option<Receiver<Found>>>> = Arc::default();
+    let (t, v, d, tp, sd) = (
         trail.clone(),
         verdict.clone(),
         dir.clone(),
         trail_path.clone(),
+        root.clone(),
     );
     let s = RecordStore::open(
         &dir,
@@ -78,9 +77,9 @@ fn given_verify_started_between_a_seals_rename_and_its_audit_line_then_it_waits_
                 // The record is renamed `.rec`, its line not yet written:
                 // a verify started now must not take its view yet.
                 let (tx, rx) = mpsc::channel();
-                let (d, tp) = (d.clone(), tp.clone());
+                let (d, tp, sd) = (d.clone(), tp.clone(), sd.clone());
                 std::thread::spawn(move || {
-                    let _ = tx.send(verify(&tp, &d));
+                    let _ = tx.send(verify(&tp, &sd, &d));
                 });
                 match rx.recv_timeout(Duration::from_millis(300)) {
                     Err(RecvTimeoutError::Timeout) => {}
@@ -94,8 +93,14 @@ fn given_verify_started_between_a_seals_rename_and_its_audit_line_then_it_waits_
     .unwrap();
     record(&s, "0123456789", 100);
     let rx = verdict.lock().unwrap().take().expect("the seal was logged");
-    let (checked, problems) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!((checked, problems), (1, Vec::<String>::new()));
+    let found = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        found,
+        Found {
+            checked: 1,
+            ..Found::default()
+        }
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -112,13 +117,14 @@ fn given_records_sealed_and_expired_while_verify_runs_again_and_again_then_it_ne
     c.store_bytes = c.reservation() + 20_000;
     let s = RecordStore::open(&dir, &c, Box::new(move |e| append(&t, e))).unwrap();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let (d, tp) = (dir.clone(), trail_path.clone());
+    let (d, tp, sd) = (dir.clone(), trail_path.clone(), root.clone());
     let checker = std::thread::spawn(move || {
         let mut runs = 0u32;
         let mut seen = Vec::new();
         while stop_rx.try_recv().is_err() {
-            let (_, problems) = verify(&tp, &d);
-            seen.extend(problems);
+            let found = verify(&tp, &sd, &d);
+            seen.extend(found.problems);
+            seen.extend(found.unchecked);
             runs += 1;
         }
         (runs, seen)
@@ -135,11 +141,64 @@ fn given_records_sealed_and_expired_while_verify_runs_again_and_again_then_it_ne
         problems.first()
     );
     assert!(runs > 10, "verify ran {runs} times only");
-    let (checked, problems) = verify(&trail_path, &dir);
-    assert!(problems.is_empty(), "{problems:?}");
+    let found = verify(&trail_path, &root, &dir);
+    assert!(found.problems.is_empty(), "{found:?}");
     let trail = std::fs::read_to_string(&trail_path).unwrap();
     let expired = trail.matches(r#""event":"record_expire""#).count();
     assert!(expired > 150, "{expired} records expired");
-    assert_eq!(checked, 200 - expired);
+    assert_eq!(found.checked, 200 - expired);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn given_records_older_than_the_trails_oldest_kept_line_then_they_are_unchecked_and_a_newer_unknown_one_is_planted(
+) {
+    let root = tmp("retained");
+    let (dir, trail_path) = (root.join("recordings"), root.join("audit.log"));
+    let trail = open_trail(&trail_path);
+    let t = trail.clone();
+    let s = RecordStore::open(&dir, &cfg(16 << 10), Box::new(move |e| append(&t, e))).unwrap();
+    record(&s, "00000000aa", 10);
+    record(&s, "00000000bb", 10);
+    // The audit retention deleted the files that held both records' lines:
+    // the oldest kept line is a later file's checkpoint, written after the
+    // first record and before the second.
+    let old = dir.join("00000000aa.1.rec");
+    let new = dir.join("00000000bb.1.rec");
+    let at = |path: &Path, secs: u64| {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap();
+    };
+    at(&old, 1_700_000_000);
+    at(&new, 1_700_000_200);
+    let checkpoint = serde_json::json!({
+        "event": "checkpoint",
+        "file": 7,
+        "time": codext_core::time::rfc3339(1_700_000_100),
+    });
+    std::fs::write(&trail_path, format!("{checkpoint}\n")).unwrap();
+    let found = verify(&trail_path, &root, &dir);
+    assert_eq!(found.checked, 0);
+    assert_eq!(found.unchecked.len(), 1, "{found:?}");
+    assert!(
+        found.unchecked[0].contains("00000000aa.1.rec")
+            && found.unchecked[0].contains("went with the retention"),
+        "{found:?}"
+    );
+    assert_eq!(found.problems.len(), 1, "{found:?}");
+    assert!(
+        found.problems[0].contains("00000000bb.1.rec") && found.problems[0].contains("planted"),
+        "{found:?}"
+    );
+    // Without a retention (the oldest kept line is the first file's), no
+    // unknown record is excused, however old.
+    std::fs::write(&trail_path, "").unwrap();
+    let found = verify(&trail_path, &root, &dir);
+    assert!(found.unchecked.is_empty(), "{found:?}");
+    assert_eq!(found.problems.len(), 2, "{found:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
