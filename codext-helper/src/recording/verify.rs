@@ -3,7 +3,9 @@
 //! sealed must be in the store with exactly the SHA-256 the trail holds,
 //! unless the trail also says it expired; a record the trail opened must
 //! have been sealed or still be being written; and nothing in the store
-//! may be missing from the trail. So an edited, deleted, swapped or
+//! may be missing from the trail (but a record written before the oldest
+//! line the trail keeps, whose lines went with the audit retention, is
+//! named as unchecked rather than planted). So an edited, deleted, swapped or
 //! planted record is reported, and since the trail itself is hash-chained
 //! (and its head anchored off the host, see `docs/THREAT_MODEL.md`), the
 //! SHA-256 it holds cannot be changed to match unnoticed.
