@@ -14,7 +14,10 @@
 //!   client threads at the measuring client's priority, and at nice 19.
 //!   Here the attacker's clients share the helper's 2 cores; a remote
 //!   attacker's do not (their cost here is sshd's, which the real login
-//!   shares alike), so the second figure is the helper's own share.
+//!   shares alike), so the second figure is the helper's own share;
+//! * last, known logins on the idle helper and while `codext-helper audit
+//!   verify` runs again and again (it holds the writers' lock while it
+//!   reads the active file), alternately, in rounds.
 
 use codext_tests::flood::{authenticate, flood, Flood};
 use codext_tests::world::{wait_until, World};
@@ -208,6 +211,36 @@ fn run(w: &World, sources: u64, first: u64, per_second: u64, attacker_nice: i32)
     }
 }
 
+/// Known logins on the idle helper, then as many while `audit verify` runs
+/// in a loop, `ROUNDS` times: (idle, during, verify runs, every run passed).
+fn beside_verify(w: &World) -> (Vec<Duration>, Vec<Duration>, u64, bool) {
+    let armed: Vec<_> = (0..2 * ROUNDS * PER_ROUND).map(|_| w.arm()).collect();
+    let mut known = armed.iter();
+    let (mut idle, mut during, mut runs, mut all_passed) = (Vec::new(), Vec::new(), 0, true);
+    for _ in 0..ROUNDS {
+        idle.extend(known.by_ref().take(PER_ROUND).map(known_login));
+        let busy = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&busy);
+        let verifier = std::thread::spawn(move || {
+            let (mut n, mut passed) = (0u64, true);
+            while flag.load(Ordering::SeqCst) {
+                passed &= World::helper_cli(&["audit", "verify"]).status.success();
+                n += 1;
+            }
+            (n, passed)
+        });
+        during.extend(known.by_ref().take(PER_ROUND).map(known_login));
+        busy.store(false, Ordering::SeqCst);
+        let (n, passed) = verifier.join().expect("verify loop");
+        runs += n;
+        all_passed &= passed;
+    }
+    for a in &armed {
+        let _ = World::helper_cli(&["revoke", &a.user]);
+    }
+    (idle, during, runs, all_passed)
+}
+
 fn main() {
     assert_eq!(
         std::env::var("CODEXT_SANDBOX").as_deref(),
@@ -294,5 +327,15 @@ fn main() {
     }
     println!(
         "  (before this change: one line and three fsyncs per attempt = {FLOOD} lines per flood)"
+    );
+    let (mut idle, mut during, runs, passed) = beside_verify(&w);
+    let active = std::fs::metadata("/var/log/codext/audit.jsonl").map_or(0, |m| m.len());
+    let (i, d) = (median(&mut idle), median(&mut during));
+    println!(
+        "  known-user authenticate beside `audit verify` in a loop ({runs} runs, {}; active file {active} bytes): idle, median of {}: {i:.1?}; during, median of {}: {d:.1?}; ratio {:.2}",
+        if passed { "every one passed" } else { "SOME FAILED" },
+        idle.len(),
+        during.len(),
+        d.as_secs_f64() / i.as_secs_f64()
     );
 }
