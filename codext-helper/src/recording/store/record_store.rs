@@ -257,8 +257,13 @@ impl RecordStore {
         exit: Option<Exit>,
         truncated: Option<String>,
     ) -> Result<Sealed, String> {
+        // The record's reservation becomes its size in one step, so a
+        // record begun meanwhile never counts both (and expires one more).
+        let mut published = false;
         let result = w.seal(exit, truncated, |s| {
             let mut inner = self.lock();
+            inner.open = inner.open.saturating_sub(1);
+            published = true;
             inner.sealed.push(Kept {
                 id: s.id.clone(),
                 bytes: s.bytes,
@@ -268,9 +273,10 @@ impl RecordStore {
             // the audit trail in the order they expire (oldest first).
             (self.log)(s.event());
         });
-        let mut inner = self.lock();
-        inner.open = inner.open.saturating_sub(1);
-        drop(inner);
+        if !published {
+            let mut inner = self.lock();
+            inner.open = inner.open.saturating_sub(1);
+        }
         result
     }
 }
