@@ -668,8 +668,15 @@ sandbox_test! {
         // More records than the store holds: never over its size, the
         // oldest expire first, each an audit line.
         let store_bytes = 4_718_592u64;
+        // Each channel's record is sealed once the channel ended (the client
+        // does not wait), and until then keeps its reservation: this store
+        // holds four, so on a loaded machine four channels still sealing
+        // refuse a fifth, by design (fail closed). The loop waits for each
+        // seal: what it tests is the expiry.
+        let before = sealed(&w, &a.user).len();
         for i in 0..90 {
             ok(&agent(&w, "ssh", &["codext-web1", &format!("seq {i} 20000")]), "seq");
+            wait_sealed(&w, &a.user, before + i + 1);
             let used: u64 = std::fs::read_dir("/var/lib/codext/recordings")
                 .unwrap()
                 .flatten()
