@@ -40,3 +40,6 @@ pub mod store;
 pub mod sys;
 pub mod userdb;
 pub mod wake;
+
+#[cfg(test)]
+mod testing;

@@ -101,6 +101,11 @@ pub(super) fn rotated_numbers(log: &Path) -> std::io::Result<Vec<u64>> {
 /// Reads a whole file without following a symlink; a missing file is
 /// empty.
 pub(super) fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_if_present(path).map(Option::unwrap_or_default)
+}
+
+/// Reads a whole file without following a symlink; `None` if it is gone.
+pub(super) fn read_if_present(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -109,9 +114,9 @@ pub(super) fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
         Ok(mut f) => {
             let mut v = Vec::new();
             f.read_to_end(&mut v)?;
-            Ok(v)
+            Ok(Some(v))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -60,8 +60,8 @@ use verify::{check_snapshot, Snapshot, Stop};
 pub use verify::{kept_lines, verify, Report};
 
 use chain::{
-    check_line, file_name, line_hash, read_head, read_nofollow, rotated_numbers, rotated_path,
-    walk, Head, Tail, Walk,
+    check_line, file_name, line_hash, read_head, read_if_present, read_nofollow, rotated_numbers,
+    rotated_path, walk, Head, Tail, Walk,
 };
 use summary::Summary;
 use system_log::SystemLog;

@@ -3,12 +3,12 @@
 
 use super::chain::Head;
 use super::{
-    check_line, read_head, read_nofollow, rotated_numbers, rotated_path, GENESIS, LOCK_FILE,
+    check_line, read_head, read_if_present, read_nofollow, rotated_numbers, rotated_path, GENESIS,
+    LOCK_FILE,
 };
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 use std::fs::OpenOptions;
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -148,26 +148,16 @@ impl From<String> for Stop {
 
 /// A rotated file, listed in the snapshot: `Vanished` if it is gone.
 fn read_rotated(path: &Path) -> std::result::Result<Vec<u8>, Stop> {
-    let mut f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Stop::Vanished(path.to_path_buf()))
-        }
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
-    };
-    let mut v = Vec::new();
-    f.read_to_end(&mut v)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(v)
+    match read_if_present(path) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(Stop::Vanished(path.to_path_buf())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display()).into()),
+    }
 }
 
 /// The chain over the snapshot's files.
 pub(super) fn check_snapshot(log: &Path, snap: &Snapshot) -> std::result::Result<Report, Stop> {
-    let head = snap.head.clone();
+    let head = snap.head.as_ref();
     let rotated = &snap.rotated;
     let files = rotated.last().copied().unwrap_or(0);
     let first_file = rotated.first().copied().unwrap_or(1);
@@ -220,12 +210,14 @@ pub(super) fn check_snapshot(log: &Path, snap: &Snapshot) -> std::result::Result
         .chain(std::iter::once((files + 1, log.to_path_buf())));
     for (index, path) in order {
         let active = index == files + 1;
-        let bytes = if active {
-            snap.active.clone()
+        let rotated_bytes;
+        let bytes: &[u8] = if active {
+            &snap.active
         } else {
-            read_rotated(&path)?
+            rotated_bytes = read_rotated(&path)?;
+            &rotated_bytes
         };
-        let text = String::from_utf8(bytes)
+        let text = std::str::from_utf8(bytes)
             .map_err(|_| format!("{}: not UTF-8 text (damaged or edited)", path.display()))?;
         let at = |n: usize| format!("{} line {n}", path.display());
         if !text.is_empty() && !text.ends_with('\n') {

@@ -3,6 +3,7 @@
 
 use super::{verify, Found};
 use crate::audit::AuditEvent;
+use crate::config::Recording;
 use crate::recording::store::tests::{cfg, meta};
 use crate::recording::store::RecordStore;
 use codext_record::proto::{Exit, Stream};
@@ -37,6 +38,16 @@ fn open_trail(path: &Path) -> Arc<Mutex<File>> {
             .open(path)
             .unwrap(),
     ))
+}
+
+/// A scratch folder holding a store (`recordings`) whose audit lines go
+/// to a trail (`audit.log`): (folder, store, trail, the store).
+fn store_with_trail(name: &str, c: &Recording) -> (PathBuf, PathBuf, PathBuf, RecordStore) {
+    let root = tmp(name);
+    let (dir, trail_path) = (root.join("recordings"), root.join("audit.log"));
+    let trail = open_trail(&trail_path);
+    let s = RecordStore::open(&dir, c, Box::new(move |e| append(&trail, e))).unwrap();
+    (root, dir, trail_path, s)
 }
 
 /// One record, sealed: `n` lines of output.
@@ -107,40 +118,23 @@ fn given_verify_started_between_a_seals_rename_and_its_audit_line_then_it_waits_
 #[test]
 fn given_records_sealed_and_expired_while_verify_runs_again_and_again_then_it_never_reports_a_problem(
 ) {
-    let root = tmp("busy");
-    let (dir, trail_path) = (root.join("recordings"), root.join("audit.log"));
-    let trail = open_trail(&trail_path);
-    let t = trail.clone();
     // Room for a few records beside an open one's reservation: every new
     // record expires the oldest.
     let mut c = cfg(16 << 10);
     c.store_bytes = c.reservation() + 20_000;
-    let s = RecordStore::open(&dir, &c, Box::new(move |e| append(&t, e))).unwrap();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (root, dir, trail_path, s) = store_with_trail("busy", &c);
     let (d, tp, sd) = (dir.clone(), trail_path.clone(), root.clone());
-    let checker = std::thread::spawn(move || {
-        let mut runs = 0u32;
-        let mut seen = Vec::new();
-        while stop_rx.try_recv().is_err() {
+    crate::testing::assert_never_reports_while(
+        move || {
             let found = verify(&tp, &sd, &d);
-            seen.extend(found.problems);
-            seen.extend(found.unchecked);
-            runs += 1;
-        }
-        (runs, seen)
-    });
-    for i in 0..200u32 {
-        record(&s, &format!("{:010}", 1_000_000 + i), 200);
-    }
-    stop_tx.send(()).unwrap();
-    let (runs, problems) = checker.join().unwrap();
-    assert!(
-        problems.is_empty(),
-        "{} problems over {runs} runs, the first: {:?}",
-        problems.len(),
-        problems.first()
+            found.problems.into_iter().chain(found.unchecked).collect()
+        },
+        || {
+            for i in 0..200u32 {
+                record(&s, &format!("{:010}", 1_000_000 + i), 200);
+            }
+        },
     );
-    assert!(runs > 10, "verify ran {runs} times only");
     let found = verify(&trail_path, &root, &dir);
     assert!(found.problems.is_empty(), "{found:?}");
     let trail = std::fs::read_to_string(&trail_path).unwrap();
@@ -153,11 +147,7 @@ fn given_records_sealed_and_expired_while_verify_runs_again_and_again_then_it_ne
 #[test]
 fn given_records_older_than_the_trails_oldest_kept_line_then_they_are_unchecked_and_a_newer_unknown_one_is_planted(
 ) {
-    let root = tmp("retained");
-    let (dir, trail_path) = (root.join("recordings"), root.join("audit.log"));
-    let trail = open_trail(&trail_path);
-    let t = trail.clone();
-    let s = RecordStore::open(&dir, &cfg(16 << 10), Box::new(move |e| append(&t, e))).unwrap();
+    let (root, dir, trail_path, s) = store_with_trail("retained", &cfg(16 << 10));
     record(&s, "00000000aa", 10);
     record(&s, "00000000bb", 10);
     // The audit retention deleted the files that held both records' lines:
