@@ -421,7 +421,7 @@ sandbox_test! {
         let probe = format!(
             r#"sleep 60 >/dev/null 2>&1 & own=$!
 /usr/bin/python3 - {pid} $own <<'PY'
-import ctypes, os, sys, socket
+import ctypes, fcntl, os, sys, socket
 libc = ctypes.CDLL(None, use_errno=True)
 for name, pid in (("recorder", int(sys.argv[1])), ("own", int(sys.argv[2]))):
     r = libc.ptrace(16, pid, 0, 0)  # PTRACE_ATTACH
@@ -444,6 +444,14 @@ try:
     print("store writable")
 except OSError as x:
     print("store", x.strerror)
+# The locks a seal and every audit line wait on: held, they would stall
+# the records and the logins.
+for name, path in (("store lock", "/var/lib/codext/recordings"), ("audit lock", "/var/lib/codext/audit.lock")):
+    try:
+        fcntl.flock(os.open(path, os.O_RDONLY), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        print(name, "taken")
+    except OSError as x:
+        print(name, x.strerror)
 s = socket.socket(socket.AF_UNIX)
 try:
     s.connect("/run/codext-record/socket")
@@ -464,6 +472,8 @@ kill -KILL $own"#
             "/var/lib/codext/recordings Permission denied",
             "/run/codext-record Permission denied",
             "store Permission denied",
+            "store lock Permission denied",
+            "audit lock Permission denied",
             "socket Permission denied",
         ] {
             assert!(out.contains(want), "{want:?} not in:\n{out}");
