@@ -197,23 +197,53 @@ pub fn tcp_peer_uid(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> 
         }
     }
     let (want_local, want_remote) = (addr_hex(peer), addr_hex(local));
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 7 && f[1] == want_local && f[2] == want_remote {
-                return f[7].parse().ok();
-            }
-        }
-    }
-    None
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            uid_in_table(&text, &want_local, &want_remote)
+        })
+}
+
+/// TCP's `TIME_WAIT` state in `/proc/net/tcp`'s `st` column.
+const TIME_WAIT: &str = "06";
+
+/// The `uid` of the socket whose local and remote addresses are these, in
+/// one `/proc/net/tcp` table. A `TIME_WAIT` row is skipped: it is what
+/// is left of an earlier, closed connection, its uid column is always 0,
+/// and on loopback the kernel reuses its address pair for a new
+/// connection (`net.ipv4.tcp_tw_reuse`), whose row may come after it.
+fn uid_in_table(text: &str, local: &str, remote: &str) -> Option<u32> {
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 7 && f[1] == local && f[2] == remote && f[3] != TIME_WAIT)
+            .then(|| f[7].parse().ok())
+            .flatten()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_time_wait_row_before_the_live_connection_on_the_same_addresses_then_the_live_ones_uid_is_found(
+    ) {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:D2A4 0100007F:1F90 06 00000000:00000000 03:00000F5A 00000000     0        0 0 3 0000000000000000
+   1: 0100007F:1F90 0100007F:D2A4 01 00000000:00000000 00:00000000 00000000     0        0 4711 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:D2A4 0100007F:1F90 01 00000000:00000000 00:00000000 00000000   995        0 4712 1 0000000000000000 20 4 30 10 -1
+";
+        assert_eq!(
+            uid_in_table(table, "0100007F:D2A4", "0100007F:1F90"),
+            Some(995)
+        );
+        assert_eq!(
+            uid_in_table(table, "0100007F:1F90", "0100007F:D2A4"),
+            Some(0)
+        );
+        assert_eq!(uid_in_table(table, "0100007F:D2A5", "0100007F:1F90"), None);
+    }
 
     #[test]
     fn given_known_unix_times_then_rfc3339_is_correct() {
