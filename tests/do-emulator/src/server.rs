@@ -209,6 +209,12 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
         send(req, reply);
         return;
     }
+    // Read as soon as the request is in, before the emulated latency: the
+    // client has just sent it and holds its socket (one that gave up
+    // later would show as an orphan, whose uid column is 0).
+    let peer_uid = req
+        .remote_addr()
+        .and_then(|peer| crate::util::tcp_peer_uid(*peer, shared_addr(&shared.base_url)?));
     let (reply, fault) = if inc.path.starts_with("/metadata/") {
         metadata(shared, &inc)
     } else {
@@ -239,11 +245,6 @@ fn handle(shared: &Shared, mut req: tiny_http::Request) {
                 .unwrap_or_default()
         );
     }
-    // While the request is being answered, its connection is open: the
-    // kernel still knows which uid holds the client's socket.
-    let peer_uid = req
-        .remote_addr()
-        .and_then(|peer| crate::util::tcp_peer_uid(*peer, shared_addr(&shared.base_url)?));
     lock(&shared.calls).push(CallRecord {
         method: inc.method.clone(),
         path: inc.path.clone(),
